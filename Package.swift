@@ -1,0 +1,98 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "verso",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "verso-server", targets: ["verso-server"]),
+        .library(name: "VersoCore", targets: ["VersoCore"]),
+        .library(name: "VersoEngine", targets: ["VersoEngine"]),
+        .library(name: "VersoServer", targets: ["VersoServer"]),
+        .library(name: "VersoTesting", targets: ["VersoTesting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+    ],
+    targets: [
+        // Pure values and protocol rules: no I/O.
+        .target(name: "VersoCore", swiftSettings: swiftSettings),
+        // The system SQLite library.
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        // The record engine: store protocol, write pipeline, subscriptions.
+        .target(
+            name: "VersoEngine",
+            dependencies: [
+                "VersoCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The SQLite store.
+        .target(
+            name: "VersoSQLite",
+            dependencies: ["VersoCore", "VersoEngine", "CSQLite", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // WebSocket and HTTP wiring.
+        .target(
+            name: "VersoServer",
+            dependencies: [
+                "VersoCore", "VersoEngine", "VersoSQLite",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "HummingbirdWSCompression", package: "hummingbird-websocket"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "WSCore", package: "swift-websocket"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "verso-server",
+            dependencies: [
+                "VersoServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Starts a real server on an ephemeral port, and a small WebSocket client for tests.
+        .target(
+            name: "VersoTesting",
+            dependencies: [
+                "VersoServer", "VersoCore",
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "WSCompression", package: "swift-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "VersoCoreTests",
+            dependencies: ["VersoCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "VersoServerTests",
+            dependencies: ["VersoTesting", "VersoServer", "VersoCore", "VersoEngine", "VersoSQLite"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

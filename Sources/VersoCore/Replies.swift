@@ -1,0 +1,192 @@
+/// One key that a write found stale, as `conflict` replies carry it.
+public struct ConflictDetail: Sendable, Equatable {
+    public var key: String
+    /// The base the client sent (`nil` for a forced write, which never conflicts).
+    public var base: Int64
+    /// The key's current state, `nil` when it never existed.
+    public var current: RecordState?
+
+    public init(key: String, base: Int64, current: RecordState?) {
+        self.key = key
+        self.base = base
+        self.current = current
+    }
+}
+
+/// Encodes server messages as compact JSON bytes, field order as Protocol.md shows them.
+public enum Replies {
+    /// Version string sent in `welcome`.
+    public static let serverName = "verso/0.1.0"
+
+    private static func start(_ type: StaticString, rid: JSONValue?) -> JSONWriter {
+        var writer = JSONWriter()
+        writer.raw("{\"type\":\"")
+        writer.raw(type)
+        writer.raw("\"")
+        if let rid {
+            writer.raw(",\"rid\":")
+            writer.value(rid)
+        }
+        return writer
+    }
+
+    private static func finish(_ writer: inout JSONWriter) -> [UInt8] {
+        writer.raw("}")
+        return writer.bytes
+    }
+
+    public static func welcome(rid: JSONValue?, session: String, epoch: String, seq: Int64) -> [UInt8] {
+        var writer = start("welcome", rid: rid)
+        writer.raw(",\"session\":"); writer.string(session)
+        writer.raw(",\"epoch\":"); writer.string(epoch)
+        writer.raw(",\"seq\":"); writer.integer(seq)
+        writer.raw(",\"server\":"); writer.string(serverName)
+        return finish(&writer)
+    }
+
+    public static func error(rid: JSONValue?, _ error: RequestError, key: String? = nil, current: RecordState? = nil) -> [UInt8] {
+        var writer = start("error", rid: rid)
+        writer.raw(",\"code\":"); writer.string(error.code.rawValue)
+        writer.raw(",\"message\":"); writer.string(error.message)
+        if let key {
+            writer.raw(",\"key\":"); writer.string(key)
+        }
+        if let current {
+            writer.raw(",\"version\":"); writer.integer(current.version)
+            writer.raw(",\"deleted\":"); current.isDeleted ? writer.raw("true") : writer.raw("false")
+        }
+        return finish(&writer)
+    }
+
+    /// A `snapshot`: the reply to `get` (with `rid`) or one record sent on subscribe (with `sub`).
+    public static func snapshot(rid: JSONValue?, sub: Int64?, record: RecordSnapshot) -> [UInt8] {
+        var writer = start("snapshot", rid: rid)
+        if let sub {
+            writer.raw(",\"sub\":"); writer.integer(sub)
+        }
+        writer.raw(",\"key\":"); writer.string(record.key)
+        writer.raw(",\"version\":"); writer.integer(record.version)
+        writer.raw(",\"data\":"); writer.raw(bytes: record.data)
+        return finish(&writer)
+    }
+
+    public static func ack(rid: JSONValue?, key: String, version: Int64, seq: Int64) -> [UInt8] {
+        var writer = start("ack", rid: rid)
+        writer.raw(",\"key\":"); writer.string(key)
+        writer.raw(",\"version\":"); writer.integer(version)
+        writer.raw(",\"seq\":"); writer.integer(seq)
+        return finish(&writer)
+    }
+
+    /// The `ack` of a txn: every key the txn names with its version after the txn.
+    public static func txnAck(rid: JSONValue?, seq: Int64, versions: [(key: String, version: Int64)]) -> [UInt8] {
+        var writer = start("ack", rid: rid)
+        writer.raw(",\"seq\":"); writer.integer(seq)
+        writer.raw(",\"versions\":{")
+        for (index, entry) in versions.enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.string(entry.key)
+            writer.raw(":")
+            writer.integer(entry.version)
+        }
+        writer.raw("}")
+        return finish(&writer)
+    }
+
+    private static func conflictFields(_ writer: inout JSONWriter, _ detail: ConflictDetail) {
+        writer.raw("\"key\":"); writer.string(detail.key)
+        writer.raw(",\"base\":"); writer.integer(detail.base)
+        writer.raw(",\"version\":"); writer.integer(detail.current?.version ?? 0)
+        writer.raw(",\"data\":")
+        if let data = detail.current?.data {
+            writer.value(.object(data))
+        } else {
+            writer.raw("null")
+        }
+        writer.raw(",\"deleted\":"); detail.current?.isDeleted == true ? writer.raw("true") : writer.raw("false")
+    }
+
+    public static func conflict(rid: JSONValue?, _ detail: ConflictDetail) -> [UInt8] {
+        var writer = start("conflict", rid: rid)
+        writer.raw(",")
+        conflictFields(&writer, detail)
+        return finish(&writer)
+    }
+
+    public static func txnConflict(rid: JSONValue?, _ details: [ConflictDetail]) -> [UInt8] {
+        var writer = start("conflict", rid: rid)
+        writer.raw(",\"conflicts\":[")
+        for (index, detail) in details.enumerated() {
+            writer.raw(index > 0 ? ",{" : "{")
+            conflictFields(&writer, detail)
+            writer.raw("}")
+        }
+        writer.raw("]")
+        return finish(&writer)
+    }
+
+    /// The reply to `subscribe`. `snapshots` is how many `snapshot` messages follow it.
+    public static func subscribed(rid: JSONValue?, sub: Int64, seq: Int64, reset: Bool, snapshots: Int) -> [UInt8] {
+        var writer = start("subscribed", rid: rid)
+        writer.raw(",\"sub\":"); writer.integer(sub)
+        writer.raw(",\"seq\":"); writer.integer(seq)
+        if reset { writer.raw(",\"reset\":true") }
+        writer.raw(",\"snapshots\":"); writer.integer(Int64(snapshots))
+        return finish(&writer)
+    }
+
+    public static func unsubscribed(rid: JSONValue?, sub: Int64) -> [UInt8] {
+        var writer = start("unsubscribed", rid: rid)
+        writer.raw(",\"sub\":"); writer.integer(sub)
+        return finish(&writer)
+    }
+
+    public static func records(rid: JSONValue?, records: [RecordSnapshot], next: String?) -> [UInt8] {
+        var writer = start("records", rid: rid)
+        writer.raw(",\"records\":[")
+        for (index, record) in records.enumerated() {
+            writer.raw(index > 0 ? ",{\"key\":" : "{\"key\":")
+            writer.string(record.key)
+            writer.raw(",\"version\":"); writer.integer(record.version)
+            writer.raw(",\"data\":"); writer.raw(bytes: record.data)
+            writer.raw("}")
+        }
+        writer.raw("],\"next\":")
+        if let next { writer.string(next) } else { writer.raw("null") }
+        return finish(&writer)
+    }
+}
+
+/// An `update` message encoded once per change and stamped with each subscriber's `sub` id,
+/// so a change fanned out to many subscribers is encoded once.
+public struct EncodedUpdate: Sendable {
+    /// Everything before the subscription id.
+    public let head: [UInt8]
+    /// Everything after it.
+    public let tail: [UInt8]
+
+    public init(_ change: Change) {
+        head = Array("{\"type\":\"update\",\"sub\":".utf8)
+        var writer = JSONWriter()
+        writer.raw(",\"key\":"); writer.string(change.key)
+        writer.raw(",\"version\":"); writer.integer(change.version)
+        writer.raw(",\"seq\":"); writer.integer(change.seq)
+        writer.raw(",\"data\":")
+        if let data = change.data {
+            writer.raw(bytes: data)
+            writer.raw(",\"deleted\":false}")
+        } else {
+            writer.raw("null,\"deleted\":true}")
+        }
+        tail = writer.bytes
+    }
+
+    /// The whole message for subscription `sub`.
+    public func message(sub: Int64) -> [UInt8] {
+        var bytes = head
+        bytes.reserveCapacity(head.count + tail.count + 20)
+        bytes.append(contentsOf: String(sub).utf8)
+        bytes.append(contentsOf: tail)
+        return bytes
+    }
+}

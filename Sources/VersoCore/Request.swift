@@ -1,0 +1,229 @@
+/// Which records a subscription follows.
+public enum SubscriptionFilter: Sendable, Equatable {
+    /// These exact keys.
+    case keys(Set<String>)
+    /// Every key that starts with this prefix (compared as UTF-8 bytes; "" matches all).
+    case prefix(String)
+
+    /// Whether a change to `key` is delivered to the subscription.
+    public func matches(_ key: String) -> Bool {
+        switch self {
+        case .keys(let keys): keys.contains(key)
+        case .prefix(let prefix): RecordKey.key(key, hasPrefix: prefix)
+        }
+    }
+}
+
+/// A client request, checked and typed. See Protocol.md for each message.
+public enum Request: Sendable, Equatable {
+    case hello(client: String?)
+    case get(key: String)
+    /// A single `put`, `patch` or `delete`.
+    case write(WriteOperation)
+    case txn([WriteOperation])
+    case subscribe(SubscriptionFilter, since: Int64?, epoch: String?)
+    case unsubscribe(sub: Int64)
+    case list(prefix: String, after: String?, limit: Int)
+}
+
+/// A request together with the `rid` the client gave it.
+public struct RequestEnvelope: Sendable, Equatable {
+    /// The client's request id (a string or an integer), echoed in the reply.
+    public var rid: JSONValue?
+    public var request: Request
+}
+
+/// A request that could not be accepted, with the `rid` when it could be read.
+public struct RejectedRequest: Error, Sendable, Equatable {
+    public var rid: JSONValue?
+    public var error: RequestError
+}
+
+/// Limits on what one request may ask for.
+public enum RequestLimits {
+    /// Most ops in one `txn`.
+    public static let maxTxnOps = 1000
+    /// Most keys in one `subscribe`.
+    public static let maxSubscribeKeys = 1000
+    /// Records per `list` page when `limit` is not given.
+    public static let defaultListLimit = 100
+    /// Largest `limit` a `list` may ask for.
+    public static let maxListLimit = 1000
+}
+
+extension Request {
+    /// Parses one text message into a typed request.
+    ///
+    /// Throws `RejectedRequest` naming what was wrong (code `bad_request`), with the `rid` when
+    /// the message was a JSON object whose `rid` could be read.
+    public static func parse(_ text: String) throws(RejectedRequest) -> RequestEnvelope {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(text)
+        } catch {
+            throw RejectedRequest(rid: nil, error: .badRequest("message is not valid JSON: \(error)"))
+        }
+        guard case .object(let fields) = value else {
+            throw RejectedRequest(rid: nil, error: .badRequest("message must be a JSON object"))
+        }
+        var rid: JSONValue?
+        switch fields["rid"] {
+        case nil: rid = nil
+        case .string?: rid = fields["rid"]
+        case .number(let text)? where Int64(text) != nil: rid = fields["rid"]
+        default:
+            throw RejectedRequest(rid: nil, error: .badRequest("\"rid\" must be a string or an integer"))
+        }
+        do {
+            let request = try parse(fields: fields)
+            return RequestEnvelope(rid: rid, request: request)
+        } catch {
+            throw RejectedRequest(rid: rid, error: error)
+        }
+    }
+
+    static func parse(fields: [String: JSONValue]) throws(RequestError) -> Request {
+        guard let typeValue = fields["type"] else { throw .badRequest("missing \"type\"") }
+        guard case .string(let type) = typeValue else { throw .badRequest("\"type\" must be a string") }
+        let reader = FieldReader(fields: fields, context: type)
+        switch type {
+        case "hello":
+            return .hello(client: try reader.optionalString("client"))
+        case "get":
+            return .get(key: try reader.key("key"))
+        case "put", "patch", "delete":
+            return .write(try reader.operation(type: type))
+        case "txn":
+            guard let opsValue = fields["ops"] else { throw .badRequest("txn: missing \"ops\"") }
+            guard case .array(let ops) = opsValue else { throw .badRequest("txn: \"ops\" must be an array") }
+            guard !ops.isEmpty else { throw .badRequest("txn: \"ops\" must not be empty") }
+            guard ops.count <= RequestLimits.maxTxnOps else {
+                throw .badRequest("txn: at most \(RequestLimits.maxTxnOps) ops are allowed")
+            }
+            var operations: [WriteOperation] = []
+            var seen = Set<String>()
+            for (index, op) in ops.enumerated() {
+                guard case .object(let opFields) = op else { throw .badRequest("txn: ops[\(index)] must be an object") }
+                let opReader = FieldReader(fields: opFields, context: "txn ops[\(index)]")
+                guard let opName = opFields["op"] else { throw .badRequest("txn ops[\(index)]: missing \"op\"") }
+                guard case .string(let opType) = opName, ["put", "patch", "delete", "check"].contains(opType) else {
+                    throw .badRequest("txn ops[\(index)]: \"op\" must be one of put, patch, delete, check")
+                }
+                let operation = try opReader.operation(type: opType)
+                guard seen.insert(operation.key).inserted else {
+                    throw .badRequest("txn ops[\(index)]: key \"\(operation.key)\" appears more than once in the txn")
+                }
+                operations.append(operation)
+            }
+            return .txn(operations)
+        case "subscribe":
+            let since = try reader.optionalInteger("since", minimum: 0)
+            let epoch = try reader.optionalString("epoch")
+            switch (fields["keys"], fields["prefix"]) {
+            case (nil, nil): throw .badRequest("subscribe: give either \"keys\" or \"prefix\"")
+            case (.some, .some): throw .badRequest("subscribe: give either \"keys\" or \"prefix\", not both")
+            case (.some(let keysValue), nil):
+                guard case .array(let keys) = keysValue, !keys.isEmpty else {
+                    throw .badRequest("subscribe: \"keys\" must be a non-empty array of keys")
+                }
+                guard keys.count <= RequestLimits.maxSubscribeKeys else {
+                    throw .badRequest("subscribe: at most \(RequestLimits.maxSubscribeKeys) keys are allowed")
+                }
+                var set = Set<String>()
+                for key in keys {
+                    guard case .string(let text) = key else { throw .badRequest("subscribe: every key must be a string") }
+                    if let problem = RecordKey.problem(with: text) { throw .badRequest("subscribe: \(problem)") }
+                    set.insert(text)
+                }
+                return .subscribe(.keys(set), since: since, epoch: epoch)
+            case (nil, .some):
+                return .subscribe(.prefix(try reader.prefix("prefix")), since: since, epoch: epoch)
+            }
+        case "unsubscribe":
+            guard let sub = try reader.optionalInteger("sub", minimum: 1) else { throw .badRequest("unsubscribe: missing \"sub\"") }
+            return .unsubscribe(sub: sub)
+        case "list":
+            let prefix = fields["prefix"] == nil ? "" : try reader.prefix("prefix")
+            let after = fields["after"] == nil || fields["after"] == .null ? nil : try reader.key("after")
+            let limit = try reader.optionalInteger("limit", minimum: 1) ?? Int64(RequestLimits.defaultListLimit)
+            guard limit <= RequestLimits.maxListLimit else {
+                throw .badRequest("list: \"limit\" must be at most \(RequestLimits.maxListLimit)")
+            }
+            return .list(prefix: prefix, after: after, limit: Int(limit))
+        default:
+            throw .badRequest("unknown message type \"\(type)\"")
+        }
+    }
+}
+
+/// Reads typed fields out of a request object, with errors that name the field.
+private struct FieldReader {
+    let fields: [String: JSONValue]
+    let context: String
+
+    func key(_ name: String) throws(RequestError) -> String {
+        guard let value = fields[name] else { throw .badRequest("\(context): missing \"\(name)\"") }
+        guard case .string(let key) = value else { throw .badRequest("\(context): \"\(name)\" must be a string") }
+        if let problem = RecordKey.problem(with: key) { throw .badRequest("\(context): \(problem)") }
+        return key
+    }
+
+    func prefix(_ name: String) throws(RequestError) -> String {
+        guard case .string(let prefix)? = fields[name] else { throw .badRequest("\(context): \"\(name)\" must be a string") }
+        if let problem = RecordKey.prefixProblem(with: prefix) { throw .badRequest("\(context): \(problem)") }
+        return prefix
+    }
+
+    func optionalString(_ name: String) throws(RequestError) -> String? {
+        switch fields[name] {
+        case nil, .null?: return nil
+        case .string(let text)?: return text
+        default: throw .badRequest("\(context): \"\(name)\" must be a string")
+        }
+    }
+
+    func optionalInteger(_ name: String, minimum: Int64) throws(RequestError) -> Int64? {
+        guard let value = fields[name], value != .null else { return nil }
+        guard let integer = value.integerValue, integer >= minimum else {
+            throw .badRequest("\(context): \"\(name)\" must be an integer of at least \(minimum)")
+        }
+        return integer
+    }
+
+    func object(_ name: String) throws(RequestError) -> [String: JSONValue] {
+        guard let value = fields[name] else { throw .badRequest("\(context): missing \"\(name)\"") }
+        guard case .object(let members) = value else { throw .badRequest("\(context): \"\(name)\" must be a JSON object") }
+        return members
+    }
+
+    func operation(type: String) throws(RequestError) -> WriteOperation {
+        let key = try key("key")
+        let precondition: WritePrecondition
+        let force: Bool
+        switch fields["force"] {
+        case nil, .bool(false)?: force = false
+        case .bool(true)?: force = true
+        default: throw .badRequest("\(context): \"force\" must be true or false")
+        }
+        switch (fields["base"], force) {
+        case (.some, true): throw .badRequest("\(context): give either \"base\" or \"force\": true, not both")
+        case (nil, true):
+            guard type != "check" else { throw .badRequest("\(context): a check needs a \"base\", not \"force\"") }
+            precondition = .force
+        case (nil, false): throw .badRequest("\(context): missing \"base\" (the version the change starts from; 0 creates)")
+        case (.some(let base), false):
+            guard let version = base.integerValue, version >= 0 else {
+                throw .badRequest("\(context): \"base\" must be a non-negative integer")
+            }
+            precondition = .base(version)
+        }
+        let action: WriteAction
+        switch type {
+        case "put": action = .put(try object("data"))
+        case "patch": action = .patch(try object("patch"))
+        case "delete": action = .delete
+        default: action = .check
+        }
+        return WriteOperation(key: key, action: action, precondition: precondition)
+    }
+}

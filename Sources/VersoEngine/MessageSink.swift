@@ -1,0 +1,5 @@
+/// Where a connection's outgoing messages go. `send` must not block: it queues.
+public protocol MessageSink: AnyObject, Sendable {
+    /// Queues one complete JSON message for the client.
+    func send(_ message: [UInt8])
+}

@@ -1,0 +1,274 @@
+import Logging
+import Synchronization
+import VersoCore
+
+/// Settings of the record engine.
+public struct EngineConfiguration: Sendable {
+    /// Whether `"force": true` writes are accepted (otherwise they get `forbidden`).
+    public var allowForce: Bool
+    /// Most commands committed in one transaction.
+    public var maxBatchSize: Int
+
+    public init(allowForce: Bool = false, maxBatchSize: Int = 1024) {
+        self.allowForce = allowForce
+        self.maxBatchSize = maxBatchSize
+    }
+}
+
+/// The result of a write as the client sees it.
+public enum WriteResult: Sendable, Equatable {
+    case outcome(CommandOutcome)
+    /// Refused or failed before or during commit; nothing was applied.
+    case refused(RequestError)
+}
+
+/// How a new subscription starts.
+public struct SubscriptionStart: Sendable {
+    /// The subscription's id.
+    public var id: Int64
+    /// The seq the starting view is at: live updates follow from after it.
+    public var seq: Int64
+    /// True when `since` could not be replayed and `snapshots` hold the current state instead.
+    public var reset: Bool
+    /// Current records (when subscribing without `since`, or on reset).
+    public var snapshots: [RecordSnapshot]
+    /// Changes replayed after `since`.
+    public var replay: [Change]
+}
+
+/// The record engine: accepts writes into a group-commit pipeline, reads, and subscriptions.
+///
+/// Writes from every connection queue up while the previous batch commits and are committed
+/// together in one store transaction (group commit); a client hears `ack` only after its batch
+/// is durable. One writer task drains the queue, so changes are published in seq order. No
+/// lock is held across an await.
+public final class RecordEngine: Sendable {
+    private struct PendingWrite {
+        let command: WriteCommand
+        let onCommitted: @Sendable (WriteResult) -> Void
+        let continuation: CheckedContinuation<Void, Never>
+    }
+
+    private struct Pipeline {
+        var pending: [PendingWrite] = []
+        var writerWaiting: CheckedContinuation<Void, Never>?
+        var accepting = true
+        var drainedWaiters: [CheckedContinuation<Void, Never>] = []
+        var writerFinished = false
+    }
+
+    public let configuration: EngineConfiguration
+    private let store: any RecordStore
+    private let logger: Logger
+    private let hub = SubscriptionHub()
+    private let pipeline = Mutex(Pipeline())
+    private let info: StoreInfo
+    private let lastSeq: Atomic<Int64>
+
+    /// Opens `store` and makes an engine over it.
+    public init(store: any RecordStore, configuration: EngineConfiguration = .init(), logger: Logger) async throws {
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        self.info = try await store.open()
+        self.lastSeq = Atomic(info.lastSeq)
+    }
+
+    /// The store's epoch.
+    public var epoch: String { info.epoch }
+
+    /// The seq of the last committed change.
+    public var currentSeq: Int64 { lastSeq.load(ordering: .acquiring) }
+
+    /// Number of live subscriptions.
+    public var subscriptionCount: Int { hub.count }
+
+    /// Whether the engine still takes requests.
+    public var isAccepting: Bool { pipeline.withLock { $0.accepting } }
+
+    private static let shuttingDown = RequestError(.unavailable, "the server is shutting down; reconnect and retry")
+
+    // MARK: Writes
+
+    /// Queues `command` for the next group commit and returns once it is decided.
+    ///
+    /// `onCommitted` runs exactly once, after the commit and before the change is published to
+    /// subscribers, so a reply it queues reaches the client before the `update` for the same change.
+    public func submit(_ command: WriteCommand, onCommitted: @escaping @Sendable (WriteResult) -> Void) async {
+        if !configuration.allowForce, command.operations.contains(where: { $0.precondition == .force }) {
+            onCommitted(.refused(RequestError(.forbidden, "forced writes are disabled on this server (start it with --allow-force)")))
+            return
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let (accepted, writer) = pipeline.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+                guard state.accepting else { return (false, nil) }
+                state.pending.append(PendingWrite(command: command, onCommitted: onCommitted, continuation: continuation))
+                let writer = state.writerWaiting
+                state.writerWaiting = nil
+                return (true, writer)
+            }
+            if !accepted {
+                onCommitted(.refused(Self.shuttingDown))
+                continuation.resume()
+            }
+            writer?.resume()
+        }
+    }
+
+    /// The next batch to commit; nil once the engine stopped accepting and everything is committed.
+    private func nextBatch() async -> [PendingWrite]? {
+        while true {
+            enum Step { case batch([PendingWrite]), finished, wait }
+            let step = pipeline.withLock { state -> Step in
+                if !state.pending.isEmpty {
+                    let count = min(state.pending.count, configuration.maxBatchSize)
+                    let batch = Array(state.pending.prefix(count))
+                    state.pending.removeFirst(count)
+                    return .batch(batch)
+                }
+                return state.accepting ? .wait : .finished
+            }
+            switch step {
+            case .batch(let batch): return batch
+            case .finished: return nil
+            case .wait:
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let resumeNow = pipeline.withLock { state -> Bool in
+                        if !state.pending.isEmpty || !state.accepting { return true }
+                        state.writerWaiting = continuation
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+            }
+        }
+    }
+
+    /// Runs the writer until `stopAccepting()` has been called and every queued write is decided.
+    public func runWriter() async {
+        while let batch = await nextBatch() {
+            let results: [WriteResult]
+            do {
+                let outcomes = try await store.commit(batch.map(\.command))
+                results = outcomes.map { .outcome($0) }
+            } catch {
+                logger.error("commit failed; the batch was not applied", metadata: ["verso.error": "\(error)", "verso.batch": "\(batch.count)"])
+                results = Array(repeating: .refused(RequestError(.internal, "the write could not be saved (\(error)); nothing was applied, retry later")), count: batch.count)
+            }
+            for (write, result) in zip(batch, results) {
+                write.onCommitted(result)
+                if case .outcome(.applied(let seq, let changes, _)) = result {
+                    lastSeq.store(seq, ordering: .releasing)
+                    hub.publish(changes)
+                }
+            }
+            for write in batch { write.continuation.resume() }
+        }
+        let waiters = pipeline.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.writerFinished = true
+            defer { state.drainedWaiters = [] }
+            return state.drainedWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Refuses new requests from now on (with `unavailable`); queued writes still commit.
+    public func stopAccepting() {
+        let writer = pipeline.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.accepting = false
+            defer { state.writerWaiting = nil }
+            return state.writerWaiting
+        }
+        writer?.resume()
+    }
+
+    /// Waits until the writer has decided every queued write and stopped.
+    public func waitUntilDrained() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = pipeline.withLock { state -> Bool in
+                if state.writerFinished { return true }
+                state.drainedWaiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    /// Closes the store. Call after the writer has stopped.
+    public func close() async {
+        await store.close()
+    }
+
+    // MARK: Reads
+
+    private func ensureAccepting() throws(RequestError) {
+        guard isAccepting else { throw Self.shuttingDown }
+    }
+
+    private func storeCall<T>(_ what: String, _ body: () async throws -> T) async throws(RequestError) -> T {
+        try ensureAccepting()
+        do {
+            return try await body()
+        } catch {
+            logger.error("store read failed", metadata: ["verso.operation": "\(what)", "verso.error": "\(error)"])
+            throw RequestError(.internal, "\(what) failed: \(error)")
+        }
+    }
+
+    /// The current state of `key` (nil when it never existed).
+    public func record(_ key: String) async throws(RequestError) -> RecordState? {
+        try await storeCall("get") { try await store.record(key) }
+    }
+
+    /// One page of live records under `prefix` after `after`, and the `next` cursor.
+    public func list(prefix: String, after: String?, limit: Int) async throws(RequestError) -> (records: [RecordSnapshot], next: String?) {
+        let page = try await storeCall("list") { try await store.list(prefix: prefix, after: after, limit: limit + 1) }
+        if page.count > limit {
+            let records = Array(page.prefix(limit))
+            return (records, records.last?.key)
+        }
+        return (page, nil)
+    }
+
+    // MARK: Subscriptions
+
+    /// Starts a subscription delivering to `sink`.
+    ///
+    /// The subscription buffers live changes until `activate` is called, so the caller can send
+    /// the `subscribed` reply and the starting records first. With `since`, the changes after it
+    /// are replayed; when that is impossible (log pruned, `since` ahead of the store, or `epoch`
+    /// not this store's), `reset` is true and current snapshots are returned instead.
+    public func subscribe(
+        _ filter: SubscriptionFilter,
+        since: Int64?,
+        epoch: String?,
+        sink: any MessageSink
+    ) async throws(RequestError) -> SubscriptionStart {
+        try ensureAccepting()
+        let id = hub.register(filter, sink: sink)
+        do {
+            if let since, epoch == nil || epoch == info.epoch {
+                if let replay = try await store.changes(after: since, matching: filter) {
+                    return SubscriptionStart(id: id, seq: replay.throughSeq, reset: false, snapshots: [], replay: replay.changes)
+                }
+            }
+            let snapshot = try await store.snapshot(filter)
+            return SubscriptionStart(id: id, seq: snapshot.seq, reset: since != nil, snapshots: snapshot.records, replay: [])
+        } catch {
+            hub.remove(id, ownedBy: sink)
+            logger.error("store read failed", metadata: ["verso.operation": "subscribe", "verso.error": "\(error)"])
+            throw RequestError(.internal, "subscribe failed: \(error)")
+        }
+    }
+
+    /// Switches a started subscription to live delivery (sending what it buffered meanwhile).
+    public func activate(_ start: SubscriptionStart) {
+        hub.activate(start.id, after: start.seq)
+    }
+
+    /// Ends a subscription; false if `sink` has no subscription `id`.
+    @discardableResult
+    public func unsubscribe(_ id: Int64, sink: any MessageSink) -> Bool {
+        hub.remove(id, ownedBy: sink)
+    }
+}

@@ -1,0 +1,108 @@
+import VersoCore
+
+/// What a store knows about itself when it opens.
+public struct StoreInfo: Sendable, Equatable {
+    /// A random id made when the store was created; it never changes afterwards.
+    public var epoch: String
+    /// The seq of the last committed change (0 for a new store).
+    public var lastSeq: Int64
+
+    public init(epoch: String, lastSeq: Int64) {
+        self.epoch = epoch
+        self.lastSeq = lastSeq
+    }
+}
+
+/// One unit of work for the writer: a single put/patch/delete, or a txn.
+public struct WriteCommand: Sendable, Equatable {
+    /// The operations, applied all or nothing.
+    public var operations: [WriteOperation]
+    /// Whether the client sent a `txn` (the reply's shape differs).
+    public var isTxn: Bool
+
+    public init(operations: [WriteOperation], isTxn: Bool) {
+        self.operations = operations
+        self.isTxn = isTxn
+    }
+}
+
+/// What became of one `WriteCommand`.
+public enum CommandOutcome: Sendable, Equatable {
+    /// Committed. `changes` are the accepted changes (all at `seq`); `versions` lists every key
+    /// the command named with its version afterwards, in the command's order.
+    case applied(seq: Int64, changes: [Change], versions: [KeyVersion])
+    /// One or more bases were stale; nothing was applied.
+    case conflict([ConflictDetail])
+    /// A delete of a key that does not exist or is already deleted; nothing was applied.
+    case notFound(key: String, current: RecordState?)
+}
+
+/// A key and a version.
+public struct KeyVersion: Sendable, Equatable {
+    public var key: String
+    public var version: Int64
+
+    public init(key: String, version: Int64) {
+        self.key = key
+        self.version = version
+    }
+}
+
+/// Changes replayed for `subscribe` with `since`.
+public struct ChangeReplay: Sendable, Equatable {
+    /// The matching changes after `since`, in seq order.
+    public var changes: [Change]
+    /// The last seq the replay covers: changes after it arrive live.
+    public var throughSeq: Int64
+
+    public init(changes: [Change], throughSeq: Int64) {
+        self.changes = changes
+        self.throughSeq = throughSeq
+    }
+}
+
+/// The records a subscription starts from, read in one consistent view.
+public struct StoreSnapshot: Sendable, Equatable {
+    public var records: [RecordSnapshot]
+    /// The seq the view was taken at: every change up to it is in `records`, none after it.
+    public var seq: Int64
+
+    public init(records: [RecordSnapshot], seq: Int64) {
+        self.records = records
+        self.seq = seq
+    }
+}
+
+/// Durable storage for records, their versions and the change log.
+///
+/// The store is the authority on versions: `commit` decides each operation with
+/// `VersioningRules` against the state it reads inside its own transaction and writes with a
+/// compare-and-set (`UPDATE … WHERE key = ? AND version = ?`), so a store shared by several
+/// servers (PostgreSQL) keeps the same guarantees. The engine calls `commit` from one writer
+/// at a time.
+public protocol RecordStore: Sendable {
+    /// Opens (creating when needed) the store.
+    func open() async throws -> StoreInfo
+
+    /// Applies `commands` in order in one durable transaction: each is decided against the state
+    /// the commands before it left, a command that does not apply changes nothing, and accepted
+    /// commands get consecutive seqs. Returns only after the transaction is durable; when it
+    /// throws, nothing was applied.
+    func commit(_ commands: [WriteCommand]) async throws -> [CommandOutcome]
+
+    /// The current state of `key`, or nil if it never existed.
+    func record(_ key: String) async throws -> RecordState?
+
+    /// Live records with `prefix` whose key sorts after `after`, in key (UTF-8 byte) order, at most `limit`.
+    func list(prefix: String, after: String?, limit: Int) async throws -> [RecordSnapshot]
+
+    /// The live records matching `filter` and the seq they are consistent with.
+    func snapshot(_ filter: SubscriptionFilter) async throws -> StoreSnapshot
+
+    /// The changes matching `filter` after `seq`, or nil when the log no longer reaches back
+    /// that far (or `seq` is ahead of the store).
+    func changes(after seq: Int64, matching filter: SubscriptionFilter) async throws -> ChangeReplay?
+
+    /// Releases the store's resources. Nothing may be called after it.
+    func close() async
+}

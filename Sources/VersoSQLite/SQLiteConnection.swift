@@ -1,0 +1,166 @@
+import CSQLite
+
+/// An error reported by SQLite: the result code and SQLite's own message.
+public struct SQLiteError: Error, Sendable, CustomStringConvertible {
+    public let code: Int32
+    public let message: String
+
+    public var description: String { "SQLite error \(code): \(message)" }
+}
+
+/// SQLite's "copy this buffer now" destructor marker.
+private let transientDestructor = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// One SQLite connection with a cache of prepared statements.
+///
+/// Not thread-safe by itself: `SQLiteStore` hands each connection to exactly one serial
+/// dispatch queue and only ever uses it from there, which is what makes the
+/// `@unchecked Sendable` below safe.
+final class SQLiteConnection: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private var statements: [String: SQLiteStatement] = [:]
+
+    init(path: String, readOnly: Bool) throws(SQLiteError) {
+        var handle: OpaquePointer?
+        let flags = (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_NOMUTEX
+        let result = sqlite3_open_v2(path, &handle, flags, nil)
+        guard result == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open database"
+            if let handle { sqlite3_close_v2(handle) }
+            throw SQLiteError(code: result, message: "\(message) (\(path))")
+        }
+        self.handle = handle
+        sqlite3_busy_timeout(handle, 5_000)
+    }
+
+    deinit {
+        statements.removeAll()
+        sqlite3_close_v2(handle)
+    }
+
+    private func error(_ code: Int32) -> SQLiteError {
+        SQLiteError(code: code, message: String(cString: sqlite3_errmsg(handle)))
+    }
+
+    /// Runs one or more statements that return no rows.
+    func execute(_ sql: String) throws(SQLiteError) {
+        var message: UnsafeMutablePointer<CChar>?
+        let result = sqlite3_exec(handle, sql, nil, nil, &message)
+        if result != SQLITE_OK {
+            let text = message.map { String(cString: $0) } ?? "unknown error"
+            sqlite3_free(message)
+            throw SQLiteError(code: result, message: text)
+        }
+    }
+
+    /// A prepared statement for `sql`, reset and with its bindings cleared, from the cache.
+    private func statement(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
+        if let cached = statements[sql] {
+            cached.reset()
+            return cached
+        }
+        var pointer: OpaquePointer?
+        let result = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &pointer, nil)
+        guard result == SQLITE_OK, let pointer else { throw error(result) }
+        let statement = SQLiteStatement(pointer: pointer, connection: handle)
+        statements[sql] = statement
+        return statement
+    }
+
+    /// Runs `body` with the cached statement for `sql` and resets it afterwards, so no statement
+    /// is left mid-way holding a read transaction open.
+    func withStatement<T>(_ sql: String, _ body: (SQLiteStatement) throws -> T) throws -> T {
+        let statement = try statement(sql)
+        defer { statement.reset() }
+        return try body(statement)
+    }
+
+    /// Rows changed by the last INSERT, UPDATE or DELETE.
+    var changes: Int { Int(sqlite3_changes(handle)) }
+}
+
+/// A prepared statement. Used only by the connection that made it.
+final class SQLiteStatement {
+    private let pointer: OpaquePointer
+    private let connection: OpaquePointer
+
+    init(pointer: OpaquePointer, connection: OpaquePointer) {
+        self.pointer = pointer
+        self.connection = connection
+    }
+
+    deinit { sqlite3_finalize(pointer) }
+
+    func reset() {
+        sqlite3_reset(pointer)
+        sqlite3_clear_bindings(pointer)
+    }
+
+    private func check(_ result: Int32) throws(SQLiteError) {
+        guard result == SQLITE_OK else {
+            throw SQLiteError(code: result, message: String(cString: sqlite3_errmsg(connection)))
+        }
+    }
+
+    func bind(_ index: Int32, _ value: Int64) throws(SQLiteError) {
+        try check(sqlite3_bind_int64(pointer, index, value))
+    }
+
+    func bind(_ index: Int32, _ text: String) throws(SQLiteError) {
+        var text = text
+        let result = text.withUTF8 { bytes in bindText(index, bytes) }
+        try check(result)
+    }
+
+    /// Binds UTF-8 bytes as TEXT, or NULL when `bytes` is nil.
+    func bind(_ index: Int32, utf8 bytes: [UInt8]?) throws(SQLiteError) {
+        guard let bytes else {
+            try check(sqlite3_bind_null(pointer, index))
+            return
+        }
+        let result = bytes.withUnsafeBufferPointer { buffer in bindText(index, buffer) }
+        try check(result)
+    }
+
+    /// Binds UTF-8 bytes as TEXT (never NULL, also when empty); SQLite copies them.
+    private func bindText(_ index: Int32, _ bytes: UnsafeBufferPointer<UInt8>) -> Int32 {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else {
+            return sqlite3_bind_text(pointer, index, "", 0, transientDestructor)
+        }
+        return base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+            sqlite3_bind_text(pointer, index, $0, Int32(bytes.count), transientDestructor)
+        }
+    }
+
+    /// Steps once: `true` when a row is ready, `false` when done.
+    func step() throws(SQLiteError) -> Bool {
+        let result = sqlite3_step(pointer)
+        switch result {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default: throw SQLiteError(code: result, message: String(cString: sqlite3_errmsg(connection)))
+        }
+    }
+
+    /// Runs a statement that returns no rows.
+    func run() throws(SQLiteError) {
+        while try step() {}
+    }
+
+    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(pointer, column) }
+
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(pointer, column) == SQLITE_NULL }
+
+    func text(_ column: Int32) -> String {
+        guard let bytes = sqlite3_column_text(pointer, column) else { return "" }
+        let count = Int(sqlite3_column_bytes(pointer, column))
+        return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
+    }
+
+    /// The column's TEXT as bytes, or nil for NULL.
+    func bytes(_ column: Int32) -> [UInt8]? {
+        guard sqlite3_column_type(pointer, column) != SQLITE_NULL, let bytes = sqlite3_column_text(pointer, column) else { return nil }
+        let count = Int(sqlite3_column_bytes(pointer, column))
+        return Array(UnsafeBufferPointer(start: bytes, count: count))
+    }
+}

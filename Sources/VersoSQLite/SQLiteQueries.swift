@@ -1,0 +1,77 @@
+import VersoCore
+
+/// Reads shared by the writer and the readers.
+enum SQLiteQueries {
+    static func lastSeq(_ connection: SQLiteConnection) throws -> (lastSeq: Int64, prunedThrough: Int64) {
+        try connection.withStatement("SELECT last_seq, pruned_through FROM store_state WHERE id = 1") { statement in
+            guard try statement.step() else { throw SQLiteStoreError("the store state row is missing") }
+            return (statement.int64(0), statement.int64(1))
+        }
+    }
+
+    static func epoch(_ connection: SQLiteConnection) throws -> String {
+        try connection.withStatement("SELECT epoch FROM store_state WHERE id = 1") { statement in
+            guard try statement.step() else { throw SQLiteStoreError("the store state row is missing") }
+            return statement.text(0)
+        }
+    }
+
+    /// The key's version and data (nil data for a tombstone), or nil if the key never existed.
+    static func state(of key: String, in connection: SQLiteConnection) throws -> RecordState? {
+        let row = try connection.withStatement("SELECT version, data FROM records WHERE key = ?1") { statement -> (Int64, [UInt8]?)? in
+            try statement.bind(1, key)
+            guard try statement.step() else { return nil }
+            return (statement.int64(0), statement.bytes(1))
+        }
+        guard let (version, bytes) = row else { return nil }
+        guard let bytes else { return RecordState(version: version, data: nil) }
+        return RecordState(version: version, data: try decodeObject(bytes, key: key))
+    }
+
+    /// The live record at `key` with its stored encoding, or nil.
+    static func snapshot(of key: String, in connection: SQLiteConnection) throws -> RecordSnapshot? {
+        try connection.withStatement("SELECT version, data FROM records WHERE key = ?1 AND data IS NOT NULL") { statement in
+            try statement.bind(1, key)
+            guard try statement.step(), let data = statement.bytes(1) else { return nil }
+            return RecordSnapshot(key: key, version: statement.int64(0), data: data)
+        }
+    }
+
+    /// Live records with `prefix` after `after`, in byte order of their keys, at most `limit`.
+    static func scan(prefix: String, after: String?, limit: Int, in connection: SQLiteConnection) throws -> [RecordSnapshot] {
+        try connection.withStatement(
+            "SELECT key, version, data FROM records WHERE key >= ?1 AND key > ?2 AND data IS NOT NULL ORDER BY key"
+        ) { statement in
+            try statement.bind(1, prefix)
+            try statement.bind(2, after ?? "")
+            var records: [RecordSnapshot] = []
+            while records.count < limit, try statement.step() {
+                let key = statement.text(0)
+                guard RecordKey.key(key, hasPrefix: prefix) else { break }
+                records.append(RecordSnapshot(key: key, version: statement.int64(1), data: statement.bytes(2) ?? []))
+            }
+            return records
+        }
+    }
+
+    static func decodeObject(_ bytes: [UInt8], key: String) throws -> [String: JSONValue] {
+        let value = try bytes.withUnsafeBufferPointer { try JSONParser.parse($0) }
+        guard case .object(let members) = value else {
+            throw SQLiteStoreError("stored data for key \"\(key)\" is not a JSON object")
+        }
+        return members
+    }
+
+    /// Runs `body` inside one read transaction, so every query in it sees the same snapshot.
+    static func inReadTransaction<T>(_ connection: SQLiteConnection, _ body: () throws -> T) throws -> T {
+        try connection.execute("BEGIN")
+        do {
+            let result = try body()
+            try connection.execute("COMMIT")
+            return result
+        } catch {
+            try? connection.execute("ROLLBACK")
+            throw error
+        }
+    }
+}

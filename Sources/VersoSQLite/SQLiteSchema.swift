@@ -1,0 +1,57 @@
+import Foundation
+
+/// The database schema as numbered migrations. A shipped step never changes; new steps are appended.
+enum SQLiteSchema {
+    static let migrations: [(name: String, sql: String)] = [
+        (
+            "create records, changes and store state",
+            """
+            CREATE TABLE store_state (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                epoch TEXT NOT NULL,
+                last_seq INTEGER NOT NULL CHECK (last_seq >= 0),
+                pruned_through INTEGER NOT NULL CHECK (pruned_through >= 0)
+            );
+            CREATE TABLE records (
+                key TEXT PRIMARY KEY NOT NULL,
+                version INTEGER NOT NULL CHECK (version >= 1),
+                data TEXT,
+                seq INTEGER NOT NULL CHECK (seq >= 1)
+            ) WITHOUT ROWID;
+            CREATE TABLE changes (
+                seq INTEGER NOT NULL CHECK (seq >= 1),
+                key TEXT NOT NULL,
+                version INTEGER NOT NULL CHECK (version >= 1),
+                data TEXT,
+                PRIMARY KEY (seq, key)
+            ) WITHOUT ROWID;
+            """
+        ),
+    ]
+
+    /// Brings the database up to the newest schema; creates the store state (with a new epoch) once.
+    static func migrate(_ connection: SQLiteConnection) throws {
+        let current = try connection.withStatement("PRAGMA user_version") { statement in
+            _ = try statement.step()
+            return Int(statement.int64(0))
+        }
+        guard current <= migrations.count else {
+            throw SQLiteStoreError("the database has schema version \(current), newer than this server knows (\(migrations.count)); use a newer verso-server")
+        }
+        for (index, migration) in migrations.enumerated() where index >= current {
+            try connection.execute("BEGIN IMMEDIATE")
+            do {
+                try connection.execute(migration.sql)
+                if index == 0 {
+                    let epoch = UUID().uuidString.lowercased()
+                    try connection.execute("INSERT INTO store_state (id, epoch, last_seq, pruned_through) VALUES (1, '\(epoch)', 0, 0)")
+                }
+                try connection.execute("PRAGMA user_version = \(index + 1)")
+                try connection.execute("COMMIT")
+            } catch {
+                try? connection.execute("ROLLBACK")
+                throw SQLiteStoreError("migration \(index + 1) (\(migration.name)) failed: \(error)")
+            }
+        }
+    }
+}

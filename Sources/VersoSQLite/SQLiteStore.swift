@@ -1,0 +1,170 @@
+import Dispatch
+import Foundation
+import Logging
+import Synchronization
+import VersoCore
+import VersoEngine
+
+/// Settings of the SQLite store.
+public struct SQLiteStoreConfiguration: Sendable {
+    /// How hard a commit is pushed to disk.
+    public enum Durability: String, Sendable, CaseIterable {
+        /// fsync at every commit (`synchronous=FULL`): an acknowledged write survives power loss.
+        case full
+        /// No fsync at commit (`synchronous=NORMAL` in WAL mode): survives a crash of the server
+        /// process, may lose the last commits on power loss.
+        case normal
+    }
+
+    /// The folder holding `verso.sqlite` (created if missing).
+    public var directory: String
+    public var durability: Durability
+    /// How many changes the log keeps for `subscribe` with `since`; older ones are pruned.
+    public var historyLimit: Int64
+    /// Connections used for reads, each on its own thread.
+    public var readerCount: Int
+
+    public init(directory: String, durability: Durability = .full, historyLimit: Int64 = 100_000, readerCount: Int = 2) {
+        self.directory = directory
+        self.durability = durability
+        self.historyLimit = historyLimit
+        self.readerCount = max(1, readerCount)
+    }
+
+    /// The database file.
+    public var databasePath: String { (directory as NSString).appendingPathComponent("verso.sqlite") }
+}
+
+/// Why the SQLite store failed.
+public struct SQLiteStoreError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A `RecordStore` in one SQLite database in WAL mode.
+///
+/// One connection writes, on its own serial queue; reads use separate connections, each on its
+/// own serial queue, and see a consistent snapshot while writes go on.
+public final class SQLiteStore: RecordStore {
+    private let configuration: SQLiteStoreConfiguration
+    private let logger: Logger
+    private let writerQueue = DispatchQueue(label: "verso.sqlite.writer")
+    private let readerQueues: [DispatchQueue]
+    /// Connections, made in `open`. Set once before any other call and read-only afterwards.
+    private let connections = Mutex<Connections?>(nil)
+    private let nextReader = Atomic<Int>(0)
+
+    private struct Connections {
+        let writer: SQLiteWriter
+        let readers: [SQLiteConnection]
+    }
+
+    public init(configuration: SQLiteStoreConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.readerQueues = (0..<configuration.readerCount).map { DispatchQueue(label: "verso.sqlite.reader.\($0)") }
+    }
+
+    private func onQueue<T: Sendable>(_ queue: DispatchQueue, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                continuation.resume(with: Result { try body() })
+            }
+        }
+    }
+
+    private func opened() throws -> Connections {
+        guard let connections = connections.withLock({ $0 }) else { throw SQLiteStoreError("the store is not open") }
+        return connections
+    }
+
+    /// Runs `body` with a reader connection on that reader's queue.
+    private func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        let connections = try opened()
+        let index = nextReader.wrappingAdd(1, ordering: .relaxed).oldValue % readerQueues.count
+        let connection = connections.readers[index]
+        return try await onQueue(readerQueues[index]) { try body(connection) }
+    }
+
+    public func open() async throws -> StoreInfo {
+        let configuration = configuration
+        let (writer, readers, info) = try await onQueue(writerQueue) { () throws -> (SQLiteWriter, [SQLiteConnection], StoreInfo) in
+            try FileManager.default.createDirectory(atPath: configuration.directory, withIntermediateDirectories: true)
+            let connection = try SQLiteConnection(path: configuration.databasePath, readOnly: false)
+            try connection.execute("PRAGMA journal_mode=WAL")
+            try connection.execute("PRAGMA synchronous=\(configuration.durability == .full ? "FULL" : "NORMAL")")
+            try connection.execute("PRAGMA foreign_keys=ON")
+            try SQLiteSchema.migrate(connection)
+            let writer = try SQLiteWriter(connection: connection, historyLimit: configuration.historyLimit)
+            let readers = try (0..<configuration.readerCount).map { _ in
+                let reader = try SQLiteConnection(path: configuration.databasePath, readOnly: true)
+                try reader.execute("PRAGMA query_only=ON")
+                return reader
+            }
+            return (writer, readers, writer.info)
+        }
+        connections.withLock { $0 = Connections(writer: writer, readers: readers) }
+        logger.info("opened store", metadata: ["verso.database": "\(configuration.databasePath)", "verso.epoch": "\(info.epoch)", "verso.seq": "\(info.lastSeq)"])
+        return info
+    }
+
+    public func commit(_ commands: [WriteCommand]) async throws -> [CommandOutcome] {
+        let writer = try opened().writer
+        return try await onQueue(writerQueue) { try writer.commit(commands) }
+    }
+
+    public func record(_ key: String) async throws -> RecordState? {
+        try await read { connection in try SQLiteQueries.state(of: key, in: connection) }
+    }
+
+    public func list(prefix: String, after: String?, limit: Int) async throws -> [RecordSnapshot] {
+        try await read { connection in
+            try SQLiteQueries.scan(prefix: prefix, after: after, limit: limit, in: connection)
+        }
+    }
+
+    public func snapshot(_ filter: SubscriptionFilter) async throws -> StoreSnapshot {
+        try await read { connection in
+            try SQLiteQueries.inReadTransaction(connection) {
+                let seq = try SQLiteQueries.lastSeq(connection).lastSeq
+                let records: [RecordSnapshot]
+                switch filter {
+                case .prefix(let prefix):
+                    records = try SQLiteQueries.scan(prefix: prefix, after: nil, limit: Int.max, in: connection)
+                case .keys(let keys):
+                    records = try keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.compactMap { key in
+                        try SQLiteQueries.snapshot(of: key, in: connection)
+                    }
+                }
+                return StoreSnapshot(records: records, seq: seq)
+            }
+        }
+    }
+
+    public func changes(after seq: Int64, matching filter: SubscriptionFilter) async throws -> ChangeReplay? {
+        try await read { connection in
+            try SQLiteQueries.inReadTransaction(connection) {
+                let (lastSeq, prunedThrough) = try SQLiteQueries.lastSeq(connection)
+                guard seq >= prunedThrough, seq <= lastSeq else { return nil }
+                let changes = try connection.withStatement("SELECT seq, key, version, data FROM changes WHERE seq > ?1 ORDER BY seq, key") { statement in
+                    try statement.bind(1, seq)
+                    var changes: [Change] = []
+                    while try statement.step() {
+                        let key = statement.text(1)
+                        guard filter.matches(key) else { continue }
+                        changes.append(Change(seq: statement.int64(0), key: key, version: statement.int64(2), data: statement.bytes(3)))
+                    }
+                    return changes
+                }
+                return ChangeReplay(changes: changes, throughSeq: lastSeq)
+            }
+        }
+    }
+
+    public func close() async {
+        _ = try? await onQueue(writerQueue) { [self] in
+            self.connections.withLock { $0 = nil }
+        }
+        for queue in readerQueues { queue.sync {} }
+    }
+}

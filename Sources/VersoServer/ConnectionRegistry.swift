@@ -1,0 +1,39 @@
+import Synchronization
+import NIOWebSocket
+import WSCore
+
+/// The open WebSocket connections, so shutdown can close every one of them.
+final class ConnectionRegistry: Sendable {
+    private struct State {
+        var outboxes: [ObjectIdentifier: Outbox] = [:]
+        var closing: (WebSocketErrorCode, String)?
+    }
+
+    private let state = Mutex(State())
+
+    /// Adds a connection; when shutdown has begun it is asked to close at once.
+    func add(_ outbox: Outbox) {
+        let closing = state.withLock { state -> (WebSocketErrorCode, String)? in
+            state.outboxes[ObjectIdentifier(outbox)] = outbox
+            return state.closing
+        }
+        if let (code, reason) = closing { outbox.requestClose(code, reason: reason) }
+    }
+
+    func remove(_ outbox: Outbox) {
+        state.withLock { state in
+            state.outboxes[ObjectIdentifier(outbox)] = nil
+        }
+    }
+
+    var count: Int { state.withLock { $0.outboxes.count } }
+
+    /// Asks every connection, present and future, to close with `code`.
+    func closeAll(_ code: WebSocketErrorCode, reason: String) {
+        let outboxes = state.withLock { state -> [Outbox] in
+            state.closing = (code, reason)
+            return Array(state.outboxes.values)
+        }
+        for outbox in outboxes { outbox.requestClose(code, reason: reason) }
+    }
+}

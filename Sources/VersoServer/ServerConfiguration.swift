@@ -1,0 +1,45 @@
+import VersoSQLite
+
+/// Everything `verso-server` can be told, each with the default a newcomer gets.
+public struct ServerConfiguration: Sendable {
+    /// Address to listen on. Default 127.0.0.1 (this machine only).
+    public var host: String
+    /// TCP port; 0 picks a free one (tests). Default 7070.
+    public var port: Int
+    /// Folder for the SQLite database. Default ./verso-data.
+    public var dataDirectory: String
+    /// Accept `"force": true` writes. Default false: they get `forbidden`.
+    public var allowForce: Bool
+    /// Largest message accepted, counted after decompression. Default 1 MiB.
+    public var maxMessageBytes: Int
+    /// Commit durability. Default `.full` (fsync at every group commit).
+    public var durability: SQLiteStoreConfiguration.Durability
+    /// Changes kept for resuming subscriptions with `since`. Default 100,000.
+    public var historyLimit: Int64
+    /// Bytes queued for one slow client before it is disconnected (close code 1008). Default 64 MiB.
+    public var maxQueuedBytesPerConnection: Int
+    /// How long shutdown waits for clients to acknowledge the close. Default 5 s.
+    public var shutdownGracePeriod: Duration
+
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 7070,
+        dataDirectory: String = "./verso-data",
+        allowForce: Bool = false,
+        maxMessageBytes: Int = 1 << 20,
+        durability: SQLiteStoreConfiguration.Durability = .full,
+        historyLimit: Int64 = 100_000,
+        maxQueuedBytesPerConnection: Int = 64 << 20,
+        shutdownGracePeriod: Duration = .seconds(5)
+    ) {
+        self.host = host
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.allowForce = allowForce
+        self.maxMessageBytes = maxMessageBytes
+        self.durability = durability
+        self.historyLimit = historyLimit
+        self.maxQueuedBytesPerConnection = maxQueuedBytesPerConnection
+        self.shutdownGracePeriod = shutdownGracePeriod
+    }
+}

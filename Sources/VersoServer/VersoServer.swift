@@ -1,0 +1,160 @@
+import Hummingbird
+import HummingbirdWSCompression
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+import ServiceLifecycle
+import UnixSignals
+import VersoCore
+import VersoEngine
+import VersoSQLite
+
+/// A Verso server: the record engine over a SQLite store, served over WebSocket at `/v1/ws`,
+/// with `GET /healthz`.
+///
+/// `run()` serves until SIGINT/SIGTERM (or `triggerShutdown()`), then stops taking requests,
+/// commits every queued write, closes each connection with 1001 and returns.
+public final class VersoServer: Sendable {
+    public let configuration: ServerConfiguration
+    /// The engine (exposed for tests and tools in the same process).
+    public let engine: RecordEngine
+    private let registry = ConnectionRegistry()
+    private let logger: Logger
+    private let onListening: @Sendable (Int) async -> Void
+    private let serviceGroup: ServiceGroup
+
+    /// Opens the store and prepares the server. `onListening` is called with the bound port.
+    public init(
+        configuration: ServerConfiguration,
+        logger: Logger,
+        handleSignals: Bool = true,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.onListening = onListening
+        let store = SQLiteStore(
+            configuration: SQLiteStoreConfiguration(
+                directory: configuration.dataDirectory,
+                durability: configuration.durability,
+                historyLimit: configuration.historyLimit
+            ),
+            logger: logger
+        )
+        let engine = try await RecordEngine(store: store, configuration: EngineConfiguration(allowForce: configuration.allowForce), logger: logger)
+        self.engine = engine
+        let registry = registry
+        let application = Self.makeApplication(configuration: configuration, engine: engine, registry: registry, logger: logger, onListening: onListening)
+        serviceGroup = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: EngineService(engine: engine)),
+                    .init(service: application),
+                    .init(service: DrainService(engine: engine, registry: registry, gracePeriod: configuration.shutdownGracePeriod, logger: logger)),
+                ],
+                gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
+                logger: logger
+            )
+        )
+    }
+
+    /// Serves until shut down.
+    public func run() async throws {
+        try await serviceGroup.run()
+    }
+
+    /// Begins a graceful shutdown, as SIGTERM does.
+    public func triggerShutdown() async {
+        await serviceGroup.triggerGracefulShutdown()
+    }
+
+    private static func makeApplication(
+        configuration: ServerConfiguration,
+        engine: RecordEngine,
+        registry: ConnectionRegistry,
+        logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void
+    ) -> some Service {
+        let router = Router()
+        router.get("/healthz") { _, _ in
+            engine.isAccepting ? Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) : Response(status: .serviceUnavailable)
+        }
+        router.get("/v1/ws") { _, _ in
+            let body = Replies.error(rid: nil, .badRequest("this path speaks WebSocket (RFC 6455): send a GET with Upgrade: websocket"))
+            return Response(
+                status: .badRequest,
+                headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: body))
+            )
+        }
+        let deflate = SizeLimitedExtensionBuilder(
+            inner: WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: configuration.maxMessageBytes).build()
+        )
+        let webSocket = WebSocketServerConfiguration(
+            maxFrameSize: configuration.maxMessageBytes,
+            extensions: [],
+            autoPing: .enabled(timePeriod: .seconds(30)),
+            validateUTF8: true
+        )
+        var wsConfiguration = webSocket
+        wsConfiguration.extensions = [deflate]
+        let connection = Connection(engine: engine, registry: registry, configuration: configuration, logger: logger)
+        return Application(
+            router: router,
+            server: .http1WebSocketUpgrade(configuration: .init(ws: wsConfiguration)) { request, _, _ in
+                guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else { return .dontUpgrade }
+                return .upgrade([:]) { inbound, outbound, _ in
+                    await connection.run(inbound: inbound, outbound: outbound)
+                }
+            },
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                logger.info("listening", metadata: ["verso.url": "ws://\(configuration.host):\(port)/v1/ws", "verso.data": "\(configuration.dataDirectory)"])
+                await onListening(port)
+            },
+            logger: logger
+        )
+    }
+}
+
+/// Runs the engine's writer; on shutdown lets it finish the queue, then closes the store.
+private struct EngineService: Service {
+    let engine: RecordEngine
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                await engine.runWriter()
+            } onCancel: {
+                engine.stopAccepting()
+            }
+        } onGracefulShutdown: {
+            engine.stopAccepting()
+        }
+        await engine.close()
+    }
+}
+
+/// First to hear of shutdown: refuses new requests, waits for queued writes to commit, then
+/// closes every WebSocket with 1001 (going away) and waits briefly for clients to go.
+private struct DrainService: Service {
+    let engine: RecordEngine
+    let registry: ConnectionRegistry
+    let gracePeriod: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        logger.info("shutting down: finishing queued writes")
+        engine.stopAccepting()
+        await engine.waitUntilDrained()
+        registry.closeAll(.goingAway, reason: "server shutting down")
+        let deadline = ContinuousClock.now + gracePeriod
+        while registry.count > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        logger.info("shut down: every queued write committed", metadata: ["verso.seq": "\(engine.currentSeq)"])
+    }
+}

@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import Logging
+import VersoServer
+import VersoSQLite
+
+/// `verso-server`: reads flags (or VERSO_* environment variables) and runs the server.
+@main
+struct VersoServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verso-server",
+        abstract: "Serve versioned JSON records over WebSocket, persisted in SQLite.",
+        discussion: """
+            Every option can also be set with the environment variable in brackets; a flag wins over the variable.
+            Clients connect to ws://HOST:PORT/v1/ws (see Protocol.md). GET /healthz answers 200 while the server takes requests.
+            """
+    )
+
+    @Option(help: "Address to listen on [VERSO_HOST] (default 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "TCP port; 0 picks a free one [VERSO_PORT] (default 7070).")
+    var port: Int?
+
+    @Option(help: "Folder for the SQLite database [VERSO_DATA] (default ./verso-data).")
+    var data: String?
+
+    @Flag(help: "Accept writes with \"force\": true [VERSO_ALLOW_FORCE=1].")
+    var allowForce = false
+
+    @Option(help: "Largest message accepted, in bytes after decompression [VERSO_MAX_MESSAGE_BYTES] (default 1048576).")
+    var maxMessageBytes: Int?
+
+    @Option(help: "Commit durability: full (fsync each group commit) or normal (survives a server crash, not power loss) [VERSO_DURABILITY] (default full).")
+    var durability: String?
+
+    @Option(help: "Changes kept for resuming subscriptions with since [VERSO_HISTORY] (default 100000).")
+    var history: Int64?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical [VERSO_LOG_LEVEL] (default info).")
+    var logLevel: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        func setting<T>(_ flag: T?, _ variable: String, _ parse: (String) -> T?, default value: T) throws -> T {
+            if let flag { return flag }
+            guard let text = environment[variable], !text.isEmpty else { return value }
+            guard let parsed = parse(text) else { throw ValidationError("\(variable)=\(text) is not a valid value") }
+            return parsed
+        }
+        let level = try setting(logLevel, "VERSO_LOG_LEVEL", { $0 }, default: "info")
+        guard let logLevel = Logger.Level(rawValue: level) else {
+            throw ValidationError("log level \"\(level)\" is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        let durabilityName = try setting(durability, "VERSO_DURABILITY", { $0 }, default: "full")
+        guard let durability = SQLiteStoreConfiguration.Durability(rawValue: durabilityName) else {
+            throw ValidationError("durability \"\(durabilityName)\" is not full or normal")
+        }
+        let configuration = ServerConfiguration(
+            host: try setting(host, "VERSO_HOST", { $0 }, default: "127.0.0.1"),
+            port: try setting(port, "VERSO_PORT", { Int($0) }, default: 7070),
+            dataDirectory: try setting(data, "VERSO_DATA", { $0 }, default: "./verso-data"),
+            allowForce: allowForce || ["1", "true", "yes"].contains(environment["VERSO_ALLOW_FORCE"]?.lowercased() ?? ""),
+            maxMessageBytes: try setting(maxMessageBytes, "VERSO_MAX_MESSAGE_BYTES", { Int($0) }, default: 1 << 20),
+            durability: durability,
+            historyLimit: try setting(history, "VERSO_HISTORY", { Int64($0) }, default: 100_000)
+        )
+        guard (0...65535).contains(configuration.port) else { throw ValidationError("port \(configuration.port) is not in 0...65535") }
+        guard configuration.maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
+        guard configuration.historyLimit >= 1 else { throw ValidationError("--history must be at least 1") }
+
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        let logger = Logger(label: "verso")
+        let server = try await VersoServer(configuration: configuration, logger: logger)
+        try await server.run()
+    }
+}
