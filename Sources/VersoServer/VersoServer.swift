@@ -120,6 +120,8 @@ public final class VersoServer: Sendable {
 }
 
 /// Runs the engine's writer; on shutdown lets it finish the queue, then closes the store.
+///
+/// It is the last service to be shut down, so the store closes after the HTTP server has stopped.
 private struct EngineService: Service {
     let engine: RecordEngine
 
@@ -133,6 +135,8 @@ private struct EngineService: Service {
         } onGracefulShutdown: {
             engine.stopAccepting()
         }
+        // The drain service stops the writer first; the store stays open until this service's turn.
+        try? await gracefulShutdown()
         await engine.close()
     }
 }

@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+import Synchronization
+import VersoServer
+
+/// A real Verso server on an ephemeral port over a SQLite store in a fresh temporary folder.
+public struct TestServer: Sendable {
+    /// The server.
+    public let server: VersoServer
+    /// The port it listens on.
+    public let port: Int
+    /// The folder holding its database.
+    public let dataDirectory: String
+
+    /// `ws://127.0.0.1:PORT/v1/ws`.
+    public var url: String { "ws://127.0.0.1:\(port)/v1/ws" }
+
+    /// Makes a new empty temporary folder for a store.
+    public static func makeDataDirectory() -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("verso-test-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// Starts a server, runs `body` with it, then shuts it down gracefully and waits for it to stop.
+    ///
+    /// - Parameters:
+    ///   - dataDirectory: the store's folder; a fresh temporary one when nil (removed afterwards).
+    ///   - configure: adjusts the configuration (port and folder are set already).
+    public static func with<T: Sendable>(
+        dataDirectory: String? = nil,
+        configure: (inout ServerConfiguration) -> Void = { _ in },
+        _ body: (TestServer) async throws -> T
+    ) async throws -> T {
+        let directory = dataDirectory ?? makeDataDirectory()
+        defer { if dataDirectory == nil { try? FileManager.default.removeItem(atPath: directory) } }
+        var configuration = ServerConfiguration(port: 0, dataDirectory: directory)
+        configure(&configuration)
+        var logger = Logger(label: "verso.test")
+        logger.logLevel = ProcessInfo.processInfo.environment["VERSO_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        let server = try await VersoServer(configuration: configuration, logger: logger, handleSignals: false) { port in
+            portContinuation.yield(port)
+            portContinuation.finish()
+        }
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                defer { portContinuation.finish() }
+                try await server.run()
+            }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else {
+                try await group.waitForAll()
+                throw TestFailure("the server stopped before it listened")
+            }
+            let testServer = TestServer(server: server, port: port, dataDirectory: directory)
+            do {
+                let result = try await body(testServer)
+                await server.triggerShutdown()
+                try await group.waitForAll()
+                return result
+            } catch {
+                await server.triggerShutdown()
+                try? await group.waitForAll()
+                throw error
+            }
+        }
+    }
+}
+
+/// A failed expectation inside test support code.
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
