@@ -98,7 +98,7 @@ extension Request {
             guard case .array(let ops) = opsValue else { throw .badRequest("txn: \"ops\" must be an array") }
             guard !ops.isEmpty else { throw .badRequest("txn: \"ops\" must not be empty") }
             guard ops.count <= RequestLimits.maxTxnOps else {
-                throw .badRequest("txn: at most \(RequestLimits.maxTxnOps) ops are allowed")
+                throw RequestError(.tooLarge, "txn: at most \(RequestLimits.maxTxnOps) ops are allowed in one txn")
             }
             var operations: [WriteOperation] = []
             var seen = Set<String>()
@@ -127,7 +127,7 @@ extension Request {
                     throw .badRequest("subscribe: \"keys\" must be a non-empty array of keys")
                 }
                 guard keys.count <= RequestLimits.maxSubscribeKeys else {
-                    throw .badRequest("subscribe: at most \(RequestLimits.maxSubscribeKeys) keys are allowed")
+                    throw RequestError(.tooLarge, "subscribe: at most \(RequestLimits.maxSubscribeKeys) keys are allowed in one subscription")
                 }
                 var set = Set<String>()
                 for key in keys {

@@ -14,7 +14,9 @@ struct Connection {
     let configuration: ServerConfiguration
     let logger: Logger
 
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+    /// Serves the connection until it closes. Rethrows a protocol error from the inbound stream
+    /// so the WebSocket layer closes with the code RFC 6455 asks for (1007, 1009, 1002).
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         let outbox = Outbox(maxQueuedBytes: configuration.maxQueuedBytesPerConnection)
         let session = UUID().uuidString.lowercased()
         var sessionLogger = logger
@@ -22,6 +24,7 @@ struct Connection {
         let logger = sessionLogger
         registry.add(outbox)
         var subscriptions = Set<Int64>()
+        var inboundError: (any Error)?
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await Self.writeOutbox(outbox, to: outbound, logger: logger) }
             do {
@@ -35,12 +38,14 @@ struct Connection {
                 }
             } catch {
                 logger.debug("connection ended with an error", metadata: ["verso.error": "\(error)"])
+                inboundError = error
             }
             for id in subscriptions { engine.unsubscribe(id, sink: outbox) }
             outbox.finish()
             await group.waitForAll()
         }
         registry.remove(outbox)
+        if let inboundError { throw inboundError }
     }
 
     /// Writes queued messages to the socket until the outbox finishes or asks to close.

@@ -89,7 +89,8 @@ public final class VersoServer: Sendable {
             )
         }
         let deflate = SizeLimitedExtensionBuilder(
-            inner: WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: configuration.maxMessageBytes).build()
+            inner: WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: configuration.maxMessageBytes).build(),
+            maxMessageBytes: configuration.maxMessageBytes
         )
         let webSocket = WebSocketServerConfiguration(
             maxFrameSize: configuration.maxMessageBytes,
@@ -105,7 +106,7 @@ public final class VersoServer: Sendable {
             server: .http1WebSocketUpgrade(configuration: .init(ws: wsConfiguration)) { request, _, _ in
                 guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else { return .dontUpgrade }
                 return .upgrade([:]) { inbound, outbound, _ in
-                    await connection.run(inbound: inbound, outbound: outbound)
+                    try await connection.run(inbound: inbound, outbound: outbound)
                 }
             },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),

@@ -49,6 +49,20 @@ struct RequestParsingTests {
         }
     }
 
+    @Test("a txn or subscription over the size limits is too_large")
+    func tooLarge() {
+        let ops = (0...RequestLimits.maxTxnOps).map { #"{"op":"check","key":"k\#($0)","base":0}"# }.joined(separator: ",")
+        let keys = (0...RequestLimits.maxSubscribeKeys).map { #""k\#($0)""# }.joined(separator: ",")
+        for text in [#"{"type":"txn","ops":[\#(ops)]}"#, #"{"type":"subscribe","keys":[\#(keys)]}"#] {
+            do {
+                _ = try Request.parse(text)
+                Issue.record("expected too_large")
+            } catch {
+                #expect(error.error.code == .tooLarge)
+            }
+        }
+    }
+
     @Test("keys are 1–512 bytes of UTF-8 without control characters")
     func keys() {
         #expect(RecordKey.problem(with: String(repeating: "é", count: 256)) == nil)
