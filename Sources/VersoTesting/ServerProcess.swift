@@ -1,0 +1,96 @@
+import Foundation
+import Synchronization
+
+/// A real `verso-server` process, for tests that kill or signal it.
+public final class ServerProcess: Sendable {
+    /// The port it listens on.
+    public let port: Int
+    private let process: Process
+    private let stderrLog: Locked<String>
+
+    /// `ws://127.0.0.1:PORT/v1/ws`.
+    public var url: String { "ws://127.0.0.1:\(port)/v1/ws" }
+
+    private init(port: Int, process: Process, log: Locked<String>) {
+        self.port = port
+        self.process = process
+        self.stderrLog = log
+    }
+
+    /// The built `verso-server`: `VERSO_SERVER_BINARY`, or the one beside the test bundle.
+    public static var binaryPath: String {
+        if let path = ProcessInfo.processInfo.environment["VERSO_SERVER_BINARY"] { return path }
+        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var directory = testBinary.deletingLastPathComponent()
+        // On macOS the test bundle is a directory: Foo.xctest/Contents/MacOS/Foo.
+        while directory.pathExtension == "xctest" || directory.lastPathComponent == "MacOS" || directory.lastPathComponent == "Contents" {
+            directory = directory.deletingLastPathComponent()
+        }
+        return directory.appendingPathComponent("verso-server").path
+    }
+
+    /// Starts `verso-server --port 0 --data DIRECTORY` and waits until it logs where it listens.
+    public static func start(dataDirectory: String, arguments: [String] = []) async throws -> ServerProcess {
+        let path = binaryPath
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw TestFailure("no verso-server at \(path): build it first (swift build), or set VERSO_SERVER_BINARY")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = ["--port", "0", "--data", dataDirectory, "--log-level", "info"] + arguments
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = FileHandle.nullDevice
+        let log = Locked("")
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if data.isEmpty {
+                handle.readabilityHandler = nil
+                continuation.finish()
+                return
+            }
+            let text = log.withLock { log -> String in
+                log += String(decoding: data, as: UTF8.self)
+                return log
+            }
+            if let range = text.range(of: #"ws://127\.0\.0\.1:(\d+)/v1/ws"#, options: .regularExpression) {
+                let port = text[range].split(separator: ":").last!.split(separator: "/").first!
+                if let port = Int(port) {
+                    continuation.yield(port)
+                    continuation.finish()
+                }
+            }
+        }
+        try process.run()
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else {
+            process.waitUntilExit()
+            throw TestFailure("verso-server exited before listening: \(log.withLock { $0 })")
+        }
+        return ServerProcess(port: port, process: process, log: log)
+    }
+
+    /// What the server wrote to standard error so far.
+    public var log: String { stderrLog.withLock { $0 } }
+
+    /// Sends `signal` (SIGKILL, SIGTERM, SIGINT) to the process.
+    public func send(signal: Int32) {
+        kill(process.processIdentifier, signal)
+    }
+
+    /// Waits for the process to exit and returns its exit status.
+    public func waitForExit() async -> Int32 {
+        let process = process
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                process.waitUntilExit()
+                continuation.resume()
+            }
+        }
+        return process.terminationStatus
+    }
+
+    /// Whether the process ended by a signal rather than by exiting.
+    public var wasKilledBySignal: Bool { process.terminationReason == .uncaughtSignal }
+}
