@@ -5,14 +5,19 @@ import VersoCore
 ///
 /// A new subscription starts out buffering: changes published while its snapshot or replay is
 /// being read are kept, and `activate` sends those that come after the snapshot's seq, then
-/// switches it to live delivery. Changes are published in seq order by the engine's writer, so
-/// every subscription sees them in seq order with no gap and no duplicate.
+/// switches it to live delivery. A change is committed before it is published, so a snapshot
+/// may already contain a change whose publication is still to come: live delivery therefore
+/// also skips every change at or before the snapshot's seq. Changes are published in seq order
+/// by the engine's writer, so every subscription sees them in seq order with no gap and no
+/// duplicate.
 final class SubscriptionHub: Sendable {
     private struct Subscription {
         let filter: SubscriptionFilter
         let sink: any MessageSink
         /// Changes held while the subscription's starting view is read; nil once live.
         var buffer: [Change]?
+        /// The seq of the starting view: changes at or before it are already in it.
+        var startSeq: Int64 = .max
     }
 
     private struct State {
@@ -50,6 +55,7 @@ final class SubscriptionHub: Sendable {
                 subscription.sink.send(EncodedUpdate(change).message(sub: id))
             }
             subscription.buffer = nil
+            subscription.startSeq = seq
             state.subscriptions[id] = subscription
         }
     }
@@ -94,7 +100,7 @@ final class SubscriptionHub: Sendable {
                     guard let subscription = state.subscriptions[id] else { continue }
                     if subscription.buffer != nil {
                         state.subscriptions[id]!.buffer!.append(change)
-                    } else {
+                    } else if change.seq > subscription.startSeq {
                         if encoded == nil { encoded = EncodedUpdate(change) }
                         subscription.sink.send(encoded!.message(sub: id))
                     }
