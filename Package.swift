@@ -14,6 +14,9 @@ let package = Package(
         .library(name: "VersoEngine", targets: ["VersoEngine"]),
         .library(name: "VersoServer", targets: ["VersoServer"]),
         .library(name: "VersoTesting", targets: ["VersoTesting"]),
+        .library(name: "VersoClient", targets: ["VersoClient"]),
+        .executable(name: "verso", targets: ["verso"]),
+        .executable(name: "verso-conformance", targets: ["verso-conformance"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -50,7 +53,7 @@ let package = Package(
         .target(
             name: "VersoServer",
             dependencies: [
-                "VersoCore", "VersoEngine", "VersoSQLite",
+                "VersoCore", "VersoEngine", "VersoSQLite", "VersoWebClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSCompression", package: "hummingbird-websocket"),
@@ -72,13 +75,57 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Starts a real server on an ephemeral port, and a small WebSocket client for tests.
+        // The browser client's page, served by verso-server at `/`.
+        .target(
+            name: "VersoWebClient",
+            path: "clients/web",
+            exclude: ["README.md", "tests"],
+            resources: [.copy("index.html")],
+            swiftSettings: swiftSettings
+        ),
+        // The client library: the wire-level connection and the typed client with reconnect.
+        .target(
+            name: "VersoClient",
+            dependencies: [
+                "VersoCore",
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "WSCompression", package: "swift-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // `verso`: scriptable commands and the live editor.
+        .executableTarget(
+            name: "verso",
+            dependencies: [
+                "VersoClient", "VersoCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "clients/terminal",
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
+        // The protocol conformance suite, runnable against any URL.
+        .target(
+            name: "VersoConformance",
+            dependencies: ["VersoClient", "VersoCore"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "verso-conformance",
+            dependencies: [
+                "VersoConformance",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Starts a real server on an ephemeral port; the wire client for tests; a real-process harness.
         .target(
             name: "VersoTesting",
             dependencies: [
-                "VersoServer", "VersoCore",
-                .product(name: "WSClient", package: "swift-websocket"),
-                .product(name: "WSCompression", package: "swift-websocket"),
+                "VersoServer", "VersoCore", "VersoClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -91,7 +138,17 @@ let package = Package(
         ),
         .testTarget(
             name: "VersoServerTests",
-            dependencies: ["VersoTesting", "VersoServer", "VersoCore", "VersoEngine", "VersoSQLite"],
+            dependencies: ["VersoTesting", "VersoServer", "VersoCore", "VersoEngine", "VersoSQLite", "VersoClient"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "VersoConformanceTests",
+            dependencies: ["VersoConformance", "VersoTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "VersoClientTests",
+            dependencies: ["VersoClient", "VersoTesting", "verso"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -9,6 +9,7 @@ import UnixSignals
 import VersoCore
 import VersoEngine
 import VersoSQLite
+import VersoWebClient
 
 /// A Verso server: the record engine over a SQLite store, served over WebSocket at `/v1/ws`,
 /// with `GET /healthz`.
@@ -77,6 +78,14 @@ public final class VersoServer: Sendable {
         onListening: @escaping @Sendable (Int) async -> Void
     ) -> some Service {
         let router = Router()
+        router.get("/") { _, _ in
+            guard let page = WebClientPage.html else { return Response(status: .notFound) }
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/html; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: page))
+            )
+        }
         router.get("/healthz") { _, _ in
             engine.isAccepting ? Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) : Response(status: .serviceUnavailable)
         }

@@ -1,0 +1,6 @@
+import ArgumentParser
+
+@main
+struct VersoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "verso", abstract: "Verso terminal client.")
+}
