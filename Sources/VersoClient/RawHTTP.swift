@@ -30,7 +30,7 @@ public enum RawHTTP {
                 if let response = parse(received) { return response }
             }
             guard let response = parse(received, atEnd: true) else {
-                throw TestFailure("connection closed before a full response: \(String(decoding: received, as: UTF8.self))")
+                throw WireError("connection closed before a full response: \(String(decoding: received, as: UTF8.self))")
             }
             return response
         }
