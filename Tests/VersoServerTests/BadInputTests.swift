@@ -1,6 +1,7 @@
 import NIOCore
 import NIOWebSocket
 import Testing
+import VersoClient
 import VersoCore
 import VersoTesting
 
