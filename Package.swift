@@ -97,11 +97,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The live editor's screen logic as a pure state machine: events in, screen model out.
+        .target(
+            name: "VersoEditor",
+            dependencies: ["VersoCore"],
+            swiftSettings: swiftSettings
+        ),
         // `verso`: scriptable commands and the live editor.
         .executableTarget(
             name: "verso",
             dependencies: [
-                "VersoClient", "VersoCore",
+                "VersoClient", "VersoCore", "VersoEditor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "clients/terminal",
@@ -149,7 +155,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VersoClientTests",
-            dependencies: ["VersoClient", "VersoTesting", "verso"],
+            dependencies: ["VersoClient", "VersoTesting", "VersoEditor"],
             swiftSettings: swiftSettings
         ),
     ]

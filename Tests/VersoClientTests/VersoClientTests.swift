@@ -1,0 +1,177 @@
+import Foundation
+import Testing
+import VersoClient
+import VersoCore
+import VersoTesting
+
+/// Runs a test server on `port` (0: any) over `directory` until `stop` yields; reports its port.
+private func runServer(directory: String, port: Int, ports: AsyncStream<Int>.Continuation, stop: AsyncStream<Void>) async throws {
+    try await TestServer.with(dataDirectory: directory, configure: { $0.port = port }) { server in
+        ports.yield(server.port)
+        for await _ in stop { break }
+    }
+}
+
+private func configuration(port: Int) -> VersoClientConfiguration {
+    VersoClientConfiguration(url: "ws://127.0.0.1:\(port)/v1/ws", requestTimeout: .seconds(10), initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200))
+}
+
+/// Collects events from a subscription stream.
+private func next(_ iterator: inout AsyncThrowingStream<SubscriptionEvent, any Error>.AsyncIterator, _ count: Int) async throws -> [SubscriptionEvent] {
+    var events: [SubscriptionEvent] = []
+    while events.count < count, let event = try await iterator.next() { events.append(event) }
+    return events
+}
+
+@Suite("Swift client library against a live server")
+struct VersoClientTests {
+    @Test("typed get, put, patch, delete, list and txn; conflicts carry the current record")
+    func typedCalls() async throws {
+        try await TestServer.with { server in
+            try await VersoClient.with(configuration(port: server.port)) { client in
+                #expect(try await client.get("c/a") == .missing)
+                #expect(try await client.put("c/a", base: 0, data: ["n": .integer(1)]) == .ack(version: 1, seq: 1))
+                guard case .conflict(let conflict) = try await client.put("c/a", base: 0, data: [:]) else {
+                    Issue.record("expected a conflict"); return
+                }
+                #expect(conflict.version == 1)
+                #expect(conflict.data == ["n": .integer(1)])
+                #expect(try await client.patch("c/a", base: 1, patch: ["m": .bool(true)]) == .ack(version: 2, seq: 2))
+                #expect(try await client.get("c/a") == .found(Record(key: "c/a", version: 2, data: ["n": .integer(1), "m": .bool(true)])))
+                let txn = try await client.txn([
+                    TxnOperation(key: "c/b", base: 0, action: .put(["b": .integer(1)])),
+                    TxnOperation(key: "c/a", base: 2, action: .check),
+                ])
+                #expect(txn == .ack(seq: 3, versions: ["c/b": 1, "c/a": 2]))
+                let listed = try await client.listAll(prefix: "c/")
+                #expect(listed.map(\.key) == ["c/a", "c/b"])
+                #expect(try await client.delete("c/a", base: 2) == .ack(version: 3, seq: 4))
+                #expect(try await client.get("c/a") == .deleted(version: 3))
+                do {
+                    _ = try await client.delete("c/a", base: 3)
+                    Issue.record("expected not_found")
+                } catch let error as VersoClientError {
+                    #expect(error.code == .notFound)
+                }
+                do {
+                    _ = try await client.put("c/a", base: nil, data: [:])
+                    Issue.record("expected forbidden")
+                } catch let error as VersoClientError {
+                    #expect(error.code == .forbidden)
+                }
+            }
+        }
+    }
+
+    @Test("a subscription starts with snapshots, says when it is synced, then delivers live updates")
+    func subscription() async throws {
+        try await TestServer.with { server in
+            try await VersoClient.with(configuration(port: server.port)) { client in
+                _ = try await client.put("s/a", base: 0, data: ["v": .integer(1)])
+                let stream = try await client.subscribe(.prefix("s/"))
+                var events = stream.makeAsyncIterator()
+                let start = try await next(&events, 3)
+                #expect(start == [.started(seq: 1, reset: false), .snapshot(Record(key: "s/a", version: 1, data: ["v": .integer(1)])), .synced])
+                _ = try await client.put("s/b", base: 0, data: [:])
+                #expect(try await next(&events, 1) == [.update(key: "s/b", version: 1, seq: 2, data: [:])])
+            }
+        }
+    }
+
+    @Test("cannot connect is reported at once")
+    func cannotConnect() async throws {
+        let port = try await TestServer.with { $0.port }
+        do {
+            try await VersoClient.with(configuration(port: port)) { _ in }
+            Issue.record("expected cannotConnect")
+        } catch let error as VersoClientError {
+            #expect(error.kind == .cannotConnect)
+        }
+    }
+
+    @Test("after the server restarts, the client reconnects and every subscription resumes from its last seq without gap or duplicate")
+    func reconnectAndResume() async throws {
+        let directory = TestServer.makeDataDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let (ports, portSink) = AsyncStream<Int>.makeStream()
+            var portIterator = ports.makeAsyncIterator()
+            let (stopFirst, stopFirstSink) = AsyncStream<Void>.makeStream()
+            group.addTask { try await runServer(directory: directory, port: 0, ports: portSink, stop: stopFirst) }
+            let port = try #require(await portIterator.next())
+            try await VersoClient.with(configuration(port: port)) { client in
+                _ = try await client.put("r/a", base: 0, data: ["v": .integer(1)])
+                let stream = try await client.subscribe(.prefix("r/"))
+                var events = stream.makeAsyncIterator()
+                _ = try await next(&events, 3)
+                _ = try await client.put("r/a", base: 1, data: ["v": .integer(2)])
+                #expect(try await next(&events, 1) == [.update(key: "r/a", version: 2, seq: 2, data: ["v": .integer(2)])])
+
+                stopFirstSink.yield()
+                let (stopSecond, stopSecondSink) = AsyncStream<Void>.makeStream()
+                // The first server must be gone before the second takes its port.
+                try await group.next()
+                group.addTask { try await runServer(directory: directory, port: port, ports: portSink, stop: stopSecond) }
+                #expect(await portIterator.next() == port)
+                // Another client writes while (or before) this one reconnects.
+                try await WireConnection.with(url: "ws://127.0.0.1:\(port)/v1/ws") { other in
+                    _ = try await other.request(#"{"type":"put","key":"r/a","base":2,"data":{"v":3}}"#)
+                }
+                // A request waits for the reconnection.
+                #expect(try await client.put("r/b", base: 0, data: [:]) == .ack(version: 1, seq: 4))
+                let resumed = try await next(&events, 2)
+                #expect(resumed == [
+                    .update(key: "r/a", version: 3, seq: 3, data: ["v": .integer(3)]),
+                    .update(key: "r/b", version: 1, seq: 4, data: [:]),
+                ])
+                stopSecondSink.yield()
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    @Test("when the server cannot replay (a new store), the subscription yields a reset and fresh snapshots")
+    func resetAfterNewStore() async throws {
+        let firstDirectory = TestServer.makeDataDirectory()
+        let secondDirectory = TestServer.makeDataDirectory()
+        defer {
+            try? FileManager.default.removeItem(atPath: firstDirectory)
+            try? FileManager.default.removeItem(atPath: secondDirectory)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let (ports, portSink) = AsyncStream<Int>.makeStream()
+            var portIterator = ports.makeAsyncIterator()
+            let (stopFirst, stopFirstSink) = AsyncStream<Void>.makeStream()
+            group.addTask { try await runServer(directory: firstDirectory, port: 0, ports: portSink, stop: stopFirst) }
+            let port = try #require(await portIterator.next())
+            try await VersoClient.with(configuration(port: port)) { client in
+                _ = try await client.put("n/old", base: 0, data: [:])
+                var events = try await client.subscribe(.prefix("n/")).makeAsyncIterator()
+                _ = try await next(&events, 3)
+                stopFirstSink.yield()
+                try await group.next()
+                let (stopSecond, stopSecondSink) = AsyncStream<Void>.makeStream()
+                group.addTask { try await runServer(directory: secondDirectory, port: port, ports: portSink, stop: stopSecond) }
+                _ = await portIterator.next()
+                try await WireConnection.with(url: "ws://127.0.0.1:\(port)/v1/ws") { other in
+                    _ = try await other.request(#"{"type":"put","key":"n/new","base":0,"data":{}}"#)
+                }
+                let reset = try await next(&events, 1)
+                if case .started(_, let wasReset) = reset.first {
+                    #expect(wasReset)
+                } else {
+                    Issue.record("expected a reset start, got \(reset)")
+                }
+                var sawNew = false
+                while let event = try await events.next() {
+                    if case .snapshot(let record) = event, record.key == "n/new" { sawNew = true }
+                    if case .update(let key, _, _, _) = event, key == "n/new" { sawNew = true }
+                    if event == .synced { break }
+                }
+                if !sawNew { #expect(try await next(&events, 1).count == 1) }
+                stopSecondSink.yield()
+            }
+            try await group.waitForAll()
+        }
+    }
+}
