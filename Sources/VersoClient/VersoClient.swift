@@ -73,6 +73,7 @@ public final class VersoClient: Sendable {
         var nextWaiter = 0
         var session: String?
         var epoch: String?
+        var allowsForce = false
         var nextRID: Int64 = 1
         var pending: [Int64: Slot] = [:]
         var subscriptions: [Int: LocalSubscription] = [:]
@@ -121,6 +122,9 @@ public final class VersoClient: Sendable {
 
     /// The store's epoch.
     public var epoch: String? { state.withLock { $0.epoch } }
+
+    /// Whether the server accepts forced writes (from its `welcome`).
+    public var serverAllowsForce: Bool { state.withLock { $0.allowsForce } }
 
     // MARK: Connection
 
@@ -206,6 +210,7 @@ public final class VersoClient: Sendable {
             defer {
                 state.session = session
                 state.epoch = welcome["epoch"]?.stringValue
+                state.allowsForce = welcome["force"] == .bool(true)
             }
             return state.epoch
         }

@@ -35,12 +35,14 @@ public enum Replies {
         return writer.bytes
     }
 
-    public static func welcome(rid: JSONValue?, session: String, epoch: String, seq: Int64) -> [UInt8] {
+    /// The reply to `hello`. `allowsForce` tells clients whether forced writes are accepted.
+    public static func welcome(rid: JSONValue?, session: String, epoch: String, seq: Int64, allowsForce: Bool) -> [UInt8] {
         var writer = start("welcome", rid: rid)
         writer.raw(",\"session\":"); writer.string(session)
         writer.raw(",\"epoch\":"); writer.string(epoch)
         writer.raw(",\"seq\":"); writer.integer(seq)
         writer.raw(",\"server\":"); writer.string(serverName)
+        writer.raw(",\"force\":"); allowsForce ? writer.raw("true") : writer.raw("false")
         return finish(&writer)
     }
 

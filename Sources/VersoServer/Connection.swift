@@ -85,7 +85,7 @@ struct Connection {
             switch envelope.request {
             case .hello:
                 guard engine.isAccepting else { throw RequestError(.unavailable, "the server is shutting down; reconnect and retry") }
-                outbox.send(Replies.welcome(rid: rid, session: session, epoch: engine.epoch, seq: engine.currentSeq))
+                outbox.send(Replies.welcome(rid: rid, session: session, epoch: engine.epoch, seq: engine.currentSeq, allowsForce: engine.configuration.allowForce))
             case .get(let key):
                 let state = try await engine.record(key)
                 guard let state, let data = state.data else {

@@ -16,6 +16,7 @@ struct ProtocolRulesTests {
                 #expect(welcome["epoch"]?.str == server.server.engine.epoch)
                 #expect(welcome["seq"]?.int == 0)
                 #expect(welcome["server"]?.str == "verso/0.1.0")
+                #expect(welcome["force"] == .bool(false))
             }
         }
     }
