@@ -1,1 +1,380 @@
 import VersoCore
+
+/// The live editor as a pure state machine: `handle` takes an event and returns the work to do;
+/// `render` draws the current state. No I/O, no clock: time arrives as `tick` events.
+public struct EditorState: Sendable {
+    /// An edit the user is typing.
+    public struct Edit: Sendable, Equatable {
+        public var key: String
+        public var field: String
+        public var text: String
+        /// The version the user was looking at when the edit began.
+        public var base: Int64
+    }
+
+    /// A save sent and not yet answered.
+    public struct PendingSave: Sendable, Equatable {
+        public var field: String?
+        public var value: JSONValue?
+        public var base: Int64
+    }
+
+    /// A stale save, shown field by field beside the current record.
+    public struct Conflict: Sendable, Equatable {
+        public var key: String
+        public var field: String
+        public var mine: JSONValue
+        public var base: Int64
+        public var theirs: EditorRecord
+    }
+
+    public enum Mode: Sendable, Equatable {
+        case browse
+        case editing(Edit)
+        case addingKey(String)
+        case addingData(key: String, text: String)
+        case confirmDelete(key: String)
+        case filtering(String)
+        case conflict(Conflict)
+    }
+
+    public let prefix: String
+    public let server: String
+    public private(set) var records: [String: EditorRecord] = [:]
+    public private(set) var mode: Mode = .browse
+    public private(set) var filter = ""
+    public private(set) var selectedKey: String?
+    public private(set) var selectedField = 0
+    public private(set) var pending: [String: PendingSave] = [:]
+    public private(set) var message: (text: String, style: Style)?
+    public private(set) var connected = false
+    public private(set) var connectionText = "connecting"
+    public private(set) var allowsForce = false
+    public private(set) var synced = false
+    public private(set) var width = 80
+    public private(set) var height = 24
+    private var now: Double = 0
+    private var messageExpiry: Double = .infinity
+    /// Cells changed by others, with when the highlight ends.
+    private(set) var changedCells: [String: Double] = [:]
+    /// Rows added or deleted recently, with when the mark ends.
+    private(set) var markedRows: [String: Double] = [:]
+    /// (key, version) pairs this editor wrote, so their updates are not announced as others'.
+    private var ownVersions: Set<String> = []
+    private var scrollRow = 0
+    private var scrollField = 0
+
+    /// How long a changed cell stays highlighted, in seconds.
+    public static let highlightSeconds = 2.0
+
+    public init(prefix: String, server: String) {
+        self.prefix = prefix
+        self.server = server
+    }
+
+    // MARK: Derived views
+
+    /// Keys shown, in key order: live records plus recently deleted ones, narrowed by the filter.
+    public var visibleKeys: [String] {
+        records.values
+            .filter { !$0.isDeleted || markedRows[$0.key] != nil || isInUse($0.key) }
+            .filter { matchesFilter($0) }
+            .map(\.key)
+            .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    /// Field names shown as columns: every field of every shown record, sorted.
+    public var columns: [String] {
+        var names = Set<String>()
+        for key in visibleKeys { names.formUnion(records[key]?.data?.keys ?? [:].keys) }
+        return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    /// The field under the cursor.
+    public var selectedColumn: String? {
+        let columns = columns
+        return columns.isEmpty ? nil : columns[min(selectedField, columns.count - 1)]
+    }
+
+    private func isInUse(_ key: String) -> Bool {
+        switch mode {
+        case .editing(let edit): edit.key == key
+        case .confirmDelete(let target): target == key
+        case .conflict(let conflict): conflict.key == key
+        default: selectedKey == key
+        }
+    }
+
+    private func matchesFilter(_ record: EditorRecord) -> Bool {
+        let needle = (mode.filterText ?? filter).lowercased()
+        guard !needle.isEmpty else { return true }
+        if record.key.lowercased().contains(needle) { return true }
+        return record.data?.values.contains { CellText.display($0).lowercased().contains(needle) } ?? false
+    }
+
+    private mutating func say(_ text: String, _ style: Style = .message, seconds: Double = 6) {
+        message = (text, style)
+        messageExpiry = now + seconds
+    }
+
+    // MARK: Events
+
+    /// Applies `event` and returns the effects the host must carry out.
+    public mutating func handle(_ event: EditorEvent) -> [EditorEffect] {
+        switch event {
+        case .key(let key):
+            return handleKey(key)
+        case .resize(let width, let height):
+            self.width = max(20, width)
+            self.height = max(6, height)
+        case .started(let reset):
+            if reset {
+                records = [:]
+                say("resynchronised after reconnecting: showing the current records")
+            }
+            synced = false
+        case .snapshot(let record):
+            records[record.key] = record
+            if selectedKey == nil { selectedKey = record.key }
+        case .synced:
+            synced = true
+            if selectedKey == nil { selectedKey = visibleKeys.first }
+        case .update(let record):
+            applyUpdate(record)
+        case .connection(let connected, let text):
+            self.connected = connected
+            connectionText = text
+        case .serverInfo(let allowsForce):
+            self.allowsForce = allowsForce
+        case .saved(let key, let version):
+            pending[key] = nil
+            ownVersions.insert("\(key)@\(version)")
+            say("saved \(key) (version \(version))")
+        case .conflict(let current):
+            return handleConflict(current)
+        case .failed(let key, let message):
+            pending[key] = nil
+            say("\(key): \(message)", .error)
+        case .tick(let now):
+            self.now = now
+            changedCells = changedCells.filter { $0.value > now }
+            markedRows = markedRows.filter { $0.value > now }
+            if now >= messageExpiry { message = nil; messageExpiry = .infinity }
+        }
+        return []
+    }
+
+    private mutating func applyUpdate(_ record: EditorRecord) {
+        let previous = records[record.key]
+        records[record.key] = record
+        let own = ownVersions.remove("\(record.key)@\(record.version)") != nil
+        var changedFields: [String] = []
+        if let data = record.data {
+            let old = previous?.data ?? [:]
+            changedFields = Set(data.keys).union(old.keys).filter { data[$0] != old[$0] }.sorted()
+            for field in changedFields { changedCells["\(record.key)\u{0}\(field)"] = now + Self.highlightSeconds }
+            if previous?.data == nil { markedRows[record.key] = now + Self.highlightSeconds }
+        } else {
+            markedRows[record.key] = now + Self.highlightSeconds + 1
+        }
+        if selectedKey == nil { selectedKey = record.key }
+        if !own {
+            let what = record.isDeleted ? "deleted \(record.key)" : previous?.data == nil ? "created \(record.key)"
+                : "changed \(record.key) (\(changedFields.joined(separator: ", ")))"
+            say("someone else \(what): now version \(record.version)")
+        }
+        // An edit in progress keeps the version the user started from: its save will come back
+        // as a conflict, shown beside the new state, rather than silently overwrite this change.
+        if case .editing(let edit) = mode, edit.key == record.key, !own {
+            say("someone else changed \(record.key) while you edit it: saving will show what changed", .error)
+        }
+    }
+
+    private mutating func handleConflict(_ current: EditorRecord) -> [EditorEffect] {
+        let key = current.key
+        records[key] = current
+        guard let save = pending.removeValue(forKey: key) else { return [] }
+        if let field = save.field, let value = save.value {
+            mode = .conflict(Conflict(key: key, field: field, mine: value, base: save.base, theirs: current))
+            say("\(key) changed since version \(save.base): choose how to resolve", .error, seconds: .infinity)
+        } else {
+            say("\(key) changed since version \(save.base) (now \(current.isDeleted ? "deleted" : "version \(current.version)")): nothing was changed", .error)
+        }
+        return []
+    }
+
+    // MARK: Keys
+
+    private mutating func handleKey(_ key: Key) -> [EditorEffect] {
+        if key == .controlC { return [.quit] }
+        switch mode {
+        case .browse: return browseKey(key)
+        case .editing(var edit):
+            switch key {
+            case .escape: mode = .browse
+            case .enter:
+                mode = .browse
+                let value = CellText.parse(edit.text)
+                guard records[edit.key]?.data?[edit.field] != value else { return [] }
+                pending[edit.key] = PendingSave(field: edit.field, value: value, base: edit.base)
+                say("saving \(edit.key).\(edit.field)…")
+                return [.patch(key: edit.key, base: edit.base, patch: [edit.field: value])]
+            default:
+                edit.text = Self.edited(edit.text, key)
+                mode = .editing(edit)
+            }
+        case .addingKey(let text):
+            switch key {
+            case .escape: mode = .browse
+            case .enter:
+                if let problem = RecordKey.problem(with: text) {
+                    say(problem, .error)
+                } else if let existing = records[text], !existing.isDeleted {
+                    say("\(text) already exists", .error)
+                } else {
+                    mode = .addingData(key: text, text: "{}")
+                }
+            default: mode = .addingKey(Self.edited(text, key))
+            }
+        case .addingData(let newKey, let text):
+            switch key {
+            case .escape: mode = .browse
+            case .enter:
+                guard case .object(let data)? = try? JSONParser.parse(text) else {
+                    say("the data must be a JSON object, like {\"title\":\"…\"}", .error)
+                    return []
+                }
+                mode = .browse
+                selectedKey = newKey
+                if let tombstone = records[newKey], tombstone.isDeleted {
+                    pending[newKey] = PendingSave(field: nil, value: nil, base: tombstone.version)
+                    say("creating \(newKey)…")
+                    return [.patch(key: newKey, base: tombstone.version, patch: data)]
+                }
+                pending[newKey] = PendingSave(field: nil, value: nil, base: 0)
+                say("creating \(newKey)…")
+                return [.create(key: newKey, data: data)]
+            default: mode = .addingData(key: newKey, text: Self.edited(text, key))
+            }
+        case .confirmDelete(let target):
+            mode = .browse
+            if key == .character("y"), let record = records[target], !record.isDeleted {
+                pending[target] = PendingSave(field: nil, value: nil, base: record.version)
+                say("deleting \(target)…")
+                return [.delete(key: target, base: record.version)]
+            }
+            say("not deleted")
+        case .filtering(let text):
+            switch key {
+            case .escape:
+                filter = ""
+                mode = .browse
+            case .enter:
+                filter = text
+                mode = .browse
+            default: mode = .filtering(Self.edited(text, key))
+            }
+            keepSelectionVisible()
+        case .conflict(let conflict):
+            return conflictKey(key, conflict)
+        }
+        return []
+    }
+
+    private mutating func conflictKey(_ key: Key, _ conflict: Conflict) -> [EditorEffect] {
+        let patch = [conflict.field: conflict.mine]
+        switch key {
+        case .character("t"), .escape:
+            mode = .browse
+            say("kept their version of \(conflict.key)")
+        case .character("r"):
+            mode = .browse
+            let base = records[conflict.key]?.version ?? conflict.theirs.version
+            pending[conflict.key] = PendingSave(field: conflict.field, value: conflict.mine, base: base)
+            say("reapplying your \(conflict.field) on version \(base)…")
+            return [.patch(key: conflict.key, base: base, patch: patch)]
+        case .character("f") where allowsForce:
+            mode = .browse
+            pending[conflict.key] = PendingSave(field: conflict.field, value: conflict.mine, base: conflict.theirs.version)
+            say("forcing your \(conflict.field)…")
+            return [.patch(key: conflict.key, base: nil, patch: patch)]
+        default:
+            break
+        }
+        return []
+    }
+
+    private mutating func browseKey(_ key: Key) -> [EditorEffect] {
+        let keys = visibleKeys
+        let index = selectedKey.flatMap { keys.firstIndex(of: $0) }
+        let pageRows = max(1, tableRows - 1)
+        func select(_ position: Int) {
+            guard !keys.isEmpty else { return }
+            selectedKey = keys[min(max(position, 0), keys.count - 1)]
+        }
+        switch key {
+        case .up: select((index ?? 0) - 1)
+        case .down: select((index ?? -1) + 1)
+        case .pageUp: select((index ?? 0) - pageRows)
+        case .pageDown: select((index ?? 0) + pageRows)
+        case .home: select(0)
+        case .end: select(keys.count - 1)
+        case .left: selectedField = max(0, selectedField - 1)
+        case .right, .tab: selectedField = min(max(0, columns.count - 1), selectedField + 1)
+        case .character("q"): return [.quit]
+        case .character("/"): mode = .filtering(filter)
+        case .character("a"): mode = .addingKey(prefix)
+        case .character("d"):
+            if let selectedKey, let record = records[selectedKey], !record.isDeleted { mode = .confirmDelete(key: selectedKey) }
+        case .enter, .character("e"):
+            guard let selectedKey, let record = records[selectedKey], let data = record.data, let field = selectedColumn else {
+                say("select a record and a field to edit", .error)
+                return []
+            }
+            if pending[selectedKey] != nil {
+                say("\(selectedKey) is still being saved", .error)
+                return []
+            }
+            mode = .editing(Edit(key: selectedKey, field: field, text: CellText.display(data[field]), base: record.version))
+        default:
+            break
+        }
+        keepSelectionVisible()
+        return []
+    }
+
+    private static func edited(_ text: String, _ key: Key) -> String {
+        switch key {
+        case .backspace: String(text.dropLast())
+        case .character(let character): text + String(character)
+        default: text
+        }
+    }
+
+    // MARK: Layout
+
+    /// Rows available for records (the screen less title, header, message and help lines).
+    private var tableRows: Int { max(1, height - 4) }
+
+    private mutating func keepSelectionVisible() {
+        let keys = visibleKeys
+        if let selectedKey, let index = keys.firstIndex(of: selectedKey) {
+            if index < scrollRow { scrollRow = index }
+            if index >= scrollRow + tableRows { scrollRow = index - tableRows + 1 }
+        } else {
+            selectedKey = keys.first
+            scrollRow = 0
+        }
+        scrollRow = max(0, min(scrollRow, max(0, keys.count - tableRows)))
+        selectedField = min(selectedField, max(0, columns.count - 1))
+        if selectedField < scrollField { scrollField = selectedField }
+    }
+}
+
+extension EditorState.Mode {
+    /// The filter being typed, while filtering.
+    var filterText: String? {
+        if case .filtering(let text) = self { return text }
+        return nil
+    }
+}

@@ -1,11 +1,139 @@
 import ArgumentParser
+import Foundation
+import VersoClient
+import VersoCore
+import VersoEditor
 
 struct Edit: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Edit the records under a prefix live, in a full-screen table.")
+    static let configuration = CommandConfiguration(
+        abstract: "Edit the records under a prefix live, in a full-screen table.",
+        discussion: """
+            Arrow keys move; Enter or e edits the field under the cursor; a adds a record; d deletes one; / filters; q quits.
+            Every save carries the version you were looking at; when someone else saved first, a conflict view shows your \
+            value beside theirs and lets you keep theirs, reapply yours on top of theirs, or force (when the server allows it).
+            """
+    )
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The key prefix to edit.") var prefix: String
 
+    func validate() throws {
+        if let problem = RecordKey.prefixProblem(with: prefix) { throw ValidationError(problem) }
+    }
+
     func run() async throws {
-        throw CommandFailure(ExitStatus.failure, "not built yet")
+        try await connection.withClient(reconnect: true) { client in
+            let terminal = try Terminal.open()
+            defer { terminal.close() }
+            try await EditorSession(client: client, terminal: terminal, prefix: prefix).run()
+        }
+    }
+}
+
+/// Connects the pure editor to the terminal and the client: feeds it events, draws it, and
+/// carries out its effects.
+struct EditorSession {
+    let client: VersoClient
+    let terminal: Terminal
+    let prefix: String
+
+    func run() async throws {
+        var state = EditorState(prefix: prefix, server: client.configuration.url)
+        let (events, sink) = AsyncStream<EditorEvent>.makeStream()
+        let size = terminal.size
+        _ = state.handle(.resize(width: size.width, height: size.height))
+        _ = state.handle(.serverInfo(allowsForce: client.serverAllowsForce))
+        terminal.draw(state.render())
+        let client = client
+        let terminal = terminal
+        let prefix = prefix
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await key in terminal.keys() { sink.yield(.key(key)) }
+            }
+            group.addTask {
+                for await _ in terminal.resizes() {
+                    let size = terminal.size
+                    sink.yield(.resize(width: size.width, height: size.height))
+                }
+            }
+            group.addTask {
+                for await connectionState in client.connectionStates {
+                    switch connectionState {
+                    case .connected:
+                        sink.yield(.connection(connected: true, text: "connected"))
+                        sink.yield(.serverInfo(allowsForce: client.serverAllowsForce))
+                    case .connecting: sink.yield(.connection(connected: false, text: "connecting…"))
+                    case .disconnected(let reason): sink.yield(.connection(connected: false, text: "reconnecting (\(reason))"))
+                    case .closed: sink.yield(.connection(connected: false, text: "closed"))
+                    }
+                }
+            }
+            group.addTask {
+                for try await event in try await client.subscribe(.prefix(prefix)) {
+                    switch event {
+                    case .started(_, let reset): sink.yield(.started(reset: reset))
+                    case .snapshot(let record): sink.yield(.snapshot(EditorRecord(key: record.key, version: record.version, data: record.data)))
+                    case .synced: sink.yield(.synced)
+                    case .update(let key, let version, _, let data): sink.yield(.update(EditorRecord(key: key, version: version, data: data)))
+                    }
+                }
+            }
+            group.addTask {
+                let start = ContinuousClock.now
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(250))
+                    let elapsed = ContinuousClock.now - start
+                    sink.yield(.tick(now: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+                }
+            }
+            events: for await event in events {
+                let effects = state.handle(event)
+                terminal.draw(state.render())
+                for effect in effects {
+                    if effect == .quit { break events }
+                    group.addTask { sink.yield(await Self.perform(effect, client: client)) }
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Carries out a save and turns its outcome into an event.
+    static func perform(_ effect: EditorEffect, client: VersoClient) async -> EditorEvent {
+        let key: String
+        let outcome: WriteOutcome
+        do {
+            switch effect {
+            case .patch(let target, let base, let patch):
+                key = target
+                outcome = try await client.patch(target, base: base, patch: patch)
+            case .create(let target, let data):
+                key = target
+                outcome = try await client.put(target, base: 0, data: data)
+            case .delete(let target, let base):
+                key = target
+                outcome = try await client.delete(target, base: base)
+            case .quit:
+                return .tick(now: 0)
+            }
+        } catch {
+            return .failed(key: effect.key ?? "", message: "\(error)")
+        }
+        switch outcome {
+        case .ack(let version, _):
+            return .saved(key: key, version: version)
+        case .conflict(let conflict):
+            return .conflict(current: EditorRecord(key: key, version: conflict.version, data: conflict.deleted ? nil : conflict.data))
+        }
+    }
+}
+
+extension EditorEffect {
+    /// The key a save is about.
+    var key: String? {
+        switch self {
+        case .patch(let key, _, _), .create(let key, _), .delete(let key, _): key
+        case .quit: nil
+        }
     }
 }
