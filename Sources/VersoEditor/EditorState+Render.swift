@@ -143,7 +143,7 @@ extension EditorState {
         case .browse:
             return (messageLine, [Segment(" ↑↓←→ move  e/Enter edit  a add  d delete  / filter  q quit", .status)], nil)
         case .editing(let edit):
-            return ([Segment(" editing \(edit.key).\(edit.field) from version \(edit.base)", .message)],
+            return (message == nil ? [Segment(" editing \(edit.key).\(edit.field) from version \(edit.base)", .message)] : messageLine,
                     [Segment(" Enter save  Esc cancel  (values are JSON when they parse, text otherwise)", .status)], nil)
         case .addingKey(let text):
             let (line, column) = prompt("new key:", text)
@@ -164,7 +164,7 @@ extension EditorState {
 
 extension EditorState {
     /// Whether a cell was recently changed by someone else.
-    func isChanged(_ key: String, _ field: String) -> Bool {
+    public func isChanged(_ key: String, _ field: String) -> Bool {
         changedCells["\(key)\u{0}\(field)"] != nil
     }
 }

@@ -87,6 +87,7 @@ public struct EditorState: Sendable {
     public var columns: [String] {
         var names = Set<String>()
         for key in visibleKeys { names.formUnion(records[key]?.data?.keys ?? [:].keys) }
+        if case .editing(let edit) = mode { names.insert(edit.field) }
         return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 
@@ -186,7 +187,7 @@ public struct EditorState: Sendable {
         // An edit in progress keeps the version the user started from: its save will come back
         // as a conflict, shown beside the new state, rather than silently overwrite this change.
         if case .editing(let edit) = mode, edit.key == record.key, !own {
-            say("someone else changed \(record.key) while you edit it: saving will show what changed", .error)
+            say("someone else \(record.isDeleted ? "deleted" : "changed") \(record.key) while you edit it: saving will show what changed", .error)
         }
     }
 
@@ -335,6 +336,7 @@ public struct EditorState: Sendable {
                 say("\(selectedKey) is still being saved", .error)
                 return []
             }
+            message = nil
             mode = .editing(Edit(key: selectedKey, field: field, text: CellText.display(data[field]), base: record.version))
         default:
             break

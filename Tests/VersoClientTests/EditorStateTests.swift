@@ -1,0 +1,186 @@
+import Testing
+import VersoCore
+import VersoEditor
+
+/// Drives an editor with events, collecting its effects.
+private struct Driver {
+    var state = EditorState(prefix: "notes/", server: "ws://test")
+    var effects: [EditorEffect] = []
+
+    init(_ records: [EditorRecord]) {
+        send(.resize(width: 80, height: 24))
+        send(.connection(connected: true, text: "connected"))
+        send(.started(reset: false))
+        for record in records { send(.snapshot(record)) }
+        send(.synced)
+    }
+
+    mutating func send(_ events: EditorEvent...) {
+        for event in events { effects += state.handle(event) }
+    }
+
+    mutating func keys(_ keys: Key...) {
+        for key in keys { send(.key(key)) }
+    }
+
+    mutating func type(_ text: String) {
+        for character in text { send(.key(.character(character))) }
+    }
+
+    mutating func takeEffects() -> [EditorEffect] {
+        defer { effects = [] }
+        return effects
+    }
+
+    var screen: String { state.render().text.joined(separator: "\n") }
+}
+
+private let note = EditorRecord(key: "notes/1", version: 3, data: ["body": .string("hello"), "title": .string("Groceries")])
+
+@Suite("Live editor state machine")
+struct EditorStateTests {
+    @Test("shows the records as a table at 80×24, with key, version and fields as columns")
+    func table() {
+        let driver = Driver([note, EditorRecord(key: "notes/2", version: 1, data: ["title": .string("Other")])])
+        let lines = driver.state.render().text
+        #expect(lines.count == 24)
+        #expect(lines.allSatisfy { $0.count <= 80 })
+        #expect(lines[1].contains("key") && lines[1].contains("body") && lines[1].contains("title"))
+        #expect(lines[2].contains("notes/1") && lines[2].contains("Groceries") && lines[2].contains("3"))
+        #expect(lines[3].contains("notes/2") && lines[3].contains("Other"))
+    }
+
+    @Test("a save carries the version the user was looking at; on conflict, rebase reapplies the edit on the new version and is acknowledged")
+    func conflictRebaseAck() {
+        var driver = Driver([note])
+        driver.keys(.right, .enter)  // edit title
+        for _ in 0..<"Groceries".count { driver.keys(.backspace) }
+        driver.type("Shopping")
+        driver.keys(.enter)
+        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 3, patch: ["title": .string("Shopping")])])
+        let theirs = EditorRecord(key: "notes/1", version: 4, data: ["body": .string("changed by them"), "title": .string("Groceries!")])
+        driver.send(.conflict(current: theirs))
+        guard case .conflict(let conflict) = driver.state.mode else { Issue.record("expected the conflict view"); return }
+        #expect(conflict.mine == .string("Shopping"))
+        #expect(conflict.theirs == theirs)
+        #expect(driver.screen.contains("Shopping") && driver.screen.contains("Groceries!"))
+        #expect(!driver.screen.contains("[f]"), "force is offered only when the server allows it")
+        driver.keys(.character("r"))
+        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 4, patch: ["title": .string("Shopping")])])
+        driver.send(.saved(key: "notes/1", version: 5))
+        driver.send(.update(EditorRecord(key: "notes/1", version: 5, data: ["body": .string("changed by them"), "title": .string("Shopping")])))
+        #expect(driver.state.mode == .browse)
+        #expect(driver.state.records["notes/1"]?.version == 5)
+        #expect(driver.state.pending.isEmpty)
+        #expect(driver.screen.contains("saved notes/1"), "the user's own change is not announced as someone else's")
+    }
+
+    @Test("keep theirs drops the edit; force is offered and sent without a base when the server allows it")
+    func keepTheirsAndForce() {
+        var driver = Driver([note])
+        driver.send(.serverInfo(allowsForce: true))
+        driver.keys(.enter)
+        driver.type("!")
+        driver.keys(.enter)
+        _ = driver.takeEffects()
+        let theirs = EditorRecord(key: "notes/1", version: 4, data: ["body": .string("theirs")])
+        driver.send(.conflict(current: theirs))
+        driver.keys(.character("t"))
+        #expect(driver.state.mode == .browse)
+        #expect(driver.takeEffects().isEmpty)
+        driver.keys(.enter)
+        driver.type("?")
+        driver.keys(.enter)
+        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 4, patch: ["body": .string("theirs?")])])
+        driver.send(.conflict(current: EditorRecord(key: "notes/1", version: 5, data: ["body": .string("again")])))
+        #expect(driver.screen.contains("[f] force"))
+        driver.keys(.character("f"))
+        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: nil, patch: ["body": .string("theirs?")])])
+    }
+
+    @Test("a live update while editing a different field shows at once and leaves the edit in progress; its save then conflicts and rebases")
+    func liveUpdateWhileEditing() {
+        var driver = Driver([note])
+        driver.keys(.enter)  // edit body
+        driver.type(" world")
+        driver.send(.tick(now: 10))
+        driver.send(.update(EditorRecord(key: "notes/1", version: 4, data: ["body": .string("hello"), "title": .string("Errands")])))
+        guard case .editing(let edit) = driver.state.mode else { Issue.record("the edit must go on"); return }
+        #expect(edit.text == "hello world")
+        #expect(edit.base == 3)
+        #expect(driver.screen.contains("Errands"), "the other field updates live")
+        #expect(driver.state.isChanged("notes/1", "title"), "the changed cell is highlighted")
+        driver.send(.tick(now: 10 + EditorState.highlightSeconds + 0.1))
+        #expect(!driver.state.isChanged("notes/1", "title"), "briefly")
+        driver.keys(.enter)
+        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 3, patch: ["body": .string("hello world")])])
+        driver.send(.conflict(current: driver.state.records["notes/1"]!))
+        driver.keys(.character("r"))
+        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 4, patch: ["body": .string("hello world")])])
+    }
+
+    @Test("a delete by someone else while editing keeps the edit; saving shows the conflict with the record deleted, and rebase recreates it")
+    func deletedWhileEditing() {
+        var driver = Driver([note])
+        driver.keys(.enter)
+        driver.type("!")
+        driver.send(.update(EditorRecord(key: "notes/1", version: 4, data: nil)))
+        #expect(driver.screen.contains("notes/1"), "the deleted row stays visible while it is being edited")
+        #expect(driver.screen.contains("deleted notes/1"))
+        driver.keys(.enter)
+        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 3, patch: ["body": .string("hello!")])])
+        driver.send(.conflict(current: EditorRecord(key: "notes/1", version: 4, data: nil)))
+        #expect(driver.screen.contains("deleted"))
+        driver.keys(.character("r"))
+        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 4, patch: ["body": .string("hello!")])])
+    }
+
+    @Test("add, delete with confirmation, filter and quit")
+    func otherKeys() {
+        var driver = Driver([note, EditorRecord(key: "notes/2", version: 1, data: ["title": .string("Other")])])
+        driver.keys(.character("a"))
+        driver.type("3")
+        driver.keys(.enter)
+        driver.keys(.backspace, .backspace)
+        driver.type("{\"title\":\"New\"}")
+        driver.keys(.enter)
+        #expect(driver.takeEffects() == [.create(key: "notes/3", data: ["title": .string("New")])])
+        driver.send(.saved(key: "notes/3", version: 1), .update(EditorRecord(key: "notes/3", version: 1, data: ["title": .string("New")])))
+        #expect(driver.state.selectedKey == "notes/3")
+        driver.keys(.up, .character("d"))
+        #expect(driver.screen.contains("delete notes/2"))
+        driver.keys(.character("n"))
+        #expect(driver.takeEffects().isEmpty)
+        driver.keys(.character("d"), .character("y"))
+        #expect(driver.takeEffects() == [.delete(key: "notes/2", base: 1)])
+        driver.keys(.character("/"))
+        driver.type("groc")
+        driver.keys(.enter)
+        #expect(driver.state.visibleKeys == ["notes/1"])
+        driver.keys(.character("q"))
+        #expect(driver.takeEffects() == [.quit])
+        driver.keys(.controlC)
+        #expect(driver.takeEffects() == [.quit])
+    }
+
+    @Test("a reset after reconnecting replaces the records; resizing keeps every line within the screen")
+    func resetAndResize() {
+        var driver = Driver([note])
+        driver.send(.started(reset: true), .snapshot(EditorRecord(key: "notes/9", version: 1, data: [:])), .synced)
+        #expect(driver.state.visibleKeys == ["notes/9"])
+        driver.send(.resize(width: 40, height: 10))
+        let lines = driver.state.render().text
+        #expect(lines.count == 10)
+        #expect(lines.allSatisfy { $0.count <= 40 })
+    }
+
+    @Test("typed values are JSON when they parse, text otherwise")
+    func values() {
+        #expect(CellText.parse("42") == .number("42"))
+        #expect(CellText.parse("true") == .bool(true))
+        #expect(CellText.parse("hello") == .string("hello"))
+        #expect(CellText.parse("\"42\"") == .string("42"))
+        #expect(CellText.display(.string("x")) == "x")
+        #expect(CellText.display(.array([.number("1")])) == "[1]")
+    }
+}
