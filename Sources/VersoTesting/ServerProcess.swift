@@ -19,14 +19,18 @@ public final class ServerProcess: Sendable {
 
     /// The built `verso-server`: `VERSO_SERVER_BINARY`, or the one beside the test bundle.
     public static var binaryPath: String {
-        if let path = ProcessInfo.processInfo.environment["VERSO_SERVER_BINARY"] { return path }
+        ProcessInfo.processInfo.environment["VERSO_SERVER_BINARY"] ?? builtProductPath("verso-server")
+    }
+
+    /// The path of an executable this package builds, beside the test bundle.
+    public static func builtProductPath(_ name: String) -> String {
         let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         var directory = testBinary.deletingLastPathComponent()
         // On macOS the test bundle is a directory: Foo.xctest/Contents/MacOS/Foo.
         while directory.pathExtension == "xctest" || directory.lastPathComponent == "MacOS" || directory.lastPathComponent == "Contents" {
             directory = directory.deletingLastPathComponent()
         }
-        return directory.appendingPathComponent("verso-server").path
+        return directory.appendingPathComponent(name).path
     }
 
     /// Starts `verso-server --port 0 --data DIRECTORY` and waits until it logs where it listens.

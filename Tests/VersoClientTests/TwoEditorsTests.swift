@@ -1,0 +1,137 @@
+import Foundation
+import Testing
+import VersoCore
+import VersoTesting
+
+/// A private tmux server for one test: panes running real `verso edit` processes.
+private struct Tmux {
+    let socket = "verso-test-\(UUID().uuidString.prefix(8))"
+
+    /// Runs a tmux command and returns its output.
+    ///
+    /// Spawned with posix_spawn and reaped with waitpid on a dispatch thread: `new-session`
+    /// forks the tmux server, and Foundation's `Process` was seen never to notice the client's
+    /// exit then (it stayed a zombie), so `Process` is not used here.
+    @discardableResult
+    func run(_ arguments: [String]) async throws -> String {
+        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("\(socket)-\(UUID().uuidString).out").path
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let argv = ["tmux", "-L", socket] + arguments
+        let status: Int32 = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(returning: Self.spawnAndWait(argv, outputPath: outputPath))
+            }
+        }
+        let text = String(decoding: FileManager.default.contents(atPath: outputPath) ?? Data(), as: UTF8.self)
+        guard status == 0 else { throw TestFailure("tmux \(arguments.joined(separator: " ")) failed (\(status)): \(text)") }
+        return text
+    }
+
+    /// Runs `argv` with standard output and error in `outputPath`; returns its exit status.
+    private static func spawnAndWait(_ argv: [String], outputPath: String) -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { for pointer in cArguments { free(pointer) } }
+        var pid: pid_t = 0
+        guard posix_spawnp(&pid, "tmux", &actions, nil, &cArguments, environ) == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return 0 }  // already reaped elsewhere: it ran to the end
+        }
+        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1
+    }
+
+    func start(_ name: String, command: String) async throws {
+        try await run(["new-session", "-d", "-s", name, "-x", "80", "-y", "24", command])
+    }
+
+    func keys(_ name: String, _ keys: String...) async throws {
+        try await run(["send-keys", "-t", name] + keys)
+    }
+
+    func screen(_ name: String) async throws -> String {
+        try await run(["capture-pane", "-p", "-t", name])
+    }
+
+    /// Waits until the pane shows `text`; returns how long that took.
+    @discardableResult
+    func waitFor(_ name: String, _ text: String, within limit: Duration = .seconds(10)) async throws -> Duration {
+        let start = ContinuousClock.now
+        while ContinuousClock.now - start < limit {
+            if try await screen(name).contains(text) { return ContinuousClock.now - start }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TestFailure("pane \(name) did not show \"\(text)\" within \(limit); it shows:\n\(try await screen(name))")
+    }
+
+    func kill() async {
+        _ = try? await run(["kill-server"])
+    }
+}
+
+@Suite("Two live editors in tmux against one server")
+struct TwoEditorsTests {
+    @Test("each sees the other's edit within a second; the stale one gets the conflict view, rebases, and the record holds both changes; the terminal is restored")
+    func twoEditors() async throws {
+        let tmuxPresent = FileManager.default.isExecutableFile(atPath: "/usr/bin/tmux") || FileManager.default.isExecutableFile(atPath: "/usr/local/bin/tmux")
+        try #require(tmuxPresent, "tmux is needed for this test (apt-get install tmux)")
+        let verso = ServerProcess.builtProductPath("verso")
+        try #require(FileManager.default.isExecutableFile(atPath: verso), "build the verso client first (swift build)")
+        let directory = TestServer.makeDataDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let server = try await ServerProcess.start(dataDirectory: directory)
+        defer { server.send(signal: SIGTERM) }
+        try await TestClient.with(url: server.url) { client in
+            let reply = try await client.request(#"{"type":"put","key":"notes/1","base":0,"data":{"body":"draft","title":"Plan"}}"#)
+            #expect(reply["type"] == .string("ack"))
+        }
+        let tmux = Tmux()
+        // Each pane runs the editor, then reports whether the terminal got its echo mode back.
+        let command = "VERSO_URL=\(server.url) \(verso) edit notes/; stty -a | grep -oE '(^| )-?echo( |$)' | head -1 | sed 's/^/ECHO:/'; echo EXITED; sleep 30"
+        try await tmux.start("alice", command: command)
+        try await tmux.start("bob", command: command)
+        try await tmux.waitFor("alice", "Plan")
+        try await tmux.waitFor("bob", "Plan")
+
+        // Both start editing version 1: Alice the body, Bob the title.
+        try await tmux.keys("alice", "Enter")
+        try await tmux.keys("bob", "Right", "Enter")
+        try await tmux.waitFor("alice", "editing notes/1.body")
+        try await tmux.waitFor("bob", "editing notes/1.title")
+        try await tmux.keys("alice", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace", "alice-body", "Enter")
+        try await tmux.waitFor("alice", "saved notes/1")
+        let bobSaw = try await tmux.waitFor("bob", "alice-body", within: .seconds(1))
+        #expect(bobSaw < .seconds(1))
+
+        // Bob's save is stale: the conflict view shows his value beside the current one; he rebases.
+        try await tmux.keys("bob", " by bob", "Enter")
+        try await tmux.waitFor("bob", "Conflict on notes/1")
+        let conflictScreen = try await tmux.screen("bob")
+        #expect(conflictScreen.contains("Plan by bob") && conflictScreen.contains("alice-body"))
+        try await tmux.keys("bob", "r")
+        try await tmux.waitFor("bob", "saved notes/1 (version 3)")
+        let aliceSaw = try await tmux.waitFor("alice", "Plan by bob", within: .seconds(1))
+        #expect(aliceSaw < .seconds(1))
+
+        try await TestClient.with(url: server.url) { client in
+            let record = try await client.request(#"{"type":"get","key":"notes/1"}"#)
+            #expect(record["version"] == .integer(3))
+            #expect(record["data"] == .object(["body": .string("alice-body"), "title": .string("Plan by bob")]))
+        }
+
+        // Quitting (q) and Ctrl-C both give the terminal back as it was.
+        try await tmux.keys("alice", "q")
+        try await tmux.keys("bob", "C-c")
+        for name in ["alice", "bob"] {
+            try await tmux.waitFor(name, "EXITED")
+            let screen = try await tmux.screen(name)
+            #expect(screen.contains("ECHO: echo") || screen.contains("ECHO:echo"), "echo restored in \(name): \(screen)")
+            #expect(!screen.contains("verso edit notes/"), "the alternate screen was left in \(name)")
+        }
+        await tmux.kill()
+    }
+}
