@@ -1,0 +1,12 @@
+/// The protocol conformance suite: one case per rule and message of Protocol.md.
+///
+/// Every case talks to the server over the wire only, creates keys only under the prefix its
+/// context gives it, compares seqs only relatively (others may be writing), and so runs
+/// against any Verso server, including one that holds other people's data.
+public enum ConformanceSuite {
+    /// Every case, in the order of Protocol.md's sections.
+    public static var cases: [ConformanceCase] {
+        transport + limits + closing + dataModel + requests + writes + transactions + listing + forcedWrites
+            + validation + subscriptions + notCheckable
+    }
+}
