@@ -28,18 +28,19 @@ extension JSONValue {
 
 /// Checks the order of object members in JSON text as sent, which parsing forgets.
 enum MemberOrder {
-    /// The first object in `text` whose member names are not in UTF-8 byte order, described;
-    /// `nil` when every object is in order. `text` must be valid JSON.
-    static func firstViolation(in text: String) -> String? {
+    /// The first object inside the value of a member named `member` (at any depth) whose member
+    /// names are not in UTF-8 byte order, described; `nil` when all are in order. `text` must be
+    /// valid JSON.
+    static func firstViolation(in text: String, within member: String) -> String? {
         let bytes = Array(text.utf8)
-        // One entry per open object or array: for objects, the last member name and whether the
-        // next string is a name.
-        struct Frame { var isObject: Bool; var lastName: [UInt8]?; var expectingName: Bool }
+        let member = Array(member.utf8)
+        // One frame per open object or array: whether it lies within `member`, and for objects
+        // the last member name and whether the next string is a name.
+        struct Frame { var isObject: Bool; var checked: Bool; var lastName: [UInt8]?; var expectingName: Bool }
         var stack: [Frame] = []
         var index = 0
         while index < bytes.count {
-            let byte = bytes[index]
-            switch byte {
+            switch bytes[index] {
             case UInt8(ascii: "\""):
                 let start = index
                 index += 1
@@ -49,15 +50,16 @@ enum MemberOrder {
                 if var top = stack.last, top.isObject, top.expectingName {
                     let literal = String(decoding: bytes[start...min(index, bytes.count - 1)], as: UTF8.self)
                     let name = Array(((try? JSONParser.parse(literal))?.stringValue ?? literal).utf8)
-                    if let last = top.lastName, !last.lexicographicallyPrecedes(name) {
+                    if top.checked, let last = top.lastName, !last.lexicographicallyPrecedes(name) {
                         return "member \(quoted(String(decoding: name, as: UTF8.self))) comes after \(quoted(String(decoding: last, as: UTF8.self)))"
                     }
                     top.lastName = name
                     top.expectingName = false
                     stack[stack.count - 1] = top
                 }
-            case UInt8(ascii: "{"): stack.append(Frame(isObject: true, lastName: nil, expectingName: true))
-            case UInt8(ascii: "["): stack.append(Frame(isObject: false, lastName: nil, expectingName: false))
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                let checked = stack.last.map { $0.checked || ($0.isObject && $0.lastName == member) } ?? false
+                stack.append(Frame(isObject: bytes[index] == UInt8(ascii: "{"), checked: checked, lastName: nil, expectingName: bytes[index] == UInt8(ascii: "{")))
             case UInt8(ascii: "}"), UInt8(ascii: "]"): _ = stack.popLast()
             case UInt8(ascii: ","):
                 if stack.last?.isObject == true { stack[stack.count - 1].expectingName = true }

@@ -27,8 +27,12 @@ extension Peer {
         return frame.map { UInt16(webSocketErrorCode: $0.closeCode) }
     }
 
-    /// Expects the server to close the connection with `code`.
+    /// Expects the server to close the connection with `code`, and to send no message first.
     func expectClose(_ code: UInt16, _ what: String) async throws {
+        // `nextText` returns a message if one comes, and throws once the connection has ended.
+        if let text = try? await wire.nextText() {
+            throw ConformanceFailure("\(what): expected the server to close with \(code), but it sent \(describe(text))")
+        }
         let actual: UInt16?
         do {
             actual = try await closeCode()

@@ -81,15 +81,15 @@ extension ConformanceSuite {
                 }
             }
         },
-        ConformanceCase("2 data model: object members are sent in UTF-8 byte order and numbers exactly as written") { context in
+        ConformanceCase("2 data model: record objects are sent with members in UTF-8 byte order and numbers exactly as written") { context in
             try await context.connect(compression: false) { peer in
                 let key = context.key("exact")
                 let data = #"{"b":1,"a":1.50,"é":-0.0,"Z":1E+3,"big":123456789012345678901234567890,"nested":{"y":2,"x":[3.0e-1,{"d":1,"c":2}]},"ab":0}"#
                 try await peer.put(key, base: 0, data: data)
                 try await peer.send(#"{"type":"get","key":\#(quoted(key)),"rid":"order"}"#)
                 let raw = try await peer.wire.nextText()
-                if let violation = MemberOrder.firstViolation(in: raw) {
-                    throw ConformanceFailure("a get reply's members are not in UTF-8 byte order (\(violation)): \(describe(raw))")
+                if let violation = MemberOrder.firstViolation(in: raw, within: "data") {
+                    throw ConformanceFailure("the data in a get reply has members out of UTF-8 byte order (\(violation)): \(describe(raw))")
                 }
                 let snapshot = try expectType(try JSONParser.parse(raw), "snapshot", "get \(key)")
                 try expectEqual(snapshot["data"], .literal(data), "the data with its numbers as written")
@@ -98,8 +98,8 @@ extension ConformanceSuite {
                 }
                 try await peer.send(#"{"type":"list","prefix":\#(quoted(context.prefix))}"#)
                 let listed = try await peer.wire.nextText()
-                if let violation = MemberOrder.firstViolation(in: listed) {
-                    throw ConformanceFailure("a records reply's members are not in UTF-8 byte order (\(violation)): \(describe(listed))")
+                if let violation = MemberOrder.firstViolation(in: listed, within: "data") {
+                    throw ConformanceFailure("the data in a records reply has members out of UTF-8 byte order (\(violation)): \(describe(listed))")
                 }
             }
         },

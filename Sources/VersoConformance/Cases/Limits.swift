@@ -32,6 +32,9 @@ extension ConformanceSuite {
                     try expectError(try await peer.request(request(depth: deeper)), code: "bad_request", "a put nested \(deeper) levels deep")
                     try await expectUntouched(key, peer: peer, after: "the refused put nested \(deeper) levels deep")
                     try expectType(try await peer.request(request(depth: 64)), "ack", "a put nested 64 levels deep")
+                    try expectType(try await peer.get(key), "snapshot", "get the record nested 64 levels deep")
+                    // In a list reply this record would sit two levels deeper than the limit.
+                    try await peer.delete(key, base: 1)
                 }
             }
         },
