@@ -3,6 +3,7 @@ import VersoCore
 /// A conformance case's expectation that the server did not meet: what was expected and what
 /// arrived instead. Thrown by the checks inside a case; the runner reports its description.
 public struct ConformanceFailure: Error, Sendable, CustomStringConvertible {
+    /// What the rule expected and what the server did.
     public let description: String
 
     /// A failure described in the words of the rule that was broken.
@@ -21,6 +22,7 @@ public struct ConformanceFailure: Error, Sendable, CustomStringConvertible {
 public struct ConformanceSkip: Error, Sendable, CustomStringConvertible {
     public let reason: String
 
+    /// A skip because of `reason`.
     public init(_ reason: String) {
         self.reason = reason
     }

@@ -2,14 +2,17 @@ import VersoCore
 
 /// How one case went.
 public struct CaseResult: Sendable {
+    /// Whether the server met the rule, broke it, or could not be checked.
     public enum Status: String, Sendable {
         case passed, failed, skipped
     }
 
+    /// The case's name, starting with its Protocol.md section.
     public let name: String
     public let status: Status
     /// What differed from Protocol.md (failed), or why the case could not run (skipped).
     public let detail: String?
+    /// How long the case took.
     public let duration: Duration
 
     /// `PASS name`, `FAIL name: what differed` or `SKIP name: why`, on one line.
@@ -39,9 +42,12 @@ public struct ConformanceReport: Sendable {
     public let url: String
     /// The prefix every key the run created starts with.
     public let prefix: String
+    /// Every case's result in the order they ran, the cleanup's last.
     public let results: [CaseResult]
+    /// How long the whole run took.
     public let duration: Duration
 
+    /// How many results passed, failed, and were skipped.
     public var passed: Int { results.count(where: { $0.status == .passed }) }
     public var failed: Int { results.count(where: { $0.status == .failed }) }
     public var skipped: Int { results.count(where: { $0.status == .skipped }) }

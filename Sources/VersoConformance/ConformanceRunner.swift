@@ -6,10 +6,12 @@ import VersoClient
 public struct CaseFilter: Sendable {
     public let pattern: String
 
+    /// A filter for `pattern`, a substring or a regular expression.
     public init(_ pattern: String) {
         self.pattern = pattern
     }
 
+    /// Whether the case named `name` is selected.
     public func matches(_ name: String) -> Bool {
         if name.contains(pattern) { return true }
         guard let regex = try? Regex(pattern) else { return false }
@@ -23,6 +25,7 @@ public struct ConformanceRunner: Sendable {
     /// The name of the result that reports the final cleanup.
     public static let cleanupCaseName = "cleanup: every key the suite created is deleted at the end"
 
+    /// The server under test.
     public let address: ServerAddress
     /// The cases that will run, in order.
     public let cases: [ConformanceCase]

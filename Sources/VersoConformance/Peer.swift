@@ -3,8 +3,11 @@ import VersoCore
 
 /// What an `ack` of a single-key write says.
 public struct Ack: Sendable, Hashable {
+    /// The key written.
     public let key: String
+    /// The version the write made.
     public let version: Int64
+    /// The global seq the change got.
     public let seq: Int64
 }
 
@@ -21,6 +24,7 @@ public final class Peer {
     private var events: [JSONValue] = []
     private var lastSent = ""
 
+    /// Wraps a connection that nothing else reads from.
     public init(_ wire: WireConnection) {
         self.wire = wire
     }

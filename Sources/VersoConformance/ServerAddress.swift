@@ -4,6 +4,7 @@ import Foundation
 public struct ServerAddress: Sendable, Equatable {
     /// The URL as given, for WebSocket connections.
     public let url: String
+    /// The host and port, for plain HTTP requests.
     public let host: String
     public let port: Int
     /// The WebSocket path, for example `/v1/ws`.

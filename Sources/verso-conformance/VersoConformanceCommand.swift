@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import VersoConformance
 
 /// `verso-conformance URL [--only PATTERN] [--json]`: checks a Verso server against Protocol.md.
@@ -33,7 +34,9 @@ struct VersoConformanceCommand: AsyncParsableCommand {
         let runner = try ConformanceRunner(url: url, only: only)
         let json = json
         let report = try await runner.run { result in
-            if !json { print(result.line) }
+            guard !json else { return }
+            print(result.line)
+            fflush(nil)  // every line as soon as its case ends, even into a pipe
         }
         print(json ? report.json.encodedString : report.summaryLine)
         if report.failed > 0 { throw ExitCode.failure }

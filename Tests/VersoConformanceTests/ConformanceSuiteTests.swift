@@ -149,4 +149,20 @@ struct ConformanceSuiteTests {
         #expect(MemberOrder.firstViolation(in: #"{"data":{"a\"b":1,"a]":2}}"#, within: "data") == nil)
         #expect(MemberOrder.firstViolation(in: #"{"z":1,"data":{}}"#, within: "data") == nil, "the envelope is not checked")
     }
+
+    @Test("a failed expectation says what was expected and what came, with JSON as text")
+    func failureMessages() {
+        #expect(throws: ConformanceFailure.self) { try expectEqual(JSONValue?.none, .integer(1), "the rid") }
+        do {
+            try expectEqual(JSONValue?.none, .integer(1), "the rid")
+        } catch {
+            #expect(error.description == "the rid: expected 1, got nothing")
+        }
+        do {
+            try expectType(.object(["type": .string("ack")]), "conflict", "put on a stale base")
+        } catch {
+            #expect(error.description == #"put on a stale base: expected a "conflict" message, got {"type":"ack"}"#)
+        }
+        #expect(describe(String(repeating: "x", count: 400)).hasSuffix("… (402 bytes)"))
+    }
 }

@@ -73,6 +73,12 @@ extension ConformanceSuite {
                     try expectError(reply, code: "not_found", rid: .string("t"), "a txn deleting \(target) on base \(base)")
                     try expectEqual(reply["key"]?.str, target, "the key in the txn's not_found")
                 }
+                // A stale base wins over a missing key: conflict, listing only the stale op.
+                let both = try await peer.request(#"""
+                    {"type":"txn","ops":[{"op":"put","key":\#(quoted(a)),"base":0,"data":{}},{"op":"delete","key":\#(quoted(missing)),"base":0}]}
+                    """#)
+                try expectType(both, "conflict", "a txn with a stale op and a delete of a missing key")
+                try expectEqual(both["conflicts"]?.array?.compactMap { $0["key"]?.str }, [a], "the keys listed as stale")
                 try expectEqual(try await peer.version(of: a), 1, "the version of the key the refused txns also wrote")
                 try expectEqual(try await peer.version(of: gone), 2, "the tombstone's version after the refused txn")
             }
