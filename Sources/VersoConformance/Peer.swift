@@ -129,6 +129,17 @@ public final class Peer {
         return reply["version"]?.int ?? 0
     }
 
+    /// Subscribes to every key under `prefix` (see `subscribe(_:)`).
+    public func subscribe(prefix: String) async throws -> (reply: JSONValue, snapshots: [JSONValue]) {
+        try await subscribe(#"{"type":"subscribe","prefix":\#(quoted(prefix))}"#)
+    }
+
+    /// Lists the first page (at most 100) of live records under `prefix` and returns the
+    /// `records` reply.
+    public func list(prefix: String) async throws -> JSONValue {
+        try expectType(try await request(#"{"type":"list","prefix":\#(quoted(prefix))}"#), "records", "list \(prefix)")
+    }
+
     /// Subscribes with `request` (a whole `subscribe` message) and reads the `subscribed` reply
     /// and the snapshots it announces.
     public func subscribe(_ request: String) async throws -> (reply: JSONValue, snapshots: [JSONValue]) {

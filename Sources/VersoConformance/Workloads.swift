@@ -2,35 +2,48 @@ import VersoCore
 
 /// Concurrent write patterns several cases share.
 enum Workloads {
-    /// `clients` connections each make `perClient` increments of the counter `n` in the records
-    /// at `keys` (which must exist with a number `n`), spread over the keys: read the record,
-    /// write `n + 1` on its version (put and patch in turn), and on a conflict retry from the
-    /// state the conflict carries. Returns every acknowledged write.
-    static func increments(_ context: CaseContext, keys: [String], clients: Int, perClient: Int) async throws -> [Ack] {
-        let gate = StartGate(count: clients)
-        return try await withThrowingTaskGroup(of: [Ack].self) { group in
-            for client in 0..<clients {
+    /// Opens `count` connections (every other one with permessage-deflate), waits until all
+    /// are open, then runs `body` with each at once; returns each connection's index and result.
+    static func simultaneously<T: Sendable>(
+        _ context: CaseContext,
+        connections count: Int,
+        _ body: @escaping @Sendable (_ index: Int, Peer) async throws -> T
+    ) async throws -> [(index: Int, result: T)] {
+        let gate = StartGate(count: count)
+        return try await withThrowingTaskGroup(of: (Int, T).self) { group in
+            for index in 0..<count {
                 group.addTask {
                     var arrived = false
                     do {
-                        return try await context.connect(compression: client % 2 == 0) { peer in
+                        return try await context.connect(compression: index % 2 == 0) { peer in
                             await gate.arrive()
                             arrived = true
-                            var acks: [Ack] = []
-                            for step in 0..<perClient {
-                                let key = keys[(client + step) % keys.count]
-                                acks.append(try await increment(key, peer: peer, usePatch: step % 2 == 1))
-                            }
-                            return acks
+                            return (index, try await body(index, peer))
                         }
                     } catch {
+                        // A connection that failed still counts, so the others are not held.
                         if !arrived { await gate.arrive() }
                         throw error
                     }
                 }
             }
-            return try await group.reduce(into: []) { $0 += $1 }
+            return try await group.reduce(into: []) { $0.append($1) }
         }
+    }
+
+    /// `clients` connections each make `perClient` increments of the counter `n` in the records
+    /// at `keys` (which must exist with a number `n`), spread over the keys: read the record,
+    /// write `n + 1` on its version (put and patch in turn), and on a conflict retry from the
+    /// state the conflict carries. Returns every acknowledged write.
+    static func increments(_ context: CaseContext, keys: [String], clients: Int, perClient: Int) async throws -> [Ack] {
+        try await simultaneously(context, connections: clients) { client, peer in
+            var acks: [Ack] = []
+            for step in 0..<perClient {
+                let key = keys[(client + step) % keys.count]
+                acks.append(try await increment(key, peer: peer, usePatch: step % 2 == 1))
+            }
+            return acks
+        }.flatMap(\.result)
     }
 
     /// One increment of `n` at `key`, retried on conflict.

@@ -24,7 +24,7 @@ extension ConformanceSuite {
                 try expectError(gone, code: "not_found", "get a deleted key")
                 try expectEqual(gone["version"]?.int, 2, "the tombstone's version")
                 try expectEqual(gone["deleted"], .bool(true), "deleted in not_found for a tombstone")
-                let listed = try expectType(try await peer.request(#"{"type":"list","prefix":\#(quoted(context.prefix))}"#), "records", "list")
+                let listed = try await peer.list(prefix: context.prefix)
                 try expectEqual(listed["records"]?.array?.count, 0, "records listed when the only key is a tombstone")
                 let recreated = try await peer.put(key, base: 2, data: #"{"new":true}"#)
                 try expectEqual(recreated.version, 3, "re-creating on the tombstone's version")
@@ -58,10 +58,10 @@ extension ConformanceSuite {
                 let keys = names.map(context.key)
                 for key in keys { try await peer.put(key, base: 0) }
                 let expected = keys.map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }
-                let listed = try expectType(try await peer.request(#"{"type":"list","prefix":\#(quoted(context.prefix))}"#), "records", "list")
+                let listed = try await peer.list(prefix: context.prefix)
                 let listedKeys = (listed["records"]?.array ?? []).map { Array(($0["key"]?.str ?? "").utf8) }
                 try expectEqual(listedKeys.map(text), expected.map(text), "the order of listed keys")
-                let subscribed = try await peer.subscribe(#"{"type":"subscribe","prefix":\#(quoted(context.prefix))}"#)
+                let subscribed = try await peer.subscribe(prefix: context.prefix)
                 let snapshotKeys = subscribed.snapshots.map { Array(($0["key"]?.str ?? "").utf8) }
                 try expectEqual(snapshotKeys.map(text), expected.map(text), "the order of snapshots")
             }

@@ -41,7 +41,7 @@ extension ConformanceSuite {
                 let keys = (0..<101).map { context.key(format3($0)) }
                 let ops = keys.map { #"{"op":"put","key":\#(quoted($0)),"base":0,"data":{}}"# }
                 try expectType(try await peer.request(#"{"type":"txn","ops":[\#(ops.joined(separator: ","))]}"#), "ack", "a txn of 101 puts")
-                let first = try expectType(try await peer.request(#"{"type":"list","prefix":\#(quoted(context.prefix))}"#), "records", "list")
+                let first = try await peer.list(prefix: context.prefix)
                 let records = first["records"]?.array ?? []
                 try expectEqual(records.count, 100, "records in a list without limit")
                 try expectEqual(first["next"]?.str, keys[99], "next after the first 100")

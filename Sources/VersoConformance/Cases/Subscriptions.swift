@@ -43,7 +43,7 @@ extension ConformanceSuite {
             let key = context.key("fan")
             try await context.connect(compression: true) { byPrefix in
                 try await context.connect(compression: false) { byKey in
-                    let prefixSub = try await byPrefix.subscribe(#"{"type":"subscribe","prefix":\#(quoted(context.prefix))}"#).reply["sub"]
+                    let prefixSub = try await byPrefix.subscribe(prefix: context.prefix).reply["sub"]
                     let keySub = try await byKey.subscribe(#"{"type":"subscribe","keys":[\#(quoted(key))]}"#).reply["sub"]
                     let acks = try await context.connect { writer in
                         [
@@ -70,7 +70,7 @@ extension ConformanceSuite {
             try await context.connect { peer in
                 let keys = (0..<2).map { context.key("hot\($0)") }
                 for key in keys { try await peer.put(key, base: 0, data: #"{"n":0}"#) }
-                let sub = try await peer.subscribe(#"{"type":"subscribe","prefix":\#(quoted(context.prefix))}"#).reply["sub"]
+                let sub = try await peer.subscribe(prefix: context.prefix).reply["sub"]
                 let acks = try await Workloads.increments(context, keys: keys, clients: 4, perClient: 10)
                 let events = try await peer.events(before: context.freshKey("barrier"), subs: [sub])
                 let updates = try events.map { try Update($0, sub: sub, "an update") }
@@ -91,7 +91,7 @@ extension ConformanceSuite {
                 var acks: [Ack] = []
                 for key in keys { acks.append(try await subscriber.put(key, base: 0)) }
                 async let writes = Workloads.roundRobin(context, keys: keys, from: [1, 1, 1], count: 60)
-                let (reply, snapshots) = try await subscriber.subscribe(#"{"type":"subscribe","prefix":\#(quoted(context.prefix))}"#)
+                let (reply, snapshots) = try await subscriber.subscribe(prefix: context.prefix)
                 acks += try await writes
                 let seq = try require(reply["seq"]?.int, "subscribed has no integer seq: \(describe(reply))")
                 let events = try await subscriber.events(before: context.freshKey("barrier"), subs: [reply["sub"]])
@@ -136,7 +136,7 @@ extension ConformanceSuite {
             try await context.connect { peer in
                 let (a, b, c, d, e) = (context.key("a"), context.key("b"), context.key("c"), context.key("d"), context.key("e"))
                 for key in [c, d, e] { try await peer.put(key, base: 0, data: #"{"old":true}"#) }
-                let sub = try await peer.subscribe(#"{"type":"subscribe","prefix":\#(quoted(context.prefix))}"#).reply["sub"]
+                let sub = try await peer.subscribe(prefix: context.prefix).reply["sub"]
                 let reply = try await peer.request(#"""
                     {"type":"txn","ops":[{"op":"put","key":\#(quoted(a)),"base":0,"data":{"a":1}},{"op":"put","key":\#(quoted(b)),"base":0,"data":{"b":1}},\#
                     {"op":"patch","key":\#(quoted(c)),"base":1,"patch":{"old":null,"c":1}},{"op":"check","key":\#(quoted(d)),"base":1},\#
@@ -182,7 +182,7 @@ extension ConformanceSuite {
         ConformanceCase("5 subscribe: several subscriptions on one connection get distinct subs and each its own updates") { context in
             try await context.connect { peer in
                 let (x, y, barrier) = (context.key("x"), context.key("y"), context.freshKey("barrier"))
-                let all = try await peer.subscribe(#"{"type":"subscribe","prefix":\#(quoted(context.prefix))}"#).reply["sub"]
+                let all = try await peer.subscribe(prefix: context.prefix).reply["sub"]
                 let some = try await peer.subscribe(#"{"type":"subscribe","keys":[\#(quoted(x)),\#(quoted(barrier))]}"#).reply["sub"]
                 try expect(all != some, "two subscriptions on one connection got the same sub \(describe(all))")
                 try await peer.put(x, base: 0)
@@ -199,7 +199,7 @@ extension ConformanceSuite {
         ConformanceCase("5 unsubscribe: ends the subscription; an unknown sub is not_found") { context in
             try await context.connect { peer in
                 let barrier = context.freshKey("barrier")
-                let first = try require(try await peer.subscribe(#"{"type":"subscribe","prefix":\#(quoted(context.prefix))}"#).reply["sub"]?.int, "no sub")
+                let first = try require(try await peer.subscribe(prefix: context.prefix).reply["sub"]?.int, "no sub")
                 let reply = try await peer.request(#"{"type":"unsubscribe","rid":10,"sub":\#(first)}"#)
                 try expectType(reply, "unsubscribed", "unsubscribe")
                 try expectEqual(reply["rid"], .integer(10), "the unsubscribed reply's rid")

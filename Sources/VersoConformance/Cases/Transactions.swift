@@ -116,36 +116,19 @@ extension ConformanceSuite {
                 try await peer.put(b, base: 0)
             }
             let writers = 10
-            let gate = StartGate(count: writers)
-            let replies = try await withThrowingTaskGroup(of: (Int, JSONValue).self) { group in
-                for writer in 0..<writers {
-                    group.addTask {
-                        var arrived = false
-                        do {
-                            return try await context.connect { peer in
-                                await gate.arrive()
-                                arrived = true
-                                let reply = try await peer.request(#"""
-                                    {"type":"txn","ops":[{"op":"put","key":\#(quoted(a)),"base":1,"data":{"w":\#(writer)}},\#
-                                    {"op":"patch","key":\#(quoted(b)),"base":1,"patch":{"w":\#(writer)}}]}
-                                    """#)
-                                return (writer, reply)
-                            }
-                        } catch {
-                            if !arrived { await gate.arrive() }
-                            throw error
-                        }
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
+            let replies = try await Workloads.simultaneously(context, connections: writers) { writer, peer in
+                try await peer.request(#"""
+                    {"type":"txn","ops":[{"op":"put","key":\#(quoted(a)),"base":1,"data":{"w":\#(writer)}},\#
+                    {"op":"patch","key":\#(quoted(b)),"base":1,"patch":{"w":\#(writer)}}]}
+                    """#)
             }
-            let winners = replies.filter { $0.1.type == "ack" }
+            let winners = replies.filter { $0.result.type == "ack" }
             try expectEqual(winners.count, 1, "txns acknowledged out of \(writers) on the same bases")
             for (writer, reply) in replies where reply.type != "ack" {
                 try expectType(reply, "conflict", "the txn of writer \(writer)")
                 try expectEqual(reply["conflicts"]?.array?.count, 2, "stale ops listed for writer \(writer)")
             }
-            let winner = winners[0].0
+            let winner = winners[0].index
             try await context.connect { peer in
                 for key in [a, b] {
                     let snapshot = try expectType(try await peer.get(key), "snapshot", "get \(key)")

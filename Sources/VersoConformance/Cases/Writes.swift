@@ -110,27 +110,10 @@ extension ConformanceSuite {
             let key = context.key("race")
             _ = try await context.connect { try await $0.put(key, base: 0, data: #"{"writer":-1}"#) }
             let writers = 50
-            let gate = StartGate(count: writers)
-            let replies = try await withThrowingTaskGroup(of: (Int, JSONValue).self) { group in
-                for writer in 0..<writers {
-                    group.addTask {
-                        var arrived = false
-                        do {
-                            return try await context.connect(compression: writer % 2 == 0) { peer in
-                                await gate.arrive()
-                                arrived = true
-                                let reply = try await peer.request(#"{"type":"put","key":\#(quoted(key)),"base":1,"data":{"writer":\#(writer)}}"#)
-                                return (writer, reply)
-                            }
-                        } catch {
-                            if !arrived { await gate.arrive() }
-                            throw error
-                        }
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
+            let replies = try await Workloads.simultaneously(context, connections: writers) { writer, peer in
+                try await peer.request(#"{"type":"put","key":\#(quoted(key)),"base":1,"data":{"writer":\#(writer)}}"#)
             }
-            let winners = replies.filter { $0.1.type == "ack" }
+            let winners = replies.filter { $0.result.type == "ack" }
             try expectEqual(winners.count, 1, "writes acknowledged out of \(writers) on base 1")
             let (winner, ack) = winners[0]
             try expectEqual(ack["version"]?.int, 2, "the winner's version")
