@@ -40,15 +40,32 @@ public final class Peer {
         try await wire.send(text)
     }
 
+    /// The next message, parsed; `waitingFor` says what for, in the failure when none comes.
+    private func receive(timeout: Duration, waitingFor: @autoclosure () -> String) async throws -> JSONValue {
+        let text: String
+        do {
+            text = try await wire.nextText(timeout: timeout)
+        } catch {
+            throw ConformanceFailure("\(waitingFor()): \(error)")
+        }
+        do {
+            return try JSONParser.parse(text)
+        } catch {
+            throw ConformanceFailure("the server sent a message that is not JSON (\(error)): \(describe(text))")
+        }
+    }
+
+    /// The next message as it comes off the wire, reply or subscription message, for checks
+    /// of their relative order; messages already kept for `nextEvent` come first.
+    public func nextMessage(timeout: Duration = .seconds(10)) async throws -> JSONValue {
+        if !events.isEmpty { return events.removeFirst() }
+        return try await receive(timeout: timeout, waitingFor: "no message after \(describe(lastSent))")
+    }
+
     /// The next reply; subscription messages that come first are kept for `nextEvent`.
     public func nextReply(timeout: Duration = .seconds(10)) async throws -> JSONValue {
         while true {
-            let message: JSONValue
-            do {
-                message = try await wire.next(timeout: timeout)
-            } catch {
-                throw ConformanceFailure("no reply to \(describe(lastSent)): \(error)")
-            }
+            let message = try await receive(timeout: timeout, waitingFor: "no reply to \(describe(lastSent))")
             if Self.isEvent(message) { events.append(message) } else { return message }
         }
     }
@@ -62,12 +79,7 @@ public final class Peer {
     /// The next subscription message. Fails if a reply arrives instead.
     public func nextEvent(timeout: Duration = .seconds(10)) async throws -> JSONValue {
         if !events.isEmpty { return events.removeFirst() }
-        let message: JSONValue
-        do {
-            message = try await wire.next(timeout: timeout)
-        } catch {
-            throw ConformanceFailure("a subscription message was expected: \(error)")
-        }
+        let message = try await receive(timeout: timeout, waitingFor: "a subscription message was expected")
         try expect(Self.isEvent(message), "a subscription message was expected, got the reply \(describe(message))")
         return message
     }

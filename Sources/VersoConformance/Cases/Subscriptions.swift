@@ -125,9 +125,9 @@ extension ConformanceSuite {
                 let sub = try await peer.subscribe(#"{"type":"subscribe","keys":[\#(quoted(key))]}"#).reply["sub"]
                 for base in Int64(0)..<20 {
                     try await peer.send(#"{"type":"put","key":\#(quoted(key)),"base":\#(base),"data":{"v":\#(base)}}"#)
-                    let first = try await peer.wire.next()
+                    let first = try await peer.nextMessage()
                     let ack = try peer.ack(of: first, key: key, "the first message after a write on base \(base)")
-                    let update = try Update(try await peer.wire.next(), sub: sub, "the second message after a write on base \(base)")
+                    let update = try Update(try await peer.nextMessage(), sub: sub, "the second message after a write on base \(base)")
                     try expectEqual(update.seq, ack.seq, "the seq of the update that follows the ack")
                 }
             }
