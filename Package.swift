@@ -117,7 +117,12 @@ let package = Package(
         // The protocol conformance suite, runnable against any URL.
         .target(
             name: "VersoConformance",
-            dependencies: ["VersoClient", "VersoCore"],
+            dependencies: [
+                "VersoClient", "VersoCore",
+                // Raw frames and close codes, for the checks below the JSON level.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

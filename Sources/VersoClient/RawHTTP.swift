@@ -13,11 +13,11 @@ public enum RawHTTP {
         public var body: String
     }
 
-    /// Sends `request` (a complete HTTP/1.1 request) and reads one response: the head, then
-    /// `Content-Length` bytes of body (none for 101 Switching Protocols).
-    public static func exchange(port: Int, request: String) async throws -> Response {
+    /// Sends `request` (a complete HTTP/1.1 request) to `host:port` and reads one response: the
+    /// head, then `Content-Length` bytes of body (none for 101 Switching Protocols).
+    public static func exchange(host: String = "127.0.0.1", port: Int, request: String) async throws -> Response {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
+            .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
@@ -57,9 +57,10 @@ public enum RawHTTP {
         return Response(status: status, headers: headers, body: body)
     }
 
-    /// The request line and headers of a WebSocket handshake to `/v1/ws`.
-    public static func handshake(port: Int, extensions: String?) -> String {
-        var request = "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    /// The request line and headers of a WebSocket handshake to `path` (by default `/v1/ws`),
+    /// offering `extensions` when given.
+    public static func handshake(host: String = "127.0.0.1", port: Int, path: String = "/v1/ws", extensions: String?) -> String {
+        var request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         request += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         if let extensions { request += "Sec-WebSocket-Extensions: \(extensions)\r\n" }
         return request + "\r\n"
