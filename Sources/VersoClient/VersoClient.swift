@@ -378,7 +378,7 @@ public final class VersoClient: Sendable {
     private func dispatch(_ text: String) {
         let message: JSONValue
         do {
-            message = try JSONParser.parse(text)
+            message = try JSONParser.parse(text, maxDepth: JSONParser.maxReplyDepth)
         } catch {
             logger.warning("unparseable message from server", metadata: ["verso.error": "\(error)"])
             return

@@ -153,7 +153,7 @@ public final class WireConnection: Sendable {
     /// The next message parsed as JSON.
     public func next(timeout: Duration = .seconds(10)) async throws -> JSONValue {
         let text = try await nextText(timeout: timeout)
-        return try JSONParser.parse(text)
+        return try JSONParser.parse(text, maxDepth: JSONParser.maxReplyDepth)
     }
 
     /// Sends `text` and returns the next message.

@@ -49,7 +49,7 @@ public final class Peer {
             throw ConformanceFailure("\(waitingFor()): \(error)")
         }
         do {
-            return try JSONParser.parse(text)
+            return try JSONParser.parse(text, maxDepth: JSONParser.maxReplyDepth)
         } catch {
             throw ConformanceFailure("the server sent a message that is not JSON (\(error)): \(describe(text))")
         }

@@ -13,15 +13,18 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 /// It rejects trailing garbage, duplicate object members, lone surrogates and nesting deeper
 /// than `maxDepth`, so no input can exhaust the stack.
 public struct JSONParser {
-    /// Deepest nesting of arrays and objects accepted.
+    /// Deepest nesting of arrays and objects accepted in a client's message.
     public static let maxDepth = 64
+    /// Deepest nesting a client accepts in a server's message: a record nested `maxDepth` deep
+    /// sits a few levels deeper inside a `records` reply.
+    public static let maxReplyDepth = maxDepth + 8
 
-    /// Parses a whole document.
-    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+    /// Parses a whole document, nested at most `maxDepth` levels.
+    public static func parse(_ text: String, maxDepth: Int = JSONParser.maxDepth) throws(JSONParseError) -> JSONValue {
         var text = text
         let result: Result<JSONValue, JSONParseError> = text.withUTF8 { bytes in
             do throws(JSONParseError) {
-                return .success(try parse(bytes))
+                return .success(try parse(bytes, maxDepth: maxDepth))
             } catch {
                 return .failure(error)
             }
@@ -29,9 +32,9 @@ public struct JSONParser {
         return try result.get()
     }
 
-    /// Parses a whole document from UTF-8 bytes.
-    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
-        var parser = JSONParser(bytes: bytes)
+    /// Parses a whole document from UTF-8 bytes, nested at most `maxDepth` levels.
+    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = JSONParser.maxDepth) throws(JSONParseError) -> JSONValue {
+        var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)
         parser.skipWhitespace()
@@ -42,10 +45,12 @@ public struct JSONParser {
     }
 
     private let bytes: UnsafeBufferPointer<UInt8>
+    private let depthLimit: Int
     private var index = 0
 
-    private init(bytes: UnsafeBufferPointer<UInt8>) {
+    private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.bytes = bytes
+        self.depthLimit = maxDepth
     }
 
     private func error(_ reason: String) -> JSONParseError {
@@ -86,7 +91,7 @@ public struct JSONParser {
     }
 
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
-        guard depth <= Self.maxDepth else { throw error("nesting deeper than \(Self.maxDepth) levels") }
+        guard depth <= depthLimit else { throw error("nesting deeper than \(depthLimit) levels") }
         index += 1
         var members: [String: JSONValue] = [:]
         skipWhitespace()
@@ -119,7 +124,7 @@ public struct JSONParser {
     }
 
     private mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
-        guard depth <= Self.maxDepth else { throw error("nesting deeper than \(Self.maxDepth) levels") }
+        guard depth <= depthLimit else { throw error("nesting deeper than \(depthLimit) levels") }
         index += 1
         var elements: [JSONValue] = []
         skipWhitespace()

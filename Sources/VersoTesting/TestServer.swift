@@ -73,3 +73,26 @@ public struct TestFailure: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
+
+extension TestServer {
+    /// A TCP port on 127.0.0.1 that is free now, outside the range the kernel hands out for
+    /// port 0, so a test can stop a server and start another on the same port without a
+    /// server of a concurrent test taking it in between.
+    public static func reservablePort() throws -> Int {
+        for _ in 0..<100 {
+            let port = Int.random(in: 20_000..<30_000)
+            let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard descriptor >= 0 else { continue }
+            defer { close(descriptor) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound == 0 { return port }
+        }
+        throw TestFailure("no free port found in 20000..<30000")
+    }
+}

@@ -4,23 +4,59 @@ import VersoClient
 import VersoCore
 import VersoTesting
 
-/// Runs a test server on `port` (0: any) over `directory` until `stop` yields; reports its port.
+/// Runs a test server on `port` over `directory` until `stop` yields; reports its port. If the
+/// server cannot start, the port stream ends, so the test fails instead of waiting.
 private func runServer(directory: String, port: Int, ports: AsyncStream<Int>.Continuation, stop: AsyncStream<Void>) async throws {
-    try await TestServer.with(dataDirectory: directory, configure: { $0.port = port }) { server in
-        ports.yield(server.port)
-        for await _ in stop { break }
+    do {
+        try await TestServer.with(dataDirectory: directory, configure: { $0.port = port }) { server in
+            ports.yield(server.port)
+            for await _ in stop { break }
+        }
+    } catch {
+        ports.finish()
+        throw error
     }
 }
 
+/// A client configuration for tests. The first reconnect waits long enough for a server that is
+/// shutting down to be gone: a connection accepted in the last moments of an in-process
+/// server's shutdown is never answered, and the client has no handshake timeout (see README).
 private func configuration(port: Int) -> VersoClientConfiguration {
-    VersoClientConfiguration(url: "ws://127.0.0.1:\(port)/v1/ws", requestTimeout: .seconds(10), initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200))
+    VersoClientConfiguration(url: "ws://127.0.0.1:\(port)/v1/ws", requestTimeout: .seconds(10), initialBackoff: .milliseconds(500), maxBackoff: .seconds(1))
 }
 
-/// Collects events from a subscription stream.
-private func next(_ iterator: inout AsyncThrowingStream<SubscriptionEvent, any Error>.AsyncIterator, _ count: Int) async throws -> [SubscriptionEvent] {
-    var events: [SubscriptionEvent] = []
-    while events.count < count, let event = try await iterator.next() { events.append(event) }
-    return events
+/// Reads a subscription stream in a task of its own, so a test can wait for events with a
+/// deadline instead of forever.
+private final class EventLog: Sendable {
+    private let events = Locked<[SubscriptionEvent]>([])
+    private let cursor = Locked(0)
+    private let end = Locked<String?>(nil)
+
+    /// Reads the stream until it ends.
+    func read(_ stream: AsyncThrowingStream<SubscriptionEvent, any Error>) async {
+        do {
+            for try await event in stream { events.withLock { $0.append(event) } }
+            end.withLock { $0 = "the subscription ended" }
+        } catch {
+            end.withLock { $0 = "the subscription failed: \(error)" }
+        }
+    }
+
+    /// The next `count` events, waiting at most `timeout` for them.
+    func next(_ count: Int, timeout: Duration = .seconds(15)) async throws -> [SubscriptionEvent] {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let start = cursor.withLock { $0 }
+            let available = events.withLock { Array($0.dropFirst(start).prefix(count)) }
+            if available.count == count {
+                cursor.withLock { $0 += count }
+                return available
+            }
+            if let end = end.withLock({ $0 }) { throw TestFailure("\(end) after \(available)") }
+            if ContinuousClock.now >= deadline { throw TestFailure("got \(available) and nothing more within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
 }
 
 @Suite("Swift client library against a live server")
@@ -69,11 +105,15 @@ struct VersoClientTests {
             try await VersoClient.with(configuration(port: server.port)) { client in
                 _ = try await client.put("s/a", base: 0, data: ["v": .integer(1)])
                 let stream = try await client.subscribe(.prefix("s/"))
-                var events = stream.makeAsyncIterator()
-                let start = try await next(&events, 3)
-                #expect(start == [.started(seq: 1, reset: false), .snapshot(Record(key: "s/a", version: 1, data: ["v": .integer(1)])), .synced])
-                _ = try await client.put("s/b", base: 0, data: [:])
-                #expect(try await next(&events, 1) == [.update(key: "s/b", version: 1, seq: 2, data: [:])])
+                let events = EventLog()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { await events.read(stream) }
+                    let start = try await events.next(3)
+                    #expect(start == [.started(seq: 1, reset: false), .snapshot(Record(key: "s/a", version: 1, data: ["v": .integer(1)])), .synced])
+                    _ = try await client.put("s/b", base: 0, data: [:])
+                    #expect(try await events.next(1) == [.update(key: "s/b", version: 1, seq: 2, data: [:])])
+                    group.cancelAll()
+                }
             }
         }
     }
@@ -97,15 +137,17 @@ struct VersoClientTests {
             let (ports, portSink) = AsyncStream<Int>.makeStream()
             var portIterator = ports.makeAsyncIterator()
             let (stopFirst, stopFirstSink) = AsyncStream<Void>.makeStream()
-            group.addTask { try await runServer(directory: directory, port: 0, ports: portSink, stop: stopFirst) }
+            let fixedPort = try TestServer.reservablePort()
+            group.addTask { try await runServer(directory: directory, port: fixedPort, ports: portSink, stop: stopFirst) }
             let port = try #require(await portIterator.next())
             try await VersoClient.with(configuration(port: port)) { client in
                 _ = try await client.put("r/a", base: 0, data: ["v": .integer(1)])
+                let events = EventLog()
                 let stream = try await client.subscribe(.prefix("r/"))
-                var events = stream.makeAsyncIterator()
-                _ = try await next(&events, 3)
+                group.addTask { await events.read(stream) }
+                _ = try await events.next(3)
                 _ = try await client.put("r/a", base: 1, data: ["v": .integer(2)])
-                #expect(try await next(&events, 1) == [.update(key: "r/a", version: 2, seq: 2, data: ["v": .integer(2)])])
+                #expect(try await events.next(1) == [.update(key: "r/a", version: 2, seq: 2, data: ["v": .integer(2)])])
 
                 stopFirstSink.yield()
                 let (stopSecond, stopSecondSink) = AsyncStream<Void>.makeStream()
@@ -119,7 +161,7 @@ struct VersoClientTests {
                 }
                 // A request waits for the reconnection.
                 #expect(try await client.put("r/b", base: 0, data: [:]) == .ack(version: 1, seq: 4))
-                let resumed = try await next(&events, 2)
+                let resumed = try await events.next(2)
                 #expect(resumed == [
                     .update(key: "r/a", version: 3, seq: 3, data: ["v": .integer(3)]),
                     .update(key: "r/b", version: 1, seq: 4, data: [:]),
@@ -142,33 +184,37 @@ struct VersoClientTests {
             let (ports, portSink) = AsyncStream<Int>.makeStream()
             var portIterator = ports.makeAsyncIterator()
             let (stopFirst, stopFirstSink) = AsyncStream<Void>.makeStream()
-            group.addTask { try await runServer(directory: firstDirectory, port: 0, ports: portSink, stop: stopFirst) }
+            let fixedPort = try TestServer.reservablePort()
+            group.addTask { try await runServer(directory: firstDirectory, port: fixedPort, ports: portSink, stop: stopFirst) }
             let port = try #require(await portIterator.next())
             try await VersoClient.with(configuration(port: port)) { client in
                 _ = try await client.put("n/old", base: 0, data: [:])
-                var events = try await client.subscribe(.prefix("n/")).makeAsyncIterator()
-                _ = try await next(&events, 3)
+                let events = EventLog()
+                let stream = try await client.subscribe(.prefix("n/"))
+                group.addTask { await events.read(stream) }
+                _ = try await events.next(3)
                 stopFirstSink.yield()
                 try await group.next()
                 let (stopSecond, stopSecondSink) = AsyncStream<Void>.makeStream()
                 group.addTask { try await runServer(directory: secondDirectory, port: port, ports: portSink, stop: stopSecond) }
-                _ = await portIterator.next()
+                #expect(await portIterator.next() == port)
                 try await WireConnection.with(url: "ws://127.0.0.1:\(port)/v1/ws") { other in
                     _ = try await other.request(#"{"type":"put","key":"n/new","base":0,"data":{}}"#)
                 }
-                let reset = try await next(&events, 1)
+                let reset = try await events.next(1)
                 if case .started(_, let wasReset) = reset.first {
                     #expect(wasReset)
                 } else {
                     Issue.record("expected a reset start, got \(reset)")
                 }
                 var sawNew = false
-                while let event = try await events.next() {
+                while true {
+                    let event = try await events.next(1)[0]
                     if case .snapshot(let record) = event, record.key == "n/new" { sawNew = true }
                     if case .update(let key, _, _, _) = event, key == "n/new" { sawNew = true }
                     if event == .synced { break }
                 }
-                if !sawNew { #expect(try await next(&events, 1).count == 1) }
+                if !sawNew { #expect(try await events.next(1).count == 1) }
                 stopSecondSink.yield()
             }
             try await group.waitForAll()
