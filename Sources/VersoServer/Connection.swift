@@ -16,36 +16,73 @@ struct Connection {
 
     /// Serves the connection until it closes. Rethrows a protocol error from the inbound stream
     /// so the WebSocket layer closes with the code RFC 6455 asks for (1007, 1009, 1002).
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+    ///
+    /// Reading requests and writing the outbox run side by side. When the outbox asks to close
+    /// (a client too slow to read, or shutdown), reading stops too, so the connection ends even
+    /// if the client never answers.
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel) async throws {
         let outbox = Outbox(maxQueuedBytes: configuration.maxQueuedBytesPerConnection)
         let session = UUID().uuidString.lowercased()
         var sessionLogger = logger
         sessionLogger[metadataKey: "verso.session"] = "\(session)"
         let logger = sessionLogger
         registry.add(outbox)
-        var subscriptions = Set<Int64>()
-        var inboundError: (any Error)?
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await Self.writeOutbox(outbox, to: outbound, logger: logger) }
-            do {
-                for try await message in inbound.messages(maxSize: configuration.maxMessageBytes) {
-                    switch message {
-                    case .text(let text):
-                        await handle(text, session: session, outbox: outbox, subscriptions: &subscriptions)
-                    case .binary:
-                        outbox.send(Replies.error(rid: nil, .badRequest("binary frames are not accepted: send each request as JSON in a text frame")))
-                    }
-                }
-            } catch {
-                logger.debug("connection ended with an error", metadata: ["verso.error": "\(error)"])
-                inboundError = error
+        defer { registry.remove(outbox) }
+        let inboundError = await withTaskGroup(of: (any Error)?.self) { group in
+            group.addTask {
+                await Self.writeOutbox(outbox, to: outbound, logger: logger)
+                return nil
             }
+            group.addTask {
+                await readRequests(inbound, session: session, outbox: outbox, logger: logger)
+            }
+            group.addTask {
+                // A client that stopped reading blocks the writer before it can send the close
+                // frame: once a close is asked for, give it a moment, then drop the socket.
+                guard await outbox.waitForCloseRequest() else { return nil }
+                try? await Task.sleep(for: .seconds(2))
+                if !Task.isCancelled {
+                    logger.info("dropping a connection that did not take its close frame")
+                    channel.close(promise: nil)
+                }
+                return nil
+            }
+            // Whichever side ends first ends the connection: the client went away, or the
+            // server closed it.
+            var firstError = await group.next() ?? nil
+            group.cancelAll()
+            while let error = await group.next() {
+                if firstError == nil { firstError = error }
+            }
+            return firstError
+        }
+        if let inboundError { throw inboundError }
+    }
+
+    /// Handles requests in order until the client closes, the stream fails (returned), or the
+    /// task is cancelled; then ends the connection's subscriptions and its outbox.
+    private func readRequests(_ inbound: WebSocketInboundStream, session: String, outbox: Outbox, logger: Logger) async -> (any Error)? {
+        var subscriptions = Set<Int64>()
+        defer {
             for id in subscriptions { engine.unsubscribe(id, sink: outbox) }
             outbox.finish()
-            await group.waitForAll()
         }
-        registry.remove(outbox)
-        if let inboundError { throw inboundError }
+        do {
+            for try await message in inbound.messages(maxSize: configuration.maxMessageBytes) {
+                switch message {
+                case .text(let text):
+                    await handle(text, session: session, outbox: outbox, subscriptions: &subscriptions)
+                case .binary:
+                    outbox.send(Replies.error(rid: nil, .badRequest("binary frames are not accepted: send each request as JSON in a text frame")))
+                }
+            }
+            return nil
+        } catch is CancellationError {
+            return nil
+        } catch {
+            logger.debug("connection ended with an error", metadata: ["verso.error": "\(error)"])
+            return Task.isCancelled ? nil : error
+        }
     }
 
     /// Writes queued messages to the socket until the outbox finishes or asks to close.

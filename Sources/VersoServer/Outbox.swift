@@ -21,6 +21,7 @@ final class Outbox: MessageSink {
         var waiter: CheckedContinuation<Void, Never>?
         var close: (WebSocketErrorCode, String)?
         var finished = false
+        var closeWaiter: CheckedContinuation<Bool, Never>?
     }
 
     private let state = Mutex(State())
@@ -39,6 +40,8 @@ final class Outbox: MessageSink {
                 state.queue = []
                 state.queuedBytes = 0
                 state.close = (.policyViolation, "client too slow: more than \(maxQueuedBytes) bytes queued")
+                state.closeWaiter?.resume(returning: true)
+                state.closeWaiter = nil
             }
             defer { state.waiter = nil }
             return state.waiter
@@ -46,14 +49,39 @@ final class Outbox: MessageSink {
         waiter?.resume()
     }
 
+    /// Waits until a close is requested (true), or until the task is cancelled (false).
+    func waitForCloseRequest() async -> Bool {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let resume: Bool? = state.withLock { state in
+                    if state.close != nil { return true }
+                    if Task.isCancelled { return false }
+                    state.closeWaiter = continuation
+                    return nil
+                }
+                if let resume { continuation.resume(returning: resume) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+                defer { state.closeWaiter = nil }
+                return state.closeWaiter
+            }
+            waiter?.resume(returning: false)
+        }
+    }
+
     /// Asks the writer to send what is queued, then close the WebSocket with `code`.
     func requestClose(_ code: WebSocketErrorCode, reason: String) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let (waiter, closeWaiter) = state.withLock { state -> (CheckedContinuation<Void, Never>?, CheckedContinuation<Bool, Never>?) in
             if state.close == nil { state.close = (code, reason) }
-            defer { state.waiter = nil }
-            return state.waiter
+            defer {
+                state.waiter = nil
+                state.closeWaiter = nil
+            }
+            return (state.waiter, state.closeWaiter)
         }
         waiter?.resume()
+        closeWaiter?.resume(returning: true)
     }
 
     /// No more messages will come: the writer sends what is queued and stops.

@@ -105,6 +105,7 @@ public final class VersoServer: Sendable {
             maxFrameSize: configuration.maxMessageBytes,
             extensions: [],
             autoPing: .enabled(timePeriod: .seconds(30)),
+            closeTimeout: .seconds(3),
             validateUTF8: true
         )
         var wsConfiguration = webSocket
@@ -112,10 +113,10 @@ public final class VersoServer: Sendable {
         let connection = Connection(engine: engine, registry: registry, configuration: configuration, logger: logger)
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(configuration: .init(ws: wsConfiguration)) { request, _, _ in
+            server: .http1WebSocketUpgrade(configuration: .init(ws: wsConfiguration)) { request, channel, _ in
                 guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else { return .dontUpgrade }
                 return .upgrade([:]) { inbound, outbound, _ in
-                    try await connection.run(inbound: inbound, outbound: outbound)
+                    try await connection.run(inbound: inbound, outbound: outbound, channel: channel)
                 }
             },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
