@@ -194,6 +194,9 @@ public final class RecordEngine: Sendable {
         }
     }
 
+    /// Whether the writer has stopped after committing every queued write.
+    public var hasDrained: Bool { pipeline.withLock { $0.writerFinished } }
+
     /// Closes the store. Call after the writer has stopped.
     public func close() async {
         await store.close()

@@ -26,14 +26,20 @@ final class ConnectionRegistry: Sendable {
         }
     }
 
-    var count: Int { state.withLock { $0.outboxes.count } }
 
-    /// Asks every connection, present and future, to close with `code`.
-    func closeAll(_ code: WebSocketErrorCode, reason: String) {
-        let outboxes = state.withLock { state -> [Outbox] in
+    /// Asks every connection, present and future, to close with `code`; returns the ones open now.
+    @discardableResult
+    func closeAll(_ code: WebSocketErrorCode, reason: String) -> Set<ObjectIdentifier> {
+        let outboxes = state.withLock { state -> [ObjectIdentifier: Outbox] in
             state.closing = (code, reason)
-            return Array(state.outboxes.values)
+            return state.outboxes
         }
-        for outbox in outboxes { outbox.requestClose(code, reason: reason) }
+        for outbox in outboxes.values { outbox.requestClose(code, reason: reason) }
+        return Set(outboxes.keys)
+    }
+
+    /// Whether any of `connections` is still open.
+    func containsAny(of connections: Set<ObjectIdentifier>) -> Bool {
+        state.withLock { state in connections.contains { state.outboxes[$0] != nil } }
     }
 }

@@ -65,6 +65,9 @@ public final class VersoServer: Sendable {
         try await serviceGroup.run()
     }
 
+    /// Whether shutdown has committed every queued write (the engine's writer has stopped).
+    public var hasDrained: Bool { engine.hasDrained }
+
     /// Begins a graceful shutdown, as SIGTERM does.
     public func triggerShutdown() async {
         await serviceGroup.triggerGracefulShutdown()
@@ -165,9 +168,11 @@ private struct DrainService: Service {
         logger.info("shutting down: finishing queued writes")
         engine.stopAccepting()
         await engine.waitUntilDrained()
-        registry.closeAll(.goingAway, reason: "server shutting down")
+        // Clients that reconnect at once are closed again as they arrive; only the connections
+        // open now are waited for.
+        let open = registry.closeAll(.goingAway, reason: "server shutting down")
         let deadline = ContinuousClock.now + gracePeriod
-        while registry.count > 0, ContinuousClock.now < deadline {
+        while registry.containsAny(of: open), ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }
         logger.info("shut down: every queued write committed", metadata: ["verso.seq": "\(engine.currentSeq)"])

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import Logging
 import VersoServer
@@ -76,6 +77,37 @@ struct VersoServerCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "verso")
         let server = try await VersoServer(configuration: configuration, logger: logger)
+        let watchdog = ShutdownWatchdog(server: server, logger: logger)
         try await server.run()
+        watchdog.cancel()
+    }
+}
+
+/// Makes sure the process exits within a few seconds of SIGINT or SIGTERM: the server drains
+/// and closes its connections at once, but a client that keeps reconnecting or never completes
+/// a close handshake must not hold the process. Exits 0 only if every queued write committed.
+final class ShutdownWatchdog {
+    /// Time allowed from the signal to the end of `run()`.
+    static let limit = 10
+
+    private let sources: [any DispatchSourceSignal]
+
+    init(server: VersoServer, logger: Logger) {
+        sources = [SIGINT, SIGTERM].map { signalNumber in
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(Self.limit)) {
+                    let drained = server.hasDrained
+                    logger.warning("shutdown took longer than \(Self.limit) s; exiting", metadata: ["verso.drained": "\(drained)"])
+                    exit(drained ? 0 : 1)
+                }
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
     }
 }
