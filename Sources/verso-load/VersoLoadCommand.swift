@@ -18,12 +18,16 @@ struct VersoLoadCommand: AsyncParsableCommand {
           fanout    --writers W connections doing closed-loop puts on a key each, --subscribers S
                     connections subscribed to each key; reports deliveries per second and the
                     write-to-delivery latency seen by every subscriber (--connections unused).
+          connections
+                    --connections C idle connections, each subscribed to one shared key; with
+                    --server-pid, server RSS per connection; then one change to the key and the
+                    time until all C connections have it.
 
         Progress goes to stderr once a second; the report is a table on stdout (and JSON with
         --json FILE). Latencies are request round trips, in milliseconds, from an HdrHistogram.
         Exit status is 1 when any error or failed check occurred.
         """,
-        subcommands: [CAS.self, Counter.self, Fanout.self]
+        subcommands: [CAS.self, Counter.self, Fanout.self, Connections.self]
     )
 }
 
@@ -128,5 +132,17 @@ struct Fanout: AsyncParsableCommand {
 
     func run() async throws {
         try common.finish(await Scenarios.fanout(common.loadOptions, writers: writers, subscribers: subscribers))
+    }
+}
+
+struct Connections: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "connections",
+        abstract: "Idle subscribed connections: server RSS per connection, time to deliver one change to all."
+    )
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        try common.finish(await Scenarios.connections(common.loadOptions))
     }
 }

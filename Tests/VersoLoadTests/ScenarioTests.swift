@@ -69,6 +69,19 @@ import VersoTesting
         }
     }
 
+    @Test func connectionsDeliversOneChangeToEveryIdleSubscriber() async throws {
+        try await TestServer.with { server in
+            var options = Self.options(server)
+            options.connections = 20
+            let report = await Scenarios.connections(options)
+            #expect(report.failures == [])
+            #expect(report.errors == 0)
+            #expect(report.ops == 20)
+            #expect(report.max > 0)
+            #expect(report.extra["time to deliver to all ms"] != nil)
+        }
+    }
+
     @Test func replyScanReadsTypeAndIntegers() {
         let conflict = #"{"type":"conflict","key":"a","base":3,"version":4,"data":{"n":-2},"deleted":false}"#
         #expect(ReplyScan.type(conflict) == "conflict")
