@@ -9,23 +9,28 @@ struct VersoLoadCommand: AsyncParsableCommand {
         abstract: "Drive a running Verso server with many real WebSocket connections and report throughput and latency.",
         discussion: """
         Scenarios:
-          cas       C connections doing closed-loop compare-and-set puts (base = last acked
-                    version) on keys of their own, or with --hot N on N keys shared by all,
-                    taking the version from each conflict's reply for the retry.
-          counter   C clients x K increments (--ops K, default 100) on --hot H keys (default 1):
-                    get, put with base, again on conflict. Checks the final count is exactly
-                    C x K and every acknowledged (key, version) is unique; exits 1 if not.
-          fanout    --writers W connections doing closed-loop puts on a key each, --subscribers S
-                    connections subscribed to each key; reports deliveries per second and the
-                    write-to-delivery latency seen by every subscriber (--connections unused).
-          connections
-                    --connections C idle connections, each subscribed to one shared key; with
-                    --server-pid, server RSS per connection; then one change to the key and the
-                    time until all C connections have it.
+          cas          C connections doing closed-loop compare-and-set puts
+                       (base = last acked version) on keys of their own, or
+                       with --hot N on N keys shared by all, taking the version
+                       from each conflict's reply for the retry.
+          counter      C clients x K increments (--ops K, default 100) on
+                       --hot H keys (default 1): get, put with base, again on
+                       conflict. Checks that the final count is exactly C x K
+                       and every acknowledged (key, version) is unique.
+          fanout       --writers W connections doing closed-loop puts on a key
+                       each, --subscribers S connections subscribed to each
+                       key: deliveries per second and the write-to-delivery
+                       latency seen by every subscriber.
+          connections  C idle connections subscribed to one shared key: server
+                       RSS per connection (with --server-pid), then the time
+                       one change takes to reach all C.
 
-        Progress goes to stderr once a second; the report is a table on stdout (and JSON with
-        --json FILE). Latencies are request round trips, in milliseconds, from an HdrHistogram.
-        Exit status is 1 when any error or failed check occurred.
+        Progress goes to stderr once a second, the report to stdout as a
+        table (and as JSON with --json FILE). Latencies come from an
+        HdrHistogram: put round trips (cas, counter: get + put) or
+        write-to-delivery (fanout, connections). With --server-pid, server
+        CPU time per operation and RSS from /proc. The exit status is 1 when
+        any error or failed check occurred.
         """,
         subcommands: [CAS.self, Counter.self, Fanout.self, Connections.self]
     )
