@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "VersoClient", targets: ["VersoClient"]),
         .executable(name: "verso", targets: ["verso"]),
         .executable(name: "verso-conformance", targets: ["verso-conformance"]),
+        .executable(name: "verso-load", targets: ["verso-load"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -27,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
     ],
     targets: [
         // Pure values and protocol rules: no I/O.
@@ -133,6 +135,29 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The load-testing harness: many real WebSocket connections, latency histograms, reports.
+        .target(
+            name: "VersoLoad",
+            dependencies: [
+                "VersoCore",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "WSCompression", package: "swift-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "verso-load",
+            dependencies: [
+                "VersoLoad",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Starts a real server on an ephemeral port; the wire client for tests; a real-process harness.
         .target(
             name: "VersoTesting",
@@ -156,6 +181,11 @@ let package = Package(
         .testTarget(
             name: "VersoConformanceTests",
             dependencies: ["VersoConformance", "VersoTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "VersoLoadTests",
+            dependencies: ["VersoLoad", "VersoTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,29 @@
+/// How a load run is shaped. Every member has a default; the command line sets them.
+public struct LoadOptions: Sendable {
+    /// The server's WebSocket URL.
+    public var url = "ws://127.0.0.1:7070/v1/ws"
+    /// Connections (workers, or clients in `counter`).
+    public var connections = 64
+    /// Distinct keys spread over the connections (`cas` without `--hot`).
+    public var keys = 10_000
+    /// Hot keys shared by all connections (`cas --hot`, `counter`); 0 means none.
+    public var hot = 0
+    /// Approximate size of each written record's data, in bytes.
+    public var valueSize = 100
+    /// Measured seconds of a timed run.
+    public var duration: Double = 10
+    /// Total operations instead of a duration (`cas`); increments per client (`counter`).
+    public var ops: Int?
+    /// Seconds run before measuring starts.
+    public var warmup: Double = 0
+    /// Offer permessage-deflate.
+    public var compression = true
+    /// The server's process id, to report its CPU time and memory.
+    public var serverPID: Int32?
+    /// Print a progress line on stderr once a second.
+    public var progress = true
+    /// A short id that keeps this run's keys apart from earlier runs' on the same server.
+    public var runID = String(UInt64.random(in: 0..<UInt64.max), radix: 36)
+
+    public init() {}
+}
