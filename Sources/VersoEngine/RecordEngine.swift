@@ -219,7 +219,7 @@ public final class RecordEngine: Sendable {
     }
 
     /// The current state of `key` (nil when it never existed).
-    public func record(_ key: String) async throws(RequestError) -> RecordState? {
+    public func record(_ key: String) async throws(RequestError) -> StoredRecord? {
         try await storeCall("get") { try await store.record(key) }
     }
 

@@ -13,6 +13,18 @@ public struct StoreInfo: Sendable, Equatable {
     }
 }
 
+/// A key's stored state with its data still encoded, as reads return it (no parse, no re-encode).
+public struct StoredRecord: Sendable, Equatable {
+    public var version: Int64
+    /// The encoded JSON object, or nil for a tombstone.
+    public var data: [UInt8]?
+
+    public init(version: Int64, data: [UInt8]?) {
+        self.version = version
+        self.data = data
+    }
+}
+
 /// One unit of work for the writer: a single put/patch/delete, or a txn.
 public struct WriteCommand: Sendable, Equatable {
     /// The operations, applied all or nothing.
@@ -91,7 +103,7 @@ public protocol RecordStore: Sendable {
     func commit(_ commands: [WriteCommand]) async throws -> [CommandOutcome]
 
     /// The current state of `key`, or nil if it never existed.
-    func record(_ key: String) async throws -> RecordState?
+    func record(_ key: String) async throws -> StoredRecord?
 
     /// Live records with `prefix` whose key sorts after `after`, in key (UTF-8 byte) order, at most `limit`.
     func list(prefix: String, after: String?, limit: Int) async throws -> [RecordSnapshot]

@@ -22,6 +22,13 @@ public struct LoadWire {
         try await outbound.write(.text(text))
     }
 
+    /// Subscribes to one key and waits for the `subscribed` reply; `scenario` names the caller in errors.
+    public mutating func subscribe(to key: String, scenario: String) async throws {
+        try await send(#"{"type":"subscribe","keys":[""# + key + #""]}"#)
+        let reply = try await next()
+        guard ReplyScan.type(reply) == "subscribed" else { throw LoadError("\(scenario): subscribe failed: \(reply.prefix(200))") }
+    }
+
     /// The next text message; throws if the connection ends first.
     public mutating func next() async throws -> String {
         switch try await inbound.nextMessage(maxSize: 1 << 24) {

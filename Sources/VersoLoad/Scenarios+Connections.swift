@@ -14,9 +14,7 @@ extension Scenarios {
             if index < count {
                 return try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
                     var stats = WorkerStats()
-                    try await wire.send(#"{"type":"subscribe","keys":[""# + key + #""]}"#)
-                    let reply = try await wire.next()
-                    guard ReplyScan.type(reply) == "subscribed" else { throw LoadError("connections: subscribe failed: \(reply.prefix(200))") }
+                    try await wire.subscribe(to: key, scenario: "connections")
                     gate.subscribed.add(1, ordering: .releasing)
                     // Ends at the one change, or when the connection ends.
                     while true {

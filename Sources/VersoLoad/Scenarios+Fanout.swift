@@ -42,9 +42,7 @@ extension Scenarios {
                 let key = keys[(index - writers) % writers]
                 return try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
                     var stats = WorkerStats()
-                    try await wire.send(#"{"type":"subscribe","keys":[""# + key + #""]}"#)
-                    let reply = try await wire.next()
-                    guard ReplyScan.type(reply) == "subscribed" else { throw LoadError("fanout: subscribe failed: \(reply.prefix(200))") }
+                    try await wire.subscribe(to: key, scenario: "fanout")
                     gate.subscribed.add(1, ordering: .releasing)
                     // Ends at the writer's marked last put, or when the connection ends.
                     while true {

@@ -1,4 +1,5 @@
 import VersoCore
+import VersoEngine
 
 /// Reads shared by the writer and the readers.
 enum SQLiteQueries {
@@ -18,23 +19,24 @@ enum SQLiteQueries {
 
     /// The key's version and data (nil data for a tombstone), or nil if the key never existed.
     static func state(of key: String, in connection: SQLiteConnection) throws -> RecordState? {
-        let row = try connection.withStatement("SELECT version, data FROM records WHERE key = ?1") { statement -> (Int64, [UInt8]?)? in
+        guard let stored = try stored(key, in: connection) else { return nil }
+        guard let bytes = stored.data else { return RecordState(version: stored.version, data: nil) }
+        return RecordState(version: stored.version, data: try decodeObject(bytes, key: key))
+    }
+
+    /// The key's version and encoded data (nil for a tombstone), or nil if it never existed.
+    static func stored(_ key: String, in connection: SQLiteConnection) throws -> StoredRecord? {
+        try connection.withStatement("SELECT version, data FROM records WHERE key = ?1") { statement in
             try statement.bind(1, key)
             guard try statement.step() else { return nil }
-            return (statement.int64(0), statement.bytes(1))
+            return StoredRecord(version: statement.int64(0), data: statement.bytes(1))
         }
-        guard let (version, bytes) = row else { return nil }
-        guard let bytes else { return RecordState(version: version, data: nil) }
-        return RecordState(version: version, data: try decodeObject(bytes, key: key))
     }
 
     /// The live record at `key` with its stored encoding, or nil.
     static func snapshot(of key: String, in connection: SQLiteConnection) throws -> RecordSnapshot? {
-        try connection.withStatement("SELECT version, data FROM records WHERE key = ?1 AND data IS NOT NULL") { statement in
-            try statement.bind(1, key)
-            guard try statement.step(), let data = statement.bytes(1) else { return nil }
-            return RecordSnapshot(key: key, version: statement.int64(0), data: data)
-        }
+        guard let stored = try stored(key, in: connection), let data = stored.data else { return nil }
+        return RecordSnapshot(key: key, version: stored.version, data: data)
     }
 
     /// Live records with `prefix` after `after`, in byte order of their keys, at most `limit`.

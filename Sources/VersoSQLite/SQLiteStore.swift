@@ -113,8 +113,8 @@ public final class SQLiteStore: RecordStore {
         return try await onQueue(writerQueue) { try writer.commit(commands) }
     }
 
-    public func record(_ key: String) async throws -> RecordState? {
-        try await read { connection in try SQLiteQueries.state(of: key, in: connection) }
+    public func record(_ key: String) async throws -> StoredRecord? {
+        try await read { connection in try SQLiteQueries.stored(key, in: connection) }
     }
 
     public func list(prefix: String, after: String?, limit: Int) async throws -> [RecordSnapshot] {

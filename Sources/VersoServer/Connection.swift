@@ -124,13 +124,14 @@ struct Connection {
                 guard engine.isAccepting else { throw RequestError(.unavailable, "the server is shutting down; reconnect and retry") }
                 outbox.send(Replies.welcome(rid: rid, session: session, epoch: engine.epoch, seq: engine.currentSeq, allowsForce: engine.configuration.allowForce))
             case .get(let key):
-                let state = try await engine.record(key)
-                guard let state, let data = state.data else {
-                    let message = state == nil ? "no record at \"\(key)\"" : "the record at \"\(key)\" was deleted"
-                    outbox.send(Replies.error(rid: rid, RequestError(.notFound, message), key: key, current: state))
+                let stored = try await engine.record(key)
+                guard let stored, let data = stored.data else {
+                    let message = stored == nil ? "no record at \"\(key)\"" : "the record at \"\(key)\" was deleted"
+                    let tombstone = stored.map { RecordState(version: $0.version, data: nil) }
+                    outbox.send(Replies.error(rid: rid, RequestError(.notFound, message), key: key, current: tombstone))
                     return
                 }
-                outbox.send(Replies.snapshot(rid: rid, sub: nil, record: RecordSnapshot(key: key, version: state.version, data: JSONValue.object(data).encodedBytes)))
+                outbox.send(Replies.snapshot(rid: rid, sub: nil, record: RecordSnapshot(key: key, version: stored.version, data: data)))
             case .write(let operation):
                 await engine.submit(WriteCommand(operations: [operation], isTxn: false)) { result in
                     outbox.send(Self.reply(to: result, rid: rid, isTxn: false))

@@ -32,21 +32,40 @@ final class Outbox: MessageSink {
     }
 
     func send(_ message: [UInt8]) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard state.close == nil, !state.finished else { return nil }
+        let wake = state.withLock { state -> Wake in
+            guard state.close == nil, !state.finished else { return Wake() }
             state.queue.append(message)
             state.queuedBytes += message.count
             if state.queuedBytes > maxQueuedBytes {
                 state.queue = []
                 state.queuedBytes = 0
-                state.close = (.policyViolation, "client too slow: more than \(maxQueuedBytes) bytes queued")
-                state.closeWaiter?.resume(returning: true)
-                state.closeWaiter = nil
+                return Self.markClose(&state, .policyViolation, "client too slow: more than \(maxQueuedBytes) bytes queued")
             }
             defer { state.waiter = nil }
-            return state.waiter
+            return Wake(writer: state.waiter)
         }
-        waiter?.resume()
+        wake.resume()
+    }
+
+    /// Continuations to resume once the lock is released.
+    private struct Wake {
+        var writer: CheckedContinuation<Void, Never>?
+        var closeWatcher: CheckedContinuation<Bool, Never>?
+
+        func resume() {
+            writer?.resume()
+            closeWatcher?.resume(returning: true)
+        }
+    }
+
+    /// Records a close (the first one asked for wins) and takes the continuations to wake.
+    private static func markClose(_ state: inout State, _ code: WebSocketErrorCode, _ reason: String) -> Wake {
+        if state.close == nil { state.close = (code, reason) }
+        defer {
+            state.waiter = nil
+            state.closeWaiter = nil
+        }
+        return Wake(writer: state.waiter, closeWatcher: state.closeWaiter)
     }
 
     /// Waits until a close is requested (true), or until the task is cancelled (false).
@@ -72,16 +91,7 @@ final class Outbox: MessageSink {
 
     /// Asks the writer to send what is queued, then close the WebSocket with `code`.
     func requestClose(_ code: WebSocketErrorCode, reason: String) {
-        let (waiter, closeWaiter) = state.withLock { state -> (CheckedContinuation<Void, Never>?, CheckedContinuation<Bool, Never>?) in
-            if state.close == nil { state.close = (code, reason) }
-            defer {
-                state.waiter = nil
-                state.closeWaiter = nil
-            }
-            return (state.waiter, state.closeWaiter)
-        }
-        waiter?.resume()
-        closeWaiter?.resume(returning: true)
+        state.withLock { Self.markClose(&$0, code, reason) }.resume()
     }
 
     /// No more messages will come: the writer sends what is queued and stops.
