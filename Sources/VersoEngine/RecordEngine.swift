@@ -46,7 +46,6 @@ public final class RecordEngine: Sendable {
     private struct PendingWrite {
         let command: WriteCommand
         let onCommitted: @Sendable (WriteResult) -> Void
-        let continuation: CheckedContinuation<Void, Never>
     }
 
     private struct Pipeline {
@@ -90,29 +89,27 @@ public final class RecordEngine: Sendable {
 
     // MARK: Writes
 
-    /// Queues `command` for the next group commit and returns once it is decided.
+    /// Queues `command` for the next group commit and returns at once, without waiting for it.
     ///
-    /// `onCommitted` runs exactly once, after the commit and before the change is published to
-    /// subscribers, so a reply it queues reaches the client before the `update` for the same change.
-    public func submit(_ command: WriteCommand, onCommitted: @escaping @Sendable (WriteResult) -> Void) async {
+    /// Returns nil once the command is queued: `onCommitted` then runs exactly once, after the
+    /// commit and before the change is published to subscribers, so a reply it queues reaches
+    /// the client before the `update` for the same change. Commands are decided, and
+    /// `onCommitted` called, in the order they were queued.
+    ///
+    /// Returns the refusal instead, queueing nothing and never calling `onCommitted`, when the
+    /// command cannot be taken: a forced write on a server that refuses them, or shutdown.
+    public func enqueue(_ command: WriteCommand, onCommitted: @escaping @Sendable (WriteResult) -> Void) -> RequestError? {
         if !configuration.allowForce, command.operations.contains(where: { $0.precondition == .force }) {
-            onCommitted(.refused(RequestError(.forbidden, "forced writes are disabled on this server (start it with --allow-force)")))
-            return
+            return RequestError(.forbidden, "forced writes are disabled on this server (start it with --allow-force)")
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let (accepted, writer) = pipeline.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
-                guard state.accepting else { return (false, nil) }
-                state.pending.append(PendingWrite(command: command, onCommitted: onCommitted, continuation: continuation))
-                let writer = state.writerWaiting
-                state.writerWaiting = nil
-                return (true, writer)
-            }
-            if !accepted {
-                onCommitted(.refused(Self.shuttingDown))
-                continuation.resume()
-            }
-            writer?.resume()
+        let (accepted, writer) = pipeline.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard state.accepting else { return (false, nil) }
+            state.pending.append(PendingWrite(command: command, onCommitted: onCommitted))
+            defer { state.writerWaiting = nil }
+            return (true, state.writerWaiting)
         }
+        writer?.resume()
+        return accepted ? nil : Self.shuttingDown
     }
 
     /// The next batch to commit; nil once the engine stopped accepting and everything is committed.
@@ -162,7 +159,6 @@ public final class RecordEngine: Sendable {
                     hub.publish(changes)
                 }
             }
-            for write in batch { write.continuation.resume() }
         }
         let waiters = pipeline.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.writerFinished = true

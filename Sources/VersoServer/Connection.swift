@@ -17,62 +17,40 @@ struct Connection {
     /// Serves the connection until it closes. Rethrows a protocol error from the inbound stream
     /// so the WebSocket layer closes with the code RFC 6455 asks for (1007, 1009, 1002).
     ///
-    /// Reading requests and writing the outbox run side by side. When the outbox asks to close
-    /// (a client too slow to read, or shutdown), reading stops too, so the connection ends even
-    /// if the client never answers.
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel) async throws {
-        let outbox = Outbox(maxQueuedBytes: configuration.maxQueuedBytesPerConnection)
+    /// Replies and updates go out through the connection's `Outbox`, written on the channel's
+    /// event loop. When the outbox closes the connection (a client too slow to read, or
+    /// shutdown), the inbound stream ends with the closing handshake, or when the outbox drops
+    /// a client that never answers it, and so does this.
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, compression: PerMessageDeflate.Agreement?) async throws {
         let session = UUID().uuidString.lowercased()
         var sessionLogger = logger
         sessionLogger[metadataKey: "verso.session"] = "\(session)"
         let logger = sessionLogger
+        let outbox = Outbox(channel: channel, outbound: outbound, compression: compression, maxQueuedBytes: configuration.maxQueuedBytesPerConnection, logger: logger)
         registry.add(outbox)
         defer { registry.remove(outbox) }
-        let inboundError = await withTaskGroup(of: (any Error)?.self) { group in
-            group.addTask {
-                await Self.writeOutbox(outbox, to: outbound, logger: logger)
-                return nil
-            }
-            group.addTask {
-                await readRequests(inbound, session: session, outbox: outbox, logger: logger)
-            }
-            group.addTask {
-                // A client that stopped reading blocks the writer before it can send the close
-                // frame: once a close is asked for, give it a moment, then drop the socket.
-                guard await outbox.waitForCloseRequest() else { return nil }
-                try? await Task.sleep(for: .seconds(2))
-                if !Task.isCancelled {
-                    logger.info("dropping a connection that did not take its close frame")
-                    channel.close(promise: nil)
-                }
-                return nil
-            }
-            // Whichever side ends first ends the connection: the client went away, or the
-            // server closed it.
-            var firstError = await group.next() ?? nil
-            group.cancelAll()
-            while let error = await group.next() {
-                if firstError == nil { firstError = error }
-            }
-            return firstError
-        }
+        let writes = InFlightWrites()
+        let inboundError = await readRequests(inbound, session: session, outbox: outbox, writes: writes, logger: logger)
+        // A client may close right after a write: its ack still goes out before the close.
+        await writes.wait(untilBelow: 1)
+        await outbox.finishAndDrain()
         if let inboundError { throw inboundError }
     }
 
     /// Handles requests in order until the client closes, the stream fails (returned), or the
-    /// task is cancelled; then ends the connection's subscriptions and its outbox.
-    private func readRequests(_ inbound: WebSocketInboundStream, session: String, outbox: Outbox, logger: Logger) async -> (any Error)? {
+    /// task is cancelled; then ends the connection's subscriptions.
+    private func readRequests(_ inbound: WebSocketInboundStream, session: String, outbox: Outbox, writes: InFlightWrites, logger: Logger) async -> (any Error)? {
         var subscriptions = Set<Int64>()
         defer {
             for id in subscriptions { engine.unsubscribe(id, sink: outbox) }
-            outbox.finish()
         }
         do {
             for try await message in inbound.messages(maxSize: configuration.maxMessageBytes) {
                 switch message {
                 case .text(let text):
-                    await handle(text, session: session, outbox: outbox, subscriptions: &subscriptions)
+                    await handle(text, session: session, outbox: outbox, writes: writes, subscriptions: &subscriptions)
                 case .binary:
+                    await writes.wait(untilBelow: 1)
                     outbox.send(Replies.error(rid: nil, .badRequest("binary frames are not accepted: send each request as JSON in a text frame")))
                 }
             }
@@ -85,41 +63,34 @@ struct Connection {
         }
     }
 
-    /// Writes queued messages to the socket until the outbox finishes or asks to close.
-    private static func writeOutbox(_ outbox: Outbox, to outbound: WebSocketOutboundWriter, logger: Logger) async {
-        do {
-            while true {
-                switch await outbox.next() {
-                case .messages(let messages):
-                    for message in messages {
-                        var buffer = ByteBufferAllocator().buffer(capacity: message.count)
-                        buffer.writeBytes(message)
-                        try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: buffer)))
-                    }
-                case .close(let code, let reason):
-                    logger.debug("closing connection", metadata: ["verso.close": "\(code)", "verso.reason": "\(reason)"])
-                    try await outbound.close(code, reason: reason)
-                    return
-                case .finished:
-                    return
-                }
-            }
-        } catch {
-            logger.debug("could not write to the connection", metadata: ["verso.error": "\(error)"])
-        }
-    }
+    /// Most writes one connection may have queued in the engine before its next request waits.
+    static let maxWritesInFlight = 128
 
-    private func handle(_ text: String, session: String, outbox: Outbox, subscriptions: inout Set<Int64>) async {
+    private func handle(_ text: String, session: String, outbox: Outbox, writes: InFlightWrites, subscriptions: inout Set<Int64>) async {
         let envelope: RequestEnvelope
         do {
             envelope = try Request.parse(text)
         } catch {
+            await writes.wait(untilBelow: 1)
             outbox.send(Replies.error(rid: error.rid, error.error))
             return
         }
         let rid = envelope.rid
+        switch envelope.request {
+        case .write(let operation):
+            await submit(WriteCommand(operations: [operation], isTxn: false), rid: rid, outbox: outbox, writes: writes)
+            return
+        case .txn(let operations):
+            await submit(WriteCommand(operations: operations, isTxn: true), rid: rid, outbox: outbox, writes: writes)
+            return
+        default:
+            // Every other reply follows the acks of the writes before it, and sees them.
+            await writes.wait(untilBelow: 1)
+        }
         do throws(RequestError) {
             switch envelope.request {
+            case .write, .txn:
+                break
             case .hello:
                 guard engine.isAccepting else { throw RequestError(.unavailable, "the server is shutting down; reconnect and retry") }
                 outbox.send(Replies.welcome(rid: rid, session: session, epoch: engine.epoch, seq: engine.currentSeq, allowsForce: engine.configuration.allowForce))
@@ -132,14 +103,6 @@ struct Connection {
                     return
                 }
                 outbox.send(Replies.snapshot(rid: rid, sub: nil, record: RecordSnapshot(key: key, version: stored.version, data: data)))
-            case .write(let operation):
-                await engine.submit(WriteCommand(operations: [operation], isTxn: false)) { result in
-                    outbox.send(Self.reply(to: result, rid: rid, isTxn: false))
-                }
-            case .txn(let operations):
-                await engine.submit(WriteCommand(operations: operations, isTxn: true)) { result in
-                    outbox.send(Self.reply(to: result, rid: rid, isTxn: true))
-                }
             case .subscribe(let filter, let since, let epoch):
                 let start = try await engine.subscribe(filter, since: since, epoch: epoch, sink: outbox)
                 subscriptions.insert(start.id)
@@ -163,6 +126,22 @@ struct Connection {
         } catch {
             outbox.send(Replies.error(rid: rid, error))
         }
+    }
+
+    /// Queues a write in the engine without waiting for its commit; its ack (or conflict) is
+    /// sent when it is decided. A refusal waits for the writes before it, to keep reply order.
+    private func submit(_ command: WriteCommand, rid: JSONValue?, outbox: Outbox, writes: InFlightWrites) async {
+        await writes.wait(untilBelow: Self.maxWritesInFlight)
+        writes.begin()
+        let isTxn = command.isTxn
+        let refusal = engine.enqueue(command) { result in
+            outbox.send(Self.reply(to: result, rid: rid, isTxn: isTxn))
+            writes.end()
+        }
+        guard let refusal else { return }
+        writes.end()
+        await writes.wait(untilBelow: 1)
+        outbox.send(Replies.error(rid: rid, refusal))
     }
 
     /// The reply to a write, encoded.

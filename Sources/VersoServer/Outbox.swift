@@ -1,135 +1,195 @@
+import Logging
+import NIOCore
+import NIOWebSocket
 import Synchronization
 import VersoEngine
-import NIOWebSocket
 import WSCore
 
-/// A connection's queue of outgoing messages, drained by one writer task.
+/// A connection's outgoing messages, written straight to its channel on the channel's event loop.
 ///
-/// `send` never blocks, so the engine's writer can fan out to any number of connections. A
-/// client that lets more than `maxQueuedBytes` pile up is disconnected (close code 1008) rather
-/// than allowed to grow the server's memory without bound.
+/// `send` never blocks, so the engine's writer can fan out to any number of connections: it
+/// queues the message and, unless a write is already on its way, asks the event loop to write
+/// everything queued in one batch with one flush. No task waits per connection, and a message
+/// costs one lock and, at most, one event-loop hop.
+///
+/// A client that lets more than `maxQueuedBytes` pile up (queued here or handed to the socket
+/// and not yet written) is disconnected with close code 1008 rather than allowed to grow the
+/// server's memory without bound.
 final class Outbox: MessageSink {
-    enum Next {
-        case messages([[UInt8]])
-        case close(WebSocketErrorCode, reason: String)
-        case finished
-    }
-
     private struct State {
         var queue: [[UInt8]] = []
         var queuedBytes = 0
-        var waiter: CheckedContinuation<Void, Never>?
-        var close: (WebSocketErrorCode, String)?
+        /// Bytes handed to the channel whose write has not completed.
+        var writingBytes = 0
+        /// An event-loop task that will write the queue is pending.
+        var flushPending = false
+        var close: (code: WebSocketErrorCode, reason: String)?
+        var closeStarted = false
+        /// The connection stopped reading requests: nothing more will be queued.
         var finished = false
-        var closeWaiter: CheckedContinuation<Bool, Never>?
+        /// A write failed: the channel is gone, and so is anything still queued.
+        var failed = false
+        var drainWaiters: [CheckedContinuation<Void, Never>] = []
+
+        var isDrained: Bool { failed || (queue.isEmpty && writingBytes == 0) }
     }
 
-    private let state = Mutex(State())
-    private let maxQueuedBytes: Int
+    /// How long a connection asked to close may take to accept the close frame before its
+    /// socket is dropped (a client that stopped reading never will).
+    static let closeGracePeriod = TimeAmount.seconds(2)
 
-    init(maxQueuedBytes: Int) {
+    private let state = Mutex(State())
+    private let channel: any Channel
+    private let outbound: WebSocketOutboundWriter
+    private let compression: PerMessageDeflate.Agreement?
+    private let maxQueuedBytes: Int
+    private let logger: Logger
+
+    /// - Parameter compression: what permessage-deflate agreed for this connection, if anything.
+    init(channel: any Channel, outbound: WebSocketOutboundWriter, compression: PerMessageDeflate.Agreement?, maxQueuedBytes: Int, logger: Logger) {
+        self.channel = channel
+        self.outbound = outbound
+        self.compression = compression
         self.maxQueuedBytes = maxQueuedBytes
+        self.logger = logger
     }
 
     func send(_ message: [UInt8]) {
-        let wake = state.withLock { state -> Wake in
-            guard state.close == nil, !state.finished else { return Wake() }
+        let schedule = state.withLock { state -> Bool in
+            guard state.close == nil, !state.finished, !state.failed else { return false }
             state.queue.append(message)
             state.queuedBytes += message.count
-            if state.queuedBytes > maxQueuedBytes {
+            if state.queuedBytes + state.writingBytes > maxQueuedBytes {
                 state.queue = []
                 state.queuedBytes = 0
-                return Self.markClose(&state, .policyViolation, "client too slow: more than \(maxQueuedBytes) bytes queued")
+                state.close = (.policyViolation, "client too slow: more than \(maxQueuedBytes) bytes queued")
             }
-            defer { state.waiter = nil }
-            return Wake(writer: state.waiter)
+            return Self.claimFlush(&state)
         }
-        wake.resume()
+        if schedule { scheduleFlush() }
     }
 
-    /// Continuations to resume once the lock is released.
-    private struct Wake {
-        var writer: CheckedContinuation<Void, Never>?
-        var closeWatcher: CheckedContinuation<Bool, Never>?
-
-        func resume() {
-            writer?.resume()
-            closeWatcher?.resume(returning: true)
-        }
-    }
-
-    /// Records a close (the first one asked for wins) and takes the continuations to wake.
-    private static func markClose(_ state: inout State, _ code: WebSocketErrorCode, _ reason: String) -> Wake {
-        if state.close == nil { state.close = (code, reason) }
-        defer {
-            state.waiter = nil
-            state.closeWaiter = nil
-        }
-        return Wake(writer: state.waiter, closeWatcher: state.closeWaiter)
-    }
-
-    /// Waits until a close is requested (true), or until the task is cancelled (false).
-    func waitForCloseRequest() async -> Bool {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let resume: Bool? = state.withLock { state in
-                    if state.close != nil { return true }
-                    if Task.isCancelled { return false }
-                    state.closeWaiter = continuation
-                    return nil
-                }
-                if let resume { continuation.resume(returning: resume) }
-            }
-        } onCancel: {
-            let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
-                defer { state.closeWaiter = nil }
-                return state.closeWaiter
-            }
-            waiter?.resume(returning: false)
-        }
-    }
-
-    /// Asks the writer to send what is queued, then close the WebSocket with `code`.
+    /// Asks for what is queued to be sent, then the WebSocket closed with `code`. The first
+    /// close asked for wins.
     func requestClose(_ code: WebSocketErrorCode, reason: String) {
-        state.withLock { Self.markClose(&$0, code, reason) }.resume()
+        let schedule = state.withLock { state -> Bool in
+            guard state.close == nil, !state.failed else { return false }
+            state.close = (code, reason)
+            return Self.claimFlush(&state)
+        }
+        if schedule { scheduleFlush() }
     }
 
-    /// No more messages will come: the writer sends what is queued and stops.
-    func finish() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+    /// Stops taking messages and waits until those queued are written (or the channel is gone).
+    /// A client that does not read them within `closeGracePeriod` has its socket dropped.
+    func finishAndDrain() async {
+        let drained = state.withLock { state -> Bool in
             state.finished = true
-            defer { state.waiter = nil }
-            return state.waiter
+            return state.isDrained
         }
-        waiter?.resume()
+        if drained { return }
+        let channel = channel
+        let dropper = channel.eventLoop.scheduleTask(in: Self.closeGracePeriod) { channel.close(promise: nil) }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state -> Bool in
+                if state.isDrained { return true }
+                state.drainWaiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+        dropper.cancel()
     }
 
-    /// Waits for the next messages, or for the instruction to close or stop.
-    func next() async -> Next {
-        while true {
-            let next = state.withLock { state -> Next? in
-                if !state.queue.isEmpty {
-                    defer {
-                        state.queue = []
-                        state.queuedBytes = 0
-                    }
-                    return .messages(state.queue)
-                }
-                if let (code, reason) = state.close {
-                    state.finished = true
-                    return .close(code, reason: reason)
-                }
-                return state.finished ? .finished : nil
+    /// Marks a flush as pending; true when the caller must schedule it.
+    private static func claimFlush(_ state: inout State) -> Bool {
+        guard !state.flushPending else { return false }
+        state.flushPending = true
+        return true
+    }
+
+    private func scheduleFlush() {
+        channel.eventLoop.execute { self.flush() }
+    }
+
+    /// On the event loop: writes everything queued with one flush, then starts the close if
+    /// one is asked for.
+    private func flush() {
+        let (messages, bytes, close) = state.withLock { state -> ([[UInt8]], Int, (code: WebSocketErrorCode, reason: String)?) in
+            state.flushPending = false
+            let messages = state.queue
+            let bytes = state.queuedBytes
+            state.queue = []
+            state.queuedBytes = 0
+            state.writingBytes += bytes
+            var close: (code: WebSocketErrorCode, reason: String)?
+            if let asked = state.close, !state.closeStarted {
+                state.closeStarted = true
+                close = asked
             }
-            if let next { return next }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let ready = state.withLock { state -> Bool in
-                    if !state.queue.isEmpty || state.close != nil || state.finished { return true }
-                    state.waiter = continuation
-                    return false
-                }
-                if ready { continuation.resume() }
+            return (messages, bytes, close)
+        }
+        if !messages.isEmpty {
+            let written = channel.eventLoop.makePromise(of: Void.self)
+            for (index, message) in messages.enumerated() {
+                channel.write(frame(for: message), promise: index == messages.count - 1 ? written : nil)
+            }
+            channel.flush()
+            written.futureResult.whenComplete { result in
+                if case .failure = result { self.logger.debug("could not write to the connection") }
+                self.wrote(bytes, failed: (try? result.get()) == nil)
             }
         }
+        if let close { startClose(close.code, reason: close.reason) }
+    }
+
+    private func wrote(_ bytes: Int, failed: Bool) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.writingBytes -= bytes
+            if failed {
+                state.failed = true
+                state.queue = []
+                state.queuedBytes = 0
+            }
+            guard state.isDrained else { return [] }
+            defer { state.drainWaiters = [] }
+            return state.drainWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Sends the close frame after the messages already written, and drops the socket if the
+    /// client has not completed the closing handshake within `closeGracePeriod`.
+    private func startClose(_ code: WebSocketErrorCode, reason: String) {
+        logger.debug("closing connection", metadata: ["verso.close": "\(code)", "verso.reason": "\(reason)"])
+        let outbound = outbound
+        let channel = channel
+        let logger = logger
+        Task {
+            do {
+                try await outbound.close(code, reason: reason)
+            } catch {
+                logger.debug("could not send the close frame", metadata: ["verso.error": "\(error)"])
+            }
+        }
+        channel.eventLoop.scheduleTask(in: Self.closeGracePeriod) {
+            if channel.isActive { logger.info("dropping a connection that did not take its close frame") }
+            channel.close(promise: nil)
+        }
+    }
+
+    /// One text frame holding `message`, compressed when that was agreed and worth it.
+    private func frame(for message: [UInt8]) -> WebSocketFrame {
+        if let compression, message.count >= PerMessageDeflate.minimumCompressedBytes {
+            do {
+                let payload = try PerMessageDeflate.compress(message, windowBits: compression.serverWindowBits, allocator: channel.allocator)
+                return WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: payload)
+            } catch {
+                logger.warning("could not compress a message; sending it uncompressed", metadata: ["verso.error": "\(error)"])
+            }
+        }
+        var buffer = channel.allocator.buffer(capacity: message.count)
+        buffer.writeBytes(message)
+        return WebSocketFrame(fin: true, opcode: .text, data: buffer)
     }
 }

@@ -1,5 +1,4 @@
 import Hummingbird
-import HummingbirdWSCompression
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -100,10 +99,7 @@ public final class VersoServer: Sendable {
                 body: .init(byteBuffer: ByteBuffer(bytes: body))
             )
         }
-        let deflate = SizeLimitedExtensionBuilder(
-            inner: WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: configuration.maxMessageBytes).build(),
-            maxMessageBytes: configuration.maxMessageBytes
-        )
+        let deflate = PerMessageDeflateBuilder(maxMessageBytes: configuration.maxMessageBytes)
         let webSocket = WebSocketServerConfiguration(
             maxFrameSize: configuration.maxMessageBytes,
             extensions: [],
@@ -118,8 +114,10 @@ public final class VersoServer: Sendable {
             router: router,
             server: .http1WebSocketUpgrade(configuration: .init(ws: wsConfiguration)) { request, channel, _ in
                 guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else { return .dontUpgrade }
+                // The same rule the extension builder answers the handshake with.
+                let compression = PerMessageDeflate.agreement(requestHeaders: request.headerFields)
                 return .upgrade([:]) { inbound, outbound, _ in
-                    try await connection.run(inbound: inbound, outbound: outbound, channel: channel)
+                    try await connection.run(inbound: inbound, outbound: outbound, channel: channel, compression: compression)
                 }
             },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),

@@ -76,6 +76,7 @@ struct VersoServerCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "verso")
+        FileLimit.raise(logger: logger)
         let server = try await VersoServer(configuration: configuration, logger: logger)
         let watchdog = ShutdownWatchdog(server: server, logger: logger)
         try await server.run()

@@ -66,6 +66,49 @@ struct BadInputTests {
         }
     }
 
+    @Test("permessage-deflate: no context takeover either way, the client's window honoured, offers it cannot meet declined")
+    func deflateParameters() async throws {
+        try await TestServer.with { server in
+            func accepted(_ offer: String) async throws -> String? {
+                let response = try await RawHTTP.exchange(port: server.port, request: RawHTTP.handshake(port: server.port, extensions: offer))
+                #expect(response.status == 101, "offer: \(offer)")
+                return response.headers["sec-websocket-extensions"]
+            }
+            let plain = try await accepted("permessage-deflate")
+            #expect(plain == "permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+            let smallWindow = try await accepted("permessage-deflate; server_max_window_bits=10; client_max_window_bits")
+            #expect(smallWindow?.contains("server_max_window_bits=10") == true)
+            #expect(smallWindow?.contains("client_no_context_takeover") == true)
+            // zlib cannot compress with a 256-byte window: that offer is declined, the next taken.
+            #expect(try await accepted("permessage-deflate; server_max_window_bits=8") == nil)
+            #expect(try await accepted("permessage-deflate; server_max_window_bits=16") == nil)
+            #expect(try await accepted("permessage-deflate; frobnicate") == nil)
+        }
+    }
+
+    @Test("with permessage-deflate, large records round-trip intact in replies and in updates")
+    func deflateLargeMessages() async throws {
+        try await TestServer.with { server in
+            try await TestClient.with(url: server.url, compression: true) { watcher in
+                try await TestClient.with(url: server.url, compression: true) { writer in
+                    let subscribed = try await watcher.request(#"{"type":"subscribe","rid":"s","keys":["big/one"]}"#)
+                    #expect(subscribed.type == "subscribed", "\(subscribed)")
+                    for round in 1...3 {
+                        let text = (0..<2000).map { "w\($0 % 97)-\(round)" }.joined(separator: " ")
+                        let ack = try await writer.request(#"{"type":"put","rid":"p","key":"big/one","base":\#(round - 1),"data":{"text":"\#(text)"}}"#)
+                        #expect(ack.type == "ack", "\(ack)")
+                        let got = try await writer.request(#"{"type":"get","rid":"g","key":"big/one"}"#)
+                        #expect(got["data"]?["text"]?.str == text)
+                        var update = try await watcher.next()
+                        while update.type != "update" { update = try await watcher.next() }
+                        #expect(update["version"]?.int == Int64(round))
+                        #expect(update["data"]?["text"]?.str == text)
+                    }
+                }
+            }
+        }
+    }
+
     @Test("a message over the size limit closes with 1009, counted after decompression and across fragments", arguments: compressionModes)
     func oversized(compression: Bool) async throws {
         try await TestServer.with(configure: { $0.maxMessageBytes = 4096 }) { server in

@@ -419,4 +419,34 @@ struct ProtocolRulesTests {
             }
         }
     }
+
+    @Test("Pipelined requests: replies in request order, each seeing the writes before it, refusals included", arguments: compressionModes)
+    func pipelinedRequests(compression: Bool) async throws {
+        try await TestServer.with { server in
+            try await TestClient.with(url: server.url, compression: compression) { client in
+                let key = uniqueKey()
+                // Far more writes than may be in flight at once, sent without waiting.
+                let count = 300
+                for base in 0..<count {
+                    try await client.send(#"{"type":"put","rid":\#(base),"key":"\#(key)","base":\#(base),"data":{"n":\#(base)}}"#)
+                }
+                try await client.send(#"{"type":"put","rid":"forced","key":"\#(key)","force":true,"data":{}}"#)
+                try await client.send(#"{"type":"put","rid":"stale","key":"\#(key)","base":0,"data":{}}"#)
+                try await client.send(#"{"type":"get","rid":"get","key":"\#(key)"}"#)
+                try await client.send(#"{"type":"frobnicate","rid":"bad"}"#)
+                for base in 0..<count {
+                    let ack = try await client.next()
+                    #expect(ack.type == "ack" && ack["rid"]?.int == Int64(base) && ack["version"]?.int == Int64(base + 1), "\(ack.encodedString)")
+                }
+                let forced = try await client.next()
+                #expect(forced["rid"]?.str == "forced" && forced["code"]?.str == "forbidden", "\(forced.encodedString)")
+                let stale = try await client.next()
+                #expect(stale["rid"]?.str == "stale" && stale.type == "conflict", "\(stale.encodedString)")
+                let get = try await client.next()
+                #expect(get["rid"]?.str == "get" && get["version"]?.int == Int64(count), "\(get.encodedString)")
+                let bad = try await client.next()
+                #expect(bad["rid"]?.str == "bad" && bad.type == "error", "\(bad.encodedString)")
+            }
+        }
+    }
 }

@@ -1,0 +1,248 @@
+import CompressNIO
+import HTTPTypes
+import NIOCore
+import NIOWebSocket
+import Synchronization
+import WSCore
+
+/// permessage-deflate (RFC 7692) as Verso negotiates it: without context takeover in either
+/// direction.
+///
+/// Every message is compressed, and decompressed, on its own, so a connection keeps no zlib
+/// state between messages: the zlib streams live in a small shared pool (`ZlibPool`) and are
+/// taken only while a message is being compressed or inflated. An idle connection therefore
+/// costs no compression memory at all, where a context-takeover stream pair costs ~300 KiB of
+/// address space (~90 KiB resident) per connection. The price is a little compression ratio on
+/// small messages, which carry little repeated text from one to the next.
+enum PerMessageDeflate {
+    static let name = "permessage-deflate"
+    /// Messages shorter than this are sent uncompressed (the deflate framing would outweigh the
+    /// saving), as RFC 7692 allows.
+    static let minimumCompressedBytes = 256
+
+    /// What was agreed for one connection.
+    struct Agreement: Sendable, Equatable {
+        /// The window (in bits, 9...15) the server compresses with: the client's
+        /// `server_max_window_bits`, or 15.
+        var serverWindowBits: Int32
+
+        /// The `Sec-WebSocket-Extensions` value the server answers with.
+        var responseHeader: String {
+            var header = "\(PerMessageDeflate.name); server_no_context_takeover; client_no_context_takeover"
+            if serverWindowBits < 15 { header += "; server_max_window_bits=\(serverWindowBits)" }
+            return header
+        }
+    }
+
+    /// The first of the client's permessage-deflate offers that the server can accept, in the
+    /// client's order of preference; nil when there is none (the connection then runs
+    /// uncompressed).
+    ///
+    /// An offer is declined when it carries an unknown or repeated-looking parameter or a value
+    /// out of range, or asks for `server_max_window_bits=8`, which zlib cannot produce.
+    static func agreement(offers: [WebSocketExtensionHTTPParameters]) -> Agreement? {
+        for offer in offers where offer.name == name {
+            if let agreement = agreement(offer: offer) { return agreement }
+        }
+        return nil
+    }
+
+    /// The agreement for the client's request headers.
+    static func agreement(requestHeaders: HTTPFields) -> Agreement? {
+        agreement(offers: WebSocketExtensionHTTPParameters.parseHeaders(requestHeaders))
+    }
+
+    static func agreement(offer: WebSocketExtensionHTTPParameters) -> Agreement? {
+        var serverWindowBits: Int32 = 15
+        for (parameter, value) in offer.parameters {
+            switch parameter {
+            case "server_no_context_takeover", "client_no_context_takeover":
+                guard value == .null else { return nil }
+            case "client_max_window_bits":
+                // Any client window is fine: the server inflates with the largest (15).
+                if value != .null, windowBits(value) == nil { return nil }
+            case "server_max_window_bits":
+                guard let bits = windowBits(value), bits >= 9 else { return nil }
+                serverWindowBits = bits
+            default:
+                return nil
+            }
+        }
+        return Agreement(serverWindowBits: serverWindowBits)
+    }
+
+    /// A window size parameter's value (8...15), quoted or not.
+    private static func windowBits(_ value: WebSocketExtensionHTTPParameters.Parameter) -> Int32? {
+        guard case .value(let text) = value else { return nil }
+        let digits = text.hasPrefix("\"") && text.hasSuffix("\"") && text.count >= 2 ? String(text.dropFirst().dropLast()) : text
+        guard digits.allSatisfy(\.isASCII), let bits = Int32(digits), (8...15).contains(bits) else { return nil }
+        return bits
+    }
+
+    /// Compresses one whole message as a permessage-deflate payload (RFC 7692 §7.2.1: the
+    /// trailing 00 00 ff ff removed).
+    static func compress(_ message: [UInt8], windowBits: Int32, allocator: ByteBufferAllocator) throws -> ByteBuffer {
+        try ZlibPool.shared.withCompressor(windowBits: windowBits) { compressor in
+            var input = allocator.buffer(capacity: message.count)
+            input.writeBytes(message)
+            var output = allocator.buffer(capacity: compressor.maxSize(from: input))
+            try input.compressStream(to: &output, with: compressor, flush: .sync)
+            output.moveWriterIndex(to: output.writerIndex - 4)
+            return output
+        }
+    }
+}
+
+/// Builds the server side of `PerMessageDeflate` for Hummingbird's WebSocket upgrade.
+struct PerMessageDeflateBuilder: WebSocketExtensionBuilder {
+    static var name: String { PerMessageDeflate.name }
+    /// Largest message accepted after decompression: a frame inflating past it closes the
+    /// connection with 1009 (message too big).
+    let maxMessageBytes: Int
+
+    func clientRequestHeader() -> String { "\(PerMessageDeflate.name); server_no_context_takeover; client_no_context_takeover" }
+
+    func serverReponseHeader(to request: WebSocketExtensionHTTPParameters) -> String? {
+        PerMessageDeflate.agreement(offer: request)?.responseHeader
+    }
+
+    func serverExtension(from request: WebSocketExtensionHTTPParameters) throws -> (any WebSocketExtension)? {
+        PerMessageDeflate.agreement(offer: request).map { _ in PerMessageInflater(maxMessageBytes: maxMessageBytes) }
+    }
+
+    /// Verso's clients use swift-websocket's own extension; this builder is for the server.
+    func clientExtension(from response: WebSocketExtensionHTTPParameters) throws -> (any WebSocketExtension)? { nil }
+}
+
+/// Inflates the compressed messages a client sends, with a pooled zlib stream held only from a
+/// message's first frame to its last.
+///
+/// Outgoing frames pass through unchanged: `Outbox` compresses whole messages itself before it
+/// writes them, so an update is never compressed while holding up the WebSocket actor.
+final class PerMessageInflater: WebSocketExtension {
+    private enum Receiving {
+        case idle
+        case plain
+        case compressed(ZlibPool.Decompressor)
+    }
+
+    let name = PerMessageDeflate.name
+    var reservedBits: WebSocketFrame.ReservedBits { .rsv1 }
+    private let maxMessageBytes: Int
+    /// A connection's frames arrive one after another; the lock only makes that state Sendable.
+    private let state = Mutex(Receiving.idle)
+
+    init(maxMessageBytes: Int) {
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    deinit {
+        if case .compressed(let decompressor) = state.withLock({ $0 }) { ZlibPool.shared.returnDecompressor(decompressor) }
+    }
+
+    func processReceivedFrame(_ frame: WebSocketFrame, context: WebSocketExtensionContext) async throws -> WebSocketFrame {
+        try inflate(frame)
+    }
+
+    /// The frame with its payload inflated when its message is compressed. Throws
+    /// `NIOWebSocketError.invalidFrameLength` (close code 1009) past the size limit.
+    func inflate(_ frame: WebSocketFrame) throws -> WebSocketFrame {
+        // Control frames are never compressed and may arrive between a message's fragments.
+        guard frame.opcode == .text || frame.opcode == .binary || frame.opcode == .continuation else { return frame }
+        let decompressor: ZlibPool.Decompressor
+        switch state.withLock({ $0 }) {
+        case .plain:
+            if frame.fin { state.withLock { $0 = .idle } }
+            return frame
+        case .idle where !frame.rsv1:
+            if !frame.fin { state.withLock { $0 = .plain } }
+            return frame
+        case .idle:
+            decompressor = try ZlibPool.shared.takeDecompressor()
+            state.withLock { $0 = .compressed(decompressor) }
+        case .compressed(let current):
+            decompressor = current
+        }
+        defer {
+            if frame.fin {
+                state.withLock { $0 = .idle }
+                ZlibPool.shared.returnDecompressor(decompressor)
+            }
+        }
+        var inflated = frame
+        var payload = frame.unmaskedData
+        if frame.fin {
+            // RFC 7692 §7.2.2: put back the 00 00 ff ff the sender removed.
+            payload.writeBytes([0, 0, 255, 255])
+        }
+        do {
+            inflated.data = try payload.decompressStream(with: decompressor.zlib, maxSize: maxMessageBytes)
+        } catch let error as CompressNIOError where error == .bufferOverflow {
+            // NIO maps `invalidFrameLength` to close code 1009.
+            throw NIOWebSocketError.invalidFrameLength
+        }
+        inflated.maskKey = nil
+        inflated.rsv1 = false
+        guard inflated.data.readableBytes <= maxMessageBytes else { throw NIOWebSocketError.invalidFrameLength }
+        return inflated
+    }
+
+    func processFrameToSend(_ frame: WebSocketFrame, context: WebSocketExtensionContext) async throws -> WebSocketFrame {
+        frame
+    }
+
+    func shutdown() async {}
+}
+
+/// The zlib streams every connection shares: a connection takes one for the length of one
+/// message and gives it back, so memory grows with the messages in flight, not with the
+/// connections open.
+final class ZlibPool: Sendable {
+    static let shared = ZlibPool()
+    /// Idle streams kept for reuse, per kind; more are made when needed and freed on return.
+    private let idleLimit = 16
+
+    /// A raw-deflate inflate stream with a 32 KiB window (any client window fits).
+    final class Decompressor: @unchecked Sendable {
+        // Safe: a stream is used by one message at a time: it is handed out under the pool's
+        // lock, and a connection's frames are processed one after another.
+        let zlib: ZlibDecompressor
+        init() throws { zlib = try ZlibDecompressor(algorithm: .deflate, windowSize: 15) }
+    }
+
+    private final class Compressor: @unchecked Sendable {
+        // Safe: handed out under the pool's lock to one caller, which gives it back when done.
+        let zlib: ZlibCompressor
+        init(windowBits: Int32) throws {
+            zlib = try ZlibCompressor(algorithm: .deflate, configuration: ZlibConfiguration(windowSize: windowBits))
+        }
+    }
+
+    private let decompressors = Mutex<[Decompressor]>([])
+    private let compressors = Mutex<[Int32: [Compressor]]>([:])
+
+    func takeDecompressor() throws -> Decompressor {
+        try decompressors.withLock { $0.popLast() } ?? Decompressor()
+    }
+
+    /// Takes back a stream, reset for its next message (a stream that cannot be reset is freed).
+    func returnDecompressor(_ decompressor: Decompressor) {
+        guard (try? decompressor.zlib.reset()) != nil else { return }
+        decompressors.withLock { idle in
+            if idle.count < idleLimit { idle.append(decompressor) }
+        }
+    }
+
+    /// Runs `body` with a deflate stream of `windowBits`, reset afterwards.
+    func withCompressor<Result>(windowBits: Int32, _ body: (ZlibCompressor) throws -> Result) throws -> Result {
+        let compressor = try compressors.withLock { $0[windowBits]?.popLast() } ?? Compressor(windowBits: windowBits)
+        defer {
+            if (try? compressor.zlib.reset()) != nil {
+                compressors.withLock { idle in
+                    if idle[windowBits, default: []].count < idleLimit { idle[windowBits, default: []].append(compressor) }
+                }
+            }
+        }
+        return try body(compressor.zlib)
+    }
+}
