@@ -17,9 +17,10 @@ public enum Scenarios {
     // MARK: cas
 
     /// `cas`: every connection does compare-and-set puts, each with the version the last reply
-    /// showed as its base: closed loop, or open loop at `options.rate` (see `SendSchedule`). Without `hot`, connection i owns keys i, i+C, i+2C, … of
-    /// `keys` (at least one each) and never conflicts; with `hot` N, all share N keys, and a
-    /// conflict's reply (which carries the current version) sets the base of the retry.
+    /// showed as its base: closed loop, or open loop at `options.rate` (see `SendSchedule`).
+    /// Without `hot`, connection i owns keys i, i+C, i+2C, … of `keys` (at least one each) and
+    /// never conflicts; with `hot` N, all share N keys, and a conflict's reply (which carries
+    /// the current version) sets the base of the retry.
     public static func cas(_ options: LoadOptions) async -> LoadReport {
         let counters = LiveCounters()
         let window = RunWindow(options: options)

@@ -8,6 +8,7 @@ import VersoTesting
         try await TestServer.with { server in
             var options = ScenarioTests.options(server)
             options.keys = 8
+            options.ops = 100
             let report = await Scenarios.mixed(options, readPercent: 50, subscriptions: 2)
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("verso-load-\(UUID().uuidString).html")
             defer { try? FileManager.default.removeItem(at: file) }

@@ -86,6 +86,8 @@ import VersoTesting
         try await TestServer.with { server in
             var options = Self.options(server)
             options.keys = 8
+            // A count, not a duration: a busy machine can take a short window with connecting.
+            options.ops = 200
             let report = await Scenarios.mixed(options, readPercent: 50, subscriptions: 8)
             #expect(report.failures == [])
             #expect(report.errors == 0)
@@ -95,6 +97,7 @@ import VersoTesting
             let gets = Int(report.extra["gets"] ?? "") ?? -1
             let acks = Int(report.extra["puts acknowledged"] ?? "") ?? -1
             #expect(gets > 0 && acks > 0)
+            #expect(report.ops == 200)
             #expect(gets + acks + report.conflicts == report.ops)
             // Every connection subscribes to all 8 keys, so every acknowledged put is delivered.
             #expect((Int(report.extra["updates delivered"] ?? "") ?? 0) > 0)
@@ -107,14 +110,17 @@ import VersoTesting
         try await TestServer.with { server in
             var options = Self.options(server)
             options.rate = 200
+            options.ops = 60
             let cas = await Scenarios.cas(options)
             #expect(cas.succeeded)
+            #expect(cas.ops == 60)
             #expect(cas.rateTarget == 200)
             #expect((cas.achievedRate ?? 0) > 0)
             #expect(cas.p50 > 0 && cas.p50 <= cas.p99 && cas.p99 <= cas.max)
             #expect(cas.table.contains("achieved ops/s"))
             let mixed = await Scenarios.mixed(options, readPercent: 80, subscriptions: 1)
             #expect(mixed.succeeded)
+            #expect(mixed.ops == 60)
             #expect(mixed.rateTarget == 200)
             #expect((mixed.achievedRate ?? 0) > 0)
             #expect(mixed.p99 > 0)
