@@ -46,7 +46,18 @@ public enum LoadConnection {
     private final class Outcome<T: Sendable>: Sendable {
         let failure = Mutex<(any Error)?>(nil)
         let result = Mutex<T?>(nil)
+        let handshakeDone = Atomic<Bool>(false)
+
+        /// Gives the handshake's place back, once.
+        func endHandshake() {
+            if !handshakeDone.exchange(true, ordering: .acquiringAndReleasing) { LoadConnection.handshakes.release() }
+        }
     }
+
+    /// Connection attempts in flight at once, over the whole process. Thousands of connects at
+    /// once overflow the server's listen backlog, and the dropped SYNs fail or stall those
+    /// connections; a few hundred at a time open 10,000 quickly.
+    public static let handshakes = AsyncLimiter(limit: 128)
 
     /// Connects to `url` (offering permessage-deflate when `compression`), runs `body` with the
     /// open connection, then closes it. Throws if it could not connect or `body` threw.
@@ -62,7 +73,10 @@ public enum LoadConnection {
         var logger = Logger(label: "verso.load")
         logger.logLevel = .critical
         let outcome = Outcome<T>()
+        await handshakes.acquire()
+        defer { outcome.endHandshake() }
         try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, outbound, _ in
+            outcome.endHandshake()
             var wire = LoadWire(inbound: inbound.makeAsyncIterator(), outbound: outbound)
             do {
                 let result = try await body(&wire)

@@ -14,6 +14,9 @@ public struct LoadOptions: Sendable {
     public var duration: Double = 10
     /// Total operations instead of a duration (`cas`); increments per client (`counter`).
     public var ops: Int?
+    /// Open-loop rate: intended operations per second over all connections (`cas`, `mixed`,
+    /// `fanout` writers); nil runs closed loop.
+    public var rate: Double?
     /// Seconds run before measuring starts.
     public var warmup: Double = 0
     /// Offer permessage-deflate.

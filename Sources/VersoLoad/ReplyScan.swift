@@ -40,4 +40,28 @@ public enum ReplyScan {
         }
         return nil
     }
+
+    /// The string after the first `"name":"` in the message, up to the next quote (the
+    /// harness's own keys hold no escapes), or nil.
+    public static func string(_ name: String, in message: String) -> Substring? {
+        let needle = Array("\"\(name)\":\"".utf8)
+        let bytes = message.utf8
+        var index = bytes.startIndex
+        while let first = bytes[index...].firstIndex(of: needle[0]) {
+            if bytes[first...].starts(with: needle) {
+                let start = bytes.index(first, offsetBy: needle.count)
+                guard let end = bytes[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+                return message[start..<end]
+            }
+            index = bytes.index(after: first)
+        }
+        return nil
+    }
+
+    /// Whether the message belongs to a subscription (an `update`, or a `snapshot` with
+    /// `sub`, which comes right after `type`, Protocol.md section 5) rather than being the
+    /// reply to a request.
+    public static func isSubscriptionMessage(_ message: String) -> Bool {
+        message.utf8.starts(with: #"{"type":"update""#.utf8) || message.utf8.starts(with: #"{"type":"snapshot","sub":"#.utf8)
+    }
 }

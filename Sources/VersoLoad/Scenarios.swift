@@ -16,10 +16,11 @@ public enum Scenarios {
 
     // MARK: cas
 
-    /// `cas`: every connection does closed-loop compare-and-set puts, each with the version the
-    /// last reply showed as its base. Without `hot`, connection i owns keys i, i+C, i+2C, … of
-    /// `keys` (at least one each) and never conflicts; with `hot` N, all share N keys, and a
-    /// conflict's reply (which carries the current version) sets the base of the retry.
+    /// `cas`: every connection does compare-and-set puts, each with the version the last reply
+    /// showed as its base: closed loop, or open loop at `options.rate` (see `SendSchedule`).
+    /// Without `hot`, connection i owns keys i, i+C, i+2C, … of `keys` (at least one each) and
+    /// never conflicts; with `hot` N, all share N keys, and a conflict's reply (which carries
+    /// the current version) sets the base of the retry.
     public static func cas(_ options: LoadOptions) async -> LoadReport {
         let counters = LiveCounters()
         let window = RunWindow(options: options)
@@ -36,12 +37,11 @@ public enum Scenarios {
                 var stats = WorkerStats()
                 var versions = [Int64](repeating: 0, count: keys.count)
                 var next = 0
-                while window.mayStart(counters) {
+                var schedule = SendSchedule(rate: options.rate, connections: connections, index: index)
+                while window.mayStart(counters), let start = try await schedule.nextSend(deadline: window.deadline) {
                     let slot = options.hot > 0 ? Int.random(in: 0..<keys.count) : next % keys.count
                     next &+= 1
-                    let request = put(key: keys[slot], base: versions[slot], data: data)
-                    let start = monotonicNanos()
-                    try await wire.send(request)
+                    try await wire.send(put(key: keys[slot], base: versions[slot], data: data))
                     let reply = try await wire.next()
                     let end = monotonicNanos()
                     let measured = window.measures(end)
@@ -65,7 +65,8 @@ public enum Scenarios {
             }
             return (stats, ())
         }
-        var report = LoadReport(scenario: "cas", options: options, outcome: outcome)
+        var report = LoadReport(scenario: "cas", latency: "put", options: options, outcome: outcome)
+        report.setRate(target: options.rate, answered: outcome.stats.ops + outcome.stats.conflicts)
         report.extra["keys"] = options.hot > 0 ? "\(options.hot) hot, shared" : "\(Swift.max(options.keys, connections)), own per connection"
         return report
     }
@@ -137,7 +138,7 @@ public enum Scenarios {
                 return (stats, acked)
             }
         }
-        var report = LoadReport(scenario: "counter", options: options, outcome: outcome)
+        var report = LoadReport(scenario: "counter", latency: "get+put", options: options, outcome: outcome)
         let expected = options.connections * increments
         report.extra["expected count"] = "\(expected)"
         // Every acknowledged (key, version) must be unique, and each key's versions 1…n.

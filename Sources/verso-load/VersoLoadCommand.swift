@@ -8,40 +8,58 @@ struct VersoLoadCommand: AsyncParsableCommand {
         commandName: "verso-load",
         abstract: "Drive a running Verso server with many real WebSocket connections and report throughput and latency.",
         discussion: """
-        Scenarios:
-          cas          C connections doing closed-loop compare-and-set puts
-                       (base = last acked version) on keys of their own, or
-                       with --hot N on N keys shared by all, taking the version
-                       from each conflict's reply for the retry.
+        Scenarios (each has its own --help):
+          cas          C connections doing compare-and-set puts (base = last
+                       acked version) on keys of their own, or with --hot N on
+                       N keys shared by all, taking the version from each
+                       conflict's reply for the retry. Latency: put round trip.
+          mixed        C connections, each subscribed to --subscribe N random
+                       keys, making random gets (--read-percent, default 80)
+                       and puts (base = last version seen; a conflict's reply
+                       gives the next one) on --keys shared keys. Latency per
+                       kind: get, put, and update delivery (write to receipt).
           counter      C clients x K increments (--ops K, default 100) on
                        --hot H keys (default 1): get, put with base, again on
                        conflict. Checks that the final count is exactly C x K
                        and every acknowledged (key, version) is unique.
-          fanout       --writers W connections doing closed-loop puts on a key
-                       each, --subscribers S connections subscribed to each
-                       key: deliveries per second and the write-to-delivery
+          fanout       --writers W connections doing puts on a key each,
+                       --subscribers S connections subscribed to each key:
+                       deliveries per second and the write-to-delivery
                        latency seen by every subscriber.
           connections  C idle connections subscribed to one shared key: server
                        RSS per connection (with --server-pid), then the time
                        one change takes to reach all C.
 
+        Closed or open loop: by default each connection sends its next request
+        when the last reply is in (closed loop). --rate R (cas, mixed, fanout)
+        runs open loop instead: each connection sends on a fixed timetable, R
+        requests per second over all connections, and latency is timed from
+        each request's intended send time, so a server stall shows in the
+        percentiles (no coordinated omission, as in wrk2). The report gives
+        the target and the rate achieved.
+
+        Timed runs (cas, mixed, fanout) last --warmup plus --duration seconds;
+        nothing done in the warm-up counts in the figures, and server CPU is
+        sampled over the measured window only.
+
         Progress goes to stderr once a second, the report to stdout as a
-        table (and as JSON with --json FILE). Latencies come from an
-        HdrHistogram: put round trips (cas, counter: get + put) or
-        write-to-delivery (fanout, connections). With --server-pid, server
-        CPU time per operation and RSS from /proc. The exit status is 1 when
-        any error or failed check occurred.
+        table; --json FILE also writes it as JSON, --html FILE as a page with
+        the latency percentile curves (inline SVG, no external files).
+        Latencies come from HdrHistogram. With --server-pid, server CPU time
+        per operation and RSS from /proc. The open-file limit is raised to the
+        hard limit at start (one descriptor per connection). The exit status
+        is 1 when any error or failed check occurred.
         """,
-        subcommands: [CAS.self, Counter.self, Fanout.self, Connections.self]
+        subcommands: [CAS.self, Mixed.self, Counter.self, Fanout.self, Connections.self]
     )
 }
 
 struct CommonOptions: ParsableArguments {
     @Option(help: "The server's WebSocket URL.")
     var url = "ws://127.0.0.1:7070/v1/ws"
-    @Option(help: "Number of connections.")
+    @Option(help: "Number of connections (fanout: --writers and --subscribers instead).")
     var connections = 64
-    @Option(help: "Distinct keys spread over the connections (cas without --hot).")
+    @Option(help: "Distinct keys: spread over the connections (cas without --hot), or shared by all (mixed).")
     var keys = 10_000
     @Option(help: "Hot keys shared by all connections (0: none; counter uses at least 1).")
     var hot = 0
@@ -49,9 +67,9 @@ struct CommonOptions: ParsableArguments {
     var valueSize = 100
     @Option(help: "Measured seconds of a timed run.")
     var duration: Double = 10
-    @Option(help: "Total operations instead of a duration (cas); increments per client (counter).")
+    @Option(help: "Total operations instead of a duration (cas, mixed; fanout: writes); increments per client (counter).")
     var ops: Int?
-    @Option(help: "Seconds to run before measuring.")
+    @Option(help: "Seconds to run before measuring (cas, mixed, fanout): not counted in any figure.")
     var warmup: Double = 0
     @Flag(help: "Do not offer permessage-deflate.")
     var noCompression = false
@@ -59,6 +77,8 @@ struct CommonOptions: ParsableArguments {
     var serverPid: Int32?
     @Option(help: "Also write the report as JSON to this file.")
     var json: String?
+    @Option(help: "Also write the report as a self-contained HTML page, with latency percentile curves, to this file.")
+    var html: String?
     @Flag(help: "No progress line on stderr.")
     var quiet = false
 
@@ -87,22 +107,77 @@ struct CommonOptions: ParsableArguments {
         }
     }
 
-    func finish(_ report: LoadReport) throws {
+    /// Raises the open-file limit, runs `scenario`, prints the report and writes its files;
+    /// exits 1 when the run had errors or failed checks.
+    func run(_ scenario: (LoadOptions) async -> LoadReport, rate: Double? = nil) async throws {
+        OpenFileLimit.raiseToHardLimit()
+        var options = loadOptions
+        options.rate = rate
+        let report = await scenario(options)
         print(report.table)
         if let json { try report.json().write(to: URL(fileURLWithPath: json)) }
+        if let html { try Data(HTMLReport.render(report).utf8).write(to: URL(fileURLWithPath: html)) }
         if !report.succeeded { throw ExitCode(1) }
+    }
+
+    /// Refuses --warmup for a scenario that is not timed.
+    func requireNoWarmup(_ scenario: String) throws {
+        guard warmup == 0 else { throw ValidationError("\(scenario) is not timed: --warmup does not apply") }
+    }
+}
+
+/// `--rate`, for the scenarios that can run open loop.
+struct RateOptions: ParsableArguments {
+    @Option(help: "Open loop: intended requests (fanout: writes) per second over all connections, each timed from its intended send time. Default: closed loop.")
+    var rate: Double?
+
+    func validate() throws {
+        guard (rate ?? 1) > 0 else { throw ValidationError("--rate must be above 0") }
     }
 }
 
 struct CAS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cas",
-        abstract: "Closed-loop compare-and-set puts, on own keys or on --hot shared keys."
+        abstract: "Compare-and-set puts, on own keys or on --hot shared keys; closed loop or --rate."
     )
     @OptionGroup var common: CommonOptions
+    @OptionGroup var pacing: RateOptions
 
     func run() async throws {
-        try common.finish(await Scenarios.cas(common.loadOptions))
+        try await common.run(Scenarios.cas, rate: pacing.rate)
+    }
+}
+
+struct Mixed: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mixed",
+        abstract: "Random gets and puts on shared keys, with subscriptions; latency per kind.",
+        discussion: """
+        Every connection subscribes to --subscribe random keys of the --keys
+        shared keys, then sends random requests: a get with probability
+        --read-percent, else a put whose base is the last version it saw for
+        the key (from a snapshot, an ack or a conflict's reply). Reports get,
+        put and update-delivery latency, conflicts and updates delivered;
+        fails on any error reply, an ack that is not base + 1, or a key's
+        versions delivered out of order.
+        """
+    )
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var pacing: RateOptions
+    @Option(help: "Percent of requests that are gets (the rest are puts).")
+    var readPercent = 80
+    @Option(help: "Keys each connection subscribes to (0: none; at most 1000).")
+    var subscribe = 1
+
+    func validate() throws {
+        guard (0...100).contains(readPercent) else { throw ValidationError("--read-percent must be 0 to 100") }
+        guard (0...1000).contains(subscribe) else { throw ValidationError("--subscribe must be 0 to 1000") }
+        guard common.keys > 0 else { throw ValidationError("--keys must be at least 1") }
+    }
+
+    func run() async throws {
+        try await common.run({ await Scenarios.mixed($0, readPercent: readPercent, subscriptions: subscribe) }, rate: pacing.rate)
     }
 }
 
@@ -113,8 +188,10 @@ struct Counter: AsyncParsableCommand {
     )
     @OptionGroup var common: CommonOptions
 
+    func validate() throws { try common.requireNoWarmup("counter") }
+
     func run() async throws {
-        try common.finish(await Scenarios.counter(common.loadOptions))
+        try await common.run(Scenarios.counter)
     }
 }
 
@@ -124,6 +201,7 @@ struct Fanout: AsyncParsableCommand {
         abstract: "Writers on a key each, subscribers per key; write-to-delivery latency and deliveries/s."
     )
     @OptionGroup var common: CommonOptions
+    @OptionGroup var pacing: RateOptions
     @Option(help: "Writer connections, one key each.")
     var writers = 1
     @Option(help: "Subscriber connections per key.")
@@ -136,7 +214,7 @@ struct Fanout: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try common.finish(await Scenarios.fanout(common.loadOptions, writers: writers, subscribers: subscribers))
+        try await common.run({ await Scenarios.fanout($0, writers: writers, subscribers: subscribers) }, rate: pacing.rate)
     }
 }
 
@@ -147,7 +225,9 @@ struct Connections: AsyncParsableCommand {
     )
     @OptionGroup var common: CommonOptions
 
+    func validate() throws { try common.requireNoWarmup("connections") }
+
     func run() async throws {
-        try common.finish(await Scenarios.connections(common.loadOptions))
+        try await common.run(Scenarios.connections)
     }
 }

@@ -82,6 +82,72 @@ import VersoTesting
         }
     }
 
+    @Test func mixedReportsGetPutAndUpdateFiguresWithoutErrors() async throws {
+        try await TestServer.with { server in
+            var options = Self.options(server)
+            options.keys = 8
+            // A count, not a duration: a busy machine can take a short window with connecting.
+            options.ops = 200
+            let report = await Scenarios.mixed(options, readPercent: 50, subscriptions: 8)
+            #expect(report.failures == [])
+            #expect(report.errors == 0)
+            #expect(report.succeeded)
+            #expect(report.ops > 0)
+            #expect(report.latencies.map(\.name) == ["get+put", "get", "put", "update"])
+            let gets = Int(report.extra["gets"] ?? "") ?? -1
+            let acks = Int(report.extra["puts acknowledged"] ?? "") ?? -1
+            #expect(gets > 0 && acks > 0)
+            #expect(report.ops == 200)
+            #expect(gets + acks + report.conflicts == report.ops)
+            // Every connection subscribes to all 8 keys, so every acknowledged put is delivered.
+            #expect((Int(report.extra["updates delivered"] ?? "") ?? 0) > 0)
+            #expect(report.latencies[3].count > 0)
+            #expect(report.latencies.allSatisfy { $0.p50 <= $0.p99 && $0.p99 <= $0.max })
+        }
+    }
+
+    @Test func openLoopRunsReportTargetAchievedRateAndPercentiles() async throws {
+        try await TestServer.with { server in
+            var options = Self.options(server)
+            options.rate = 200
+            options.ops = 60
+            let cas = await Scenarios.cas(options)
+            #expect(cas.succeeded)
+            #expect(cas.ops == 60)
+            #expect(cas.rateTarget == 200)
+            #expect((cas.achievedRate ?? 0) > 0)
+            #expect(cas.p50 > 0 && cas.p50 <= cas.p99 && cas.p99 <= cas.max)
+            #expect(cas.table.contains("achieved ops/s"))
+            let mixed = await Scenarios.mixed(options, readPercent: 80, subscriptions: 1)
+            #expect(mixed.succeeded)
+            #expect(mixed.ops == 60)
+            #expect(mixed.rateTarget == 200)
+            #expect((mixed.achievedRate ?? 0) > 0)
+            #expect(mixed.p99 > 0)
+            let closed = await Scenarios.cas(Self.options(server))
+            #expect(closed.rateTarget == nil && closed.achievedRate == nil)
+        }
+    }
+
+    @Test func warmupIsLeftOutOfTheMeasuredWindow() async throws {
+        try await TestServer.with { server in
+            var options = Self.options(server)
+            options.warmup = 0.4
+            options.duration = 0.3
+            let report = await Scenarios.cas(options)
+            #expect(report.succeeded)
+            #expect(report.ops > 0)
+            // The window is the duration alone, not warm-up plus duration.
+            #expect(report.seconds > 0 && report.seconds < 0.5)
+            var fanout = Self.options(server)
+            fanout.warmup = 0.3
+            fanout.duration = 0.3
+            let delivered = await Scenarios.fanout(fanout, writers: 1, subscribers: 2)
+            #expect(delivered.succeeded)
+            #expect(delivered.seconds > 0 && delivered.seconds < 0.5)
+        }
+    }
+
     @Test func replyScanReadsTypeAndIntegers() {
         let conflict = #"{"type":"conflict","key":"a","base":3,"version":4,"data":{"n":-2},"deleted":false}"#
         #expect(ReplyScan.type(conflict) == "conflict")
@@ -89,5 +155,14 @@ import VersoTesting
         #expect(ReplyScan.integer("n", in: conflict) == -2)
         #expect(ReplyScan.integer("seq", in: conflict) == nil)
         #expect(ReplyScan.type("[]") == nil)
+        #expect(ReplyScan.string("key", in: conflict) == "a")
+        #expect(ReplyScan.string("code", in: conflict) == nil)
+    }
+
+    @Test func replyScanTellsSubscriptionMessagesFromReplies() {
+        #expect(ReplyScan.isSubscriptionMessage(#"{"type":"update","sub":1,"key":"a","version":2,"seq":3,"data":{},"deleted":false}"#))
+        #expect(ReplyScan.isSubscriptionMessage(#"{"type":"snapshot","sub":1,"key":"a","version":2,"data":{}}"#))
+        #expect(!ReplyScan.isSubscriptionMessage(#"{"type":"snapshot","key":"a","version":2,"data":{}}"#))
+        #expect(!ReplyScan.isSubscriptionMessage(#"{"type":"ack","key":"a","version":2,"seq":3}"#))
     }
 }
