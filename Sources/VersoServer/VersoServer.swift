@@ -120,7 +120,9 @@ public final class VersoServer: Sendable {
                     try await connection.run(inbound: inbound, outbound: outbound, channel: channel, compression: compression)
                 }
             },
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            // A burst of thousands of clients connecting at once must queue, not be dropped: the
+            // kernel caps this at net.core.somaxconn (4096 by default).
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil, backlog: 4096),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
                 logger.info("listening", metadata: ["verso.url": "ws://\(configuration.host):\(port)/v1/ws", "verso.data": "\(configuration.dataDirectory)"])

@@ -45,6 +45,24 @@ extension ConformanceSuite {
                 }
             }
         },
+        ConformanceCase("3 requests: pipelined writes are decided in the order sent, and a later request sees them") { context in
+            try await context.connect { peer in
+                // More writes than the server keeps in flight for one connection (128).
+                let key = quoted(context.key("pipelined"))
+                let count = 200
+                for base in 0..<count {
+                    try await peer.send(#"{"type":"put","rid":\#(base),"key":\#(key),"base":\#(base),"data":{"n":\#(base)}}"#)
+                }
+                try await peer.send(#"{"type":"get","rid":"after","key":\#(key)}"#)
+                for base in 0..<count {
+                    let ack = try expectType(try await peer.nextReply(), "ack", "the reply to pipelined put \(base + 1) of \(count)")
+                    try expectEqual(ack["rid"], .integer(Int64(base)), "the rid of the reply to pipelined put \(base + 1)")
+                    try expectEqual(ack["version"], .integer(Int64(base + 1)), "the version acknowledged for pipelined put \(base + 1)")
+                }
+                let get = try expectType(try await peer.nextReply(), "snapshot", "the get sent after \(count) pipelined puts")
+                try expectEqual(get["version"], .integer(Int64(count)), "the version a get sees after \(count) pipelined puts")
+            }
+        },
         ConformanceCase("3.1 hello: welcome carries the rid, a session, the epoch, the last seq and the server") { context in
             try await context.connect { peer in
                 let ack = try await peer.put(context.key("before-hello"), base: 0)
