@@ -253,6 +253,7 @@ label_redis_aof="Redis Lua CAS, AOF appendfsync everysec"
 label_pg_off="PostgreSQL $("$pgbin/postgres" --version | awk '{ print $3 }') SELECT + UPDATE, synchronous_commit=off"
 label_pg_on="PostgreSQL SELECT + UPDATE, synchronous_commit=on (fsync)"
 
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 say "warm-up: 2 s each"
 verso_run 2
 redis_run redis 40000
@@ -274,9 +275,10 @@ for run in $(seq "$runs"); do
     pg_run on "$duration" "$run" "$label_pg_on"
 done
 
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 versions="Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2), $("$pgbin/postgres" --version | sed 's/^postgres (PostgreSQL) /PostgreSQL /'), $(swift --version 2>/dev/null | grep -o 'Swift version [0-9.]*' | head -n 1 | sed 's/ version//')"
 commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Sources Package.swift bench || echo ' + uncommitted changes')"
 "${helper[@]}" write "$W/results.jsonl" "$output" --date "$started" --commit "$commit" --invocation "$invocation" \
-    --versions "$versions" --commands "$W/commands.txt" --lua bench/cas.lua --sql bench/django_cas.sql \
+    --versions "$versions" --load "$load_before before the runs, $load_after after" --commands "$W/commands.txt" --lua bench/cas.lua --sql bench/django_cas.sql \
     --runs "$runs" --duration "$duration" --connections "$connections" --keys "$keys" --value-bytes "${#data}"
 say "wrote the table into $output"

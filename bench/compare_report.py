@@ -158,7 +158,8 @@ def write(args):
         "",
         f"**Machine:** {meta['nproc']} CPUs (`nproc`), `{meta['cpu_model']}`, Linux {meta['kernel']}; "
         f"{meta['versions']}. Every server and its load generator ran on these same cores, "
-        "which other engineers were also using to compile Swift, so the absolute figures are "
+        f"which other engineers were also using to compile Swift (load average {meta['load']}), "
+        "so the absolute figures are "
         "noisy lower bounds; the **ratios within this one run** (systems interleaved run by run) "
         "are what to read.",
         "",
@@ -244,7 +245,7 @@ def main():
     p = sub.add_parser("write")
     p.add_argument("results", help="the record lines of every run")
     p.add_argument("output", help="the markdown file to update")
-    for option in ("date", "commit", "invocation", "versions", "commands", "lua", "sql"):
+    for option in ("date", "commit", "invocation", "versions", "load", "commands", "lua", "sql"):
         p.add_argument("--" + option, required=True)
     for option in ("runs", "connections", "keys", "value-bytes"):
         p.add_argument("--" + option, type=int, required=True)
