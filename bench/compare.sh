@@ -96,7 +96,13 @@ cleanup() {
     if [ "$pg_started" = 1 ]; then
         runuser -u postgres -- "$pgbin/pg_ctl" -D "$W/pg/data" -m fast -w stop >/dev/null 2>&1 || true
     fi
-    rm -rf "$W"
+    if [ "$status" = 0 ]; then
+        rm -rf "$W"
+    else
+        # Keep the logs (not the data) to show what went wrong.
+        rm -rf "$W/verso" "$W/redis" "$W/redis-aof" "$W/pg/data"
+        echo "compare.sh: failed; logs kept in $W" >&2
+    fi
     exit "$status"
 }
 trap cleanup EXIT
@@ -157,11 +163,21 @@ for _ in $(seq 600); do
 done
 [ -n "$verso_url" ] || { echo "compare.sh: verso-server did not say where it listens" >&2; exit 1; }
 
+alive() {  # alive PID NAME LOG: fail with the log's tail if the server has gone
+    kill -0 "$1" 2>/dev/null && return 0
+    local status=0
+    wait "$1" 2>/dev/null || status=$?  # 127 for PostgreSQL, which is not our child
+    echo "compare.sh: $2 (pid $1) has gone, wait status $status; the end of its log:" >&2
+    tail -n 20 "$3" >&2
+    exit 1
+}
 verso_run() {  # verso_run SECONDS [RUN]
     local before after
+    alive "$verso_pid" verso-server "$W/verso.log"
     before="$(cpu "$verso_pid")"
     x .build/release/verso-load cas --url "$verso_url" --connections "$connections" --keys "$keys" \
         --duration "$1" --server-pid "$verso_pid" --json "$W/verso.json" --quiet >"$W/verso.out"
+    alive "$verso_pid" verso-server "$W/verso.log"
     after="$(cpu "$verso_pid")"
     [ $# -lt 2 ] || record verso "$W/verso.json" --system verso --run "$2" \
         --label "Verso \`cas\` (durability full, permessage-deflate)" --cpu-before "$before" --cpu-after "$after"
@@ -193,10 +209,12 @@ redis_versions() {  # the sum of every record's version: the writes that took ef
 }
 redis_run() {  # redis_run NAME REQUESTS [RUN LABEL]
     local name="$1" requests="$2" before after v0 v1
+    alive "${redis_pid[$name]}" "redis-server ($name)" "$W/$name.log"
     v0="$(redis_versions "$name")"
     before="$(cpu "${redis_pid[$name]}")"
     x redis-benchmark -h 127.0.0.1 -p "${redis_port[$name]}" -c "$connections" -r "$keys" -n "$requests" --csv \
         EVALSHA "${redis_sha[$name]}" 1 'rec:__rand_int__' "$data" -1 >"$W/$name.csv"
+    alive "${redis_pid[$name]}" "redis-server ($name)" "$W/$name.log"
     after="$(cpu "${redis_pid[$name]}")"
     v1="$(redis_versions "$name")"
     # The next run's request count: this run's rate times the duration.
@@ -229,6 +247,7 @@ pg_run() {  # pg_run on|off SECONDS [RUN LABEL]
     [ "$setting" = "$sync" ] || { echo "compare.sh: synchronous_commit is $setting, not $sync" >&2; exit 1; }
     rm -f "$W"/pglog*
     v0="$(psql -c 'SELECT sum(version) FROM records')"
+    alive "$pg_pid" postgres "$W/pg/server.log"
     before="$(cpu "$pg_pid" --tree)"
     show env PGOPTIONS="-c synchronous_commit=$sync" "$pgbin/pgbench" -h 127.0.0.1 -p "$pg_port" -U postgres -n \
         -c "$connections" -j 2 -T "$seconds" -M prepared -D keys="$keys" -D data="$data" -f bench/django_cas.sql \
@@ -241,6 +260,7 @@ pg_run() {  # pg_run on|off SECONDS [RUN LABEL]
         [ "$(psql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")" = 1 ] && break
         sleep 0.1
     done
+    alive "$pg_pid" postgres "$W/pg/server.log"
     after="$(cpu "$pg_pid" --tree)"
     v1="$(psql -c 'SELECT sum(version) FROM records')"
     [ $# -lt 3 ] || record pgbench "$W/pglog" --out "$W/pgbench.out" --system "pg-$sync" --run "$3" --label "$4" \
