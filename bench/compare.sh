@@ -133,6 +133,7 @@ note() {
 # x CMD ARGS...: note it, then run it.
 x() { show "$@"; "$@"; }
 cpu() { "${helper[@]}" cpu "$@"; }
+TIMEFORMAT='%U %S'  # `time` of each load tool: its user and system CPU seconds
 port() { "${helper[@]}" freeport; }
 record() { "${helper[@]}" record "$@" >>"$W/results.jsonl"; }
 
@@ -175,12 +176,13 @@ verso_run() {  # verso_run SECONDS [RUN]
     local before after
     alive "$verso_pid" verso-server "$W/verso.log"
     before="$(cpu "$verso_pid")"
-    x .build/release/verso-load cas --url "$verso_url" --connections "$connections" --keys "$keys" \
-        --duration "$1" --server-pid "$verso_pid" --json "$W/verso.json" --quiet >"$W/verso.out"
+    { time x .build/release/verso-load cas --url "$verso_url" --connections "$connections" --keys "$keys" \
+        --duration "$1" --server-pid "$verso_pid" --json "$W/verso.json" --quiet >"$W/verso.out" 2>"$W/client.err"; } 2>"$W/client.time"
     alive "$verso_pid" verso-server "$W/verso.log"
     after="$(cpu "$verso_pid")"
     [ $# -lt 2 ] || record verso "$W/verso.json" --system verso --run "$2" \
-        --label "Verso \`cas\` (durability full, permessage-deflate)" --cpu-before "$before" --cpu-after "$after"
+        --label "Verso \`cas\` (durability full, permessage-deflate)" --cpu-before "$before" --cpu-after "$after" \
+        --client-time "$W/client.time"
 }
 
 # --- Redis ---------------------------------------------------------------------------------
@@ -212,15 +214,15 @@ redis_run() {  # redis_run NAME REQUESTS [RUN LABEL]
     alive "${redis_pid[$name]}" "redis-server ($name)" "$W/$name.log"
     v0="$(redis_versions "$name")"
     before="$(cpu "${redis_pid[$name]}")"
-    x redis-benchmark -h 127.0.0.1 -p "${redis_port[$name]}" -c "$connections" -r "$keys" -n "$requests" --csv \
-        EVALSHA "${redis_sha[$name]}" 1 'rec:__rand_int__' "$data" -1 >"$W/$name.csv"
+    { time x redis-benchmark -h 127.0.0.1 -p "${redis_port[$name]}" -c "$connections" -r "$keys" -n "$requests" --csv \
+        EVALSHA "${redis_sha[$name]}" 1 'rec:__rand_int__' "$data" -1 >"$W/$name.csv" 2>"$W/client.err"; } 2>"$W/client.time"
     alive "${redis_pid[$name]}" "redis-server ($name)" "$W/$name.log"
     after="$(cpu "${redis_pid[$name]}")"
     v1="$(redis_versions "$name")"
     # The next run's request count: this run's rate times the duration.
     redis_rate[$name]="$(tail -n 1 "$W/$name.csv" | awk -F'","' '{ print int($(NF - 6)) }')"
     [ $# -lt 3 ] || record redis "$W/$name.csv" --system "$name" --run "$3" --label "$4" --ops "$requests" \
-        --applied "$((v1 - v0))" --cpu-before "$before" --cpu-after "$after"
+        --applied "$((v1 - v0))" --cpu-before "$before" --cpu-after "$after" --client-time "$W/client.time"
 }
 start_redis redis --appendonly no
 start_redis redis-aof --appendonly yes --appendfsync everysec
@@ -252,9 +254,9 @@ pg_run() {  # pg_run on|off SECONDS [RUN LABEL]
     show env PGOPTIONS="-c synchronous_commit=$sync" "$pgbin/pgbench" -h 127.0.0.1 -p "$pg_port" -U postgres -n \
         -c "$connections" -j 2 -T "$seconds" -M prepared -D keys="$keys" -D data="$data" -f bench/django_cas.sql \
         -l --log-prefix="$W/pglog" postgres
-    PGOPTIONS="-c synchronous_commit=$sync" "$pgbin/pgbench" -h 127.0.0.1 -p "$pg_port" -U postgres -n \
+    { time PGOPTIONS="-c synchronous_commit=$sync" "$pgbin/pgbench" -h 127.0.0.1 -p "$pg_port" -U postgres -n \
         -c "$connections" -j 2 -T "$seconds" -M prepared -D keys="$keys" -D data="$data" -f bench/django_cas.sql \
-        -l --log-prefix="$W/pglog" postgres >"$W/pgbench.out" 2>&1 || { cat "$W/pgbench.out" >&2; exit 1; }
+        -l --log-prefix="$W/pglog" postgres >"$W/pgbench.out" 2>&1; } 2>"$W/client.time" || { cat "$W/pgbench.out" >&2; exit 1; }
     # The backends leave when pgbench does; wait until the postmaster has reaped them.
     for _ in $(seq 100); do
         [ "$(psql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")" = 1 ] && break
@@ -264,7 +266,7 @@ pg_run() {  # pg_run on|off SECONDS [RUN LABEL]
     after="$(cpu "$pg_pid" --tree)"
     v1="$(psql -c 'SELECT sum(version) FROM records')"
     [ $# -lt 3 ] || record pgbench "$W/pglog" --out "$W/pgbench.out" --system "pg-$sync" --run "$3" --label "$4" \
-        --applied "$((v1 - v0))" --cpu-before "$before" --cpu-after "$after"
+        --applied "$((v1 - v0))" --cpu-before "$before" --cpu-after "$after" --client-time "$W/client.time"
 }
 
 # --- The runs, interleaved so that a change in the machine's load hits every system alike ---

@@ -117,6 +117,10 @@ def record(args):
         out["applied"] = args.applied
     out["cpu_s"] = cpu
     out["cpu_us_per_op"] = cpu * 1e6 / out["ops"] if out["ops"] else None
+    with open(args.client_time) as f:
+        user, system = f.read().split()[-2:]
+    out["client_cpu_s"] = float(user) + float(system)
+    out["client_cpu_us_per_op"] = out["client_cpu_s"] * 1e6 / out["ops"] if out["ops"] else None
     print(json.dumps(out))
 
 
@@ -147,7 +151,7 @@ def write(args):
         mine = [r for r in runs if r["system"] == system]
         medians[system] = {
             key: statistics.median(r[key] for r in mine)
-            for key in ("ops_per_s", "p50_ms", "p99_ms", "cpu_us_per_op")
+            for key in ("ops_per_s", "p50_ms", "p99_ms", "cpu_us_per_op", "client_cpu_us_per_op")
         }
         medians[system]["runs"] = mine
     base = medians[order[0]]["ops_per_s"]
@@ -166,10 +170,12 @@ def write(args):
         f"{meta['connections']} connections, {fmt_int(meta['keys'])} keys, ~{meta['value_bytes']}-byte values, "
         f"{meta['runs']} run{'s' if meta['runs'] != 1 else ''} of {meta['duration']:g} s per row after a 2 s warm-up; medians of the runs "
         "(each column's median on its own). Server CPU is utime+stime (+ reaped children) from "
-        "/proc/PID/stat before and after each run, divided by the run's operations.",
+        "/proc/PID/stat before and after each run, divided by the run's operations; load tool CPU is "
+        "the user + system time of verso-load, redis-benchmark or pgbench over the same run, which "
+        f"competes with the server for the same {meta['nproc']} cores.",
         "",
-        "| system / config | ops/s | p50 ms | p99 ms | server CPU µs/op | ops/s ÷ Verso | runs: ops/s; writes applied |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| system / config | ops/s | p50 ms | p99 ms | server CPU µs/op | load tool CPU µs/op | ops/s ÷ Verso | runs: ops/s; writes applied |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for system in order:
         m = medians[system]
@@ -184,7 +190,7 @@ def write(args):
             note += f" ({conflicts} conflicts, {errors} errors)"
         lines.append(
             f"| {label} | {fmt_int(m['ops_per_s'])} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
-            f"{m['cpu_us_per_op']:.1f} | {m['ops_per_s'] / base:.2f} | {note} |"
+            f"{m['cpu_us_per_op']:.1f} | {m['client_cpu_us_per_op']:.1f} | {m['ops_per_s'] / base:.2f} | {note} |"
         )
     lines += [
         "",
@@ -241,6 +247,7 @@ def main():
     p.add_argument("--cpu-after", type=float, required=True)
     p.add_argument("--ops", type=int, help="requests sent (redis)")
     p.add_argument("--out", help="pgbench's standard output (pgbench)")
+    p.add_argument("--client-time", required=True, help="the load tool's `time` output: user and system seconds")
     p.add_argument("--applied", type=int, help="writes that took effect (sum of versions after - before)")
     p = sub.add_parser("write")
     p.add_argument("results", help="the record lines of every run")
