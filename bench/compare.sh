@@ -96,10 +96,10 @@ cleanup() {
     if [ "$pg_started" = 1 ]; then
         runuser -u postgres -- "$pgbin/pg_ctl" -D "$W/pg/data" -m fast -w stop >/dev/null 2>&1 || true
     fi
-    if [ "$status" = 0 ]; then
+    if [ "$status" = 0 ] || [ "$status" -ge 128 ]; then  # done, or interrupted
         rm -rf "$W"
     else
-        # Keep the logs (not the data) to show what went wrong.
+        # A run failed: keep the logs (not the data) to show what went wrong.
         rm -rf "$W/verso" "$W/redis" "$W/redis-aof" "$W/pg/data"
         echo "compare.sh: failed; logs kept in $W" >&2
     fi
