@@ -81,16 +81,13 @@ chmod 755 "$W"  # the postgres user must reach its data folder below
 : >"$W/commands.txt"
 : >"$W/results.jsonl"
 
-verso_pid=""
+verso_pids=()
 redis_pids=()
 pg_started=0
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    if [ -n "$verso_pid" ] && kill -0 "$verso_pid" 2>/dev/null; then
-        kill -TERM "$verso_pid"; wait "$verso_pid" 2>/dev/null || true
-    fi
-    for pid in "${redis_pids[@]}"; do
+    for pid in "${verso_pids[@]}" "${redis_pids[@]}"; do
         if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; fi
     done
     if [ "$pg_started" = 1 ]; then
@@ -100,7 +97,7 @@ cleanup() {
         rm -rf "$W"
     else
         # A run failed: keep the logs (not the data) to show what went wrong.
-        rm -rf "$W/verso" "$W/redis" "$W/redis-aof" "$W/pg/data"
+        rm -rf "$W/verso" "$W/verso-normal" "$W/redis" "$W/redis-aof" "$W/pg/data"
         echo "compare.sh: failed; logs kept in $W" >&2
     fi
     exit "$status"
@@ -151,18 +148,26 @@ for binary in verso-server verso-load; do
 done
 
 # --- Verso ---------------------------------------------------------------------------------
-mkdir "$W/verso"
-show .build/release/verso-server --port 0 --data "$W/verso"
-.build/release/verso-server --port 0 --data "$W/verso" >"$W/verso.log" 2>&1 &
-verso_pid=$!
-verso_url=""
-for _ in $(seq 600); do
-    verso_url="$(grep -o 'verso\.url=ws://[^ ]*' "$W/verso.log" | head -n 1 | cut -d= -f2 || true)"
-    [ -n "$verso_url" ] && break
-    kill -0 "$verso_pid" 2>/dev/null || { cat "$W/verso.log" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$verso_url" ] || { echo "compare.sh: verso-server did not say where it listens" >&2; exit 1; }
+declare -A verso_pid verso_url
+start_verso() {  # start_verso NAME EXTRA-ARGS...
+    local name="$1" url=""
+    shift
+    mkdir "$W/$name"
+    show .build/release/verso-server --port 0 --data "$W/$name" "$@"
+    .build/release/verso-server --port 0 --data "$W/$name" "$@" >"$W/$name.log" 2>&1 &
+    verso_pids+=($!)
+    verso_pid[$name]=$!
+    for _ in $(seq 600); do
+        url="$(grep -o 'verso\.url=ws://[^ ]*' "$W/$name.log" | head -n 1 | cut -d= -f2 || true)"
+        [ -n "$url" ] && break
+        kill -0 "${verso_pid[$name]}" 2>/dev/null || { cat "$W/$name.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    [ -n "$url" ] || { echo "compare.sh: verso-server ($name) did not say where it listens" >&2; exit 1; }
+    verso_url[$name]="$url"
+}
+start_verso verso
+start_verso verso-normal --durability normal
 
 alive() {  # alive PID NAME LOG: fail with the log's tail if the server has gone
     kill -0 "$1" 2>/dev/null && return 0
@@ -172,16 +177,16 @@ alive() {  # alive PID NAME LOG: fail with the log's tail if the server has gone
     tail -n 20 "$3" >&2
     exit 1
 }
-verso_run() {  # verso_run SECONDS [RUN]
-    local before after
-    alive "$verso_pid" verso-server "$W/verso.log"
-    before="$(cpu "$verso_pid")"
-    { time x .build/release/verso-load cas --url "$verso_url" --connections "$connections" --keys "$keys" \
-        --duration "$1" --server-pid "$verso_pid" --json "$W/verso.json" --quiet >"$W/verso.out" 2>"$W/client.err"; } 2>"$W/client.time"
-    alive "$verso_pid" verso-server "$W/verso.log"
-    after="$(cpu "$verso_pid")"
-    [ $# -lt 2 ] || record verso "$W/verso.json" --system verso --run "$2" \
-        --label "Verso \`cas\` (durability full, permessage-deflate)" --cpu-before "$before" --cpu-after "$after" \
+verso_run() {  # verso_run NAME SECONDS [RUN LABEL]
+    local name="$1" before after
+    alive "${verso_pid[$name]}" "verso-server ($name)" "$W/$name.log"
+    before="$(cpu "${verso_pid[$name]}")"
+    { time x .build/release/verso-load cas --url "${verso_url[$name]}" --connections "$connections" --keys "$keys" \
+        --duration "$2" --server-pid "${verso_pid[$name]}" --json "$W/$name.json" --quiet >"$W/$name.out" 2>"$W/client.err"; } 2>"$W/client.time"
+    alive "${verso_pid[$name]}" "verso-server ($name)" "$W/$name.log"
+    after="$(cpu "${verso_pid[$name]}")"
+    [ $# -lt 3 ] || record verso "$W/$name.json" --system "$name" --run "$3" \
+        --label "$4" --cpu-before "$before" --cpu-after "$after" \
         --client-time "$W/client.time"
 }
 
@@ -270,6 +275,8 @@ pg_run() {  # pg_run on|off SECONDS [RUN LABEL]
 }
 
 # --- The runs, interleaved so that a change in the machine's load hits every system alike ---
+label_verso="Verso \`cas\` (durability full: fsync per group commit; permessage-deflate)"
+label_verso_normal="Verso \`cas\` (durability normal: no fsync per commit; permessage-deflate)"
 label_redis="Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2) Lua CAS, AOF off"
 label_redis_aof="Redis Lua CAS, AOF appendfsync everysec"
 label_pg_off="PostgreSQL $("$pgbin/postgres" --version | awk '{ print $3 }') SELECT + UPDATE, synchronous_commit=off"
@@ -277,14 +284,17 @@ label_pg_on="PostgreSQL SELECT + UPDATE, synchronous_commit=on (fsync)"
 
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 say "warm-up: 2 s each"
-verso_run 2
+verso_run verso 2
+verso_run verso-normal 2
 redis_run redis 40000
 redis_run redis-aof 40000
 pg_run off 2
 pg_run on 2
 for run in $(seq "$runs"); do
-    say "run $run of $runs: Verso"
-    verso_run "$duration" "$run"
+    say "run $run of $runs: Verso, durability full"
+    verso_run verso "$duration" "$run" "$label_verso"
+    say "run $run of $runs: Verso, durability normal"
+    verso_run verso-normal "$duration" "$run" "$label_verso_normal"
     say "run $run of $runs: Redis, AOF off"
     rate="${redis_rate[redis]}"
     redis_run redis "$((rate * duration))" "$run" "$label_redis"
