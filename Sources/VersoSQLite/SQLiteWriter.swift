@@ -51,7 +51,7 @@ final class SQLiteWriter: @unchecked Sendable {
         var decisions: [(operation: WriteOperation, current: RecordState?, decision: VersionDecision)] = []
         decisions.reserveCapacity(command.operations.count)
         for operation in command.operations {
-            let current = try SQLiteQueries.state(of: operation.key, in: connection)
+            let current = try currentState(for: operation)
             decisions.append((operation, current, VersioningRules.decide(operation, current: current)))
         }
         var conflicts: [ConflictDetail] = []
@@ -83,6 +83,24 @@ final class SQLiteWriter: @unchecked Sendable {
         }
         lastSeq = seq
         return .applied(seq: seq, changes: changes, versions: versions)
+    }
+
+    /// The key's current state as `VersioningRules.decide` needs it for `operation`.
+    ///
+    /// A put that will be accepted (its base is the current version, or it is forced) replaces
+    /// the data without reading it, so the stored JSON is not parsed for it: its state carries
+    /// an empty object in place of the data (or nil for a tombstone), which nothing reads.
+    /// Every other operation, and a put that will conflict (its reply carries the current
+    /// data), gets the stored data parsed.
+    private func currentState(for operation: WriteOperation) throws -> RecordState? {
+        guard case .put = operation.action else { return try SQLiteQueries.state(of: operation.key, in: connection) }
+        guard let stored = try SQLiteQueries.stored(operation.key, in: connection) else { return nil }
+        let accepted = switch operation.precondition {
+        case .base(let base): base == stored.version
+        case .force: true
+        }
+        if accepted { return RecordState(version: stored.version, data: stored.data == nil ? nil : [:]) }
+        return RecordState(version: stored.version, data: try stored.data.map { try SQLiteQueries.decodeObject($0, key: operation.key) })
     }
 
     /// Writes the new state with a compare-and-set on the previous version, and logs the change.
