@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Runs verso-load's target scenarios against fresh release servers and prints a markdown table.
 
-    bench/targets.py [--server PATH] [--load PATH] [--runs N] [--duration S] [--only NAME ...]
+    bench/targets.py [--server [LABEL=]PATH ...] [--load PATH] [--runs N] [--duration S] [--only NAME ...]
 
 Each scenario gets a new verso-server on a temporary folder and a free port (stopped after),
 runs --runs times (medians reported), and the table gives each figure next to its target in
-the issue, with the exact verso-load command. The server and the load generator share this
+the issue, with the exact verso-load command. Given several --server builds (say the previous
+commit's and this one's), every run of a scenario is made on each of them in turn, so that a
+change in the machine's load hits them alike, and each gets its own row. The server and the load generator share this
 machine's cores, so the figures are lower bounds for the server alone. A benchmark, not a
 test: .ci/run does not run it. Build first: swift build -c release --product verso-load &&
 swift build -c release --product verso-server.
@@ -84,7 +86,7 @@ def extra(figures, name):
         return value
 
 
-def row(name, runs, command):
+def row(name, runs, command, label=None):
     ops = median([r["opsPerSecond"] for r in runs])
     p99 = median([r["p99"] / 1000 for r in runs])
     cpu = median([r.get("serverCPUMicrosPerOp", float("nan")) for r in runs])
@@ -116,33 +118,42 @@ def row(name, runs, command):
         target = "(no target: a read/write/subscribe mix)"
         met = "—"
         result = f"{ops:,.0f} requests/s, p99 {p99:.1f} ms, server {cpu:.1f} µs/request (runs: {each}); {check}"
-    return f"| {name} | {target} | {result} | {met} | `{command}` |"
+    shown = f"{name} ({label})" if label else name
+    return f"| {shown} | {target} | {result} | {met} | `{command}` |"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--server", default=os.path.join(ROOT, ".build/release/verso-server"))
+    parser.add_argument("--server", action="append", help="a verso-server binary, optionally LABEL=PATH; repeat to compare builds (default: .build/release/verso-server)")
     parser.add_argument("--load", default=os.path.join(ROOT, ".build/release/verso-load"))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--only", nargs="*", help="scenario names to run (default: all)")
     args = parser.parse_args()
+    servers = []
+    for given in args.server or [os.path.join(ROOT, ".build/release/verso-server")]:
+        label, _, path = given.rpartition("=")
+        servers.append((label or None, path))
+    if len(servers) > 1 and any(label is None for label, _ in servers):
+        sys.exit("targets.py: give each of several --server builds a label: LABEL=PATH")
     rows = []
     for name, flags, load_args in SCENARIOS:
         if args.only and name not in args.only:
             continue
         load_args = [a.replace("{d}", str(args.duration)) for a in load_args]
-        runs = []
-        for run in range(args.runs if name not in ("connections",) else 1):
-            with tempfile.TemporaryDirectory(prefix="verso-targets.") as data:
-                proc, url = start_server(args.server, data, flags)
-                try:
-                    print(f"targets.py: {name} run {run + 1}", file=sys.stderr)
-                    runs.append(run_load(args.load, load_args, url, proc.pid, data))
-                finally:
-                    stop_server(proc)
+        runs = {label: [] for label, _ in servers}
+        for run in range(args.runs if name != "connections" else 1):
+            for label, path in servers:
+                with tempfile.TemporaryDirectory(prefix="verso-targets.") as data:
+                    proc, url = start_server(path, data, flags)
+                    try:
+                        print(f"targets.py: {name} run {run + 1}{f' ({label})' if label else ''}", file=sys.stderr)
+                        runs[label].append(run_load(args.load, load_args, url, proc.pid, data))
+                    finally:
+                        stop_server(proc)
         server = " ".join(["verso-server", *flags])
-        rows.append(row(name, runs, f"{server}; verso-load {' '.join(load_args)}"))
+        for label, _ in servers:
+            rows.append(row(name, runs[label], f"{server}; verso-load {' '.join(load_args)}", label))
     print("| scenario | target | measured (medians) | met | command |")
     print("| --- | --- | --- | --- | --- |")
     for line in rows:
