@@ -124,7 +124,10 @@ public enum LoadConnection {
             throw error
         }
         do {
-            let result = try await body(&wire)
+            // The worker runs on its connection's event loop (see `EventLoopTaskExecutor`).
+            let result = try await withTaskExecutorPreference(EventLoopTaskExecutor(connection.channel.eventLoop)) {
+                try await body(&wire)
+            }
             await wire.close()
             return result
         } catch {
