@@ -140,12 +140,12 @@ let package = Package(
             dependencies: [
                 "VersoCore",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "WSClient", package: "swift-websocket"),
-                .product(name: "WSCompression", package: "swift-websocket"),
+                // A lean WebSocket client of its own, straight on SwiftNIO (see LeanWebSocket.swift).
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

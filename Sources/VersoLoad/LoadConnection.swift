@@ -1,9 +1,6 @@
-import Logging
+import CompressNIO
 import NIOCore
-import Synchronization
-import WSClient
-import WSCompression
-import WSCore
+import NIOWebSocket
 
 /// Why a load run or one of its connections failed.
 public struct LoadError: Error, Sendable, CustomStringConvertible {
@@ -12,14 +9,40 @@ public struct LoadError: Error, Sendable, CustomStringConvertible {
 }
 
 /// One open WebSocket for a load worker: send a text message, await the next one.
-/// Used by one task only (the connection's handler), so it needs no locking.
+/// Used by one task only (the connection's worker), so it needs no locking.
 public struct LoadWire {
-    var inbound: WebSocketInboundStream.AsyncIterator
-    let outbound: WebSocketOutboundWriter
+    /// Messages from this size up are compressed when permessage-deflate was agreed.
+    static let compressionThreshold = 256
 
-    /// Sends one text message.
-    public func send(_ text: String) async throws {
-        try await outbound.write(.text(text))
+    let channel: any Channel
+    let inbox: WireInbox
+    /// Our side of permessage-deflate, when agreed.
+    private let compressor: ZlibCompressor?
+    private let resetCompressor: Bool
+    /// Masking keys (RFC 6455 5.3). They keep intermediaries from reading the frames as
+    /// something else, which a load run between two known programs does not need to be
+    /// unpredictable for: a per-connection xorshift, not a system call per frame.
+    private var masks: XorShift
+
+    init(_ connection: LeanWebSocket.Connection) throws {
+        channel = connection.channel
+        inbox = connection.inbox
+        compressor = try connection.deflate.map { _ in try MessageDeflate.makeCompressor() }
+        resetCompressor = connection.deflate?.clientNoContextTakeover ?? false
+        masks = XorShift(seed: UInt64.random(in: 1...UInt64.max))
+    }
+
+    /// Sends one text message: one masked frame, written straight to the channel.
+    public mutating func send(_ text: String) async throws {
+        var payload = ByteBuffer(string: text)
+        var compressed = false
+        if let compressor, payload.readableBytes >= Self.compressionThreshold {
+            payload = try MessageDeflate.compress(&payload, with: compressor, reset: resetCompressor)
+            compressed = true
+        }
+        let frame = WebSocketFrame(fin: true, rsv1: compressed, opcode: .text, maskKey: .random(using: &masks), data: payload)
+        // No wait for the write: a failed one closes the channel, and `next` reports that.
+        channel.writeAndFlush(frame, promise: nil)
     }
 
     /// Subscribes to one key and waits for the `subscribed` reply; `scenario` names the caller in errors.
@@ -31,33 +54,51 @@ public struct LoadWire {
 
     /// The next text message; throws if the connection ends first.
     public mutating func next() async throws -> String {
-        switch try await inbound.nextMessage(maxSize: 1 << 24) {
-        case .text(let text)?: return text
-        case .binary?: throw LoadError("the server sent a binary message")
-        case nil: throw LoadError("the connection closed")
+        try await inbox.next()
+    }
+
+    /// Sends a close frame (unless a side already did) and waits, a second at most, for the
+    /// server to answer it, then closes the socket.
+    func close() async {
+        if !inbox.isFinished, inbox.startClosing() {
+            var code = ByteBuffer()
+            code.write(webSocketErrorCode: .normalClosure)
+            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: code), promise: nil)
+            let channel = channel
+            let deadline = channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
+            try? await channel.closeFuture.get()
+            deadline.cancel()
+        } else {
+            try? await channel.close()
         }
+    }
+
+}
+
+/// Marsaglia's xorshift64: cheap numbers that need not be unpredictable.
+struct XorShift: RandomNumberGenerator {
+    private var state: UInt64
+
+    /// `seed` must not be 0.
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return state
     }
 }
 
-/// Opens load connections. Each runs its worker inside WSClient's handler, so a request and
-/// its reply cost no hop between tasks.
+/// Opens load connections on the lean client in `LeanWebSocket`.
 public enum LoadConnection {
-    /// Holds what the handler learned, for the caller after `connect` returns.
-    private final class Outcome<T: Sendable>: Sendable {
-        let failure = Mutex<(any Error)?>(nil)
-        let result = Mutex<T?>(nil)
-        let handshakeDone = Atomic<Bool>(false)
-
-        /// Gives the handshake's place back, once.
-        func endHandshake() {
-            if !handshakeDone.exchange(true, ordering: .acquiringAndReleasing) { LoadConnection.handshakes.release() }
-        }
-    }
-
     /// Connection attempts in flight at once, over the whole process. Thousands of connects at
     /// once overflow the server's listen backlog, and the dropped SYNs fail or stall those
     /// connections; a few hundred at a time open 10,000 quickly.
     public static let handshakes = AsyncLimiter(limit: 128)
+
+    /// The largest message accepted from the server, after inflating.
+    static let maxMessageSize = 1 << 24
 
     /// Connects to `url` (offering permessage-deflate when `compression`), runs `body` with the
     /// open connection, then closes it. Throws if it could not connect or `body` threw.
@@ -66,27 +107,32 @@ public enum LoadConnection {
         compression: Bool,
         _ body: @escaping @Sendable (inout LoadWire) async throws -> T
     ) async throws -> T {
-        var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 24, validateUTF8: false)
-        if compression {
-            configuration.extensions = [WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: 1 << 24).build()]
-        }
-        var logger = Logger(label: "verso.load")
-        logger.logLevel = .critical
-        let outcome = Outcome<T>()
         await handshakes.acquire()
-        defer { outcome.endHandshake() }
-        try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, outbound, _ in
-            outcome.endHandshake()
-            var wire = LoadWire(inbound: inbound.makeAsyncIterator(), outbound: outbound)
-            do {
-                let result = try await body(&wire)
-                outcome.result.withLock { $0 = result }
-            } catch {
-                outcome.failure.withLock { $0 = error }
-            }
+        let connection: LeanWebSocket.Connection
+        do {
+            connection = try await LeanWebSocket.connect(url: url, compression: compression, maxMessageSize: maxMessageSize)
+        } catch {
+            handshakes.release()
+            throw error
         }
-        if let failure = outcome.failure.withLock({ $0 }) { throw failure }
-        guard let result = outcome.result.withLock({ $0 }) else { throw LoadError("the connection to \(url) ended early") }
-        return result
+        handshakes.release()
+        var wire: LoadWire
+        do {
+            wire = try LoadWire(connection)
+        } catch {
+            try? await connection.channel.close()
+            throw error
+        }
+        do {
+            // The worker runs on its connection's event loop (see `EventLoopTaskExecutor`).
+            let result = try await withTaskExecutorPreference(EventLoopTaskExecutor(connection.channel.eventLoop)) {
+                try await body(&wire)
+            }
+            await wire.close()
+            return result
+        } catch {
+            await wire.close()
+            throw error
+        }
     }
 }

@@ -39,6 +39,29 @@ import VersoTesting
         }
     }
 
+    @Test func casWithLargeValuesCompressesBothWaysWithoutErrors() async throws {
+        try await TestServer.with { server in
+            var options = Self.options(server)
+            options.compression = true
+            // Puts are well over the 256-byte threshold, so they go out deflated.
+            options.valueSize = 2000
+            options.ops = 200
+            let report = await Scenarios.cas(options)
+            #expect(report.failures == [])
+            #expect(report.errors == 0)
+            #expect(report.conflicts == 0)
+            #expect(report.ops == 200)
+            // A get's snapshot carries the 2000-byte value back, deflated by the server.
+            let key = "load/\(options.runID)/0"
+            let snapshot = try await LoadConnection.run(url: server.url, compression: true) { wire in
+                try await wire.send(#"{"type":"get","key":""# + key + #""}"#)
+                return try await wire.next()
+            }
+            #expect(ReplyScan.type(snapshot) == "snapshot")
+            #expect(snapshot.contains(String(repeating: "x", count: 1992)))
+        }
+    }
+
     @Test func counterCountsExactlyClientsTimesIncrements() async throws {
         try await TestServer.with { server in
             var options = Self.options(server)

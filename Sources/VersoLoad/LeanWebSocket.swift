@@ -1,0 +1,241 @@
+import CompressNIO
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+/// The load tool's own WebSocket client, straight on SwiftNIO: it shares the cores with the
+/// server under test, so a sent message is one `writeAndFlush` and a received one at most one
+/// task wake (see `LeanWebSocketHandler` and `WireInbox`), with no actor or async writer between.
+enum LeanWebSocket {
+    /// An open, upgraded connection, before `LoadWire` wraps it.
+    struct Connection: Sendable {
+        let channel: any Channel
+        let inbox: WireInbox
+        /// What permessage-deflate the server agreed to; nil when none.
+        let deflate: DeflateAgreement?
+    }
+
+    /// Where a `ws://` URL points.
+    struct Endpoint: Equatable {
+        var host: String
+        var port: Int
+        /// Path and query, as sent in the request line.
+        var target: String
+        /// The Host header.
+        var authority: String
+
+        init(url: String) throws {
+            guard let parts = URLComponents(string: url), let host = parts.host, !host.isEmpty else {
+                throw LoadError("not a WebSocket URL: \(url)")
+            }
+            guard parts.scheme?.lowercased() == "ws" else {
+                throw LoadError("only ws:// URLs are supported, not \(url)")
+            }
+            self.host = host
+            self.port = parts.port ?? 80
+            let path = parts.percentEncodedPath.isEmpty ? "/" : parts.percentEncodedPath
+            self.target = path + (parts.percentEncodedQuery.map { "?" + $0 } ?? "")
+            let bracketed = host.contains(":") ? "[" + host + "]" : host
+            self.authority = parts.port.map { bracketed + ":" + String($0) } ?? bracketed
+        }
+    }
+
+    /// How the upgrade ended, on the channel's event loop.
+    private enum Upgrade: Sendable {
+        case open(WireInbox, DeflateAgreement?)
+        /// The server answered with something other than 101; the future has its status.
+        case rejected(EventLoopFuture<HTTPResponseStatus>)
+    }
+
+    /// Seconds a connect, and then the upgrade, may take.
+    static let handshakeTimeout: Int64 = 30
+
+    /// Connects to `url` and upgrades to WebSocket, offering permessage-deflate when
+    /// `compression`. Messages over `maxMessageSize` bytes (after inflating) end the connection.
+    static func connect(url: String, compression: Bool, maxMessageSize: Int) async throws -> Connection {
+        let endpoint = try Endpoint(url: url)
+        let channel: any Channel
+        let upgrade: EventLoopFuture<Upgrade>
+        do {
+            (channel, upgrade) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(handshakeTimeout))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connect(host: endpoint.host, port: endpoint.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let upgrade = try configure(channel, endpoint: endpoint, compression: compression, maxMessageSize: maxMessageSize)
+                        return (channel, upgrade)
+                    }
+                }
+        } catch {
+            throw LoadError("could not connect to \(url): \(error)")
+        }
+        // A server that accepts the socket but never answers must not hold a handshake place forever.
+        let timeout = channel.eventLoop.scheduleTask(in: .seconds(handshakeTimeout)) { channel.close(promise: nil) }
+        defer { timeout.cancel() }
+        let result: Upgrade
+        do {
+            result = try await upgrade.get()
+        } catch {
+            channel.close(promise: nil)
+            throw error as? LoadError ?? LoadError("the WebSocket handshake with \(url) failed: \(error)")
+        }
+        switch result {
+        case .open(let inbox, let deflate):
+            return Connection(channel: channel, inbox: inbox, deflate: deflate)
+        case .rejected(let status):
+            let answer = try? await status.get()
+            channel.close(promise: nil)
+            throw LoadError("the server at \(url) rejected the WebSocket handshake with HTTP status \(answer.map { "\($0.code) \($0.reasonPhrase)" } ?? "unknown")")
+        }
+    }
+
+    /// Sets up the HTTP/1 upgrade on a new channel; the future ends with the upgrade.
+    private static func configure(
+        _ channel: any Channel, endpoint: Endpoint, compression: Bool, maxMessageSize: Int
+    ) throws -> EventLoopFuture<Upgrade> {
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: endpoint.authority)
+        if compression { headers.add(name: "Sec-WebSocket-Extensions", value: DeflateAgreement.offer) }
+        let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: endpoint.target, headers: headers)
+        let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: maxMessageSize) { channel, response in
+            channel.eventLoop.makeCompletedFuture {
+                let deflate = try DeflateAgreement(response: response.headers[canonicalForm: "sec-websocket-extensions"].map(String.init), offered: compression)
+                let inbox = WireInbox()
+                let handler = try LeanWebSocketHandler(inbox: inbox, deflate: deflate, maxMessageSize: maxMessageSize)
+                try channel.pipeline.syncOperations.addHandler(handler)
+                return .open(inbox, deflate)
+            }
+        }
+        let upgrade = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
+            upgradeRequestHead: request,
+            upgraders: [upgrader],
+            notUpgradingCompletionHandler: { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let status = channel.eventLoop.makePromise(of: HTTPResponseStatus.self)
+                    try channel.pipeline.syncOperations.addHandler(RejectedUpgradeHandler(status: status))
+                    return .rejected(status.futureResult)
+                }
+            }
+        )
+        var configuration = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: upgrade)
+        configuration.leftOverBytesStrategy = .forwardBytes
+        return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: configuration)
+    }
+}
+
+/// Reads the status of an upgrade the server refused.
+private final class RejectedUpgradeHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    private let status: EventLoopPromise<HTTPResponseStatus>
+
+    init(status: EventLoopPromise<HTTPResponseStatus>) { self.status = status }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(let head) = unwrapInboundIn(data) { status.succeed(head.status) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        status.fail(LoadError("the connection closed"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        status.fail(error)
+        context.close(promise: nil)
+    }
+}
+
+/// What the server agreed to of permessage-deflate (RFC 7692), read from its handshake response.
+struct DeflateAgreement: Sendable, Equatable {
+    /// `client_no_context_takeover`: our compressor starts afresh with every message.
+    var clientNoContextTakeover = false
+    /// `server_no_context_takeover`: so may our decompressor; without it, the server's messages
+    /// refer back to earlier ones and the decompressor must keep its window.
+    var serverNoContextTakeover = false
+
+    /// The offer: both sides forget between messages, so a connection keeps no window between them.
+    static let offer = "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
+
+    init(clientNoContextTakeover: Bool = false, serverNoContextTakeover: Bool = false) {
+        self.clientNoContextTakeover = clientNoContextTakeover
+        self.serverNoContextTakeover = serverNoContextTakeover
+    }
+
+    /// Reads the response's Sec-WebSocket-Extensions values; nil when the server declined.
+    /// Throws when the server answered with something that was not offered.
+    init?(response values: [String], offered: Bool) throws {
+        var agreed: DeflateAgreement?
+        for value in values {
+            for offer in value.split(separator: ",") {
+                let parameters = offer.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+                guard let name = parameters.first, !name.isEmpty else { continue }
+                guard offered, agreed == nil, name.lowercased() == "permessage-deflate" else {
+                    throw LoadError("the server agreed to an extension that was not offered: \(offer)")
+                }
+                var agreement = DeflateAgreement()
+                for parameter in parameters.dropFirst() {
+                    switch parameter.split(separator: "=", maxSplits: 1).first.map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) ?? "" {
+                    case "client_no_context_takeover": agreement.clientNoContextTakeover = true
+                    case "server_no_context_takeover": agreement.serverNoContextTakeover = true
+                    // Inflating with the largest window reads any smaller one the server chose.
+                    case "server_max_window_bits": break
+                    default: throw LoadError("permessage-deflate: the server answered with \(parameter), which was not offered")
+                    }
+                }
+                agreed = agreement
+            }
+        }
+        guard let agreed else { return nil }
+        self = agreed
+    }
+}
+
+/// Raw deflate for permessage-deflate messages, one whole message at a time.
+enum MessageDeflate {
+    /// The empty stored block a sync flush ends with, left off on the wire (RFC 7692 7.2.1).
+    static let tail: [UInt8] = [0x00, 0x00, 0xFF, 0xFF]
+
+    static func makeCompressor() throws -> ZlibCompressor {
+        try ZlibCompressor(algorithm: .deflate, configuration: ZlibConfiguration(windowSize: 15, compressionLevel: -1, memoryLevel: 8))
+    }
+
+    static func makeDecompressor() throws -> ZlibDecompressor {
+        try ZlibDecompressor(algorithm: .deflate, windowSize: 15)
+    }
+
+    /// Compresses one message with a sync flush and strips the tail; `reset` forgets the
+    /// window afterwards (client_no_context_takeover).
+    static func compress(_ message: inout ByteBuffer, with compressor: ZlibCompressor, reset: Bool) throws -> ByteBuffer {
+        var output = ByteBufferAllocator().buffer(capacity: compressor.maxSize(from: message))
+        try compressor.deflate(from: &message, to: &output, flush: .sync)
+        guard message.readableBytes == 0, output.readableBytes >= 4,
+              output.getBytes(at: output.writerIndex - 4, length: 4) == tail
+        else { throw LoadError("permessage-deflate: the compressor did not end the message with a sync flush") }
+        output.moveWriterIndex(to: output.writerIndex - 4)
+        if reset { try compressor.reset() }
+        return output
+    }
+
+    /// Inflates one whole message (all its frames' payloads), at most `maxSize` bytes;
+    /// `reset` forgets the window afterwards (server_no_context_takeover).
+    static func decompress(_ message: inout ByteBuffer, with decompressor: ZlibDecompressor, maxSize: Int, reset: Bool) throws -> ByteBuffer {
+        message.writeBytes(tail)
+        var output = ByteBufferAllocator().buffer(capacity: Swift.min(maxSize, Swift.max(256, message.readableBytes * 4)))
+        while true {
+            do {
+                try decompressor.inflate(from: &message, to: &output)
+                break
+            } catch let error as CompressNIOError where error == .bufferOverflow {
+                guard output.capacity < maxSize else { throw LoadError("the server sent a message of more than \(maxSize) bytes") }
+                output.reserveCapacity(minimumWritableBytes: Swift.min(output.capacity, maxSize - output.readableBytes))
+            } catch let error as CompressNIOError where error == .inputBufferOverflow {
+                break  // all input read, all output out
+            }
+        }
+        if reset { try decompressor.reset() }
+        return output
+    }
+}
