@@ -52,10 +52,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // WebSocket and HTTP wiring.
+        // Swift tasks that run on a SwiftNIO event loop (server connections, load workers).
+        .target(
+            name: "VersoEventLoop",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "VersoServer",
             dependencies: [
-                "VersoCore", "VersoEngine", "VersoSQLite", "VersoWebClient",
+                "VersoCore", "VersoEngine", "VersoSQLite", "VersoWebClient", "VersoEventLoop",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "CompressNIO", package: "compress-nio"),
@@ -138,7 +144,7 @@ let package = Package(
         .target(
             name: "VersoLoad",
             dependencies: [
-                "VersoCore",
+                "VersoCore", "VersoEventLoop",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 // A lean WebSocket client of its own, straight on SwiftNIO (see LeanWebSocket.swift).
                 .product(name: "CompressNIO", package: "compress-nio"),

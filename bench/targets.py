@@ -89,7 +89,7 @@ def extra(figures, name):
 def row(name, runs, command, label=None):
     ops = median([r["opsPerSecond"] for r in runs])
     p99 = median([r["p99"] / 1000 for r in runs])
-    cpu = median([r.get("serverCPUMicrosPerOp", float("nan")) for r in runs])
+    cpu = median([r.get("serverCPUMicrosPerOp") or extra(r, "server CPU µs per delivery") or float("nan") for r in runs])
     errors = sum(r["errors"] for r in runs)
     failed = [f for r in runs for f in r.get("failures", [])]
     each = ", ".join(f"{r['opsPerSecond']:,.0f}" for r in runs)

@@ -1,6 +1,7 @@
 import CompressNIO
 import NIOCore
 import NIOWebSocket
+import VersoEventLoop
 
 /// Why a load run or one of its connections failed.
 public struct LoadError: Error, Sendable, CustomStringConvertible {

@@ -4,10 +4,12 @@ import NIOCore
 import NIOWebSocket
 import VersoCore
 import VersoEngine
+import VersoEventLoop
 import WSCore
 
-/// Serves one WebSocket connection: reads requests in order, answers each before reading the
-/// next, and writes replies and subscription updates through the connection's `Outbox`.
+/// Serves one WebSocket connection: reads requests in order, queues writes in the engine
+/// without waiting for their commit, answers every other request after the acks of the writes
+/// before it, and writes replies and subscription updates through the connection's `Outbox`.
 struct Connection {
     let engine: RecordEngine
     let registry: ConnectionRegistry
@@ -30,7 +32,11 @@ struct Connection {
         registry.add(outbox)
         defer { registry.remove(outbox) }
         let writes = InFlightWrites()
-        let inboundError = await readRequests(inbound, session: session, outbox: outbox, writes: writes, logger: logger)
+        // The reader runs on the channel's event loop: a request costs no thread hop to the
+        // pool and back (store reads still run on the store's own threads).
+        let inboundError = await withTaskExecutorPreference(EventLoopTaskExecutor(channel.eventLoop)) {
+            await readRequests(inbound, session: session, outbox: outbox, writes: writes, logger: logger)
+        }
         // A client may close right after a write: its ack still goes out before the close.
         await writes.wait(untilBelow: 1)
         await outbox.finishAndDrain()
