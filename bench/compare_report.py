@@ -162,7 +162,7 @@ def write(args):
         "",
         f"**Machine:** {meta['nproc']} CPUs (`nproc`), `{meta['cpu_model']}`, Linux {meta['kernel']}; "
         f"{meta['versions']}. Every server and its load generator ran on these same cores, "
-        f"which other engineers were also using to compile Swift (load average {meta['load']}), "
+        f"a shared machine that may also run other work (load average {meta['load']}), "
         "so the absolute figures are "
         "noisy lower bounds; the **ratios within this one run** (systems interleaved run by run) "
         "are what to read.",
