@@ -21,8 +21,8 @@ struct Connection {
     ///
     /// Replies and updates go out through the connection's `Outbox`, written on the channel's
     /// event loop. When the outbox closes the connection (a client too slow to read, or
-    /// shutdown), the inbound stream ends with the closing handshake, or when the outbox drops
-    /// a client that never answers it, and so does this.
+    /// shutdown), the inbound stream ends once the closing handshake completes, or once the
+    /// outbox drops a client that never answers it; then this returns.
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, compression: PerMessageDeflate.Agreement?) async throws {
         let session = UUID().uuidString.lowercased()
         var sessionLogger = logger
