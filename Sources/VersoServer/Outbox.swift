@@ -8,9 +8,9 @@ import WSCore
 /// A connection's outgoing messages, written straight to its channel on the channel's event loop.
 ///
 /// `send` never blocks, so the engine's writer can fan out to any number of connections: it
-/// queues the message and, unless a write is already on its way, asks the event loop to write
-/// everything queued in one batch with one flush. No task waits per connection, and a message
-/// costs one lock and, at most, one event-loop hop.
+/// queues the message and, unless a write is already on its way, asks the event loop (through
+/// its `LoopFlushQueue`) to write everything queued in one batch with one flush. No task waits
+/// per connection, and a message costs one lock and, at most, a share of one event-loop hop.
 ///
 /// A client that lets more than `maxQueuedBytes` pile up (queued here or handed to the socket
 /// and not yet written) is disconnected with close code 1008 rather than allowed to grow the
@@ -44,6 +44,7 @@ final class Outbox: MessageSink {
     private let compression: PerMessageDeflate.Agreement?
     private let maxQueuedBytes: Int
     private let logger: Logger
+    private let flushQueue: LoopFlushQueue
 
     /// - Parameter compression: what permessage-deflate agreed for this connection, if anything.
     init(channel: any Channel, outbound: WebSocketOutboundWriter, compression: PerMessageDeflate.Agreement?, maxQueuedBytes: Int, logger: Logger) {
@@ -52,6 +53,7 @@ final class Outbox: MessageSink {
         self.compression = compression
         self.maxQueuedBytes = maxQueuedBytes
         self.logger = logger
+        self.flushQueue = LoopFlushQueue.of(channel.eventLoop)
     }
 
     func send(_ message: [UInt8]) {
@@ -109,12 +111,12 @@ final class Outbox: MessageSink {
     }
 
     private func scheduleFlush() {
-        channel.eventLoop.execute { self.flush() }
+        flushQueue.add(self)
     }
 
     /// On the event loop: writes everything queued with one flush, then starts the close if
     /// one is asked for.
-    private func flush() {
+    func flushOnLoop() {
         let (messages, bytes, close) = state.withLock { state -> ([[UInt8]], Int, (code: WebSocketErrorCode, reason: String)?) in
             state.flushPending = false
             let messages = state.queue
