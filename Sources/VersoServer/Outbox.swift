@@ -9,8 +9,8 @@ import WSCore
 ///
 /// `send` never blocks, so the engine's writer can fan out to any number of connections: it
 /// queues the message and, unless a write is already on its way, asks the event loop (through
-/// its `LoopFlushQueue`) to write everything queued in one batch with one flush. No task waits
-/// per connection, and a message costs one lock and, at most, a share of one event-loop hop.
+/// its `LoopFlushQueue`) to write everything queued in one batch with one flush. No writer task
+/// waits per connection, and a message costs one lock and, at most, a share of one event-loop hop.
 ///
 /// A client that lets more than `maxQueuedBytes` pile up (queued here or handed to the socket
 /// and not yet written) is disconnected with close code 1008 rather than allowed to grow the
