@@ -1,0 +1,69 @@
+import FuzzSupport
+import VersoCore
+
+// JSONParser (the strict RFC 8259 parser every client message goes through) and JSONWriter.
+//
+// Invariants, for any bytes:
+// - a refusal names a byte offset inside the input and a reason;
+// - the bytes API and the String API agree (same value, or the same refusal);
+// - an accepted value encodes to valid UTF-8 that parses back to the same value, and encoding
+//   that again gives the same bytes (the encoding is canonical);
+// - nesting is cut at exactly `JSONParser.maxDepth`: the value wrapped in one more array parses
+//   back to that array when it is still within the limit, and is refused when it is not.
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzJSON(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
+    let input = fuzzInput(start, count)
+    let parsed: Result<JSONValue, JSONParseError>
+    do throws(JSONParseError) {
+        parsed = .success(try JSONParser.parse(input))
+    } catch {
+        invariant(error.offset >= 0 && error.offset <= input.count, "refusal offset \(error.offset) outside \(input.count) bytes")
+        invariant(!error.reason.isEmpty, "refusal without a reason")
+        parsed = .failure(error)
+    }
+
+    if let text = String(validating: input, as: UTF8.self) {
+        let viaString: Result<JSONValue, JSONParseError>
+        do throws(JSONParseError) {
+            viaString = .success(try JSONParser.parse(text))
+        } catch {
+            viaString = .failure(error)
+        }
+        invariant(viaString == parsed, "String and byte parsing disagree: \(viaString) vs \(parsed)")
+    }
+
+    guard case .success(let value) = parsed else { return 0 }
+    let encoded = value.encodedBytes
+    invariant(String(validating: encoded, as: UTF8.self) != nil, "encoding is not valid UTF-8")
+    let reparsed = encoded.withUnsafeBufferPointer { bytes in
+        Result { () throws(JSONParseError) in try JSONParser.parse(bytes) }
+    }
+    guard case .success(let again) = reparsed else {
+        fatalError("invariant broken: the encoding of an accepted value is refused: \(reparsed), encoding \(String(decoding: encoded, as: UTF8.self))")
+    }
+    invariant(again == value, "parse(encode(v)) != v for \(String(decoding: encoded, as: UTF8.self))")
+    invariant(again.encodedBytes == encoded, "encoding is not canonical")
+
+    let wrapped = [UInt8(ascii: "[")] + encoded + [UInt8(ascii: "]")]
+    let wrappedResult = wrapped.withUnsafeBufferPointer { bytes in
+        Result { () throws(JSONParseError) in try JSONParser.parse(bytes) }
+    }
+    if depth(of: value) + 1 <= JSONParser.maxDepth {
+        invariant(wrappedResult == .success(.array([value])), "[v] within the nesting limit is not the array of v: \(wrappedResult)")
+    } else {
+        guard case .failure = wrappedResult else {
+            fatalError("invariant broken: a value nested \(depth(of: value) + 1) deep was accepted (limit \(JSONParser.maxDepth))")
+        }
+    }
+    return 0
+}
+
+/// Levels of arrays and objects: 0 for a scalar, as `JSONParser.maxDepth` counts them.
+private func depth(of value: JSONValue) -> Int {
+    switch value {
+    case .null, .bool, .number, .string: 0
+    case .array(let elements): 1 + (elements.map(depth(of:)).max() ?? 0)
+    case .object(let members): 1 + (members.values.map(depth(of:)).max() ?? 0)
+    }
+}
