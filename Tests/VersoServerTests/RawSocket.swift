@@ -11,6 +11,9 @@ import VersoClient
 final class RawSocket: Sendable {
     private struct Received {
         var bytes: [UInt8] = []
+        /// The server shut its sending side (or the connection ended).
+        var finished = false
+        /// The connection ended: closed or reset.
         var closed = false
     }
 
@@ -25,11 +28,25 @@ final class RawSocket: Sendable {
         }
 
         func channelInactive(context: ChannelHandlerContext) {
-            received.withLock { $0.closed = true }
+            received.withLock {
+                $0.finished = true
+                $0.closed = true
+            }
             context.fireChannelInactive()
         }
 
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if let event = event as? ChannelEvent, event == .inputClosed {
+                received.withLock { $0.finished = true }
+            }
+            context.fireUserInboundEventTriggered(event)
+        }
+
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            received.withLock {
+                $0.finished = true
+                $0.closed = true
+            }
             // A reset after the server closed: the connection is gone all the same.
             context.close(promise: nil)
         }
@@ -48,6 +65,9 @@ final class RawSocket: Sendable {
     static func connect(port: Int) async throws -> RawSocket {
         let recorder = Recorder()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            // The server's FIN alone does not end the connection: `waitForRelease` can then tell
+            // a server that shut its side but still reads from one that let the socket go.
+            .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(recorder) }
             }
@@ -83,8 +103,8 @@ final class RawSocket: Sendable {
 
     /// Everything the server sent so far.
     var received: [UInt8] { recorder.received.withLock { $0.bytes } }
-    /// Whether the server closed the connection.
-    var isClosed: Bool { recorder.received.withLock { $0.closed } }
+    /// Whether the server closed the connection, or at least its sending side.
+    var isClosed: Bool { recorder.received.withLock { $0.finished } }
     /// What the server sent so far, as text.
     var text: String { String(decoding: received, as: UTF8.self) }
 
@@ -95,6 +115,19 @@ final class RawSocket: Sendable {
         while !condition(self) {
             guard ContinuousClock.now < deadline else { return false }
             try await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
+
+    /// Waits until the server lets the socket go, not merely shuts its sending side: writes a
+    /// ping frame every 50 ms, which a socket the server closed answers with a reset. Returns
+    /// whether that happened within `timeout`.
+    func waitForRelease(timeout: Duration) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !recorder.received.withLock({ $0.closed }) {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await write(Self.frame(opcode: 0x9, []))
+            try await Task.sleep(for: .milliseconds(50))
         }
         return true
     }
