@@ -63,6 +63,7 @@ let package = Package(
             dependencies: [
                 "VersoCore", "VersoEngine", "VersoSQLite", "VersoWebClient", "VersoEventLoop",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

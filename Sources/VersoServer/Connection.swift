@@ -23,7 +23,10 @@ struct Connection {
     /// event loop. When the outbox closes the connection (a client too slow to read, or
     /// shutdown), the inbound stream ends once the closing handshake completes, or once the
     /// outbox drops a client that never answers it; then this returns.
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, compression: PerMessageDeflate.Agreement?) async throws {
+    ///
+    /// `closing` is set by the connection's `WebSocketGuard` once the server sends (or decides to
+    /// send) its close frame: from then on nothing the client sends is applied.
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, compression: PerMessageDeflate.Agreement?, closing: ClosingFlag) async throws {
         let session = UUID().uuidString.lowercased()
         var sessionLogger = logger
         sessionLogger[metadataKey: "verso.session"] = "\(session)"
@@ -35,7 +38,7 @@ struct Connection {
         // The reader runs on the channel's event loop: a request costs no thread hop to the
         // pool and back (store reads still run on the store's own threads).
         let inboundError = await withTaskExecutorPreference(EventLoopTaskExecutor(channel.eventLoop)) {
-            await readRequests(inbound, session: session, outbox: outbox, writes: writes, logger: logger)
+            await readRequests(inbound, session: session, outbox: outbox, closing: closing, writes: writes, logger: logger)
         }
         // A client may close right after a write: its ack still goes out before the close.
         await writes.wait(untilBelow: 1)
@@ -45,13 +48,16 @@ struct Connection {
 
     /// Handles requests in order until the client closes, the stream fails (returned), or the
     /// task is cancelled; then ends the connection's subscriptions.
-    private func readRequests(_ inbound: WebSocketInboundStream, session: String, outbox: Outbox, writes: InFlightWrites, logger: Logger) async -> (any Error)? {
+    private func readRequests(_ inbound: WebSocketInboundStream, session: String, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, logger: Logger) async -> (any Error)? {
         var subscriptions = Set<Int64>()
         defer {
             for id in subscriptions { engine.unsubscribe(id, sink: outbox) }
         }
         do {
             for try await message in inbound.messages(maxSize: configuration.maxMessageBytes) {
+                // Once a close is under way (sent by the WebSocket layer, the guard, or asked
+                // for by the outbox), messages still arriving are read but not applied.
+                guard !closing.isSet, !outbox.isClosing else { continue }
                 switch message {
                 case .text(let text):
                     await handle(text, session: session, outbox: outbox, writes: writes, subscriptions: &subscriptions)

@@ -71,6 +71,9 @@ final class Outbox: MessageSink {
         if schedule { scheduleFlush() }
     }
 
+    /// Whether a close was asked for (for a slow client, or shutdown).
+    var isClosing: Bool { state.withLock { $0.close != nil } }
+
     /// Asks for what is queued to be sent, then the WebSocket closed with `code`. The first
     /// close asked for wins.
     func requestClose(_ code: WebSocketErrorCode, reason: String) {

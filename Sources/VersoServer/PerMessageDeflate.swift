@@ -124,6 +124,9 @@ final class PerMessageInflater: WebSocketExtension {
         case idle
         case plain
         case compressed(ZlibPool.Decompressor)
+        /// A frame failed: the connection is being closed, and every later frame fails too,
+        /// so nothing the client sends after it reaches the reader.
+        case failed
     }
 
     let name = PerMessageDeflate.name
@@ -146,11 +149,29 @@ final class PerMessageInflater: WebSocketExtension {
 
     /// The frame with its payload inflated when its message is compressed. Throws
     /// `NIOWebSocketError.invalidFrameLength` (close code 1009) past the size limit.
+    ///
+    /// The WebSocket layer answers a failed frame with its close frame and then goes on reading
+    /// frames until the client closes: once one frame failed, every later one fails as well.
     func inflate(_ frame: WebSocketFrame) throws -> WebSocketFrame {
         // Control frames are never compressed and may arrive between a message's fragments.
         guard frame.opcode == .text || frame.opcode == .binary || frame.opcode == .continuation else { return frame }
+        do {
+            return try inflateDataFrame(frame)
+        } catch {
+            let previous = state.withLock { state -> Receiving in
+                defer { state = .failed }
+                return state
+            }
+            if case .compressed(let decompressor) = previous { ZlibPool.shared.returnDecompressor(decompressor) }
+            throw error
+        }
+    }
+
+    private func inflateDataFrame(_ frame: WebSocketFrame) throws -> WebSocketFrame {
         let decompressor: ZlibPool.Decompressor
         switch state.withLock({ $0 }) {
+        case .failed:
+            throw NIOWebSocketError.invalidFrameLength
         case .plain:
             if frame.fin { state.withLock { $0 = .idle } }
             return frame

@@ -20,6 +20,16 @@ public struct ServerConfiguration: Sendable {
     public var maxQueuedBytesPerConnection: Int
     /// How long shutdown waits for clients to acknowledge the close. Default 5 s.
     public var shutdownGracePeriod: Duration
+    /// Connections open at once; one more is answered HTTP 503 and closed. Default 10,000.
+    public var maxConnections: Int
+    /// Time from accepting a connection to its upgrade to WebSocket; then it is closed (with
+    /// HTTP 408 if part of a request was read). Default 10 s.
+    public var handshakeTimeout: Duration
+    /// Largest request line plus headers; a larger one is answered HTTP 431. Default 16 KiB.
+    public var maxRequestHeadBytes: Int
+    /// Time between the server's pings; a ping not answered within it closes the connection
+    /// with 4001. Default 30 s.
+    public var pingInterval: Duration
 
     public init(
         host: String = "127.0.0.1",
@@ -30,7 +40,11 @@ public struct ServerConfiguration: Sendable {
         durability: SQLiteStoreConfiguration.Durability = .full,
         historyLimit: Int64 = 100_000,
         maxQueuedBytesPerConnection: Int = 64 << 20,
-        shutdownGracePeriod: Duration = .seconds(5)
+        shutdownGracePeriod: Duration = .seconds(5),
+        maxConnections: Int = 10_000,
+        handshakeTimeout: Duration = .seconds(10),
+        maxRequestHeadBytes: Int = 16 << 10,
+        pingInterval: Duration = .seconds(30)
     ) {
         self.host = host
         self.port = port
@@ -41,5 +55,9 @@ public struct ServerConfiguration: Sendable {
         self.historyLimit = historyLimit
         self.maxQueuedBytesPerConnection = maxQueuedBytesPerConnection
         self.shutdownGracePeriod = shutdownGracePeriod
+        self.maxConnections = maxConnections
+        self.handshakeTimeout = handshakeTimeout
+        self.maxRequestHeadBytes = maxRequestHeadBytes
+        self.pingInterval = pingInterval
     }
 }

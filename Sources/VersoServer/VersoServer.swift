@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -9,6 +10,7 @@ import VersoCore
 import VersoEngine
 import VersoSQLite
 import VersoWebClient
+import WSCore
 
 /// A Verso server: the record engine over a SQLite store, served over WebSocket at `/v1/ws`,
 /// with `GET /healthz`.
@@ -100,30 +102,54 @@ public final class VersoServer: Sendable {
             )
         }
         let deflate = PerMessageDeflateBuilder(maxMessageBytes: configuration.maxMessageBytes)
-        let webSocket = WebSocketServerConfiguration(
+        var webSocket = WebSocketServerConfiguration(
             maxFrameSize: configuration.maxMessageBytes,
             extensions: [],
-            autoPing: .enabled(timePeriod: .seconds(30)),
-            closeTimeout: .seconds(3),
+            // Keepalive pings are the WebSocketGuard's, which closes with 4001 rather than the 1001 reserved for shutdown.
+            autoPing: .disabled,
+            closeTimeout: .nanoseconds(Outbox.closeGracePeriod.nanoseconds),
             validateUTF8: true
         )
-        var wsConfiguration = webSocket
-        wsConfiguration.extensions = [deflate]
+        webSocket.extensions = [deflate]
+        let wsConfiguration = webSocket
+        let http1 = HTTP1Channel.Configuration(
+            idleTimeout: nil,
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: configuration.maxRequestHeadBytes, maxHeaderListSize: configuration.maxRequestHeadBytes)
+        )
         let connection = Connection(engine: engine, registry: registry, configuration: configuration, logger: logger)
-        return Application(
-            router: router,
-            server: .http1WebSocketUpgrade(configuration: .init(ws: wsConfiguration)) { request, channel, _ in
+        let guardLimits = HandshakeGuard.Limits(timeout: .init(configuration.handshakeTimeout), maxHeadBytes: configuration.maxRequestHeadBytes)
+        let openConnections = OpenConnections()
+        let server = HTTPServerBuilder { responder in
+            let upgrade = HTTP1WebSocketUpgradeChannel(
+                responder: responder,
+                configuration: .init(http1: http1, ws: wsConfiguration)
+            ) { (request: HTTPRequest, channel: any Channel, _: Logger) throws -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
                 guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else { return .dontUpgrade }
                 // The same rule the extension builder answers the handshake with.
                 let compression = PerMessageDeflate.agreement(requestHeaders: request.headerFields)
+                // Called on the channel's event loop, before NIO adds the frame decoder.
+                let settings = WebSocketGuard.Settings(allowsRSV1: compression != nil, pingInterval: .init(configuration.pingInterval), logger: logger)
+                let closing = ClosingFlag()
+                try channel.pipeline.syncOperations.addHandler(WebSocketGuardInstaller(settings: settings, closing: closing))
                 return .upgrade([:]) { inbound, outbound, _ in
-                    try await connection.run(inbound: inbound, outbound: outbound, channel: channel, compression: compression)
+                    try await channel.eventLoop.submit {
+                        try WebSocketGuard.installIfNeeded(on: channel.pipeline.syncOperations, settings: settings, closing: closing)
+                    }.get()
+                    try await connection.run(inbound: inbound, outbound: outbound, channel: channel, compression: compression, closing: closing)
                 }
-            },
+            }
+            return GuardedChannel(inner: upgrade, limits: guardLimits, maxConnections: configuration.maxConnections, open: openConnections, logger: logger)
+        }
+        return Application(
+            router: router,
+            server: server,
             // A burst of thousands of clients connecting at once must queue, not be dropped: the
             // kernel caps this at net.core.somaxconn (4096 by default).
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil, backlog: 4096),
             onServerRunning: { channel in
+                try? await channel.eventLoop.submit {
+                    try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(logger: logger), position: .first)
+                }.get()
                 let port = channel.localAddress?.port ?? configuration.port
                 logger.info("listening", metadata: ["verso.url": "ws://\(configuration.host):\(port)/v1/ws", "verso.data": "\(configuration.dataDirectory)"])
                 await onListening(port)

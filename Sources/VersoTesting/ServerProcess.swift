@@ -34,14 +34,23 @@ public final class ServerProcess: Sendable {
     }
 
     /// Starts `verso-server --port 0 --data DIRECTORY` and waits until it logs where it listens.
-    public static func start(dataDirectory: String, arguments: [String] = []) async throws -> ServerProcess {
+    ///
+    /// - Parameter fileLimit: when given, the process runs with this open-file limit, soft and
+    ///   hard (so the server cannot raise it).
+    public static func start(dataDirectory: String, arguments: [String] = [], fileLimit: Int? = nil) async throws -> ServerProcess {
         let path = binaryPath
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw TestFailure("no verso-server at \(path): build it first (swift build), or set VERSO_SERVER_BINARY")
         }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = ["--port", "0", "--data", dataDirectory, "--log-level", "info"] + arguments
+        let serverArguments = ["--port", "0", "--data", dataDirectory, "--log-level", "info"] + arguments
+        if let fileLimit {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -n \(fileLimit) && exec \"$0\" \"$@\"", path] + serverArguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: path)
+            process.arguments = serverArguments
+        }
         let pipe = Pipe()
         process.standardError = pipe
         process.standardOutput = FileHandle.nullDevice
@@ -74,6 +83,9 @@ public final class ServerProcess: Sendable {
         }
         return ServerProcess(port: port, process: process, log: log)
     }
+
+    /// The process id.
+    public var pid: Int32 { process.processIdentifier }
 
     /// What the server wrote to standard error so far.
     public var log: String { stderrLog.withLock { $0 } }

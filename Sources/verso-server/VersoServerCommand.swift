@@ -38,6 +38,18 @@ struct VersoServerCommand: AsyncParsableCommand {
     @Option(help: "Changes kept for resuming subscriptions with since [VERSO_HISTORY] (default 100000).")
     var history: Int64?
 
+    @Option(help: "Connections open at once; one more is answered HTTP 503 [VERSO_MAX_CONNECTIONS] (default 10000).")
+    var maxConnections: Int?
+
+    @Option(help: "Seconds a new connection has to complete its WebSocket handshake, then it is closed (408 if a request was begun) [VERSO_HANDSHAKE_TIMEOUT] (default 10).")
+    var handshakeTimeout: Double?
+
+    @Option(help: "Largest HTTP request line plus headers, in bytes; a larger one is answered 431 [VERSO_MAX_REQUEST_HEAD_BYTES] (default 16384).")
+    var maxRequestHeadBytes: Int?
+
+    @Option(help: "Seconds between the server's pings; a client that leaves one unanswered that long is closed with 4001 [VERSO_PING_INTERVAL] (default 30).")
+    var pingInterval: Double?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical [VERSO_LOG_LEVEL] (default info).")
     var logLevel: String?
 
@@ -57,7 +69,7 @@ struct VersoServerCommand: AsyncParsableCommand {
         guard let durability = SQLiteStoreConfiguration.Durability(rawValue: durabilityName) else {
             throw ValidationError("durability \"\(durabilityName)\" is not full or normal")
         }
-        let configuration = ServerConfiguration(
+        var configuration = ServerConfiguration(
             host: try setting(host, "VERSO_HOST", { $0 }, default: "127.0.0.1"),
             port: try setting(port, "VERSO_PORT", { Int($0) }, default: 7070),
             dataDirectory: try setting(data, "VERSO_DATA", { $0 }, default: "./verso-data"),
@@ -66,6 +78,24 @@ struct VersoServerCommand: AsyncParsableCommand {
             durability: durability,
             historyLimit: try setting(history, "VERSO_HISTORY", { Int64($0) }, default: 100_000)
         )
+        configuration.maxConnections = try setting(maxConnections, "VERSO_MAX_CONNECTIONS", { Int($0) }, default: 10_000)
+        configuration.maxRequestHeadBytes = try setting(maxRequestHeadBytes, "VERSO_MAX_REQUEST_HEAD_BYTES", { Int($0) }, default: 16 << 10)
+        let handshakeSeconds = try setting(handshakeTimeout, "VERSO_HANDSHAKE_TIMEOUT", { Double($0) }, default: 10)
+        let pingSeconds = try setting(pingInterval, "VERSO_PING_INTERVAL", { Double($0) }, default: 30)
+        guard (1...1_000_000).contains(configuration.maxConnections) else {
+            throw ValidationError("--max-connections \(configuration.maxConnections) is not in 1...1000000")
+        }
+        guard (1024...(1 << 20)).contains(configuration.maxRequestHeadBytes) else {
+            throw ValidationError("--max-request-head-bytes \(configuration.maxRequestHeadBytes) is not in 1024...1048576")
+        }
+        guard handshakeSeconds.isFinite, (0.1...3600).contains(handshakeSeconds) else {
+            throw ValidationError("--handshake-timeout \(handshakeSeconds) is not between 0.1 and 3600 seconds")
+        }
+        guard pingSeconds.isFinite, (0.1...3600).contains(pingSeconds) else {
+            throw ValidationError("--ping-interval \(pingSeconds) is not between 0.1 and 3600 seconds")
+        }
+        configuration.handshakeTimeout = .milliseconds(Int64((handshakeSeconds * 1000).rounded()))
+        configuration.pingInterval = .milliseconds(Int64((pingSeconds * 1000).rounded()))
         guard (0...65535).contains(configuration.port) else { throw ValidationError("port \(configuration.port) is not in 0...65535") }
         guard configuration.maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
         guard configuration.historyLimit >= 1 else { throw ValidationError("--history must be at least 1") }
@@ -76,7 +106,13 @@ struct VersoServerCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "verso")
-        FileLimit.raise(logger: logger)
+        let fileLimit = FileLimit.raise(logger: logger)
+        if fileLimit < configuration.maxConnections + 64 {
+            logger.warning(
+                "the open-file limit is below --max-connections plus 64 (the server's own files): connections past it wait to be accepted instead of getting 503",
+                metadata: ["verso.limit": "\(fileLimit)", "verso.max_connections": "\(configuration.maxConnections)"]
+            )
+        }
         let server = try await VersoServer(configuration: configuration, logger: logger)
         let watchdog = ShutdownWatchdog(server: server, logger: logger)
         try await server.run()

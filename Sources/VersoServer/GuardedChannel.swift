@@ -1,0 +1,115 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import HummingbirdCore
+import Logging
+import NIOCore
+import Synchronization
+
+/// Every accepted connection, before Hummingbird's HTTP/WebSocket channel sees it: counts it
+/// against `maxConnections` (one over is answered `503` and closed) and puts a
+/// `HandshakeGuard` first in its pipeline.
+struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
+    struct Value: ServerChildChannelValue {
+        let channel: any Channel
+        /// Nil for a connection refused at once.
+        let inner: Inner.Value?
+    }
+
+    let inner: Inner
+    let limits: HandshakeGuard.Limits
+    let maxConnections: Int
+    let open: OpenConnections
+    let logger: Logger
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        guard open.admit(max: maxConnections) else {
+            return channel.eventLoop.makeCompletedFuture {
+                let refusal = HandshakeGuard.Refusal(
+                    status: 503, reason: "Service Unavailable", code: .unavailable,
+                    message: "the server has its maximum of \(maxConnections) connections open; retry later",
+                    extraHeaders: [("Retry-After", "1")]
+                )
+                try channel.pipeline.syncOperations.addHandler(HandshakeGuard(limits: limits, logger: self.logger, refuseAtOnce: refusal))
+                self.open.logRefusal(max: maxConnections, logger: self.logger)
+                return Value(channel: channel, inner: nil)
+            }
+        }
+        let open = open
+        channel.closeFuture.whenComplete { _ in open.release() }
+        do {
+            try channel.pipeline.syncOperations.addHandler(HandshakeGuard(limits: limits, logger: self.logger), position: .first)
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
+        return inner.setup(channel: channel, logger: logger).map { Value(channel: channel, inner: $0) }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        guard let inner = value.inner else { return }
+        await self.inner.handle(value: inner, logger: logger)
+    }
+}
+
+/// The number of connections open, shared by every event loop.
+final class OpenConnections: Sendable {
+    private let count = Atomic<Int>(0)
+    /// When a refusal was last logged (uptime nanoseconds), to log at most one a second.
+    private let lastRefusalLog = Atomic<UInt64>(0)
+
+    var current: Int { count.load(ordering: .relaxed) }
+
+    /// Counts a new connection; false (and not counted) when `max` are open already.
+    func admit(max: Int) -> Bool {
+        let now = count.wrappingAdd(1, ordering: .relaxed).newValue
+        if now <= max { return true }
+        count.wrappingSubtract(1, ordering: .relaxed)
+        return false
+    }
+
+    func release() {
+        count.wrappingSubtract(1, ordering: .relaxed)
+    }
+
+    func logRefusal(max: Int, logger: Logger) {
+        let now = NIODeadline.now().uptimeNanoseconds
+        let last = lastRefusalLog.load(ordering: .relaxed)
+        guard now > last, now - last >= 1_000_000_000, lastRefusalLog.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
+        logger.warning("refusing connections: the connection limit is reached (503)", metadata: ["verso.max_connections": "\(max)"])
+    }
+}
+
+/// On the listening socket: logs (at most once every 10 s) when a connection cannot be accepted
+/// because the process ran out of file descriptors. NIO's `AcceptBackoffHandler`, after this
+/// handler, then waits a second before accepting again, rather than retrying at once.
+final class AcceptErrorLogger: ChannelInboundHandler, RemovableChannelHandler {
+    /// Never unwrapped: accepted channels are passed on as they come.
+    typealias InboundIn = any Channel
+
+    private let logger: Logger
+    private var lastLog: NIODeadline?
+    private var suppressed = 0
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? IOError, error.errnoCode == EMFILE || error.errnoCode == ENFILE {
+            let now = NIODeadline.now()
+            if let lastLog, now - lastLog < .seconds(10) {
+                suppressed += 1
+            } else {
+                logger.error(
+                    "cannot accept connections: the open-file limit is reached; retrying every second (raise `ulimit -n` or lower --max-connections)",
+                    metadata: ["verso.error": "\(error)", "verso.refused_since_last_log": "\(suppressed)"]
+                )
+                lastLog = now
+                suppressed = 0
+            }
+        }
+        context.fireErrorCaught(error)
+    }
+}
