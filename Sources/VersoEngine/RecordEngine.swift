@@ -219,14 +219,26 @@ public final class RecordEngine: Sendable {
         try await storeCall("get") { try await store.record(key) }
     }
 
-    /// One page of live records under `prefix` after `after`, and the `next` cursor.
+    /// Most bytes of records in one `list` page (by their `encodedSizeBound`), unless its first
+    /// record alone is larger: a page stops early, with a `next` cursor, rather than pass it.
+    public static let maxListPageBytes = 8 << 20
+
+    /// One page of live records under `prefix` after `after`, and the `next` cursor: at most
+    /// `limit` records and at most `maxListPageBytes` of them, but always at least one.
     public func list(prefix: String, after: String?, limit: Int) async throws(RequestError) -> (records: [RecordSnapshot], next: String?) {
-        let page = try await storeCall("list") { try await store.list(prefix: prefix, after: after, limit: limit + 1) }
-        if page.count > limit {
-            let records = Array(page.prefix(limit))
-            return (records, records.last?.key)
+        let maxBytes = Self.maxListPageBytes
+        let page = try await storeCall("list") { try await store.list(prefix: prefix, after: after, limit: limit + 1, maxBytes: maxBytes) }
+        var count = 0
+        var bytes = 0
+        for record in page.prefix(limit) {
+            bytes += record.encodedSizeBound
+            if count > 0, bytes > maxBytes { break }
+            count += 1
         }
-        return (page, nil)
+        // The store stopped early (by count or by bytes) when more records may follow.
+        let storeFull = page.count > limit || page.reduce(0) { $0 + $1.encodedSizeBound } > maxBytes
+        let records = Array(page.prefix(count))
+        return (records, count < page.count || storeFull ? records.last?.key : nil)
     }
 
     // MARK: Subscriptions

@@ -105,8 +105,10 @@ public protocol RecordStore: Sendable {
     /// The current state of `key`, or nil if it never existed.
     func record(_ key: String) async throws -> StoredRecord?
 
-    /// Live records with `prefix` whose key sorts after `after`, in key (UTF-8 byte) order, at most `limit`.
-    func list(prefix: String, after: String?, limit: Int) async throws -> [RecordSnapshot]
+    /// Live records with `prefix` whose key sorts after `after`, in key (UTF-8 byte) order, at
+    /// most `limit`, ending with the first record that takes their `encodedSizeBound`s together
+    /// past `maxBytes` (so the caller sees that the page is full by bytes).
+    func list(prefix: String, after: String?, limit: Int, maxBytes: Int) async throws -> [RecordSnapshot]
 
     /// The live records matching `filter` and the seq they are consistent with.
     func snapshot(_ filter: SubscriptionFilter) async throws -> StoreSnapshot
@@ -117,4 +119,16 @@ public protocol RecordStore: Sendable {
 
     /// Releases the store's resources. Nothing may be called after it.
     func close() async
+}
+
+extension RecordSnapshot {
+    /// At least the bytes this record takes in a `snapshot` message or a `records` list: its
+    /// data as stored, its key escaped (no key character takes more than 3 bytes per byte of
+    /// UTF-8), its version and the punctuation around them.
+    public var encodedSizeBound: Int { data.count + 3 * key.utf8.count + 64 }
+}
+
+extension Change {
+    /// At least the bytes this change takes in an `update` message, as for `RecordSnapshot`.
+    public var encodedSizeBound: Int { (data?.count ?? 0) + 3 * key.utf8.count + 128 }
 }

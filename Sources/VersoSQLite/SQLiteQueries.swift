@@ -39,18 +39,22 @@ enum SQLiteQueries {
         return RecordSnapshot(key: key, version: stored.version, data: data)
     }
 
-    /// Live records with `prefix` after `after`, in byte order of their keys, at most `limit`.
-    static func scan(prefix: String, after: String?, limit: Int, in connection: SQLiteConnection) throws -> [RecordSnapshot] {
+    /// Live records with `prefix` after `after`, in byte order of their keys, at most `limit`,
+    /// ending with the first whose `encodedSizeBound` takes the total past `maxBytes`.
+    static func scan(prefix: String, after: String?, limit: Int, maxBytes: Int = .max, in connection: SQLiteConnection) throws -> [RecordSnapshot] {
         try connection.withStatement(
             "SELECT key, version, data FROM records WHERE key >= ?1 AND key > ?2 AND data IS NOT NULL ORDER BY key"
         ) { statement in
             try statement.bind(1, prefix)
             try statement.bind(2, after ?? "")
             var records: [RecordSnapshot] = []
-            while records.count < limit, try statement.step() {
+            var bytes = 0
+            while records.count < limit, bytes <= maxBytes, try statement.step() {
                 let key = statement.text(0)
                 guard RecordKey.key(key, hasPrefix: prefix) else { break }
-                records.append(RecordSnapshot(key: key, version: statement.int64(1), data: statement.bytes(2) ?? []))
+                let record = RecordSnapshot(key: key, version: statement.int64(1), data: statement.bytes(2) ?? [])
+                bytes += record.encodedSizeBound
+                records.append(record)
             }
             return records
         }

@@ -117,9 +117,9 @@ public final class SQLiteStore: RecordStore {
         try await read { connection in try SQLiteQueries.stored(key, in: connection) }
     }
 
-    public func list(prefix: String, after: String?, limit: Int) async throws -> [RecordSnapshot] {
+    public func list(prefix: String, after: String?, limit: Int, maxBytes: Int) async throws -> [RecordSnapshot] {
         try await read { connection in
-            try SQLiteQueries.scan(prefix: prefix, after: after, limit: limit, in: connection)
+            try SQLiteQueries.scan(prefix: prefix, after: after, limit: limit, maxBytes: maxBytes, in: connection)
         }
     }
 

@@ -31,7 +31,7 @@ struct Connection {
         var sessionLogger = logger
         sessionLogger[metadataKey: "verso.session"] = "\(session)"
         let logger = sessionLogger
-        let outbox = Outbox(channel: channel, outbound: outbound, compression: compression, maxQueuedBytes: configuration.maxQueuedBytesPerConnection, logger: logger)
+        let outbox = Outbox(channel: channel, outbound: outbound, compression: compression, maxQueuedBytes: configuration.maxQueuedBytesPerConnection, registry: registry, logger: logger)
         registry.add(outbox)
         defer { registry.remove(outbox) }
         let writes = InFlightWrites()
@@ -49,9 +49,9 @@ struct Connection {
     /// Handles requests in order until the client closes, the stream fails (returned), or the
     /// task is cancelled; then ends the connection's subscriptions.
     private func readRequests(_ inbound: WebSocketInboundStream, session: String, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, logger: Logger) async -> (any Error)? {
-        var subscriptions = Set<Int64>()
+        var subscriptions: [Int64: SubscriptionLane] = [:]
         defer {
-            for id in subscriptions { engine.unsubscribe(id, sink: outbox) }
+            for (id, lane) in subscriptions { engine.unsubscribe(id, sink: lane) }
         }
         do {
             for try await message in inbound.messages(maxSize: configuration.maxMessageBytes) {
@@ -78,7 +78,7 @@ struct Connection {
     /// Most writes one connection may have queued in the engine before its next request waits.
     static let maxWritesInFlight = 128
 
-    private func handle(_ text: String, session: String, outbox: Outbox, writes: InFlightWrites, subscriptions: inout Set<Int64>) async {
+    private func handle(_ text: String, session: String, outbox: Outbox, writes: InFlightWrites, subscriptions: inout [Int64: SubscriptionLane]) async {
         let envelope: RequestEnvelope
         do {
             envelope = try Request.parse(text)
@@ -116,24 +116,30 @@ struct Connection {
                 }
                 outbox.send(Replies.snapshot(rid: rid, sub: nil, record: RecordSnapshot(key: key, version: stored.version, data: data)))
             case .subscribe(let filter, let since, let epoch):
-                let start = try await engine.subscribe(filter, since: since, epoch: epoch, sink: outbox)
-                subscriptions.insert(start.id)
-                outbox.send(Replies.subscribed(rid: rid, sub: start.id, seq: start.seq, reset: start.reset, snapshots: start.snapshots.count))
-                for record in start.snapshots {
-                    outbox.send(Replies.snapshot(rid: nil, sub: start.id, record: record))
-                }
-                for change in start.replay {
-                    outbox.send(EncodedUpdate(change).message(sub: start.id))
-                }
+                // Live updates wait in the lane, counted against this connection's limit, until
+                // the starting records are queued: they go out as the client reads them.
+                let lane = outbox.makeLane()
+                defer { lane.release() }
+                let start = try await engine.subscribe(filter, since: since, epoch: epoch, sink: lane)
+                subscriptions[start.id] = lane
                 engine.activate(start)
+                outbox.send(Replies.subscribed(rid: rid, sub: start.id, seq: start.seq, reset: start.reset, snapshots: start.snapshots.count))
+                if start.replay.isEmpty {
+                    let bytes = start.snapshots.reduce(0) { $0 + $1.encodedSizeBound }
+                    await outbox.send(paced: start.snapshots.lazy.map { Replies.snapshot(rid: nil, sub: start.id, record: $0) }, totalBytes: bytes)
+                } else {
+                    let bytes = start.replay.reduce(0) { $0 + $1.encodedSizeBound }
+                    await outbox.send(paced: start.replay.lazy.map { EncodedUpdate($0).message(sub: start.id) }, totalBytes: bytes)
+                }
             case .unsubscribe(let sub):
-                guard subscriptions.remove(sub) != nil, engine.unsubscribe(sub, sink: outbox) else {
+                guard let lane = subscriptions.removeValue(forKey: sub), engine.unsubscribe(sub, sink: lane) else {
                     throw RequestError(.notFound, "this connection has no subscription \(sub)")
                 }
                 outbox.send(Replies.unsubscribed(rid: rid, sub: sub))
             case .list(let prefix, let after, let limit):
                 let page = try await engine.list(prefix: prefix, after: after, limit: limit)
-                outbox.send(Replies.records(rid: rid, records: page.records, next: page.next))
+                let reply = Replies.records(rid: rid, records: page.records, next: page.next)
+                await outbox.send(paced: CollectionOfOne(reply), totalBytes: reply.count)
             }
         } catch {
             outbox.send(Replies.error(rid: rid, error))

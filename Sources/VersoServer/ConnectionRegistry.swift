@@ -2,7 +2,14 @@ import Synchronization
 import NIOWebSocket
 import WSCore
 
-/// The open WebSocket connections, so shutdown can close every one of them.
+/// The open WebSocket connections, so shutdown can close every one of them, and the bytes they
+/// hold for their clients, so the server's memory for them has a bound.
+///
+/// Each `Outbox` counts what it holds (queued, held, being written, or read for an answer and
+/// not yet queued) in one atomic total as it changes. When that total, less what connections
+/// already closing will free, passes `maxQueuedBytes`, the outboxes holding the most are closed
+/// with 1008 until it is back under: the pass runs only then, so the accounting costs two atomic
+/// additions per message.
 final class ConnectionRegistry: Sendable {
     private struct State {
         var outboxes: [ObjectIdentifier: Outbox] = [:]
@@ -10,6 +17,17 @@ final class ConnectionRegistry: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Most bytes all connections together may hold for their clients.
+    let maxQueuedBytes: Int
+    private let total = Atomic<Int>(0)
+    /// The part of `total` held by outboxes that are closing (and will free it).
+    private let closingTotal = Atomic<Int>(0)
+    private let shedding = Atomic<Bool>(false)
+    private let slowCloses = Atomic<Int>(0)
+
+    init(maxQueuedBytes: Int = .max) {
+        self.maxQueuedBytes = maxQueuedBytes
+    }
 
     /// Adds a connection; when shutdown has begun it is asked to close at once.
     func add(_ outbox: Outbox) {
@@ -24,8 +42,8 @@ final class ConnectionRegistry: Sendable {
         state.withLock { state in
             state.outboxes[ObjectIdentifier(outbox)] = nil
         }
+        outbox.detach()
     }
-
 
     /// Asks every connection, present and future, to close with `code`; returns the ones open now.
     @discardableResult
@@ -41,5 +59,50 @@ final class ConnectionRegistry: Sendable {
     /// Whether any of `connections` is still open.
     func containsAny(of connections: Set<ObjectIdentifier>) -> Bool {
         state.withLock { state in connections.contains { state.outboxes[$0] != nil } }
+    }
+
+    // MARK: Bytes held for clients
+
+    /// Bytes all connections hold for their clients now.
+    var queuedBytes: Int { total.load(ordering: .relaxed) }
+
+    /// Connections closed with 1008 so far, by either queue limit.
+    var slowConnectionsClosed: Int { slowCloses.load(ordering: .relaxed) }
+
+    /// Adds an outbox's change in bytes held (and in bytes held while closing); true when the
+    /// total is now over the limit, and the caller must call `shedOverLimit` (outside its lock).
+    func count(_ delta: Int, closing closingDelta: Int) -> Bool {
+        if closingDelta != 0 { closingTotal.wrappingAdd(closingDelta, ordering: .relaxed) }
+        guard delta != 0 else { return false }
+        let now = total.wrappingAdd(delta, ordering: .relaxed).newValue
+        return delta > 0 && now - closingTotal.load(ordering: .relaxed) > maxQueuedBytes
+    }
+
+    /// Counts a connection closed with 1008 by its own limit.
+    func countSlowClose() {
+        slowCloses.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// Closes the connections holding the most bytes with 1008 until the total, less what
+    /// closing connections will free, is within `maxQueuedBytes`. One pass at a time.
+    func shedOverLimit() {
+        guard shedding.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
+        defer { shedding.store(false, ordering: .releasing) }
+        while true {
+            var excess = total.load(ordering: .relaxed) - closingTotal.load(ordering: .relaxed) - maxQueuedBytes
+            guard excess > 0 else { return }
+            let outboxes = state.withLock { Array($0.outboxes.values) }
+            let largest = outboxes.map { ($0, $0.openBytes) }.filter { $0.1 > 0 }.sorted { $0.1 > $1.1 }
+            var closedAny = false
+            for (outbox, bytes) in largest where excess > 0 {
+                let reason = "server memory limit: more than \(maxQueuedBytes) bytes queued for all clients, the most for this one"
+                if outbox.shed(reason: reason) {
+                    slowCloses.wrappingAdd(1, ordering: .relaxed)
+                    excess -= bytes
+                    closedAny = true
+                }
+            }
+            if !closedAny { return }
+        }
     }
 }

@@ -12,15 +12,35 @@ import WSCore
 /// its `LoopFlushQueue`) to write everything queued in one batch with one flush. No writer task
 /// waits per connection, and a message costs one lock and, at most, a share of one event-loop hop.
 ///
-/// A client that lets more than `maxQueuedBytes` pile up (queued here or handed to the socket
-/// and not yet written) is disconnected with close code 1008 rather than allowed to grow the
-/// server's memory without bound.
+/// A client that lets more than `maxQueuedBytes` pile up unread (queued here, held for a
+/// subscription whose starting records are still being sent, or handed to the socket and not yet
+/// written), not counting the first message it has not taken yet, is disconnected with close
+/// code 1008 rather than allowed to grow the server's memory without bound. Answers of any size
+/// (a subscription's starting records, a `list` page) go out through `send(paced:totalBytes:)`,
+/// which queues them only as the client reads them, so they never count against that limit.
+///
+/// Every byte the outbox holds for its client is also counted in the `ConnectionRegistry`'s
+/// total, which closes the outboxes holding the most when the server's total passes its limit.
 final class Outbox: MessageSink {
     private struct State {
         var queue: [[UInt8]] = []
         var queuedBytes = 0
         /// Bytes handed to the channel whose write has not completed.
         var writingBytes = 0
+        /// The batches handed to the channel and not yet written, oldest first: their bytes and
+        /// the size of their first message.
+        var batches = CircularBuffer<(bytes: Int, first: Int)>()
+        /// Updates held per subscription lane until its starting records are queued.
+        var held: [Int: [[UInt8]]] = [:]
+        var heldBytes = 0
+        var nextLane = 0
+        /// Bytes of an answer read from the store and not yet queued (`send(paced:)`).
+        var pendingBytes = 0
+        /// What this outbox has counted in the registry's total, and how much of that as closing.
+        var counted = 0
+        var countedClosing = 0
+        /// The connection has ended: it no longer counts towards the server's total.
+        var detached = false
         /// An event-loop task that will write the queue is pending.
         var flushPending = false
         var close: (code: WebSocketErrorCode, reason: String)?
@@ -30,8 +50,23 @@ final class Outbox: MessageSink {
         /// A write failed: the channel is gone, and so is anything still queued.
         var failed = false
         var drainWaiters: [CheckedContinuation<Void, Never>] = []
+        /// `send(paced:)` waiting for room: the size of its next message and its continuation.
+        var roomWaiter: (bytes: Int, window: Int, continuation: CheckedContinuation<Bool, Never>)?
 
         var isDrained: Bool { failed || (queue.isEmpty && writingBytes == 0) }
+        var isClosing: Bool { close != nil || failed || detached }
+        /// Bytes waiting for the client that count against the connection's limit: everything
+        /// queued, held or being written except the first message not yet written, so one
+        /// message larger than the limit still reaches a client that reads.
+        var unreadBytes: Int {
+            let head = batches.first?.first ?? queue.first?.count ?? 0
+            return queuedBytes + writingBytes + heldBytes - head
+        }
+        /// Whether a paced message of `bytes` may be queued now.
+        func hasRoom(for bytes: Int, window: Int) -> Bool {
+            let inFlight = queuedBytes + writingBytes
+            return inFlight == 0 || inFlight + bytes <= window
+        }
     }
 
     /// How long a connection asked to close may take to accept the close frame before its
@@ -43,32 +78,57 @@ final class Outbox: MessageSink {
     private let outbound: WebSocketOutboundWriter
     private let compression: PerMessageDeflate.Agreement?
     private let maxQueuedBytes: Int
+    private let registry: ConnectionRegistry
     private let logger: Logger
     private let flushQueue: LoopFlushQueue
 
+    /// Most bytes of a paced answer queued or being written at once: a quarter of the
+    /// connection's limit, at most 4 MiB (plenty to keep a prompt reader's socket busy).
+    let pacingWindow: Int
+
     /// - Parameter compression: what permessage-deflate agreed for this connection, if anything.
-    init(channel: any Channel, outbound: WebSocketOutboundWriter, compression: PerMessageDeflate.Agreement?, maxQueuedBytes: Int, logger: Logger) {
+    init(channel: any Channel, outbound: WebSocketOutboundWriter, compression: PerMessageDeflate.Agreement?, maxQueuedBytes: Int, registry: ConnectionRegistry, logger: Logger) {
         self.channel = channel
         self.outbound = outbound
         self.compression = compression
         self.maxQueuedBytes = maxQueuedBytes
+        self.registry = registry
         self.logger = logger
         self.flushQueue = LoopFlushQueue.of(channel.eventLoop)
+        self.pacingWindow = max(1, min(maxQueuedBytes / 4, 4 << 20))
     }
 
     func send(_ message: [UInt8]) {
-        let schedule = state.withLock { state -> Bool in
-            guard state.close == nil, !state.finished, !state.failed else { return false }
-            state.queue.append(message)
-            state.queuedBytes += message.count
-            if state.queuedBytes + state.writingBytes > maxQueuedBytes {
-                state.queue = []
-                state.queuedBytes = 0
-                state.close = (.policyViolation, "client too slow: more than \(maxQueuedBytes) bytes queued")
+        enqueue(message, lane: nil)
+    }
+
+    /// Queues `message`, or holds it while `lane` holds; closes with 1008 past the limit.
+    private func enqueue(_ message: [UInt8], lane: Int?, pendingSent: Int = 0) {
+        let (schedule, overTotal, resume) = state.withLock { state -> (Bool, Bool, CheckedContinuation<Bool, Never>?) in
+            guard state.close == nil, !state.finished, !state.failed else { return (false, false, nil) }
+            var queued = true
+            if let lane, state.held[lane] != nil {
+                state.held[lane]!.append(message)
+                state.heldBytes += message.count
+                queued = false
+            } else {
+                state.queue.append(message)
+                state.queuedBytes += message.count
             }
-            return Self.claimFlush(&state)
+            state.pendingBytes = max(0, state.pendingBytes - pendingSent)
+            var resume: CheckedContinuation<Bool, Never>?
+            if state.unreadBytes > maxQueuedBytes {
+                Self.dropAll(&state)
+                state.close = (.policyViolation, "client too slow: more than \(maxQueuedBytes) bytes queued")
+                resume = Self.takeRoomWaiter(&state)
+                registry.countSlowClose()
+            }
+            let flush = queued || state.close != nil ? Self.claimFlush(&state) : false
+            return (flush, recount(&state), resume)
         }
+        resume?.resume(returning: false)
         if schedule { scheduleFlush() }
+        if overTotal { registry.shedOverLimit() }
     }
 
     /// Whether a close was asked for (for a slow client, or shutdown).
@@ -77,13 +137,164 @@ final class Outbox: MessageSink {
     /// Asks for what is queued to be sent, then the WebSocket closed with `code`. The first
     /// close asked for wins.
     func requestClose(_ code: WebSocketErrorCode, reason: String) {
-        let schedule = state.withLock { state -> Bool in
-            guard state.close == nil, !state.failed else { return false }
+        let (schedule, resume) = state.withLock { state -> (Bool, CheckedContinuation<Bool, Never>?) in
+            guard state.close == nil, !state.failed else { return (false, nil) }
             state.close = (code, reason)
+            // A paced answer stops; what is queued still goes out before the close.
+            state.pendingBytes = 0
+            _ = recount(&state)
+            return (Self.claimFlush(&state), Self.takeRoomWaiter(&state))
+        }
+        resume?.resume(returning: false)
+        if schedule { scheduleFlush() }
+    }
+
+    /// Drops everything not yet handed to the socket and closes with 1008; for the registry,
+    /// when the server holds more than its total limit. False if the outbox was closing already.
+    func shed(reason: String) -> Bool {
+        enum Outcome { case alreadyClosing, closed, closedAndFlush }
+        let (closed, resume) = state.withLock { state -> (Outcome, CheckedContinuation<Bool, Never>?) in
+            guard !state.isClosing else { return (.alreadyClosing, nil) }
+            Self.dropAll(&state)
+            state.close = (.policyViolation, reason)
+            _ = recount(&state)
+            return (Self.claimFlush(&state) ? .closedAndFlush : .closed, Self.takeRoomWaiter(&state))
+        }
+        resume?.resume(returning: false)
+        if closed == .closedAndFlush { scheduleFlush() }
+        return closed != .alreadyClosing
+    }
+
+    /// Bytes this outbox holds for its client, when it is not closing already (for the registry).
+    var openBytes: Int {
+        state.withLock { $0.isClosing ? 0 : $0.counted }
+    }
+
+    /// Stops counting towards the server's total: the connection has ended.
+    func detach() {
+        state.withLock { state in
+            state.detached = true
+            _ = recount(&state)
+        }
+    }
+
+    private static func takeRoomWaiter(_ state: inout State) -> CheckedContinuation<Bool, Never>? {
+        defer { state.roomWaiter = nil }
+        return state.roomWaiter?.continuation
+    }
+
+    private static func dropAll(_ state: inout State) {
+        state.queue = []
+        state.queuedBytes = 0
+        state.held = [:]
+        state.heldBytes = 0
+        state.pendingBytes = 0
+    }
+
+    /// Brings the registry's total up to date with this outbox; true when that total is now
+    /// over the server's limit.
+    private func recount(_ state: inout State) -> Bool {
+        let bytes = state.detached ? 0 : state.queuedBytes + state.writingBytes + state.heldBytes + state.pendingBytes
+        let closing = state.isClosing ? bytes : 0
+        defer {
+            state.counted = bytes
+            state.countedClosing = closing
+        }
+        return registry.count(bytes - state.counted, closing: closing - state.countedClosing)
+    }
+
+    // MARK: Paced answers
+
+    /// Sends `messages` as the client reads them: each is queued only once what is queued and
+    /// being written, with it, fits in `pacingWindow` (or nothing is), so an answer of any size
+    /// reaches a client that reads, and one that does not read holds at most a window of it
+    /// queued. `totalBytes` (about the answer's size, read from the store and held until sent)
+    /// counts towards the server's total until the messages are queued. Returns false when the
+    /// connection closes first.
+    @discardableResult
+    func send(paced messages: some Sequence<[UInt8]>, totalBytes: Int) async -> Bool {
+        let overTotal = state.withLock { state -> Bool in
+            guard !state.isClosing else { return false }
+            state.pendingBytes += totalBytes
+            return recount(&state)
+        }
+        if overTotal { registry.shedOverLimit() }
+        var sent = 0
+        defer {
+            state.withLock { state in
+                state.pendingBytes = max(0, state.pendingBytes - (totalBytes - sent))
+                _ = recount(&state)
+            }
+        }
+        for message in messages {
+            guard await waitForRoom(message.count) else { return false }
+            let share = min(message.count, totalBytes - sent)
+            enqueue(message, lane: nil, pendingSent: share)
+            sent += share
+        }
+        return true
+    }
+
+    /// Waits until a paced message of `bytes` may be queued; false when the connection closes.
+    private func waitForRoom(_ bytes: Int) async -> Bool {
+        let window = pacingWindow
+        enum Ready { case yes, closed, wait }
+        let now = state.withLock { state -> Ready in
+            if state.isClosing || state.finished { return .closed }
+            return state.hasRoom(for: bytes, window: window) ? .yes : .wait
+        }
+        switch now {
+        case .yes: return true
+        case .closed: return false
+        case .wait: break
+        }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let ready = state.withLock { state -> Bool? in
+                if state.isClosing || state.finished { return false }
+                if state.hasRoom(for: bytes, window: window) { return true }
+                state.roomWaiter = (bytes, window, continuation)
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    // MARK: Subscription lanes
+
+    /// A lane for a new subscription: its updates are held until `release`, after its starting
+    /// records, and count against the connection's limit meanwhile.
+    func makeLane() -> SubscriptionLane {
+        let lane = state.withLock { state -> Int in
+            defer { state.nextLane += 1 }
+            state.held[state.nextLane] = []
+            return state.nextLane
+        }
+        return SubscriptionLane(outbox: self, lane: lane)
+    }
+
+    fileprivate func hold(_ message: [UInt8], lane: Int) {
+        enqueue(message, lane: lane)
+    }
+
+    /// Queues what `lane` held, in order, and passes its later messages straight through.
+    fileprivate func release(lane: Int) {
+        let schedule = state.withLock { state -> Bool in
+            guard let messages = state.held.removeValue(forKey: lane), !messages.isEmpty else { return false }
+            let bytes = messages.reduce(0) { $0 + $1.count }
+            state.heldBytes -= bytes
+            guard state.close == nil, !state.finished, !state.failed else {
+                // Nothing may follow the close frame: what the lane held is dropped.
+                _ = recount(&state)
+                return false
+            }
+            state.queue.append(contentsOf: messages)
+            state.queuedBytes += bytes
             return Self.claimFlush(&state)
         }
         if schedule { scheduleFlush() }
     }
+
+    // MARK: Writing
 
     /// Stops taking messages and waits until those queued are written (or the channel is gone).
     /// A client that does not read them within `closeGracePeriod` has its socket dropped.
@@ -127,6 +338,7 @@ final class Outbox: MessageSink {
             state.queue = []
             state.queuedBytes = 0
             state.writingBytes += bytes
+            if let first = messages.first { state.batches.append((bytes, first.count)) }
             var close: (code: WebSocketErrorCode, reason: String)?
             if let asked = state.close, !state.closeStarted {
                 state.closeStarted = true
@@ -149,17 +361,31 @@ final class Outbox: MessageSink {
     }
 
     private func wrote(_ bytes: Int, failed: Bool) {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let (waiters, room) = state.withLock { state -> ([CheckedContinuation<Void, Never>], (CheckedContinuation<Bool, Never>, Bool)?) in
             state.writingBytes -= bytes
+            _ = state.batches.popFirst()
             if failed {
                 state.failed = true
                 state.queue = []
                 state.queuedBytes = 0
+                state.held = [:]
+                state.heldBytes = 0
             }
-            guard state.isDrained else { return [] }
+            _ = recount(&state)
+            var room: (CheckedContinuation<Bool, Never>, Bool)?
+            if let waiter = state.roomWaiter {
+                if state.isClosing {
+                    room = (waiter.continuation, false)
+                } else if state.hasRoom(for: waiter.bytes, window: waiter.window) {
+                    room = (waiter.continuation, true)
+                }
+                if room != nil { state.roomWaiter = nil }
+            }
+            guard state.isDrained else { return ([], room) }
             defer { state.drainWaiters = [] }
-            return state.drainWaiters
+            return (state.drainWaiters, room)
         }
+        if let (continuation, ready) = room { continuation.resume(returning: ready) }
         for waiter in waiters { waiter.resume() }
     }
 
@@ -196,5 +422,35 @@ final class Outbox: MessageSink {
         var buffer = channel.allocator.buffer(capacity: message.count)
         buffer.writeBytes(message)
         return WebSocketFrame(fin: true, opcode: .text, data: buffer)
+    }
+}
+
+/// A subscription's way into its connection's `Outbox`: while the subscription's starting
+/// records (snapshots or replayed changes) are still being sent, its live updates are held, in
+/// order and counted against the connection's limit; `release` queues them after those records
+/// and lets later ones straight through.
+final class SubscriptionLane: MessageSink {
+    private let outbox: Outbox
+    private let lane: Int
+    private let holding = Atomic<Bool>(true)
+
+    fileprivate init(outbox: Outbox, lane: Int) {
+        self.outbox = outbox
+        self.lane = lane
+    }
+
+    func send(_ message: [UInt8]) {
+        // Once released the outbox would pass it through anyway; this skips its lane lookup.
+        if holding.load(ordering: .acquiring) {
+            outbox.hold(message, lane: lane)
+        } else {
+            outbox.send(message)
+        }
+    }
+
+    /// Queues the held updates and passes later ones through. Call once.
+    func release() {
+        outbox.release(lane: lane)
+        holding.store(false, ordering: .releasing)
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import VersoSQLite
 
 /// Everything `verso-server` can be told, each with the default a newcomer gets.
@@ -18,6 +19,9 @@ public struct ServerConfiguration: Sendable {
     public var historyLimit: Int64
     /// Bytes queued for one slow client before it is disconnected (close code 1008). Default 64 MiB.
     public var maxQueuedBytesPerConnection: Int
+    /// Bytes queued for all clients together before those holding the most are disconnected
+    /// (close code 1008). Default a quarter of the machine's memory (`defaultMaxQueuedBytes`).
+    public var maxQueuedBytes: Int
     /// How long shutdown waits for clients to acknowledge the close. Default 5 s.
     public var shutdownGracePeriod: Duration
     /// Connections open at once; one more is answered HTTP 503 and closed. Default 10,000.
@@ -40,6 +44,7 @@ public struct ServerConfiguration: Sendable {
         durability: SQLiteStoreConfiguration.Durability = .full,
         historyLimit: Int64 = 100_000,
         maxQueuedBytesPerConnection: Int = 64 << 20,
+        maxQueuedBytes: Int = ServerConfiguration.defaultMaxQueuedBytes,
         shutdownGracePeriod: Duration = .seconds(5),
         maxConnections: Int = 10_000,
         handshakeTimeout: Duration = .seconds(10),
@@ -54,10 +59,26 @@ public struct ServerConfiguration: Sendable {
         self.durability = durability
         self.historyLimit = historyLimit
         self.maxQueuedBytesPerConnection = maxQueuedBytesPerConnection
+        self.maxQueuedBytes = maxQueuedBytes
         self.shutdownGracePeriod = shutdownGracePeriod
         self.maxConnections = maxConnections
         self.handshakeTimeout = handshakeTimeout
         self.maxRequestHeadBytes = maxRequestHeadBytes
         self.pingInterval = pingInterval
     }
+}
+
+extension ServerConfiguration {
+    /// A quarter of the memory this process may use: the machine's physical memory, or the
+    /// cgroup's memory limit when that is lower (a container); 1 GiB if neither can be read.
+    public static let defaultMaxQueuedBytes: Int = {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES))
+        let pageSize = sysconf(Int32(_SC_PAGESIZE))
+        var memory = pages > 0 && pageSize > 0 ? pages * pageSize : 4 << 30
+        if let text = try? String(contentsOfFile: "/sys/fs/cgroup/memory.max", encoding: .utf8),
+           let limit = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), limit > 0 {
+            memory = min(memory, limit)
+        }
+        return memory / 4
+    }()
 }

@@ -21,7 +21,7 @@ public final class VersoServer: Sendable {
     public let configuration: ServerConfiguration
     /// The engine (exposed for tests and tools in the same process).
     public let engine: RecordEngine
-    private let registry = ConnectionRegistry()
+    private let registry: ConnectionRegistry
     private let logger: Logger
     private let onListening: @Sendable (Int) async -> Void
     private let serviceGroup: ServiceGroup
@@ -36,6 +36,7 @@ public final class VersoServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.onListening = onListening
+        self.registry = ConnectionRegistry(maxQueuedBytes: configuration.maxQueuedBytes)
         let store = SQLiteStore(
             configuration: SQLiteStoreConfiguration(
                 directory: configuration.dataDirectory,
@@ -68,6 +69,12 @@ public final class VersoServer: Sendable {
 
     /// Whether shutdown has committed every queued write (the engine's writer has stopped).
     public var hasDrained: Bool { engine.hasDrained }
+
+    /// Bytes queued for all clients now (for tests and metrics).
+    public var queuedBytes: Int { registry.queuedBytes }
+
+    /// Connections closed with 1008 so far because they did not read (either queue limit).
+    public var slowConnectionsClosed: Int { registry.slowConnectionsClosed }
 
     /// Begins a graceful shutdown, as SIGTERM does.
     public func triggerShutdown() async {

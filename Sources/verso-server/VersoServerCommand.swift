@@ -50,6 +50,9 @@ struct VersoServerCommand: AsyncParsableCommand {
     @Option(help: "Seconds between the server's pings; a client that leaves one unanswered that long is closed with 4001 [VERSO_PING_INTERVAL] (default 30).")
     var pingInterval: Double?
 
+    @Option(help: "Bytes queued for all clients together before those holding the most are disconnected with 1008 [VERSO_MAX_QUEUED_BYTES] (default a quarter of the machine's memory).")
+    var maxQueuedBytes: Int?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical [VERSO_LOG_LEVEL] (default info).")
     var logLevel: String?
 
@@ -76,7 +79,8 @@ struct VersoServerCommand: AsyncParsableCommand {
             allowForce: allowForce || ["1", "true", "yes"].contains(environment["VERSO_ALLOW_FORCE"]?.lowercased() ?? ""),
             maxMessageBytes: try setting(maxMessageBytes, "VERSO_MAX_MESSAGE_BYTES", { Int($0) }, default: 1 << 20),
             durability: durability,
-            historyLimit: try setting(history, "VERSO_HISTORY", { Int64($0) }, default: 100_000)
+            historyLimit: try setting(history, "VERSO_HISTORY", { Int64($0) }, default: 100_000),
+            maxQueuedBytes: try setting(maxQueuedBytes, "VERSO_MAX_QUEUED_BYTES", { Int($0) }, default: ServerConfiguration.defaultMaxQueuedBytes)
         )
         configuration.maxConnections = try setting(maxConnections, "VERSO_MAX_CONNECTIONS", { Int($0) }, default: 10_000)
         configuration.maxRequestHeadBytes = try setting(maxRequestHeadBytes, "VERSO_MAX_REQUEST_HEAD_BYTES", { Int($0) }, default: 16 << 10)
@@ -99,6 +103,7 @@ struct VersoServerCommand: AsyncParsableCommand {
         guard (0...65535).contains(configuration.port) else { throw ValidationError("port \(configuration.port) is not in 0...65535") }
         guard configuration.maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
         guard configuration.historyLimit >= 1 else { throw ValidationError("--history must be at least 1") }
+        guard configuration.maxQueuedBytes >= 1 << 20 else { throw ValidationError("--max-queued-bytes must be at least 1048576 (1 MiB)") }
 
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
