@@ -110,6 +110,7 @@ struct Connection {
                 }
                 outbox.send(Replies.snapshot(rid: rid, sub: nil, record: RecordSnapshot(key: key, version: stored.version, data: data)))
             case .subscribe(let filter, let since, let epoch):
+                guard subscriptions.count < RequestLimits.maxSubscriptionsPerConnection else { throw Self.tooManySubscriptions }
                 let start = try await engine.subscribe(filter, since: since, epoch: epoch, sink: outbox)
                 subscriptions.insert(start.id)
                 outbox.send(Replies.subscribed(rid: rid, sub: start.id, seq: start.seq, reset: start.reset, snapshots: start.snapshots.count))
@@ -133,6 +134,8 @@ struct Connection {
             outbox.send(Replies.error(rid: rid, error))
         }
     }
+
+    static let tooManySubscriptions = RequestError(.tooLarge, "this connection already holds \(RequestLimits.maxSubscriptionsPerConnection) subscriptions, the most one connection may hold: unsubscribe from one, or open another connection")
 
     /// Queues a write in the engine without waiting for its commit; its ack (or conflict) is
     /// sent when it is decided. A refusal waits for the writes before it, to keep reply order.
