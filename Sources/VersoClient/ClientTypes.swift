@@ -4,9 +4,9 @@ import VersoCore
 public struct Record: Sendable, Equatable {
     public var key: String
     public var version: Int64
-    public var data: [String: JSONValue]
+    public var data: JSONObject
 
-    public init(key: String, version: Int64, data: [String: JSONValue]) {
+    public init(key: String, version: Int64, data: JSONObject) {
         self.key = key
         self.version = version
         self.data = data
@@ -21,7 +21,7 @@ public struct RecordConflict: Sendable, Equatable, Error {
     /// The key's current version (0 if it never existed).
     public var version: Int64
     /// The current data; nil when the key is deleted or never existed.
-    public var data: [String: JSONValue]?
+    public var data: JSONObject?
     public var deleted: Bool
 }
 
@@ -35,8 +35,9 @@ public enum WriteOutcome: Sendable, Equatable {
 
 /// What a txn came to.
 public enum TxnOutcome: Sendable, Equatable {
-    /// Accepted: every named key's version afterwards.
-    case ack(seq: Int64, versions: [String: Int64])
+    /// Accepted: every named key's version afterwards (keys compared as UTF-8 bytes, so NFC
+    /// and NFD spellings of a key are two entries).
+    case ack(seq: Int64, versions: [BytewiseString: Int64])
     /// One or more bases were stale; nothing changed.
     case conflict([RecordConflict])
 }
@@ -62,8 +63,8 @@ public enum Lookup: Sendable, Equatable {
 /// One operation of a txn.
 public struct TxnOperation: Sendable, Equatable {
     public enum Action: Sendable, Equatable {
-        case put([String: JSONValue])
-        case patch([String: JSONValue])
+        case put(JSONObject)
+        case patch(JSONObject)
         case delete
         case check
     }
@@ -91,7 +92,7 @@ public enum SubscriptionEvent: Sendable, Equatable {
     /// Every snapshot of this start has been delivered; what follows is live.
     case synced
     /// A change: `data` nil when the key was deleted.
-    case update(key: String, version: Int64, seq: Int64, data: [String: JSONValue]?)
+    case update(key: String, version: Int64, seq: Int64, data: JSONObject?)
 }
 
 /// What the client observes about its connection.

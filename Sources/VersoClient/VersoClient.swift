@@ -200,7 +200,7 @@ public final class VersoClient: Sendable {
 
     /// Sends hello and resumes every subscription; then marks the connection ready.
     private func startSession() async throws {
-        var hello: [String: JSONValue] = ["type": .string("hello")]
+        var hello: JSONObject = ["type": .string("hello")]
         if let name = configuration.clientName { hello["client"] = .string(name) }
         let welcome = try await send(hello, waitForReady: false)
         guard welcome["type"]?.stringValue == "welcome", let session = welcome["session"]?.stringValue else {
@@ -318,7 +318,7 @@ public final class VersoClient: Sendable {
 
     /// Sends a request and returns the reply. `onReply` runs in the reader before any later message.
     private func send(
-        _ fields: [String: JSONValue],
+        _ fields: JSONObject,
         waitForReady: Bool = true,
         onReply: (@Sendable (JSONValue, inout State) -> Void)? = nil
     ) async throws -> JSONValue {
@@ -454,7 +454,7 @@ public final class VersoClient: Sendable {
         throw unexpected(reply)
     }
 
-    private func write(_ type: String, key: String, base: Int64?, extra: [String: JSONValue]) async throws -> WriteOutcome {
+    private func write(_ type: String, key: String, base: Int64?, extra: JSONObject) async throws -> WriteOutcome {
         var fields = extra
         fields["type"] = .string(type)
         fields["key"] = .string(key)
@@ -473,12 +473,12 @@ public final class VersoClient: Sendable {
     }
 
     /// Replaces the object at `key` if its version is `base` (nil: forced write).
-    public func put(_ key: String, base: Int64?, data: [String: JSONValue]) async throws -> WriteOutcome {
+    public func put(_ key: String, base: Int64?, data: JSONObject) async throws -> WriteOutcome {
         try await write("put", key: key, base: base, extra: ["data": .object(data)])
     }
 
     /// Applies an RFC 7396 merge patch to `key` if its version is `base` (nil: forced write).
-    public func patch(_ key: String, base: Int64?, patch: [String: JSONValue]) async throws -> WriteOutcome {
+    public func patch(_ key: String, base: Int64?, patch: JSONObject) async throws -> WriteOutcome {
         try await write("patch", key: key, base: base, extra: ["patch": .object(patch)])
     }
 
@@ -490,7 +490,7 @@ public final class VersoClient: Sendable {
 
     /// One page of live records under `prefix`, after `after`, and the cursor for the next page.
     public func list(prefix: String = "", after: String? = nil, limit: Int = 100) async throws -> (records: [Record], next: String?) {
-        var fields: [String: JSONValue] = ["type": .string("list"), "prefix": .string(prefix), "limit": .integer(Int64(limit))]
+        var fields: JSONObject = ["type": .string("list"), "prefix": .string(prefix), "limit": .integer(Int64(limit))]
         if let after { fields["after"] = .string(after) }
         let reply = try await send(fields)
         guard reply["type"]?.stringValue == "records", case .array(let items)? = reply["records"] else { throw unexpected(reply) }
@@ -512,7 +512,7 @@ public final class VersoClient: Sendable {
     /// Applies `operations` all or nothing.
     public func txn(_ operations: [TxnOperation]) async throws -> TxnOutcome {
         let ops: [JSONValue] = operations.map { operation in
-            var fields: [String: JSONValue] = ["key": .string(operation.key)]
+            var fields: JSONObject = ["key": .string(operation.key)]
             if let base = operation.base { fields["base"] = .integer(base) } else { fields["force"] = .bool(true) }
             switch operation.action {
             case .put(let data): fields["op"] = .string("put"); fields["data"] = .object(data)
@@ -557,9 +557,9 @@ public final class VersoClient: Sendable {
     }
 
     private func sendSubscribe(local: Int, filter: SubscriptionFilter, since: Int64?, epoch: String?, waitForReady: Bool) async throws {
-        var fields: [String: JSONValue] = ["type": .string("subscribe")]
+        var fields: JSONObject = ["type": .string("subscribe")]
         switch filter {
-        case .keys(let keys): fields["keys"] = .array(keys.sorted().map { .string($0) })
+        case .keys(let keys): fields["keys"] = .array(keys.sorted().map { .string($0.string) })
         case .prefix(let prefix): fields["prefix"] = .string(prefix)
         }
         if let since { fields["since"] = .integer(since) }

@@ -180,7 +180,7 @@ public final class Peer {
         var before: [JSONValue] = []
         while !waiting.isEmpty {
             let event = try await nextEvent()
-            if event["key"]?.str == barrierKey, let index = waiting.firstIndex(of: event["sub"]) {
+            if event["key"]?.str?.hasSameBytes(as: barrierKey) == true, let index = waiting.firstIndex(of: event["sub"]) {
                 waiting.remove(at: index)
             } else {
                 before.append(event)

@@ -62,12 +62,11 @@ public struct JSONWriter: Sendable {
             bytes.append(UInt8(ascii: "]"))
         case .object(let members):
             bytes.append(UInt8(ascii: "{"))
-            let names = members.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-            for (position, name) in names.enumerated() {
+            for (position, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
                 if position > 0 { bytes.append(UInt8(ascii: ",")) }
-                string(name)
+                string(member.key.string)
                 bytes.append(UInt8(ascii: ":"))
-                self.value(members[name]!)
+                self.value(member.value)
             }
             bytes.append(UInt8(ascii: "}"))
         }

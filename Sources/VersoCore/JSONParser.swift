@@ -10,8 +10,9 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 
 /// A strict RFC 8259 JSON parser over UTF-8 bytes.
 ///
-/// It rejects trailing garbage, duplicate object members, lone surrogates and nesting deeper
-/// than `maxDepth`, so no input can exhaust the stack.
+/// It rejects trailing garbage, duplicate object members (names with the same UTF-8 bytes:
+/// NFC and NFD spellings of a name are two members), lone surrogates and nesting deeper than
+/// `maxDepth`, so no input can exhaust the stack.
 public struct JSONParser {
     /// Deepest nesting of arrays and objects accepted in a client's message.
     public static let maxDepth = 64
@@ -93,7 +94,7 @@ public struct JSONParser {
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         guard depth <= depthLimit else { throw error("nesting deeper than \(depthLimit) levels") }
         index += 1
-        var members: [String: JSONValue] = [:]
+        var members: JSONObject = [:]
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -110,7 +111,7 @@ public struct JSONParser {
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            guard members.updateValue(value, forKey: name) == nil else {
+            guard members.updateValue(value, forKey: BytewiseString(name)) == nil else {
                 throw error("duplicate member \"\(name)\"")
             }
             skipWhitespace()

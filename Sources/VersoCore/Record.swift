@@ -5,9 +5,9 @@ public struct RecordState: Sendable, Equatable {
     /// The version: 1 for the first accepted change, one more for each change after it.
     public var version: Int64
     /// The JSON object, or `nil` when the key is deleted (a tombstone).
-    public var data: [String: JSONValue]?
+    public var data: JSONObject?
 
-    public init(version: Int64, data: [String: JSONValue]?) {
+    public init(version: Int64, data: JSONObject?) {
         self.version = version
         self.data = data
     }

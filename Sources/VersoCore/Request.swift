@@ -1,14 +1,14 @@
 /// Which records a subscription follows.
 public enum SubscriptionFilter: Sendable, Equatable {
-    /// These exact keys.
-    case keys(Set<String>)
+    /// These exact keys (compared as UTF-8 bytes).
+    case keys(Set<BytewiseString>)
     /// Every key that starts with this prefix (compared as UTF-8 bytes; "" matches all).
     case prefix(String)
 
     /// Whether a change to `key` is delivered to the subscription.
     public func matches(_ key: String) -> Bool {
         switch self {
-        case .keys(let keys): keys.contains(key)
+        case .keys(let keys): keys.contains(BytewiseString(key))
         case .prefix(let prefix): RecordKey.key(key, hasPrefix: prefix)
         }
     }
@@ -45,6 +45,8 @@ public enum RequestLimits {
     public static let maxTxnOps = 1000
     /// Most keys in one `subscribe`.
     public static let maxSubscribeKeys = 1000
+    /// Most subscriptions one connection may hold at once; one more is refused with `too_large`.
+    public static let maxSubscriptionsPerConnection = 1000
     /// Records per `list` page when `limit` is not given.
     public static let defaultListLimit = 100
     /// Largest `limit` a `list` may ask for.
@@ -82,7 +84,7 @@ extension Request {
         }
     }
 
-    static func parse(fields: [String: JSONValue]) throws(RequestError) -> Request {
+    static func parse(fields: JSONObject) throws(RequestError) -> Request {
         guard let typeValue = fields["type"] else { throw .badRequest("missing \"type\"") }
         guard case .string(let type) = typeValue else { throw .badRequest("\"type\" must be a string") }
         let reader = FieldReader(fields: fields, context: type)
@@ -101,7 +103,7 @@ extension Request {
                 throw RequestError(.tooLarge, "txn: at most \(RequestLimits.maxTxnOps) ops are allowed in one txn")
             }
             var operations: [WriteOperation] = []
-            var seen = Set<String>()
+            var seen = Set<BytewiseString>()
             for (index, op) in ops.enumerated() {
                 guard case .object(let opFields) = op else { throw .badRequest("txn: ops[\(index)] must be an object") }
                 let opReader = FieldReader(fields: opFields, context: "txn ops[\(index)]")
@@ -110,7 +112,7 @@ extension Request {
                     throw .badRequest("txn ops[\(index)]: \"op\" must be one of put, patch, delete, check")
                 }
                 let operation = try opReader.operation(type: opType)
-                guard seen.insert(operation.key).inserted else {
+                guard seen.insert(BytewiseString(operation.key)).inserted else {
                     throw .badRequest("txn ops[\(index)]: key \"\(operation.key)\" appears more than once in the txn")
                 }
                 operations.append(operation)
@@ -129,11 +131,11 @@ extension Request {
                 guard keys.count <= RequestLimits.maxSubscribeKeys else {
                     throw RequestError(.tooLarge, "subscribe: at most \(RequestLimits.maxSubscribeKeys) keys are allowed in one subscription")
                 }
-                var set = Set<String>()
+                var set = Set<BytewiseString>()
                 for key in keys {
                     guard case .string(let text) = key else { throw .badRequest("subscribe: every key must be a string") }
                     if let problem = RecordKey.problem(with: text) { throw .badRequest("subscribe: \(problem)") }
-                    set.insert(text)
+                    set.insert(BytewiseString(text))
                 }
                 return .subscribe(.keys(set), since: since, epoch: epoch)
             case (nil, .some):
@@ -158,7 +160,7 @@ extension Request {
 
 /// Reads typed fields out of a request object, with errors that name the field.
 private struct FieldReader {
-    let fields: [String: JSONValue]
+    let fields: JSONObject
     let context: String
 
     func key(_ name: String) throws(RequestError) -> String {
@@ -190,7 +192,7 @@ private struct FieldReader {
         return integer
     }
 
-    func object(_ name: String) throws(RequestError) -> [String: JSONValue] {
+    func object(_ name: String) throws(RequestError) -> JSONObject {
         guard let value = fields[name] else { throw .badRequest("\(context): missing \"\(name)\"") }
         guard case .object(let members) = value else { throw .badRequest("\(context): \"\(name)\" must be a JSON object") }
         return members

@@ -1,9 +1,9 @@
 /// What a write operation does to its key.
 public enum WriteAction: Sendable, Equatable {
     /// Replace the whole object.
-    case put([String: JSONValue])
+    case put(JSONObject)
     /// Apply an RFC 7396 merge patch (always an object).
-    case patch([String: JSONValue])
+    case patch(JSONObject)
     /// Leave a tombstone.
     case delete
     /// Change nothing, only require the version (a txn op).

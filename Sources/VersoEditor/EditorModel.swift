@@ -14,9 +14,9 @@ public struct EditorRecord: Sendable, Equatable {
     public var key: String
     public var version: Int64
     /// The fields; nil once the record is deleted.
-    public var data: [String: JSONValue]?
+    public var data: JSONObject?
 
-    public init(key: String, version: Int64, data: [String: JSONValue]?) {
+    public init(key: String, version: Int64, data: JSONObject?) {
         self.key = key
         self.version = version
         self.data = data
@@ -52,9 +52,9 @@ public enum EditorEvent: Sendable, Equatable {
 /// Work the editor asks its host to do.
 public enum EditorEffect: Sendable, Equatable {
     /// Merge-patch `key` on `base` (nil: a forced write).
-    case patch(key: String, base: Int64?, patch: [String: JSONValue])
+    case patch(key: String, base: Int64?, patch: JSONObject)
     /// Create `key` (base 0).
-    case create(key: String, data: [String: JSONValue])
+    case create(key: String, data: JSONObject)
     case delete(key: String, base: Int64)
     case quit
 }

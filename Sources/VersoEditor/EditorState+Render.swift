@@ -76,12 +76,12 @@ extension EditorState {
             return (lines, nil)
         }
         let rows = max(1, height - 4)
-        let selectedIndex = selectedKey.flatMap { keys.firstIndex(of: $0) } ?? 0
+        let selectedIndex = selectedKey.flatMap(Self.position(in: keys)) ?? 0
         let top = min(max(0, selectedIndex - rows + 1), max(0, keys.count - rows)) > 0 ? max(0, selectedIndex - rows + 1) : 0
         var cursor: (row: Int, column: Int)?
         for key in keys.dropFirst(top).prefix(rows) {
             guard let record = records[key] else { continue }
-            let isSelected = key == selectedKey
+            let isSelected = selectedKey?.hasSameBytes(as: key) == true
             let rowStyle: Style = record.isDeleted ? .deleted : markedRows[key] != nil ? .added : pending[key] != nil ? .dim : .normal
             var line = [
                 Segment(isSelected ? ">" : " ", isSelected ? .selected : rowStyle),
@@ -95,7 +95,7 @@ extension EditorState {
                 var style = rowStyle
                 if isChanged(key, field) { style = .changed }
                 if isSelected, index == selectedField { style = .selected }
-                if case .editing(let edit) = mode, edit.key == key, edit.field == field {
+                if case .editing(let edit) = mode, edit.key.hasSameBytes(as: key), edit.field.hasSameBytes(as: field) {
                     text = edit.text
                     style = .input
                     cursor = (lines.count + 1, column + 1 + min(text.count, fieldWidths[index] - 1))
@@ -116,9 +116,9 @@ extension EditorState {
             [],
             [Segment(" " + Self.pad("field", 16) + " " + Self.pad("yours", 28) + " " + Self.pad("theirs", 28), .header)],
         ]
-        let fields = Set(theirs.data?.keys ?? [:].keys).union([conflict.field]).sorted()
+        let fields = Set(theirs.data?.keys ?? [:].keys).union([BytewiseString(conflict.field)]).sorted().map(\.string)
         for field in fields {
-            let isMine = field == conflict.field
+            let isMine = field.hasSameBytes(as: conflict.field)
             let mine = isMine ? CellText.display(conflict.mine) : CellText.display(theirs.data?[field])
             let current = theirs.isDeleted ? "(deleted)" : CellText.display(theirs.data?[field])
             lines.append([
@@ -165,6 +165,6 @@ extension EditorState {
 extension EditorState {
     /// Whether a cell was recently changed by someone else.
     public func isChanged(_ key: String, _ field: String) -> Bool {
-        changedCells["\(key)\u{0}\(field)"] != nil
+        changedCells[Self.cell(key, field)] != nil
     }
 }

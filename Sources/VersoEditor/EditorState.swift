@@ -2,6 +2,9 @@ import VersoCore
 
 /// The live editor as a pure state machine: `handle` takes an event and returns the work to do;
 /// `render` draws the current state. No I/O, no clock: time arrives as `tick` events.
+///
+/// Keys and field names are told apart by their UTF-8 bytes, as the server does: NFC "é" and
+/// NFD "e\u{301}" are two rows (or two columns), never one.
 public struct EditorState: Sendable {
     /// An edit the user is typing.
     public struct Edit: Sendable, Equatable {
@@ -40,12 +43,12 @@ public struct EditorState: Sendable {
 
     public let prefix: String
     public let server: String
-    public private(set) var records: [String: EditorRecord] = [:]
+    public private(set) var records: [BytewiseString: EditorRecord] = [:]
     public private(set) var mode: Mode = .browse
     public private(set) var filter = ""
     public private(set) var selectedKey: String?
     public private(set) var selectedField = 0
-    public private(set) var pending: [String: PendingSave] = [:]
+    public private(set) var pending: [BytewiseString: PendingSave] = [:]
     public private(set) var message: (text: String, style: Style)?
     public private(set) var connected = false
     public private(set) var connectionText = "connecting"
@@ -56,11 +59,11 @@ public struct EditorState: Sendable {
     private var now: Double = 0
     private var messageExpiry: Double = .infinity
     /// Cells changed by others, with when the highlight ends.
-    private(set) var changedCells: [String: Double] = [:]
+    private(set) var changedCells: [BytewiseString: Double] = [:]
     /// Rows added or deleted recently, with when the mark ends.
-    private(set) var markedRows: [String: Double] = [:]
+    private(set) var markedRows: [BytewiseString: Double] = [:]
     /// (key, version) pairs this editor wrote, so their updates are not announced as others'.
-    private var ownVersions: Set<String> = []
+    private var ownVersions: Set<BytewiseString> = []
     private var scrollRow = 0
     private var scrollField = 0
 
@@ -85,10 +88,10 @@ public struct EditorState: Sendable {
 
     /// Field names shown as columns: every field of every shown record, sorted.
     public var columns: [String] {
-        var names = Set<String>()
+        var names = Set<BytewiseString>()
         for key in visibleKeys { names.formUnion(records[key]?.data?.keys ?? [:].keys) }
-        if case .editing(let edit) = mode { names.insert(edit.field) }
-        return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        if case .editing(let edit) = mode { names.insert(BytewiseString(edit.field)) }
+        return names.sorted().map(\.string)
     }
 
     /// The field under the cursor.
@@ -99,10 +102,10 @@ public struct EditorState: Sendable {
 
     private func isInUse(_ key: String) -> Bool {
         switch mode {
-        case .editing(let edit): edit.key == key
-        case .confirmDelete(let target): target == key
-        case .conflict(let conflict): conflict.key == key
-        default: selectedKey == key
+        case .editing(let edit): edit.key.hasSameBytes(as: key)
+        case .confirmDelete(let target): target.hasSameBytes(as: key)
+        case .conflict(let conflict): conflict.key.hasSameBytes(as: key)
+        default: selectedKey?.hasSameBytes(as: key) == true
         }
     }
 
@@ -149,7 +152,7 @@ public struct EditorState: Sendable {
             self.allowsForce = allowsForce
         case .saved(let key, let version):
             pending[key] = nil
-            ownVersions.insert("\(key)@\(version)")
+            ownVersions.insert(BytewiseString("\(key)@\(version)"))
             say("saved \(key) (version \(version))")
         case .conflict(let current):
             return handleConflict(current)
@@ -168,12 +171,12 @@ public struct EditorState: Sendable {
     private mutating func applyUpdate(_ record: EditorRecord) {
         let previous = records[record.key]
         records[record.key] = record
-        let own = ownVersions.remove("\(record.key)@\(record.version)") != nil
+        let own = ownVersions.remove(BytewiseString("\(record.key)@\(record.version)")) != nil
         var changedFields: [String] = []
         if let data = record.data {
             let old = previous?.data ?? [:]
-            changedFields = Set(data.keys).union(old.keys).filter { data[$0] != old[$0] }.sorted()
-            for field in changedFields { changedCells["\(record.key)\u{0}\(field)"] = now + Self.highlightSeconds }
+            changedFields = Set(data.keys).union(old.keys).filter { data[$0] != old[$0] }.sorted().map(\.string)
+            for field in changedFields { changedCells[Self.cell(record.key, field)] = now + Self.highlightSeconds }
             if previous?.data == nil { markedRows[record.key] = now + Self.highlightSeconds }
         } else {
             markedRows[record.key] = now + Self.highlightSeconds + 1
@@ -186,7 +189,7 @@ public struct EditorState: Sendable {
         }
         // An edit in progress keeps the version the user started from: its save will come back
         // as a conflict, shown beside the new state, rather than silently overwrite this change.
-        if case .editing(let edit) = mode, edit.key == record.key, !own {
+        if case .editing(let edit) = mode, edit.key.hasSameBytes(as: record.key), !own {
             say("someone else \(record.isDeleted ? "deleted" : "changed") \(record.key) while you edit it: saving will show what changed", .error)
         }
     }
@@ -194,7 +197,7 @@ public struct EditorState: Sendable {
     private mutating func handleConflict(_ current: EditorRecord) -> [EditorEffect] {
         let key = current.key
         records[key] = current
-        guard let save = pending.removeValue(forKey: key) else { return [] }
+        guard let save = pending.removeValue(forKey: BytewiseString(key)) else { return [] }
         if let field = save.field, let value = save.value {
             mode = .conflict(Conflict(key: key, field: field, mine: value, base: save.base, theirs: current))
             say("\(key) changed since version \(save.base): choose how to resolve", .error, seconds: .infinity)
@@ -219,7 +222,7 @@ public struct EditorState: Sendable {
                 guard records[edit.key]?.data?[edit.field] != value else { return [] }
                 pending[edit.key] = PendingSave(field: edit.field, value: value, base: edit.base)
                 say("saving \(edit.key).\(edit.field)…")
-                return [.patch(key: edit.key, base: edit.base, patch: [edit.field: value])]
+                return [.patch(key: edit.key, base: edit.base, patch: [BytewiseString(edit.field): value])]
             default:
                 edit.text = Self.edited(edit.text, key)
                 mode = .editing(edit)
@@ -283,7 +286,7 @@ public struct EditorState: Sendable {
     }
 
     private mutating func conflictKey(_ key: Key, _ conflict: Conflict) -> [EditorEffect] {
-        let patch = [conflict.field: conflict.mine]
+        let patch: JSONObject = [BytewiseString(conflict.field): conflict.mine]
         switch key {
         case .character("t"), .escape:
             mode = .browse
@@ -307,7 +310,7 @@ public struct EditorState: Sendable {
 
     private mutating func browseKey(_ key: Key) -> [EditorEffect] {
         let keys = visibleKeys
-        let index = selectedKey.flatMap { keys.firstIndex(of: $0) }
+        let index = selectedKey.flatMap(Self.position(in: keys))
         let pageRows = max(1, tableRows - 1)
         func select(_ position: Int) {
             guard !keys.isEmpty else { return }
@@ -345,6 +348,16 @@ public struct EditorState: Sendable {
         return []
     }
 
+    /// Finds a key in `keys` by its bytes.
+    static func position(in keys: [String]) -> (String) -> Int? {
+        { key in keys.firstIndex { $0.hasSameBytes(as: key) } }
+    }
+
+    /// The `changedCells` entry of one field of one record (a key holds no U+0000).
+    static func cell(_ key: String, _ field: String) -> BytewiseString {
+        BytewiseString("\(key)\u{0}\(field)")
+    }
+
     private static func edited(_ text: String, _ key: Key) -> String {
         switch key {
         case .backspace: String(text.dropLast())
@@ -360,7 +373,7 @@ public struct EditorState: Sendable {
 
     private mutating func keepSelectionVisible() {
         let keys = visibleKeys
-        if let selectedKey, let index = keys.firstIndex(of: selectedKey) {
+        if let selectedKey, let index = Self.position(in: keys)(selectedKey) {
             if index < scrollRow { scrollRow = index }
             if index >= scrollRow + tableRows { scrollRow = index - tableRows + 1 }
         } else {

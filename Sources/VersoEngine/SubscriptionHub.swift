@@ -10,6 +10,10 @@ import VersoCore
 /// also skips every change at or before the snapshot's seq. Changes are published in seq order
 /// by the engine's writer, so every subscription sees them in seq order with no gap and no
 /// duplicate.
+///
+/// Keys and prefixes are matched by their UTF-8 bytes (a subscription to NFC "é" never sees a
+/// change to NFD "e\u{301}"), and finding a change's prefix subscriptions walks the key's bytes
+/// in a trie, so it costs the same however many prefixes other connections follow.
 final class SubscriptionHub: Sendable {
     private struct Subscription {
         let filter: SubscriptionFilter
@@ -24,9 +28,9 @@ final class SubscriptionHub: Sendable {
         var nextID: Int64 = 1
         var subscriptions: [Int64: Subscription] = [:]
         /// Subscriptions by exact key.
-        var byKey: [String: Set<Int64>] = [:]
+        var byKey: [BytewiseString: Set<Int64>] = [:]
         /// Subscriptions by prefix.
-        var byPrefix: [String: Set<Int64>] = [:]
+        var byPrefix = PrefixIndex<Int64>()
     }
 
     private let state = Mutex(State())
@@ -41,7 +45,7 @@ final class SubscriptionHub: Sendable {
             case .keys(let keys):
                 for key in keys { state.byKey[key, default: []].insert(id) }
             case .prefix(let prefix):
-                state.byPrefix[prefix, default: []].insert(id)
+                state.byPrefix.insert(id, prefix: prefix)
             }
             return id
         }
@@ -73,8 +77,7 @@ final class SubscriptionHub: Sendable {
                     if state.byKey[key]?.isEmpty == true { state.byKey[key] = nil }
                 }
             case .prefix(let prefix):
-                state.byPrefix[prefix]?.remove(id)
-                if state.byPrefix[prefix]?.isEmpty == true { state.byPrefix[prefix] = nil }
+                state.byPrefix.remove(id, prefix: prefix)
             }
             return true
         }
@@ -90,10 +93,8 @@ final class SubscriptionHub: Sendable {
             guard !state.subscriptions.isEmpty else { return }
             for change in changes {
                 var targets: [Int64] = []
-                if let ids = state.byKey[change.key] { targets.append(contentsOf: ids) }
-                for (prefix, ids) in state.byPrefix where RecordKey.key(change.key, hasPrefix: prefix) {
-                    targets.append(contentsOf: ids)
-                }
+                if !state.byKey.isEmpty, let ids = state.byKey[BytewiseString(change.key)] { targets.append(contentsOf: ids) }
+                state.byPrefix.forEachMatch(of: change.key) { targets.append($0) }
                 guard !targets.isEmpty else { continue }
                 var encoded: EncodedUpdate?
                 for id in targets {

@@ -60,7 +60,7 @@ enum SQLiteQueries {
         }
     }
 
-    static func decodeObject(_ bytes: [UInt8], key: String) throws -> [String: JSONValue] {
+    static func decodeObject(_ bytes: [UInt8], key: String) throws -> JSONObject {
         let value = try bytes.withUnsafeBufferPointer { try JSONParser.parse($0) }
         guard case .object(let members) = value else {
             throw SQLiteStoreError("stored data for key \"\(key)\" is not a JSON object")

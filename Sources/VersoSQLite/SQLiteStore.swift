@@ -132,8 +132,8 @@ public final class SQLiteStore: RecordStore {
                 case .prefix(let prefix):
                     records = try SQLiteQueries.scan(prefix: prefix, after: nil, limit: Int.max, in: connection)
                 case .keys(let keys):
-                    records = try keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.compactMap { key in
-                        try SQLiteQueries.snapshot(of: key, in: connection)
+                    records = try keys.sorted().compactMap { key in
+                        try SQLiteQueries.snapshot(of: key.string, in: connection)
                     }
                 }
                 return StoreSnapshot(records: records, seq: seq)

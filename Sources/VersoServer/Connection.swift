@@ -116,6 +116,7 @@ struct Connection {
                 }
                 outbox.send(Replies.snapshot(rid: rid, sub: nil, record: RecordSnapshot(key: key, version: stored.version, data: data)))
             case .subscribe(let filter, let since, let epoch):
+                guard subscriptions.count < RequestLimits.maxSubscriptionsPerConnection else { throw Self.tooManySubscriptions }
                 // Live updates wait in the lane, counted against this connection's limit, until
                 // the starting records are queued: they go out as the client reads them.
                 let lane = outbox.makeLane()
@@ -145,6 +146,8 @@ struct Connection {
             outbox.send(Replies.error(rid: rid, error))
         }
     }
+
+    static let tooManySubscriptions = RequestError(.tooLarge, "this connection already holds \(RequestLimits.maxSubscriptionsPerConnection) subscriptions, the most one connection may hold: unsubscribe from one, or open another connection")
 
     /// Queues a write in the engine without waiting for its commit; its ack (or conflict) is
     /// sent when it is decided. A refusal waits for the writes before it, to keep reply order.

@@ -29,6 +29,11 @@ struct VersoLoadCommand: AsyncParsableCommand {
           connections  C idle connections subscribed to one shared key: server
                        RSS per connection (with --server-pid), then the time
                        one change takes to reach all C.
+          subflood     C idle connections each holding --subscriptions S
+                       prefix subscriptions that no write matches, while
+                       --writers W connections do compare-and-set puts on
+                       keys of their own: put latency and writes/s (run with
+                       --subscriptions 0 for the baseline).
 
         Closed or open loop: by default each connection sends its next request
         when the last reply is in (closed loop). --rate R (cas, mixed, fanout)
@@ -38,7 +43,7 @@ struct VersoLoadCommand: AsyncParsableCommand {
         percentiles (no coordinated omission, as in wrk2). The report gives
         the target and the rate achieved.
 
-        Timed runs (cas, mixed, fanout) last --warmup plus --duration seconds;
+        Timed runs (cas, mixed, fanout, subflood) last --warmup plus --duration seconds;
         nothing done in the warm-up counts in the figures, and server CPU is
         sampled over the measured window only.
 
@@ -50,7 +55,7 @@ struct VersoLoadCommand: AsyncParsableCommand {
         hard limit at start (one descriptor per connection). The exit status
         is 1 when any error or failed check occurred.
         """,
-        subcommands: [CAS.self, Mixed.self, Counter.self, Fanout.self, Connections.self]
+        subcommands: [CAS.self, Mixed.self, Counter.self, Fanout.self, Connections.self, Subflood.self]
     )
 }
 
@@ -215,6 +220,28 @@ struct Fanout: AsyncParsableCommand {
 
     func run() async throws {
         try await common.run({ await Scenarios.fanout($0, writers: writers, subscribers: subscribers) }, rate: pacing.rate)
+    }
+}
+
+struct Subflood: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "subflood",
+        abstract: "Writes on own keys while idle connections hold many prefix subscriptions that match none of them."
+    )
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var pacing: RateOptions
+    @Option(help: "Writer connections, one key each.")
+    var writers = 4
+    @Option(help: "Prefix subscriptions each idle connection (--connections) holds (0 to 1000, the server's limit per connection).")
+    var subscriptions = 1000
+
+    func validate() throws {
+        guard writers > 0 else { throw ValidationError("--writers must be at least 1") }
+        guard (0...1000).contains(subscriptions) else { throw ValidationError("--subscriptions must be 0 to 1000") }
+    }
+
+    func run() async throws {
+        try await common.run({ await Scenarios.subflood($0, writers: writers, subscriptions: subscriptions) }, rate: pacing.rate)
     }
 }
 

@@ -118,7 +118,7 @@ struct Watch: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let filter: SubscriptionFilter = prefix.map { .prefix($0) } ?? .keys(Set(keys))
+        let filter: SubscriptionFilter = prefix.map { .prefix($0) } ?? .keys(Set(keys.map { BytewiseString($0) }))
         try await connection.withClient(reconnect: true) { client in
             let stream = try await client.subscribe(filter)
             var started = false

@@ -116,7 +116,7 @@ func printJSON(_ value: JSONValue) {
 }
 
 /// Reads a JSON object from an argument: inline JSON, `@file`, or `-` for standard input.
-func readObject(_ argument: String, what: String) throws -> [String: JSONValue] {
+func readObject(_ argument: String, what: String) throws -> JSONObject {
     let text: String
     if argument == "-" {
         text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)

@@ -103,6 +103,51 @@ extension ConformanceSuite {
                 }
             }
         },
+        ConformanceCase("2 data model: keys and member names that differ only by Unicode normalization are distinct") { context in
+            // NFC "é" (C3 A9) and NFD "e" + U+0301 (65 CC 81) are canonically equivalent but different bytes.
+            let (nfc, nfd) = ("\u{E9}", "e\u{301}")
+            let (composed, decomposed) = (context.key(nfc), context.key(nfd))
+            func bytes(_ value: JSONValue?) -> String { text(Array((value?.str ?? "").utf8)) }
+            try await context.connect { writer in
+                let ack = try await writer.request(#"""
+                    {"type":"txn","ops":[{"op":"put","key":\#(quoted(composed)),"base":0,"data":{"form":"nfc"}},\#
+                    {"op":"put","key":\#(quoted(decomposed)),"base":0,"data":{"form":"nfd"}}]}
+                    """#)
+                try expectType(ack, "ack", "a txn putting both spellings of a key (two keys, not one named twice)")
+                try expectEqual(ack["versions"]?.objectValue?.count, 2, "entries in the txn's versions")
+                try expectEqual(try await writer.get(decomposed)["data"], .literal(#"{"form":"nfd"}"#), "the data of the NFD key")
+                try expectEqual(try await writer.get(composed)["data"], .literal(#"{"form":"nfc"}"#), "the data of the NFC key")
+                // The same bytes as `composed`, written with a \u escape.
+                let escapedNFC = String(quoted(context.prefix).dropLast()) + #"\u00e9""#
+                let twice = try await writer.request(#"""
+                    {"type":"txn","rid":"twice","ops":[{"op":"check","key":\#(quoted(composed)),"base":1},{"op":"check","key":\#(escapedNFC),"base":1}]}
+                    """#)
+                try expectError(twice, code: "bad_request", rid: .string("twice"), "a txn naming the same key bytes twice (once escaped)")
+                let (_, snapshots) = try await writer.subscribe(#"{"type":"subscribe","keys":[\#(quoted(composed)),\#(quoted(decomposed))]}"#)
+                try expectEqual(snapshots.map { bytes($0["key"]) }, [bytes(.string(decomposed)), bytes(.string(composed))], "the snapshots of a subscribe naming both keys, in byte order")
+
+                let member = context.key("members")
+                try await writer.put(member, base: 0, data: #"{\#(quoted(nfc)):"composed",\#(quoted(nfd)):"decomposed"}"#)
+                let both = try expectType(try await writer.get(member), "snapshot", "get a record with both spellings of a member name")
+                try expectEqual(both["data"]?.objectValue?.count, 2, "members of an object with both spellings of a name")
+                try await writer.patch(member, base: 1, patch: #"{\#(quoted(nfc)):null}"#)
+                let patched = try expectType(try await writer.get(member), "snapshot", "get the record after the merge patch")
+                try expectEqual(patched["data"]?.encodedString.utf8.map { $0 }, Array(#"{\#(quoted(nfd)):"decomposed"}"#.utf8), "the data after a merge patch removing the NFC member")
+            }
+            // Each prefix subscription gets the changes under its own bytes and no other, whichever subscribed first.
+            try await context.connect { first in
+                try await context.connect { second in
+                    let firstSub = try await first.subscribe(prefix: composed).reply["sub"]
+                    let secondSub = try await second.subscribe(prefix: decomposed).reply["sub"]
+                    try await second.put(decomposed, base: 1, data: #"{"form":"nfd","n":2}"#)
+                    try await first.put(composed, base: 1, data: #"{"form":"nfc","n":2}"#)
+                    let toFirst = try await first.events(before: context.freshKey(nfc), subs: [firstSub])
+                    let toSecond = try await second.events(before: context.freshKey(nfd), subs: [secondSub])
+                    try expectEqual(toFirst.map { bytes($0["key"]) }, [bytes(.string(composed))], "the updates of the subscription to the NFC prefix")
+                    try expectEqual(toSecond.map { bytes($0["key"]) }, [bytes(.string(decomposed))], "the updates of the subscription to the NFD prefix, made second")
+                }
+            }
+        },
     ]
 
     /// Bytes shown as text (invalid UTF-8 replaced), for comparing keys byte by byte.

@@ -20,7 +20,7 @@ extension ConformanceSuite {
                 try expectEqual(reply["rid"], .integer(6), "the ack's rid")
                 let seq = try require(reply["seq"]?.int, "the txn's ack has no integer seq: \(describe(reply))")
                 try expect(seq > last.seq, "the txn's seq \(seq) is not higher than the seq \(last.seq) acknowledged before it")
-                let expected: [String: JSONValue] = [a: .integer(1), b: .integer(3), c: .integer(2), d: .integer(4)]
+                let expected: JSONObject = [BytewiseString(a): .integer(1), BytewiseString(b): .integer(3), BytewiseString(c): .integer(2), BytewiseString(d): .integer(4)]
                 try expectEqual(reply["versions"], .object(expected), "the versions in the txn's ack")
                 try expectEqual(try await peer.get(a)["data"], .literal(#"{"x":1}"#), "the data the txn put")
                 try expectEqual(try await peer.get(b)["data"], .literal(#"{"y":1,"z":2}"#), "the data the txn patched")
@@ -104,7 +104,7 @@ extension ConformanceSuite {
                 let seq = try require(reply["seq"]?.int, "the ack has no integer seq: \(describe(reply))")
                 let welcome = try require(try await peer.hello()["seq"]?.int, "welcome has no seq")
                 try expect(seq >= ack.seq && seq <= welcome, "the checks' seq \(seq) is not the current seq (between \(ack.seq), acknowledged before, and \(welcome), reported after)")
-                try expectEqual(reply["versions"], .object([a: .integer(1), none: .integer(0)]), "the versions in the ack of checks")
+                try expectEqual(reply["versions"], .object([BytewiseString(a): .integer(1), BytewiseString(none): .integer(0)]), "the versions in the ack of checks")
                 let stale = try await peer.request(#"{"type":"txn","ops":[{"op":"check","key":\#(quoted(a)),"base":0}]}"#)
                 try expectType(stale, "conflict", "a check that does not hold")
             }
