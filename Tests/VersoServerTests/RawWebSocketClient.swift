@@ -129,7 +129,7 @@ final class RawWebSocketClient: Sendable {
     private func waitForInbox(_ what: String, timeout: Duration = .seconds(10), _ condition: @escaping @Sendable (Received) -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while !inbox.state.withLock({ condition($0) }) {
-            guard ContinuousClock.now < deadline else { throw TestFailure("no \(what) within \(timeout)") }
+            guard ContinuousClock.now < deadline else { throw TestFailure("\(what) did not come within \(timeout)") }
             try await Task.sleep(for: .milliseconds(5))
         }
     }
