@@ -139,9 +139,16 @@ public final class VersoServer: Sendable {
                 let closing = ClosingFlag()
                 try channel.pipeline.syncOperations.addHandler(WebSocketGuardInstaller(settings: settings, closing: closing))
                 return .upgrade([:]) { inbound, outbound, _ in
-                    try await channel.eventLoop.submit {
-                        try WebSocketGuard.installIfNeeded(on: channel.pipeline.syncOperations, settings: settings, closing: closing)
-                    }.get()
+                    // For a client that has sent nothing yet (the installer puts it in place before
+                    // the first frame otherwise): its pings and the closing timeout need the guard.
+                    channel.eventLoop.execute {
+                        do {
+                            try WebSocketGuard.installIfNeeded(on: channel.pipeline.syncOperations, settings: settings, closing: closing)
+                        } catch {
+                            logger.warning("could not install the WebSocket guard; closing", metadata: ["verso.error": "\(error)"])
+                            channel.close(promise: nil)
+                        }
+                    }
                     try await connection.run(inbound: inbound, outbound: outbound, channel: channel, compression: compression, closing: closing)
                 }
             }

@@ -24,10 +24,11 @@ struct HandshakeTests {
         "GET /v1/w",
     ])
     func partialRequest(request: String) async throws {
-        try await TestServer.with(configure: { $0.handshakeTimeout = .milliseconds(500) }) { server in
+        // Long enough that even a loaded machine reads the half request before the timeout.
+        try await TestServer.with(configure: { $0.handshakeTimeout = .milliseconds(1500) }) { server in
             try await RawSocket.with(port: server.port) { socket in
                 try await socket.write(request)
-                #expect(try await socket.wait { $0.isClosed }, "the half request is still held")
+                #expect(try await socket.wait(timeout: .seconds(8)) { $0.isClosed }, "the half request is still held")
                 #expect(socket.text.hasPrefix("HTTP/1.1 408"), "answered \(socket.text)")
             }
         }
@@ -35,9 +36,9 @@ struct HandshakeTests {
 
     @Test("a WebSocket that upgraded in time stays open past the handshake timeout")
     func upgradedStaysOpen() async throws {
-        try await TestServer.with(configure: { $0.handshakeTimeout = .milliseconds(300) }) { server in
+        try await TestServer.with(configure: { $0.handshakeTimeout = .milliseconds(1500) }) { server in
             try await TestClient.with(url: server.url) { client in
-                try await Task.sleep(for: .milliseconds(600))
+                try await Task.sleep(for: .milliseconds(2000))
                 #expect(try await put(client, uniqueKey(), base: 0) == 1)
             }
         }
