@@ -66,9 +66,11 @@ struct VersoServerCommand: AsyncParsableCommand {
             durability: durability,
             historyLimit: try setting(history, "VERSO_HISTORY", { Int64($0) }, default: 100_000)
         )
-        guard (0...65535).contains(configuration.port) else { throw ValidationError("port \(configuration.port) is not in 0...65535") }
-        guard configuration.maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
-        guard configuration.historyLimit >= 1 else { throw ValidationError("--history must be at least 1") }
+        do {
+            try configuration.validate()
+        } catch {
+            throw ValidationError(error.description)
+        }
 
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
