@@ -85,6 +85,9 @@ public final class RecordEngine: Sendable {
     /// Whether the engine still takes requests.
     public var isAccepting: Bool { pipeline.withLock { $0.accepting } }
 
+    /// Writes queued and not yet taken into a batch by the writer (for tests and monitoring).
+    public var queuedWriteCount: Int { pipeline.withLock { $0.pending.count } }
+
     private static let shuttingDown = RequestError(.unavailable, "the server is shutting down; reconnect and retry")
 
     // MARK: Writes

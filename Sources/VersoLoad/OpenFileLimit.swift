@@ -41,7 +41,13 @@ public enum OpenFileLimit {
     /// they fit.
     public static func problem(connections: Int) -> String? {
         guard let (soft, hard) = current() else { return nil }
-        let needed = UInt64(connections + reserve)
+        return problem(connections: connections, soft: soft, hard: hard)
+    }
+
+    /// Why `connections` connections cannot be opened under the limits `soft` and `hard`, or
+    /// nil if they fit.
+    public static func problem(connections: Int, soft: UInt64, hard: UInt64) -> String? {
+        let needed = UInt64(max(0, connections)) + UInt64(reserve)
         guard soft < needed else { return nil }
         return "\(connections) connections need about \(needed) open files, but this process may open only \(soft): "
             + "the OS refused to raise the open-file limit (RLIMIT_NOFILE) further (soft \(soft), hard \(hard)). "

@@ -77,6 +77,11 @@ final class SQLiteConnection: @unchecked Sendable {
 
     /// Rows changed by the last INSERT, UPDATE or DELETE.
     var changes: Int { Int(sqlite3_changes(handle)) }
+
+    /// False while a transaction is open on this connection. After SQLITE_FULL, SQLITE_IOERR,
+    /// SQLITE_BUSY or SQLITE_NOMEM SQLite may or may not have rolled the transaction back by
+    /// itself, so this, not the error, says whether a ROLLBACK is still needed.
+    var isAutocommit: Bool { sqlite3_get_autocommit(handle) != 0 }
 }
 
 /// A prepared statement. Used only by the connection that made it.

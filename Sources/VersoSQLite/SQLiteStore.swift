@@ -16,7 +16,7 @@ public struct SQLiteStoreConfiguration: Sendable {
         case normal
     }
 
-    /// The folder holding `verso.sqlite` (created if missing).
+    /// The folder holding `verso.sqlite` (created with mode 0700 if missing; the database files are 0600).
     public var directory: String
     public var durability: Durability
     /// How many changes the log keeps for `subscribe` with `since`; older ones are pruned.
@@ -88,8 +88,11 @@ public final class SQLiteStore: RecordStore {
 
     public func open() async throws -> StoreInfo {
         let configuration = configuration
+        let logger = logger
         let (writer, readers, info) = try await onQueue(writerQueue) { () throws -> (SQLiteWriter, [SQLiteConnection], StoreInfo) in
-            try FileManager.default.createDirectory(atPath: configuration.directory, withIntermediateDirectories: true)
+            if let warning = try DataFolder.prepare(directory: configuration.directory, databasePath: configuration.databasePath) {
+                logger.warning("\(warning)")
+            }
             let connection = try SQLiteConnection(path: configuration.databasePath, readOnly: false)
             try connection.execute("PRAGMA journal_mode=WAL")
             try connection.execute("PRAGMA synchronous=\(configuration.durability == .full ? "FULL" : "NORMAL")")

@@ -22,6 +22,7 @@ final class SQLiteWriter: @unchecked Sendable {
     func commit(_ commands: [WriteCommand]) throws -> [CommandOutcome] {
         let savedSeq = lastSeq
         let savedPruned = prunedThrough
+        try rollBackLeftoverTransaction()
         try connection.execute("BEGIN IMMEDIATE")
         do {
             var outcomes: [CommandOutcome] = []
@@ -40,10 +41,24 @@ final class SQLiteWriter: @unchecked Sendable {
             try connection.execute("COMMIT")
             return outcomes
         } catch {
-            try? connection.execute("ROLLBACK")
+            // A failed COMMIT (SQLITE_FULL, or SQLITE_IOERR from a failing fsync) is fatal for
+            // the whole batch: nothing of it is acknowledged. SQLite may already have rolled the
+            // transaction back; if the ROLLBACK fails too, the next batch tries again first.
+            if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
             lastSeq = savedSeq
             prunedThrough = savedPruned
             throw error
+        }
+    }
+
+    /// Rolls back a transaction an earlier failed batch could not end (its ROLLBACK failed
+    /// too, say on a full disk), so one failure does not fail every batch after it.
+    private func rollBackLeftoverTransaction() throws {
+        guard !connection.isAutocommit else { return }
+        do {
+            try connection.execute("ROLLBACK")
+        } catch {
+            throw SQLiteStoreError("the transaction of an earlier failed commit could not be rolled back (\(error)); nothing was applied")
         }
     }
 

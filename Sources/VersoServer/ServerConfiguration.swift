@@ -82,3 +82,53 @@ extension ServerConfiguration {
         return memory / 4
     }()
 }
+
+/// Why a `ServerConfiguration` cannot be served; says which setting and what to give instead.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+
+    init(_ description: String) { self.description = description }
+}
+
+extension ServerConfiguration {
+    /// The message sizes `maxMessageBytes` may take: at least 1 KiB (a `hello` with a long
+    /// client name must fit), at most 64 MiB, the default queue limit of one slow client. NIO's
+    /// WebSocket frame decoder traps on a limit of 4 GiB or more at the first connection, and
+    /// one message of several GiB would take that much memory for one request anyway.
+    public static let messageBytesRange = 1024...(64 << 20)
+
+    /// Checks every setting; `VersoServer.init` and `verso-server` refuse a configuration that
+    /// fails, before opening the store or listening.
+    public func validate() throws(ConfigurationError) {
+        if host.isEmpty || host.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7F } == true }) {
+            throw ConfigurationError("--host \"\(host)\" is not an address: give a host name or IP address such as 127.0.0.1 or ::1")
+        }
+        guard (0...65535).contains(port) else {
+            throw ConfigurationError("--port \(port) is not a TCP port: give 0...65535 (0 picks a free one)")
+        }
+        guard !dataDirectory.isEmpty else {
+            throw ConfigurationError("--data is empty: give the folder for the database (it is created when missing)")
+        }
+        guard Self.messageBytesRange.contains(maxMessageBytes) else {
+            throw ConfigurationError("--max-message-bytes \(maxMessageBytes) is out of range: give \(Self.messageBytesRange.lowerBound)...\(Self.messageBytesRange.upperBound) (1 KiB to 64 MiB)")
+        }
+        guard historyLimit >= 1 else {
+            throw ConfigurationError("--history \(historyLimit) is too small: give at least 1 (changes kept for resuming subscriptions)")
+        }
+        guard maxQueuedBytes >= 1 << 20 else {
+            throw ConfigurationError("--max-queued-bytes \(maxQueuedBytes) is too small: give at least 1048576 (1 MiB)")
+        }
+        guard (1...1_000_000).contains(maxConnections) else {
+            throw ConfigurationError("--max-connections \(maxConnections) is out of range: give 1...1000000")
+        }
+        guard (1024...(1 << 20)).contains(maxRequestHeadBytes) else {
+            throw ConfigurationError("--max-request-head-bytes \(maxRequestHeadBytes) is out of range: give 1024...1048576")
+        }
+        guard handshakeTimeout >= .milliseconds(100), handshakeTimeout <= .seconds(3600) else {
+            throw ConfigurationError("--handshake-timeout \(handshakeTimeout) is out of range: give 0.1 to 3600 seconds")
+        }
+        guard pingInterval >= .milliseconds(100), pingInterval <= .seconds(3600) else {
+            throw ConfigurationError("--ping-interval \(pingInterval) is out of range: give 0.1 to 3600 seconds")
+        }
+    }
+}

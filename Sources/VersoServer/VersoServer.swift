@@ -1,3 +1,4 @@
+import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import HummingbirdWebSocket
@@ -26,13 +27,15 @@ public final class VersoServer: Sendable {
     private let onListening: @Sendable (Int) async -> Void
     private let serviceGroup: ServiceGroup
 
-    /// Opens the store and prepares the server. `onListening` is called with the bound port.
+    /// Checks the configuration (throwing `ConfigurationError`), opens the store and prepares the
+    /// server. `onListening` is called with the bound port.
     public init(
         configuration: ServerConfiguration,
         logger: Logger,
         handleSignals: Bool = true,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
+        try configuration.validate()
         self.configuration = configuration
         self.logger = logger
         self.onListening = onListening
@@ -89,13 +92,13 @@ public final class VersoServer: Sendable {
         onListening: @escaping @Sendable (Int) async -> Void
     ) -> some Service {
         let router = Router()
-        router.get("/") { _, _ in
+        router.get("/") { request, _ in
             guard let page = WebClientPage.html else { return Response(status: .notFound) }
-            return Response(
-                status: .ok,
-                headers: [.contentType: "text/html; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(bytes: page))
-            )
+            var headers: HTTPFields = [.contentType: "text/html; charset=utf-8"]
+            for (name, value) in WebClientPage.securityHeaders(host: request.head.authority) {
+                if let name = HTTPField.Name(name) { headers[name] = value }
+            }
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: page)))
         }
         router.get("/healthz") { _, _ in
             engine.isAccepting ? Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) : Response(status: .serviceUnavailable)

@@ -86,12 +86,6 @@ struct VersoServerCommand: AsyncParsableCommand {
         configuration.maxRequestHeadBytes = try setting(maxRequestHeadBytes, "VERSO_MAX_REQUEST_HEAD_BYTES", { Int($0) }, default: 16 << 10)
         let handshakeSeconds = try setting(handshakeTimeout, "VERSO_HANDSHAKE_TIMEOUT", { Double($0) }, default: 10)
         let pingSeconds = try setting(pingInterval, "VERSO_PING_INTERVAL", { Double($0) }, default: 30)
-        guard (1...1_000_000).contains(configuration.maxConnections) else {
-            throw ValidationError("--max-connections \(configuration.maxConnections) is not in 1...1000000")
-        }
-        guard (1024...(1 << 20)).contains(configuration.maxRequestHeadBytes) else {
-            throw ValidationError("--max-request-head-bytes \(configuration.maxRequestHeadBytes) is not in 1024...1048576")
-        }
         guard handshakeSeconds.isFinite, (0.1...3600).contains(handshakeSeconds) else {
             throw ValidationError("--handshake-timeout \(handshakeSeconds) is not between 0.1 and 3600 seconds")
         }
@@ -100,10 +94,11 @@ struct VersoServerCommand: AsyncParsableCommand {
         }
         configuration.handshakeTimeout = .milliseconds(Int64((handshakeSeconds * 1000).rounded()))
         configuration.pingInterval = .milliseconds(Int64((pingSeconds * 1000).rounded()))
-        guard (0...65535).contains(configuration.port) else { throw ValidationError("port \(configuration.port) is not in 0...65535") }
-        guard configuration.maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
-        guard configuration.historyLimit >= 1 else { throw ValidationError("--history must be at least 1") }
-        guard configuration.maxQueuedBytes >= 1 << 20 else { throw ValidationError("--max-queued-bytes must be at least 1048576 (1 MiB)") }
+        do {
+            try configuration.validate()
+        } catch {
+            throw ValidationError(error.description)
+        }
 
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -54,19 +54,28 @@ struct PersistenceTests {
         let writers = 8
         let (ackStream, acks) = AsyncStream<(Int, Int64)>.makeStream()
         let acknowledged = Locked<[Int: Int64]>([:])
+        let killed = Locked(false)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for writer in 0..<writers {
                 group.addTask {
-                    // Writes until the server dies under it.
-                    _ = try? await TestClient.with(url: process.url) { client in
-                        var version: Int64 = 0
-                        while true {
-                            let reply = try await client.request(#"{"type":"put","key":"kill/\#(writer)","base":\#(version),"data":{"n":\#(version + 1),"w":\#(writer)}}"#)
-                            guard reply.type == "ack", let acked = reply["version"]?.int else { throw TestFailure("unexpected reply \(reply.encodedString)") }
-                            version = acked
-                            acknowledged.withLock { $0[writer] = acked }
-                            acks.yield((writer, acked))
+                    // Writes until the server dies under it. Only the connection failing after
+                    // the kill ends a writer; any other reply or failure is a test failure.
+                    do {
+                        try await TestClient.with(url: process.url) { client in
+                            var version: Int64 = 0
+                            while true {
+                                let reply = try await client.request(#"{"type":"put","key":"kill/\#(writer)","base":\#(version),"data":{"n":\#(version + 1),"w":\#(writer)}}"#)
+                                guard reply.type == "ack", let acked = reply["version"]?.int else {
+                                    Issue.record("writer \(writer): unexpected reply \(reply.encodedString)")
+                                    return
+                                }
+                                version = acked
+                                acknowledged.withLock { $0[writer] = acked }
+                                acks.yield((writer, acked))
+                            }
                         }
+                    } catch {
+                        if !killed.withLock({ $0 }) { Issue.record("writer \(writer) failed before the kill: \(error)") }
                     }
                 }
             }
@@ -75,6 +84,7 @@ struct PersistenceTests {
                 count += 1
                 if count == 300 { break }
             }
+            killed.withLock { $0 = true }
             process.send(signal: SIGKILL)
             _ = await process.waitForExit()
             #expect(process.wasKilledBySignal)
@@ -110,20 +120,34 @@ struct PersistenceTests {
             let first = try await client.next()
             #expect(first.type == "ack")
             process.send(signal: SIGTERM)
-            var acked: Set<Int64> = [first["rid"]!.int!]
-            var unavailable = 0
+            // Every write gets at most one reply: an ack, or unavailable (then it was not
+            // applied); an update only ever follows an ack.
+            var replies: [Int64: String] = [try #require(first["rid"]?.int): "ack"]
+            var updated: Set<Int64> = []
             while let message = try? await client.next() {
                 switch message.type {
-                case "ack": acked.insert(message["rid"]!.int!)
-                case "error":
-                    #expect(message["code"]?.str == "unavailable")
-                    unavailable += 1
-                default: break
+                case "ack", "error":
+                    guard let rid = message["rid"]?.int, (0..<50).contains(rid) else {
+                        Issue.record("a reply to no write of this test: \(message.encodedString)")
+                        continue
+                    }
+                    if message.type == "error" { #expect(message["code"]?.str == "unavailable", "\(message.encodedString)") }
+                    #expect(replies[rid] == nil, "write \(rid) answered twice: \(replies[rid] ?? "") and \(message.encodedString)")
+                    replies[rid] = message.type
+                case "update":
+                    guard let key = message["key"]?.str, key.hasPrefix("term/"), let index = Int64(key.dropFirst(5)) else {
+                        Issue.record("unexpected update \(message.encodedString)")
+                        continue
+                    }
+                    updated.insert(index)
+                default:
+                    Issue.record("unexpected message \(message.encodedString)")
                 }
             }
             let close = try await client.waitForClose()
             #expect(close?.closeCode == .goingAway)
-            #expect(acked.count + unavailable <= 50)
+            let acked = Set(replies.filter { $0.value == "ack" }.keys)
+            #expect(updated.isSubset(of: acked), "updates for writes never acknowledged: \(updated.subtracting(acked).sorted())")
             return acked
         }
         #expect(await process.waitForExit() == 0)

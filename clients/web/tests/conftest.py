@@ -138,6 +138,10 @@ def new_browser() -> Iterator[Callable[[], webdriver.Chrome]]:
             options.add_argument(argument)
         # "performance" records DevTools events, among them every WebSocket frame the page sends.
         options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+        if os.environ.get("VERSO_WEB_FROM_DISK") == "1":
+            # The page from disk is pointed at verso-server with ?ws=, another origin, and asks
+            # before connecting there: agree.
+            options.set_capability("unhandledPromptBehavior", "accept")
         driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
         drivers.append(driver)
         return driver
