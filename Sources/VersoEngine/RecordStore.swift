@@ -85,6 +85,23 @@ public struct StoreSnapshot: Sendable, Equatable {
     }
 }
 
+/// How much of a batch `RecordStore.commit(_:budget:)` must decide.
+public struct CommitBudget: Sendable, Equatable {
+    /// The first `guaranteed` commands are always decided.
+    public var guaranteed: Int
+    /// After those, commands are decided only while the work done so far is below this: bytes
+    /// of record data the commands made the store read, merge, write or send back.
+    public var workLimit: Int
+
+    public init(guaranteed: Int, workLimit: Int) {
+        self.guaranteed = guaranteed
+        self.workLimit = workLimit
+    }
+
+    /// Decide every command.
+    public static let unlimited = CommitBudget(guaranteed: .max, workLimit: .max)
+}
+
 /// Durable storage for records, their versions and the change log.
 ///
 /// The store is the authority on versions: `commit` decides each operation with
@@ -102,6 +119,12 @@ public protocol RecordStore: Sendable {
     /// throws, nothing was applied.
     func commit(_ commands: [WriteCommand]) async throws -> [CommandOutcome]
 
+    /// Like `commit(_:)`, but may stop before the end of `commands` once `budget` is spent:
+    /// returns the outcomes of the commands decided (and committed), a prefix of `commands`
+    /// at least `budget.guaranteed` long; the others were not looked at and may be committed
+    /// later. The default decides every command.
+    func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> [CommandOutcome]
+
     /// The current state of `key`, or nil if it never existed.
     func record(_ key: String) async throws -> StoredRecord?
 
@@ -117,4 +140,10 @@ public protocol RecordStore: Sendable {
 
     /// Releases the store's resources. Nothing may be called after it.
     func close() async
+}
+
+extension RecordStore {
+    public func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> [CommandOutcome] {
+        try await commit(commands)
+    }
 }
