@@ -3,13 +3,24 @@ public struct ConflictDetail: Sendable, Equatable {
     public var key: String
     /// The base the client sent (`nil` for a forced write, which never conflicts).
     public var base: Int64
-    /// The key's current state, `nil` when it never existed.
-    public var current: RecordState?
+    /// The key's current version (0 when it never existed).
+    public var version: Int64
+    /// The current data, encoded; nil for a deleted key or one that never existed.
+    public var data: [UInt8]?
+    public var deleted: Bool
 
-    public init(key: String, base: Int64, current: RecordState?) {
+    /// A conflict with the current data as the store holds it, encoded.
+    public init(key: String, base: Int64, version: Int64, data: [UInt8]?, deleted: Bool) {
         self.key = key
         self.base = base
-        self.current = current
+        self.version = version
+        self.data = data
+        self.deleted = deleted
+    }
+
+    /// A conflict with the key's current state (`nil` when it never existed).
+    public init(key: String, base: Int64, current: RecordState?) {
+        self.init(key: key, base: base, version: current?.version ?? 0, data: current?.data.map { JSONValue.object($0).encodedBytes }, deleted: current?.isDeleted == true)
     }
 }
 
@@ -98,14 +109,14 @@ public enum Replies {
     private static func conflictFields(_ writer: inout JSONWriter, _ detail: ConflictDetail) {
         writer.raw("\"key\":"); writer.string(detail.key)
         writer.raw(",\"base\":"); writer.integer(detail.base)
-        writer.raw(",\"version\":"); writer.integer(detail.current?.version ?? 0)
+        writer.raw(",\"version\":"); writer.integer(detail.version)
         writer.raw(",\"data\":")
-        if let data = detail.current?.data {
-            writer.value(.object(data))
+        if let data = detail.data {
+            writer.raw(bytes: data)
         } else {
             writer.raw("null")
         }
-        writer.raw(",\"deleted\":"); detail.current?.isDeleted == true ? writer.raw("true") : writer.raw("false")
+        writer.raw(",\"deleted\":"); detail.deleted ? writer.raw("true") : writer.raw("false")
     }
 
     public static func conflict(rid: JSONValue?, _ detail: ConflictDetail) -> [UInt8] {

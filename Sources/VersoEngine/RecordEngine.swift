@@ -8,10 +8,18 @@ public struct EngineConfiguration: Sendable {
     public var allowForce: Bool
     /// Most commands committed in one transaction.
     public var maxBatchSize: Int
+    /// Most writes of one connection taken into one transaction.
+    public var maxWritesPerClient: Int
+    /// Once every waiting connection's oldest write is in a transaction, further writes join
+    /// it only while the work done so far (bytes of record data read, merged, written or
+    /// sent back in conflicts) is below this.
+    public var batchWorkLimit: Int
 
-    public init(allowForce: Bool = false, maxBatchSize: Int = 1024) {
+    public init(allowForce: Bool = false, maxBatchSize: Int = 1024, maxWritesPerClient: Int = 64, batchWorkLimit: Int = 256 << 10) {
         self.allowForce = allowForce
         self.maxBatchSize = maxBatchSize
+        self.maxWritesPerClient = maxWritesPerClient
+        self.batchWorkLimit = batchWorkLimit
     }
 }
 
@@ -42,6 +50,11 @@ public struct SubscriptionStart: Sendable {
 /// together in one store transaction (group commit); a client hears `ack` only after its batch
 /// is durable. One writer task drains the queue, so changes are published in seq order. No
 /// lock is held across an await.
+///
+/// Connections take turns (`FairQueue`): every transaction decides the oldest waiting write
+/// of each connection, and one connection's further writes only while the transaction's
+/// work stays under `batchWorkLimit`, so one connection pipelining costly writes cannot make
+/// every other connection's writes wait for all of its own.
 public final class RecordEngine: Sendable {
     private struct PendingWrite {
         let command: WriteCommand
@@ -49,7 +62,8 @@ public final class RecordEngine: Sendable {
     }
 
     private struct Pipeline {
-        var pending: [PendingWrite] = []
+        var pending = FairQueue<PendingWrite>()
+        var nextClient: UInt64 = 0
         var writerWaiting: CheckedContinuation<Void, Never>?
         var accepting = true
         var drainedWaiters: [CheckedContinuation<Void, Never>] = []
@@ -92,22 +106,30 @@ public final class RecordEngine: Sendable {
 
     // MARK: Writes
 
+    /// A new identity for the writes of one connection.
+    public func newClient() -> WriteClient {
+        pipeline.withLock { state in
+            state.nextClient += 1
+            return WriteClient(id: state.nextClient)
+        }
+    }
+
     /// Queues `command` for the next group commit and returns at once, without waiting for it.
     ///
     /// Returns nil once the command is queued: `onCommitted` then runs exactly once, after the
     /// commit and before the change is published to subscribers, so a reply it queues reaches
-    /// the client before the `update` for the same change. Commands are decided, and
-    /// `onCommitted` called, in the order they were queued.
+    /// the client before the `update` for the same change. Commands of one `client` are
+    /// decided, and `onCommitted` called, in the order they were queued.
     ///
     /// Returns the refusal instead, queueing nothing and never calling `onCommitted`, when the
     /// command cannot be taken: a forced write on a server that refuses them, or shutdown.
-    public func enqueue(_ command: WriteCommand, onCommitted: @escaping @Sendable (WriteResult) -> Void) -> RequestError? {
+    public func enqueue(_ command: WriteCommand, from client: WriteClient, onCommitted: @escaping @Sendable (WriteResult) -> Void) -> RequestError? {
         if !configuration.allowForce, command.operations.contains(where: { $0.precondition == .force }) {
             return RequestError(.forbidden, "forced writes are disabled on this server (start it with --allow-force)")
         }
         let (accepted, writer) = pipeline.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
             guard state.accepting else { return (false, nil) }
-            state.pending.append(PendingWrite(command: command, onCommitted: onCommitted))
+            state.pending.append(PendingWrite(command: command, onCommitted: onCommitted), from: client)
             defer { state.writerWaiting = nil }
             return (true, state.writerWaiting)
         }
@@ -116,15 +138,12 @@ public final class RecordEngine: Sendable {
     }
 
     /// The next batch to commit; nil once the engine stopped accepting and everything is committed.
-    private func nextBatch() async -> [PendingWrite]? {
+    private func nextBatch() async -> FairQueue<PendingWrite>.Batch? {
         while true {
-            enum Step { case batch([PendingWrite]), finished, wait }
+            enum Step { case batch(FairQueue<PendingWrite>.Batch), finished, wait }
             let step = pipeline.withLock { state -> Step in
                 if !state.pending.isEmpty {
-                    let count = min(state.pending.count, configuration.maxBatchSize)
-                    let batch = Array(state.pending.prefix(count))
-                    state.pending.removeFirst(count)
-                    return .batch(batch)
+                    return .batch(state.pending.nextBatch(maxCount: configuration.maxBatchSize, perClient: configuration.maxWritesPerClient))
                 }
                 return state.accepting ? .wait : .finished
             }
@@ -148,14 +167,20 @@ public final class RecordEngine: Sendable {
     public func runWriter() async {
         while let batch = await nextBatch() {
             let results: [WriteResult]
+            let budget = CommitBudget(guaranteed: batch.firstRound, workLimit: configuration.batchWorkLimit)
             do {
-                let outcomes = try await store.commit(batch.map(\.command))
+                let outcomes = try await store.commit(batch.items.map(\.element.command), budget: budget)
+                precondition(outcomes.count >= min(batch.firstRound, batch.items.count) && outcomes.count <= batch.items.count, "the store decided \(outcomes.count) of \(batch.items.count) commands")
                 results = outcomes.map { .outcome($0) }
             } catch {
-                logger.error("commit failed; the batch was not applied", metadata: ["verso.error": "\(error)", "verso.batch": "\(batch.count)"])
-                results = Array(repeating: .refused(RequestError(.internal, "the write could not be saved (\(error)); nothing was applied, retry later")), count: batch.count)
+                logger.error("commit failed; the batch was not applied", metadata: ["verso.error": "\(error)", "verso.batch": "\(batch.items.count)"])
+                results = Array(repeating: .refused(RequestError(.internal, "the write could not be saved (\(error)); nothing was applied, retry later")), count: batch.items.count)
             }
-            for (write, result) in zip(batch, results) {
+            if results.count < batch.items.count {
+                // Not looked at: back to the front of their connections' queues, in order.
+                pipeline.withLock { $0.pending.putBack(batch.items[results.count...]) }
+            }
+            for (write, result) in zip(batch.items.lazy.map(\.element), results) {
                 write.onCommitted(result)
                 if case .outcome(.applied(let seq, let changes, _)) = result {
                     lastSeq.store(seq, ordering: .releasing)

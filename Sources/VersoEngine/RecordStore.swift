@@ -85,6 +85,23 @@ public struct StoreSnapshot: Sendable, Equatable {
     }
 }
 
+/// How much of a batch `RecordStore.commit(_:budget:)` must decide.
+public struct CommitBudget: Sendable, Equatable {
+    /// The first `guaranteed` commands are always decided.
+    public var guaranteed: Int
+    /// After those, commands are decided only while the work done so far is below this: bytes
+    /// of record data the commands made the store read, merge, write or send back.
+    public var workLimit: Int
+
+    public init(guaranteed: Int, workLimit: Int) {
+        self.guaranteed = guaranteed
+        self.workLimit = workLimit
+    }
+
+    /// Decide every command.
+    public static let unlimited = CommitBudget(guaranteed: .max, workLimit: .max)
+}
+
 /// Durable storage for records, their versions and the change log.
 ///
 /// The store is the authority on versions: `commit` decides each operation with
@@ -101,6 +118,12 @@ public protocol RecordStore: Sendable {
     /// commands get consecutive seqs. Returns only after the transaction is durable; when it
     /// throws, nothing was applied.
     func commit(_ commands: [WriteCommand]) async throws -> [CommandOutcome]
+
+    /// Like `commit(_:)`, but may stop before the end of `commands` once `budget` is spent:
+    /// returns the outcomes of the commands decided (and committed), a prefix of `commands`
+    /// at least `budget.guaranteed` long; the others were not looked at and may be committed
+    /// later. The default decides every command.
+    func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> [CommandOutcome]
 
     /// The current state of `key`, or nil if it never existed.
     func record(_ key: String) async throws -> StoredRecord?
@@ -131,4 +154,10 @@ extension RecordSnapshot {
 extension Change {
     /// At least the bytes this change takes in an `update` message, as for `RecordSnapshot`.
     public var encodedSizeBound: Int { (data?.count ?? 0) + 3 * key.utf8.count + 128 }
+}
+
+extension RecordStore {
+    public func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> [CommandOutcome] {
+        try await commit(commands)
+    }
 }

@@ -34,34 +34,7 @@ public enum Scenarios {
                 keys = stride(from: index, to: Swift.max(options.keys, connections), by: connections).map { "load/\(options.runID)/\($0)" }
             }
             let stats = try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
-                var stats = WorkerStats()
-                var versions = [Int64](repeating: 0, count: keys.count)
-                var next = 0
-                var schedule = SendSchedule(rate: options.rate, connections: connections, index: index)
-                while window.mayStart(counters), let start = try await schedule.nextSend(deadline: window.deadline) {
-                    let slot = options.hot > 0 ? Int.random(in: 0..<keys.count) : next % keys.count
-                    next &+= 1
-                    try await wire.send(put(key: keys[slot], base: versions[slot], data: data))
-                    let reply = try await wire.next()
-                    let end = monotonicNanos()
-                    let measured = window.measures(end)
-                    if measured { stats.latency.record(microseconds(start, end)) }
-                    switch ReplyScan.type(reply) ?? "" {
-                    case "ack":
-                        versions[slot] = ReplyScan.integer("version", in: reply) ?? versions[slot] + 1
-                        counters.ops.add(1, ordering: .relaxed)
-                        if measured { stats.ops += 1 }
-                    case "conflict":
-                        versions[slot] = ReplyScan.integer("version", in: reply) ?? versions[slot]
-                        counters.conflicts.add(1, ordering: .relaxed)
-                        if measured { stats.conflicts += 1 }
-                    default:
-                        counters.errors.add(1, ordering: .relaxed)
-                        stats.errors += 1
-                        if stats.errors == 1 { throw LoadError("unexpected reply to a put: \(reply.prefix(200))") }
-                    }
-                }
-                return stats
+                try await casLoop(&wire, keys: keys, data: data, options: options, index: index, window: window, counters: counters)
             }
             return (stats, ())
         }
@@ -69,6 +42,41 @@ public enum Scenarios {
         report.setRate(target: options.rate, answered: outcome.stats.ops + outcome.stats.conflicts)
         report.extra["keys"] = options.hot > 0 ? "\(options.hot) hot, shared" : "\(Swift.max(options.keys, connections)), own per connection"
         return report
+    }
+
+    /// One `cas` connection: compare-and-set puts on `keys` (random ones when `options.hot`
+    /// is set, else in turn), each with the version the last reply showed as its base, until
+    /// `window` closes; closed loop, or open loop at `options.rate` shared by
+    /// `options.connections`.
+    static func casLoop(_ wire: inout LoadWire, keys: [String], data: String, options: LoadOptions, index: Int, window: RunWindow, counters: LiveCounters) async throws -> WorkerStats {
+        var stats = WorkerStats()
+        var versions = [Int64](repeating: 0, count: keys.count)
+        var next = 0
+        var schedule = SendSchedule(rate: options.rate, connections: options.connections, index: index)
+        while window.mayStart(counters), let start = try await schedule.nextSend(deadline: window.deadline) {
+            let slot = options.hot > 0 ? Int.random(in: 0..<keys.count) : next % keys.count
+            next &+= 1
+            try await wire.send(put(key: keys[slot], base: versions[slot], data: data))
+            let reply = try await wire.next()
+            let end = monotonicNanos()
+            let measured = window.measures(end)
+            if measured { stats.latency.record(microseconds(start, end)) }
+            switch ReplyScan.type(reply) ?? "" {
+            case "ack":
+                versions[slot] = ReplyScan.integer("version", in: reply) ?? versions[slot] + 1
+                counters.ops.add(1, ordering: .relaxed)
+                if measured { stats.ops += 1 }
+            case "conflict":
+                versions[slot] = ReplyScan.integer("version", in: reply) ?? versions[slot]
+                counters.conflicts.add(1, ordering: .relaxed)
+                if measured { stats.conflicts += 1 }
+            default:
+                counters.errors.add(1, ordering: .relaxed)
+                stats.errors += 1
+                if stats.errors == 1 { throw LoadError("unexpected reply to a put: \(reply.prefix(200))") }
+            }
+        }
+        return stats
     }
 
     // MARK: counter

@@ -17,11 +17,13 @@ enum SQLiteQueries {
         }
     }
 
-    /// The key's version and data (nil data for a tombstone), or nil if the key never existed.
-    static func state(of key: String, in connection: SQLiteConnection) throws -> RecordState? {
-        guard let stored = try stored(key, in: connection) else { return nil }
-        guard let bytes = stored.data else { return RecordState(version: stored.version, data: nil) }
-        return RecordState(version: stored.version, data: try decodeObject(bytes, key: key))
+    /// The key's version, or nil if it never existed (the data is not read).
+    static func version(of key: String, in connection: SQLiteConnection) throws -> Int64? {
+        try connection.withStatement("SELECT version FROM records WHERE key = ?1") { statement in
+            try statement.bind(1, key)
+            guard try statement.step() else { return nil }
+            return statement.int64(0)
+        }
     }
 
     /// The key's version and encoded data (nil for a tombstone), or nil if it never existed.

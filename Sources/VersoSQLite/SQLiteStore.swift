@@ -112,8 +112,12 @@ public final class SQLiteStore: RecordStore {
     }
 
     public func commit(_ commands: [WriteCommand]) async throws -> [CommandOutcome] {
+        try await commit(commands, budget: .unlimited)
+    }
+
+    public func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> [CommandOutcome] {
         let writer = try opened().writer
-        return try await onQueue(writerQueue) { try writer.commit(commands) }
+        return try await onQueue(writerQueue) { try writer.commit(commands, budget: budget) }
     }
 
     public func record(_ key: String) async throws -> StoredRecord? {

@@ -9,7 +9,14 @@ final class SQLiteWriter: @unchecked Sendable {
     private let historyLimit: Int64
     private var lastSeq: Int64
     private var prunedThrough: Int64
+    /// Large records as the last transactions left them.
+    private var cache = RecordCache()
+    /// Work done by the transaction in progress, as `CommitBudget` counts it.
+    private var work = 0
     let info: StoreInfo
+
+    /// Work counted for any command besides the record data it touches.
+    static let commandWork = 128
 
     init(connection: SQLiteConnection, historyLimit: Int64) throws {
         self.connection = connection
@@ -18,8 +25,9 @@ final class SQLiteWriter: @unchecked Sendable {
         info = StoreInfo(epoch: try SQLiteQueries.epoch(connection), lastSeq: lastSeq)
     }
 
-    /// Applies `commands` in one transaction; on any error rolls everything back and rethrows.
-    func commit(_ commands: [WriteCommand]) throws -> [CommandOutcome] {
+    /// Applies `commands` in one transaction, or the prefix of them `budget` allows; on any
+    /// error rolls everything back and rethrows.
+    func commit(_ commands: [WriteCommand], budget: CommitBudget = .unlimited) throws -> [CommandOutcome] {
         let savedSeq = lastSeq
         let savedPruned = prunedThrough
         try rollBackLeftoverTransaction()
@@ -27,7 +35,10 @@ final class SQLiteWriter: @unchecked Sendable {
         do {
             var outcomes: [CommandOutcome] = []
             outcomes.reserveCapacity(commands.count)
+            work = 0
             for command in commands {
+                if outcomes.count >= budget.guaranteed, work >= budget.workLimit { break }
+                work += Self.commandWork
                 outcomes.append(try apply(command))
             }
             if lastSeq != savedSeq {
@@ -47,6 +58,8 @@ final class SQLiteWriter: @unchecked Sendable {
             if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
             lastSeq = savedSeq
             prunedThrough = savedPruned
+            // The cache may hold states this transaction wrote, which never happened.
+            cache.removeAll()
             throw error
         }
     }
@@ -63,16 +76,19 @@ final class SQLiteWriter: @unchecked Sendable {
     }
 
     private func apply(_ command: WriteCommand) throws -> CommandOutcome {
-        var decisions: [(operation: WriteOperation, current: RecordState?, decision: VersionDecision)] = []
+        var decisions: [(operation: WriteOperation, current: CurrentRecord?, decision: VersionDecision)] = []
         decisions.reserveCapacity(command.operations.count)
         for operation in command.operations {
-            let current = try currentState(for: operation)
-            decisions.append((operation, current, VersioningRules.decide(operation, current: current)))
+            let current = try current(for: operation)
+            decisions.append((operation, current, VersioningRules.decide(operation, current: current?.state)))
         }
         var conflicts: [ConflictDetail] = []
         for entry in decisions {
-            if case .conflict(let current) = entry.decision, case .base(let base) = entry.operation.precondition {
-                conflicts.append(ConflictDetail(key: entry.operation.key, base: base, current: current))
+            if case .conflict = entry.decision, case .base(let base) = entry.operation.precondition {
+                // The reply carries the stored encoding as it is: no parse, no encode.
+                let current = entry.current
+                conflicts.append(ConflictDetail(key: entry.operation.key, base: base, version: current?.version ?? 0, data: current?.encoded, deleted: current != nil && current?.encoded == nil))
+                work += current?.encoded?.count ?? 0
             }
         }
         if !conflicts.isEmpty { return .conflict(conflicts) }
@@ -88,10 +104,13 @@ final class SQLiteWriter: @unchecked Sendable {
         for entry in decisions {
             switch entry.decision {
             case .accept(let next):
-                let data = next.data.map { JSONValue.object($0).encodedBytes }
-                try write(key: entry.operation.key, previous: entry.current?.version, next: next.version, data: data, seq: seq)
-                changes.append(Change(seq: seq, key: entry.operation.key, version: next.version, data: data))
-                versions.append(KeyVersion(key: entry.operation.key, version: next.version))
+                let key = entry.operation.key
+                let (data, index) = encode(next, for: entry.operation, current: entry.current)
+                try write(key: key, previous: entry.current?.version, next: next.version, data: data, seq: seq)
+                cache.store(CurrentRecord(version: next.version, encoded: data, object: next.data, index: index), for: key)
+                work += data?.count ?? 0
+                changes.append(Change(seq: seq, key: key, version: next.version, data: data))
+                versions.append(KeyVersion(key: key, version: next.version))
             default:
                 versions.append(KeyVersion(key: entry.operation.key, version: entry.current?.version ?? 0))
             }
@@ -100,22 +119,49 @@ final class SQLiteWriter: @unchecked Sendable {
         return .applied(seq: seq, changes: changes, versions: versions)
     }
 
-    /// The key's current state as `VersioningRules.decide` needs it for `operation`.
+    /// The key's current state as `VersioningRules.decide` needs it for `operation`: from the
+    /// cache when the database confirms the cached version, else read from the database.
     ///
-    /// A put that will be accepted (its base is the current version, or it is forced) replaces
-    /// the data without reading it, so the stored JSON is not parsed for it: its state carries
-    /// an empty object in place of the data (or nil for a tombstone), which nothing reads.
-    /// Every other operation, and a put that will conflict (its reply carries the current
-    /// data), gets the stored data parsed.
-    private func currentState(for operation: WriteOperation) throws -> RecordState? {
-        guard case .put = operation.action else { return try SQLiteQueries.state(of: operation.key, in: connection) }
-        guard let stored = try SQLiteQueries.stored(operation.key, in: connection) else { return nil }
-        let accepted = switch operation.precondition {
-        case .base(let base): base == stored.version
-        case .force: true
+    /// Only an accepted patch reads the current data, so only then is it parsed (and the
+    /// parsed object kept with a cached record). A put replaces the data, a conflict's reply
+    /// carries the stored encoding, and a delete or check needs only the version.
+    private func current(for operation: WriteOperation) throws -> CurrentRecord? {
+        let key = operation.key
+        var record: CurrentRecord
+        if let cached = cache.record(key), try SQLiteQueries.version(of: key, in: connection) == cached.version {
+            record = cached
+        } else {
+            guard let stored = try SQLiteQueries.stored(key, in: connection) else {
+                cache.remove(key)
+                return nil
+            }
+            record = CurrentRecord(version: stored.version, encoded: stored.data)
         }
-        if accepted { return RecordState(version: stored.version, data: stored.data == nil ? nil : [:]) }
-        return RecordState(version: stored.version, data: try stored.data.map { try SQLiteQueries.decodeObject($0, key: operation.key) })
+        if case .patch = operation.action, record.object == nil, let encoded = record.encoded {
+            let accepted = switch operation.precondition {
+            case .base(let base): base == record.version
+            case .force: true
+            }
+            if accepted {
+                record.object = try SQLiteQueries.decodeObject(encoded, key: key)
+                work += encoded.count
+            }
+        }
+        if case .patch = operation.action { work += record.encoded?.count ?? 0 }
+        cache.store(record, for: key)
+        return record
+    }
+
+    /// The encoding of an accepted state. A patch's result is encoded with its member index,
+    /// and a patch on a record whose index is known encodes again only the members it names.
+    private func encode(_ next: RecordState, for operation: WriteOperation, current: CurrentRecord?) -> (data: [UInt8]?, index: MemberIndex?) {
+        guard let object = next.data else { return (nil, nil) }
+        guard case .patch(let patch) = operation.action else { return (JSONValue.object(object).encodedBytes, nil) }
+        if let encoded = current?.encoded, let index = current?.index, let patched = index.patched(encoded, merged: object, touched: patch.keys) {
+            return (patched.bytes, patched.index)
+        }
+        let whole = MemberIndex.encode(object)
+        return (whole.bytes, whole.index)
     }
 
     /// Writes the new state with a compare-and-set on the previous version, and logs the change.

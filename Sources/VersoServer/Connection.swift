@@ -34,7 +34,7 @@ struct Connection {
         let outbox = Outbox(channel: channel, outbound: outbound, compression: compression, maxQueuedBytes: configuration.maxQueuedBytesPerConnection, registry: registry, logger: logger)
         registry.add(outbox)
         defer { registry.remove(outbox) }
-        let writes = InFlightWrites()
+        let writes = InFlightWrites(client: engine.newClient())
         // The reader runs on the channel's event loop: a request costs no thread hop to the
         // pool and back (store reads still run on the store's own threads).
         let inboundError = await withTaskExecutorPreference(EventLoopTaskExecutor(channel.eventLoop)) {
@@ -155,7 +155,7 @@ struct Connection {
         await writes.wait(untilBelow: Self.maxWritesInFlight)
         writes.begin()
         let isTxn = command.isTxn
-        let refusal = engine.enqueue(command) { result in
+        let refusal = engine.enqueue(command, from: writes.client) { result in
             outbox.send(Self.reply(to: result, rid: rid, isTxn: isTxn))
             writes.end()
         }

@@ -1,4 +1,5 @@
 import Synchronization
+import VersoEngine
 
 /// One connection's writes queued in the engine and not yet answered.
 ///
@@ -7,6 +8,8 @@ import Synchronization
 /// request first waits until the count is zero. The count is also capped, so a pipelining
 /// client cannot queue writes without bound.
 final class InFlightWrites: Sendable {
+    /// Who the engine takes these writes from: they take turns with other connections' writes.
+    let client: WriteClient
     private struct State {
         var count = 0
         /// The connection's reader, waiting for the count to drop below `limit`.
@@ -14,6 +17,10 @@ final class InFlightWrites: Sendable {
     }
 
     private let state = Mutex(State())
+
+    init(client: WriteClient) {
+        self.client = client
+    }
 
     /// A write was queued.
     func begin() {

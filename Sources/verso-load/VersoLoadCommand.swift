@@ -34,18 +34,23 @@ struct VersoLoadCommand: AsyncParsableCommand {
                        --writers W connections do compare-and-set puts on
                        keys of their own: put latency and writes/s (run with
                        --subscriptions 0 for the baseline).
+          hog          One attacking connection keeps --pipeline requests in
+                       flight against one --record-size record (tiny patches,
+                       stale puts, or both: --attack) while C victims do cas
+                       puts on small keys of their own. Latency: the victims'
+                       put round trip.
 
         Closed or open loop: by default each connection sends its next request
-        when the last reply is in (closed loop). --rate R (cas, mixed, fanout)
-        runs open loop instead: each connection sends on a fixed timetable, R
-        requests per second over all connections, and latency is timed from
-        each request's intended send time, so a server stall shows in the
-        percentiles (no coordinated omission, as in wrk2). The report gives
-        the target and the rate achieved.
+        when the last reply is in (closed loop). --rate R (cas, mixed, fanout,
+        subflood, hog) runs open loop instead: each connection sends on a fixed
+        timetable, R requests per second over all connections, and latency is
+        timed from each request's intended send time, so a server stall shows
+        in the percentiles (no coordinated omission, as in wrk2). The report
+        gives the target and the rate achieved.
 
-        Timed runs (cas, mixed, fanout, subflood) last --warmup plus --duration seconds;
-        nothing done in the warm-up counts in the figures, and server CPU is
-        sampled over the measured window only.
+        Timed runs (cas, mixed, fanout, subflood, hog) last --warmup plus
+        --duration seconds; nothing done in the warm-up counts in the figures,
+        and server CPU is sampled over the measured window only.
 
         Progress goes to stderr once a second, the report to stdout as a
         table; --json FILE also writes it as JSON, --html FILE as a page with
@@ -55,7 +60,7 @@ struct VersoLoadCommand: AsyncParsableCommand {
         hard limit at start (one descriptor per connection). The exit status
         is 1 when any error or failed check occurred.
         """,
-        subcommands: [CAS.self, Mixed.self, Counter.self, Fanout.self, Connections.self, Subflood.self]
+        subcommands: [CAS.self, Mixed.self, Counter.self, Fanout.self, Connections.self, Subflood.self, Hog.self]
     )
 }
 
@@ -256,5 +261,42 @@ struct Connections: AsyncParsableCommand {
 
     func run() async throws {
         try await common.run(Scenarios.connections)
+    }
+}
+
+extension HogAttack: ExpressibleByArgument {}
+
+struct Hog: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hog",
+        abstract: "One connection pipelining costly requests on a large record; the other clients' put latency.",
+        discussion: """
+        First writes one record of about --record-size bytes with many small
+        members. Then one attacking connection sends --pipeline requests at
+        once on it, reads their replies, and again, until the victims are
+        done: tiny merge patches each on the version the one before makes
+        (--attack patch: every one rewrites the whole record), tiny puts on a
+        stale base (--attack stale: every reply carries the whole record), or
+        both in turn (mixed, the default). Meanwhile --connections victims do
+        cas puts on small keys of their own, closed loop or --rate; the
+        latency figures are theirs. Fails on any error reply.
+        """
+    )
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var pacing: RateOptions
+    @Option(help: "Approximate bytes of the attacked record (under the 1 MiB message limit).")
+    var recordSize = 900_000
+    @Option(help: "Requests the attacker keeps in flight (the server takes at most 128 writes per connection at once).")
+    var pipeline = 128
+    @Option(help: "What the attacker sends: patch, stale or mixed.")
+    var attack = HogAttack.mixed
+
+    func validate() throws {
+        guard (1_000...1_000_000).contains(recordSize) else { throw ValidationError("--record-size must be 1000 to 1000000 bytes") }
+        guard (1...1024).contains(pipeline) else { throw ValidationError("--pipeline must be 1 to 1024") }
+    }
+
+    func run() async throws {
+        try await common.run({ await Scenarios.hog($0, recordSize: recordSize, pipeline: pipeline, attack: attack) }, rate: pacing.rate)
     }
 }
