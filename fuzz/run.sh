@@ -48,7 +48,7 @@ status=0
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
     -print_final_stats=1 -artifact_prefix="$scratch/artifacts/" "$@" >"$log" 2>&1 || status=$?
 if [ "$status" -eq 0 ]; then
-    grep -E "^INFO: Loaded|^#[0-9]+ +(INITED|DONE)|^stat::|^Done " "$log" >&2 || true
+    grep -E "^INFO: Loaded|INITED|DONE|^stat::|^Done " "$log" >&2 || true
 else
     tail -n 60 "$log" >&2
 fi

@@ -197,7 +197,10 @@ final class PerMessageInflater: WebSocketExtension {
             payload.writeBytes([0, 0, 255, 255])
         }
         do {
-            inflated.data = try payload.decompressStream(with: decompressor.zlib, maxSize: maxMessageBytes)
+            // One byte of room past the limit: CompressNIO reports output that fills its buffers
+            // exactly as an overflow, which refused messages exactly at the limit whenever its
+            // buffer sizes happened to add up to it. The check below enforces the limit itself.
+            inflated.data = try payload.decompressStream(with: decompressor.zlib, maxSize: maxMessageBytes + 1)
         } catch let error as CompressNIOError where error == .bufferOverflow {
             // NIO maps `invalidFrameLength` to close code 1009.
             throw NIOWebSocketError.invalidFrameLength

@@ -14,8 +14,8 @@ import NIOWebSocket
 // - the frames and the error do not depend on how the bytes are cut into reads;
 // - no decoded frame's payload is larger than maxFrameSize; control frames are final and carry
 //   at most 125 bytes; decoding stops at the first error, which is one of NIOWebSocket's;
-// - each decoded frame, encoded again with WebSocketFrameEncoder, decodes to the same frame, and
-//   the encoding is no longer than the bytes it was decoded from.
+// - each decoded frame, encoded again with WebSocketFrameEncoder (with its mask), decodes to the
+//   same frame, and the encoding is no longer than the bytes it was decoded from.
 
 private let maxFrameSize = 1000
 
@@ -39,6 +39,8 @@ public func fuzzFrameDecoder(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
         invariant(pieces.error == whole.error, "error \(pieces.error ?? "none") in \(readSize)-byte reads, \(whole.error ?? "none") in one")
     }
 
+    let encoder = EmbeddedChannel(handler: WebSocketFrameEncoder())
+    defer { _ = try? encoder.finish() }
     var reencoded: [UInt8] = []
     for frame in whole.frames {
         invariant(frame.data.readableBytes <= maxFrameSize, "a \(frame.data.readableBytes)-byte frame passed the \(maxFrameSize)-byte limit")
@@ -46,7 +48,7 @@ public func fuzzFrameDecoder(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
             invariant(frame.fin, "a fragmented control frame was decoded")
             invariant(frame.data.readableBytes <= 125, "a control frame of \(frame.data.readableBytes) bytes was decoded")
         }
-        reencoded += encode(frame)
+        reencoded += encode(frame, through: encoder)
     }
     invariant(reencoded.count <= wire.count, "re-encoding \(whole.frames.count) frames took \(reencoded.count) bytes, the wire had \(wire.count)")
     let again = decode([reencoded])
@@ -79,11 +81,17 @@ private func decode(_ reads: [[UInt8]]) -> (frames: [WebSocketFrame], error: Str
     return (frames, failure)
 }
 
-/// The bytes WebSocketFrameEncoder writes for `frame`.
-private func encode(_ frame: WebSocketFrame) -> [UInt8] {
-    let channel = EmbeddedChannel(handler: WebSocketFrameEncoder())
+/// The bytes WebSocketFrameEncoder writes for a decoded `frame`.
+///
+/// A decoded frame holds its payload as it came, masked; the encoder applies the mask itself, so
+/// it is given the unmasked payload with the same key.
+private func encode(_ frame: WebSocketFrame, through channel: EmbeddedChannel) -> [UInt8] {
+    let outgoing = WebSocketFrame(
+        fin: frame.fin, rsv1: frame.rsv1, rsv2: frame.rsv2, rsv3: frame.rsv3,
+        opcode: frame.opcode, maskKey: frame.maskKey, data: frame.unmaskedData
+    )
     do {
-        try channel.writeOutbound(frame)
+        try channel.writeOutbound(outgoing)
     } catch {
         fatalError("invariant broken: encoding a decoded frame threw \(error)")
     }
@@ -91,6 +99,5 @@ private func encode(_ frame: WebSocketFrame) -> [UInt8] {
     while let buffer = try? channel.readOutbound(as: ByteBuffer.self) {
         bytes += buffer.readableBytesView
     }
-    _ = try? channel.finish()
     return bytes
 }
