@@ -26,8 +26,8 @@ private func runToExit(_ start: BadStart, dataDirectory: String) async throws ->
     process.executableURL = URL(fileURLWithPath: path)
     var arguments = start.arguments
     // Never the default port or folder: a start that wrongly succeeds must not take them.
-    if !arguments.contains("--port") { arguments += ["--port", "0"] }
-    if !arguments.contains("--data") { arguments += ["--data", dataDirectory] }
+    if !arguments.contains("--port"), start.environment["VERSO_PORT"] == nil { arguments += ["--port", "0"] }
+    if !arguments.contains("--data"), start.environment["VERSO_DATA"] == nil { arguments += ["--data", dataDirectory] }
     process.arguments = arguments
     var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("VERSO_") }
     environment.merge(start.environment) { $1 }
