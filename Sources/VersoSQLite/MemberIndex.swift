@@ -4,21 +4,21 @@ import VersoCore
 /// the members it names and copies the rest as they are.
 ///
 /// The encoding is the canonical one (`JSONValue.encodedBytes`): members in UTF-8 byte order
-/// of their names, `{"a":1,"b":2}`. Built by `encode` and kept with a cached record.
+/// of their names (compared as bytes: NFC and NFD spellings are two members), `{"a":1,"b":2}`. Built by `encode` and kept with a cached record.
 struct MemberIndex {
     /// Member names in encoding order.
-    private(set) var names: [String] = []
+    private(set) var names: [BytewiseString] = []
     /// Each member's `"name":value` bytes in the encoding (no comma).
     private(set) var ranges: [Range<Int>] = []
 
     /// Encodes `object` exactly as `JSONValue.object(object).encodedBytes` does, with its index.
-    static func encode(_ object: [String: JSONValue]) -> (bytes: [UInt8], index: MemberIndex) {
+    static func encode(_ object: JSONObject) -> (bytes: [UInt8], index: MemberIndex) {
         var writer = JSONWriter()
         var index = MemberIndex()
         index.names.reserveCapacity(object.count)
         index.ranges.reserveCapacity(object.count)
         writer.raw("{")
-        for name in object.keys.sorted(by: precedes) {
+        for name in object.keys.sorted() {
             index.member(name, in: &writer) { $0.value(object[name]!) }
         }
         writer.raw("}")
@@ -29,20 +29,20 @@ struct MemberIndex {
     /// patch naming the top-level members `touched` was applied to it: the members the patch
     /// names are encoded again, the runs of members between them copied. Nil when the result
     /// would not match `merged` member for member (the caller then encodes it whole).
-    func patched(_ encoded: [UInt8], merged: [String: JSONValue], touched: some Sequence<String>) -> (bytes: [UInt8], index: MemberIndex)? {
+    func patched(_ encoded: [UInt8], merged: JSONObject, touched: some Sequence<BytewiseString>) -> (bytes: [UInt8], index: MemberIndex)? {
         var writer = JSONWriter(capacity: encoded.count + 256)
         var index = MemberIndex()
         index.names.reserveCapacity(merged.count)
         index.ranges.reserveCapacity(merged.count)
         writer.raw("{")
         var next = 0
-        for name in Set(touched).sorted(by: Self.precedes) {
+        for name in Set(touched).sorted() {
             let position = firstPosition(notBefore: name)
             index.copy(from: self, next..<position, of: encoded, into: &writer)
             if let value = merged[name] {
                 index.member(name, in: &writer) { $0.value(value) }
             }
-            next = position < names.count && names[position].utf8.elementsEqual(name.utf8) ? position + 1 : position
+            next = position < names.count && names[position] == name ? position + 1 : position
         }
         index.copy(from: self, next..<names.count, of: encoded, into: &writer)
         writer.raw("}")
@@ -50,26 +50,22 @@ struct MemberIndex {
         return (writer.bytes, index)
     }
 
-    private static func precedes(_ left: String, _ right: String) -> Bool {
-        left.utf8.lexicographicallyPrecedes(right.utf8)
-    }
-
     /// The position of the first name that does not sort before `name`.
-    private func firstPosition(notBefore name: String) -> Int {
+    private func firstPosition(notBefore name: BytewiseString) -> Int {
         var low = 0
         var high = names.count
         while low < high {
             let middle = (low + high) / 2
-            if Self.precedes(names[middle], name) { low = middle + 1 } else { high = middle }
+            if names[middle] < name { low = middle + 1 } else { high = middle }
         }
         return low
     }
 
     /// Appends one member, `"name":` and what `value` writes, and indexes it.
-    private mutating func member(_ name: String, in writer: inout JSONWriter, value: (inout JSONWriter) -> Void) {
+    private mutating func member(_ name: BytewiseString, in writer: inout JSONWriter, value: (inout JSONWriter) -> Void) {
         if !names.isEmpty { writer.raw(",") }
         let start = writer.bytes.count
-        writer.string(name)
+        writer.string(name.string)
         writer.raw(":")
         value(&writer)
         names.append(name)

@@ -7,7 +7,7 @@ struct CurrentRecord {
     /// The encoded JSON object, or nil for a tombstone.
     var encoded: [UInt8]?
     /// `encoded` parsed, when something needed it.
-    var object: [String: JSONValue]?
+    var object: JSONObject?
     /// Where `encoded`'s members lie, once a patch encoded it.
     var index: MemberIndex?
 
@@ -34,7 +34,8 @@ struct RecordCache {
 
     let minBytes: Int
     let maxBytes: Int
-    private var entries: [String: Entry] = [:]
+    /// By key bytes: NFC and NFD spellings of a key are two records (Protocol.md section 2).
+    private var entries: [BytewiseString: Entry] = [:]
     private var bytes = 0
     private var clock: UInt64 = 0
 
@@ -45,10 +46,10 @@ struct RecordCache {
 
     /// The cached state of `key`, if any (the caller checks its version).
     mutating func record(_ key: String) -> CurrentRecord? {
-        guard var entry = entries[key] else { return nil }
+        guard var entry = entries[BytewiseString(key)] else { return nil }
         clock += 1
         entry.lastUse = clock
-        entries[key] = entry
+        entries[BytewiseString(key)] = entry
         return entry.record
     }
 
@@ -58,15 +59,15 @@ struct RecordCache {
         let size = record.encoded?.count ?? 0
         guard size >= minBytes, size <= maxBytes else { return }
         clock += 1
-        entries[key] = Entry(record: record, lastUse: clock)
+        entries[BytewiseString(key)] = Entry(record: record, lastUse: clock)
         bytes += size
         while bytes > maxBytes, let oldest = entries.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
-            remove(oldest)
+            remove(oldest.string)
         }
     }
 
     mutating func remove(_ key: String) {
-        guard let entry = entries.removeValue(forKey: key) else { return }
+        guard let entry = entries.removeValue(forKey: BytewiseString(key)) else { return }
         bytes -= entry.record.encoded?.count ?? 0
     }
 

@@ -84,7 +84,7 @@ struct FairWritesTests {
         _ = try await store.open()
         let original = try JSONParser.parse(largeRecord(members: 1000))
         guard case .object(let data) = original else { Issue.record("not an object"); return }
-        func patch(_ base: Int64, _ member: String) -> WriteCommand {
+        func patch(_ base: Int64, _ member: BytewiseString) -> WriteCommand {
             WriteCommand(operations: [WriteOperation(key: "large", action: .patch([member: .string("changed")]), precondition: .base(base))], isTxn: false)
         }
         let created = try await store.commit([WriteCommand(operations: [WriteOperation(key: "large", action: .put(data), precondition: .base(0))], isTxn: false)])

@@ -7,7 +7,7 @@ struct MemberIndexTests {
     /// Applies `patch` to `object` through the index and checks the bytes and the index
     /// against a full encode; returns the merged object and its index for the next patch.
     @discardableResult
-    func check(_ object: [String: JSONValue], _ encoded: [UInt8], _ index: MemberIndex, patch: [String: JSONValue]) -> ([String: JSONValue], [UInt8], MemberIndex) {
+    func check(_ object: JSONObject, _ encoded: [UInt8], _ index: MemberIndex, patch: JSONObject) -> (JSONObject, [UInt8], MemberIndex) {
         guard case .object(let merged) = MergePatch.apply(.object(patch), to: .object(object)) else { preconditionFailure() }
         let full = JSONValue.object(merged).encodedBytes
         guard let (bytes, next) = index.patched(encoded, merged: merged, touched: patch.keys) else {
@@ -48,7 +48,8 @@ struct MemberIndexTests {
     @Test("a long run of random patches, each on the last result, stays byte for byte right")
     func randomRun() {
         var generator = SplitMix(seed: 7)
-        let names = ["a", "b", "é", "e\u{301}x", "\"q", "a\nb", "zz", "Z", "m", "m1", "m10", "m2", "", "ß", "日本", "k\\", "n", "o", "p", "r"]
+        // NFC "é" and NFD "e\u{301}" are two members (names compare as bytes).
+        let names: [BytewiseString] = ["a", "b", "é", "e\u{301}", "e\u{301}x", "\"q", "a\nb", "zz", "Z", "m", "m1", "m10", "m2", "", "ß", "日本", "k\\", "n", "o", "p", "r"]
         func value(_ depth: Int) -> JSONValue {
             switch Int.random(in: 0..<6, using: &generator) {
             case 0: return .null
@@ -59,7 +60,7 @@ struct MemberIndexTests {
             default: return .bool(false)
             }
         }
-        var object: [String: JSONValue] = [:]
+        var object: JSONObject = [:]
         for name in names where Bool.random(using: &generator) { object[name] = .number("1") }
         var (encoded, index) = MemberIndex.encode(object)
         for _ in 0..<300 {
