@@ -181,11 +181,15 @@ public final class RecordEngine: Sendable {
                 pipeline.withLock { $0.pending.putBack(batch.items[results.count...]) }
             }
             for (write, result) in zip(batch.items.lazy.map(\.element), results) {
-                write.onCommitted(result)
-                if case .outcome(.applied(let seq, let changes, _)) = result {
-                    lastSeq.store(seq, ordering: .releasing)
-                    hub.publish(changes)
+                guard case .outcome(.applied(let seq, let changes, _)) = result else {
+                    write.onCommitted(result)
+                    continue
                 }
+                // The seq first: a request its reply lets through (a `hello` after the ack)
+                // must see this change's seq as committed.
+                lastSeq.store(seq, ordering: .releasing)
+                write.onCommitted(result)
+                hub.publish(changes)
             }
         }
         let waiters = pipeline.withLock { state -> [CheckedContinuation<Void, Never>] in

@@ -83,7 +83,7 @@ private func checkAccepted(_ request: Request) {
         switch filter {
         case .keys(let keys):
             invariant((1...RequestLimits.maxSubscribeKeys).contains(keys.count), "subscribe to \(keys.count) keys")
-            keys.forEach(checkKey)
+            keys.forEach { checkKey($0.string) }
         case .prefix(let prefix):
             invariant(RecordKey.prefixProblem(with: prefix) == nil, "accepted an invalid prefix")
         }
