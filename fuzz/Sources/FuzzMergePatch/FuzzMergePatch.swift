@@ -63,18 +63,18 @@ private func checkMerge(patch: JSONValue, target: JSONValue?, result: JSONValue)
     let targetMembers = target?.objectValue ?? [:]
     for (name, value) in patchMembers {
         if value == .null {
-            invariant(resultMembers[name] == nil, "member \(name.debugDescription) set to null is still there")
+            invariant(resultMembers[name] == nil, "member \(name.string.debugDescription) set to null is still there")
         } else {
             guard let merged = resultMembers[name] else {
-                fatalError("invariant broken: patched member \(name.debugDescription) is missing")
+                fatalError("invariant broken: patched member \(name.string.debugDescription) is missing")
             }
             checkMerge(patch: value, target: targetMembers[name], result: merged)
         }
     }
     for (name, value) in targetMembers where patchMembers[name] == nil {
-        invariant(resultMembers[name] == value, "member \(name.debugDescription) the patch does not name changed")
+        invariant(resultMembers[name] == value, "member \(name.string.debugDescription) the patch does not name changed")
     }
     for name in resultMembers.keys {
-        invariant(patchMembers[name] != nil || targetMembers[name] != nil, "member \(name.debugDescription) came from nowhere")
+        invariant(patchMembers[name] != nil || targetMembers[name] != nil, "member \(name.string.debugDescription) came from nowhere")
     }
 }
