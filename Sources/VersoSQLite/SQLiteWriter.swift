@@ -1,3 +1,4 @@
+import CSQLite
 import VersoCore
 import VersoEngine
 
@@ -49,17 +50,37 @@ final class SQLiteWriter: @unchecked Sendable {
                     try statement.run()
                 }
             }
-            try connection.execute("COMMIT")
+            try commitOrStop()
             return outcomes
         } catch {
-            // A failed COMMIT (SQLITE_FULL, or SQLITE_IOERR from a failing fsync) is fatal for
-            // the whole batch: nothing of it is acknowledged. SQLite may already have rolled the
+            // A failed statement or COMMIT (SQLITE_FULL, a locked database) fails the whole
+            // batch: nothing of it is acknowledged (an I/O error on COMMIT stops the process
+            // above). SQLite may already have rolled the
             // transaction back; if the ROLLBACK fails too, the next batch tries again first.
             if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
             lastSeq = savedSeq
             prunedThrough = savedPruned
             // The cache may hold states this transaction wrote, which never happened.
             cache.removeAll()
+            throw error
+        }
+    }
+
+    /// Ends the transaction with COMMIT.
+    ///
+    /// An I/O error during COMMIT (a failing fsync, say) leaves it unknown whether the WAL holds
+    /// the transaction: it may come back when the database is next opened. Answering `internal`
+    /// ("nothing was applied") could then be a lie, and going on could overwrite or resurrect it.
+    /// Like PostgreSQL after a failed fsync, the process stops: the batch's clients get no reply,
+    /// and the restart's recovery decides what is committed. Other errors (a full disk, a locked
+    /// database) leave the transaction uncommitted and are thrown.
+    private func commitOrStop() throws {
+        do {
+            try connection.execute("COMMIT")
+        } catch {
+            if error.code & 0xFF == SQLITE_IOERR {
+                fatalError("SQLite COMMIT failed with an I/O error (\(error)); stopping so that recovery decides what is committed")
+            }
             throw error
         }
     }
