@@ -60,7 +60,7 @@ struct Connection {
                 guard !closing.isSet, !outbox.isClosing else { continue }
                 switch message {
                 case .text(let text):
-                    await handle(text, session: session, outbox: outbox, writes: writes, subscriptions: &subscriptions)
+                    await handle(text, session: session, outbox: outbox, closing: closing, writes: writes, subscriptions: &subscriptions)
                 case .binary:
                     await writes.wait(untilBelow: 1)
                     outbox.send(Replies.error(rid: nil, .badRequest("binary frames are not accepted: send each request as JSON in a text frame")))
@@ -78,7 +78,7 @@ struct Connection {
     /// Most writes one connection may have queued in the engine before its next request waits.
     static let maxWritesInFlight = 128
 
-    private func handle(_ text: String, session: String, outbox: Outbox, writes: InFlightWrites, subscriptions: inout [Int64: SubscriptionLane]) async {
+    private func handle(_ text: String, session: String, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, subscriptions: inout [Int64: SubscriptionLane]) async {
         let envelope: RequestEnvelope
         do {
             envelope = try Request.parse(text)
@@ -90,10 +90,10 @@ struct Connection {
         let rid = envelope.rid
         switch envelope.request {
         case .write(let operation):
-            await submit(WriteCommand(operations: [operation], isTxn: false), rid: rid, outbox: outbox, writes: writes)
+            await submit(WriteCommand(operations: [operation], isTxn: false), rid: rid, outbox: outbox, closing: closing, writes: writes)
             return
         case .txn(let operations):
-            await submit(WriteCommand(operations: operations, isTxn: true), rid: rid, outbox: outbox, writes: writes)
+            await submit(WriteCommand(operations: operations, isTxn: true), rid: rid, outbox: outbox, closing: closing, writes: writes)
             return
         default:
             // Every other reply follows the acks of the writes before it, and sees them.
@@ -151,8 +151,10 @@ struct Connection {
 
     /// Queues a write in the engine without waiting for its commit; its ack (or conflict) is
     /// sent when it is decided. A refusal waits for the writes before it, to keep reply order.
-    private func submit(_ command: WriteCommand, rid: JSONValue?, outbox: Outbox, writes: InFlightWrites) async {
+    private func submit(_ command: WriteCommand, rid: JSONValue?, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites) async {
         await writes.wait(untilBelow: Self.maxWritesInFlight)
+        // A close may have begun while this write waited for room: then it is not applied.
+        guard !closing.isSet, !outbox.isClosing else { return }
         writes.begin()
         let isTxn = command.isTxn
         let refusal = engine.enqueue(command, from: writes.client) { result in
