@@ -77,6 +77,7 @@ public final class RecordEngine: Sendable {
     private let pipeline = Mutex(Pipeline())
     private let info: StoreInfo
     private let lastSeq: Atomic<Int64>
+    private let committing = Atomic<Int>(0)
 
     /// Opens `store` and makes an engine over it.
     public init(store: any RecordStore, configuration: EngineConfiguration = .init(), logger: Logger) async throws {
@@ -101,6 +102,9 @@ public final class RecordEngine: Sendable {
 
     /// Writes queued and not yet taken into a batch by the writer (for tests and monitoring).
     public var queuedWriteCount: Int { pipeline.withLock { $0.pending.count } }
+
+    /// Writes in the batch the writer is committing now (0 between batches; for tests).
+    public var committingWriteCount: Int { committing.load(ordering: .acquiring) }
 
     private static let shuttingDown = RequestError(.unavailable, "the server is shutting down; reconnect and retry")
 
@@ -168,6 +172,7 @@ public final class RecordEngine: Sendable {
         while let batch = await nextBatch() {
             let results: [WriteResult]
             let budget = CommitBudget(guaranteed: batch.firstRound, workLimit: configuration.batchWorkLimit)
+            committing.store(batch.items.count, ordering: .releasing)
             do {
                 let outcomes = try await store.commit(batch.items.map(\.element.command), budget: budget)
                 precondition(outcomes.count >= min(batch.firstRound, batch.items.count) && outcomes.count <= batch.items.count, "the store decided \(outcomes.count) of \(batch.items.count) commands")
@@ -176,6 +181,7 @@ public final class RecordEngine: Sendable {
                 logger.error("commit failed; the batch was not applied", metadata: ["verso.error": "\(error)", "verso.batch": "\(batch.items.count)"])
                 results = Array(repeating: .refused(RequestError(.internal, "the write could not be saved (\(error)); nothing was applied, retry later")), count: batch.items.count)
             }
+            committing.store(0, ordering: .releasing)
             if results.count < batch.items.count {
                 // Not looked at: back to the front of their connections' queues, in order.
                 pipeline.withLock { $0.pending.putBack(batch.items[results.count...]) }

@@ -16,21 +16,37 @@ private func largeRecord(members: Int) -> String {
 struct FairWritesTests {
     @Test("pipelined writes on one connection are decided in the order sent, and a write from another connection is not queued behind all of them")
     func pipelineDoesNotHoldBackOthers() async throws {
-        try await TestServer.with { server in
+        let directory = TestServer.makeDataDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestServer.with(dataDirectory: directory) { server in
             try await TestClient.with(url: server.url, compression: false) { hog in
                 try await TestClient.with(url: server.url, compression: false) { other in
                     let key = uniqueKey("large")
                     // About 320 KB: each patch rewrites more than a transaction's work limit.
                     try await put(hog, key, base: 0, largeRecord(members: 6000))
-                    let count = 32
-                    for index in 0..<count {
-                        try await hog.send(#"{"type":"patch","rid":\#(index),"key":"\#(key)","base":\#(index + 1),"patch":{"f000001":\#(index)}}"#)
+                    // The writer waits for this lock with a third connection's put, so all the
+                    // patches and the other connection's put are waiting when it goes on, however
+                    // fast the machine (held well within SQLite's 5 s busy timeout).
+                    let lock = try WriteLock(databaseIn: directory)
+                    let engine = server.server.engine
+                    try await TestClient.with(url: server.url, compression: false) { blocker in
+                        try await blocker.send(#"{"type":"put","key":"\#(uniqueKey("blocker"))","base":0,"data":{}}"#)
+                        try await waitUntil { engine.committingWriteCount == 1 }
+                        let count = 32
+                        for index in 0..<count {
+                            try await hog.send(#"{"type":"patch","rid":\#(index),"key":"\#(key)","base":\#(index + 1),"patch":{"f000001":\#(index)}}"#)
+                        }
+                        try await waitUntil { engine.queuedWriteCount == count }
+                        try await other.send(#"{"type":"put","rid":"other","key":"\#(uniqueKey("other"))","base":0,"data":{}}"#)
+                        try await waitUntil { engine.queuedWriteCount == count + 1 }
+                        try lock.release()
+                        #expect(try await blocker.next().type == "ack")
                     }
-                    // The first ack is in: the other patches are queued behind it.
+                    let count = 32
                     let first = try await hog.next()
                     #expect(first.type == "ack" && first["rid"]?.int == 0 && first["version"]?.int == 2)
-                    let otherAck = try await other.request(#"{"type":"put","key":"\#(uniqueKey("other"))","base":0,"data":{}}"#)
-                    #expect(otherAck.type == "ack")
+                    let otherAck = try await other.next()
+                    #expect(otherAck.type == "ack" && otherAck["rid"]?.str == "other")
                     var seqs = [first["seq"]?.int ?? -1]
                     for index in 1..<count {
                         let reply = try await hog.next()

@@ -70,8 +70,9 @@ private struct SmallDisk {
     }
 }
 
-/// Another connection holding the database's write lock (BEGIN IMMEDIATE) until `release()`.
-private final class WriteLock {
+/// Another connection holding the database's write lock (BEGIN IMMEDIATE) until `release()`;
+/// the server's writer waits for it (up to SQLite's 5 s busy timeout).
+final class WriteLock {
     private let connection: SQLiteConnection
 
     init(databaseIn directory: String) throws {
