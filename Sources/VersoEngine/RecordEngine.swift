@@ -54,7 +54,9 @@ public struct SubscriptionStart: Sendable {
 /// Connections take turns (`FairQueue`): every transaction decides the oldest waiting write
 /// of each connection, and one connection's further writes only while the transaction's
 /// work stays under `batchWorkLimit`, so one connection pipelining costly writes cannot make
-/// every other connection's writes wait for all of its own.
+/// every other connection's writes wait for all of its own. Turns are fair in the writer's
+/// time too: a connection whose writes took more than its share of a commit's time sits out
+/// the next commits while other connections wait, until theirs have made up the difference.
 public final class RecordEngine: Sendable {
     private struct PendingWrite {
         let command: WriteCommand
@@ -62,7 +64,9 @@ public final class RecordEngine: Sendable {
     }
 
     private struct Pipeline {
-        var pending = FairQueue<PendingWrite>()
+        /// Debts are in nanoseconds of the writer's time; under a tenth of a millisecond is
+        /// rounding, not a turn taken.
+        var pending = FairQueue<PendingWrite>(tolerance: 100_000)
         var nextClient: UInt64 = 0
         var writerWaiting: CheckedContinuation<Void, Never>?
         var accepting = true
@@ -107,6 +111,19 @@ public final class RecordEngine: Sendable {
     public var committingWriteCount: Int { committing.load(ordering: .acquiring) }
 
     private static let shuttingDown = RequestError(.unavailable, "the server is shutting down; reconnect and retry")
+
+    /// The writer's time for a batch (in nanoseconds) split between the clients whose writes
+    /// were decided, in proportion to the work each write took.
+    static func shares(of elapsed: Duration, among clients: some Sequence<WriteClient>, work: [Int]) -> [WriteClient: Int] {
+        let total = work.reduce(0, +)
+        guard total > 0 else { return [:] }
+        let nanoseconds = Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
+        var shares: [WriteClient: Int] = [:]
+        for (client, cost) in zip(clients, work) {
+            shares[client, default: 0] += Int(nanoseconds * Double(cost) / Double(total))
+        }
+        return shares
+    }
 
     // MARK: Writes
 
@@ -169,22 +186,30 @@ public final class RecordEngine: Sendable {
 
     /// Runs the writer until `stopAccepting()` has been called and every queued write is decided.
     public func runWriter() async {
+        let clock = ContinuousClock()
         while let batch = await nextBatch() {
             let results: [WriteResult]
             let budget = CommitBudget(guaranteed: batch.firstRound, workLimit: configuration.batchWorkLimit)
             committing.store(batch.items.count, ordering: .releasing)
+            let started = clock.now
+            var work: [Int] = []
             do {
-                let outcomes = try await store.commit(batch.items.map(\.element.command), budget: budget)
-                precondition(outcomes.count >= min(batch.firstRound, batch.items.count) && outcomes.count <= batch.items.count, "the store decided \(outcomes.count) of \(batch.items.count) commands")
-                results = outcomes.map { .outcome($0) }
+                let decided = try await store.commit(batch.items.map(\.element.command), budget: budget)
+                precondition(decided.outcomes.count >= min(batch.firstRound, batch.items.count) && decided.outcomes.count <= batch.items.count, "the store decided \(decided.outcomes.count) of \(batch.items.count) commands")
+                results = decided.outcomes.map { .outcome($0) }
+                work = decided.work
             } catch {
                 logger.error("commit failed; the batch was not applied", metadata: ["verso.error": "\(error)", "verso.batch": "\(batch.items.count)"])
                 results = Array(repeating: .refused(RequestError(.internal, "the write could not be saved (\(error)); nothing was applied, retry later")), count: batch.items.count)
             }
             committing.store(0, ordering: .releasing)
-            if results.count < batch.items.count {
-                // Not looked at: back to the front of their connections' queues, in order.
-                pipeline.withLock { $0.pending.putBack(batch.items[results.count...]) }
+            let costs = Self.shares(of: clock.now - started, among: batch.items.lazy.map(\.client), work: work)
+            pipeline.withLock { state in
+                if results.count < batch.items.count {
+                    // Not looked at: back to the front of their connections' queues, in order.
+                    state.pending.putBack(batch.items[results.count...])
+                }
+                state.pending.charge(costs, sharedBy: batch.sharers)
             }
             for (write, result) in zip(batch.items.lazy.map(\.element), results) {
                 guard case .outcome(.applied(let seq, let changes, _)) = result else {

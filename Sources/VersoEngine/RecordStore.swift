@@ -102,6 +102,21 @@ public struct CommitBudget: Sendable, Equatable {
     public static let unlimited = CommitBudget(guaranteed: .max, workLimit: .max)
 }
 
+/// What `RecordStore.commit(_:budget:)` decided and what each decided command cost.
+public struct BudgetedCommit: Sendable {
+    /// The outcomes of the commands decided: a prefix of the commands given.
+    public var outcomes: [CommandOutcome]
+    /// The work each of those commands took, as `CommitBudget` counts it (one entry per
+    /// outcome); the engine shares the writer's time between connections by it.
+    public var work: [Int]
+
+    public init(outcomes: [CommandOutcome], work: [Int]) {
+        precondition(outcomes.count == work.count, "one work figure per outcome")
+        self.outcomes = outcomes
+        self.work = work
+    }
+}
+
 /// Durable storage for records, their versions and the change log.
 ///
 /// The store is the authority on versions: `commit` decides each operation with
@@ -121,9 +136,10 @@ public protocol RecordStore: Sendable {
 
     /// Like `commit(_:)`, but may stop before the end of `commands` once `budget` is spent:
     /// returns the outcomes of the commands decided (and committed), a prefix of `commands`
-    /// at least `budget.guaranteed` long; the others were not looked at and may be committed
-    /// later. The default decides every command.
-    func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> [CommandOutcome]
+    /// at least `budget.guaranteed` long, with the work each took; the others were not looked
+    /// at and may be committed later. The default decides every command and counts each as
+    /// costing the same.
+    func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> BudgetedCommit
 
     /// The current state of `key`, or nil if it never existed.
     func record(_ key: String) async throws -> StoredRecord?
@@ -157,7 +173,8 @@ extension Change {
 }
 
 extension RecordStore {
-    public func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> [CommandOutcome] {
-        try await commit(commands)
+    public func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> BudgetedCommit {
+        let outcomes = try await commit(commands)
+        return BudgetedCommit(outcomes: outcomes, work: Array(repeating: 1, count: outcomes.count))
     }
 }

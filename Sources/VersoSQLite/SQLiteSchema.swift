@@ -27,6 +27,36 @@ enum SQLiteSchema {
             ) WITHOUT ROWID;
             """
         ),
+        (
+            // WITHOUT ROWID tables keep each whole row in their b-tree's keys: every seek that
+            // compares against a row with overflow pages copies the whole row (SQLite's
+            // sqlite3BtreeIndexMoveto), and interior pages hold copies of whole rows. With
+            // records of up to a megabyte that made one patch of a large record cost
+            // megabytes of copying. Rowid tables keep only the keys in the key indexes; the
+            // small columns come first so reading them never walks a large row's overflow.
+            "records and changes as rowid tables",
+            """
+            CREATE TABLE records_v2 (
+                key TEXT PRIMARY KEY NOT NULL,
+                version INTEGER NOT NULL CHECK (version >= 1),
+                seq INTEGER NOT NULL CHECK (seq >= 1),
+                data TEXT
+            );
+            INSERT INTO records_v2 (key, version, seq, data) SELECT key, version, seq, data FROM records ORDER BY key;
+            DROP TABLE records;
+            ALTER TABLE records_v2 RENAME TO records;
+            CREATE TABLE changes_v2 (
+                seq INTEGER NOT NULL CHECK (seq >= 1),
+                key TEXT NOT NULL,
+                version INTEGER NOT NULL CHECK (version >= 1),
+                data TEXT,
+                PRIMARY KEY (seq, key)
+            );
+            INSERT INTO changes_v2 (seq, key, version, data) SELECT seq, key, version, data FROM changes ORDER BY seq, key;
+            DROP TABLE changes;
+            ALTER TABLE changes_v2 RENAME TO changes;
+            """
+        ),
     ]
 
     /// Brings the database up to the newest schema; creates the store state (with a new epoch) once.

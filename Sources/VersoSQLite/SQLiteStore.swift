@@ -18,6 +18,8 @@ public struct SQLiteStoreConfiguration: Sendable {
 
     /// The folder holding `verso.sqlite` (created with mode 0700 if missing; the database files are 0600).
     public var directory: String
+    /// The writer connection's page cache, in KiB (readers keep SQLite's default of 2 MB).
+    static let writerCacheKiB = 32 << 10
     public var durability: Durability
     /// How many changes the log keeps for `subscribe` with `since`; older ones are pruned.
     public var historyLimit: Int64
@@ -97,6 +99,10 @@ public final class SQLiteStore: RecordStore {
             try connection.execute("PRAGMA journal_mode=WAL")
             try connection.execute("PRAGMA synchronous=\(configuration.durability == .full ? "FULL" : "NORMAL")")
             try connection.execute("PRAGMA foreign_keys=ON")
+            // The writer's page cache: large enough to keep the pages a large record's rewrite
+            // touches (its old overflow chain is read to free it), which the default 2 MB is
+            // not; the hog benchmark in BENCHMARKS.md measured the difference.
+            try connection.execute("PRAGMA cache_size=-\(SQLiteStoreConfiguration.writerCacheKiB)")
             try SQLiteSchema.migrate(connection)
             let writer = try SQLiteWriter(connection: connection, historyLimit: configuration.historyLimit)
             let readers = try (0..<configuration.readerCount).map { _ in
@@ -112,10 +118,10 @@ public final class SQLiteStore: RecordStore {
     }
 
     public func commit(_ commands: [WriteCommand]) async throws -> [CommandOutcome] {
-        try await commit(commands, budget: .unlimited)
+        try await commit(commands, budget: .unlimited).outcomes
     }
 
-    public func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> [CommandOutcome] {
+    public func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> BudgetedCommit {
         let writer = try opened().writer
         return try await onQueue(writerQueue) { try writer.commit(commands, budget: budget) }
     }

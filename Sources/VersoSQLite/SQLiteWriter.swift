@@ -28,19 +28,23 @@ final class SQLiteWriter: @unchecked Sendable {
 
     /// Applies `commands` in one transaction, or the prefix of them `budget` allows; on any
     /// error rolls everything back and rethrows.
-    func commit(_ commands: [WriteCommand], budget: CommitBudget = .unlimited) throws -> [CommandOutcome] {
+    func commit(_ commands: [WriteCommand], budget: CommitBudget = .unlimited) throws -> BudgetedCommit {
         let savedSeq = lastSeq
         let savedPruned = prunedThrough
         try rollBackLeftoverTransaction()
         try connection.execute("BEGIN IMMEDIATE")
         do {
             var outcomes: [CommandOutcome] = []
+            var costs: [Int] = []
             outcomes.reserveCapacity(commands.count)
+            costs.reserveCapacity(commands.count)
             work = 0
             for command in commands {
                 if outcomes.count >= budget.guaranteed, work >= budget.workLimit { break }
+                let before = work
                 work += Self.commandWork
                 outcomes.append(try apply(command))
+                costs.append(work - before)
             }
             if lastSeq != savedSeq {
                 try pruneIfNeeded()
@@ -51,7 +55,7 @@ final class SQLiteWriter: @unchecked Sendable {
                 }
             }
             try commitOrStop()
-            return outcomes
+            return BudgetedCommit(outcomes: outcomes, work: costs)
         } catch {
             // A failed statement or COMMIT (SQLITE_FULL, a locked database) fails the whole
             // batch: nothing of it is acknowledged (an I/O error on COMMIT stops the process
@@ -164,10 +168,12 @@ final class SQLiteWriter: @unchecked Sendable {
             case .force: true
             }
             if accepted {
+                // Parsing is counted on top of the merge below: it is the costlier part.
                 record.object = try SQLiteQueries.decodeObject(encoded, key: key)
                 work += encoded.count
             }
         }
+        // A patch merges into the whole record (the encoding it writes is counted in `apply`).
         if case .patch = operation.action { work += record.encoded?.count ?? 0 }
         cache.store(record, for: key)
         return record

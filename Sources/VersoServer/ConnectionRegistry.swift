@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 import NIOWebSocket
 import WSCore
@@ -8,8 +9,9 @@ import WSCore
 /// Each `Outbox` counts what it holds (queued, held, being written, or read for an answer and
 /// not yet queued) in one atomic total as it changes. When that total, less what connections
 /// already closing will free, passes `maxQueuedBytes`, the outboxes holding the most are closed
-/// with 1008 until it is back under: the pass runs only then, so the accounting costs two atomic
-/// additions per message.
+/// with 1008 until it is back under: the pass runs only then, on the registry's own queue (never
+/// on the caller's path, which may be a writer publishing under the subscription hub's lock), so
+/// the accounting costs two atomic additions per message.
 final class ConnectionRegistry: Sendable {
     private struct State {
         var outboxes: [ObjectIdentifier: Outbox] = [:]
@@ -22,7 +24,9 @@ final class ConnectionRegistry: Sendable {
     private let total = Atomic<Int>(0)
     /// The part of `total` held by outboxes that are closing (and will free it).
     private let closingTotal = Atomic<Int>(0)
+    /// Whether a shedding pass is queued or running.
     private let shedding = Atomic<Bool>(false)
+    private let shedQueue = DispatchQueue(label: "verso.connection-registry.shed")
     private let slowCloses = Atomic<Int>(0)
 
     init(maxQueuedBytes: Int = .max) {
@@ -83,13 +87,28 @@ final class ConnectionRegistry: Sendable {
         slowCloses.wrappingAdd(1, ordering: .relaxed)
     }
 
-    /// Closes the connections holding the most bytes with 1008 until the total, less what
-    /// closing connections will free, is within `maxQueuedBytes`. One pass at a time.
+    /// Queues a pass that closes the connections holding the most bytes with 1008 until the
+    /// total, less what closing connections will free, is within `maxQueuedBytes`. Returns at
+    /// once; one pass is queued or running at a time, and a pass rechecks the total when done.
     func shedOverLimit() {
         guard shedding.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
-        defer { shedding.store(false, ordering: .releasing) }
+        shedQueue.async { [self] in
+            while true {
+                shedOnce()
+                shedding.store(false, ordering: .releasing)
+                // A total that went over while this pass ran found `shedding` set and returned.
+                guard excess > 0, shedding.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
+            }
+        }
+    }
+
+    private var excess: Int {
+        total.load(ordering: .relaxed) - closingTotal.load(ordering: .relaxed) - maxQueuedBytes
+    }
+
+    private func shedOnce() {
         while true {
-            var excess = total.load(ordering: .relaxed) - closingTotal.load(ordering: .relaxed) - maxQueuedBytes
+            var excess = self.excess
             guard excess > 0 else { return }
             let outboxes = state.withLock { Array($0.outboxes.values) }
             let largest = outboxes.map { ($0, $0.openBytes) }.filter { $0.1 > 0 }.sorted { $0.1 > $1.1 }

@@ -20,6 +20,12 @@ enum PerMessageDeflate {
     /// saving), as RFC 7692 allows.
     static let minimumCompressedBytes = 256
 
+    /// Messages of this size and up are compressed at zlib's fastest level rather than its
+    /// default: they are the ones whose compression holds up every other connection of the
+    /// event loop (a conflict carrying a megabyte record took milliseconds at the default
+    /// level), and their ratio suffers little.
+    static let fastCompressionBytes = 64 << 10
+
     /// What was agreed for one connection.
     struct Agreement: Sendable, Equatable {
         /// The window (in bits, 9...15) the server compresses with: the client's
@@ -82,7 +88,8 @@ enum PerMessageDeflate {
     /// Compresses one whole message as a permessage-deflate payload (RFC 7692 §7.2.1: the
     /// trailing 00 00 ff ff removed).
     static func compress(_ message: [UInt8], windowBits: Int32, allocator: ByteBufferAllocator) throws -> ByteBuffer {
-        try ZlibPool.shared.withCompressor(windowBits: windowBits) { compressor in
+        let level: ZlibPool.Level = message.count >= fastCompressionBytes ? .fastest : .standard
+        return try ZlibPool.shared.withCompressor(windowBits: windowBits, level: level) { compressor in
             var input = allocator.buffer(capacity: message.count)
             input.writeBytes(message)
             var output = allocator.buffer(capacity: compressor.maxSize(from: input))
@@ -234,16 +241,36 @@ final class ZlibPool: Sendable {
         init() throws { zlib = try ZlibDecompressor(algorithm: .deflate, windowSize: 15) }
     }
 
+    /// How hard a deflate stream compresses.
+    enum Level: Hashable, Sendable {
+        /// zlib's default level (6).
+        case standard
+        /// zlib's fastest level (1).
+        case fastest
+
+        var zlib: Int32 {
+            switch self {
+            case .standard: ZlibConfiguration.CompressionLevel.defaultCompressionLevel.rawValue
+            case .fastest: ZlibConfiguration.CompressionLevel.fastestCompression.rawValue
+            }
+        }
+    }
+
+    private struct CompressorKind: Hashable {
+        var windowBits: Int32
+        var level: Level
+    }
+
     private final class Compressor: @unchecked Sendable {
         // Safe: handed out under the pool's lock to one caller, which gives it back when done.
         let zlib: ZlibCompressor
-        init(windowBits: Int32) throws {
-            zlib = try ZlibCompressor(algorithm: .deflate, configuration: ZlibConfiguration(windowSize: windowBits))
+        init(_ kind: CompressorKind) throws {
+            zlib = try ZlibCompressor(algorithm: .deflate, configuration: ZlibConfiguration(windowSize: kind.windowBits, compressionLevel: kind.level.zlib))
         }
     }
 
     private let decompressors = Mutex<[Decompressor]>([])
-    private let compressors = Mutex<[Int32: [Compressor]]>([:])
+    private let compressors = Mutex<[CompressorKind: [Compressor]]>([:])
 
     func takeDecompressor() throws -> Decompressor {
         try decompressors.withLock { $0.popLast() } ?? Decompressor()
@@ -257,13 +284,14 @@ final class ZlibPool: Sendable {
         }
     }
 
-    /// Runs `body` with a deflate stream of `windowBits`, reset afterwards.
-    func withCompressor<Result>(windowBits: Int32, _ body: (ZlibCompressor) throws -> Result) throws -> Result {
-        let compressor = try compressors.withLock { $0[windowBits]?.popLast() } ?? Compressor(windowBits: windowBits)
+    /// Runs `body` with a deflate stream of `windowBits` at `level`, reset afterwards.
+    func withCompressor<Result>(windowBits: Int32, level: Level = .standard, _ body: (ZlibCompressor) throws -> Result) throws -> Result {
+        let kind = CompressorKind(windowBits: windowBits, level: level)
+        let compressor = try compressors.withLock { $0[kind]?.popLast() } ?? Compressor(kind)
         defer {
             if (try? compressor.zlib.reset()) != nil {
                 compressors.withLock { idle in
-                    if idle[windowBits, default: []].count < idleLimit { idle[windowBits, default: []].append(compressor) }
+                    if idle[kind, default: []].count < idleLimit { idle[kind, default: []].append(compressor) }
                 }
             }
         }

@@ -144,14 +144,14 @@ struct FairWritesTests {
         // starts under a 150 KB limit, the third over it.
         let budget = CommitBudget(guaranteed: 1, workLimit: 150_000)
         let first = try await store.commit(patches, budget: budget)
-        #expect(first.count == 2)
+        #expect(first.outcomes.count == 2 && first.work.count == 2)
         // The guaranteed ones are decided whatever they cost.
         let second = try await store.commit(Array(patches[2...]), budget: CommitBudget(guaranteed: 2, workLimit: 1))
-        #expect(second.count == 2)
+        #expect(second.outcomes.count == 2)
         #expect(try await store.record("large")?.version == 5)
         // Small writes cost little: a thousand fit under the default limit.
         let small = (0..<1000).map { write("small/\($0)", .put([:]), base: 0) }
-        #expect(try await store.commit(small, budget: CommitBudget(guaranteed: 1, workLimit: EngineConfiguration().batchWorkLimit)).count == 1000)
+        #expect(try await store.commit(small, budget: CommitBudget(guaranteed: 1, workLimit: EngineConfiguration().batchWorkLimit)).outcomes.count == 1000)
         await store.close()
     }
 }
