@@ -2,10 +2,15 @@ import NIOCore
 import NIOWebSocket
 
 extension Peer {
-    /// Sends one raw frame: `bytes` with `opcode` (a raw value, so reserved ones can be sent).
-    func sendFrame(opcode: UInt8, fin: Bool = true, _ bytes: some Sequence<UInt8>) async throws {
+    /// Sends one raw frame: `bytes` with `opcode` (a raw value, so reserved ones can be sent)
+    /// and `reservedBits` (RSV1, RSV2, RSV3 as bits 2, 1, 0).
+    func sendFrame(opcode: UInt8, fin: Bool = true, reservedBits: UInt8 = 0, _ bytes: some Sequence<UInt8>) async throws {
         let opcode = try require(WebSocketOpcode(encodedWebSocketOpcode: opcode), "opcode \(opcode) cannot be sent")
-        try await wire.send(frame: WebSocketFrame(fin: fin, opcode: opcode, data: ByteBuffer(bytes: Array(bytes))))
+        let frame = WebSocketFrame(
+            fin: fin, rsv1: reservedBits & 0b100 != 0, rsv2: reservedBits & 0b010 != 0, rsv3: reservedBits & 0b001 != 0,
+            opcode: opcode, data: ByteBuffer(bytes: Array(bytes))
+        )
+        try await wire.send(frame: frame)
     }
 
     /// Sends `text` as one text message split into frames at the given byte offsets.

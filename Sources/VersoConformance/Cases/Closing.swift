@@ -13,6 +13,16 @@ extension ConformanceSuite {
                 try await peer.sendFrame(opcode: 0x3, Array("x".utf8))
             }
         },
+        ConformanceCase("1.2 closing codes: a frame with RSV2 set closes with 1002") { context in
+            try await expectClose(1002, context, "after a text frame with RSV2 set") { peer in
+                try await peer.sendFrame(opcode: 0x1, reservedBits: 0b010, Array(#"{"type":"hello"}"#.utf8))
+            }
+        },
+        ConformanceCase("1.2 closing codes: a frame with RSV3 set closes with 1002") { context in
+            try await expectClose(1002, context, "after a text frame with RSV3 set") { peer in
+                try await peer.sendFrame(opcode: 0x1, reservedBits: 0b001, Array(#"{"type":"hello"}"#.utf8))
+            }
+        },
         ConformanceCase("1.2 closing codes: a continuation frame with no message to continue closes with 1002") { context in
             try await expectClose(1002, context, "after a continuation frame that continues nothing") { peer in
                 try await peer.sendFrame(opcode: 0x0, Array(#"{"type":"hello"}"#.utf8))

@@ -40,13 +40,45 @@ extension ConformanceSuite {
         ConformanceCase("1 transport: a plain HTTP request to the WebSocket path answers 400 with a JSON error") { context in
             let response = try await context.http(context.httpGet(context.address.path))
             try expectEqual(response.status, 400, "the status of a plain GET \(context.address.path)")
-            let body: JSONValue
-            do { body = try JSONParser.parse(response.body) } catch {
-                throw ConformanceFailure("the 400 body is not JSON (\(error)): \(describe(response.body))")
-            }
-            try expectError(body, code: "bad_request", "the 400 body")
+            try expectJSONError(response, code: "bad_request", "the 400 body")
+        },
+        ConformanceCase("1 transport: an upgrade with a Sec-WebSocket-Version other than 13 is answered 426 with Sec-WebSocket-Version: 13") { context in
+            let request = handshakeRequest(context).replacingOccurrences(of: "Sec-WebSocket-Version: 13", with: "Sec-WebSocket-Version: 8")
+            let response = try await context.http(request)
+            try expectEqual(response.status, 426, "the status of an upgrade asking for WebSocket version 8")
+            try expectEqual(response.headers["sec-websocket-version"], "13", "the Sec-WebSocket-Version of the 426")
+            try expectJSONError(response, code: "bad_request", "the 426 body")
+        },
+        ConformanceCase("1 transport: an upgrade without a valid Sec-WebSocket-Key is answered 400") { context in
+            let request = handshakeRequest(context).replacingOccurrences(of: "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", with: "")
+            let response = try await context.http(request)
+            try expectEqual(response.status, 400, "the status of an upgrade without Sec-WebSocket-Key")
+            try expectJSONError(response, code: "bad_request", "the 400 body")
+        },
+        ConformanceCase("1 transport: a request line and headers over the 16 KiB request head limit are answered 431") { context in
+            // 64 KiB of headers: over the default limit and any limit a server is likely to set.
+            let padding = (0..<64).map { "X-Padding-\($0): \(String(repeating: "p", count: 1000))\r\n" }.joined()
+            var head = handshakeRequest(context)
+            head.removeLast()  // the blank line's CRLF (one Character)
+            let response = try await context.http(head + padding + "\r\n")
+            try expectEqual(response.status, 431, "the status of a 64 KiB request head")
+            try expectJSONError(response, code: "too_large", "the 431 body")
         },
     ]
+
+    /// The request line and headers of a valid handshake on the WebSocket path, no extensions.
+    private static func handshakeRequest(_ context: CaseContext) -> String {
+        RawHTTP.handshake(host: context.address.host, port: context.address.port, path: context.address.path, extensions: nil)
+    }
+
+    /// Expects `response`'s body to be a JSON `error` with `code`.
+    private static func expectJSONError(_ response: RawHTTP.Response, code: String, _ what: String) throws {
+        let body: JSONValue
+        do { body = try JSONParser.parse(response.body) } catch {
+            throw ConformanceFailure("\(what) is not JSON (\(error)): \(describe(response.body))")
+        }
+        try expectError(body, code: code, what)
+    }
 
     /// A handshake on the WebSocket path, offering `extensions`; expects 101.
     private static func handshake(_ context: CaseContext, extensions: String?) async throws -> RawHTTP.Response {
