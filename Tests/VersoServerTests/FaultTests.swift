@@ -85,15 +85,6 @@ final class WriteLock {
     }
 }
 
-/// Polls `condition` until it holds or `timeout` passes.
-private func waitUntil(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while !condition() {
-        guard ContinuousClock.now < deadline else { throw TestFailure("\(what) did not happen within \(timeout)") }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
-
 /// What a fresh server over `directory` holds at each key: its version, or nil if absent.
 private func versions(in directory: String, of keys: [String]) async throws -> [String: Int64?] {
     try await TestServer.with(dataDirectory: directory) { server in

@@ -15,6 +15,15 @@ let compressionModes = [true, false]
 /// A key no other test uses.
 func uniqueKey(_ prefix: String = "k") -> String { "\(prefix)/\(UUID().uuidString.prefix(8))" }
 
+/// Polls `condition` until it holds; fails the test, naming `what`, if it does not within `timeout`.
+func waitUntil(_ what: String = "a condition", timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        guard ContinuousClock.now < deadline else { throw TestFailure("\(what) did not happen within \(timeout)") }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
 /// Writes a throwaway record on `client` and returns every message that arrived before its ack.
 ///
 /// The engine publishes each commit's updates before it decides the next batch, so an update

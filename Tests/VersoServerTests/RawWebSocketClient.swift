@@ -171,15 +171,3 @@ extension RawWebSocketClient.Received {
         return nil
     }
 }
-
-/// Polls `condition` until it holds; fails the test if it does not within `timeout`.
-func waitUntil(timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("a condition did not hold within \(timeout)")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
