@@ -1,3 +1,4 @@
+import HTTPTypes
 import Logging
 import NIOCore
 import NIOWebSocket
@@ -62,14 +63,16 @@ public final class WireConnection: Sendable {
     }
 
     /// Connects to `url`, runs `body` with the connection, then closes it.
-    /// `compression` offers permessage-deflate.
+    /// `compression` offers permessage-deflate; `token` is sent as `Authorization: Bearer`.
     public static func with<T: Sendable>(
         url: String,
         compression: Bool = true,
+        token: String? = nil,
         _ body: (WireConnection) async throws -> T
     ) async throws -> T {
         let client = WireConnection()
         var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 24, validateUTF8: true)
+        if let token { configuration.additionalHeaders[.authorization] = "Bearer \(token)" }
         if compression {
             configuration.extensions = [WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: 1 << 24).build()]
         }

@@ -8,6 +8,9 @@ public struct ConflictDetail: Sendable, Equatable {
     /// The current data, encoded; nil for a deleted key or one that never existed.
     public var data: [UInt8]?
     public var deleted: Bool
+    /// The data is withheld: the writer may not read the key (its rules give `write` without
+    /// `read`). Sent as `"data": null, "deleted": false, "hidden": true`.
+    public var hidden = false
 
     /// A conflict with the current data as the store holds it, encoded.
     public init(key: String, base: Int64, version: Int64, data: [UInt8]?, deleted: Bool) {
@@ -47,13 +50,18 @@ public enum Replies {
     }
 
     /// The reply to `hello`. `allowsForce` tells clients whether forced writes are accepted.
-    public static func welcome(rid: JSONValue?, session: String, epoch: String, seq: Int64, allowsForce: Bool) -> [UInt8] {
+    /// The reply to `hello`; `user` is the identity the connection acts as, when the server
+    /// authenticates.
+    public static func welcome(rid: JSONValue?, session: String, epoch: String, seq: Int64, allowsForce: Bool, user: String? = nil) -> [UInt8] {
         var writer = start("welcome", rid: rid)
         writer.raw(",\"session\":"); writer.string(session)
         writer.raw(",\"epoch\":"); writer.string(epoch)
         writer.raw(",\"seq\":"); writer.integer(seq)
         writer.raw(",\"server\":"); writer.string(serverName)
         writer.raw(",\"force\":"); allowsForce ? writer.raw("true") : writer.raw("false")
+        if let user {
+            writer.raw(",\"user\":"); writer.string(user)
+        }
         return finish(&writer)
     }
 
@@ -117,6 +125,7 @@ public enum Replies {
             writer.raw("null")
         }
         writer.raw(",\"deleted\":"); detail.deleted ? writer.raw("true") : writer.raw("false")
+        if detail.hidden { writer.raw(",\"hidden\":true") }
     }
 
     public static func conflict(rid: JSONValue?, _ detail: ConflictDetail) -> [UInt8] {

@@ -16,7 +16,8 @@ public enum SubscriptionFilter: Sendable, Equatable {
 
 /// A client request, checked and typed. See Protocol.md for each message.
 public enum Request: Sendable, Equatable {
-    case hello(client: String?)
+    /// `token`: an access token, when the server authenticates (Protocol.md section 2.1).
+    case hello(client: String?, token: String?)
     case get(key: String)
     /// A single `put`, `patch` or `delete`.
     case write(WriteOperation)
@@ -90,7 +91,7 @@ extension Request {
         let reader = FieldReader(fields: fields, context: type)
         switch type {
         case "hello":
-            return .hello(client: try reader.optionalString("client"))
+            return .hello(client: try reader.optionalString("client"), token: try reader.optionalString("token"))
         case "get":
             return .get(key: try reader.key("key"))
         case "put", "patch", "delete":

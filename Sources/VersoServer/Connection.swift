@@ -14,7 +14,20 @@ struct Connection {
     let engine: RecordEngine
     let registry: ConnectionRegistry
     let configuration: ServerConfiguration
+    /// The tokens clients present, when the server authenticates (`--auth tokens`).
+    let tokens: AccessTokens?
     let logger: Logger
+
+    /// Who a connection acts as: an explicit state, changed only by `hello`.
+    enum Access {
+        /// The server does not authenticate: every request is allowed.
+        case open
+        /// The server authenticates and the connection has presented no valid token yet.
+        case anonymous
+        /// Acting with this token, looked up again at every request, so that a token taken
+        /// out of the tokens file stops working at once.
+        case token(String)
+    }
 
     /// Serves the connection until it closes. Rethrows a protocol error from the inbound stream
     /// so the WebSocket layer closes with the code RFC 6455 asks for (1007, 1009, 1002).
@@ -26,7 +39,9 @@ struct Connection {
     ///
     /// `closing` is set by the connection's `WebSocketGuard` once the server sends (or decides to
     /// send) its close frame: from then on nothing the client sends is applied.
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, compression: PerMessageDeflate.Agreement?, closing: ClosingFlag) async throws {
+    ///
+    /// `token` is the access token the upgrade carried (already checked to be valid), if any.
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, compression: PerMessageDeflate.Agreement?, closing: ClosingFlag, token: String?) async throws {
         let session = UUID().uuidString.lowercased()
         var sessionLogger = logger
         sessionLogger[metadataKey: "verso.session"] = "\(session)"
@@ -37,8 +52,9 @@ struct Connection {
         let writes = InFlightWrites(client: engine.newClient())
         // The reader runs on the channel's event loop: a request costs no thread hop to the
         // pool and back (store reads still run on the store's own threads).
+        let access: Access = tokens == nil ? .open : token.map { .token($0) } ?? .anonymous
         let inboundError = await withTaskExecutorPreference(EventLoopTaskExecutor(channel.eventLoop)) {
-            await readRequests(inbound, session: session, outbox: outbox, closing: closing, writes: writes, logger: logger)
+            await readRequests(inbound, session: session, access: access, outbox: outbox, closing: closing, writes: writes, logger: logger)
         }
         // A client may close right after a write: its ack still goes out before the close.
         await writes.wait(untilBelow: 1)
@@ -48,8 +64,9 @@ struct Connection {
 
     /// Handles requests in order until the client closes, the stream fails (returned), or the
     /// task is cancelled; then ends the connection's subscriptions.
-    private func readRequests(_ inbound: WebSocketInboundStream, session: String, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, logger: Logger) async -> (any Error)? {
+    private func readRequests(_ inbound: WebSocketInboundStream, session: String, access: Access, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, logger: Logger) async -> (any Error)? {
         var subscriptions: [Int64: SubscriptionLane] = [:]
+        var access = access
         defer {
             for (id, lane) in subscriptions { engine.unsubscribe(id, sink: lane) }
         }
@@ -60,7 +77,7 @@ struct Connection {
                 guard !closing.isSet, !outbox.isClosing else { continue }
                 switch message {
                 case .text(let text):
-                    await handle(text, session: session, outbox: outbox, closing: closing, writes: writes, subscriptions: &subscriptions)
+                    await handle(text, session: session, access: &access, outbox: outbox, closing: closing, writes: writes, subscriptions: &subscriptions)
                 case .binary:
                     await writes.wait(untilBelow: 1)
                     outbox.send(Replies.error(rid: nil, .badRequest("binary frames are not accepted: send each request as JSON in a text frame")))
@@ -78,7 +95,7 @@ struct Connection {
     /// Most writes one connection may have queued in the engine before its next request waits.
     static let maxWritesInFlight = 128
 
-    private func handle(_ text: String, session: String, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, subscriptions: inout [Int64: SubscriptionLane]) async {
+    private func handle(_ text: String, session: String, access: inout Access, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, subscriptions: inout [Int64: SubscriptionLane]) async {
         let envelope: RequestEnvelope
         do {
             envelope = try Request.parse(text)
@@ -90,23 +107,38 @@ struct Connection {
         let rid = envelope.rid
         switch envelope.request {
         case .write(let operation):
-            await submit(WriteCommand(operations: [operation], isTxn: false), rid: rid, outbox: outbox, closing: closing, writes: writes)
+            await submit(WriteCommand(operations: [operation], isTxn: false), rid: rid, access: access, outbox: outbox, closing: closing, writes: writes)
             return
         case .txn(let operations):
-            await submit(WriteCommand(operations: operations, isTxn: true), rid: rid, outbox: outbox, closing: closing, writes: writes)
+            await submit(WriteCommand(operations: operations, isTxn: true), rid: rid, access: access, outbox: outbox, closing: closing, writes: writes)
             return
         default:
             // Every other reply follows the acks of the writes before it, and sees them.
             await writes.wait(untilBelow: 1)
         }
         do throws(RequestError) {
-            switch envelope.request {
-            case .write, .txn:
-                break
-            case .hello:
+            if case .hello(_, let token) = envelope.request {
                 guard engine.isAccepting else { throw RequestError(.unavailable, "the server is shutting down; reconnect and retry") }
-                outbox.send(Replies.welcome(rid: rid, session: session, epoch: engine.epoch, seq: engine.currentSeq, allowsForce: engine.configuration.allowForce))
+                var user: String?
+                if let tokens, let token {
+                    guard let identity = tokens.identity(for: token) else { throw Self.badToken }
+                    access = .token(token)
+                    user = identity.user
+                } else if case .token(let current) = access {
+                    user = try identity(current).user
+                }
+                outbox.send(Replies.welcome(rid: rid, session: session, epoch: engine.epoch, seq: engine.currentSeq, allowsForce: engine.configuration.allowForce, user: user))
+                return
+            }
+            let rules = try rules(for: access)
+            switch envelope.request {
+            case .write, .txn, .hello:
+                break
             case .get(let key):
+                guard rules.allows(.read, on: key) else {
+                    outbox.send(Replies.error(rid: rid, Self.forbidden(.read, key), key: key))
+                    return
+                }
                 let stored = try await engine.record(key)
                 guard let stored, let data = stored.data else {
                     let message = stored == nil ? "no record at \"\(key)\"" : "the record at \"\(key)\" was deleted"
@@ -116,6 +148,10 @@ struct Connection {
                 }
                 outbox.send(Replies.snapshot(rid: rid, sub: nil, record: RecordSnapshot(key: key, version: stored.version, data: data)))
             case .subscribe(let filter, let since, let epoch):
+                if let (error, key) = Self.readRefusal(filter, rules) {
+                    outbox.send(Replies.error(rid: rid, error, key: key))
+                    return
+                }
                 guard subscriptions.count < RequestLimits.maxSubscriptionsPerConnection else { throw Self.tooManySubscriptions }
                 // Live updates wait in the lane, counted against this connection's limit, until
                 // the starting records are queued: they go out as the client reads them.
@@ -139,7 +175,9 @@ struct Connection {
                 outbox.send(Replies.unsubscribed(rid: rid, sub: sub))
             case .list(let prefix, let after, let limit):
                 let page = try await engine.list(prefix: prefix, after: after, limit: limit)
-                let reply = Replies.records(rid: rid, records: page.records, next: page.next)
+                // Keys the identity may not read are left out; `next` still moves past them.
+                let readable = page.records.filter { rules.allows(.read, on: $0.key) }
+                let reply = Replies.records(rid: rid, records: readable, next: page.next)
                 await outbox.send(paced: CollectionOfOne(reply), totalBytes: reply.count)
             }
         } catch {
@@ -151,14 +189,29 @@ struct Connection {
 
     /// Queues a write in the engine without waiting for its commit; its ack (or conflict) is
     /// sent when it is decided. A refusal waits for the writes before it, to keep reply order.
-    private func submit(_ command: WriteCommand, rid: JSONValue?, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites) async {
+    /// A write (or txn) with any operation its identity may not make is refused whole.
+    private func submit(_ command: WriteCommand, rid: JSONValue?, access: Access, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites) async {
+        let rules: AccessRules
+        do throws(RequestError) {
+            rules = try self.rules(for: access)
+        } catch {
+            await writes.wait(untilBelow: 1)
+            outbox.send(Replies.error(rid: rid, error))
+            return
+        }
+        for operation in command.operations {
+            guard let right = rules.missingRight(for: operation) else { continue }
+            await writes.wait(untilBelow: 1)
+            outbox.send(Replies.error(rid: rid, Self.forbidden(right, operation.key), key: operation.key))
+            return
+        }
         await writes.wait(untilBelow: Self.maxWritesInFlight)
         // A close may have begun while this write waited for room: then it is not applied.
         guard !closing.isSet, !outbox.isClosing else { return }
         writes.begin()
         let isTxn = command.isTxn
         let refusal = engine.enqueue(command, from: writes.client) { result in
-            outbox.send(Self.reply(to: result, rid: rid, isTxn: isTxn))
+            outbox.send(Self.reply(to: result, rid: rid, isTxn: isTxn, rules: rules))
             writes.end()
         }
         guard let refusal else { return }
@@ -167,8 +220,9 @@ struct Connection {
         outbox.send(Replies.error(rid: rid, refusal))
     }
 
-    /// The reply to a write, encoded.
-    static func reply(to result: WriteResult, rid: JSONValue?, isTxn: Bool) -> [UInt8] {
+    /// The reply to a write, encoded; a conflict on a key `rules` do not let the writer read
+    /// withholds the data.
+    static func reply(to result: WriteResult, rid: JSONValue?, isTxn: Bool, rules: AccessRules = .everything) -> [UInt8] {
         switch result {
         case .refused(let error):
             return Replies.error(rid: rid, error)
@@ -177,11 +231,56 @@ struct Connection {
                 return Replies.txnAck(rid: rid, seq: seq, versions: versions.map { ($0.key, $0.version) })
             }
             return Replies.ack(rid: rid, key: versions[0].key, version: versions[0].version, seq: seq)
-        case .outcome(.conflict(let details)):
+        case .outcome(.conflict(var details)):
+            for index in details.indices where !rules.allows(.read, on: details[index].key) {
+                details[index].data = nil
+                details[index].deleted = false
+                details[index].hidden = true
+            }
             return isTxn ? Replies.txnConflict(rid: rid, details) : Replies.conflict(rid: rid, details[0])
         case .outcome(.notFound(let key, let current)):
             let message = current == nil ? "no record at \"\(key)\" to delete" : "the record at \"\(key)\" is already deleted"
             return Replies.error(rid: rid, RequestError(.notFound, message), key: key, current: current)
+        }
+    }
+
+    // MARK: Access
+
+    static let badToken = RequestError(.unauthorized, "the token is not valid on this server: check it, or ask for a new one")
+
+    /// The rules the connection acts under now; `unauthorized` when it has no valid token.
+    private func rules(for access: Access) throws(RequestError) -> AccessRules {
+        switch access {
+        case .open:
+            return .everything
+        case .anonymous:
+            throw RequestError(.unauthorized, "this server needs an access token: send it in the upgrade (Authorization: Bearer TOKEN) or in hello (\"token\")")
+        case .token(let token):
+            return try identity(token).rules
+        }
+    }
+
+    private func identity(_ token: String) throws(RequestError) -> Identity {
+        guard let identity = tokens?.identity(for: token) else {
+            throw RequestError(.unauthorized, "the token this connection used is no longer valid on this server: send a valid one in hello (\"token\") or reconnect with one")
+        }
+        return identity
+    }
+
+    static func forbidden(_ right: AccessRight, _ key: String) -> RequestError {
+        RequestError(.forbidden, "no rule of this token allows \(right.rawValue) on \"\(key)\"")
+    }
+
+    /// Why `rules` do not let a connection subscribe to `filter`, with the key refused, or nil:
+    /// a subscription needs read on each of its keys, or one rule giving read on its whole prefix.
+    private static func readRefusal(_ filter: SubscriptionFilter, _ rules: AccessRules) -> (RequestError, key: String?)? {
+        switch filter {
+        case .keys(let keys):
+            guard let refused = keys.sorted(by: <).first(where: { !rules.allows(.read, on: $0.string) }) else { return nil }
+            return (forbidden(.read, refused.string), refused.string)
+        case .prefix(let prefix):
+            guard !rules.allows(.read, onEveryKeyWithPrefix: prefix) else { return nil }
+            return (RequestError(.forbidden, "no rule of this token allows read on every key starting with \"\(prefix)\": subscribe to a prefix one rule covers, or to keys"), nil)
         }
     }
 }

@@ -34,6 +34,8 @@ public struct ServerConfiguration: Sendable {
     /// Time between the server's pings; a ping not answered within it closes the connection
     /// with 4001. Default 30 s.
     public var pingInterval: Duration
+    /// How clients prove who they are. Default `.none`: every connection may do everything.
+    public var authentication: Authentication = .none
 
     public init(
         host: String = "127.0.0.1",

@@ -26,6 +26,8 @@ public final class VersoServer: Sendable {
     private let logger: Logger
     private let onListening: @Sendable (Int) async -> Void
     private let serviceGroup: ServiceGroup
+    /// The tokens of `--auth tokens`; nil when the server does not authenticate.
+    private let tokens: AccessTokens?
 
     /// Checks the configuration (throwing `ConfigurationError`), opens the store and prepares the
     /// server. `onListening` is called with the bound port.
@@ -36,6 +38,11 @@ public final class VersoServer: Sendable {
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         try configuration.validate()
+        let tokens: AccessTokens? = switch configuration.authentication {
+        case .none: nil
+        case .tokens(let file): try AccessTokens(path: file, logger: logger)
+        }
+        self.tokens = tokens
         self.configuration = configuration
         self.logger = logger
         self.onListening = onListening
@@ -51,10 +58,14 @@ public final class VersoServer: Sendable {
         let engine = try await RecordEngine(store: store, configuration: EngineConfiguration(allowForce: configuration.allowForce), logger: logger)
         self.engine = engine
         let registry = registry
-        let application = Self.makeApplication(configuration: configuration, engine: engine, registry: registry, logger: logger, onListening: onListening)
+        let application = Self.makeApplication(configuration: configuration, engine: engine, registry: registry, tokens: tokens, logger: logger, onListening: onListening)
+        var reload: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if handleSignals, let tokens {
+            reload.append(.init(service: TokensReloadService(tokens: tokens)))
+        }
         serviceGroup = ServiceGroup(
             configuration: .init(
-                services: [
+                services: reload + [
                     .init(service: EngineService(engine: engine)),
                     .init(service: application),
                     .init(service: DrainService(engine: engine, registry: registry, gracePeriod: configuration.shutdownGracePeriod, logger: logger)),
@@ -79,6 +90,13 @@ public final class VersoServer: Sendable {
     /// Connections closed with 1008 so far because they did not read (either queue limit).
     public var slowConnectionsClosed: Int { registry.slowConnectionsClosed }
 
+    /// Reads the tokens file again, as SIGHUP does; returns the error when the file cannot be
+    /// used (the tokens loaded before then stay in force). Nothing to do without `--auth tokens`.
+    @discardableResult
+    public func reloadTokens() -> ConfigurationError? {
+        tokens?.reload()
+    }
+
     /// Begins a graceful shutdown, as SIGTERM does.
     public func triggerShutdown() async {
         await serviceGroup.triggerGracefulShutdown()
@@ -88,6 +106,7 @@ public final class VersoServer: Sendable {
         configuration: ServerConfiguration,
         engine: RecordEngine,
         registry: ConnectionRegistry,
+        tokens: AccessTokens?,
         logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void
     ) -> some Service {
@@ -126,8 +145,16 @@ public final class VersoServer: Sendable {
             idleTimeout: nil,
             httpDecoderConfiguration: .init(maxHeaderFieldSize: configuration.maxRequestHeadBytes, maxHeaderListSize: configuration.maxRequestHeadBytes)
         )
-        let connection = Connection(engine: engine, registry: registry, configuration: configuration, logger: logger)
-        let guardLimits = HandshakeGuard.Limits(timeout: .init(configuration.handshakeTimeout), maxHeadBytes: configuration.maxRequestHeadBytes)
+        let connection = Connection(engine: engine, registry: registry, configuration: configuration, tokens: tokens, logger: logger)
+        var limits = HandshakeGuard.Limits(timeout: .init(configuration.handshakeTimeout), maxHeadBytes: configuration.maxRequestHeadBytes)
+        if let tokens {
+            limits.checkUpgrade = { headers in
+                let refusal = UpgradeToken.refusal(headers: headers, tokens: tokens)
+                if refusal != nil { logger.info("refused a WebSocket upgrade whose token is not valid") }
+                return refusal
+            }
+        }
+        let guardLimits = limits
         let openConnections = OpenConnections()
         let server = HTTPServerBuilder { responder in
             let upgrade = HTTP1WebSocketUpgradeChannel(
@@ -135,13 +162,20 @@ public final class VersoServer: Sendable {
                 configuration: .init(http1: http1, ws: wsConfiguration)
             ) { (request: HTTPRequest, channel: any Channel, _: Logger) throws -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
                 guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else { return .dontUpgrade }
+                // A token that is not valid was answered 401 by the HandshakeGuard (which sees a
+                // connection's first request; a later one is declined here); no token at all
+                // upgrades, and every request but hello gets unauthorized until one is given.
+                let credentials = UpgradeToken(request.headerFields)
+                if let tokens, let token = credentials.token, tokens.identity(for: token) == nil { return .dontUpgrade }
+                var responseHeaders: HTTPFields = [:]
+                if let selected = credentials.selectedProtocol { responseHeaders[.secWebSocketProtocol] = selected }
                 // The same rule the extension builder answers the handshake with.
                 let compression = PerMessageDeflate.agreement(requestHeaders: request.headerFields)
                 // Called on the channel's event loop, before NIO adds the frame decoder.
                 let settings = WebSocketGuard.Settings(allowsRSV1: compression != nil, pingInterval: .init(configuration.pingInterval), logger: logger)
                 let closing = ClosingFlag()
                 try channel.pipeline.syncOperations.addHandler(WebSocketGuardInstaller(settings: settings, closing: closing))
-                return .upgrade([:]) { inbound, outbound, _ in
+                return .upgrade(responseHeaders) { inbound, outbound, _ in
                     // For a client that has sent nothing yet (the installer puts it in place before
                     // the first frame otherwise): its pings and the closing timeout need the guard.
                     channel.eventLoop.execute {
@@ -152,7 +186,7 @@ public final class VersoServer: Sendable {
                             channel.close(promise: nil)
                         }
                     }
-                    try await connection.run(inbound: inbound, outbound: outbound, channel: channel, compression: compression, closing: closing)
+                    try await connection.run(inbound: inbound, outbound: outbound, channel: channel, compression: compression, closing: closing, token: tokens == nil ? nil : credentials.token)
                 }
             }
             return GuardedChannel(inner: upgrade, limits: guardLimits, maxConnections: configuration.maxConnections, open: openConnections, logger: logger)
@@ -173,6 +207,18 @@ public final class VersoServer: Sendable {
             },
             logger: logger
         )
+    }
+}
+
+/// Reads the tokens file again at every SIGHUP, until shutdown.
+private struct TokensReloadService: Service {
+    let tokens: AccessTokens
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        for await _ in signals.cancelOnGracefulShutdown() {
+            tokens.reload()
+        }
     }
 }
 

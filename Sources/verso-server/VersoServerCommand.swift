@@ -53,6 +53,12 @@ struct VersoServerCommand: AsyncParsableCommand {
     @Option(help: "Bytes queued for all clients together before those holding the most are disconnected with 1008 [VERSO_MAX_QUEUED_BYTES] (default a quarter of the machine's memory).")
     var maxQueuedBytes: Int?
 
+    @Option(help: "How clients prove who they are: none (every connection may do everything) or tokens (see --tokens-file) [VERSO_AUTH] (default none).")
+    var auth: String?
+
+    @Option(help: "With --auth tokens: the JSON file of tokens, each with its user and access rules (Protocol.md 2.1); read again on SIGHUP [VERSO_TOKENS_FILE].")
+    var tokensFile: String?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical [VERSO_LOG_LEVEL] (default info).")
     var logLevel: String?
 
@@ -92,6 +98,15 @@ struct VersoServerCommand: AsyncParsableCommand {
         guard pingSeconds.isFinite, (0.1...3600).contains(pingSeconds) else {
             throw ValidationError("--ping-interval \(pingSeconds) is not between 0.1 and 3600 seconds")
         }
+        let authName = try setting(auth, "VERSO_AUTH", { $0 }, default: "none")
+        let tokensPath = try setting(tokensFile, "VERSO_TOKENS_FILE", { $0 }, default: "")
+        switch (authName, tokensPath.isEmpty) {
+        case ("none", true): configuration.authentication = .none
+        case ("none", false): throw ValidationError("--tokens-file is given but --auth is none: add --auth tokens")
+        case ("tokens", false): configuration.authentication = .tokens(file: tokensPath)
+        case ("tokens", true): throw ValidationError("--auth tokens needs --tokens-file FILE (the tokens, their users and rules; Protocol.md 2.1)")
+        default: throw ValidationError("--auth \"\(authName)\" is not none or tokens")
+        }
         configuration.handshakeTimeout = .milliseconds(Int64((handshakeSeconds * 1000).rounded()))
         configuration.pingInterval = .milliseconds(Int64((pingSeconds * 1000).rounded()))
         do {
@@ -113,7 +128,13 @@ struct VersoServerCommand: AsyncParsableCommand {
                 metadata: ["verso.limit": "\(fileLimit)", "verso.max_connections": "\(configuration.maxConnections)"]
             )
         }
-        let server = try await VersoServer(configuration: configuration, logger: logger)
+        let server: VersoServer
+        do {
+            server = try await VersoServer(configuration: configuration, logger: logger)
+        } catch let error as ConfigurationError {
+            // A tokens file that cannot be used is a bad flag like any other (exit code 64).
+            throw ValidationError(error.description)
+        }
         let watchdog = ShutdownWatchdog(server: server, logger: logger)
         try await server.run()
         watchdog.cancel()

@@ -72,6 +72,10 @@ struct StartupTests {
         BadStart(arguments: ["--history", "0"], message: "--history 0 is too small"),
         BadStart(arguments: ["--durability", "sometimes"], message: "durability \"sometimes\" is not full or normal"),
         BadStart(arguments: ["--log-level", "loud"], message: "log level \"loud\" is not one of"),
+        BadStart(arguments: ["--auth", "tokens"], message: "--auth tokens needs --tokens-file FILE"),
+        BadStart(arguments: ["--auth", "magic"], message: "--auth \"magic\" is not none or tokens"),
+        BadStart(arguments: ["--tokens-file", "/tmp/tokens.json"], message: "--tokens-file is given but --auth is none"),
+        BadStart(arguments: ["--auth", "tokens", "--tokens-file", "/nonexistent/verso-tokens.json"], message: "--tokens-file /nonexistent/verso-tokens.json cannot be read"),
     ]
 
     @Test("a bad flag or variable stops verso-server at once with status 64 and a message naming it", arguments: badStarts)
