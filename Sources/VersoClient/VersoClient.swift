@@ -1,3 +1,4 @@
+import HTTPTypes
 import Logging
 import NIOCore
 import NIOWebSocket
@@ -22,6 +23,9 @@ public struct VersoClientConfiguration: Sendable {
     public var maxBackoff: Duration
     /// Sent in `hello`. Default nil.
     public var clientName: String?
+    /// An access token, for a server that authenticates (Protocol.md 2.1): sent in every
+    /// (re)connect's upgrade as `Authorization: Bearer`. Default nil.
+    public var token: String?
 
     public init(
         url: String = "ws://127.0.0.1:7070/v1/ws",
@@ -167,6 +171,7 @@ public final class VersoClient: Sendable {
     /// Runs one connection until it ends; returns why it ended.
     private func connectOnce() async -> String {
         var wsConfiguration = WebSocketClientConfiguration(maxFrameSize: 1 << 24, validateUTF8: true)
+        if let token = configuration.token { wsConfiguration.additionalHeaders[.authorization] = "Bearer \(token)" }
         if configuration.compression {
             wsConfiguration.extensions = [WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: 1 << 24).build()]
         }

@@ -118,6 +118,29 @@ struct VersoClientTests {
         }
     }
 
+    @Test("a token in the configuration is sent at every connect; without it the server's unauthorized and forbidden come back as server errors")
+    func token() async throws {
+        let directory = TestServer.makeDataDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = (directory as NSString).appendingPathComponent("tokens.json")
+        let json = #"{"tokens":[{"token":"ann-0123456789","user":"ann","rules":[{"prefix":"mine/","allow":["read","write"]}]}]}"#
+        try Data(json.utf8).write(to: URL(fileURLWithPath: file))
+        try await TestServer.with(configure: { $0.authentication = .tokens(file: file) }) { server in
+            var withToken = configuration(port: server.port)
+            withToken.token = "ann-0123456789"
+            try await VersoClient.with(withToken) { client in
+                guard case .ack = try await client.put("mine/a", base: 0, data: ["n": .number("1")]) else {
+                    Issue.record("the put was not acknowledged")
+                    return
+                }
+                await #expect { _ = try await client.get("theirs/a") } throws: { ($0 as? VersoClientError)?.kind == .server(.forbidden) }
+            }
+            try await VersoClient.with(configuration(port: server.port)) { client in
+                await #expect { _ = try await client.get("mine/a") } throws: { ($0 as? VersoClientError)?.kind == .server(.unauthorized) }
+            }
+        }
+    }
+
     @Test("cannot connect is reported at once")
     func cannotConnect() async throws {
         let port = try await TestServer.with { $0.port }

@@ -378,10 +378,14 @@ class VersoClient:
         compression: bool = True,
         open_timeout: float | None = 10,
         max_size: int | None = None,
+        token: str | None = None,
     ) -> VersoClient:
         """Open a connection to ``ws://HOST:PORT/v1/ws``.
 
         ``compression`` offers permessage-deflate (the server accepts whenever it is offered).
+        ``token`` is an access token for a server started with ``--auth`` (Protocol.md 2.1),
+        sent as ``Authorization: Bearer``; a request outside its rules raises ``VersoError``
+        with ``code`` ``"forbidden"``, one without a valid token ``"unauthorized"``.
         ``max_size`` bounds one incoming message after decompression (None: no bound; a list
         reply of 1000 large records can be big). The connection goes straight to the server,
         never through an HTTP proxy named in the environment.
@@ -392,6 +396,7 @@ class VersoClient:
             open_timeout=open_timeout,
             max_size=max_size,
             proxy=None,
+            additional_headers={"Authorization": f"Bearer {token}"} if token is not None else None,
         )
         return cls(websocket)
 

@@ -89,13 +89,18 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Seconds to wait for each reply.")
     var timeout: Double = 10
 
+    @Option(help: "Access token, for a server started with --auth [VERSO_TOKEN]. Prefer the variable: a flag shows in the process list.")
+    var token: String?
+
     var configuration: VersoClientConfiguration {
-        VersoClientConfiguration(
+        var configuration = VersoClientConfiguration(
             url: url ?? ProcessInfo.processInfo.environment["VERSO_URL"] ?? "ws://127.0.0.1:7070/v1/ws",
             compression: !noCompression,
             requestTimeout: .milliseconds(Int(timeout * 1000)),
             clientName: "verso-cli"
         )
+        configuration.token = token ?? ProcessInfo.processInfo.environment["VERSO_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        return configuration
     }
 
     /// Connects (failing fast when the server cannot be reached) and runs `body`.

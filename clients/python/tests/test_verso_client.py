@@ -6,6 +6,7 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -593,3 +594,27 @@ async def test_restart_keeps_records_and_epoch(prefix: str) -> None:
             with pytest.raises(VersoError) as caught:
                 await client.get(prefix + "a")
             assert (caught.value.version, caught.value.deleted) == (2, True)
+
+
+async def test_a_token_acts_within_its_rules(tmp_path: Path, prefix: str) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"tokens": [
+        {"token": "ann-0123456789", "user": "ann", "rules": [{"prefix": "mine/", "allow": ["read", "write"]}]},
+    ]}))
+    tokens.chmod(0o600)
+    with VersoServer("--auth", "tokens", "--tokens-file", str(tokens)) as server:
+        ann = await VersoClient.connect(server.ws_url, token="ann-0123456789")
+        try:
+            assert isinstance(await ann.put("mine/" + prefix, {"n": 1}, base=0), Ack)
+            with pytest.raises(VersoError) as forbidden:
+                await ann.get("theirs/" + prefix)
+            assert forbidden.value.code == "forbidden"
+        finally:
+            await ann.close()
+        anonymous = await VersoClient.connect(server.ws_url)
+        try:
+            with pytest.raises(VersoError) as unauthorized:
+                await anonymous.get("mine/" + prefix)
+            assert unauthorized.value.code == "unauthorized"
+        finally:
+            await anonymous.close()
