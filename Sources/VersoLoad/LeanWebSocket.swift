@@ -53,8 +53,9 @@ enum LeanWebSocket {
     static let handshakeTimeout: Int64 = 30
 
     /// Connects to `url` and upgrades to WebSocket, offering permessage-deflate when
-    /// `compression`. Messages over `maxMessageSize` bytes (after inflating) end the connection.
-    static func connect(url: String, compression: Bool, maxMessageSize: Int) async throws -> Connection {
+    /// `compression` and sending `token` as `Authorization: Bearer`. Messages over
+    /// `maxMessageSize` bytes (after inflating) end the connection.
+    static func connect(url: String, compression: Bool, token: String? = nil, maxMessageSize: Int) async throws -> Connection {
         let endpoint = try Endpoint(url: url)
         let channel: any Channel
         let upgrade: EventLoopFuture<Upgrade>
@@ -64,7 +65,7 @@ enum LeanWebSocket {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connect(host: endpoint.host, port: endpoint.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let upgrade = try configure(channel, endpoint: endpoint, compression: compression, maxMessageSize: maxMessageSize)
+                        let upgrade = try configure(channel, endpoint: endpoint, compression: compression, token: token, maxMessageSize: maxMessageSize)
                         return (channel, upgrade)
                     }
                 }
@@ -93,10 +94,11 @@ enum LeanWebSocket {
 
     /// Sets up the HTTP/1 upgrade on a new channel; the future ends with the upgrade.
     private static func configure(
-        _ channel: any Channel, endpoint: Endpoint, compression: Bool, maxMessageSize: Int
+        _ channel: any Channel, endpoint: Endpoint, compression: Bool, token: String?, maxMessageSize: Int
     ) throws -> EventLoopFuture<Upgrade> {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: endpoint.authority)
+        if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
         if compression { headers.add(name: "Sec-WebSocket-Extensions", value: DeflateAgreement.offer) }
         let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: endpoint.target, headers: headers)
         let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: maxMessageSize) { channel, response in

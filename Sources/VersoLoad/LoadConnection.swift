@@ -101,17 +101,19 @@ public enum LoadConnection {
     /// The largest message accepted from the server, after inflating.
     static let maxMessageSize = 1 << 24
 
-    /// Connects to `url` (offering permessage-deflate when `compression`), runs `body` with the
-    /// open connection, then closes it. Throws if it could not connect or `body` threw.
+    /// Connects to `url` (offering permessage-deflate when `compression`, sending `token` as
+    /// `Authorization: Bearer`), runs `body` with the open connection, then closes it. Throws
+    /// if it could not connect or `body` threw.
     public static func run<T: Sendable>(
         url: String,
         compression: Bool,
+        token: String? = nil,
         _ body: @escaping @Sendable (inout LoadWire) async throws -> T
     ) async throws -> T {
         await handshakes.acquire()
         let connection: LeanWebSocket.Connection
         do {
-            connection = try await LeanWebSocket.connect(url: url, compression: compression, maxMessageSize: maxMessageSize)
+            connection = try await LeanWebSocket.connect(url: url, compression: compression, token: token, maxMessageSize: maxMessageSize)
         } catch {
             handshakes.release()
             throw error

@@ -21,6 +21,8 @@ public struct LoadOptions: Sendable {
     public var warmup: Double = 0
     /// Offer permessage-deflate.
     public var compression = true
+    /// Access token for a server started with `--auth tokens`, sent in every upgrade.
+    public var token: String?
     /// The server's process id, to report its CPU time and memory.
     public var serverPID: Int32?
     /// Print a progress line on stderr once a second.

@@ -13,7 +13,7 @@ extension Scenarios {
         let outcome = await LoadRunner.run(options: options, workers: count + 1, window: outer, counters: counters) { (index: Int) async throws -> (WorkerStats, Int) in
             if index < count {
                 return try await gate.subscriber {
-                    try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+                    try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                         var stats = WorkerStats()
                         try await wire.subscribe(to: key, scenario: "connections")
                         guard gate.markSubscribed() else { return (stats, 0) }
@@ -30,7 +30,7 @@ extension Scenarios {
                     }
                 }
             }
-            return try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+            return try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                 // If a subscriber failed, the change still goes out, to end those that subscribed.
                 var waitFailure: (any Error)?
                 do { _ = try await gate.waitForSubscribers(limit: connectAllowance) } catch { waitFailure = error }

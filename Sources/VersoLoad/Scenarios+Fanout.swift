@@ -23,7 +23,7 @@ extension Scenarios {
             if index >= writers {
                 let key = keys[(index - writers) % writers]
                 return try await gate.subscriber {
-                    try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+                    try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                         var stats = WorkerStats()
                         try await wire.subscribe(to: key, scenario: "fanout")
                         guard gate.markSubscribed() else { return (stats, 0) }
@@ -45,7 +45,7 @@ extension Scenarios {
                     }
                 }
             }
-            return try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+            return try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                 let start: UInt64
                 do {
                     start = try await gate.waitForSubscribers(limit: connectAllowance)

@@ -47,7 +47,7 @@ extension Scenarios {
         let data = #""p":""# + padding(options.valueSize) + "\""
         let setupFailure: String?
         do {
-            let reply = try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+            let reply = try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                 try await wire.send(put(key: key, base: 0, data: manyMembers(recordSize)))
                 return try await wire.next()
             }
@@ -60,14 +60,14 @@ extension Scenarios {
         let outcome = await LoadRunner.run(options: options, workers: victims + 1, window: window, counters: counters) { (index: Int) async throws -> (WorkerStats, HogStats) in
             if let setupFailure { throw LoadError(setupFailure) }
             if index == victims {
-                let stats = try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+                let stats = try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                     try await attackLoop(&wire, key: key, pipeline: pipeline, attack: attack, until: window.deadline, running: victimsLeft)
                 }
                 return (WorkerStats(), stats)
             }
             defer { victimsLeft.running.subtract(1, ordering: .releasing) }
             let keys = stride(from: index, to: Swift.max(options.keys, victims), by: victims).map { "load/\(options.runID)/\($0)" }
-            let stats = try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+            let stats = try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                 try await casLoop(&wire, keys: keys, data: data, options: options, index: index, window: window, counters: counters)
             }
             return (stats, HogStats())

@@ -68,7 +68,7 @@ extension Scenarios {
         let data = #""p":""# + padding(options.valueSize - 24) + #"","t":"#
         let connections = options.connections
         let outcome = await LoadRunner.run(options: options, workers: connections, window: window, counters: counters) { index in
-            try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+            try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                 var stats = WorkerStats()
                 var mixed = MixedStats()
                 var known: [Int: Int64] = [:]

@@ -20,7 +20,7 @@ extension Scenarios {
         let outcome = await LoadRunner.run(options: options, workers: idle + writers, window: outer, span: span, counters: counters) { (index: Int) async throws -> (WorkerStats, Int) in
             if index < idle {
                 return try await gate.subscriber {
-                    try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+                    try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                         // Sent all at once, then every reply read: they come in request order.
                         for sub in 0..<subscriptions {
                             try await wire.send(#"{"type":"subscribe","prefix":"load/"# + options.runID + "/idle/" + String(index) + "/" + String(sub) + #"/"}"#)
@@ -40,7 +40,7 @@ extension Scenarios {
             defer { writersLeft.subtract(1, ordering: .releasing) }
             let writer = index - idle
             let key = "load/\(options.runID)/subflood/\(writer)"
-            return try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+            return try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                 let start = try await gate.waitForSubscribers(limit: connectAllowance)
                 let window = RunWindow(options: options, now: start)
                 span.publish(window)

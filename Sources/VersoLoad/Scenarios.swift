@@ -33,7 +33,7 @@ public enum Scenarios {
             } else {
                 keys = stride(from: index, to: Swift.max(options.keys, connections), by: connections).map { "load/\(options.runID)/\($0)" }
             }
-            let stats = try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+            let stats = try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                 try await casLoop(&wire, keys: keys, data: data, options: options, index: index, window: window, counters: counters)
             }
             return (stats, ())
@@ -97,7 +97,7 @@ public enum Scenarios {
         let keys = (0..<hot).map { "load/\(options.runID)/counter/\($0)" }
         let data = #","p":""# + padding(options.valueSize) + "\""
         let outcome = await LoadRunner.run(options: options, workers: options.connections, window: window, counters: counters) { index in
-            try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+            try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                 var stats = WorkerStats()
                 var acked: [(Int, Int64)] = []
                 for increment in 0..<increments {
@@ -164,7 +164,7 @@ public enum Scenarios {
         if acknowledged != expected { report.failures.append("acknowledged \(acknowledged) increments, expected \(expected)") }
         let ackedCounts = versionsByKey.map(\.count)
         do {
-            let total = try await LoadConnection.run(url: options.url, compression: options.compression) { wire in
+            let total = try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
                 var total: Int64 = 0
                 var problems: [String] = []
                 for (slot, key) in keys.enumerated() {

@@ -83,6 +83,8 @@ struct CommonOptions: ParsableArguments {
     var warmup: Double = 0
     @Flag(help: "Do not offer permessage-deflate.")
     var noCompression = false
+    @Option(help: "Access token for a server started with --auth tokens, sent in every upgrade [VERSO_TOKEN].")
+    var token: String?
     @Option(help: "The server's process id: report its CPU time per operation and its RSS (Linux /proc).")
     var serverPid: Int32?
     @Option(help: "Also write the report as JSON to this file.")
@@ -103,6 +105,7 @@ struct CommonOptions: ParsableArguments {
         options.ops = ops
         options.warmup = warmup
         options.compression = !noCompression
+        options.token = token ?? ProcessInfo.processInfo.environment["VERSO_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         options.serverPID = serverPid
         options.progress = !quiet
         return options
