@@ -125,7 +125,7 @@ public final class Peer {
     }
 
     /// Checks that `reply` acknowledges a single-key write of `key` and reads it.
-    func ack(of reply: JSONValue, key: String, _ what: String) throws(ConformanceFailure) -> Ack {
+    func ack(of reply: JSONValue, key: String, _ what: String) throws -> Ack {
         try expectType(reply, "ack", what)
         try expectEqual(reply["key"]?.str, key, "\(what): the ack's key")
         let version = try require(reply["version"]?.int, "\(what): the ack has no integer version: \(describe(reply))")
@@ -192,18 +192,18 @@ public final class Peer {
 
 /// Checks that `message` has `type`; returns it.
 @discardableResult
-func expectType(_ message: JSONValue, _ type: String, _ what: String) throws(ConformanceFailure) -> JSONValue {
+func expectType(_ message: JSONValue, _ type: String, _ what: String) throws -> JSONValue {
     guard message.type == type else {
-        throw .mismatch(what, expected: "a \"\(type)\" message", actual: describe(message))
+        throw ConformanceFailure.mismatch(what, expected: "a \"\(type)\" message", actual: describe(message))
     }
     return message
 }
 
 /// Checks that `reply` is an `error` with `code`, a message, and (when `rid` is given) that rid
 /// echoed; `rid: .some(nil)` requires no rid at all.
-func expectError(_ reply: JSONValue, code: String, rid: JSONValue?? = nil, _ what: String) throws(ConformanceFailure) {
+func expectError(_ reply: JSONValue, code: String, rid: JSONValue?? = nil, _ what: String) throws {
     guard reply.type == "error", reply["code"]?.str == code else {
-        throw .mismatch(what, expected: "an error with code \(code)", actual: describe(reply))
+        throw ConformanceFailure.mismatch(what, expected: "an error with code \(code)", actual: describe(reply))
     }
     try expect((reply["message"]?.str ?? "").isEmpty == false, "\(what): the error has no message: \(describe(reply))")
     if let rid {

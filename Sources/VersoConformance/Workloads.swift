@@ -98,7 +98,7 @@ struct Update: Equatable {
     let deleted: Bool
 
     /// Reads `event` as an update of subscription `sub`.
-    init(_ event: JSONValue, sub: JSONValue?, _ what: String) throws(ConformanceFailure) {
+    init(_ event: JSONValue, sub: JSONValue?, _ what: String) throws {
         try expectType(event, "update", what)
         try expectEqual(event["sub"], sub, "\(what): the update's sub")
         key = try require(event["key"]?.str, "\(what): no key in \(describe(event))")

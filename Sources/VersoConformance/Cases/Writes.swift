@@ -164,7 +164,7 @@ extension ConformanceSuite {
     /// Checks a single-key `conflict` reply member by member; `rid: nil` skips the rid.
     static func expectConflict(
         _ reply: JSONValue, key: String, base: Int, version: Int64, data: JSONValue, deleted: Bool, rid: JSONValue?, _ what: String
-    ) throws(ConformanceFailure) {
+    ) throws {
         try expectType(reply, "conflict", what)
         if let rid { try expectEqual(reply["rid"], rid, "\(what): the conflict's rid") }
         try expectEqual(reply["key"]?.str, key, "\(what): the conflict's key")
