@@ -218,6 +218,17 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Answers the request being handled on `pipeline`'s channel with `refusal`, from the guard
+    /// at the head of the pipeline (below the HTTP codec, so the bytes go out as they are), and
+    /// ends the connection as every refusal does. For a refusal decided above the guard, on a
+    /// parsed request: the `403` of `OriginPolicy`. Whatever the handlers above then write
+    /// fails, the sending side being shut; a close they ask for ends the socket at once.
+    static func refuse(_ refusal: Refusal, on pipeline: ChannelPipeline.SynchronousOperations) throws {
+        let context = try pipeline.context(handlerType: HandshakeGuard.self)
+        let handler = try pipeline.handler(type: HandshakeGuard.self)
+        handler.refuse(context: context, refusal)
+    }
+
     /// Sends `refusal`, shuts the sending side, and closes the socket once the client closes
     /// its side (so the answer is not lost to a reset) or after the grace period.
     private func refuse(context: ChannelHandlerContext, _ refusal: Refusal) {

@@ -129,12 +129,24 @@ public final class VersoServer: Sendable {
         let connection = Connection(engine: engine, registry: registry, configuration: configuration, logger: logger)
         let guardLimits = HandshakeGuard.Limits(timeout: .init(configuration.handshakeTimeout), maxHeadBytes: configuration.maxRequestHeadBytes)
         let openConnections = OpenConnections()
+        // validate() has checked it already.
+        let originPolicy = (try? configuration.originPolicy()) ?? OriginPolicy()
         let server = HTTPServerBuilder { responder in
             let upgrade = HTTP1WebSocketUpgradeChannel(
                 responder: responder,
                 configuration: .init(http1: http1, ws: wsConfiguration)
             ) { (request: HTTPRequest, channel: any Channel, _: Logger) throws -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
                 guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else { return .dontUpgrade }
+                // The origin check is here, where NIO asks whether to upgrade, rather than in the
+                // byte-level HandshakeGuard: every handshake that could become a WebSocket passes
+                // through here as a parsed request, whichever request of the connection it is and
+                // however its bytes arrived (pipelined behind another request, split or joined
+                // across reads), while the guard sees only the head it is reading when a read
+                // begins. The answer still goes out through the guard, like its own refusals.
+                if let refusal = Self.originRefusal(request, policy: originPolicy, channel: channel, logger: logger) {
+                    try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations)
+                    return .dontUpgrade
+                }
                 // The same rule the extension builder answers the handshake with.
                 let compression = PerMessageDeflate.agreement(requestHeaders: request.headerFields)
                 // Called on the channel's event loop, before NIO adds the frame decoder.
@@ -168,10 +180,39 @@ public final class VersoServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(logger: logger), position: .first)
                 }.get()
                 let port = channel.localAddress?.port ?? configuration.port
-                logger.info("listening", metadata: ["verso.url": "ws://\(configuration.host):\(port)/v1/ws", "verso.data": "\(configuration.dataDirectory)"])
+                let host = configuration.host.contains(":") && !configuration.host.hasPrefix("[") ? "[\(configuration.host)]" : configuration.host
+                // Before "listening", which tools wait for.
+                if !configuration.listensOnLoopbackOnly {
+                    logger.warning(
+                        "--insecure: listening on a non-loopback address with no authentication and no TLS; anyone who can reach this port can read, overwrite and delete every record, and the traffic is in clear text",
+                        metadata: ["verso.host": "\(configuration.host)", "verso.port": "\(port)"]
+                    )
+                }
+                if configuration.allowAnyOrigin {
+                    logger.warning("--allow-any-origin: a web page of any origin may open a WebSocket; any site a user of this machine visits can read and write the records")
+                }
+                logger.info("listening", metadata: ["verso.url": "ws://\(host):\(port)/v1/ws", "verso.data": "\(configuration.dataDirectory)"])
                 await onListening(port)
             },
             logger: logger
+        )
+    }
+}
+
+extension VersoServer {
+    /// The `403` for a handshake whose `Origin` the policy refuses (logged, with the origin and
+    /// the peer), or nil.
+    static func originRefusal(_ request: HTTPRequest, policy: OriginPolicy, channel: any Channel, logger: Logger) -> HandshakeGuard.Refusal? {
+        let origin = request.headerFields[.origin]
+        guard !policy.verdict(origin: origin, host: request.authority).isAccepted, let origin else { return nil }
+        let shown = OriginPolicy.displayable(origin)
+        logger.warning(
+            "refused a WebSocket from a web page of another origin (403); to let it connect, give --allow-origin with its origin",
+            metadata: ["verso.origin": "\(shown)", "verso.peer": "\(channel.remoteAddress.map { "\($0)" } ?? "unknown")"]
+        )
+        return HandshakeGuard.Refusal(
+            status: 403, reason: "Forbidden", code: .forbidden,
+            message: "a web page from \(shown) may not open a WebSocket here: only the page this server serves at / and the origins it was started with (--allow-origin) may"
         )
     }
 }
