@@ -14,6 +14,8 @@ import VersoCore
 /// - An upgrade request with a `Sec-WebSocket-Version` other than 13 is answered `426 Upgrade
 ///   Required` with `Sec-WebSocket-Version: 13`, one without a valid `Sec-WebSocket-Key` `400`
 ///   (RFC 6455 section 4.2.1), rather than dropped without an answer.
+/// - It also sends the `403` the origin check decides on the parsed request
+///   (`refuse(_:on:)`, from `VersoServer`'s upgrade decision; see `OriginPolicy`).
 ///
 /// Every refusal closes the connection: the response is sent, the sending side shut, and the
 /// socket closed when the client closes its side or after `Outbox.closeGracePeriod`.

@@ -51,7 +51,9 @@ public final class VersoServer: Sendable {
         let engine = try await RecordEngine(store: store, configuration: EngineConfiguration(allowForce: configuration.allowForce), logger: logger)
         self.engine = engine
         let registry = registry
-        let application = Self.makeApplication(configuration: configuration, engine: engine, registry: registry, logger: logger, onListening: onListening)
+        let application = Self.makeApplication(
+            configuration: configuration, originPolicy: try configuration.originPolicy(), engine: engine, registry: registry, logger: logger, onListening: onListening
+        )
         serviceGroup = ServiceGroup(
             configuration: .init(
                 services: [
@@ -86,6 +88,7 @@ public final class VersoServer: Sendable {
 
     private static func makeApplication(
         configuration: ServerConfiguration,
+        originPolicy: OriginPolicy,
         engine: RecordEngine,
         registry: ConnectionRegistry,
         logger: Logger,
@@ -129,8 +132,6 @@ public final class VersoServer: Sendable {
         let connection = Connection(engine: engine, registry: registry, configuration: configuration, logger: logger)
         let guardLimits = HandshakeGuard.Limits(timeout: .init(configuration.handshakeTimeout), maxHeadBytes: configuration.maxRequestHeadBytes)
         let openConnections = OpenConnections()
-        // validate() has checked it already.
-        let originPolicy = (try? configuration.originPolicy()) ?? OriginPolicy()
         let server = HTTPServerBuilder { responder in
             let upgrade = HTTP1WebSocketUpgradeChannel(
                 responder: responder,
@@ -139,10 +140,12 @@ public final class VersoServer: Sendable {
                 guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else { return .dontUpgrade }
                 // The origin check is here, where NIO asks whether to upgrade, rather than in the
                 // byte-level HandshakeGuard: every handshake that could become a WebSocket passes
-                // through here as a parsed request, whichever request of the connection it is and
-                // however its bytes arrived (pipelined behind another request, split or joined
-                // across reads), while the guard sees only the head it is reading when a read
-                // begins. The answer still goes out through the guard, like its own refusals.
+                // through here as a parsed request, however its bytes arrived (split or joined
+                // across reads, pipelined behind another request), while the guard parses only the
+                // head it is reading when a read begins and passes pipelined bytes behind it on
+                // unread. (Today Hummingbird answers an upgrade pipelined behind another request
+                // with a 307 and never upgrades it; should that change, it still comes here.) The
+                // answer goes out through the guard, like the guard's own refusals.
                 if let refusal = Self.originRefusal(request, policy: originPolicy, channel: channel, logger: logger) {
                     try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations)
                     return .dontUpgrade
