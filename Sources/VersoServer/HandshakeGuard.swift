@@ -14,6 +14,8 @@ import VersoCore
 /// - An upgrade request with a `Sec-WebSocket-Version` other than 13 is answered `426 Upgrade
 ///   Required` with `Sec-WebSocket-Version: 13`, one without a valid `Sec-WebSocket-Key` `400`
 ///   (RFC 6455 section 4.2.1), rather than dropped without an answer.
+/// - It also sends the `403` the origin check decides on the parsed request
+///   (`refuse(_:on:)`, from `VersoServer`'s upgrade decision; see `OriginPolicy`).
 ///
 /// Every refusal closes the connection: the response is sent, the sending side shut, and the
 /// socket closed when the client closes its side or after `Outbox.closeGracePeriod`.
@@ -219,6 +221,17 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
             logger.debug("closing a connection that did not upgrade to WebSocket in time")
             context.close(promise: nil)
         }
+    }
+
+    /// Answers the request being handled on `pipeline`'s channel with `refusal`, from the guard
+    /// at the head of the pipeline (below the HTTP codec, so the bytes go out as they are), and
+    /// ends the connection as every refusal does. For a refusal decided above the guard, on a
+    /// parsed request: the `403` of `OriginPolicy`. Whatever the handlers above then write
+    /// fails, the sending side being shut; a close they ask for ends the socket at once.
+    static func refuse(_ refusal: Refusal, on pipeline: ChannelPipeline.SynchronousOperations) throws {
+        let context = try pipeline.context(handlerType: HandshakeGuard.self)
+        let handler = try pipeline.handler(type: HandshakeGuard.self)
+        handler.refuse(context: context, refusal)
     }
 
     /// Sends `refusal`, shuts the sending side, and closes the socket once the client closes

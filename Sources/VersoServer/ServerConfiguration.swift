@@ -36,6 +36,15 @@ public struct ServerConfiguration: Sendable {
     public var pingInterval: Duration
     /// How clients prove who they are. Default `.none`: every connection may do everything.
     public var authentication: Authentication = .none
+    /// Origins (`scheme://host[:port]`) besides the server's own whose web pages may open a
+    /// WebSocket (`--allow-origin`); `*` only with `allowAnyOrigin`. Default none. See
+    /// `OriginPolicy`.
+    public var allowedOrigins: [String]
+    /// Accept a WebSocket from a web page of any origin (`--allow-any-origin`). Default false.
+    public var allowAnyOrigin: Bool
+    /// Serve a `host` that is not loopback although the server has no authentication or TLS
+    /// (`--insecure`). Default false: such a host is refused (protected mode).
+    public var insecure: Bool
 
     public init(
         host: String = "127.0.0.1",
@@ -51,7 +60,10 @@ public struct ServerConfiguration: Sendable {
         maxConnections: Int = 10_000,
         handshakeTimeout: Duration = .seconds(10),
         maxRequestHeadBytes: Int = 16 << 10,
-        pingInterval: Duration = .seconds(30)
+        pingInterval: Duration = .seconds(30),
+        allowedOrigins: [String] = [],
+        allowAnyOrigin: Bool = false,
+        insecure: Bool = false
     ) {
         self.host = host
         self.port = port
@@ -67,6 +79,9 @@ public struct ServerConfiguration: Sendable {
         self.handshakeTimeout = handshakeTimeout
         self.maxRequestHeadBytes = maxRequestHeadBytes
         self.pingInterval = pingInterval
+        self.allowedOrigins = allowedOrigins
+        self.allowAnyOrigin = allowAnyOrigin
+        self.insecure = insecure
     }
 }
 
@@ -105,6 +120,9 @@ extension ServerConfiguration {
         if host.isEmpty || host.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7F } == true }) {
             throw ConfigurationError("--host \"\(host)\" is not an address: give a host name or IP address such as 127.0.0.1 or ::1")
         }
+        guard insecure || authentication != .none || HostAddress.isLoopback(host) else {
+            throw ConfigurationError(Self.unprotectedHostMessage(host: host))
+        }
         guard (0...65535).contains(port) else {
             throw ConfigurationError("--port \(port) is not a TCP port: give 0...65535 (0 picks a free one)")
         }
@@ -132,5 +150,26 @@ extension ServerConfiguration {
         guard pingInterval >= .milliseconds(100), pingInterval <= .seconds(3600) else {
             throw ConfigurationError("--ping-interval \(pingInterval) is out of range: give 0.1 to 3600 seconds")
         }
+        _ = try originPolicy()
+    }
+
+    /// The origin rule of `allowedOrigins` and `allowAnyOrigin`; throws for a value that is not
+    /// an origin, and for `*` without `allowAnyOrigin`.
+    public func originPolicy() throws(ConfigurationError) -> OriginPolicy {
+        try OriginPolicy(allowing: allowedOrigins, allowAnyOrigin: allowAnyOrigin)
+    }
+
+    /// Whether `host` is loopback (127.0.0.0/8, ::1, localhost): only this machine can connect.
+    public var listensOnLoopbackOnly: Bool { HostAddress.isLoopback(host) }
+
+    /// Protected mode, like Redis's: with no authentication (and no TLS, which Verso does not
+    /// have yet), the server listens only where nobody but this machine can reach it, unless
+    /// told `--insecure`.
+    static func unprotectedHostMessage(host: String) -> String {
+        "--host \(host) is not a loopback address, and this server has no authentication: "
+            + "anyone who can reach it could list, read, overwrite and delete every record, and see all traffic in clear text. "
+            + "Give --auth tokens --tokens-file FILE (Protocol.md 2.1; without TLS the tokens travel in clear text, so put a TLS proxy in front), "
+            + "or listen on loopback (127.0.0.1, the default, ::1 or localhost) behind a TLS proxy that authenticates users, "
+            + "or give --insecure (VERSO_INSECURE=1) to serve \(host) unprotected anyway"
     }
 }

@@ -58,7 +58,10 @@ public final class VersoServer: Sendable {
         let engine = try await RecordEngine(store: store, configuration: EngineConfiguration(allowForce: configuration.allowForce), logger: logger)
         self.engine = engine
         let registry = registry
-        let application = Self.makeApplication(configuration: configuration, engine: engine, registry: registry, tokens: tokens, logger: logger, onListening: onListening)
+        let application = Self.makeApplication(
+            configuration: configuration, originPolicy: try configuration.originPolicy(), engine: engine, registry: registry, tokens: tokens,
+            logger: logger, onListening: onListening
+        )
         var reload: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if handleSignals, let tokens {
             reload.append(.init(service: TokensReloadService(tokens: tokens)))
@@ -104,6 +107,7 @@ public final class VersoServer: Sendable {
 
     private static func makeApplication(
         configuration: ServerConfiguration,
+        originPolicy: OriginPolicy,
         engine: RecordEngine,
         registry: ConnectionRegistry,
         tokens: AccessTokens?,
@@ -162,6 +166,18 @@ public final class VersoServer: Sendable {
                 configuration: .init(http1: http1, ws: wsConfiguration)
             ) { (request: HTTPRequest, channel: any Channel, _: Logger) throws -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
                 guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else { return .dontUpgrade }
+                // The origin check is here, where NIO asks whether to upgrade, rather than in the
+                // byte-level HandshakeGuard: every handshake that could become a WebSocket passes
+                // through here as a parsed request, however its bytes arrived (split or joined
+                // across reads, pipelined behind another request), while the guard parses only the
+                // head it is reading when a read begins and passes pipelined bytes behind it on
+                // unread. (Today Hummingbird answers an upgrade pipelined behind another request
+                // with a 307 and never upgrades it; should that change, it still comes here.) The
+                // answer goes out through the guard, like the guard's own refusals.
+                if let refusal = Self.originRefusal(request, policy: originPolicy, channel: channel, logger: logger) {
+                    try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations)
+                    return .dontUpgrade
+                }
                 // A token that is not valid was answered 401 by the HandshakeGuard (which sees a
                 // connection's first request; a later one is declined here); no token at all
                 // upgrades, and every request but hello gets unauthorized until one is given.
@@ -202,7 +218,23 @@ public final class VersoServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(logger: logger), position: .first)
                 }.get()
                 let port = channel.localAddress?.port ?? configuration.port
-                logger.info("listening", metadata: ["verso.url": "ws://\(configuration.host):\(port)/v1/ws", "verso.data": "\(configuration.dataDirectory)"])
+                let host = configuration.host.contains(":") && !configuration.host.hasPrefix("[") ? "[\(configuration.host)]" : configuration.host
+                // Before "listening", which tools wait for.
+                if !configuration.listensOnLoopbackOnly, configuration.authentication != .none {
+                    logger.warning(
+                        "listening on a non-loopback address without TLS: access tokens and records travel in clear text; put a TLS proxy in front",
+                        metadata: ["verso.host": "\(configuration.host)", "verso.port": "\(port)"]
+                    )
+                } else if !configuration.listensOnLoopbackOnly {
+                    logger.warning(
+                        "--insecure: listening on a non-loopback address with no authentication and no TLS; anyone who can reach this port can read, overwrite and delete every record, and the traffic is in clear text",
+                        metadata: ["verso.host": "\(configuration.host)", "verso.port": "\(port)"]
+                    )
+                }
+                if configuration.allowAnyOrigin {
+                    logger.warning("--allow-any-origin: a web page of any origin may open a WebSocket; any site a user of this machine visits can read and write the records")
+                }
+                logger.info("listening", metadata: ["verso.url": "ws://\(host):\(port)/v1/ws", "verso.data": "\(configuration.dataDirectory)"])
                 await onListening(port)
             },
             logger: logger
@@ -219,6 +251,24 @@ private struct TokensReloadService: Service {
         for await _ in signals.cancelOnGracefulShutdown() {
             tokens.reload()
         }
+    }
+}
+
+extension VersoServer {
+    /// The `403` for a handshake whose `Origin` the policy refuses (logged, with the origin and
+    /// the peer), or nil.
+    static func originRefusal(_ request: HTTPRequest, policy: OriginPolicy, channel: any Channel, logger: Logger) -> HandshakeGuard.Refusal? {
+        let origin = request.headerFields[.origin]
+        guard !policy.verdict(origin: origin, host: request.authority).isAccepted, let origin else { return nil }
+        let shown = OriginPolicy.displayable(origin)
+        logger.warning(
+            "refused a WebSocket from a web page of another origin (403); to let it connect, give --allow-origin with its origin",
+            metadata: ["verso.origin": "\(shown)", "verso.peer": "\(channel.remoteAddress.map { "\($0)" } ?? "unknown")"]
+        )
+        return HandshakeGuard.Refusal(
+            status: 403, reason: "Forbidden", code: .forbidden,
+            message: "a web page from \(shown) may not open a WebSocket here: only the page this server serves at / and the origins it was started with (--allow-origin) may"
+        )
     }
 }
 

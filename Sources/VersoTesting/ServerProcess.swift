@@ -37,7 +37,9 @@ public final class ServerProcess: Sendable {
     ///
     /// - Parameter fileLimit: when given, the process runs with this open-file limit, soft and
     ///   hard (so the server cannot raise it).
-    public static func start(dataDirectory: String, arguments: [String] = [], fileLimit: Int? = nil) async throws -> ServerProcess {
+    /// - Parameter environment: variables added to the test's environment (whose `VERSO_*`
+    ///   variables are left out when this is not empty, so they cannot change the start).
+    public static func start(dataDirectory: String, arguments: [String] = [], environment: [String: String] = [:], fileLimit: Int? = nil) async throws -> ServerProcess {
         let path = binaryPath
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw TestFailure("no verso-server at \(path): build it first (swift build), or set VERSO_SERVER_BINARY")
@@ -50,6 +52,9 @@ public final class ServerProcess: Sendable {
         } else {
             process.executableURL = URL(fileURLWithPath: path)
             process.arguments = serverArguments
+        }
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("VERSO_") }.merging(environment) { $1 }
         }
         let pipe = Pipe()
         process.standardError = pipe
@@ -67,7 +72,8 @@ public final class ServerProcess: Sendable {
                 log += String(decoding: data, as: UTF8.self)
                 return log
             }
-            if let range = text.range(of: #"ws://127\.0\.0\.1:(\d+)/v1/ws"#, options: .regularExpression) {
+            // The address it listens on, as logged: 127.0.0.1 unless the arguments gave another host.
+            if let range = text.range(of: #"ws://(\[[0-9a-fA-F:.]+\]|[^\s/:\[]+):(\d+)/v1/ws"#, options: .regularExpression) {
                 let port = text[range].split(separator: ":").last!.split(separator: "/").first!
                 if let port = Int(port) {
                     continuation.yield(port)

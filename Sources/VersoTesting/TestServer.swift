@@ -27,17 +27,22 @@ public struct TestServer: Sendable {
     /// - Parameters:
     ///   - dataDirectory: the store's folder; a fresh temporary one when nil (removed afterwards).
     ///   - configure: adjusts the configuration (port and folder are set already).
+    ///   - logger: the server's logger; by default one at `VERSO_TEST_LOG_LEVEL` (critical).
     public static func with<T: Sendable>(
         dataDirectory: String? = nil,
         configure: (inout ServerConfiguration) -> Void = { _ in },
+        logger: Logger? = nil,
         _ body: (TestServer) async throws -> T
     ) async throws -> T {
         let directory = dataDirectory ?? makeDataDirectory()
         defer { if dataDirectory == nil { try? FileManager.default.removeItem(atPath: directory) } }
         var configuration = ServerConfiguration(port: 0, dataDirectory: directory)
         configure(&configuration)
-        var logger = Logger(label: "verso.test")
-        logger.logLevel = ProcessInfo.processInfo.environment["VERSO_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+        let logger = logger ?? {
+            var logger = Logger(label: "verso.test")
+            logger.logLevel = ProcessInfo.processInfo.environment["VERSO_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+            return logger
+        }()
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         let server = try await VersoServer(configuration: configuration, logger: logger, handleSignals: false) { port in
             portContinuation.yield(port)

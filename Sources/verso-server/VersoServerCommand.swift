@@ -14,11 +14,24 @@ struct VersoServerCommand: AsyncParsableCommand {
         discussion: """
             Every option can also be set with the environment variable in brackets; a flag wins over the variable.
             Clients connect to ws://HOST:PORT/v1/ws (see Protocol.md). GET /healthz answers 200 while the server takes requests.
+            Security today: there is no authentication and no TLS, so the server listens only on loopback unless --insecure, and a WebSocket from a web page is accepted only from the page served at / and from --allow-origin origins (403 otherwise).
             """
     )
 
-    @Option(help: "Address to listen on [VERSO_HOST] (default 127.0.0.1).")
+    @Option(help: "Address to listen on [VERSO_HOST] (default 127.0.0.1). Only loopback (127.0.0.0/8, ::1, localhost) unless --insecure.")
     var host: String?
+
+    @Flag(help: "Listen on a --host that is not loopback although there is no authentication or TLS yet: anyone who can reach the port can read, overwrite and delete every record [VERSO_INSECURE=1].")
+    var insecure = false
+
+    @Option(help: ArgumentHelp(
+        "A web origin (scheme://host[:port]) whose pages may open a WebSocket, besides the page served at /; repeatable [VERSO_ALLOW_ORIGIN, comma separated].",
+        valueName: "origin"
+    ))
+    var allowOrigin: [String] = []
+
+    @Flag(help: "Let a web page of any origin open a WebSocket (any site the user visits could read and write the records) [VERSO_ALLOW_ANY_ORIGIN=1].")
+    var allowAnyOrigin = false
 
     @Option(help: "TCP port; 0 picks a free one [VERSO_PORT] (default 7070).")
     var port: Int?
@@ -70,6 +83,9 @@ struct VersoServerCommand: AsyncParsableCommand {
             guard let parsed = parse(text) else { throw ValidationError("\(variable)=\(text) is not a valid value") }
             return parsed
         }
+        func enabled(_ flag: Bool, _ variable: String) -> Bool {
+            flag || ["1", "true", "yes"].contains(environment[variable]?.lowercased() ?? "")
+        }
         let level = try setting(logLevel, "VERSO_LOG_LEVEL", { $0 }, default: "info")
         guard let logLevel = Logger.Level(rawValue: level) else {
             throw ValidationError("log level \"\(level)\" is not one of trace, debug, info, notice, warning, error, critical")
@@ -82,12 +98,17 @@ struct VersoServerCommand: AsyncParsableCommand {
             host: try setting(host, "VERSO_HOST", { $0 }, default: "127.0.0.1"),
             port: try setting(port, "VERSO_PORT", { Int($0) }, default: 7070),
             dataDirectory: try setting(data, "VERSO_DATA", { $0 }, default: "./verso-data"),
-            allowForce: allowForce || ["1", "true", "yes"].contains(environment["VERSO_ALLOW_FORCE"]?.lowercased() ?? ""),
+            allowForce: enabled(allowForce, "VERSO_ALLOW_FORCE"),
             maxMessageBytes: try setting(maxMessageBytes, "VERSO_MAX_MESSAGE_BYTES", { Int($0) }, default: 1 << 20),
             durability: durability,
             historyLimit: try setting(history, "VERSO_HISTORY", { Int64($0) }, default: 100_000),
             maxQueuedBytes: try setting(maxQueuedBytes, "VERSO_MAX_QUEUED_BYTES", { Int($0) }, default: ServerConfiguration.defaultMaxQueuedBytes)
         )
+        configuration.insecure = enabled(insecure, "VERSO_INSECURE")
+        configuration.allowAnyOrigin = enabled(allowAnyOrigin, "VERSO_ALLOW_ANY_ORIGIN")
+        configuration.allowedOrigins = allowOrigin.isEmpty
+            ? (environment["VERSO_ALLOW_ORIGIN"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            : allowOrigin
         configuration.maxConnections = try setting(maxConnections, "VERSO_MAX_CONNECTIONS", { Int($0) }, default: 10_000)
         configuration.maxRequestHeadBytes = try setting(maxRequestHeadBytes, "VERSO_MAX_REQUEST_HEAD_BYTES", { Int($0) }, default: 16 << 10)
         let handshakeSeconds = try setting(handshakeTimeout, "VERSO_HANDSHAKE_TIMEOUT", { Double($0) }, default: 10)

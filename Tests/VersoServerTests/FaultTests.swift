@@ -230,7 +230,9 @@ struct FaultTests {
 
                     try lock.release()
                     for _ in sent {
-                        let reply = try await writer.next()
+                        // A write the server had not read when it closed the connection gets no
+                        // reply (Protocol.md 1): the check after the restart proves it was not applied.
+                        guard let reply = try? await writer.next() else { break }
                         guard let rid = reply["rid"]?.str else { throw TestFailure("unexpected \(reply.encodedString)") }
                         switch reply.type {
                         case "ack": acked.insert("down/\(rid)")

@@ -134,11 +134,19 @@ final class RawSocket: Sendable {
 
     /// Sends a WebSocket handshake for `/v1/ws` and waits for the `101`.
     func upgrade(port: Int, extensions: String? = nil) async throws {
-        try await write(RawHTTP.handshake(port: port, extensions: extensions))
+        let status = try await handshake(Array(RawHTTP.handshake(port: port, extensions: extensions).utf8))
+        #expect(status == 101, "handshake answered \(text)")
+    }
+
+    /// Sends `bytes` (a handshake, and whatever a client sends at once behind it) and waits for
+    /// the response head; returns its status. After a `101`, `frames` are what came after it.
+    @discardableResult
+    func handshake(_ bytes: [UInt8]) async throws -> Int? {
+        try await write(bytes)
         try await wait { $0.text.contains("\r\n\r\n") || $0.isClosed }
         let head = try #require(text.range(of: "\r\n\r\n"), "no response to the handshake: \(text)")
-        #expect(text.hasPrefix("HTTP/1.1 101"), "handshake answered \(text)")
         frameStart.withLock { $0 = text[..<head.upperBound].utf8.count }
+        return text.split(separator: " ", maxSplits: 2).dropFirst().first.flatMap { Int($0) }
     }
 
     /// The frames the server sent since the upgrade: (opcode, payload), unmasked as a server's are.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VersoClient
 import VersoCore
 import VersoTesting
 
@@ -35,26 +36,42 @@ private func runToExit(_ start: BadStart, dataDirectory: String) async throws ->
     let errors = Pipe()
     process.standardError = errors
     process.standardOutput = FileHandle.nullDevice
+    // Not waitUntilExit() on a Dispatch thread: on Linux it spins, and a few servers that
+    // wrongly started kept the threads that would notice their exit busy, so the test hung
+    // instead of failing.
+    let (exited, onExit) = AsyncStream<Never>.makeStream()
+    process.terminationHandler = { _ in onExit.finish() }
     try process.run()
     // Waits for the exit; stops a server that wrongly started after 20 s.
     await withTaskGroup(of: Void.self) { group in
         group.addTask {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                DispatchQueue.global().async {
-                    process.waitUntilExit()
-                    continuation.resume()
-                }
-            }
-        }
-        group.addTask {
             guard (try? await Task.sleep(for: .seconds(20))) != nil else { return }
             process.terminate()
         }
-        await group.next()
+        for await _ in exited {}
         group.cancelAll()
     }
     let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     return (process.terminationStatus, stderr)
+}
+
+/// Starts the real verso-server with `arguments` (plus `--port 0` and a fresh data folder) and
+/// `environment`, runs `body` with it, then stops it with SIGTERM and expects exit status 0.
+private func withServerProcess(
+    arguments: [String], environment: [String: String] = [:], _ body: (ServerProcess) async throws -> Void
+) async throws {
+    let directory = TestServer.makeDataDirectory()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let process = try await ServerProcess.start(dataDirectory: directory, arguments: arguments, environment: environment)
+    do {
+        try await body(process)
+    } catch {
+        process.send(signal: SIGKILL)
+        _ = await process.waitForExit()
+        throw error
+    }
+    process.send(signal: SIGTERM)
+    #expect(await process.waitForExit() == 0)
 }
 
 @Suite("verso-server start-up: every flag is checked before anything starts; the data folder is private")
@@ -76,6 +93,19 @@ struct StartupTests {
         BadStart(arguments: ["--auth", "magic"], message: "--auth \"magic\" is not none or tokens"),
         BadStart(arguments: ["--tokens-file", "/tmp/tokens.json"], message: "--tokens-file is given but --auth is none"),
         BadStart(arguments: ["--auth", "tokens", "--tokens-file", "/nonexistent/verso-tokens.json"], message: "--tokens-file /nonexistent/verso-tokens.json cannot be read"),
+        // Protected mode: no authentication and no TLS yet, so only loopback unless --insecure.
+        BadStart(arguments: ["--host", "0.0.0.0"], message: "--host 0.0.0.0 is not a loopback address"),
+        BadStart(arguments: ["--host", "::"], message: "or give --insecure (VERSO_INSECURE=1) to serve :: unprotected anyway"),
+        BadStart(arguments: ["--host", "192.168.1.5"], message: "--host 192.168.1.5 is not a loopback address"),
+        BadStart(arguments: ["--host", "verso.example.com"], message: "--host verso.example.com is not a loopback address"),
+        BadStart(arguments: [], environment: ["VERSO_HOST": "0.0.0.0"], message: "--host 0.0.0.0 is not a loopback address"),
+        BadStart(arguments: ["--host", "0.0.0.0"], environment: ["VERSO_INSECURE": "0"], message: "--host 0.0.0.0 is not a loopback address"),
+        // Origins: each --allow-origin is scheme://host[:port]; '*' only with --allow-any-origin.
+        BadStart(arguments: ["--allow-origin", "*"], message: "--allow-origin '*' would let every web page the user opens read, overwrite and delete the records"),
+        BadStart(arguments: [], environment: ["VERSO_ALLOW_ORIGIN": "http://localhost:8000,*"], message: "give --allow-any-origin (VERSO_ALLOW_ANY_ORIGIN=1)"),
+        BadStart(arguments: ["--allow-origin", "http://localhost:8000/app"], message: "--allow-origin http://localhost:8000/app is not an origin: it has a path"),
+        BadStart(arguments: ["--allow-origin", "localhost:8000"], message: "--allow-origin localhost:8000 is not an origin: it has no scheme"),
+        BadStart(arguments: [], environment: ["VERSO_ALLOW_ORIGIN": "http://a.example, http://b.example:99999"], message: "--allow-origin http://b.example:99999 is not an origin: its port"),
     ]
 
     @Test("a bad flag or variable stops verso-server at once with status 64 and a message naming it", arguments: badStarts)
@@ -100,17 +130,14 @@ struct StartupTests {
 
     @Test("--max-message-bytes at its largest (64 MiB) serves requests")
     func largestMessageLimit() async throws {
-        let directory = TestServer.makeDataDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let process = try await ServerProcess.start(dataDirectory: directory, arguments: ["--max-message-bytes", "\(64 << 20)"])
-        try await TestClient.with(url: process.url) { client async throws in
-            let welcome = try await client.request(#"{"type":"hello"}"#)
-            #expect(welcome.type == "welcome")
-            let version = try await put(client, "limit/a", base: 0)
-            #expect(version == 1)
+        try await withServerProcess(arguments: ["--max-message-bytes", "\(64 << 20)"]) { process in
+            try await TestClient.with(url: process.url) { client async throws in
+                let welcome = try await client.request(#"{"type":"hello"}"#)
+                #expect(welcome.type == "welcome")
+                let version = try await put(client, "limit/a", base: 0)
+                #expect(version == 1)
+            }
         }
-        process.send(signal: SIGTERM)
-        #expect(await process.waitForExit() == 0)
     }
 
     @Test("the data folder is created 0700 and the database, -wal and -shm files 0600; an existing folder keeps its mode")
@@ -138,5 +165,43 @@ struct StartupTests {
         }
         #expect(try mode(fresh) == 0o700)
         #expect(try mode(existing) == 0o750)
+    }
+
+    @Test("--insecure (or VERSO_INSECURE=1) serves a non-loopback --host, with a warning at start", arguments: [
+        (["--host", "0.0.0.0", "--insecure"], [String: String]()),
+        (["--host", "0.0.0.0"], ["VERSO_INSECURE": "1"]),
+    ])
+    func insecureHost(arguments: [String], environment: [String: String]) async throws {
+        try await withServerProcess(arguments: arguments, environment: environment) { process in
+            // Logged before "listening", which start() waits for.
+            let warning = process.log.split(separator: "\n").first { $0.contains("--insecure: listening on a non-loopback address with no authentication and no TLS") }
+            #expect(warning?.contains(" warning ") == true, "\(process.log)")
+            #expect(warning?.contains("verso.host=0.0.0.0") == true, "\(process.log)")
+            // 0.0.0.0 includes loopback.
+            let version = try await TestClient.with(url: process.url) { client async throws in
+                try await put(client, uniqueKey("insecure"), base: 0)
+            }
+            #expect(version == 1)
+        }
+    }
+
+    @Test("--insecure on a loopback host changes nothing: no warning")
+    func loopbackHasNoWarning() async throws {
+        try await withServerProcess(arguments: ["--insecure"]) { process in
+            #expect(!process.log.contains("--insecure:"), "\(process.log)")
+        }
+    }
+
+    @Test("--allow-origin (repeated) and VERSO_ALLOW_ORIGIN (comma separated) let those origins' pages connect, and only them", arguments: [
+        (["--allow-origin", "http://a.example", "--allow-origin", "http://b.example:8080"], [String: String]()),
+        ([], ["VERSO_ALLOW_ORIGIN": "http://a.example, http://b.example:8080"]),
+    ])
+    func allowOriginFlags(arguments: [String], environment: [String: String]) async throws {
+        try await withServerProcess(arguments: arguments, environment: environment) { process in
+            for (origin, status) in [("http://a.example", 101), ("http://b.example:8080", 101), ("http://b.example", 403), ("http://c.example", 403)] {
+                let response = try await RawHTTP.exchange(port: process.port, request: browserHandshake(port: process.port, origin: origin))
+                #expect(response.status == status, "\(origin): \(response.status) \(response.body)")
+            }
+        }
     }
 }

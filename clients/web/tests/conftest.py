@@ -2,12 +2,14 @@
 
 The page is the one verso-server serves at `/`, or, with VERSO_WEB_FROM_DISK=1, clients/web/
 index.html served from disk by a local HTTP server (for a binary that embeds an older page),
-pointed at the verso-server with `?ws=`.
+pointed at the verso-server with `?ws=`; the servers are then started with `--allow-origin` for
+that HTTP server, which is another origin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import http.server
 import os
@@ -68,35 +70,65 @@ class PageURL(Protocol):
     def __call__(self, server: VersoServer, **query: str) -> str: ...
 
 
-@pytest.fixture(scope="session")
-def page_url() -> Iterator[PageURL]:
-    """Builds the URL of the page for a server: served by it, or from disk with ?ws=."""
-    if os.environ.get("VERSO_WEB_FROM_DISK") != "1":
-        def served(server: VersoServer, **query: str) -> str:
-            return f"{server.http_url}/" + (f"?{urlencode(query)}" if query else "")
-
-        yield served
-        return
-
-    handler = functools.partial(_QuietHandler, directory=str(WEB_DIR))
+@contextlib.contextmanager
+def static_site(directory: Path) -> Iterator[str]:
+    """Serves `directory` over plain HTTP on a free port of 127.0.0.1 (another origin than any
+    verso-server's, no CSP); yields its origin, http://127.0.0.1:PORT."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, name="web-page-http", daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, name=f"static-site-{directory.name}", daemon=True)
     thread.start()
-
-    def from_disk(server: VersoServer, **query: str) -> str:
-        return f"http://127.0.0.1:{httpd.server_address[1]}/index.html?" + urlencode({"ws": server.ws_url, **query})
-
     try:
-        yield from_disk
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
     finally:
         httpd.shutdown()
         httpd.server_close()
         thread.join(10)
 
 
+@pytest.fixture
+def serve_static() -> Iterator[Callable[[Path], str]]:
+    """Serves folders over plain HTTP for one test: each call serves one and returns its origin."""
+    with contextlib.ExitStack() as stack:
+        yield lambda directory: stack.enter_context(static_site(directory))
+
+
 @pytest.fixture(scope="session")
-def server() -> Iterator[VersoServer]:
-    with VersoServer() as running:
+def web_dir_origin() -> Iterator[str]:
+    """clients/web served from disk: the origin of that site (its page is index.html)."""
+    with static_site(WEB_DIR) as origin:
+        yield origin
+
+
+@pytest.fixture(scope="session")
+def server_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """Flags every verso-server of these tests is started with: with VERSO_WEB_FROM_DISK=1, the
+    page comes from another origin, which the server must allow."""
+    if os.environ.get("VERSO_WEB_FROM_DISK") != "1":
+        return ()
+    return ("--allow-origin", request.getfixturevalue("web_dir_origin"))
+
+
+@pytest.fixture(scope="session")
+def page_url(request: pytest.FixtureRequest) -> PageURL:
+    """Builds the URL of the page for a server: served by it, or from disk with ?ws=."""
+    if os.environ.get("VERSO_WEB_FROM_DISK") != "1":
+        def served(server: VersoServer, **query: str) -> str:
+            return f"{server.http_url}/" + (f"?{urlencode(query)}" if query else "")
+
+        return served
+
+    origin: str = request.getfixturevalue("web_dir_origin")
+
+    def from_disk(server: VersoServer, **query: str) -> str:
+        return f"{origin}/index.html?" + urlencode({"ws": server.ws_url, **query})
+
+    return from_disk
+
+
+@pytest.fixture(scope="session")
+def server(server_args: tuple[str, ...]) -> Iterator[VersoServer]:
+    with VersoServer(*server_args) as running:
         yield running
 
 

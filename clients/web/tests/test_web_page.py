@@ -268,10 +268,13 @@ def test_set_field_form_creates_records(
 
 
 def test_page_reconnects_and_resumes_with_since(
-    page_url: PageURL, new_browser: Callable[[], webdriver.Chrome], connect_verso: Callable[[str], SyncVerso]
+    page_url: PageURL,
+    new_browser: Callable[[], webdriver.Chrome],
+    connect_verso: Callable[[str], SyncVerso],
+    server_args: tuple[str, ...],
 ) -> None:
     key = "notes/resume"  # the page's default prefix, on a server of its own
-    with VersoServer() as server:
+    with VersoServer(*server_args) as server:
         before = connect_verso(server.ws_url)
         created = before.run(before.client.put(key, {"n": "1"}, base=0))
         epoch = before.run(before.client.hello()).epoch

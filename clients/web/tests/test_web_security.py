@@ -1,25 +1,26 @@
-"""The page's defences: the headers verso-server sends with it, and ?ws= naming another server.
+"""The page's defences: the headers verso-server sends with it, ?ws= naming another server, and
+the server's origin check.
 
 The page talks only to the server that served it unless the person agrees, in a confirm()
 dialog that names the other URL, to connect elsewhere; the Content-Security-Policy lets it run
-only its own inline script and style and open WebSockets only to its own server.
+only its own inline script and style and open WebSockets only to its own server. The server,
+for its part, refuses a WebSocket from a page of any origin but its own and those it was started
+with (--allow-origin): another site the person visits cannot use it (Protocol.md section 1.3).
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import http.server
 import json
 import os
 import re
-import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from selenium import webdriver
@@ -28,7 +29,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from verso_client import VersoError
 from verso_server_process import VersoServer
+
+if TYPE_CHECKING:
+    from conftest import PageURL, SyncVerso
 
 WEB_DIR = Path(__file__).resolve().parents[1]
 WAIT_SECONDS = 15.0
@@ -38,24 +43,51 @@ served_page_only = pytest.mark.skipif(
 )
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+# A page of another site that tries to use the Verso server the browser can reach: it opens
+# ?ws= and, once open, puts ?key=. data-state says how far it got.
+ELSEWHERE_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>elsewhere</title></head>
+<body><p id="state" data-state="connecting">connecting</p>
+<script>
+"use strict";
+const params = new URLSearchParams(location.search);
+const state = document.getElementById("state");
+function set(value) { state.dataset.state = value; state.textContent = value; }
+const ws = new WebSocket(params.get("ws"));
+ws.onopen = () => {
+  set("open");
+  ws.send(JSON.stringify({type: "put", rid: "elsewhere", key: params.get("key"), base: 0, data: {from: "elsewhere"}}));
+};
+ws.onmessage = (event) => set("reply " + event.data);
+ws.onclose = (event) => { if (state.dataset.state === "connecting") set("closed " + event.code); };
+</script></body></html>
+"""
 
 
 @pytest.fixture
-def disk_page() -> Iterator[str]:
+def disk_page(serve_static: Callable[[Path], str]) -> str:
     """clients/web/index.html from a plain file server (another origin, no CSP): its URL."""
-    handler = functools.partial(_QuietHandler, directory=str(WEB_DIR))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, name="disk-page-http", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/index.html"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
+    return serve_static(WEB_DIR) + "/index.html"
+
+
+@pytest.fixture
+def elsewhere_origin(tmp_path: Path, serve_static: Callable[[Path], str]) -> str:
+    """The origin of a site on another port serving ELSEWHERE_PAGE at /elsewhere.html."""
+    (tmp_path / "elsewhere.html").write_text(ELSEWHERE_PAGE)
+    return serve_static(tmp_path)
+
+
+def open_elsewhere(driver: webdriver.Chrome, origin: str, server: VersoServer, key: str) -> str:
+    """Opens the other site's page against `server`; returns its state once it settled."""
+    driver.get(f"{origin}/elsewhere.html?" + urllib.parse.urlencode({"ws": server.ws_url, "key": key}))
+
+    def settled(_driver: webdriver.Chrome) -> str | None:
+        value = driver.find_element(By.CSS_SELECTOR, "#state").get_attribute("data-state") or ""
+        return value if value.startswith(("closed", "reply")) else None
+
+    state = WebDriverWait(driver, WAIT_SECONDS).until(settled)
+    assert state is not None
+    return state
 
 
 def inline_hashes(html: str, tag: str) -> set[str]:
@@ -126,16 +158,55 @@ def test_page_asks_before_connecting_to_another_server_and_stays_with_its_own_wh
 
 
 def test_page_connects_to_another_server_once_the_person_agrees(
-    server: VersoServer, disk_page: str, new_browser: Callable[[], webdriver.Chrome]
+    disk_page: str, new_browser: Callable[[], webdriver.Chrome]
 ) -> None:
+    # The page comes from another origin: the server must have been told to accept it.
+    page_origin = disk_page.removesuffix("/index.html")
+    with VersoServer("--allow-origin", page_origin) as server:
+        driver = new_browser()
+        driver.get(f"{disk_page}?" + urllib.parse.urlencode({"ws": server.ws_url}))
+        alert = wait_for_confirm(driver)
+        assert server.ws_url in alert.text, alert.text
+        alert.accept()
+        WebDriverWait(driver, WAIT_SECONDS).until(lambda _driver: status(driver) == "open")
+        assert driver.find_element(By.CSS_SELECTOR, "#status").get_attribute("data-epoch")
+        assert websockets_opened(driver) == [server.ws_url]
+
+
+def test_a_page_from_another_origin_is_refused_and_changes_nothing_while_the_servers_own_page_connects(
+    server: VersoServer,
+    page_url: PageURL,
+    elsewhere_origin: str,
+    new_browser: Callable[[], webdriver.Chrome],
+    verso: SyncVerso,
+) -> None:
+    key = f"origin/{uuid.uuid4().hex[:8]}"
     driver = new_browser()
-    driver.get(f"{disk_page}?" + urllib.parse.urlencode({"ws": server.ws_url}))
-    alert = wait_for_confirm(driver)
-    assert server.ws_url in alert.text, alert.text
-    alert.accept()
+    # The handshake fails: the socket never opens, so the put is never sent.
+    assert open_elsewhere(driver, elsewhere_origin, server, key) == "closed 1006"
+    assert websockets_opened(driver) == [server.ws_url], "the page did try"
+    assert any("403" in message for message in severe_console_messages(driver)), "Chromium saw the 403"
+    with pytest.raises(VersoError) as missing:
+        verso.run(verso.client.get(key))
+    assert missing.value.code == "not_found"
+    # The server says whom it refused.
+    assert f"verso.origin={elsewhere_origin} " in server.log(), server.log()
+    # In the same browser, the page the server serves (its own origin) still connects.
+    driver.get(page_url(server))
     WebDriverWait(driver, WAIT_SECONDS).until(lambda _driver: status(driver) == "open")
-    assert driver.find_element(By.CSS_SELECTOR, "#status").get_attribute("data-epoch")
-    assert websockets_opened(driver) == [server.ws_url]
+
+
+def test_a_page_from_another_origin_connects_once_the_server_allows_that_origin(
+    elsewhere_origin: str, new_browser: Callable[[], webdriver.Chrome], connect_verso: Callable[[str], SyncVerso]
+) -> None:
+    # The same page as above, so its refusal there is the origin check and nothing else.
+    key = f"origin/{uuid.uuid4().hex[:8]}"
+    with VersoServer("--allow-origin", elsewhere_origin) as server:
+        state = open_elsewhere(new_browser(), elsewhere_origin, server, key)
+        assert state.startswith("reply "), state
+        assert json.loads(state.removeprefix("reply ")) == {"type": "ack", "rid": "elsewhere", "key": key, "version": 1, "seq": 1}
+        verso = connect_verso(server.ws_url)
+        assert verso.run(verso.client.get(key)).data == {"from": "elsewhere"}
 
 
 @served_page_only
