@@ -1,6 +1,7 @@
 import HTTPTypes
 import Logging
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 import Synchronization
 import VersoCore
@@ -26,6 +27,13 @@ public struct VersoClientConfiguration: Sendable {
     /// An access token, for a server that authenticates (Protocol.md 2.1): sent in every
     /// (re)connect's upgrade as `Authorization: Bearer`. Default nil.
     public var token: String?
+    /// Asked for a token before every (re)connect, instead of `token`: for tokens that expire
+    /// (the server closes a connection whose token expires with 4401, and the client then
+    /// reconnects with a fresh one). Default nil.
+    public var tokenProvider: (@Sendable () async throws -> String)?
+    /// For `wss://` URLs: a PEM file of the certificate authorities to trust instead of the
+    /// system's (a private CA, or a self-signed server certificate). Default nil.
+    public var caFile: String?
 
     public init(
         url: String = "ws://127.0.0.1:7070/v1/ws",
@@ -171,12 +179,20 @@ public final class VersoClient: Sendable {
     /// Runs one connection until it ends; returns why it ended.
     private func connectOnce() async -> String {
         var wsConfiguration = WebSocketClientConfiguration(maxFrameSize: 1 << 24, validateUTF8: true)
-        if let token = configuration.token { wsConfiguration.additionalHeaders[.authorization] = "Bearer \(token)" }
+        let token: String?
+        let tls: TLSConfiguration?
+        do {
+            token = try await configuration.tokenProvider?() ?? configuration.token
+            tls = try ClientTLS.configuration(url: configuration.url, caFile: configuration.caFile)
+        } catch {
+            return "\(error)"
+        }
+        if let token { wsConfiguration.additionalHeaders[.authorization] = "Bearer \(token)" }
         if configuration.compression {
             wsConfiguration.extensions = [WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: 1 << 24).build()]
         }
         do {
-            let frame = try await WebSocketClient.connect(url: configuration.url, configuration: wsConfiguration, logger: logger) { inbound, outbound, _ in
+            let frame = try await WebSocketClient.connect(url: configuration.url, configuration: wsConfiguration, tlsConfiguration: tls, logger: logger) { inbound, outbound, _ in
                 let (outgoing, continuation) = AsyncStream<String>.makeStream()
                 self.state.withLock { $0.outgoing = continuation }
                 try await withThrowingTaskGroup(of: Void.self) { group in

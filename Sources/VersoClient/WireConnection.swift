@@ -1,6 +1,7 @@
 import HTTPTypes
 import Logging
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 import Synchronization
 import VersoCore
@@ -63,14 +64,17 @@ public final class WireConnection: Sendable {
     }
 
     /// Connects to `url`, runs `body` with the connection, then closes it.
-    /// `compression` offers permessage-deflate; `token` is sent as `Authorization: Bearer`.
+    /// `compression` offers permessage-deflate; `token` is sent as `Authorization: Bearer`;
+    /// `caFile` (PEM) replaces the system's certificate authorities for a `wss://` URL.
     public static func with<T: Sendable>(
         url: String,
         compression: Bool = true,
         token: String? = nil,
+        caFile: String? = nil,
         _ body: (WireConnection) async throws -> T
     ) async throws -> T {
         let client = WireConnection()
+        let tls = try ClientTLS.configuration(url: url, caFile: caFile)
         var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 24, validateUTF8: true)
         if let token { configuration.additionalHeaders[.authorization] = "Bearer \(token)" }
         if compression {
@@ -79,9 +83,9 @@ public final class WireConnection: Sendable {
         var logger = Logger(label: "verso.test.client")
         logger.logLevel = .critical
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { [configuration, logger] in
+            group.addTask { [configuration, logger, tls] in
                 do {
-                    let frame = try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, outbound, _ in
+                    let frame = try await WebSocketClient.connect(url: url, configuration: configuration, tlsConfiguration: tls, logger: logger) { inbound, outbound, _ in
                         client.wake { $0.outbound = outbound }
                         for try await message in inbound.messages(maxSize: 1 << 24) {
                             client.wake { $0.messages.append(message) }

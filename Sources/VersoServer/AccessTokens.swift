@@ -22,6 +22,9 @@ public enum Authentication: Sendable, Equatable {
     /// Opaque tokens listed in a JSON file with the user and rules of each (`--auth tokens
     /// --tokens-file FILE`); the file is read again on SIGHUP.
     case tokens(file: String)
+    /// JSON Web Tokens signed with the keys of `keys` (`--auth jwt`); the key file is read
+    /// again on SIGHUP.
+    case jwt(keys: JWTKeySource)
 }
 
 /// The tokens of `--auth tokens`, read from a JSON file:
@@ -45,7 +48,7 @@ public final class AccessTokens: Sendable {
         self.path = path
         self.logger = logger
         identities = Mutex(try Self.read(path))
-        warnIfReadableByOthers()
+        Self.warnIfReadableByOthers(path, flag: "--tokens-file", logger: logger)
     }
 
     /// The identity `token` stands for, or nil.
@@ -63,7 +66,7 @@ public final class AccessTokens: Sendable {
             let loaded = try Self.read(path)
             identities.withLock { $0 = loaded }
             logger.info("reloaded the tokens file", metadata: ["verso.tokens_file": "\(path)", "verso.tokens": "\(loaded.count)"])
-            warnIfReadableByOthers()
+            Self.warnIfReadableByOthers(path, flag: "--tokens-file", logger: logger)
             return nil
         } catch {
             logger.error("could not reload the tokens file; the tokens loaded before stay in force", metadata: ["verso.error": "\(error)"])
@@ -71,9 +74,10 @@ public final class AccessTokens: Sendable {
         }
     }
 
-    private func warnIfReadableByOthers() {
+    /// Logs a warning when the secret file at `path` can be read by other users of the machine.
+    static func warnIfReadableByOthers(_ path: String, flag: String, logger: Logger) {
         guard let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int, mode & 0o077 != 0 else { return }
-        logger.warning("the tokens file can be read by other users of this machine: chmod 600 it", metadata: ["verso.tokens_file": "\(path)", "verso.mode": "\(String(mode, radix: 8))"])
+        logger.warning("\(flag) \(path) can be read by other users of this machine: chmod 600 it", metadata: ["verso.mode": "\(String(mode, radix: 8))"])
     }
 
     /// Parses a tokens file: every token non-empty, without spaces, and listed once.

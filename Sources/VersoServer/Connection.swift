@@ -14,8 +14,8 @@ struct Connection {
     let engine: RecordEngine
     let registry: ConnectionRegistry
     let configuration: ServerConfiguration
-    /// The tokens clients present, when the server authenticates (`--auth tokens`).
-    let tokens: AccessTokens?
+    /// What checks the tokens clients present, when the server authenticates (`--auth`).
+    let authority: TokenAuthority?
     let logger: Logger
 
     /// Who a connection acts as: an explicit state, changed only by `hello`.
@@ -24,9 +24,25 @@ struct Connection {
         case open
         /// The server authenticates and the connection has presented no valid token yet.
         case anonymous
-        /// Acting with this token, looked up again at every request, so that a token taken
-        /// out of the tokens file stops working at once.
-        case token(String)
+        /// Acting with this token of the tokens file, looked up again at every request, so
+        /// that a token taken out of the file stops working at once.
+        case listed(String)
+        /// Acting as the identity of a verified signed token, until `expires` (then the
+        /// connection is closed with 4401, and any request before that is `unauthorized`).
+        case signed(Identity, expires: Date?)
+
+        /// The access a valid token gives.
+        init(token: String, identity: Identity, expires: Date?, authority: TokenAuthority) {
+            switch authority {
+            case .listed: self = .listed(token)
+            case .signed: self = .signed(identity, expires: expires)
+            }
+        }
+
+        /// When this access ends by itself (a signed token's `exp`).
+        var expires: Date? {
+            if case .signed(_, let expires) = self { expires } else { nil }
+        }
     }
 
     /// Serves the connection until it closes. Rethrows a protocol error from the inbound stream
@@ -40,8 +56,9 @@ struct Connection {
     /// `closing` is set by the connection's `WebSocketGuard` once the server sends (or decides to
     /// send) its close frame: from then on nothing the client sends is applied.
     ///
-    /// `token` is the access token the upgrade carried (already checked to be valid), if any.
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, compression: PerMessageDeflate.Agreement?, closing: ClosingFlag, token: String?) async throws {
+    /// `access` is what the upgrade's token (already checked) gives: `.open` on a server that
+    /// does not authenticate, `.anonymous` when the upgrade carried no token.
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, compression: PerMessageDeflate.Agreement?, closing: ClosingFlag, access: Access) async throws {
         let session = UUID().uuidString.lowercased()
         var sessionLogger = logger
         sessionLogger[metadataKey: "verso.session"] = "\(session)"
@@ -52,10 +69,12 @@ struct Connection {
         let writes = InFlightWrites(client: engine.newClient())
         // The reader runs on the channel's event loop: a request costs no thread hop to the
         // pool and back (store reads still run on the store's own threads).
-        let access: Access = tokens == nil ? .open : token.map { .token($0) } ?? .anonymous
+        let expiry = TokenExpiry(eventLoop: channel.eventLoop, outbox: outbox)
+        expiry.arm(access.expires)
         let inboundError = await withTaskExecutorPreference(EventLoopTaskExecutor(channel.eventLoop)) {
-            await readRequests(inbound, session: session, access: access, outbox: outbox, closing: closing, writes: writes, logger: logger)
+            await readRequests(inbound, session: session, access: access, expiry: expiry, outbox: outbox, closing: closing, writes: writes, logger: logger)
         }
+        expiry.disarm()
         // A client may close right after a write: its ack still goes out before the close.
         await writes.wait(untilBelow: 1)
         await outbox.finishAndDrain()
@@ -64,7 +83,7 @@ struct Connection {
 
     /// Handles requests in order until the client closes, the stream fails (returned), or the
     /// task is cancelled; then ends the connection's subscriptions.
-    private func readRequests(_ inbound: WebSocketInboundStream, session: String, access: Access, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, logger: Logger) async -> (any Error)? {
+    private func readRequests(_ inbound: WebSocketInboundStream, session: String, access: Access, expiry: TokenExpiry, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, logger: Logger) async -> (any Error)? {
         var subscriptions: [Int64: SubscriptionLane] = [:]
         var access = access
         defer {
@@ -77,7 +96,7 @@ struct Connection {
                 guard !closing.isSet, !outbox.isClosing else { continue }
                 switch message {
                 case .text(let text):
-                    await handle(text, session: session, access: &access, outbox: outbox, closing: closing, writes: writes, subscriptions: &subscriptions)
+                    await handle(text, session: session, access: &access, expiry: expiry, outbox: outbox, closing: closing, writes: writes, subscriptions: &subscriptions)
                 case .binary:
                     await writes.wait(untilBelow: 1)
                     outbox.send(Replies.error(rid: nil, .badRequest("binary frames are not accepted: send each request as JSON in a text frame")))
@@ -95,7 +114,7 @@ struct Connection {
     /// Most writes one connection may have queued in the engine before its next request waits.
     static let maxWritesInFlight = 128
 
-    private func handle(_ text: String, session: String, access: inout Access, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, subscriptions: inout [Int64: SubscriptionLane]) async {
+    private func handle(_ text: String, session: String, access: inout Access, expiry: TokenExpiry, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, subscriptions: inout [Int64: SubscriptionLane]) async {
         let envelope: RequestEnvelope
         do {
             envelope = try Request.parse(text)
@@ -120,12 +139,19 @@ struct Connection {
             if case .hello(_, let token) = envelope.request {
                 guard engine.isAccepting else { throw RequestError(.unavailable, "the server is shutting down; reconnect and retry") }
                 var user: String?
-                if let tokens, let token {
-                    guard let identity = tokens.identity(for: token) else { throw Self.badToken }
-                    access = .token(token)
-                    user = identity.user
-                } else if case .token(let current) = access {
-                    user = try identity(current).user
+                if let authority, let token {
+                    switch await authority.check(token) {
+                    case .valid(let identity, let expires):
+                        access = Access(token: token, identity: identity, expires: expires, authority: authority)
+                        expiry.arm(expires)
+                        user = identity.user
+                    case .invalid(let reason):
+                        throw Self.badToken(reason)
+                    }
+                } else if case .anonymous = access {
+                    user = nil
+                } else {
+                    user = try identity(for: access)?.user
                 }
                 outbox.send(Replies.welcome(rid: rid, session: session, epoch: engine.epoch, seq: engine.currentSeq, allowsForce: engine.configuration.allowForce, user: user))
                 return
@@ -246,25 +272,33 @@ struct Connection {
 
     // MARK: Access
 
-    static let badToken = RequestError(.unauthorized, "the token is not valid on this server: check it, or ask for a new one")
+    /// The answer to a token that is not valid; `reason` says why (never the token itself).
+    static func badToken(_ reason: String) -> RequestError {
+        RequestError(.unauthorized, "the token is not valid on this server: \(reason); check it, or ask for a new one")
+    }
 
     /// The rules the connection acts under now; `unauthorized` when it has no valid token.
     private func rules(for access: Access) throws(RequestError) -> AccessRules {
-        switch access {
-        case .open:
-            return .everything
-        case .anonymous:
-            throw RequestError(.unauthorized, "this server needs an access token: send it in the upgrade (Authorization: Bearer TOKEN) or in hello (\"token\")")
-        case .token(let token):
-            return try identity(token).rules
-        }
+        try identity(for: access)?.rules ?? .everything
     }
 
-    private func identity(_ token: String) throws(RequestError) -> Identity {
-        guard let identity = tokens?.identity(for: token) else {
-            throw RequestError(.unauthorized, "the token this connection used is no longer valid on this server: send a valid one in hello (\"token\") or reconnect with one")
+    /// Who the connection acts as now: nil on a server that does not authenticate;
+    /// `unauthorized` when it has no valid token (none yet, withdrawn, or expired).
+    private func identity(for access: Access) throws(RequestError) -> Identity? {
+        switch access {
+        case .open:
+            return nil
+        case .anonymous:
+            throw RequestError(.unauthorized, "this server needs an access token: send it in the upgrade (Authorization: Bearer TOKEN) or in hello (\"token\")")
+        case .listed(let token):
+            guard case .listed(let tokens)? = authority, let identity = tokens.identity(for: token) else {
+                throw RequestError(.unauthorized, "the token this connection used is no longer valid on this server: send a valid one in hello (\"token\") or reconnect with one")
+            }
+            return identity
+        case .signed(let identity, let expires):
+            if let expires, Date() >= expires { throw TokenExpiry.expired(expires) }
+            return identity
         }
-        return identity
     }
 
     static func forbidden(_ right: AccessRight, _ key: String) -> RequestError {

@@ -10,7 +10,8 @@ import Synchronization
 
 /// Every accepted connection, before Hummingbird's HTTP/WebSocket channel sees it: counts it
 /// against `maxConnections` (one over is answered `503` and closed) and puts a
-/// `HandshakeGuard` first in its pipeline.
+/// `HandshakeGuard` first in its pipeline, behind TLS when the server has a certificate (so
+/// the guard's time limit covers the TLS handshake too).
 struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
     struct Value: ServerChildChannelValue {
         let channel: any Channel
@@ -22,6 +23,8 @@ struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
     let limits: HandshakeGuard.Limits
     let maxConnections: Int
     let open: OpenConnections
+    /// The certificate to speak TLS with, or nil for plain TCP.
+    let tls: ServerTLS?
     let logger: Logger
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
@@ -33,6 +36,7 @@ struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
                     extraHeaders: [("Retry-After", "1")]
                 )
                 try channel.pipeline.syncOperations.addHandler(HandshakeGuard(limits: limits, logger: self.logger, refuseAtOnce: refusal))
+                if let tls { try channel.pipeline.syncOperations.addHandler(tls.makeHandler(), position: .first) }
                 self.open.logRefusal(max: maxConnections, logger: self.logger)
                 return Value(channel: channel, inner: nil)
             }
@@ -41,6 +45,7 @@ struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
         channel.closeFuture.whenComplete { _ in open.release() }
         do {
             try channel.pipeline.syncOperations.addHandler(HandshakeGuard(limits: limits, logger: self.logger), position: .first)
+            if let tls { try channel.pipeline.syncOperations.addHandler(tls.makeHandler(), position: .first) }
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }

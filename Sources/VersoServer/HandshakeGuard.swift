@@ -29,9 +29,6 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
     struct Limits: Sendable {
         var timeout: TimeAmount
         var maxHeadBytes: Int
-        /// A further check of a well-formed upgrade request's headers (names lowercased): the
-        /// refusal to answer, or nil to let it upgrade. The server checks the access token here.
-        var checkUpgrade: @Sendable (_ headers: [String: String]) -> Refusal? = { _ in nil }
     }
 
     /// An HTTP answer that ends the connection.
@@ -134,7 +131,7 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 refuse(context: context, headTooLarge)
                 return
             }
-            if let refusal = Self.upgradeRefusal(head: head[..<end], check: limits.checkUpgrade) {
+            if let refusal = Self.upgradeRefusal(head: head[..<end]) {
                 refuse(context: context, refusal)
                 return
             }
@@ -178,9 +175,9 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
         return nil
     }
 
-    /// The answer to a WebSocket upgrade request RFC 6455 section 4.2.1 does not allow, or
-    /// that `check` refuses, or nil (also for any request that is not an upgrade).
-    static func upgradeRefusal(head: ArraySlice<UInt8>, check: (_ headers: [String: String]) -> Refusal? = { _ in nil }) -> Refusal? {
+    /// The answer to a WebSocket upgrade request RFC 6455 section 4.2.1 does not allow, or nil
+    /// (also for any request that is not an upgrade).
+    static func upgradeRefusal(head: ArraySlice<UInt8>) -> Refusal? {
         var headers: [String: String] = [:]
         for line in String(decoding: head, as: UTF8.self).split(separator: "\r\n").dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
@@ -203,7 +200,7 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 message: "a WebSocket handshake needs a Sec-WebSocket-Key of 16 random bytes in base64 (RFC 6455 section 4.1)"
             )
         }
-        return check(headers)
+        return nil
     }
 
     private func timedOut(context: ChannelHandlerContext) {

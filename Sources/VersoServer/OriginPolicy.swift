@@ -161,16 +161,19 @@ public struct OriginPolicy: Sendable, Equatable {
     public let listed: Set<WebOrigin>
     /// `--allow-any-origin`: every origin is accepted.
     public let allowsAnyOrigin: Bool
+    /// The server serves its page over TLS (`https://`), which is then its own origin's scheme.
+    public let servesTLS: Bool
 
-    public init(listed: Set<WebOrigin> = [], allowsAnyOrigin: Bool = false) {
+    public init(listed: Set<WebOrigin> = [], allowsAnyOrigin: Bool = false, servesTLS: Bool = false) {
         self.listed = listed
         self.allowsAnyOrigin = allowsAnyOrigin
+        self.servesTLS = servesTLS
     }
 
     /// The policy for `--allow-origin` values (each `scheme://host[:port]`) and
     /// `--allow-any-origin`. `*` is taken only together with `--allow-any-origin`: alone it
     /// would open the server to every web page by a typo-sized flag.
-    public init(allowing values: [String], allowAnyOrigin: Bool) throws(ConfigurationError) {
+    public init(allowing values: [String], allowAnyOrigin: Bool, servesTLS: Bool = false) throws(ConfigurationError) {
         var listed: Set<WebOrigin> = []
         for value in values {
             if value == "*" {
@@ -190,7 +193,7 @@ public struct OriginPolicy: Sendable, Equatable {
                 )
             }
         }
-        self.init(listed: listed, allowsAnyOrigin: allowAnyOrigin)
+        self.init(listed: listed, allowsAnyOrigin: allowAnyOrigin, servesTLS: servesTLS)
     }
 
     /// The verdict on a handshake with these `Origin` and `Host` header values (nil: absent).
@@ -200,15 +203,18 @@ public struct OriginPolicy: Sendable, Equatable {
         if lowercased.hasPrefix("ws://") || lowercased.hasPrefix("wss://") { return .webSocketClient }
         if allowsAnyOrigin { return .anyOrigin }
         guard let parsed = try? WebOrigin(parsing: origin) else { return .refused }
-        if let own = Self.ownOrigin(host: host), parsed == own { return .ownOrigin }
+        if let own = Self.ownOrigin(host: host, servesTLS: servesTLS), parsed == own { return .ownOrigin }
         return listed.contains(parsed) ? .listed : .refused
     }
 
-    /// The origin of the page the server serves at `/` to a request with this `Host`: `http://`
-    /// and the host, when that host is an IP address or `localhost` (see the type's comment).
-    public static func ownOrigin(host: String?) -> WebOrigin? {
-        guard let host, let origin = try? WebOrigin(scheme: "http", authority: host) else { return nil }
-        guard origin.host == "localhost" || HostAddress.isIPLiteral(origin.host) else { return nil }
+    /// The origin of the page the server serves at `/` to a request with this `Host`. Over
+    /// plain HTTP: `http://` and the host, when that host is an IP address or `localhost` (see
+    /// the type's comment). Over TLS: `https://` and any host, since a page of another site
+    /// whose name was made to resolve to this server (DNS rebinding) cannot pass the TLS
+    /// handshake without this server's certificate for that name.
+    public static func ownOrigin(host: String?, servesTLS: Bool = false) -> WebOrigin? {
+        guard let host, let origin = try? WebOrigin(scheme: servesTLS ? "https" : "http", authority: host) else { return nil }
+        guard servesTLS || origin.host == "localhost" || HostAddress.isIPLiteral(origin.host) else { return nil }
         return origin
     }
 

@@ -36,6 +36,9 @@ public struct ServerConfiguration: Sendable {
     public var pingInterval: Duration
     /// How clients prove who they are. Default `.none`: every connection may do everything.
     public var authentication: Authentication = .none
+    /// The certificate and key to serve `wss://` and `https://` with (`--tls-cert-file`,
+    /// `--tls-key-file`). Default nil: plain `ws://` and `http://`.
+    public var tls: ServerTLS.Files?
     /// Origins (`scheme://host[:port]`) besides the server's own whose web pages may open a
     /// WebSocket (`--allow-origin`); `*` only with `allowAnyOrigin`. Default none. See
     /// `OriginPolicy`.
@@ -156,19 +159,19 @@ extension ServerConfiguration {
     /// The origin rule of `allowedOrigins` and `allowAnyOrigin`; throws for a value that is not
     /// an origin, and for `*` without `allowAnyOrigin`.
     public func originPolicy() throws(ConfigurationError) -> OriginPolicy {
-        try OriginPolicy(allowing: allowedOrigins, allowAnyOrigin: allowAnyOrigin)
+        try OriginPolicy(allowing: allowedOrigins, allowAnyOrigin: allowAnyOrigin, servesTLS: tls != nil)
     }
 
     /// Whether `host` is loopback (127.0.0.0/8, ::1, localhost): only this machine can connect.
     public var listensOnLoopbackOnly: Bool { HostAddress.isLoopback(host) }
 
-    /// Protected mode, like Redis's: with no authentication (and no TLS, which Verso does not
-    /// have yet), the server listens only where nobody but this machine can reach it, unless
-    /// told `--insecure`.
+    /// Protected mode, like Redis's: with no authentication the server listens only where nobody
+    /// but this machine can reach it, unless told `--insecure`. TLS alone does not lift it: it
+    /// hides the traffic but lets anyone who connects do everything.
     static func unprotectedHostMessage(host: String) -> String {
         "--host \(host) is not a loopback address, and this server has no authentication: "
             + "anyone who can reach it could list, read, overwrite and delete every record, and see all traffic in clear text. "
-            + "Give --auth tokens --tokens-file FILE (Protocol.md 2.1; without TLS the tokens travel in clear text, so put a TLS proxy in front), "
+            + "Give --auth tokens --tokens-file FILE or --auth jwt (Protocol.md 2.1) with --tls-cert-file and --tls-key-file (or a TLS proxy in front), "
             + "or listen on loopback (127.0.0.1, the default, ::1 or localhost) behind a TLS proxy that authenticates users, "
             + "or give --insecure (VERSO_INSECURE=1) to serve \(host) unprotected anyway"
     }

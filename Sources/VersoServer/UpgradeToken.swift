@@ -38,14 +38,11 @@ struct UpgradeToken: Equatable {
         if offered.contains(Self.protocolName) { selectedProtocol = Self.protocolName }
     }
 
-    /// The handshake's answer when the upgrade carries a token `tokens` do not know: 401.
-    /// An upgrade without a token is let through (its connection may still send one in hello).
-    static func refusal(headers: [String: String], tokens: AccessTokens) -> HandshakeGuard.Refusal? {
-        let offered = UpgradeToken(authorization: headers["authorization"], protocols: headers["sec-websocket-protocol"].map { [$0] } ?? [])
-        guard let token = offered.token, tokens.identity(for: token) == nil else { return nil }
-        return HandshakeGuard.Refusal(
+    /// The handshake's answer to an upgrade whose token is not valid: 401, saying why.
+    static func refusal(reason: String) -> HandshakeGuard.Refusal {
+        HandshakeGuard.Refusal(
             status: 401, reason: "Unauthorized", code: .unauthorized,
-            message: Connection.badToken.message,
+            message: Connection.badToken(reason).message,
             extraHeaders: [("WWW-Authenticate", "Bearer")]
         )
     }

@@ -26,8 +26,10 @@ public final class VersoServer: Sendable {
     private let logger: Logger
     private let onListening: @Sendable (Int) async -> Void
     private let serviceGroup: ServiceGroup
-    /// The tokens of `--auth tokens`; nil when the server does not authenticate.
-    private let tokens: AccessTokens?
+    /// What checks access tokens (`--auth`); nil when the server does not authenticate.
+    private let authority: TokenAuthority?
+    /// The certificate of `--tls-cert-file`; nil for plain TCP.
+    private let tls: ServerTLS?
 
     /// Checks the configuration (throwing `ConfigurationError`), opens the store and prepares the
     /// server. `onListening` is called with the bound port.
@@ -38,11 +40,10 @@ public final class VersoServer: Sendable {
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         try configuration.validate()
-        let tokens: AccessTokens? = switch configuration.authentication {
-        case .none: nil
-        case .tokens(let file): try AccessTokens(path: file, logger: logger)
-        }
-        self.tokens = tokens
+        let authority = try await TokenAuthority.make(configuration.authentication, logger: logger)
+        let tls = try configuration.tls.map { files throws(ConfigurationError) in try ServerTLS(files: files, logger: logger) }
+        self.authority = authority
+        self.tls = tls
         self.configuration = configuration
         self.logger = logger
         self.onListening = onListening
@@ -59,12 +60,12 @@ public final class VersoServer: Sendable {
         self.engine = engine
         let registry = registry
         let application = Self.makeApplication(
-            configuration: configuration, originPolicy: try configuration.originPolicy(), engine: engine, registry: registry, tokens: tokens,
-            logger: logger, onListening: onListening
+            configuration: configuration, originPolicy: try configuration.originPolicy(), engine: engine, registry: registry,
+            authority: authority, tls: tls, logger: logger, onListening: onListening
         )
         var reload: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if handleSignals, let tokens {
-            reload.append(.init(service: TokensReloadService(tokens: tokens)))
+        if handleSignals, authority != nil || tls != nil {
+            reload.append(.init(service: ReloadService(authority: authority, tls: tls)))
         }
         serviceGroup = ServiceGroup(
             configuration: .init(
@@ -93,11 +94,19 @@ public final class VersoServer: Sendable {
     /// Connections closed with 1008 so far because they did not read (either queue limit).
     public var slowConnectionsClosed: Int { registry.slowConnectionsClosed }
 
-    /// Reads the tokens file again, as SIGHUP does; returns the error when the file cannot be
-    /// used (the tokens loaded before then stay in force). Nothing to do without `--auth tokens`.
+    /// Reads the tokens or key file of `--auth` again, as SIGHUP does; returns the error when
+    /// the file cannot be used (what was loaded before then stays in force). Nothing to do
+    /// without `--auth`.
     @discardableResult
-    public func reloadTokens() -> ConfigurationError? {
-        tokens?.reload()
+    public func reloadTokens() async -> ConfigurationError? {
+        await authority?.reload()
+    }
+
+    /// Reads the TLS certificate and key again, as SIGHUP does; returns the error when they
+    /// cannot be used (the pair loaded before then stays in use). Nothing to do without TLS.
+    @discardableResult
+    public func reloadCertificate() -> ConfigurationError? {
+        tls?.reload()
     }
 
     /// Begins a graceful shutdown, as SIGTERM does.
@@ -110,7 +119,8 @@ public final class VersoServer: Sendable {
         originPolicy: OriginPolicy,
         engine: RecordEngine,
         registry: ConnectionRegistry,
-        tokens: AccessTokens?,
+        authority: TokenAuthority?,
+        tls: ServerTLS?,
         logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void
     ) -> some Service {
@@ -149,22 +159,14 @@ public final class VersoServer: Sendable {
             idleTimeout: nil,
             httpDecoderConfiguration: .init(maxHeaderFieldSize: configuration.maxRequestHeadBytes, maxHeaderListSize: configuration.maxRequestHeadBytes)
         )
-        let connection = Connection(engine: engine, registry: registry, configuration: configuration, tokens: tokens, logger: logger)
-        var limits = HandshakeGuard.Limits(timeout: .init(configuration.handshakeTimeout), maxHeadBytes: configuration.maxRequestHeadBytes)
-        if let tokens {
-            limits.checkUpgrade = { headers in
-                let refusal = UpgradeToken.refusal(headers: headers, tokens: tokens)
-                if refusal != nil { logger.info("refused a WebSocket upgrade whose token is not valid") }
-                return refusal
-            }
-        }
-        let guardLimits = limits
+        let connection = Connection(engine: engine, registry: registry, configuration: configuration, authority: authority, logger: logger)
+        let guardLimits = HandshakeGuard.Limits(timeout: .init(configuration.handshakeTimeout), maxHeadBytes: configuration.maxRequestHeadBytes)
         let openConnections = OpenConnections()
         let server = HTTPServerBuilder { responder in
             let upgrade = HTTP1WebSocketUpgradeChannel(
                 responder: responder,
                 configuration: .init(http1: http1, ws: wsConfiguration)
-            ) { (request: HTTPRequest, channel: any Channel, _: Logger) throws -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
+            ) { (request: HTTPRequest, channel: any Channel, _: Logger) async throws -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
                 guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else { return .dontUpgrade }
                 // The origin check is here, where NIO asks whether to upgrade, rather than in the
                 // byte-level HandshakeGuard: every handshake that could become a WebSocket passes
@@ -175,14 +177,29 @@ public final class VersoServer: Sendable {
                 // with a 307 and never upgrades it; should that change, it still comes here.) The
                 // answer goes out through the guard, like the guard's own refusals.
                 if let refusal = Self.originRefusal(request, policy: originPolicy, channel: channel, logger: logger) {
-                    try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations)
+                    try await channel.eventLoop.submit { try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations) }.get()
                     return .dontUpgrade
                 }
-                // A token that is not valid was answered 401 by the HandshakeGuard (which sees a
-                // connection's first request; a later one is declined here); no token at all
-                // upgrades, and every request but hello gets unauthorized until one is given.
+                // A token that is not valid is answered 401; no token at all upgrades, and every
+                // request but hello gets unauthorized until one is given.
                 let credentials = UpgradeToken(request.headerFields)
-                if let tokens, let token = credentials.token, tokens.identity(for: token) == nil { return .dontUpgrade }
+                let access: Connection.Access
+                switch (authority, credentials.token) {
+                case (nil, _):
+                    access = .open
+                case (_?, nil):
+                    access = .anonymous
+                case (let authority?, let token?):
+                    switch await authority.check(token) {
+                    case .valid(let identity, let expires):
+                        access = Connection.Access(token: token, identity: identity, expires: expires, authority: authority)
+                    case .invalid(let reason):
+                        logger.info("refused a WebSocket upgrade whose token is not valid (401)", metadata: ["verso.reason": "\(reason)"])
+                        let refusal = UpgradeToken.refusal(reason: reason)
+                        try await channel.eventLoop.submit { try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations) }.get()
+                        return .dontUpgrade
+                    }
+                }
                 var responseHeaders: HTTPFields = [:]
                 if let selected = credentials.selectedProtocol { responseHeaders[.secWebSocketProtocol] = selected }
                 // The same rule the extension builder answers the handshake with.
@@ -190,7 +207,9 @@ public final class VersoServer: Sendable {
                 // Called on the channel's event loop, before NIO adds the frame decoder.
                 let settings = WebSocketGuard.Settings(allowsRSV1: compression != nil, pingInterval: .init(configuration.pingInterval), logger: logger)
                 let closing = ClosingFlag()
-                try channel.pipeline.syncOperations.addHandler(WebSocketGuardInstaller(settings: settings, closing: closing))
+                try await channel.eventLoop.submit {
+                    try channel.pipeline.syncOperations.addHandler(WebSocketGuardInstaller(settings: settings, closing: closing))
+                }.get()
                 return .upgrade(responseHeaders) { inbound, outbound, _ in
                     // For a client that has sent nothing yet (the installer puts it in place before
                     // the first frame otherwise): its pings and the closing timeout need the guard.
@@ -202,10 +221,10 @@ public final class VersoServer: Sendable {
                             channel.close(promise: nil)
                         }
                     }
-                    try await connection.run(inbound: inbound, outbound: outbound, channel: channel, compression: compression, closing: closing, token: tokens == nil ? nil : credentials.token)
+                    try await connection.run(inbound: inbound, outbound: outbound, channel: channel, compression: compression, closing: closing, access: access)
                 }
             }
-            return GuardedChannel(inner: upgrade, limits: guardLimits, maxConnections: configuration.maxConnections, open: openConnections, logger: logger)
+            return GuardedChannel(inner: upgrade, limits: guardLimits, maxConnections: configuration.maxConnections, open: openConnections, tls: tls, logger: logger)
         }
         return Application(
             router: router,
@@ -220,7 +239,7 @@ public final class VersoServer: Sendable {
                 let port = channel.localAddress?.port ?? configuration.port
                 let host = configuration.host.contains(":") && !configuration.host.hasPrefix("[") ? "[\(configuration.host)]" : configuration.host
                 // Before "listening", which tools wait for.
-                if !configuration.listensOnLoopbackOnly, configuration.authentication != .none {
+                if !configuration.listensOnLoopbackOnly, configuration.authentication != .none, tls == nil {
                     logger.warning(
                         "listening on a non-loopback address without TLS: access tokens and records travel in clear text; put a TLS proxy in front",
                         metadata: ["verso.host": "\(configuration.host)", "verso.port": "\(port)"]
@@ -234,7 +253,7 @@ public final class VersoServer: Sendable {
                 if configuration.allowAnyOrigin {
                     logger.warning("--allow-any-origin: a web page of any origin may open a WebSocket; any site a user of this machine visits can read and write the records")
                 }
-                logger.info("listening", metadata: ["verso.url": "ws://\(host):\(port)/v1/ws", "verso.data": "\(configuration.dataDirectory)"])
+                logger.info("listening", metadata: ["verso.url": "\(tls == nil ? "ws" : "wss")://\(host):\(port)/v1/ws", "verso.data": "\(configuration.dataDirectory)"])
                 await onListening(port)
             },
             logger: logger
@@ -242,14 +261,17 @@ public final class VersoServer: Sendable {
     }
 }
 
-/// Reads the tokens file again at every SIGHUP, until shutdown.
-private struct TokensReloadService: Service {
-    let tokens: AccessTokens
+/// Reads the tokens or key file of `--auth` and the TLS certificate again at every SIGHUP,
+/// until shutdown.
+private struct ReloadService: Service {
+    let authority: TokenAuthority?
+    let tls: ServerTLS?
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
         for await _ in signals.cancelOnGracefulShutdown() {
-            tokens.reload()
+            await authority?.reload()
+            tls?.reload()
         }
     }
 }

@@ -5,23 +5,34 @@ import Logging
 import VersoServer
 import VersoSQLite
 
-/// `verso-server`: reads flags (or VERSO_* environment variables) and runs the server.
+/// `verso-server`: serves (the default subcommand), or mints a development token.
 @main
 struct VersoServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verso-server",
         abstract: "Serve versioned JSON records over WebSocket, persisted in SQLite.",
+        discussion: "With no subcommand, serve (see verso-server serve --help).",
+        subcommands: [ServeCommand.self, MintTokenCommand.self],
+        defaultSubcommand: ServeCommand.self
+    )
+}
+
+/// `verso-server [serve]`: reads flags (or VERSO_* environment variables) and runs the server.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve versioned JSON records over WebSocket, persisted in SQLite (the default).",
         discussion: """
             Every option can also be set with the environment variable in brackets; a flag wins over the variable.
-            Clients connect to ws://HOST:PORT/v1/ws (see Protocol.md). GET /healthz answers 200 while the server takes requests.
-            Security today: there is no authentication and no TLS, so the server listens only on loopback unless --insecure, and a WebSocket from a web page is accepted only from the page served at / and from --allow-origin origins (403 otherwise).
+            Clients connect to ws://HOST:PORT/v1/ws, or wss:// with --tls-cert-file (see Protocol.md). GET /healthz answers 200 while the server takes requests.
+            Security: with no --auth every connection may do everything, so the server listens only on loopback unless --insecure; a WebSocket from a web page is accepted only from the page served at / and from --allow-origin origins (403 otherwise). SIGHUP reloads the tokens or key file and the TLS certificate. See SECURITY.md.
             """
     )
 
-    @Option(help: "Address to listen on [VERSO_HOST] (default 127.0.0.1). Only loopback (127.0.0.0/8, ::1, localhost) unless --insecure.")
+    @Option(help: "Address to listen on [VERSO_HOST] (default 127.0.0.1). Only loopback (127.0.0.0/8, ::1, localhost) unless --auth or --insecure.")
     var host: String?
 
-    @Flag(help: "Listen on a --host that is not loopback although there is no authentication or TLS yet: anyone who can reach the port can read, overwrite and delete every record [VERSO_INSECURE=1].")
+    @Flag(help: "Listen on a --host that is not loopback although there is no authentication: anyone who can reach the port can read, overwrite and delete every record [VERSO_INSECURE=1].")
     var insecure = false
 
     @Option(help: ArgumentHelp(
@@ -66,11 +77,26 @@ struct VersoServerCommand: AsyncParsableCommand {
     @Option(help: "Bytes queued for all clients together before those holding the most are disconnected with 1008 [VERSO_MAX_QUEUED_BYTES] (default a quarter of the machine's memory).")
     var maxQueuedBytes: Int?
 
-    @Option(help: "How clients prove who they are: none (every connection may do everything) or tokens (see --tokens-file) [VERSO_AUTH] (default none).")
+    @Option(help: "How clients prove who they are: none (every connection may do everything), tokens (see --tokens-file) or jwt (signed JSON Web Tokens, see --jwt-secret-file) [VERSO_AUTH] (default none).")
     var auth: String?
 
     @Option(help: "With --auth tokens: the JSON file of tokens, each with its user and access rules (Protocol.md 2.1); read again on SIGHUP [VERSO_TOKENS_FILE].")
     var tokensFile: String?
+
+    @Option(help: "With --auth jwt: a file holding the HS256 secret (at least 32 bytes) [VERSO_JWT_SECRET_FILE].")
+    var jwtSecretFile: String?
+
+    @Option(help: "With --auth jwt: a PEM public key (RSA for RS256, P-256 for ES256, Ed25519 for EdDSA) [VERSO_JWT_PUBLIC_KEY_FILE].")
+    var jwtPublicKeyFile: String?
+
+    @Option(help: "With --auth jwt: a JSON Web Key Set file; each token's kid picks its key [VERSO_JWKS_FILE].")
+    var jwksFile: String?
+
+    @Option(help: "PEM certificate chain: serve wss:// and https:// (with --tls-key-file); read again on SIGHUP [VERSO_TLS_CERT_FILE].")
+    var tlsCertFile: String?
+
+    @Option(help: "PEM private key of --tls-cert-file [VERSO_TLS_KEY_FILE].")
+    var tlsKeyFile: String?
 
     @Option(help: "trace, debug, info, notice, warning, error or critical [VERSO_LOG_LEVEL] (default info).")
     var logLevel: String?
@@ -119,14 +145,14 @@ struct VersoServerCommand: AsyncParsableCommand {
         guard pingSeconds.isFinite, (0.1...3600).contains(pingSeconds) else {
             throw ValidationError("--ping-interval \(pingSeconds) is not between 0.1 and 3600 seconds")
         }
-        let authName = try setting(auth, "VERSO_AUTH", { $0 }, default: "none")
-        let tokensPath = try setting(tokensFile, "VERSO_TOKENS_FILE", { $0 }, default: "")
-        switch (authName, tokensPath.isEmpty) {
-        case ("none", true): configuration.authentication = .none
-        case ("none", false): throw ValidationError("--tokens-file is given but --auth is none: add --auth tokens")
-        case ("tokens", false): configuration.authentication = .tokens(file: tokensPath)
-        case ("tokens", true): throw ValidationError("--auth tokens needs --tokens-file FILE (the tokens, their users and rules; Protocol.md 2.1)")
-        default: throw ValidationError("--auth \"\(authName)\" is not none or tokens")
+        configuration.authentication = try authentication(setting: { flag, variable in try setting(flag, variable, { $0 }, default: "") })
+        let certificate = try setting(tlsCertFile, "VERSO_TLS_CERT_FILE", { $0 }, default: "")
+        let privateKey = try setting(tlsKeyFile, "VERSO_TLS_KEY_FILE", { $0 }, default: "")
+        switch (certificate.isEmpty, privateKey.isEmpty) {
+        case (true, true): configuration.tls = nil
+        case (false, false): configuration.tls = ServerTLS.Files(certificate: certificate, privateKey: privateKey)
+        case (false, true): throw ValidationError("--tls-cert-file needs --tls-key-file, the certificate's private key")
+        case (true, false): throw ValidationError("--tls-key-file needs --tls-cert-file, the certificate it belongs to")
         }
         configuration.handshakeTimeout = .milliseconds(Int64((handshakeSeconds * 1000).rounded()))
         configuration.pingInterval = .milliseconds(Int64((pingSeconds * 1000).rounded()))
@@ -153,12 +179,41 @@ struct VersoServerCommand: AsyncParsableCommand {
         do {
             server = try await VersoServer(configuration: configuration, logger: logger)
         } catch let error as ConfigurationError {
-            // A tokens file that cannot be used is a bad flag like any other (exit code 64).
+            // A tokens, key or certificate file that cannot be used is a bad flag like any
+            // other (exit code 64).
             throw ValidationError(error.description)
         }
         let watchdog = ShutdownWatchdog(server: server, logger: logger)
         try await server.run()
         watchdog.cancel()
+    }
+
+    /// `--auth` and the one file it needs; `setting` reads a flag or its variable ("" if unset).
+    private func authentication(setting: (String?, String) throws -> String) throws -> Authentication {
+        let name = try setting(auth, "VERSO_AUTH")
+        let files: [(flag: String, path: String, source: (String) -> JWTKeySource?)] = [
+            ("--tokens-file", try setting(tokensFile, "VERSO_TOKENS_FILE"), { _ in nil }),
+            ("--jwt-secret-file", try setting(jwtSecretFile, "VERSO_JWT_SECRET_FILE"), { .secretFile($0) }),
+            ("--jwt-public-key-file", try setting(jwtPublicKeyFile, "VERSO_JWT_PUBLIC_KEY_FILE"), { .publicKeyFile($0) }),
+            ("--jwks-file", try setting(jwksFile, "VERSO_JWKS_FILE"), { .jwksFile($0) }),
+        ].filter { !$0.path.isEmpty }
+        switch name {
+        case "", "none":
+            if let given = files.first { throw ValidationError("\(given.flag) is given but --auth is none: add --auth \(given.flag == "--tokens-file" ? "tokens" : "jwt")") }
+            return .none
+        case "tokens":
+            guard files.count == 1, files[0].flag == "--tokens-file" else {
+                throw ValidationError("--auth tokens needs --tokens-file FILE (the tokens, their users and rules; Protocol.md 2.1), and no --jwt-* or --jwks-file")
+            }
+            return .tokens(file: files[0].path)
+        case "jwt":
+            guard files.count == 1, let source = files[0].source(files[0].path) else {
+                throw ValidationError("--auth jwt needs exactly one of --jwt-secret-file (HS256), --jwt-public-key-file (RS256, ES256, EdDSA) or --jwks-file, and no --tokens-file")
+            }
+            return .jwt(keys: source)
+        default:
+            throw ValidationError("--auth \"\(name)\" is not none, tokens or jwt")
+        }
     }
 }
 

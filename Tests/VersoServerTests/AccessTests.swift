@@ -214,10 +214,10 @@ struct AccessTests {
             try await TestClient.with(url: server.url, token: TokensFile.ann) { ann in
                 #expect(try await ann.request(#"{"type":"get","key":"notes/r"}"#)["code"]?.str == "not_found")
                 try file.write("{\"tokens\": [")
-                #expect(server.server.reloadTokens() != nil)
+                #expect(await server.server.reloadTokens() != nil)
                 #expect(try await ann.request(#"{"type":"get","key":"notes/r"}"#)["code"]?.str == "not_found")
                 try file.write(TokensFile.json.replacingOccurrences(of: TokensFile.ann, with: "ann-new-token"))
-                #expect(server.server.reloadTokens() == nil)
+                #expect(await server.server.reloadTokens() == nil)
                 let revoked = try await ann.request(#"{"type":"get","key":"notes/r"}"#)
                 #expect(revoked["code"]?.str == "unauthorized", "\(revoked.encodedString)")
             }

@@ -90,7 +90,12 @@ struct StartupTests {
         BadStart(arguments: ["--durability", "sometimes"], message: "durability \"sometimes\" is not full or normal"),
         BadStart(arguments: ["--log-level", "loud"], message: "log level \"loud\" is not one of"),
         BadStart(arguments: ["--auth", "tokens"], message: "--auth tokens needs --tokens-file FILE"),
-        BadStart(arguments: ["--auth", "magic"], message: "--auth \"magic\" is not none or tokens"),
+        BadStart(arguments: ["--auth", "magic"], message: "--auth \"magic\" is not none, tokens or jwt"),
+        BadStart(arguments: ["--auth", "jwt"], message: "--auth jwt needs exactly one of --jwt-secret-file"),
+        BadStart(arguments: ["--auth", "jwt", "--jwt-secret-file", "/nonexistent/secret"], message: "--jwt-secret-file /nonexistent/secret cannot be read"),
+        BadStart(arguments: ["--jwks-file", "/tmp/keys.json"], message: "--jwks-file is given but --auth is none: add --auth jwt"),
+        BadStart(arguments: ["--tls-cert-file", "/tmp/cert.pem"], message: "--tls-cert-file needs --tls-key-file"),
+        BadStart(arguments: ["--tls-cert-file", "/nonexistent/c.pem", "--tls-key-file", "/nonexistent/k.pem"], message: "--tls-cert-file /nonexistent/c.pem cannot be read"),
         BadStart(arguments: ["--tokens-file", "/tmp/tokens.json"], message: "--tokens-file is given but --auth is none"),
         BadStart(arguments: ["--auth", "tokens", "--tokens-file", "/nonexistent/verso-tokens.json"], message: "--tokens-file /nonexistent/verso-tokens.json cannot be read"),
         // Protected mode: no authentication and no TLS yet, so only loopback unless --insecure.

@@ -92,6 +92,9 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Access token, for a server started with --auth [VERSO_TOKEN]. Prefer the variable: a flag shows in the process list.")
     var token: String?
 
+    @Option(help: "For a wss:// URL: a PEM file of the certificate authorities to trust instead of the system's (a private CA or a self-signed server certificate) [VERSO_CA_FILE].")
+    var caFile: String?
+
     var configuration: VersoClientConfiguration {
         var configuration = VersoClientConfiguration(
             url: url ?? ProcessInfo.processInfo.environment["VERSO_URL"] ?? "ws://127.0.0.1:7070/v1/ws",
@@ -100,6 +103,7 @@ struct ConnectionOptions: ParsableArguments {
             clientName: "verso-cli"
         )
         configuration.token = token ?? ProcessInfo.processInfo.environment["VERSO_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.caFile = caFile ?? ProcessInfo.processInfo.environment["VERSO_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
         return configuration
     }
 
