@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "VersoCore", targets: ["VersoCore"]),
         .library(name: "VersoEngine", targets: ["VersoEngine"]),
         .library(name: "VersoServer", targets: ["VersoServer"]),
+        .library(name: "VersoDeflate", targets: ["VersoDeflate"]),
         .library(name: "VersoTesting", targets: ["VersoTesting"]),
         .library(name: "VersoClient", targets: ["VersoClient"]),
         .executable(name: "verso", targets: ["verso"]),
@@ -54,21 +55,33 @@ let package = Package(
             dependencies: ["VersoCore", "VersoEngine", "CSQLite", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
-        // WebSocket and HTTP wiring.
         // Swift tasks that run on a SwiftNIO event loop (server connections, load workers).
         .target(
             name: "VersoEventLoop",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
+        // permessage-deflate (RFC 7692) as the server negotiates, inflates and compresses it, on
+        // pooled zlib streams. Its own target so the fuzzers reach it without the rest of the server.
+        .target(
+            name: "VersoDeflate",
+            dependencies: [
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "WSCore", package: "swift-websocket"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // WebSocket and HTTP wiring.
         .target(
             name: "VersoServer",
             dependencies: [
-                "VersoCore", "VersoEngine", "VersoSQLite", "VersoWebClient", "VersoEventLoop",
+                "VersoCore", "VersoEngine", "VersoSQLite", "VersoWebClient", "VersoEventLoop", "VersoDeflate",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
-                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "WSCore", package: "swift-websocket"),
@@ -200,6 +213,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "VersoDeflateTests",
+            dependencies: [
+                "VersoDeflate",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "VersoConformanceTests",
             dependencies: ["VersoConformance", "VersoTesting"],
             swiftSettings: swiftSettings
@@ -211,7 +233,12 @@ let package = Package(
         ),
         .testTarget(
             name: "VersoClientTests",
-            dependencies: ["VersoClient", "VersoTesting", "VersoEditor"],
+            dependencies: [
+                "VersoClient", "VersoTesting", "VersoEditor",
+                // A listener that never answers an upgrade (SilentListener.swift).
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

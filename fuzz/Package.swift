@@ -28,7 +28,7 @@ let package = Package(
             name: "FuzzInflate",
             dependencies: [
                 "FuzzSupport",
-                .product(name: "VersoServer", package: verso),
+                .product(name: "VersoDeflate", package: verso),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),

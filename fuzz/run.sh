@@ -24,10 +24,9 @@ fi
 
 # --sanitize=fuzzer lets SwiftPM link libFuzzer's main instead of the target's; the -Xswiftc
 # flag comes after it and wins, because swiftc keeps only the last -sanitize= it is given
-# (`--sanitize=fuzzer --sanitize=address` would silently build without coverage). -enable-testing
-# lets FuzzInflate reach the server's internal inflater with @testable import.
+# (`--sanitize=fuzzer --sanitize=address` would silently build without coverage).
 swift build -c release --package-path "$here" \
-    --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing \
+    --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address \
     2>&1 | grep --line-buffered -vE "warning: Cannot export local symbol" >&2
 [ "$target" = build ] && exit 0
 

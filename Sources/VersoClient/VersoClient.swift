@@ -16,6 +16,10 @@ public struct VersoClientConfiguration: Sendable {
     public var compression: Bool
     /// How long a request waits for its reply (including waiting for a connection). Default 10 s.
     public var requestTimeout: Duration
+    /// How long one connection attempt may take, up to the server's answer to the WebSocket
+    /// upgrade; then the attempt counts as failed (and, with `reconnect`, is tried again).
+    /// Default 10 s.
+    public var connectTimeout: Duration = .seconds(10)
     /// Reconnect after the connection drops. Default true.
     public var reconnect: Bool
     /// First delay before reconnecting; doubles up to `maxBackoff`. Default 100 ms.
@@ -192,21 +196,25 @@ public final class VersoClient: Sendable {
             wsConfiguration.extensions = [WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: 1 << 24).build()]
         }
         do {
-            let frame = try await WebSocketClient.connect(url: configuration.url, configuration: wsConfiguration, tlsConfiguration: tls, logger: logger) { inbound, outbound, _ in
-                let (outgoing, continuation) = AsyncStream<String>.makeStream()
-                self.state.withLock { $0.outgoing = continuation }
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        for await text in outgoing {
-                            try await outbound.write(.text(text))
+            let url = configuration.url
+            let frame = try await UpgradeDeadline.run(timeout: configuration.connectTimeout) { [wsConfiguration, logger] upgraded in
+                try await WebSocketClient.connect(url: url, configuration: wsConfiguration, tlsConfiguration: tls, logger: logger) { inbound, outbound, _ in
+                    upgraded()
+                    let (outgoing, continuation) = AsyncStream<String>.makeStream()
+                    self.state.withLock { $0.outgoing = continuation }
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            for await text in outgoing {
+                                try await outbound.write(.text(text))
+                            }
                         }
-                    }
-                    group.addTask {
-                        try await self.startSession()
-                    }
-                    defer { group.cancelAll() }
-                    for try await message in inbound.messages(maxSize: 1 << 24) {
-                        if case .text(let text) = message { self.dispatch(text) }
+                        group.addTask {
+                            try await self.startSession()
+                        }
+                        defer { group.cancelAll() }
+                        for try await message in inbound.messages(maxSize: 1 << 24) {
+                            if case .text(let text) = message { self.dispatch(text) }
+                        }
                     }
                 }
             }

@@ -85,10 +85,13 @@ public final class WireConnection: Sendable {
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [configuration, logger, tls] in
                 do {
-                    let frame = try await WebSocketClient.connect(url: url, configuration: configuration, tlsConfiguration: tls, logger: logger) { inbound, outbound, _ in
-                        client.wake { $0.outbound = outbound }
-                        for try await message in inbound.messages(maxSize: 1 << 24) {
-                            client.wake { $0.messages.append(message) }
+                    let frame = try await UpgradeDeadline.run(timeout: .seconds(10)) { upgraded in
+                        try await WebSocketClient.connect(url: url, configuration: configuration, tlsConfiguration: tls, logger: logger) { inbound, outbound, _ in
+                            upgraded()
+                            client.wake { $0.outbound = outbound }
+                            for try await message in inbound.messages(maxSize: 1 << 24) {
+                                client.wake { $0.messages.append(message) }
+                            }
                         }
                     }
                     client.wake { $0.closeFrame = frame; $0.ended = true }
@@ -96,7 +99,8 @@ public final class WireConnection: Sendable {
                     client.wake { $0.failure = error; $0.ended = true }
                 }
             }
-            guard await client.wait(timeout: .seconds(10), until: { $0.outbound != nil || $0.ended }),
+            // The attempt gives up after 10 s; the margin covers a busy machine.
+            guard await client.wait(timeout: .seconds(15), until: { $0.outbound != nil || $0.ended }),
                   client.state.withLock({ $0.outbound != nil }) else {
                 let failure = client.state.withLock { $0.failure }
                 group.cancelAll()

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOWebSocket
 import VersoCore
+import VersoDeflate
 import VersoEngine
 import VersoEventLoop
 import WSCore
@@ -63,7 +64,7 @@ struct Connection {
         var sessionLogger = logger
         sessionLogger[metadataKey: "verso.session"] = "\(session)"
         let logger = sessionLogger
-        let outbox = Outbox(channel: channel, outbound: outbound, compression: compression, maxQueuedBytes: configuration.maxQueuedBytesPerConnection, registry: registry, logger: logger)
+        let outbox = Outbox(channel: channel, outbound: outbound, compression: compression, maxQueuedBytes: configuration.maxQueuedBytesPerConnection, closeGracePeriod: .init(configuration.closeGracePeriod), registry: registry, logger: logger)
         registry.add(outbox)
         defer { registry.remove(outbox) }
         let writes = InFlightWrites(client: engine.newClient())

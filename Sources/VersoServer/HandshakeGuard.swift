@@ -18,7 +18,7 @@ import VersoCore
 ///   (`refuse(_:on:)`, from `VersoServer`'s upgrade decision; see `OriginPolicy`).
 ///
 /// Every refusal closes the connection: the response is sent, the sending side shut, and the
-/// socket closed when the client closes its side or after `Outbox.closeGracePeriod`.
+/// socket closed when the client closes its side or after `Limits.closeGracePeriod`.
 /// Once the `101 Switching Protocols` goes out, the handler passes everything through.
 final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
@@ -29,6 +29,8 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
     struct Limits: Sendable {
         var timeout: TimeAmount
         var maxHeadBytes: Int
+        /// Time a refused client has to close its side after the answer before the socket is closed.
+        var closeGracePeriod: TimeAmount
     }
 
     /// An HTTP answer that ends the connection.
@@ -242,6 +244,6 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
         context.writeAndFlush(wrapOutboundOut(.byteBuffer(buffer)), promise: nil)
         context.close(mode: .output, promise: nil)
         let channel = context.channel
-        linger = context.eventLoop.scheduleTask(in: Outbox.closeGracePeriod) { channel.close(promise: nil) }
+        linger = context.eventLoop.scheduleTask(in: limits.closeGracePeriod) { channel.close(promise: nil) }
     }
 }

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOWebSocket
 import Synchronization
+import VersoDeflate
 import VersoEngine
 import WSCore
 
@@ -69,15 +70,14 @@ final class Outbox: MessageSink {
         }
     }
 
-    /// How long a connection asked to close may take to accept the close frame before its
-    /// socket is dropped (a client that stopped reading never will).
-    static let closeGracePeriod = TimeAmount.seconds(2)
-
     private let state = Mutex(State())
     private let channel: any Channel
     private let outbound: WebSocketOutboundWriter
     private let compression: PerMessageDeflate.Agreement?
     private let maxQueuedBytes: Int
+    /// How long a connection asked to close may take to accept the close frame before its
+    /// socket is dropped (a client that stopped reading never will).
+    private let closeGracePeriod: TimeAmount
     private let registry: ConnectionRegistry
     private let logger: Logger
     private let flushQueue: LoopFlushQueue
@@ -87,11 +87,12 @@ final class Outbox: MessageSink {
     let pacingWindow: Int
 
     /// - Parameter compression: what permessage-deflate agreed for this connection, if anything.
-    init(channel: any Channel, outbound: WebSocketOutboundWriter, compression: PerMessageDeflate.Agreement?, maxQueuedBytes: Int, registry: ConnectionRegistry, logger: Logger) {
+    init(channel: any Channel, outbound: WebSocketOutboundWriter, compression: PerMessageDeflate.Agreement?, maxQueuedBytes: Int, closeGracePeriod: TimeAmount, registry: ConnectionRegistry, logger: Logger) {
         self.channel = channel
         self.outbound = outbound
         self.compression = compression
         self.maxQueuedBytes = maxQueuedBytes
+        self.closeGracePeriod = closeGracePeriod
         self.registry = registry
         self.logger = logger
         self.flushQueue = LoopFlushQueue.of(channel.eventLoop)
@@ -305,7 +306,7 @@ final class Outbox: MessageSink {
         }
         if drained { return }
         let channel = channel
-        let dropper = channel.eventLoop.scheduleTask(in: Self.closeGracePeriod) { channel.close(promise: nil) }
+        let dropper = channel.eventLoop.scheduleTask(in: closeGracePeriod) { channel.close(promise: nil) }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { state -> Bool in
                 if state.isDrained { return true }
@@ -403,7 +404,7 @@ final class Outbox: MessageSink {
                 logger.debug("could not send the close frame", metadata: ["verso.error": "\(error)"])
             }
         }
-        channel.eventLoop.scheduleTask(in: Self.closeGracePeriod) {
+        channel.eventLoop.scheduleTask(in: closeGracePeriod) {
             if channel.isActive { logger.info("dropping a connection that did not take its close frame") }
             channel.close(promise: nil)
         }

@@ -24,6 +24,10 @@ public struct ServerConfiguration: Sendable {
     public var maxQueuedBytes: Int
     /// How long shutdown waits for clients to acknowledge the close. Default 5 s.
     public var shutdownGracePeriod: Duration
+    /// How long a connection the server closes (a slow client, a protocol error, a refused
+    /// handshake) has to take what was sent before its close, and answer it, before the socket
+    /// is dropped. Default 2 s.
+    public var closeGracePeriod: Duration
     /// Connections open at once; one more is answered HTTP 503 and closed. Default 10,000.
     public var maxConnections: Int
     /// Time from accepting a connection to its upgrade to WebSocket; then it is closed (with
@@ -60,6 +64,7 @@ public struct ServerConfiguration: Sendable {
         maxQueuedBytesPerConnection: Int = 64 << 20,
         maxQueuedBytes: Int = ServerConfiguration.defaultMaxQueuedBytes,
         shutdownGracePeriod: Duration = .seconds(5),
+        closeGracePeriod: Duration = .seconds(2),
         maxConnections: Int = 10_000,
         handshakeTimeout: Duration = .seconds(10),
         maxRequestHeadBytes: Int = 16 << 10,
@@ -78,6 +83,7 @@ public struct ServerConfiguration: Sendable {
         self.maxQueuedBytesPerConnection = maxQueuedBytesPerConnection
         self.maxQueuedBytes = maxQueuedBytes
         self.shutdownGracePeriod = shutdownGracePeriod
+        self.closeGracePeriod = closeGracePeriod
         self.maxConnections = maxConnections
         self.handshakeTimeout = handshakeTimeout
         self.maxRequestHeadBytes = maxRequestHeadBytes

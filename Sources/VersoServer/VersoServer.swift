@@ -8,6 +8,7 @@ import NIOWebSocket
 import ServiceLifecycle
 import UnixSignals
 import VersoCore
+import VersoDeflate
 import VersoEngine
 import VersoSQLite
 import VersoWebClient
@@ -150,7 +151,7 @@ public final class VersoServer: Sendable {
             extensions: [],
             // Keepalive pings are the WebSocketGuard's, which closes with 4001 rather than the 1001 reserved for shutdown.
             autoPing: .disabled,
-            closeTimeout: .nanoseconds(Outbox.closeGracePeriod.nanoseconds),
+            closeTimeout: configuration.closeGracePeriod,
             validateUTF8: true
         )
         webSocket.extensions = [deflate]
@@ -160,7 +161,7 @@ public final class VersoServer: Sendable {
             httpDecoderConfiguration: .init(maxHeaderFieldSize: configuration.maxRequestHeadBytes, maxHeaderListSize: configuration.maxRequestHeadBytes)
         )
         let connection = Connection(engine: engine, registry: registry, configuration: configuration, authority: authority, logger: logger)
-        let guardLimits = HandshakeGuard.Limits(timeout: .init(configuration.handshakeTimeout), maxHeadBytes: configuration.maxRequestHeadBytes)
+        let guardLimits = HandshakeGuard.Limits(timeout: .init(configuration.handshakeTimeout), maxHeadBytes: configuration.maxRequestHeadBytes, closeGracePeriod: .init(configuration.closeGracePeriod))
         let openConnections = OpenConnections()
         let server = HTTPServerBuilder { responder in
             let upgrade = HTTP1WebSocketUpgradeChannel(
@@ -205,7 +206,7 @@ public final class VersoServer: Sendable {
                 // The same rule the extension builder answers the handshake with.
                 let compression = PerMessageDeflate.agreement(requestHeaders: request.headerFields)
                 // Called on the channel's event loop, before NIO adds the frame decoder.
-                let settings = WebSocketGuard.Settings(allowsRSV1: compression != nil, pingInterval: .init(configuration.pingInterval), logger: logger)
+                let settings = WebSocketGuard.Settings(allowsRSV1: compression != nil, pingInterval: .init(configuration.pingInterval), closeGracePeriod: .init(configuration.closeGracePeriod), logger: logger)
                 let closing = ClosingFlag()
                 try await channel.eventLoop.submit {
                     try channel.pipeline.syncOperations.addHandler(WebSocketGuardInstaller(settings: settings, closing: closing))
@@ -270,8 +271,9 @@ private struct ReloadService: Service {
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
         for await _ in signals.cancelOnGracefulShutdown() {
-            await authority?.reload()
-            tls?.reload()
+            // Each reload logs its own outcome; a failed one keeps what was loaded before.
+            _ = await authority?.reload()
+            _ = tls?.reload()
         }
     }
 }

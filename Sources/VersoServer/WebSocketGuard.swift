@@ -17,7 +17,7 @@ final class ClosingFlag: Sendable {
 /// layer above it does not: once the server has sent its close frame (for any reason: a
 /// protocol error, 1009, 1007, 1008, 1001, a ping timeout), nothing more from the client gets
 /// through but its own close frame, and the socket is dropped if the closing handshake has not
-/// completed within `Outbox.closeGracePeriod`.
+/// completed within the close grace period (`ServerConfiguration.closeGracePeriod`).
 ///
 /// It fails the connection itself (close 1002) on frames the client must never send: unmasked
 /// (RFC 6455 section 5.1), with a reserved opcode, or with a reserved bit that no extension
@@ -35,6 +35,8 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
         var allowsRSV1: Bool
         /// Time between keepalive pings, and the time a ping has to be answered.
         var pingInterval: TimeAmount
+        /// Time the client has to answer the server's close frame before the socket is dropped.
+        var closeGracePeriod: TimeAmount
         var logger: Logger
     }
 
@@ -163,7 +165,7 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
         pings = nil
         let channel = context.channel
         let logger = settings.logger
-        dropper = context.eventLoop.scheduleTask(in: Outbox.closeGracePeriod) {
+        dropper = context.eventLoop.scheduleTask(in: settings.closeGracePeriod) {
             if channel.isActive { logger.debug("dropping a connection whose closing handshake did not complete") }
             channel.close(promise: nil)
         }

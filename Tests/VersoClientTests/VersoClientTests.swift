@@ -18,11 +18,14 @@ private func runServer(directory: String, port: Int, ports: AsyncStream<Int>.Con
     }
 }
 
-/// A client configuration for tests. The first reconnect waits long enough for a server that is
-/// shutting down to be gone: a connection accepted in the last moments of an in-process
-/// server's shutdown is never answered, and the client has no handshake timeout (see README).
+/// A client configuration for tests. A connection accepted in the last moments of an in-process
+/// server's shutdown is closed without an answer to its upgrade: the connect timeout (5 s, time
+/// for a first upgrade on a busy machine) gives up on it well within the request timeout and
+/// the event log's wait, so the client reconnects to the next server in time.
 private func configuration(port: Int) -> VersoClientConfiguration {
-    VersoClientConfiguration(url: "ws://127.0.0.1:\(port)/v1/ws", requestTimeout: .seconds(10), initialBackoff: .milliseconds(500), maxBackoff: .seconds(1))
+    var configuration = VersoClientConfiguration(url: "ws://127.0.0.1:\(port)/v1/ws", requestTimeout: .seconds(30), initialBackoff: .milliseconds(500), maxBackoff: .seconds(1))
+    configuration.connectTimeout = .seconds(5)
+    return configuration
 }
 
 /// Reads a subscription stream in a task of its own, so a test can wait for events with a
@@ -43,7 +46,7 @@ private final class EventLog: Sendable {
     }
 
     /// The next `count` events, waiting at most `timeout` for them.
-    func next(_ count: Int, timeout: Duration = .seconds(15)) async throws -> [SubscriptionEvent] {
+    func next(_ count: Int, timeout: Duration = .seconds(30)) async throws -> [SubscriptionEvent] {
         let deadline = ContinuousClock.now + timeout
         while true {
             let start = cursor.withLock { $0 }
@@ -137,6 +140,27 @@ struct VersoClientTests {
             }
             try await VersoClient.with(configuration(port: server.port)) { client in
                 await #expect { _ = try await client.get("mine/a") } throws: { ($0 as? VersoClientError)?.kind == .server(.unauthorized) }
+            }
+        }
+    }
+
+    @Test("a server that reads the upgrade request and closes without an answer fails the attempt after the connect timeout, for the typed and the wire client")
+    func unansweredUpgrade() async throws {
+        try await SilentListener.with { port in
+            var silent = configuration(port: port)
+            silent.reconnect = false
+            silent.connectTimeout = .seconds(1)
+            let started = ContinuousClock.now
+            do {
+                try await VersoClient.with(silent) { _ in }
+                Issue.record("expected cannotConnect")
+            } catch let error as VersoClientError {
+                #expect(error.kind == .cannotConnect)
+                #expect(error.message.contains("no answer to the WebSocket upgrade"), "\(error)")
+            }
+            #expect(ContinuousClock.now - started < .seconds(8))
+            await #expect { try await WireConnection.with(url: "ws://127.0.0.1:\(port)/v1/ws") { _ in } } throws: {
+                "\($0)".contains("no answer to the WebSocket upgrade")
             }
         }
     }

@@ -60,17 +60,17 @@ struct ClosingTests {
     @Test("a client that does not answer a ping within the ping interval is closed with 4001, not the 1001 of shutdown")
     func pingTimeout() async throws {
         // Short, but long enough for a client under a loaded test run to answer.
-        try await TestServer.with(configure: { $0.pingInterval = .seconds(1) }) { server in
+        try await TestServer.with(configure: { $0.pingInterval = .seconds(2) }) { server in
             try await RawSocket.with(port: server.port) { socket in
                 try await socket.upgrade(port: server.port)
                 #expect(try await socket.wait { $0.frames.contains { $0.opcode == 0x9 } }, "the server pings")
-                #expect(try await socket.wait { $0.closeCode != nil }, "closed for not answering")
+                #expect(try await socket.wait(timeout: .seconds(10)) { $0.closeCode != nil }, "closed for not answering")
                 #expect(socket.closeCode == 4001)
                 #expect(try await socket.waitForRelease(timeout: .seconds(5)), "and the socket let go")
             }
             // A client that answers (the WebSocket client does) stays connected across many intervals.
             try await TestClient.with(url: server.url) { client in
-                let deadline = ContinuousClock.now + .seconds(3.5)
+                let deadline = ContinuousClock.now + .seconds(5)
                 while ContinuousClock.now < deadline {
                     #expect(try await client.request(#"{"type":"hello"}"#).type == "welcome")
                     try await Task.sleep(for: .milliseconds(100))

@@ -13,6 +13,8 @@ struct MemoryLimitTests {
         try await TestServer.with(configure: {
             $0.maxQueuedBytes = 2 << 20
             $0.maxQueuedBytesPerConnection = 1 << 30
+            // Time enough, on a busy machine, to read the close frame before the socket is dropped.
+            $0.closeGracePeriod = .seconds(60)
         }) { server in
             try await RawWebSocketClient.with(port: server.port, count: 3) { stalled in
                 // The first stalled client follows the prefix three times over: it holds the most.

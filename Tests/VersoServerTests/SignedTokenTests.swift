@@ -130,11 +130,12 @@ struct SignedTokenTests {
         defer { try? FileManager.default.removeItem(atPath: folder.directory) }
         let secretFile = try folder.write("secret", KeyFolder.secret)
         try await withJWTServer(.secretFile(secretFile)) { server async throws in
-            // JWT times are whole seconds: this one ends 2 to 3 s from now.
-            let token = try await hs256(.ann(expires: Date().addingTimeInterval(3)))
+            // JWT times are whole seconds: this one ends 5 to 6 s from now, time enough on a busy
+            // machine to connect and be served first.
+            let token = try await hs256(.ann(expires: Date().addingTimeInterval(6)))
             try await TestClient.with(url: server.url, token: token) { ann async throws in
                 #expect(try await ann.request(#"{"type":"get","key":"notes/e"}"#)["code"]?.str == "not_found")
-                let notice = try await ann.next(timeout: .seconds(10))
+                let notice = try await ann.next(timeout: .seconds(15))
                 #expect(notice["code"]?.str == "unauthorized" && notice["message"]?.str?.contains("expired") == true, "\(notice.encodedString)")
                 let close = try await ann.waitForClose(timeout: .seconds(10))
                 #expect(close?.closeCode == .unknown(4401), "\(String(describing: close))")
@@ -148,11 +149,12 @@ struct SignedTokenTests {
         defer { try? FileManager.default.removeItem(atPath: folder.directory) }
         let secretFile = try folder.write("secret", KeyFolder.secret)
         try await withJWTServer(.secretFile(secretFile)) { server async throws in
-            let short = try await hs256(.ann(expires: Date().addingTimeInterval(2)))
+            // Ends 5 to 6 s from now (JWT times are whole seconds): time to connect and refresh first.
+            let short = try await hs256(.ann(expires: Date().addingTimeInterval(6)))
             let fresh = try await hs256(.ann())
             try await TestClient.with(url: server.url, token: short) { ann async throws in
                 #expect(try await ann.request(#"{"type":"hello","token":"\#(fresh)"}"#)["user"]?.str == "ann")
-                try await Task.sleep(for: .seconds(3))
+                try await Task.sleep(for: .seconds(7))
                 #expect(try await ann.request(#"{"type":"get","key":"notes/f"}"#)["code"]?.str == "not_found")
             }
         }

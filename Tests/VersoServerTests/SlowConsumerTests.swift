@@ -8,7 +8,11 @@ import VersoTesting
 struct SlowConsumerTests {
     @Test("a client that stops reading is disconnected with 1008 once its queue passes the limit, nothing it sends after is applied, and the others go on")
     func slowConsumerIsCut() async throws {
-        try await TestServer.with(configure: { $0.maxQueuedBytesPerConnection = 256 << 10 }) { server in
+        try await TestServer.with(configure: {
+            $0.maxQueuedBytesPerConnection = 256 << 10
+            // Time enough, on a busy machine, to read the close frame before the socket is dropped.
+            $0.closeGracePeriod = .seconds(60)
+        }) { server in
             try await RawWebSocketClient.with(port: server.port, count: 1) { clients in
                 let slow = clients[0]
                 try await slow.send(#"{"type":"subscribe","prefix":"slow/"}"#)
@@ -30,6 +34,7 @@ struct SlowConsumerTests {
                     // What reached the socket before the close still arrives, then the close frame.
                     slow.startReading()
                     #expect(try await slow.closeCode() == 1008)
+                    await slow.close()
                     let lateReply = try await writer.request(#"{"type":"get","key":"\#(late)"}"#)
                     #expect(lateReply["code"]?.str == "not_found", "a put sent after the 1008 close was applied: \(lateReply.encodedString)")
                     try await waitUntil { server.server.engine.subscriptionCount == 0 }

@@ -22,11 +22,12 @@ import asyncio
 import builtins
 import itertools
 import json
+import ssl
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, TypeAlias, Union
+from typing import Any, Final, TypeAlias, Union
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -379,8 +380,9 @@ class VersoClient:
         open_timeout: float | None = 10,
         max_size: int | None = None,
         token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> VersoClient:
-        """Open a connection to ``ws://HOST:PORT/v1/ws``.
+        """Open a connection to ``ws://HOST:PORT/v1/ws`` (or ``wss://`` for a server with TLS).
 
         ``compression`` offers permessage-deflate (the server accepts whenever it is offered).
         ``token`` is an access token for a server started with ``--auth`` (Protocol.md 2.1),
@@ -388,8 +390,13 @@ class VersoClient:
         with ``code`` ``"forbidden"``, one without a valid token ``"unauthorized"``.
         ``max_size`` bounds one incoming message after decompression (None: no bound; a list
         reply of 1000 large records can be big). The connection goes straight to the server,
-        never through an HTTP proxy named in the environment.
+        never through an HTTP proxy named in the environment. For ``wss://``, ``ssl_context``
+        decides which certificates to trust (for example
+        ``ssl.create_default_context(cafile="ca.pem")`` for a private CA or a self-signed
+        certificate); by default the system's certificate authorities.
         """
+        # websockets refuses ssl=None for wss:// (it makes a default context when ssl is absent).
+        tls: dict[str, Any] = {} if ssl_context is None else {"ssl": ssl_context}
         websocket = await connect(
             url,
             compression="deflate" if compression else None,
@@ -397,6 +404,7 @@ class VersoClient:
             max_size=max_size,
             proxy=None,
             additional_headers={"Authorization": f"Bearer {token}"} if token is not None else None,
+            **tls,
         )
         return cls(websocket)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-_URL_PATTERN = re.compile(r"verso\.url=(ws://\S+)")
+_URL_PATTERN = re.compile(r"verso\.url=(wss?://\S+)")
 
 
 def server_binary() -> Path:
@@ -44,7 +45,10 @@ class VersoServer:
         port: int = 0,
         data_dir: Path | None = None,
         startup_timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` trusts the certificate of a server started with ``--tls-cert-file``
+        (its health check then goes over https)."""
         self.binary = server_binary()
         self.extra_args = extra_args
         self.port = port
@@ -54,6 +58,7 @@ class VersoServer:
             data_dir = Path(self._data_holder.name)
         self.data_dir = data_dir
         self.startup_timeout = startup_timeout
+        self.ssl_context = ssl_context
         self._log_holder = tempfile.TemporaryDirectory(prefix="verso-test-log-")
         self.log_path = Path(self._log_holder.name) / "stderr.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -94,16 +99,17 @@ class VersoServer:
                 raise RuntimeError(f"verso-server did not report its URL within {self.startup_timeout}s:\n{self.log()}")
             time.sleep(0.02)
         self.ws_url = match.group(1)
-        host_port = self.ws_url.removeprefix("ws://").split("/", 1)[0]
+        scheme, rest = self.ws_url.split("://", 1)
+        host_port = rest.split("/", 1)[0]
         self.port = int(host_port.rsplit(":", 1)[1])
-        self.http_url = f"http://{host_port}"
+        self.http_url = f"{'https' if scheme == 'wss' else 'http'}://{host_port}"
         self._wait_healthy(deadline)
         return self
 
     def _wait_healthy(self, deadline: float) -> None:
         while True:
             try:
-                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=2) as response:
+                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=2, context=self.ssl_context) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):

@@ -2,8 +2,7 @@ import CompressNIO
 import FuzzSupport
 import NIOCore
 import NIOWebSocket
-// The inflater and the compressor are the server's internals, not its API.
-@testable import VersoServer
+import VersoDeflate
 
 // PerMessageInflater (permessage-deflate, RFC 7692, as the server inflates client messages) over
 // the pooled zlib streams, and PerMessageDeflate.compress (what the server sends).

@@ -1,7 +1,7 @@
 import NIOCore
 import NIOWebSocket
 import Testing
-@testable import VersoServer
+import VersoDeflate
 
 /// Found by fuzz/ (FuzzInflate): the size limit on a compressed message was off by one at
 /// sizes where CompressNIO's output buffers came out exactly full.

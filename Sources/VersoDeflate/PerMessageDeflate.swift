@@ -14,26 +14,30 @@ import WSCore
 /// costs no compression memory at all, where a context-takeover stream pair costs ~300 KiB of
 /// address space (~90 KiB resident) per connection. The price is a little compression ratio on
 /// small messages, which carry little repeated text from one to the next.
-enum PerMessageDeflate {
-    static let name = "permessage-deflate"
+public enum PerMessageDeflate {
+    public static let name = "permessage-deflate"
     /// Messages shorter than this are sent uncompressed (the deflate framing would outweigh the
     /// saving), as RFC 7692 allows.
-    static let minimumCompressedBytes = 256
+    public static let minimumCompressedBytes = 256
 
     /// Messages of this size and up are compressed at zlib's fastest level rather than its
     /// default: they are the ones whose compression holds up every other connection of the
     /// event loop (a conflict carrying a megabyte record took milliseconds at the default
     /// level), and their ratio suffers little.
-    static let fastCompressionBytes = 64 << 10
+    public static let fastCompressionBytes = 64 << 10
 
     /// What was agreed for one connection.
-    struct Agreement: Sendable, Equatable {
+    public struct Agreement: Sendable, Equatable {
         /// The window (in bits, 9...15) the server compresses with: the client's
         /// `server_max_window_bits`, or 15.
-        var serverWindowBits: Int32
+        public var serverWindowBits: Int32
+
+        public init(serverWindowBits: Int32) {
+            self.serverWindowBits = serverWindowBits
+        }
 
         /// The `Sec-WebSocket-Extensions` value the server answers with.
-        var responseHeader: String {
+        public var responseHeader: String {
             var header = "\(PerMessageDeflate.name); server_no_context_takeover; client_no_context_takeover"
             if serverWindowBits < 15 { header += "; server_max_window_bits=\(serverWindowBits)" }
             return header
@@ -46,7 +50,7 @@ enum PerMessageDeflate {
     ///
     /// An offer is declined when it carries an unknown or repeated-looking parameter or a value
     /// out of range, or asks for `server_max_window_bits=8`, which zlib cannot produce.
-    static func agreement(offers: [WebSocketExtensionHTTPParameters]) -> Agreement? {
+    public static func agreement(offers: [WebSocketExtensionHTTPParameters]) -> Agreement? {
         for offer in offers where offer.name == name {
             if let agreement = agreement(offer: offer) { return agreement }
         }
@@ -54,11 +58,12 @@ enum PerMessageDeflate {
     }
 
     /// The agreement for the client's request headers.
-    static func agreement(requestHeaders: HTTPFields) -> Agreement? {
+    public static func agreement(requestHeaders: HTTPFields) -> Agreement? {
         agreement(offers: WebSocketExtensionHTTPParameters.parseHeaders(requestHeaders))
     }
 
-    static func agreement(offer: WebSocketExtensionHTTPParameters) -> Agreement? {
+    /// The agreement for one offer, or nil when the server cannot accept it.
+    public static func agreement(offer: WebSocketExtensionHTTPParameters) -> Agreement? {
         var serverWindowBits: Int32 = 15
         for (parameter, value) in offer.parameters {
             switch parameter {
@@ -87,7 +92,7 @@ enum PerMessageDeflate {
 
     /// Compresses one whole message as a permessage-deflate payload (RFC 7692 §7.2.1: the
     /// trailing 00 00 ff ff removed).
-    static func compress(_ message: [UInt8], windowBits: Int32, allocator: ByteBufferAllocator) throws -> ByteBuffer {
+    public static func compress(_ message: [UInt8], windowBits: Int32, allocator: ByteBufferAllocator) throws -> ByteBuffer {
         let level: ZlibPool.Level = message.count >= fastCompressionBytes ? .fastest : .standard
         return try ZlibPool.shared.withCompressor(windowBits: windowBits, level: level) { compressor in
             var input = allocator.buffer(capacity: message.count)
@@ -101,24 +106,28 @@ enum PerMessageDeflate {
 }
 
 /// Builds the server side of `PerMessageDeflate` for Hummingbird's WebSocket upgrade.
-struct PerMessageDeflateBuilder: WebSocketExtensionBuilder {
-    static var name: String { PerMessageDeflate.name }
+public struct PerMessageDeflateBuilder: WebSocketExtensionBuilder {
+    public static var name: String { PerMessageDeflate.name }
     /// Largest message accepted after decompression: a frame inflating past it closes the
     /// connection with 1009 (message too big).
-    let maxMessageBytes: Int
+    public let maxMessageBytes: Int
 
-    func clientRequestHeader() -> String { "\(PerMessageDeflate.name); server_no_context_takeover; client_no_context_takeover" }
+    public init(maxMessageBytes: Int) {
+        self.maxMessageBytes = maxMessageBytes
+    }
 
-    func serverReponseHeader(to request: WebSocketExtensionHTTPParameters) -> String? {
+    public func clientRequestHeader() -> String { "\(PerMessageDeflate.name); server_no_context_takeover; client_no_context_takeover" }
+
+    public func serverReponseHeader(to request: WebSocketExtensionHTTPParameters) -> String? {
         PerMessageDeflate.agreement(offer: request)?.responseHeader
     }
 
-    func serverExtension(from request: WebSocketExtensionHTTPParameters) throws -> (any WebSocketExtension)? {
+    public func serverExtension(from request: WebSocketExtensionHTTPParameters) throws -> (any WebSocketExtension)? {
         PerMessageDeflate.agreement(offer: request).map { _ in PerMessageInflater(maxMessageBytes: maxMessageBytes) }
     }
 
     /// Verso's clients use swift-websocket's own extension; this builder is for the server.
-    func clientExtension(from response: WebSocketExtensionHTTPParameters) throws -> (any WebSocketExtension)? { nil }
+    public func clientExtension(from response: WebSocketExtensionHTTPParameters) throws -> (any WebSocketExtension)? { nil }
 }
 
 /// Inflates the compressed messages a client sends, with a pooled zlib stream held only from a
@@ -126,7 +135,7 @@ struct PerMessageDeflateBuilder: WebSocketExtensionBuilder {
 ///
 /// Outgoing frames pass through unchanged: `Outbox` compresses whole messages itself before it
 /// writes them, so an update is never compressed while holding up the WebSocket actor.
-final class PerMessageInflater: WebSocketExtension {
+public final class PerMessageInflater: WebSocketExtension {
     private enum Receiving {
         case idle
         case plain
@@ -136,13 +145,14 @@ final class PerMessageInflater: WebSocketExtension {
         case failed
     }
 
-    let name = PerMessageDeflate.name
-    var reservedBits: WebSocketFrame.ReservedBits { .rsv1 }
+    public let name = PerMessageDeflate.name
+    public var reservedBits: WebSocketFrame.ReservedBits { .rsv1 }
     private let maxMessageBytes: Int
     /// A connection's frames arrive one after another; the lock only makes that state Sendable.
     private let state = Mutex(Receiving.idle)
 
-    init(maxMessageBytes: Int) {
+    /// - Parameter maxMessageBytes: the largest message accepted, counted after decompression.
+    public init(maxMessageBytes: Int) {
         self.maxMessageBytes = maxMessageBytes
     }
 
@@ -150,7 +160,7 @@ final class PerMessageInflater: WebSocketExtension {
         if case .compressed(let decompressor) = state.withLock({ $0 }) { ZlibPool.shared.returnDecompressor(decompressor) }
     }
 
-    func processReceivedFrame(_ frame: WebSocketFrame, context: WebSocketExtensionContext) async throws -> WebSocketFrame {
+    public func processReceivedFrame(_ frame: WebSocketFrame, context: WebSocketExtensionContext) async throws -> WebSocketFrame {
         try inflate(frame)
     }
 
@@ -159,7 +169,7 @@ final class PerMessageInflater: WebSocketExtension {
     ///
     /// The WebSocket layer answers a failed frame with its close frame and then goes on reading
     /// frames until the client closes: once one frame failed, every later one fails as well.
-    func inflate(_ frame: WebSocketFrame) throws -> WebSocketFrame {
+    public func inflate(_ frame: WebSocketFrame) throws -> WebSocketFrame {
         // Control frames are never compressed and may arrive between a message's fragments.
         guard frame.opcode == .text || frame.opcode == .binary || frame.opcode == .continuation else { return frame }
         do {
@@ -218,11 +228,11 @@ final class PerMessageInflater: WebSocketExtension {
         return inflated
     }
 
-    func processFrameToSend(_ frame: WebSocketFrame, context: WebSocketExtensionContext) async throws -> WebSocketFrame {
+    public func processFrameToSend(_ frame: WebSocketFrame, context: WebSocketExtensionContext) async throws -> WebSocketFrame {
         frame
     }
 
-    func shutdown() async {}
+    public func shutdown() async {}
 }
 
 /// The zlib streams every connection shares: a connection takes one for the length of one
