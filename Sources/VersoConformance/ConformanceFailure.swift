@@ -35,6 +35,7 @@ public struct ConformanceError: Error, Sendable, CustomStringConvertible {
     private enum Kind: Sendable {
         case invalidURL(String, String)
         case unreachable(String, String)
+        case refused(String, String)
         case noCaseMatches(String)
     }
 
@@ -50,6 +51,13 @@ public struct ConformanceError: Error, Sendable, CustomStringConvertible {
         ConformanceError(kind: .unreachable(url, "\(underlying)"))
     }
 
+    /// The server answered, but refuses the suite's requests (`unauthorized`: it runs with
+    /// `--auth` and the suite has no valid token, or `forbidden`: the token may not write
+    /// under `conformance/`).
+    public static func refused(_ url: String, _ reply: String) -> ConformanceError {
+        ConformanceError(kind: .refused(url, reply))
+    }
+
     /// The `--only` pattern selects no case.
     public static func noCaseMatches(_ pattern: String) -> ConformanceError {
         ConformanceError(kind: .noCaseMatches(pattern))
@@ -61,6 +69,8 @@ public struct ConformanceError: Error, Sendable, CustomStringConvertible {
             "\(url) is not a Verso URL (\(reason)); give one like ws://127.0.0.1:7070/v1/ws"
         case .unreachable(let url, let reason):
             "cannot talk to a Verso server at \(url): \(reason); is the server running, and is the URL its WebSocket path?"
+        case .refused(let url, let reply):
+            "the Verso server at \(url) refuses the suite's requests (\(reply)); a server started with --auth needs --token (or VERSO_TOKEN) with a token that may read and write every key"
         case .noCaseMatches(let pattern):
             "no case name contains or matches \"\(pattern)\"; run without --only to see every case name"
         }

@@ -33,6 +33,8 @@ public struct ConformanceRunner: Sendable {
     public let prefix: String
     /// How long one case may take before it is reported as failed.
     public var caseTimeout: Duration = .seconds(60)
+    /// The tokens to present to a server started with `--auth`.
+    public let tokens: SuiteTokens
 
     /// A runner for `cases` (by default the whole suite) against the server at `url`, keeping
     /// only the cases `only` selects (see `CaseFilter`).
@@ -40,9 +42,11 @@ public struct ConformanceRunner: Sendable {
         url: String,
         only pattern: String? = nil,
         cases: [ConformanceCase] = ConformanceSuite.cases,
-        prefix: String? = nil
+        prefix: String? = nil,
+        tokens: SuiteTokens = SuiteTokens()
     ) throws(ConformanceError) {
         address = try ServerAddress(url)
+        self.tokens = tokens
         if let pattern {
             let filter = CaseFilter(pattern)
             self.cases = cases.filter { filter.matches($0.name) }
@@ -58,13 +62,26 @@ public struct ConformanceRunner: Sendable {
     public func run(progress: (CaseResult) -> Void = { _ in }) async throws(ConformanceError) -> ConformanceReport {
         let start = ContinuousClock.now
         do {
-            _ = try await WireConnection.with(url: address.url, compression: false) { try await Peer($0).hello() }
+            _ = try await WireConnection.with(url: address.url, compression: false, token: tokens.primary) { try await Peer($0).hello() }
         } catch {
             throw .unreachable(address.url, error)
         }
+        // A server with --auth accepts a connection without a token but refuses its requests:
+        // say so now, not in every case.
+        let probe: JSONValue
+        do {
+            probe = try await WireConnection.with(url: address.url, compression: false, token: tokens.primary) { wire in
+                try await Peer(wire).request(#"{"type":"list","prefix":\#(quoted(prefix)),"limit":1}"#)
+            }
+        } catch {
+            throw .unreachable(address.url, error)
+        }
+        if probe.type == "error", let code = probe["code"]?.str, code == "unauthorized" || code == "forbidden" {
+            throw .refused(address.url, "\(code): \(probe["message"]?.str ?? "")")
+        }
         var results: [CaseResult] = []
         for (index, conformanceCase) in cases.enumerated() {
-            let context = CaseContext(address: address, prefix: "\(prefix)\(index + 1)/")
+            let context = CaseContext(address: address, prefix: "\(prefix)\(index + 1)/", tokens: tokens)
             let result = await run(conformanceCase, in: context)
             progress(result)
             results.append(result)
@@ -106,7 +123,7 @@ public struct ConformanceRunner: Sendable {
     private func cleanUp() async -> CaseResult {
         let start = ContinuousClock.now
         do {
-            let left = try await WireConnection.with(url: address.url) { wire in
+            let left = try await WireConnection.with(url: address.url, token: tokens.primary) { wire in
                 let peer = Peer(wire)
                 try await Self.deleteAll(under: prefix, peer: peer)
                 return try await Self.liveRecords(under: prefix, peer: peer).map(\.key)

@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 import VersoConformance
 
-/// `verso-conformance URL [--only PATTERN] [--json]`: checks a Verso server against Protocol.md.
+/// `verso-conformance URL [--only PATTERN] [--json] [--token T] [--restricted-token T]`: checks a
+/// Verso server against Protocol.md.
 @main
 struct VersoConformanceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,6 +19,13 @@ struct VersoConformanceCommand: AsyncParsableCommand {
             tombstones), and compares seqs only relatively. It writes about a thousand small \
             records and sends a few messages of 2 MiB + 1 bytes, which a server with the default \
             1 MiB limit refuses.
+
+            Against a server started with --auth, give --token (or VERSO_TOKEN): a token that may \
+            read and write every key. The section 2.1 cases (access rules) run when --token is \
+            given; those that check refusals also need --restricted-token (or \
+            VERSO_RESTRICTED_TOKEN): a token that may read and write under conformance/ only. \
+            With it, one case also writes one key under verso-conformance-outside/<random>/ \
+            (with --token) and deletes it.
             """
     )
 
@@ -30,8 +38,19 @@ struct VersoConformanceCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object (url, prefix, passed, failed, skipped, milliseconds, cases) instead of lines.")
     var json = false
 
+    @Option(help: "An access token that may read and write every key, for a server started with --auth (default: $VERSO_TOKEN). Prefer the variable: a flag shows in the process list.")
+    var token: String?
+
+    @Option(help: "An access token that may read and write under conformance/ only, for the access-rule cases (default: $VERSO_RESTRICTED_TOKEN).")
+    var restrictedToken: String?
+
     func run() async throws {
-        let runner = try ConformanceRunner(url: url, only: only)
+        let environment = ProcessInfo.processInfo.environment
+        let tokens = SuiteTokens(
+            primary: token ?? environment["VERSO_TOKEN"].flatMap { $0.isEmpty ? nil : $0 },
+            restricted: restrictedToken ?? environment["VERSO_RESTRICTED_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        )
+        let runner = try ConformanceRunner(url: url, only: only, tokens: tokens)
         let json = json
         let report = try await runner.run { result in
             guard !json else { return }

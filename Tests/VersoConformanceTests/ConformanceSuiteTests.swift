@@ -7,11 +7,13 @@ import VersoTesting
 
 @Suite("The conformance suite against local servers")
 struct ConformanceSuiteTests {
-    /// The cases that must skip against a default server, because no client can provoke them
-    /// or (forced writes) the server does not allow them.
-    static let expectedSkips = Set(ConformanceSuite.notCheckable.map(\.name) + [
+    /// The cases that must skip against a server with tokens: no client can provoke them, or
+    /// (forced writes) the server does not allow them.
+    static let expectedSkipsWithTokens = Set(ConformanceSuite.notCheckable.map(\.name) + [
         "3.6 forced writes: when allowed, each takes version current+1 and is broadcast; a forced delete of a missing key is not_found",
     ])
+    /// Against a default server (no --auth, no token), the access cases skip as well.
+    static let expectedSkips = expectedSkipsWithTokens.union(ConformanceSuite.access.map(\.name))
 
     @Test("every case of the whole suite passes against a default server")
     func wholeSuitePasses() async throws {
@@ -24,6 +26,34 @@ struct ConformanceSuiteTests {
         #expect(skipped == Self.expectedSkips, "only the cases that cannot run here skip")
         #expect(report.summaryLine == "\(report.results.count - skipped.count) passed, 0 failed")
         #expect(report.duration < .seconds(60), "the whole suite took \(report.duration)")
+    }
+
+    @Test("with a full and a restricted token, every case passes against a server with --auth tokens, the access cases included; without a token the run stops at once and says why")
+    func againstAuthenticatingServer() async throws {
+        let directory = TestServer.makeDataDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = (directory as NSString).appendingPathComponent("tokens.json")
+        let json = #"""
+            {"tokens":[
+              {"token":"suite-0123456789","user":"suite","rules":[{"prefix":"","allow":["read","write"]}]},
+              {"token":"limited-0123456789","user":"limited","rules":[{"prefix":"conformance/","allow":["read","write"]}]}
+            ]}
+            """#
+        try Data(json.utf8).write(to: URL(fileURLWithPath: file))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+        try await TestServer.with(configure: { $0.authentication = .tokens(file: file) }) { server in
+            let tokens = SuiteTokens(primary: "suite-0123456789", restricted: "limited-0123456789")
+            let report = try await ConformanceRunner(url: server.url, tokens: tokens).run()
+            for failure in report.failures { Issue.record("\(failure.name): \(failure.detail ?? "")") }
+            let skipped = Set(report.results.filter { $0.status == .skipped }.map(\.name))
+            #expect(skipped == Self.expectedSkipsWithTokens, "the access cases ran")
+            #expect(report.results.filter { $0.name.hasPrefix("2.1 ") }.count == ConformanceSuite.access.count - 1)
+            await #expect {
+                _ = try await ConformanceRunner(url: server.url, only: "GET /healthz").run()
+            } throws: { error in
+                "\(error)".contains("refuses the suite's requests") && "\(error)".contains("--token")
+            }
+        }
     }
 
     @Test("after the run, every key under the suite's prefix is deleted")

@@ -21,7 +21,6 @@ extension ConformanceSuite {
             "5 subscriptions: closing the connection ends its subscriptions",
             because: "no other connection can observe another connection's subscriptions"
         ),
-        .notCheckable("6 errors: unauthorized", because: "only a server started with --auth answers it, and the suite runs without a token; the server's own tests (AccessTests) cover section 2.1"),
         .notCheckable("6 errors: unavailable", because: "only a server that is shutting down answers it (section 8)"),
         .notCheckable("6 errors: internal", because: "only a failing store provokes it"),
         .notCheckable(
