@@ -154,19 +154,24 @@ def verso(server: VersoServer, connect_verso: Callable[[str], SyncVerso]) -> Syn
     return connect_verso(server.ws_url)
 
 
+class NewBrowser(Protocol):
+    def __call__(self, *arguments: str) -> webdriver.Chrome: ...
+
+
 @pytest.fixture
-def new_browser() -> Iterator[Callable[[], webdriver.Chrome]]:
-    """Opens headless Chromium windows (each its own page); all are quit after the test."""
+def new_browser() -> Iterator[NewBrowser]:
+    """Opens headless Chromium windows (each its own page, with `arguments` added to
+    Chromium's command line); all are quit after the test."""
     for path in (CHROMEDRIVER, CHROMIUM):
         if shutil.which(path) is None:
             raise RuntimeError(f"{path} not found: apt-get install chromium chromium-driver")
     drivers: list[webdriver.Chrome] = []
 
-    def open_browser() -> webdriver.Chrome:
+    def open_browser(*arguments: str) -> webdriver.Chrome:
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                         "--window-size=1200,860", "--force-device-scale-factor=1"):
+                         "--window-size=1200,860", "--force-device-scale-factor=1", *arguments):
             options.add_argument(argument)
         # "performance" records DevTools events, among them every WebSocket frame the page sends.
         options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})

@@ -15,6 +15,8 @@ import hashlib
 import json
 import os
 import re
+import ssl
+import subprocess
 import urllib.parse
 import urllib.request
 import uuid
@@ -33,7 +35,7 @@ from verso_client import VersoError
 from verso_server_process import VersoServer
 
 if TYPE_CHECKING:
-    from conftest import PageURL, SyncVerso
+    from conftest import NewBrowser, PageURL, SyncVerso
 
 WEB_DIR = Path(__file__).resolve().parents[1]
 WAIT_SECONDS = 15.0
@@ -219,3 +221,38 @@ def test_page_ignores_a_ws_parameter_that_is_not_a_websocket_url(
     assert "Ignored ?ws=javascript:alert(1)" in driver.find_element(By.CSS_SELECTOR, "#message").text
     assert expected_conditions.alert_is_present()(driver) is False, "no dialog for a URL that is not ws:// or wss://"
     assert websockets_opened(driver) == [server.ws_url]
+
+
+def spki_sha256(certificate: Path) -> str:
+    """The base64 SHA-256 of a certificate's public key, as Chromium's
+    --ignore-certificate-errors-spki-list takes it: trust exactly that key, nothing else."""
+    public_key = subprocess.run(["openssl", "x509", "-in", str(certificate), "-pubkey", "-noout"],
+                                check=True, capture_output=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"],
+                         input=public_key, check=True, capture_output=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+@served_page_only
+def test_page_over_https_connects_over_wss_to_its_own_server(
+    tmp_path: Path, new_browser: NewBrowser
+) -> None:
+    certificate, key = tmp_path / "server.crt", tmp_path / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(certificate)],
+        check=True, capture_output=True,
+    )
+    key.chmod(0o600)
+    trusted = ssl.create_default_context(cafile=str(certificate))
+    with VersoServer("--tls-cert-file", str(certificate), "--tls-key-file", str(key), ssl_context=trusted) as server:
+        assert server.http_url.startswith("https://")
+        driver = new_browser(f"--ignore-certificate-errors-spki-list={spki_sha256(certificate)}")
+        driver.get(f"{server.http_url}/")
+        WebDriverWait(driver, WAIT_SECONDS).until(lambda _driver: status(driver) == "open")
+        # The page over https opened its WebSocket over wss, to the server that sent it.
+        assert websockets_opened(driver) == [server.ws_url]
+        assert server.ws_url.startswith("wss://")
+        assert severe_console_messages(driver) == []
