@@ -43,6 +43,9 @@ public enum EditorEvent: Sendable, Equatable {
     case saved(key: String, version: Int64)
     /// A save this editor sent was stale: the record's current state.
     case conflict(current: EditorRecord)
+    /// A save was refused because the user's token may not write the key (`forbidden`,
+    /// Protocol.md 2.1): the record is read-only from then on.
+    case refused(key: String, message: String)
     /// A save failed for another reason.
     case failed(key: String, message: String)
     /// The clock, in seconds; expires highlights and messages.

@@ -82,7 +82,8 @@ extension EditorState {
         for key in keys.dropFirst(top).prefix(rows) {
             guard let record = records[key] else { continue }
             let isSelected = selectedKey?.hasSameBytes(as: key) == true
-            let rowStyle: Style = record.isDeleted ? .deleted : markedRows[key] != nil ? .added : pending[key] != nil ? .dim : .normal
+            let rowStyle: Style =
+                record.isDeleted ? .deleted : markedRows[key] != nil ? .added : pending[key] != nil || readOnly.contains(key) ? .dim : .normal
             var line = [
                 Segment(isSelected ? ">" : " ", isSelected ? .selected : rowStyle),
                 Segment(Self.pad(key, keyWidth), isSelected ? .selected : rowStyle),

@@ -49,6 +49,9 @@ public struct EditorState: Sendable {
     public private(set) var selectedKey: String?
     public private(set) var selectedField = 0
     public private(set) var pending: [BytewiseString: PendingSave] = [:]
+    /// Records the server refused to let this user write (`forbidden`): shown dim, and not
+    /// offered for editing or deleting again.
+    public private(set) var readOnly: Set<BytewiseString> = []
     public private(set) var message: (text: String, style: Style)?
     public private(set) var connected = false
     public private(set) var connectionText = "connecting"
@@ -116,6 +119,13 @@ public struct EditorState: Sendable {
         return record.data?.values.contains { CellText.display($0).lowercased().contains(needle) } ?? false
     }
 
+    /// Says so and returns true when the server refused this user a write to `key` before.
+    private mutating func refuseReadOnly(_ key: String) -> Bool {
+        guard readOnly.contains(BytewiseString(key)) else { return false }
+        say("\(key) is read-only for you: your token may not write it", .error)
+        return true
+    }
+
     private mutating func say(_ text: String, _ style: Style = .message, seconds: Double = 6) {
         message = (text, style)
         messageExpiry = now + seconds
@@ -156,6 +166,11 @@ public struct EditorState: Sendable {
             say("saved \(key) (version \(version))")
         case .conflict(let current):
             return handleConflict(current)
+        case .refused(let key, let message):
+            pending[key] = nil
+            readOnly.insert(BytewiseString(key))
+            if case .conflict(let conflict) = mode, conflict.key.hasSameBytes(as: key) { mode = .browse }
+            say("\(key) is read-only for you: \(message)", .error)
         case .failed(let key, let message):
             pending[key] = nil
             say("\(key): \(message)", .error)
@@ -329,12 +344,16 @@ public struct EditorState: Sendable {
         case .character("/"): mode = .filtering(filter)
         case .character("a"): mode = .addingKey(prefix)
         case .character("d"):
-            if let selectedKey, let record = records[selectedKey], !record.isDeleted { mode = .confirmDelete(key: selectedKey) }
+            if let selectedKey, let record = records[selectedKey], !record.isDeleted {
+                if refuseReadOnly(selectedKey) { return [] }
+                mode = .confirmDelete(key: selectedKey)
+            }
         case .enter, .character("e"):
             guard let selectedKey, let record = records[selectedKey], let data = record.data, let field = selectedColumn else {
                 say("select a record and a field to edit", .error)
                 return []
             }
+            if refuseReadOnly(selectedKey) { return [] }
             if pending[selectedKey] != nil {
                 say("\(selectedKey) is still being saved", .error)
                 return []

@@ -75,6 +75,31 @@ struct EditorStateTests {
         #expect(driver.screen.contains("saved notes/1"), "the user's own change is not announced as someone else's")
     }
 
+    @Test("a save the server refuses as forbidden makes the record read-only: it is not offered for editing or deleting again, and others stay editable")
+    func forbiddenMakesReadOnly() {
+        let other = EditorRecord(key: "notes/2", version: 1, data: ["title": .string("Other")])
+        var driver = Driver([note, other])
+        driver.keys(.right, .enter)
+        driver.type("!")
+        driver.keys(.enter)
+        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 3, patch: ["title": .string("Groceries!")])])
+        driver.send(.refused(key: "notes/1", message: "this token may not write notes/1"))
+        #expect(driver.state.mode == .browse)
+        #expect(driver.state.pending.isEmpty)
+        #expect(driver.state.readOnly.contains("notes/1"))
+        #expect(driver.screen.contains("notes/1 is read-only for you"))
+        driver.keys(.enter)
+        #expect(driver.state.mode == .browse, "no editor opens on a read-only record")
+        driver.keys(.character("d"))
+        #expect(driver.state.mode == .browse, "no delete is offered for a read-only record")
+        #expect(driver.takeEffects().isEmpty)
+        // Live updates still show, and another record can still be edited.
+        driver.send(.update(EditorRecord(key: "notes/1", version: 4, data: ["body": .string("hello"), "title": .string("By someone else")])))
+        #expect(driver.screen.contains("By someone else"))
+        driver.keys(.down, .enter)
+        #expect(driver.state.mode != .browse, "another record opens for editing")
+    }
+
     @Test("keep theirs drops the edit; force is offered and sent without a base when the server allows it")
     func keepTheirsAndForce() {
         var driver = Driver([note])

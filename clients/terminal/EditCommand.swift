@@ -116,6 +116,8 @@ struct EditorSession {
             case .quit:
                 return .tick(now: 0)
             }
+        } catch let error as VersoClientError where error.kind == .server(.forbidden) {
+            return .refused(key: effect.key ?? "", message: error.message)
         } catch {
             return .failed(key: effect.key ?? "", message: "\(error)")
         }
