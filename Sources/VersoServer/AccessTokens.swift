@@ -37,11 +37,21 @@ public enum Authentication: Sendable, Equatable {
 ///
 /// `reload()` reads the file again (on SIGHUP): a file that cannot be read or has an error
 /// leaves the tokens as they were, and the error is logged. Connections look their token up
-/// at every request, so a token removed from the file stops working at once.
+/// at every request, so a token removed from the file stops working at once; and a connection
+/// that watches its token (`watch`) is ended when a reload withdraws it or changes its user or
+/// rules, so its subscriptions do not go on delivering what the token may no longer read.
 public final class AccessTokens: Sendable {
+    /// A connection acting with a listed token, and how to end it.
+    private struct Holder {
+        var token: String
+        var identity: Identity
+        var end: @Sendable (_ reason: String) -> Void
+    }
+
     private let path: String
     private let logger: Logger
     private let identities: Mutex<[String: Identity]>
+    private let holders = Mutex<[ObjectIdentifier: Holder]>([:])
 
     /// Reads the file; throws `ConfigurationError` saying what is wrong with it.
     public init(path: String, logger: Logger) throws(ConfigurationError) {
@@ -59,12 +69,47 @@ public final class AccessTokens: Sendable {
     /// Number of tokens loaded (for logs and tests).
     public var count: Int { identities.withLock { $0.count } }
 
+    /// Calls `end` (once) when a reload withdraws `token` or changes the identity it stands
+    /// for from `identity`; replaces what `connection` watched before.
+    func watch(_ connection: ObjectIdentifier, token: String, identity: Identity, end: @escaping @Sendable (_ reason: String) -> Void) {
+        holders.withLock { $0[connection] = Holder(token: token, identity: identity, end: end) }
+    }
+
+    /// Stops watching for `connection` (it has ended).
+    func unwatch(_ connection: ObjectIdentifier) {
+        _ = holders.withLock { $0.removeValue(forKey: connection) }
+    }
+
+    /// Ends the watching connections whose token `loaded` no longer gives the same identity.
+    private func endWithdrawn(_ loaded: [String: Identity]) {
+        let ended = holders.withLock { holders -> [(Holder, String)] in
+            var ended: [(Holder, String)] = []
+            for (connection, holder) in holders {
+                guard let now = loaded[holder.token] else {
+                    ended.append((holder, "the token was taken out of the server's tokens file"))
+                    holders[connection] = nil
+                    continue
+                }
+                if now != holder.identity {
+                    ended.append((holder, "the user or the rules of the token changed in the server's tokens file"))
+                    holders[connection] = nil
+                }
+            }
+            return ended
+        }
+        for (holder, reason) in ended { holder.end(reason) }
+        if !ended.isEmpty {
+            logger.info("ended connections whose token was withdrawn or changed", metadata: ["verso.connections": "\(ended.count)"])
+        }
+    }
+
     /// Reads the file again; on any error keeps the current tokens and returns the error.
     @discardableResult
     public func reload() -> ConfigurationError? {
         do {
             let loaded = try Self.read(path)
             identities.withLock { $0 = loaded }
+            endWithdrawn(loaded)
             logger.info("reloaded the tokens file", metadata: ["verso.tokens_file": "\(path)", "verso.tokens": "\(loaded.count)"])
             Self.warnIfReadableByOthers(path, flag: "--tokens-file", logger: logger)
             return nil

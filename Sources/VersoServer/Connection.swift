@@ -72,10 +72,12 @@ struct Connection {
         // pool and back (store reads still run on the store's own threads).
         let expiry = TokenExpiry(eventLoop: channel.eventLoop, outbox: outbox)
         expiry.arm(access.expires)
+        watch(access, expiry: expiry)
         let inboundError = await withTaskExecutorPreference(EventLoopTaskExecutor(channel.eventLoop)) {
             await readRequests(inbound, session: session, access: access, expiry: expiry, outbox: outbox, closing: closing, writes: writes, logger: logger)
         }
         expiry.disarm()
+        if case .listed(let tokens)? = authority { tokens.unwatch(ObjectIdentifier(expiry)) }
         // A client may close right after a write: its ack still goes out before the close.
         await writes.wait(untilBelow: 1)
         await outbox.finishAndDrain()
@@ -112,6 +114,13 @@ struct Connection {
         }
     }
 
+    /// Has a connection acting with a listed token ended (4401) when a reload of the tokens file
+    /// withdraws the token or changes what it stands for.
+    private func watch(_ access: Access, expiry: TokenExpiry) {
+        guard case .listed(let token) = access, case .listed(let tokens)? = authority, let identity = tokens.identity(for: token) else { return }
+        tokens.watch(ObjectIdentifier(expiry), token: token, identity: identity) { [expiry] reason in expiry.end(withdrawn: reason) }
+    }
+
     /// Most writes one connection may have queued in the engine before its next request waits.
     static let maxWritesInFlight = 128
 
@@ -143,8 +152,14 @@ struct Connection {
                 if let authority, let token {
                     switch await authority.check(token) {
                     case .valid(let identity, let expires):
+                        // A token in hello refreshes the connection's identity, never changes it:
+                        // what it subscribed to was checked against the rules it had.
+                        if let current = try? self.identity(for: access), current != identity {
+                            throw RequestError(.forbidden, "this token stands for another user or other rules than the connection's (\(current.user)): open a new connection with it")
+                        }
                         access = Access(token: token, identity: identity, expires: expires, authority: authority)
                         expiry.arm(expires)
+                        watch(access, expiry: expiry)
                         user = identity.user
                     case .invalid(let reason):
                         throw Self.badToken(reason)

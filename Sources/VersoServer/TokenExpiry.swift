@@ -4,9 +4,10 @@ import NIOWebSocket
 import Synchronization
 import VersoCore
 
-/// Ends a connection when the signed token it acts with expires: at `exp` the server sends an
-/// `unauthorized` error saying so, then closes with 4401 (Protocol.md section 1.2); the client
-/// reconnects with a fresh token. A `hello` with a new token before then moves the deadline.
+/// Ends a connection when the token it acts with stops being valid: at a signed token's `exp`,
+/// or when a reload withdraws a listed token (`end`). The server sends an `unauthorized` error
+/// saying why, then closes with 4401 (Protocol.md section 1.2); the client reconnects with a
+/// valid token. A `hello` with a new token before `exp` moves the deadline.
 final class TokenExpiry: Sendable {
     /// The close code of an expired token (4000–4999 are for applications, RFC 6455 7.4.2).
     static let closeCode = WebSocketErrorCode(codeNumber: 4401)
@@ -31,8 +32,7 @@ final class TokenExpiry: Sendable {
             let delay = max(0, expires.timeIntervalSinceNow)
             let outbox = outbox
             return eventLoop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
-                outbox.send(Replies.error(rid: nil, Self.expired(expires)))
-                outbox.requestClose(Self.closeCode, reason: "access token expired")
+                Self.end(outbox, Self.expired(expires), reason: "access token expired")
             }
         }
         let previous = timer.withLock { timer in
@@ -40,6 +40,17 @@ final class TokenExpiry: Sendable {
             return timer
         }
         previous?.cancel()
+    }
+
+    /// Ends the connection now: its token was withdrawn (`reason` says how).
+    func end(withdrawn reason: String) {
+        disarm()
+        Self.end(outbox, RequestError(.unauthorized, "\(reason): reconnect with a valid token"), reason: "access token withdrawn")
+    }
+
+    private static func end(_ outbox: Outbox, _ error: RequestError, reason: String) {
+        outbox.send(Replies.error(rid: nil, error))
+        outbox.requestClose(closeCode, reason: reason)
     }
 
     /// Stops watching (the connection has ended).

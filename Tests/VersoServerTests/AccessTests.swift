@@ -218,11 +218,52 @@ struct AccessTests {
                 #expect(try await ann.request(#"{"type":"get","key":"notes/r"}"#)["code"]?.str == "not_found")
                 try file.write(TokensFile.json.replacingOccurrences(of: TokensFile.ann, with: "ann-new-token"))
                 #expect(await server.server.reloadTokens() == nil)
-                let revoked = try await ann.request(#"{"type":"get","key":"notes/r"}"#)
-                #expect(revoked["code"]?.str == "unauthorized", "\(revoked.encodedString)")
+                // The connection is told why, then closed with 4401.
+                let notice = try await ann.next(timeout: .seconds(10))
+                #expect(notice["code"]?.str == "unauthorized" && notice["message"]?.str?.contains("taken out") == true, "\(notice.encodedString)")
+                let close = try await ann.waitForClose(timeout: .seconds(10))
+                #expect(close?.closeCode == .unknown(4401), "\(String(describing: close))")
             }
             try await TestClient.with(url: server.url, token: "ann-new-token") { ann async throws in
                 #expect(try await ann.request(#"{"type":"hello"}"#)["user"]?.str == "ann")
+            }
+        }
+    }
+
+    @Test("a reload that changes a token's rules ends the connections using it, subscriptions and all; a connection with an unchanged token goes on")
+    func reloadEndsChangedTokens() async throws {
+        try await withAuthServer { server, file in
+            let key = uniqueKey("notes/sub")
+            try await TestClient.with(url: server.url, token: TokensFile.ann) { ann in
+                try await TestClient.with(url: server.url, token: TokensFile.root) { root in
+                    #expect(try await ann.request(#"{"type":"subscribe","prefix":"notes/"}"#).type == "subscribed")
+                    #expect(try await root.request(#"{"type":"subscribe","prefix":"notes/"}"#).type == "subscribed")
+                    // Ann may no longer read notes/: her subscription must not deliver it.
+                    try file.write(TokensFile.json.replacingOccurrences(of: #"{"prefix": "notes/", "allow": ["read"]},"#, with: ""))
+                    #expect(await server.server.reloadTokens() == nil)
+                    let notice = try await ann.next(timeout: .seconds(10))
+                    #expect(notice["code"]?.str == "unauthorized" && notice["message"]?.str?.contains("rules") == true, "\(notice.encodedString)")
+                    #expect(try await ann.waitForClose(timeout: .seconds(10))?.closeCode == .unknown(4401))
+                    // Root's token did not change: its connection and subscription go on.
+                    #expect(try await put(root, key, base: 0) == 1)
+                    let update = try await root.next(timeout: .seconds(10))
+                    #expect(update.type == "update" && update["key"]?.str == key, "\(update.encodedString)")
+                }
+            }
+        }
+    }
+
+    @Test("a token in hello may refresh the connection's identity but not change it")
+    func helloKeepsIdentity() async throws {
+        try await withAuthServer { server, _ in
+            try await TestClient.with(url: server.url, token: TokensFile.ann) { ann in
+                let other = try await ann.request(#"{"type":"hello","token":"\#(TokensFile.root)"}"#)
+                #expect(other["code"]?.str == "forbidden" && other["message"]?.str?.contains("another user") == true, "\(other.encodedString)")
+                // Still ann, with her rules.
+                #expect(try await ann.request(#"{"type":"hello"}"#)["user"]?.str == "ann")
+                #expect(try await ann.request(#"{"type":"get","key":"secret/x"}"#)["code"]?.str == "forbidden")
+                // The same token again is a refresh.
+                #expect(try await ann.request(#"{"type":"hello","token":"\#(TokensFile.ann)"}"#)["user"]?.str == "ann")
             }
         }
     }
