@@ -180,6 +180,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The CPU cost of the access check per request (BENCHMARKS.md; not part of the tests).
+        .executableTarget(
+            name: "verso-auth-bench",
+            dependencies: [
+                "VersoServer", "VersoCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "bench/auth-check",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "verso-load",
             dependencies: [

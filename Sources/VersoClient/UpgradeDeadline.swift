@@ -12,11 +12,13 @@ import Synchronization
 /// error it can act on (the typed client reconnects).
 enum UpgradeDeadline {
     /// Runs `attempt` and returns its result. `attempt` calls its argument once the upgrade has
-    /// completed (first thing in its connection handler); if it has not within `timeout`, this
-    /// throws `VersoClientError(.timeout)`. Cancelling the caller cancels the attempt.
+    /// completed (first thing in its connection handler), and must return at once (closing the
+    /// connection) when that returns false: the deadline passed first and the caller has gone
+    /// on. If the upgrade does not complete within `timeout`, this throws
+    /// `VersoClientError(.timeout)`. Cancelling the caller cancels the attempt.
     static func run<T: Sendable>(
         timeout: Duration,
-        _ attempt: @escaping @Sendable (_ upgraded: @escaping @Sendable () -> Void) async throws -> T
+        _ attempt: @escaping @Sendable (_ upgraded: @escaping @Sendable () -> Bool) async throws -> T
     ) async throws -> T {
         let race = Race<T>()
         return try await withTaskCancellationHandler {
@@ -88,13 +90,15 @@ enum UpgradeDeadline {
             }
         }
 
-        func markUpgraded() {
-            let timer = state.withLock { state -> Task<Void, Never>? in
-                guard case .upgrading(let continuation) = state.phase else { return nil }
+        /// True when the caller still waits for this attempt; false when it has gone on.
+        func markUpgraded() -> Bool {
+            let (accepted, timer) = state.withLock { state -> (Bool, Task<Void, Never>?) in
+                guard case .upgrading(let continuation) = state.phase else { return (false, nil) }
                 state.phase = .upgraded(continuation)
-                return state.timer
+                return (true, state.timer)
             }
             timer?.cancel()
+            return accepted
         }
 
         func finish(_ result: Result<T, any Error>) {

@@ -199,7 +199,8 @@ public final class VersoClient: Sendable {
             let url = configuration.url
             let frame = try await UpgradeDeadline.run(timeout: configuration.connectTimeout) { [wsConfiguration, logger] upgraded in
                 try await WebSocketClient.connect(url: url, configuration: wsConfiguration, tlsConfiguration: tls, logger: logger) { inbound, outbound, _ in
-                    upgraded()
+                    // An answer that came after the deadline: this attempt was given up on.
+                    guard upgraded() else { return }
                     let (outgoing, continuation) = AsyncStream<String>.makeStream()
                     self.state.withLock { $0.outgoing = continuation }
                     try await withThrowingTaskGroup(of: Void.self) { group in

@@ -87,7 +87,8 @@ public final class WireConnection: Sendable {
                 do {
                     let frame = try await UpgradeDeadline.run(timeout: .seconds(10)) { upgraded in
                         try await WebSocketClient.connect(url: url, configuration: configuration, tlsConfiguration: tls, logger: logger) { inbound, outbound, _ in
-                            upgraded()
+                            // An answer that came after the deadline: this attempt was given up on.
+                            guard upgraded() else { return }
                             client.wake { $0.outbound = outbound }
                             for try await message in inbound.messages(maxSize: 1 << 24) {
                                 client.wake { $0.messages.append(message) }
