@@ -61,8 +61,7 @@ struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
 /// The number of connections open, shared by every event loop.
 final class OpenConnections: Sendable {
     private let count = Atomic<Int>(0)
-    /// When a refusal was last logged (uptime nanoseconds), to log at most one a second.
-    private let lastRefusalLog = Atomic<UInt64>(0)
+    private let refusals = RefusalLog()
 
     var current: Int { count.load(ordering: .relaxed) }
 
@@ -79,10 +78,9 @@ final class OpenConnections: Sendable {
     }
 
     func logRefusal(max: Int, logger: Logger) {
-        let now = NIODeadline.now().uptimeNanoseconds
-        let last = lastRefusalLog.load(ordering: .relaxed)
-        guard now > last, now - last >= 1_000_000_000, lastRefusalLog.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
-        logger.warning("refusing connections: the connection limit is reached (503)", metadata: ["verso.max_connections": "\(max)"])
+        refusals.record { unlogged in
+            logger.warning("refusing connections: the connection limit is reached (503)", metadata: .refusal(["verso.max_connections": "\(max)"], unloggedBefore: unlogged))
+        }
     }
 }
 

@@ -163,6 +163,9 @@ public final class VersoServer: Sendable {
         let connection = Connection(engine: engine, registry: registry, configuration: configuration, authority: authority, logger: logger)
         let guardLimits = HandshakeGuard.Limits(timeout: .init(configuration.handshakeTimeout), maxHeadBytes: configuration.maxRequestHeadBytes, closeGracePeriod: .init(configuration.closeGracePeriod))
         let openConnections = OpenConnections()
+        // Each kind of refusal is logged at most once a second, with a count of those between.
+        let originRefusals = RefusalLog()
+        let tokenRefusals = RefusalLog()
         let server = HTTPServerBuilder { responder in
             let upgrade = HTTP1WebSocketUpgradeChannel(
                 responder: responder,
@@ -177,7 +180,7 @@ public final class VersoServer: Sendable {
                 // unread. (Today Hummingbird answers an upgrade pipelined behind another request
                 // with a 307 and never upgrades it; should that change, it still comes here.) The
                 // answer goes out through the guard, like the guard's own refusals.
-                if let refusal = Self.originRefusal(request, policy: originPolicy, channel: channel, logger: logger) {
+                if let refusal = Self.originRefusal(request, policy: originPolicy, channel: channel, log: originRefusals, logger: logger) {
                     try await channel.eventLoop.submit { try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations) }.get()
                     return .dontUpgrade
                 }
@@ -195,7 +198,9 @@ public final class VersoServer: Sendable {
                     case .valid(let identity, let expires):
                         access = Connection.Access(token: token, identity: identity, expires: expires, authority: authority)
                     case .invalid(let reason):
-                        logger.info("refused a WebSocket upgrade whose token is not valid (401)", metadata: ["verso.reason": "\(reason)"])
+                        tokenRefusals.record { unlogged in
+                            logger.info("refused a WebSocket upgrade whose token is not valid (401)", metadata: .refusal(["verso.reason": "\(reason)"], unloggedBefore: unlogged))
+                        }
                         let refusal = UpgradeToken.refusal(reason: reason)
                         try await channel.eventLoop.submit { try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations) }.get()
                         return .dontUpgrade
@@ -279,16 +284,18 @@ private struct ReloadService: Service {
 }
 
 extension VersoServer {
-    /// The `403` for a handshake whose `Origin` the policy refuses (logged, with the origin and
-    /// the peer), or nil.
-    static func originRefusal(_ request: HTTPRequest, policy: OriginPolicy, channel: any Channel, logger: Logger) -> HandshakeGuard.Refusal? {
+    /// The `403` for a handshake whose `Origin` the policy refuses (logged through `log`, with the
+    /// origin and the peer), or nil.
+    static func originRefusal(_ request: HTTPRequest, policy: OriginPolicy, channel: any Channel, log: RefusalLog, logger: Logger) -> HandshakeGuard.Refusal? {
         let origin = request.headerFields[.origin]
         guard !policy.verdict(origin: origin, host: request.authority).isAccepted, let origin else { return nil }
         let shown = OriginPolicy.displayable(origin)
-        logger.warning(
-            "refused a WebSocket from a web page of another origin (403); to let it connect, give --allow-origin with its origin",
-            metadata: ["verso.origin": "\(shown)", "verso.peer": "\(channel.remoteAddress.map { "\($0)" } ?? "unknown")"]
-        )
+        log.record { unlogged in
+            logger.warning(
+                "refused a WebSocket from a web page of another origin (403); to let it connect, give --allow-origin with its origin",
+                metadata: .refusal(["verso.origin": "\(shown)", "verso.peer": "\(channel.remoteAddress.map { "\($0)" } ?? "unknown")"], unloggedBefore: unlogged)
+            )
+        }
         return HandshakeGuard.Refusal(
             status: 403, reason: "Forbidden", code: .forbidden,
             message: "a web page from \(shown) may not open a WebSocket here: only the page this server serves at / and the origins it was started with (--allow-origin) may"

@@ -100,6 +100,29 @@ struct OriginTests {
         }
     }
 
+    @Test("a flood of refused origins is logged once a second, with the number of refusals in between")
+    func refusalsAreRateLimited() async throws {
+        let logs = LogCapture()
+        try await TestServer.with(logger: logs.logger) { server in
+            let handshake = browserHandshake(port: server.port, origin: "https://evil.example")
+            let started = ContinuousClock.now
+            for _ in 0..<5 {
+                #expect(try await handshakeThenPut(port: server.port, handshake: handshake, key: uniqueKey("flood")).status == 403)
+            }
+            let burst = logs.all.filter { $0.metadata["verso.origin"] != nil }
+            // All five came within the second (one line), unless this machine was very slow.
+            if ContinuousClock.now - started < .milliseconds(900) {
+                #expect(burst.count == 1, "\(burst.count) lines for five refusals within a second")
+            }
+            try await Task.sleep(for: .milliseconds(1_100))
+            #expect(try await handshakeThenPut(port: server.port, handshake: handshake, key: uniqueKey("flood")).status == 403)
+            let lines = logs.all.filter { $0.metadata["verso.origin"] != nil }
+            #expect(lines.count == burst.count + 1)
+            let unlogged = burst.count == 1 ? "4" : nil
+            if let unlogged { #expect(lines.last?.metadata["verso.unlogged_refusals"] == unlogged, "\(lines.last?.metadata ?? [:])") }
+        }
+    }
+
     @Test("the page's own origin upgrades, under each name the server was reached by", arguments: ["127.0.0.1", "localhost", "[::1]"])
     func ownOrigin(host: String) async throws {
         try await TestServer.with { server in
