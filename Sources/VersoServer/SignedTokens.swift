@@ -97,17 +97,20 @@ public final class SignedTokens: Sendable {
     /// The shortest HS256 secret accepted: 256 bits, the size of the hash (RFC 7518 3.2).
     static let minimumSecretBytes = 32
 
-    static func load(_ source: JWTKeySource) async throws(ConfigurationError) -> JWTKeyCollection {
+    /// The keys in `source`'s file; `flag` names the file in errors (default: the server's flag
+    /// for `source`).
+    static func load(_ source: JWTKeySource, flag: String? = nil) async throws(ConfigurationError) -> JWTKeyCollection {
+        let flag = flag ?? source.flag
         let bytes: Data
         do {
             bytes = try Data(contentsOf: URL(fileURLWithPath: source.path))
         } catch {
-            throw ConfigurationError("\(source.flag) \(source.path) cannot be read: \(error.localizedDescription)")
+            throw ConfigurationError("\(flag) \(source.path) cannot be read: \(error.localizedDescription)")
         }
         let keys = JWTKeyCollection()
         switch source {
         case .secretFile(let path):
-            let secret = try secret(from: bytes, path: path)
+            let secret = try secret(from: bytes, path: path, flag: flag)
             await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
         case .publicKeyFile(let path):
             let pem = String(decoding: bytes, as: UTF8.self)
@@ -118,24 +121,24 @@ public final class SignedTokens: Sendable {
             } else if let key = try? EdDSA.PublicKey(pem: pem) {
                 await keys.add(eddsa: key)
             } else {
-                throw ConfigurationError("\(source.flag) \(path) holds no public key Verso can use: give an RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA) public key in PEM (-----BEGIN PUBLIC KEY-----)")
+                throw ConfigurationError("\(flag) \(path) holds no public key Verso can use: give an RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA) public key in PEM (-----BEGIN PUBLIC KEY-----)")
             }
         case .jwksFile(let path):
             do {
                 try await keys.add(jwksJSON: String(decoding: bytes, as: UTF8.self))
             } catch {
-                throw ConfigurationError("\(source.flag) \(path) is not a JSON Web Key Set Verso can use (RFC 7517: {\"keys\": [{\"kty\": …, \"kid\": …}]}): \(error)")
+                throw ConfigurationError("\(flag) \(path) is not a JSON Web Key Set Verso can use (RFC 7517: {\"keys\": [{\"kty\": …, \"kid\": …}]}): \(error)")
             }
         }
         return keys
     }
 
     /// An HS256 secret from a file's bytes: a final newline (as editors add) is not part of it.
-    static func secret(from bytes: Data, path: String) throws(ConfigurationError) -> [UInt8] {
+    static func secret(from bytes: Data, path: String, flag: String) throws(ConfigurationError) -> [UInt8] {
         var secret = [UInt8](bytes)
         while let last = secret.last, last == 0x0A || last == 0x0D { secret.removeLast() }
         guard secret.count >= minimumSecretBytes else {
-            throw ConfigurationError("--jwt-secret-file \(path) holds \(secret.count) bytes: an HS256 secret needs at least \(minimumSecretBytes) (for example: openssl rand -hex 32 > \(path))")
+            throw ConfigurationError("\(flag) \(path) holds \(secret.count) bytes: an HS256 secret needs at least \(minimumSecretBytes) (for example: openssl rand -hex 32 > \(path))")
         }
         return secret
     }
@@ -192,14 +195,7 @@ extension SignedTokens {
     /// the file at `secretFile` (read as `--jwt-secret-file` reads it): for development and
     /// tests (`verso-server token`); production tokens come from the identity provider.
     public static func mint(secretFile: String, identity: Identity, lifetime: Duration, now: Date = Date()) async throws(ConfigurationError) -> String {
-        let bytes: Data
-        do {
-            bytes = try Data(contentsOf: URL(fileURLWithPath: secretFile))
-        } catch {
-            throw ConfigurationError("--secret-file \(secretFile) cannot be read: \(error.localizedDescription)")
-        }
-        let keys = JWTKeyCollection()
-        await keys.add(hmac: HMACKey(from: try secret(from: bytes, path: secretFile)), digestAlgorithm: .sha256)
+        let keys = try await load(.secretFile(secretFile), flag: "--secret-file")
         let rules = identity.rules.rules.map { MintedClaims.Rule(prefix: $0.prefix, allow: $0.rights.sorted().map(\.rawValue)) }
         let seconds = Double(lifetime.components.seconds) + Double(lifetime.components.attoseconds) / 1e18
         let claims = MintedClaims(

@@ -75,8 +75,8 @@ extension ConformanceSuite {
         ConformanceCase("2.1 access: a list never shows a key the token may not read") { context in
             // The one key the suite writes outside conformance/: under a prefix of its own,
             // deleted before the case ends.
-            let outside = outsideKey()
-            let outsidePrefix = String(outside[..<(outside.lastIndex(of: "/").map { outside.index(after: $0) } ?? outside.endIndex)])
+            let outsidePrefix = outsidePrefix()
+            let outside = outsidePrefix + "key"
             try await context.connect(as: .restricted) { _ in }  // skips now, before writing, without a restricted token
             let written = try await context.connect { peer in try await peer.put(outside, base: 0) }
             do {
@@ -111,8 +111,13 @@ extension ConformanceSuite {
         }
     }
 
+    /// A prefix outside `conformance/` that no other call returns.
+    private static func outsidePrefix() -> String {
+        "verso-conformance-outside/\(String(UInt64.random(in: 0 ... .max), radix: 36))/"
+    }
+
     /// A key outside `conformance/` that no other call returns.
     private static func outsideKey() -> String {
-        "verso-conformance-outside/\(String(UInt64.random(in: 0 ... .max), radix: 36))/key"
+        outsidePrefix() + "key"
     }
 }

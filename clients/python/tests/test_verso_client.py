@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,7 +27,7 @@ from verso_client import (
     VersoClient,
     VersoError,
 )
-from verso_server_process import VersoServer
+from verso_server_process import VersoServer, self_signed_certificate
 
 if TYPE_CHECKING:
     from conftest import Connect
@@ -622,22 +621,8 @@ async def test_a_token_acts_within_its_rules(tmp_path: Path, prefix: str) -> Non
             await anonymous.close()
 
 
-def _self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, made with openssl (.ci/run installs it)."""
-    certificate, key = folder / "server.crt", folder / "server.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(certificate)],
-        check=True, capture_output=True,
-    )
-    key.chmod(0o600)
-    return certificate, key
-
-
 async def test_wss_with_a_trusted_certificate_and_a_refused_untrusted_one(tmp_path: Path, prefix: str) -> None:
-    certificate, key = _self_signed_certificate(tmp_path)
+    certificate, key = self_signed_certificate(tmp_path)
     trusted = ssl.create_default_context(cafile=str(certificate))
     with VersoServer("--tls-cert-file", str(certificate), "--tls-key-file", str(key), ssl_context=trusted) as server:
         assert server.ws_url.startswith("wss://127.0.0.1:")

@@ -32,7 +32,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from verso_client import VersoError
-from verso_server_process import VersoServer
+from verso_server_process import VersoServer, self_signed_certificate
 
 if TYPE_CHECKING:
     from conftest import NewBrowser, PageURL, SyncVerso
@@ -237,15 +237,7 @@ def spki_sha256(certificate: Path) -> str:
 def test_page_over_https_connects_over_wss_to_its_own_server(
     tmp_path: Path, new_browser: NewBrowser
 ) -> None:
-    certificate, key = tmp_path / "server.crt", tmp_path / "server.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(certificate)],
-        check=True, capture_output=True,
-    )
-    key.chmod(0o600)
+    certificate, key = self_signed_certificate(tmp_path)
     trusted = ssl.create_default_context(cafile=str(certificate))
     with VersoServer("--tls-cert-file", str(certificate), "--tls-key-file", str(key), ssl_context=trusted) as server:
         assert server.http_url.startswith("https://")
