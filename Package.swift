@@ -223,6 +223,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "VersoEngineTests",
+            dependencies: ["VersoEngine", "VersoCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "VersoSQLiteTests",
+            dependencies: [
+                "VersoSQLite", "VersoEngine", "VersoCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "VersoDeflateTests",
             dependencies: [
                 "VersoDeflate",

@@ -57,14 +57,21 @@ final class SQLiteConnection: @unchecked Sendable {
     private func statement(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
         if let cached = statements[sql] {
             cached.reset()
+            cached.clearBindings()
             return cached
         }
+        let statement = try prepare(sql)
+        statements[sql] = statement
+        return statement
+    }
+
+    /// A new prepared statement for `sql`, for a caller that keeps it for the connection's life
+    /// and runs it often (the writer's statements): no cache lookup per use.
+    func prepare(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
         var pointer: OpaquePointer?
         let result = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &pointer, nil)
         guard result == SQLITE_OK, let pointer else { throw error(result) }
-        let statement = SQLiteStatement(pointer: pointer, connection: handle)
-        statements[sql] = statement
-        return statement
+        return SQLiteStatement(pointer: pointer, connection: handle)
     }
 
     /// Runs `body` with the cached statement for `sql` and resets it afterwards, so no statement
@@ -96,9 +103,19 @@ final class SQLiteStatement {
 
     deinit { sqlite3_finalize(pointer) }
 
+    /// Ends a run, so the statement holds no read transaction open; the bindings stay.
     func reset() {
         sqlite3_reset(pointer)
+    }
+
+    func clearBindings() {
         sqlite3_clear_bindings(pointer)
+    }
+
+    /// Runs `body` with the statement and resets it afterwards, also when `body` throws.
+    func use<T>(_ body: (SQLiteStatement) throws -> T) rethrows -> T {
+        defer { sqlite3_reset(pointer) }
+        return try body(self)
     }
 
     private func check(_ result: Int32) throws(SQLiteError) {
@@ -125,6 +142,43 @@ final class SQLiteStatement {
         }
         let result = bytes.withUnsafeBufferPointer { buffer in bindText(index, buffer) }
         try check(result)
+    }
+
+    /// Binds `bytes` as TEXT (NULL when nil) without SQLite copying them, for the length of
+    /// `body` only: then the statement is reset and the binding replaced by NULL, before the
+    /// bytes can go away, so read what a step returned inside `body`. The writer's hot
+    /// statements bind keys and records this way (a copy and a malloc fewer per binding).
+    func withText<T>(_ index: Int32, _ bytes: [UInt8]?, _ body: () throws -> T) throws -> T {
+        guard let bytes else {
+            try check(sqlite3_bind_null(pointer, index))
+            return try body()
+        }
+        return try bytes.withUnsafeBufferPointer { buffer in try withText(index, buffer, body) }
+    }
+
+    /// Binds `string`'s UTF-8 bytes as TEXT without a copy, for the length of `body` only.
+    func withText<T>(_ index: Int32, _ string: String, _ body: () throws -> T) throws -> T {
+        var string = string
+        return try string.withUTF8 { buffer in try withText(index, buffer, body) }
+    }
+
+    private func withText<T>(_ index: Int32, _ bytes: UnsafeBufferPointer<UInt8>, _ body: () throws -> T) throws -> T {
+        let result: Int32
+        if let base = bytes.baseAddress, !bytes.isEmpty {
+            result = base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+                // No destructor (SQLITE_STATIC): SQLite uses the bytes where they are.
+                sqlite3_bind_text(pointer, index, $0, Int32(bytes.count), nil)
+            }
+        } else {
+            result = sqlite3_bind_text(pointer, index, "", 0, transientDestructor)
+        }
+        try check(result)
+        defer {
+            // A running statement cannot be rebound: reset first.
+            sqlite3_reset(pointer)
+            sqlite3_bind_null(pointer, index)
+        }
+        return try body()
     }
 
     /// Binds UTF-8 bytes as TEXT (never NULL, also when empty); SQLite copies them.

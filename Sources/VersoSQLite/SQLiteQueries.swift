@@ -17,18 +17,34 @@ enum SQLiteQueries {
         }
     }
 
-    /// The key's version, or nil if it never existed (the data is not read).
-    static func version(of key: String, in connection: SQLiteConnection) throws -> Int64? {
-        try connection.withStatement("SELECT version FROM records WHERE key = ?1") { statement in
-            try statement.bind(1, key)
-            guard try statement.step() else { return nil }
-            return statement.int64(0)
+    static let versionSQL = "SELECT version FROM records WHERE key = ?1"
+    static let storedSQL = "SELECT version, data FROM records WHERE key = ?1"
+
+    /// The key's version, or nil if it never existed (the data is not read), with `statement`
+    /// prepared from `versionSQL`.
+    static func version(of key: String, with statement: SQLiteStatement) throws -> Int64? {
+        try statement.use { statement in
+            try statement.withText(1, key) {
+                guard try statement.step() else { return nil }
+                return statement.int64(0)
+            }
+        }
+    }
+
+    /// The key's version and encoded data (nil for a tombstone), or nil if it never existed,
+    /// with `statement` prepared from `storedSQL`.
+    static func stored(_ key: String, with statement: SQLiteStatement) throws -> StoredRecord? {
+        try statement.use { statement in
+            try statement.withText(1, key) {
+                guard try statement.step() else { return nil }
+                return StoredRecord(version: statement.int64(0), data: statement.bytes(1))
+            }
         }
     }
 
     /// The key's version and encoded data (nil for a tombstone), or nil if it never existed.
     static func stored(_ key: String, in connection: SQLiteConnection) throws -> StoredRecord? {
-        try connection.withStatement("SELECT version, data FROM records WHERE key = ?1") { statement in
+        try connection.withStatement(storedSQL) { statement in
             try statement.bind(1, key)
             guard try statement.step() else { return nil }
             return StoredRecord(version: statement.int64(0), data: statement.bytes(1))

@@ -7,11 +7,14 @@ import VersoEngine
 /// Used only on the store's writer queue (see `SQLiteConnection` for why that is safe).
 final class SQLiteWriter: @unchecked Sendable {
     private let connection: SQLiteConnection
+    private let statements: Statements
     private let historyLimit: Int64
     private var lastSeq: Int64
     private var prunedThrough: Int64
     /// Large records as the last transactions left them.
     private var cache = RecordCache()
+    /// Each key's version as the last transactions left it.
+    private var versions = KnownVersions()
     /// Work done by the transaction in progress, as `CommitBudget` counts it.
     private var work = 0
     let info: StoreInfo
@@ -19,8 +22,34 @@ final class SQLiteWriter: @unchecked Sendable {
     /// Work counted for any command besides the record data it touches.
     static let commandWork = 128
 
+    /// The statements every commit runs, prepared once: no SQL parsed or looked up per write.
+    private struct Statements {
+        let begin: SQLiteStatement
+        let commit: SQLiteStatement
+        let version: SQLiteStatement
+        let stored: SQLiteStatement
+        let insertRecord: SQLiteStatement
+        let updateRecord: SQLiteStatement
+        let logChange: SQLiteStatement
+        let saveState: SQLiteStatement
+        let prune: SQLiteStatement
+
+        init(_ connection: SQLiteConnection) throws(SQLiteError) {
+            begin = try connection.prepare("BEGIN IMMEDIATE")
+            commit = try connection.prepare("COMMIT")
+            version = try connection.prepare(SQLiteQueries.versionSQL)
+            stored = try connection.prepare(SQLiteQueries.storedSQL)
+            insertRecord = try connection.prepare("INSERT INTO records (key, version, data, seq) VALUES (?4, ?1, ?2, ?3) ON CONFLICT (key) DO NOTHING")
+            updateRecord = try connection.prepare("UPDATE records SET version = ?1, data = ?2, seq = ?3 WHERE key = ?4 AND version = ?5")
+            logChange = try connection.prepare("INSERT INTO changes (seq, key, version, data) VALUES (?1, ?2, ?3, ?4)")
+            saveState = try connection.prepare("UPDATE store_state SET last_seq = ?1, pruned_through = ?2 WHERE id = 1")
+            prune = try connection.prepare("DELETE FROM changes WHERE seq <= ?1")
+        }
+    }
+
     init(connection: SQLiteConnection, historyLimit: Int64) throws {
         self.connection = connection
+        self.statements = try Statements(connection)
         self.historyLimit = historyLimit
         (lastSeq, prunedThrough) = try SQLiteQueries.lastSeq(connection)
         info = StoreInfo(epoch: try SQLiteQueries.epoch(connection), lastSeq: lastSeq)
@@ -32,7 +61,7 @@ final class SQLiteWriter: @unchecked Sendable {
         let savedSeq = lastSeq
         let savedPruned = prunedThrough
         try rollBackLeftoverTransaction()
-        try connection.execute("BEGIN IMMEDIATE")
+        try statements.begin.use { try $0.run() }
         do {
             var outcomes: [CommandOutcome] = []
             var costs: [Int] = []
@@ -48,7 +77,7 @@ final class SQLiteWriter: @unchecked Sendable {
             }
             if lastSeq != savedSeq {
                 try pruneIfNeeded()
-                try connection.withStatement("UPDATE store_state SET last_seq = ?1, pruned_through = ?2 WHERE id = 1") { statement in
+                try statements.saveState.use { statement in
                     try statement.bind(1, lastSeq)
                     try statement.bind(2, prunedThrough)
                     try statement.run()
@@ -64,8 +93,9 @@ final class SQLiteWriter: @unchecked Sendable {
             if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
             lastSeq = savedSeq
             prunedThrough = savedPruned
-            // The cache may hold states this transaction wrote, which never happened.
+            // The cache and the versions may hold states this transaction wrote, which never happened.
             cache.removeAll()
+            versions.removeAll()
             throw error
         }
     }
@@ -80,8 +110,8 @@ final class SQLiteWriter: @unchecked Sendable {
     /// database) leave the transaction uncommitted and are thrown.
     private func commitOrStop() throws {
         do {
-            try connection.execute("COMMIT")
-        } catch {
+            try statements.commit.use { try $0.run() }
+        } catch let error as SQLiteError {
             if error.code & 0xFF == SQLITE_IOERR {
                 fatalError("SQLite COMMIT failed with an I/O error (\(error)); stopping so that recovery decides what is committed")
             }
@@ -104,6 +134,10 @@ final class SQLiteWriter: @unchecked Sendable {
         var decisions: [(operation: WriteOperation, current: CurrentRecord?, decision: VersionDecision)] = []
         decisions.reserveCapacity(command.operations.count)
         for operation in command.operations {
+            if let decided = decidedByVersion(operation) {
+                decisions.append(decided)
+                continue
+            }
             let current = try current(for: operation)
             decisions.append((operation, current, VersioningRules.decide(operation, current: current?.state)))
         }
@@ -133,6 +167,7 @@ final class SQLiteWriter: @unchecked Sendable {
                 let (data, index) = encode(next, for: entry.operation, current: entry.current)
                 try write(key: key, previous: entry.current?.version, next: next.version, data: data, seq: seq)
                 cache.store(CurrentRecord(version: next.version, encoded: data, object: next.data, index: index), for: key)
+                self.versions.set(key, version: next.version, isLive: data != nil)
                 work += data?.count ?? 0
                 changes.append(Change(seq: seq, key: key, version: next.version, data: data))
                 versions.append(KeyVersion(key: key, version: next.version))
@@ -144,8 +179,20 @@ final class SQLiteWriter: @unchecked Sendable {
         return .applied(seq: seq, changes: changes, versions: versions)
     }
 
+    /// The decision on `operation` when the key's known version alone makes it: a put, delete or
+    /// check that does not conflict. Its current record carries the version only (nothing reads
+    /// its data: a put replaces it, a delete drops it). Nil when the database must be read: a
+    /// patch merges into the data, a conflict's reply carries it, and unknown keys.
+    private func decidedByVersion(_ operation: WriteOperation) -> (operation: WriteOperation, current: CurrentRecord?, decision: VersionDecision)? {
+        if case .patch = operation.action { return nil }
+        guard let known = versions[operation.key] else { return nil }
+        let decision = VersioningRules.decide(operation, current: RecordState(version: known.version, data: known.isLive ? [:] : nil))
+        if case .conflict = decision { return nil }
+        return (operation, CurrentRecord(version: known.version, encoded: nil), decision)
+    }
+
     /// The key's current state as `VersioningRules.decide` needs it for `operation`: from the
-    /// cache when the database confirms the cached version, else read from the database.
+    /// cache when its version is the known one (or the database's), else read from the database.
     ///
     /// Only an accepted patch reads the current data, so only then is it parsed (and the
     /// parsed object kept with a cached record). A put replaces the data, a conflict's reply
@@ -153,15 +200,17 @@ final class SQLiteWriter: @unchecked Sendable {
     private func current(for operation: WriteOperation) throws -> CurrentRecord? {
         let key = operation.key
         var record: CurrentRecord
-        if let cached = cache.record(key), try SQLiteQueries.version(of: key, in: connection) == cached.version {
+        if let cached = cache.record(key), try versions[key]?.version ?? SQLiteQueries.version(of: key, with: statements.version) == cached.version {
             record = cached
         } else {
-            guard let stored = try SQLiteQueries.stored(key, in: connection) else {
+            guard let stored = try SQLiteQueries.stored(key, with: statements.stored) else {
                 cache.remove(key)
+                versions.remove(key)
                 return nil
             }
             record = CurrentRecord(version: stored.version, encoded: stored.data)
         }
+        versions.set(key, version: record.version, isLive: record.encoded != nil)
         if case .patch = operation.action, record.object == nil, let encoded = record.encoded {
             let accepted = switch operation.precondition {
             case .base(let base): base == record.version
@@ -193,26 +242,23 @@ final class SQLiteWriter: @unchecked Sendable {
 
     /// Writes the new state with a compare-and-set on the previous version, and logs the change.
     private func write(key: String, previous: Int64?, next: Int64, data: [UInt8]?, seq: Int64) throws {
-        let sql = previous == nil
-            ? "INSERT INTO records (key, version, data, seq) VALUES (?4, ?1, ?2, ?3) ON CONFLICT (key) DO NOTHING"
-            : "UPDATE records SET version = ?1, data = ?2, seq = ?3 WHERE key = ?4 AND version = ?5"
-        try connection.withStatement(sql) { statement in
+        try (previous == nil ? statements.insertRecord : statements.updateRecord).use { statement in
             try statement.bind(1, next)
-            try statement.bind(2, utf8: data)
             try statement.bind(3, seq)
-            try statement.bind(4, key)
             if let previous { try statement.bind(5, previous) }
-            try statement.run()
+            try statement.withText(2, data) {
+                try statement.withText(4, key) { try statement.run() }
+            }
         }
         guard connection.changes == 1 else {
             throw SQLiteStoreError("compare-and-set on \"\(key)\" at version \(previous ?? 0) matched no row: another writer changed the database")
         }
-        try connection.withStatement("INSERT INTO changes (seq, key, version, data) VALUES (?1, ?2, ?3, ?4)") { log in
+        try statements.logChange.use { log in
             try log.bind(1, seq)
-            try log.bind(2, key)
             try log.bind(3, next)
-            try log.bind(4, utf8: data)
-            try log.run()
+            try log.withText(2, key) {
+                try log.withText(4, data) { try log.run() }
+            }
         }
     }
 
@@ -220,7 +266,7 @@ final class SQLiteWriter: @unchecked Sendable {
     private func pruneIfNeeded() throws {
         let keepFrom = lastSeq - historyLimit
         guard keepFrom - prunedThrough >= max(1, historyLimit / 16) else { return }
-        try connection.withStatement("DELETE FROM changes WHERE seq <= ?1") { statement in
+        try statements.prune.use { statement in
             try statement.bind(1, keepFrom)
             try statement.run()
         }

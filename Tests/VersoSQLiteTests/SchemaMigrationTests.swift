@@ -4,13 +4,12 @@ import Testing
 import VersoCore
 import VersoEngine
 @testable import VersoSQLite
-import VersoTesting
 
 @Suite("Schema migrations: a database made by an older server opens with everything in it")
 struct SchemaMigrationTests {
     @Test("a schema 1 database (WITHOUT ROWID tables) is migrated to rowid tables, keeping records, tombstones, the change log, the epoch and the seq")
     func schemaOneToRowidTables() async throws {
-        let directory = TestServer.makeDataDirectory()
+        let directory = makeTemporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let configuration = SQLiteStoreConfiguration(directory: directory)
         // A database as schema 1 left it, written without the store.

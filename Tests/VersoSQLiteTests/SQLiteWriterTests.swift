@@ -1,0 +1,76 @@
+import Foundation
+import Logging
+import Testing
+import VersoCore
+import VersoEngine
+@testable import VersoSQLite
+
+/// The writer decides puts, deletes and checks on a key it knows from its version alone
+/// (`KnownVersions`): these tests would fail if what it knows ran ahead of the database.
+@Suite("SQLite writer: writes decided from the known version agree with the database")
+struct SQLiteWriterTests {
+    func put(_ key: String, base: Int64, _ value: String) -> WriteCommand {
+        WriteCommand(operations: [WriteOperation(key: key, action: .put(["v": .string(value)]), precondition: .base(base))], isTxn: false)
+    }
+
+    func patch(_ key: String, base: Int64) -> WriteCommand {
+        WriteCommand(operations: [WriteOperation(key: key, action: .patch(["p": .bool(true)]), precondition: .base(base))], isTxn: false)
+    }
+
+    func withStore(_ body: (SQLiteStore, String) async throws -> Void) async throws {
+        let directory = makeTemporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configuration = SQLiteStoreConfiguration(directory: directory)
+        let store = SQLiteStore(configuration: configuration, logger: Logger(label: "test"))
+        _ = try await store.open()
+        try await body(store, configuration.databasePath)
+        await store.close()
+    }
+
+    @Test("a conflict after a write decided by the version carries the current data and version")
+    func conflictCarriesData() async throws {
+        try await withStore { store, _ in
+            _ = try await store.commit([put("k", base: 0, "one")])
+            _ = try await store.commit([put("k", base: 1, "two")])
+            let outcomes = try await store.commit([put("k", base: 1, "late"), WriteCommand(operations: [WriteOperation(key: "k", action: .delete, precondition: .base(2))], isTxn: false)])
+            #expect(outcomes[0] == .conflict([ConflictDetail(key: "k", base: 1, version: 2, data: Array(#"{"v":"two"}"#.utf8), deleted: false)]))
+            guard case .applied(_, let changes, _) = outcomes[1] else { Issue.record("delete not applied: \(outcomes[1])"); return }
+            #expect(changes.map(\.version) == [3])
+            let again = try await store.commit([WriteCommand(operations: [WriteOperation(key: "k", action: .delete, precondition: .base(3))], isTxn: false), put("k", base: 3, "back")])
+            #expect(again[0] == .notFound(key: "k", current: RecordState(version: 3, data: nil)))
+            guard case .applied(_, let revived, _) = again[1] else { Issue.record("put on the tombstone not applied: \(again[1])"); return }
+            #expect(revived == [Change(seq: revived[0].seq, key: "k", version: 4, data: Array(#"{"v":"back"}"#.utf8))])
+            #expect(try await store.record("k") == StoredRecord(version: 4, data: Array(#"{"v":"back"}"#.utf8)))
+        }
+    }
+
+    @Test("after a batch rolls back, the writer knows the versions the database holds, not the ones the batch wrote")
+    func rollbackForgetsVersions() async throws {
+        try await withStore { store, path in
+            _ = try await store.commit([put("k", base: 0, "one"), put("broken", base: 0, "x")])
+            // Stored data a patch cannot merge into: the batch below fails after its put of k.
+            let outside = try SQLiteConnection(path: path, readOnly: false)
+            try outside.execute(#"UPDATE records SET data = '[1]' WHERE key = 'broken'"#)
+            await #expect(throws: (any Error).self) {
+                try await store.commit([put("k", base: 1, "lost"), patch("broken", base: 1)])
+            }
+            // k is still at version 1: base 2 (the rolled-back write's) conflicts, base 1 wins.
+            let outcomes = try await store.commit([put("k", base: 2, "stale")])
+            #expect(outcomes == [.conflict([ConflictDetail(key: "k", base: 2, version: 1, data: Array(#"{"v":"one"}"#.utf8), deleted: false)])])
+            let next = try await store.commit([put("k", base: 1, "two")])
+            guard case .applied(_, let changes, _) = next[0] else { Issue.record("not applied: \(next[0])"); return }
+            #expect(changes.map(\.version) == [2])
+        }
+    }
+
+    @Test("the known versions start over when full, and keys no longer known are read again")
+    func knownVersionsStartOver() {
+        var known = KnownVersions(capacity: 2)
+        known.set("a", version: 1, isLive: true)
+        known.set("b", version: 2, isLive: false)
+        known.set("a", version: 3, isLive: true)
+        #expect(known.count == 2 && known["a"] == .init(version: 3, isLive: true))
+        known.set("c", version: 1, isLive: true)
+        #expect(known.count == 1 && known["a"] == nil && known["c"] == .init(version: 1, isLive: true))
+    }
+}
