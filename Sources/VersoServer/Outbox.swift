@@ -81,6 +81,8 @@ final class Outbox: MessageSink {
     private let registry: ConnectionRegistry
     private let logger: Logger
     private let flushQueue: LoopFlushQueue
+    /// The connection's `FrameWriter`, found on the event loop at the first flush.
+    private let frameWriter: NIOLoopBoundBox<FrameWriter?>
 
     /// Most bytes of a paced answer queued or being written at once: a quarter of the
     /// connection's limit, at most 4 MiB (plenty to keep a prompt reader's socket busy).
@@ -96,6 +98,7 @@ final class Outbox: MessageSink {
         self.registry = registry
         self.logger = logger
         self.flushQueue = LoopFlushQueue.of(channel.eventLoop)
+        self.frameWriter = .makeEmptyBox(valueType: FrameWriter.self, eventLoop: channel.eventLoop)
         self.pacingWindow = max(1, min(maxQueuedBytes / 4, 4 << 20))
     }
 
@@ -349,10 +352,7 @@ final class Outbox: MessageSink {
         }
         if !messages.isEmpty {
             let written = channel.eventLoop.makePromise(of: Void.self)
-            for (index, message) in messages.enumerated() {
-                channel.write(frame(for: message), promise: index == messages.count - 1 ? written : nil)
-            }
-            channel.flush()
+            write(messages, promise: written)
             written.futureResult.whenComplete { result in
                 if case .failure = result { self.logger.debug("could not write to the connection") }
                 self.wrote(bytes, failed: (try? result.get()) == nil)
@@ -410,19 +410,39 @@ final class Outbox: MessageSink {
         }
     }
 
-    /// One text frame holding `message`, compressed when that was agreed and worth it.
-    private func frame(for message: [UInt8]) -> WebSocketFrame {
-        if let compression, message.count >= PerMessageDeflate.minimumCompressedBytes {
-            do {
-                let payload = try PerMessageDeflate.compress(message, windowBits: compression.serverWindowBits, allocator: channel.allocator)
-                return WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: payload)
-            } catch {
-                logger.warning("could not compress a message; sending it uncompressed", metadata: ["verso.error": "\(error)"])
+    /// Writes `messages` as text frames in one buffer with one flush, through the connection's
+    /// `FrameWriter`; fails `promise` when they cannot go out (the close frame was sent).
+    private func write(_ messages: [[UInt8]], promise: EventLoopPromise<Void>) {
+        if frameWriter.value == nil {
+            frameWriter.value = try? channel.pipeline.syncOperations.handler(type: FrameWriter.self)
+        }
+        guard let writer = frameWriter.value else {
+            // Installed with the guard before the first flush; without it nothing can be sent.
+            logger.warning("no frame writer on an upgraded connection; closing it")
+            promise.fail(ChannelError.ioOnClosedChannel)
+            channel.close(promise: nil)
+            return
+        }
+        var frames = channel.allocator.buffer(capacity: messages.reduce(0) { $0 + FrameWriter.headerBytes(for: $1.count) + $1.count })
+        for message in messages {
+            if let payload = compressed(message) {
+                FrameWriter.append(text: payload.readableBytesView, compressed: true, to: &frames)
+            } else {
+                FrameWriter.append(text: message, compressed: false, to: &frames)
             }
         }
-        var buffer = channel.allocator.buffer(capacity: message.count)
-        buffer.writeBytes(message)
-        return WebSocketFrame(fin: true, opcode: .text, data: buffer)
+        if !writer.write(frames, promise: promise) { promise.fail(ChannelError.ioOnClosedChannel) }
+    }
+
+    /// `message` compressed, when that was agreed and it is large enough to be worth it.
+    private func compressed(_ message: [UInt8]) -> ByteBuffer? {
+        guard let compression, message.count >= PerMessageDeflate.minimumCompressedBytes else { return nil }
+        do {
+            return try PerMessageDeflate.compress(message, windowBits: compression.serverWindowBits, allocator: channel.allocator)
+        } catch {
+            logger.warning("could not compress a message; sending it uncompressed", metadata: ["verso.error": "\(error)"])
+            return nil
+        }
     }
 }
 

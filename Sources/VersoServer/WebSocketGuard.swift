@@ -58,9 +58,11 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
         self.closing = closing
     }
 
-    /// Puts a guard right after the WebSocket frame decoder, unless there is one already or the
-    /// channel has not been upgraded. Call on the channel's event loop.
+    /// Puts a guard right after the WebSocket frame decoder (and the connection's `FrameWriter`
+    /// next to the encoder), unless there is one already or the channel has not been upgraded.
+    /// Call on the channel's event loop.
     static func installIfNeeded(on pipeline: ChannelPipeline.SynchronousOperations, settings: Settings, closing: ClosingFlag) throws {
+        try FrameWriter.installIfNeeded(on: pipeline, closing: closing)
         if (try? pipeline.handler(type: WebSocketGuard.self)) != nil { return }
         guard let decoder = try? pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self) else { return }
         try pipeline.addHandler(WebSocketGuard(settings: settings, closing: closing), position: .after(decoder))

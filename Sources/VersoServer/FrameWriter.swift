@@ -1,0 +1,73 @@
+import NIOCore
+import NIOWebSocket
+
+/// Writes a connection's outgoing messages as finished WebSocket frames, straight into one
+/// buffer per flush, below NIO's frame encoder.
+///
+/// Going through the encoder costs, per message, a `WebSocketFrame` (a class instance), its
+/// payload buffer, a separate buffer for the header, a boxed pipeline value and a pass through
+/// every outbound handler above. The outbox instead hands all it has queued to this handler
+/// once per event-loop pass: each message's header and payload are copied into one buffer,
+/// written and flushed once. Frames the WebSocket layer sends itself (pongs, close frames) still
+/// come through the encoder and pass this handler on their way, in the order they were written.
+///
+/// Sits right next to the frame encoder on the socket's side, so TLS and everything else below
+/// see the bytes as before. Used on the channel's event loop only.
+final class FrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let closing: ClosingFlag
+    private var context: ChannelHandlerContext?
+
+    init(closing: ClosingFlag) {
+        self.closing = closing
+    }
+
+    /// Puts a writer next to the frame encoder, unless there is one already or the channel has
+    /// not been upgraded. Call on the channel's event loop.
+    static func installIfNeeded(on pipeline: ChannelPipeline.SynchronousOperations, closing: ClosingFlag) throws {
+        if (try? pipeline.handler(type: FrameWriter.self)) != nil { return }
+        guard let encoder = try? pipeline.handler(type: WebSocketFrameEncoder.self) else { return }
+        try pipeline.addHandler(FrameWriter(closing: closing), position: .before(encoder))
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// Writes `frames` (encoded by `FrameWriter.append`) and flushes; false, writing nothing,
+    /// once the server's close frame has gone out (RFC 6455 section 5.5.1: no frame after it) or
+    /// the handler is gone. `promise` is completed when the bytes are written.
+    func write(_ frames: ByteBuffer, promise: EventLoopPromise<Void>) -> Bool {
+        guard let context, !closing.isSet else { return false }
+        context.writeAndFlush(wrapOutboundOut(frames), promise: promise)
+        return true
+    }
+
+    /// Appends one unfragmented, unmasked text frame carrying `payload` to `buffer` (RFC 6455
+    /// section 5.2), with RSV1 set when the payload is compressed (RFC 7692 section 6).
+    static func append(text payload: some Collection<UInt8>, compressed: Bool, to buffer: inout ByteBuffer) {
+        buffer.writeInteger(compressed ? 0xC1 : 0x81 as UInt8)
+        let count = payload.count
+        if count < 126 {
+            buffer.writeInteger(UInt8(count))
+        } else if count <= Int(UInt16.max) {
+            buffer.writeInteger(126 as UInt8)
+            buffer.writeInteger(UInt16(count))
+        } else {
+            buffer.writeInteger(127 as UInt8)
+            buffer.writeInteger(UInt64(count))
+        }
+        buffer.writeBytes(payload)
+    }
+
+    /// The most bytes the header of a frame carrying `payloadBytes` takes.
+    static func headerBytes(for payloadBytes: Int) -> Int {
+        payloadBytes < 126 ? 2 : payloadBytes <= Int(UInt16.max) ? 4 : 10
+    }
+}
