@@ -46,13 +46,19 @@ struct Connection {
         }
     }
 
-    /// Serves the connection until it closes. Rethrows a protocol error from the inbound stream
-    /// so the WebSocket layer closes with the code RFC 6455 asks for (1007, 1009, 1002).
+    /// Serves the connection until it closes.
+    ///
+    /// Requests come from the connection's `RequestReader` on the event loop: writes that can
+    /// be queued at once are submitted there (see `RequestDispatcher`), every other request is
+    /// handled here, in order. The WebSocket layer's own stream now carries only control
+    /// frames: it is read alongside, so pings are answered and the closing handshake completes.
+    /// A message the reader finds wrong (1002, 1007, 1009) fails the connection through the
+    /// `WebSocketGuard`.
     ///
     /// Replies and updates go out through the connection's `Outbox`, written on the channel's
     /// event loop. When the outbox closes the connection (a client too slow to read, or
-    /// shutdown), the inbound stream ends once the closing handshake completes, or once the
-    /// outbox drops a client that never answers it; then this returns.
+    /// shutdown), the requests end once the closing handshake completes, or once the outbox
+    /// drops a client that never answers it; then this returns.
     ///
     /// `closing` is set by the connection's `WebSocketGuard` once the server sends (or decides to
     /// send) its close frame: from then on nothing the client sends is applied.
@@ -68,49 +74,69 @@ struct Connection {
         registry.add(outbox)
         defer { registry.remove(outbox) }
         let writes = InFlightWrites(client: engine.newClient())
-        // The reader runs on the channel's event loop: a request costs no thread hop to the
-        // pool and back (store reads still run on the store's own threads).
         let expiry = TokenExpiry(eventLoop: channel.eventLoop, outbox: outbox)
         expiry.arm(access.expires)
         watch(access, expiry: expiry)
-        let inboundError = await withTaskExecutorPreference(EventLoopTaskExecutor(channel.eventLoop)) {
-            await readRequests(inbound, session: session, access: access, expiry: expiry, outbox: outbox, closing: closing, writes: writes, logger: logger)
+        let (lane, laneInput) = AsyncStream.makeStream(of: QueuedRequest.self)
+        let dispatcher = RequestDispatcher(connection: self, access: access, eventLoop: channel.eventLoop, outbox: outbox, writes: writes, closing: closing, lane: laneInput)
+        // The reader was put in place with the guard, before the first frame was decoded.
+        let attached = try? await channel.eventLoop.submit { () -> Bool in
+            guard let reader = try? channel.pipeline.syncOperations.handler(type: RequestReader.self) else { return false }
+            dispatcher.reader = reader
+            reader.attach(dispatcher)
+            return true
+        }.get()
+        if attached != true { laneInput.finish() }
+        // The task runs on the channel's event loop: a queued request costs no thread hop to the
+        // pool and back (store reads still run on the store's own threads), and the dispatcher's
+        // state is touched on that one thread.
+        await withTaskExecutorPreference(EventLoopTaskExecutor(channel.eventLoop)) {
+            async let control: Void = Self.answerControlFrames(inbound, logger: logger)
+            await handleQueued(lane, session: session, dispatcher: dispatcher, expiry: expiry, outbox: outbox, closing: closing, writes: writes)
+            await control
         }
         expiry.disarm()
         if case .listed(let tokens)? = authority { tokens.unwatch(ObjectIdentifier(expiry)) }
         // A client may close right after a write: its ack still goes out before the close.
         await writes.wait(untilBelow: 1)
         await outbox.finishAndDrain()
-        if let inboundError { throw inboundError }
     }
 
-    /// Handles requests in order until the client closes, the stream fails (returned), or the
-    /// task is cancelled; then ends the connection's subscriptions.
-    private func readRequests(_ inbound: WebSocketInboundStream, session: String, access: Access, expiry: TokenExpiry, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, logger: Logger) async -> (any Error)? {
+    /// Reads the WebSocket layer's stream, which answers pings and the client's close as it
+    /// goes; data frames never reach it (the `RequestReader` takes them). Returns when the
+    /// closing handshake completes or the channel closes.
+    private static func answerControlFrames(_ inbound: WebSocketInboundStream, logger: Logger) async {
+        do {
+            for try await _ in inbound {}
+        } catch {
+            logger.debug("connection ended with an error", metadata: ["verso.error": "\(error)"])
+        }
+    }
+
+    /// Handles the requests the dispatcher queued, in order, until the client closes or the
+    /// connection ends; then ends the connection's subscriptions.
+    private func handleQueued(_ lane: AsyncStream<QueuedRequest>, session: String, dispatcher: RequestDispatcher, expiry: TokenExpiry, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites) async {
         var subscriptions: [Int64: SubscriptionLane] = [:]
-        var access = access
         defer {
             for (id, lane) in subscriptions { engine.unsubscribe(id, sink: lane) }
         }
-        do {
-            for try await message in inbound.messages(maxSize: configuration.maxMessageBytes) {
-                // Once a close is under way (sent by the WebSocket layer, the guard, or asked
-                // for by the outbox), messages still arriving are read but not applied.
-                guard !closing.isSet, !outbox.isClosing else { continue }
-                switch message {
-                case .text(let text):
-                    await handle(text, session: session, access: &access, expiry: expiry, outbox: outbox, closing: closing, writes: writes, subscriptions: &subscriptions)
-                case .binary:
-                    await writes.wait(untilBelow: 1)
-                    outbox.send(Replies.error(rid: nil, .badRequest("binary frames are not accepted: send each request as JSON in a text frame")))
-                }
+        for await request in lane {
+            defer { dispatcher.handled() }
+            // Once a close is under way, requests still queued are not applied.
+            guard !closing.isSet, !outbox.isClosing else { continue }
+            switch request {
+            case .request(let envelope):
+                await handle(envelope, session: session, dispatcher: dispatcher, expiry: expiry, outbox: outbox, closing: closing, writes: writes, subscriptions: &subscriptions)
+            case .rejected(let rejected):
+                await writes.wait(untilBelow: 1)
+                outbox.send(Replies.error(rid: rejected.rid, rejected.error))
+            case .binary:
+                await writes.wait(untilBelow: 1)
+                outbox.send(Replies.error(rid: nil, .badRequest("binary frames are not accepted: send each request as JSON in a text frame")))
+            case .refused(let rid, let error):
+                await writes.wait(untilBelow: 1)
+                outbox.send(Replies.error(rid: rid, error))
             }
-            return nil
-        } catch is CancellationError {
-            return nil
-        } catch {
-            logger.debug("connection ended with an error", metadata: ["verso.error": "\(error)"])
-            return Task.isCancelled ? nil : error
         }
     }
 
@@ -124,22 +150,14 @@ struct Connection {
     /// Most writes one connection may have queued in the engine before its next request waits.
     static let maxWritesInFlight = 128
 
-    private func handle(_ text: String, session: String, access: inout Access, expiry: TokenExpiry, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, subscriptions: inout [Int64: SubscriptionLane]) async {
-        let envelope: RequestEnvelope
-        do {
-            envelope = try Request.parse(text)
-        } catch {
-            await writes.wait(untilBelow: 1)
-            outbox.send(Replies.error(rid: error.rid, error.error))
-            return
-        }
+    private func handle(_ envelope: RequestEnvelope, session: String, dispatcher: RequestDispatcher, expiry: TokenExpiry, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, subscriptions: inout [Int64: SubscriptionLane]) async {
         let rid = envelope.rid
         switch envelope.request {
         case .write(let operation):
-            await submit(WriteCommand(operations: [operation], isTxn: false), rid: rid, access: access, outbox: outbox, closing: closing, writes: writes)
+            await submit(WriteCommand(operations: [operation], isTxn: false), rid: rid, access: dispatcher.access, outbox: outbox, closing: closing, writes: writes)
             return
         case .txn(let operations):
-            await submit(WriteCommand(operations: operations, isTxn: true), rid: rid, access: access, outbox: outbox, closing: closing, writes: writes)
+            await submit(WriteCommand(operations: operations, isTxn: true), rid: rid, access: dispatcher.access, outbox: outbox, closing: closing, writes: writes)
             return
         default:
             // Every other reply follows the acks of the writes before it, and sees them.
@@ -154,25 +172,25 @@ struct Connection {
                     case .valid(let identity, let expires):
                         // A token in hello refreshes the connection's identity, never changes it:
                         // what it subscribed to was checked against the rules it had.
-                        if let current = try? self.identity(for: access), current != identity {
+                        if let current = try? self.identity(for: dispatcher.access), current != identity {
                             throw RequestError(.forbidden, "this token stands for another user or other rules than the connection's (\(current.user)): open a new connection with it")
                         }
-                        access = Access(token: token, identity: identity, expires: expires, authority: authority)
+                        dispatcher.access = Access(token: token, identity: identity, expires: expires, authority: authority)
                         expiry.arm(expires)
-                        watch(access, expiry: expiry)
+                        watch(dispatcher.access, expiry: expiry)
                         user = identity.user
                     case .invalid(let reason):
                         throw Self.badToken(reason)
                     }
-                } else if case .anonymous = access {
+                } else if case .anonymous = dispatcher.access {
                     user = nil
                 } else {
-                    user = try identity(for: access)?.user
+                    user = try identity(for: dispatcher.access)?.user
                 }
                 outbox.send(Replies.welcome(rid: rid, session: session, epoch: engine.epoch, seq: engine.currentSeq, allowsForce: engine.configuration.allowForce, user: user))
                 return
             }
-            let rules = try rules(for: access)
+            let rules = try rules(for: dispatcher.access)
             switch envelope.request {
             case .write, .txn, .hello:
                 break
@@ -251,15 +269,22 @@ struct Connection {
         // A close may have begun while this write waited for room: then it is not applied.
         guard !closing.isSet, !outbox.isClosing else { return }
         writes.begin()
+        guard let refusal = enqueue(command, rid: rid, rules: rules, outbox: outbox, writes: writes) else { return }
+        await writes.wait(untilBelow: 1)
+        outbox.send(Replies.error(rid: rid, refusal))
+    }
+
+    /// Queues a write already counted in `writes`; its reply goes out through `outbox` when
+    /// it is decided. Returns the engine's refusal instead (the count given back), which the
+    /// caller answers once the writes before it are answered.
+    func enqueue(_ command: WriteCommand, rid: JSONValue?, rules: AccessRules, outbox: Outbox, writes: InFlightWrites) -> RequestError? {
         let isTxn = command.isTxn
         let refusal = engine.enqueue(command, from: writes.client) { result in
             outbox.send(Self.reply(to: result, rid: rid, isTxn: isTxn, rules: rules))
             writes.end()
         }
-        guard let refusal else { return }
-        writes.end()
-        await writes.wait(untilBelow: 1)
-        outbox.send(Replies.error(rid: rid, refusal))
+        if refusal != nil { writes.end() }
+        return refusal
     }
 
     /// The reply to a write, encoded; a conflict on a key `rules` do not let the writer read
@@ -294,7 +319,7 @@ struct Connection {
     }
 
     /// The rules the connection acts under now; `unauthorized` when it has no valid token.
-    private func rules(for access: Access) throws(RequestError) -> AccessRules {
+    func rules(for access: Access) throws(RequestError) -> AccessRules {
         try identity(for: access)?.rules ?? .everything
     }
 

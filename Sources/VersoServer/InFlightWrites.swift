@@ -27,6 +27,19 @@ final class InFlightWrites: Sendable {
         state.withLock { $0.count += 1 }
     }
 
+    /// Counts a write about to be queued when fewer than `limit` are in flight, without waiting;
+    /// false (counting nothing) when the limit is reached.
+    func begin(ifBelow limit: Int) -> Bool {
+        state.withLock { state in
+            guard state.count < limit else { return false }
+            state.count += 1
+            return true
+        }
+    }
+
+    /// Whether no write is in flight: a reply may go out now and still follow every ack.
+    var isEmpty: Bool { state.withLock { $0.count == 0 } }
+
     /// A queued write was answered (or turned out not to be queued).
     func end() {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in

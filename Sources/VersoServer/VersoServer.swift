@@ -211,7 +211,7 @@ public final class VersoServer: Sendable {
                 // The same rule the extension builder answers the handshake with.
                 let compression = PerMessageDeflate.agreement(requestHeaders: request.headerFields)
                 // Called on the channel's event loop, before NIO adds the frame decoder.
-                let settings = WebSocketGuard.Settings(allowsRSV1: compression != nil, pingInterval: .init(configuration.pingInterval), closeGracePeriod: .init(configuration.closeGracePeriod), logger: logger)
+                let settings = WebSocketGuard.Settings(allowsRSV1: compression != nil, pingInterval: .init(configuration.pingInterval), closeGracePeriod: .init(configuration.closeGracePeriod), maxMessageBytes: configuration.maxMessageBytes, logger: logger)
                 let closing = ClosingFlag()
                 try await channel.eventLoop.submit {
                     try channel.pipeline.syncOperations.addHandler(WebSocketGuardInstaller(settings: settings, closing: closing))

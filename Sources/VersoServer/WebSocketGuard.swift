@@ -37,6 +37,8 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
         var pingInterval: TimeAmount
         /// Time the client has to answer the server's close frame before the socket is dropped.
         var closeGracePeriod: TimeAmount
+        /// The largest message accepted (after decompression, across fragments).
+        var maxMessageBytes: Int
         var logger: Logger
     }
 
@@ -52,23 +54,29 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var awaitingPong = false
     private var pings: RepeatedTask?
     private var dropper: Scheduled<Void>?
+    /// Set while the handler is in the pipeline, for `failConnection` (event loop only).
+    private var context: ChannelHandlerContext?
 
     private init(settings: Settings, closing: ClosingFlag) {
         self.settings = settings
         self.closing = closing
     }
 
-    /// Puts a guard right after the WebSocket frame decoder (and the connection's `FrameWriter`
-    /// next to the encoder), unless there is one already or the channel has not been upgraded.
-    /// Call on the channel's event loop.
+    /// Puts a guard right after the WebSocket frame decoder, the connection's `RequestReader`
+    /// right after the guard and its `FrameWriter` next to the encoder, unless they are there
+    /// already or the channel has not been upgraded. Call on the channel's event loop.
     static func installIfNeeded(on pipeline: ChannelPipeline.SynchronousOperations, settings: Settings, closing: ClosingFlag) throws {
         try FrameWriter.installIfNeeded(on: pipeline, closing: closing)
         if (try? pipeline.handler(type: WebSocketGuard.self)) != nil { return }
         guard let decoder = try? pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self) else { return }
-        try pipeline.addHandler(WebSocketGuard(settings: settings, closing: closing), position: .after(decoder))
+        let webSocketGuard = WebSocketGuard(settings: settings, closing: closing)
+        try pipeline.addHandler(webSocketGuard, position: .after(decoder))
+        let reader = RequestReader(maxMessageBytes: settings.maxMessageBytes, compressed: settings.allowsRSV1, webSocketGuard: webSocketGuard)
+        try pipeline.addHandler(reader, position: .after(webSocketGuard))
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         let interval = settings.pingInterval
         let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
         pings = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
@@ -77,7 +85,17 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
         stopTimers()
+    }
+
+    /// Fails the connection with `code` for a message the layer above found wrong (1007, 1009,
+    /// 1002): the close frame goes out, nothing more the client sends is applied, and the socket
+    /// is closed once the client answers the close or the grace period ends. Event loop only.
+    func failConnection(code: WebSocketErrorCode, reason: String) {
+        guard let context, !closeSent else { return }
+        settings.logger.debug("failing the connection", metadata: ["verso.reason": "\(reason)"])
+        fail(context: context, code: code, reason: reason)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

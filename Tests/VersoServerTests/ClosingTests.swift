@@ -24,6 +24,13 @@ struct HostileFrame: Sendable, CustomTestStringConvertible {
         HostileFrame(name: "an unmasked frame (RFC 6455 5.1)", bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8), masked: false), closeCode: 1002),
         HostileFrame(name: "a frame over the size limit", bytes: RawSocket.frame(opcode: 0x1, Array(repeating: 0x20, count: 5000)), closeCode: 1009),
         HostileFrame(name: "a deflate bomb", bytes: RawSocket.frame(opcode: 0x1, deflateBomb, reservedBits: 0b100), closeCode: 1009, compression: true),
+        // 0xFF starts a deflate block of the reserved type 3 (RFC 1951 section 3.2.3).
+        HostileFrame(name: "a compressed message that does not inflate", bytes: RawSocket.frame(opcode: 0x1, [0xFF, 0xFF, 0xFF, 0xFF], reservedBits: 0b100), closeCode: 1007, compression: true),
+        HostileFrame(
+            name: "a text frame that starts a new message inside a fragmented one",
+            bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"#.utf8), fin: false) + RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8)),
+            closeCode: 1002
+        ),
     ]
 }
 

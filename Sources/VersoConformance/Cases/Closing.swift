@@ -28,6 +28,12 @@ extension ConformanceSuite {
                 try await peer.sendFrame(opcode: 0x0, Array(#"{"type":"hello"}"#.utf8))
             }
         },
+        ConformanceCase("1.2 closing codes: a text frame that starts a new message inside a fragmented one closes with 1002") { context in
+            try await expectClose(1002, context, "after a text frame while a fragmented message was not finished") { peer in
+                try await peer.sendFrame(opcode: 0x1, fin: false, Array(#"{"type":"#.utf8))
+                try await peer.sendFrame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8))
+            }
+        },
         ConformanceCase("1.2 closing codes: a text message that is not valid UTF-8 closes with 1007") { context in
             try await expectClose(1007, context, "after a text frame holding the bytes 7B C3 28 7D") { peer in
                 try await peer.sendFrame(opcode: 0x1, [0x7B, 0xC3, 0x28, 0x7D])

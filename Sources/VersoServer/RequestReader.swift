@@ -1,0 +1,207 @@
+import NIOCore
+import NIOWebSocket
+import VersoDeflate
+
+/// Turns a connection's data frames into messages on the event loop and hands each one to the
+/// connection's `RequestDispatcher` there, with no task or stream per message.
+///
+/// Sits right after the `WebSocketGuard`, which has already refused frames no client may send.
+/// It joins fragments, inflates compressed messages (RFC 7692) and enforces, per message:
+/// the size limit after decompression and across fragments (1009), valid UTF-8 in text (1007,
+/// also for a compressed message that does not inflate), and continuation frames only inside a
+/// fragmented message (1002). It fails the connection through the guard, which then lets
+/// nothing more through but the client's close. Control frames go on to the WebSocket layer
+/// above, which answers pings and completes the closing handshake.
+///
+/// Messages that arrive before the connection attaches its dispatcher are kept in order until
+/// it does. While the dispatcher (or that early queue) holds more than `backlogLimit` messages
+/// not yet handled, the socket is not read: a client cannot queue requests without bound.
+/// Used on the channel's event loop only.
+final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+    /// Outbound data passes through as it comes; only `read` is looked at.
+    typealias OutboundIn = Any
+
+    /// One whole message from the client.
+    enum Message {
+        /// A text message: valid UTF-8.
+        case text(String)
+        /// A binary message (its content is never used).
+        case binary
+    }
+
+    /// A fragmented message being joined.
+    private enum Assembly {
+        case idle
+        case text(ByteBuffer)
+        case binary(bytes: Int)
+    }
+
+    /// Messages not yet handled past which the socket is not read.
+    static let backlogLimit = 16
+
+    private let maxMessageBytes: Int
+    private let inflater: PerMessageInflater?
+    private let webSocketGuard: WebSocketGuard
+    private var assembly = Assembly.idle
+    private var dispatcher: RequestDispatcher?
+    private var early: [Message] = []
+    /// The client closed (or failed the connection): nothing more is handed on.
+    private var ended = false
+    private var readWithheld = false
+    private var context: ChannelHandlerContext?
+
+    init(maxMessageBytes: Int, compressed: Bool, webSocketGuard: WebSocketGuard) {
+        self.maxMessageBytes = maxMessageBytes
+        self.inflater = compressed ? PerMessageInflater(maxMessageBytes: maxMessageBytes) : nil
+        self.webSocketGuard = webSocketGuard
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        end()
+    }
+
+    /// Hands the messages read so far, and every later one, to `dispatcher`.
+    func attach(_ dispatcher: RequestDispatcher) {
+        self.dispatcher = dispatcher
+        let waiting = early
+        early = []
+        for message in waiting { dispatcher.receive(message) }
+        if ended { dispatcher.finish() }
+        resumeReadingIfRoom()
+    }
+
+    /// Reads the socket again if it was held back and the backlog has room (after the
+    /// dispatcher handled a queued message).
+    func resumeReadingIfRoom() {
+        guard readWithheld, backlog < Self.backlogLimit, let context else { return }
+        readWithheld = false
+        context.read()
+    }
+
+    private var backlog: Int { dispatcher?.backlog ?? early.count }
+
+    func read(context: ChannelHandlerContext) {
+        if backlog >= Self.backlogLimit {
+            readWithheld = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        end()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary, .continuation:
+            guard !ended else { return }
+            do {
+                try receive(frame)
+            } catch {
+                end()
+                webSocketGuard.failConnection(code: error.code, reason: error.reason)
+            }
+        case .connectionClose:
+            // Everything before the close is handed on; nothing after it.
+            end()
+            context.fireChannelRead(data)
+        default:
+            context.fireChannelRead(data)
+        }
+    }
+
+    /// Why a message fails the connection.
+    struct Failure: Error {
+        var code: WebSocketErrorCode
+        var reason: String
+
+        static func tooLarge(_ limit: Int) -> Failure {
+            Failure(code: .messageTooLarge, reason: "message larger than \(limit) bytes")
+        }
+    }
+
+    private func receive(_ frame: WebSocketFrame) throws(Failure) {
+        switch (frame.opcode, assembly) {
+        case (.continuation, .idle):
+            throw Failure(code: .protocolError, reason: "a continuation frame with no message to continue")
+        case (.text, .text), (.text, .binary), (.binary, .text), (.binary, .binary):
+            throw Failure(code: .protocolError, reason: "a new message began before the last one ended")
+        default:
+            break
+        }
+        let payload = try inflated(frame)
+        switch (frame.opcode, assembly) {
+        case (.text, _):
+            if frame.fin { try deliver(text: payload) } else { assembly = .text(payload) }
+        case (.binary, _):
+            if frame.fin { deliver(.binary) } else { assembly = .binary(bytes: payload.readableBytes) }
+        case (_, .text(var joined)):
+            guard joined.readableBytes + payload.readableBytes <= maxMessageBytes else { throw Failure.tooLarge(maxMessageBytes) }
+            assembly = .idle
+            var payload = payload
+            joined.writeBuffer(&payload)
+            if frame.fin { try deliver(text: joined) } else { assembly = .text(joined) }
+        case (_, .binary(let bytes)):
+            let total = bytes + payload.readableBytes
+            guard total <= maxMessageBytes else { throw Failure.tooLarge(maxMessageBytes) }
+            if frame.fin {
+                assembly = .idle
+                deliver(.binary)
+            } else {
+                assembly = .binary(bytes: total)
+            }
+        default:
+            throw Failure(code: .protocolError, reason: "a continuation frame with no message to continue")
+        }
+    }
+
+    /// The frame's payload, unmasked, and inflated when its message is compressed.
+    private func inflated(_ frame: WebSocketFrame) throws(Failure) -> ByteBuffer {
+        guard let inflater else {
+            // The guard refused RSV1 without permessage-deflate.
+            let payload = frame.unmaskedData
+            guard payload.readableBytes <= maxMessageBytes else { throw Failure.tooLarge(maxMessageBytes) }
+            return payload
+        }
+        do {
+            // An inflated frame comes back unmasked; one that was not compressed, as it came.
+            return try inflater.inflate(frame).unmaskedData
+        } catch NIOWebSocketError.invalidFrameLength {
+            throw Failure.tooLarge(maxMessageBytes)
+        } catch {
+            throw Failure(code: .dataInconsistentWithMessage, reason: "a compressed message that does not inflate")
+        }
+    }
+
+    private func deliver(text payload: ByteBuffer) throws(Failure) {
+        assembly = .idle
+        guard let text = String(validating: payload.readableBytesView, as: UTF8.self) else {
+            throw Failure(code: .dataInconsistentWithMessage, reason: "a text message that is not valid UTF-8")
+        }
+        deliver(.text(text))
+    }
+
+    private func deliver(_ message: Message) {
+        if let dispatcher {
+            dispatcher.receive(message)
+        } else {
+            early.append(message)
+        }
+    }
+
+    private func end() {
+        guard !ended else { return }
+        ended = true
+        dispatcher?.finish()
+    }
+}
