@@ -51,16 +51,13 @@ public struct AccessRules: Sendable, Equatable {
         rules.contains { $0.rights.contains(right) && RecordKey.key(prefix, hasPrefix: $0.prefix) }
     }
 
-    /// The rights a write operation needs on its key.
-    public static func rightsNeeded(by operation: WriteOperation) -> [AccessRight] {
-        var rights: [AccessRight] = if case .check = operation.action { [.read] } else { [.write] }
-        if operation.precondition == .force { rights.append(.force) }
-        return rights
-    }
-
-    /// The first right `operation` needs and is not allowed, or nil when it is allowed.
+    /// The first right `operation` needs on its key and is not allowed, or nil when it is
+    /// allowed: `read` for a check, `write` for any other write, and `force` too when forced.
     public func missingRight(for operation: WriteOperation) -> AccessRight? {
-        Self.rightsNeeded(by: operation).first { !allows($0, on: operation.key) }
+        let first: AccessRight = if case .check = operation.action { .read } else { .write }
+        if !allows(first, on: operation.key) { return first }
+        if operation.precondition == .force, !allows(.force, on: operation.key) { return .force }
+        return nil
     }
 }
 

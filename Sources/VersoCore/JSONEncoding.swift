@@ -47,6 +47,13 @@ public struct JSONWriter: Sendable {
     }
 
     /// Appends a whole value.
+    /// One object member, `"name":value`, without a separator.
+    private mutating func member(_ name: BytewiseString, _ value: JSONValue) {
+        string(name.string)
+        bytes.append(UInt8(ascii: ":"))
+        self.value(value)
+    }
+
     public mutating func value(_ value: JSONValue) {
         switch value {
         case .null: raw("null")
@@ -62,11 +69,14 @@ public struct JSONWriter: Sendable {
             bytes.append(UInt8(ascii: "]"))
         case .object(let members):
             bytes.append(UInt8(ascii: "{"))
-            for (position, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
-                if position > 0 { bytes.append(UInt8(ascii: ",")) }
-                string(member.key.string)
-                bytes.append(UInt8(ascii: ":"))
-                self.value(member.value)
+            if members.count <= 1 {
+                // Nothing to sort (and no sorted copy to allocate).
+                for member in members { self.member(member.key, member.value) }
+            } else {
+                for (position, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
+                    if position > 0 { bytes.append(UInt8(ascii: ",")) }
+                    self.member(member.key, member.value)
+                }
             }
             bytes.append(UInt8(ascii: "}"))
         }
