@@ -46,14 +46,15 @@ def fail(message: str) -> None:
 
 def compile_counter(folder: str) -> str:
     library = os.path.join(folder, "malloc_count.so")
-    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", library, SOURCE, "-ldl"], check=True)
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", library, SOURCE, "-ldl", "-lpthread"], check=True)
     return library
 
 
-def start_server(server: str, data: str, library: str) -> tuple["subprocess.Popen[bytes]", str, str]:
+def start_server(server: str, data: str, library: str, env_extra: dict[str, str] | None = None) -> tuple["subprocess.Popen[bytes]", str, str]:
+    """Starts `server` on `data` with `library` preloaded; returns it, its URL and its log's path."""
     log_path = os.path.join(data, "server.log")
     with open(log_path, "w") as log:
-        env = dict(os.environ, LD_PRELOAD=library)
+        env = dict(os.environ, LD_PRELOAD=library, **(env_extra or {}))
         proc = subprocess.Popen([server, "--port", "0", "--data", data], stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + 30
     while time.time() < deadline:

@@ -68,7 +68,8 @@ SCENARIOS = [
     ("cas", [], ["cas", "--connections", "64", "--keys", "10000", "--value-size", "100", "--duration", "{d}", "--warmup", "2"]),
     ("cas-normal", ["--durability", "normal"], ["cas", "--connections", "64", "--keys", "10000", "--value-size", "100", "--duration", "{d}", "--warmup", "2"]),
     ("fanout", [], ["fanout", "--writers", "1", "--subscribers", "1000", "--duration", "{d}", "--warmup", "2"]),
-    ("connections", [], ["connections", "--connections", "10000"]),
+    # 10,000 subscribers and the writer: one more than the server's default --max-connections.
+    ("connections", ["--max-connections", "10100"], ["connections", "--connections", "10000"]),
     ("counter", [], ["counter", "--connections", "64", "--hot", "8", "--ops", "50"]),
     ("mixed", [], ["mixed", "--connections", "64", "--keys", "10000", "--read-percent", "80", "--subscribe", "1", "--duration", "{d}", "--warmup", "2"]),
     ("hog", [], ["hog", "--connections", "16", "--keys", "1600", "--rate", "500", "--record-size", "900000", "--pipeline", "128", "--attack", "mixed", "--duration", "{d}", "--warmup", "2"]),

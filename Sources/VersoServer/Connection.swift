@@ -77,23 +77,24 @@ struct Connection {
         let expiry = TokenExpiry(eventLoop: channel.eventLoop, outbox: outbox)
         expiry.arm(access.expires)
         watch(access, expiry: expiry)
-        let (lane, laneInput) = AsyncStream.makeStream(of: QueuedRequest.self)
-        let dispatcher = RequestDispatcher(connection: self, access: access, eventLoop: channel.eventLoop, outbox: outbox, writes: writes, closing: closing, lane: laneInput)
+        let dispatcher = RequestDispatcher(connection: self, access: access, eventLoop: channel.eventLoop, outbox: outbox, writes: writes, closing: closing)
+        dispatcher.handler = { [self] request in
+            await handleQueued(request, session: session, dispatcher: dispatcher, expiry: expiry, outbox: outbox, closing: closing, writes: writes)
+        }
         // The reader was put in place with the guard, before the first frame was decoded.
-        let attached = try? await channel.eventLoop.submit { () -> Bool in
-            guard let reader = try? channel.pipeline.syncOperations.handler(type: RequestReader.self) else { return false }
+        _ = try? await channel.eventLoop.submit {
+            guard let reader = try? channel.pipeline.syncOperations.handler(type: RequestReader.self) else { return }
             dispatcher.reader = reader
             reader.attach(dispatcher)
-            return true
         }.get()
-        if attached != true { laneInput.finish() }
-        // The task runs on the channel's event loop: a queued request costs no thread hop to the
-        // pool and back (store reads still run on the store's own threads), and the dispatcher's
-        // state is touched on that one thread.
+        // On the channel's event loop, where the dispatcher's state lives.
         await withTaskExecutorPreference(EventLoopTaskExecutor(channel.eventLoop)) {
-            async let control: Void = Self.answerControlFrames(inbound, logger: logger)
-            await handleQueued(lane, session: session, dispatcher: dispatcher, expiry: expiry, outbox: outbox, closing: closing, writes: writes)
-            await control
+            await Self.answerControlFrames(inbound, logger: logger)
+            // No request arrives after the client's close or the end of the channel.
+            await dispatcher.waitUntilHandled()
+            dispatcher.handler = nil
+            for (id, lane) in dispatcher.subscriptions { engine.unsubscribe(id, sink: lane) }
+            dispatcher.subscriptions = [:]
         }
         expiry.disarm()
         if case .listed(let tokens)? = authority { tokens.unwatch(ObjectIdentifier(expiry)) }
@@ -113,30 +114,22 @@ struct Connection {
         }
     }
 
-    /// Handles the requests the dispatcher queued, in order, until the client closes or the
-    /// connection ends; then ends the connection's subscriptions.
-    private func handleQueued(_ lane: AsyncStream<QueuedRequest>, session: String, dispatcher: RequestDispatcher, expiry: TokenExpiry, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites) async {
-        var subscriptions: [Int64: SubscriptionLane] = [:]
-        defer {
-            for (id, lane) in subscriptions { engine.unsubscribe(id, sink: lane) }
-        }
-        for await request in lane {
-            defer { dispatcher.handled() }
-            // Once a close is under way, requests still queued are not applied.
-            guard !closing.isSet, !outbox.isClosing else { continue }
-            switch request {
-            case .request(let envelope):
-                await handle(envelope, session: session, dispatcher: dispatcher, expiry: expiry, outbox: outbox, closing: closing, writes: writes, subscriptions: &subscriptions)
-            case .rejected(let rejected):
-                await writes.wait(untilBelow: 1)
-                outbox.send(Replies.error(rid: rejected.rid, rejected.error))
-            case .binary:
-                await writes.wait(untilBelow: 1)
-                outbox.send(Replies.error(rid: nil, .badRequest("binary frames are not accepted: send each request as JSON in a text frame")))
-            case .refused(let rid, let error):
-                await writes.wait(untilBelow: 1)
-                outbox.send(Replies.error(rid: rid, error))
-            }
+    /// Handles one request the dispatcher queued (requests are handled one at a time, in order).
+    private func handleQueued(_ request: QueuedRequest, session: String, dispatcher: RequestDispatcher, expiry: TokenExpiry, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites) async {
+        // Once a close is under way, requests still queued are not applied.
+        guard !closing.isSet, !outbox.isClosing else { return }
+        switch request {
+        case .request(let envelope):
+            await handle(envelope, session: session, dispatcher: dispatcher, expiry: expiry, outbox: outbox, closing: closing, writes: writes)
+        case .rejected(let rejected):
+            await writes.wait(untilBelow: 1)
+            outbox.send(Replies.error(rid: rejected.rid, rejected.error))
+        case .binary:
+            await writes.wait(untilBelow: 1)
+            outbox.send(Replies.error(rid: nil, .badRequest("binary frames are not accepted: send each request as JSON in a text frame")))
+        case .refused(let rid, let error):
+            await writes.wait(untilBelow: 1)
+            outbox.send(Replies.error(rid: rid, error))
         }
     }
 
@@ -150,7 +143,7 @@ struct Connection {
     /// Most writes one connection may have queued in the engine before its next request waits.
     static let maxWritesInFlight = 128
 
-    private func handle(_ envelope: RequestEnvelope, session: String, dispatcher: RequestDispatcher, expiry: TokenExpiry, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites, subscriptions: inout [Int64: SubscriptionLane]) async {
+    private func handle(_ envelope: RequestEnvelope, session: String, dispatcher: RequestDispatcher, expiry: TokenExpiry, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites) async {
         let rid = envelope.rid
         switch envelope.request {
         case .write(let operation):
@@ -212,13 +205,13 @@ struct Connection {
                     outbox.send(Replies.error(rid: rid, error, key: key))
                     return
                 }
-                guard subscriptions.count < RequestLimits.maxSubscriptionsPerConnection else { throw Self.tooManySubscriptions }
+                guard dispatcher.subscriptions.count < RequestLimits.maxSubscriptionsPerConnection else { throw Self.tooManySubscriptions }
                 // Live updates wait in the lane, counted against this connection's limit, until
                 // the starting records are queued: they go out as the client reads them.
                 let lane = outbox.makeLane()
                 defer { lane.release() }
                 let start = try await engine.subscribe(filter, since: since, epoch: epoch, sink: lane)
-                subscriptions[start.id] = lane
+                dispatcher.subscriptions[start.id] = lane
                 engine.activate(start)
                 outbox.send(Replies.subscribed(rid: rid, sub: start.id, seq: start.seq, reset: start.reset, snapshots: start.snapshots.count))
                 if start.replay.isEmpty {
@@ -229,7 +222,7 @@ struct Connection {
                     await outbox.send(paced: start.replay.lazy.map { EncodedUpdate($0).message(sub: start.id) }, totalBytes: bytes)
                 }
             case .unsubscribe(let sub):
-                guard let lane = subscriptions.removeValue(forKey: sub), engine.unsubscribe(sub, sink: lane) else {
+                guard let lane = dispatcher.subscriptions.removeValue(forKey: sub), engine.unsubscribe(sub, sink: lane) else {
                     throw RequestError(.notFound, "this connection has no subscription \(sub)")
                 }
                 outbox.send(Replies.unsubscribed(rid: rid, sub: sub))

@@ -1,6 +1,7 @@
 import NIOCore
 import VersoCore
 import VersoEngine
+import VersoEventLoop
 
 /// A request the connection's task handles, in the order the client sent it.
 enum QueuedRequest: Sendable {
@@ -19,35 +20,44 @@ enum QueuedRequest: Sendable {
 /// A write (or txn) that can be queued in the engine at once, with nothing of the connection's
 /// still waiting before it, is submitted right there: parsed, checked against the connection's
 /// access rules and queued, with no task resumed. Every other request (reads, subscriptions,
-/// hello, errors, a write past the in-flight limit) goes to the connection's task through
-/// `lane`, and so do all requests after it until the task has handled them all, so replies keep
-/// the order of the requests.
+/// hello, errors, a write past the in-flight limit) is queued here and handled by a task that
+/// runs only while such requests wait, and so is every request after it until the queue is
+/// empty, so replies keep the order of the requests. An idle connection holds no task of its
+/// own for this.
 ///
-/// All of its state is used on the channel's event loop only: by the `RequestReader`, and by
-/// the connection's task, which runs on that loop's task executor (each entry point asserts
-/// it). That is what makes the `@unchecked Sendable` safe.
+/// All of its state is used on the channel's event loop only: by the `RequestReader`, by the
+/// connection's task and by the task handling queued requests, both of which run on that loop's
+/// task executor (each entry point asserts it). That is what makes the `@unchecked Sendable`
+/// safe.
 final class RequestDispatcher: @unchecked Sendable {
     private let connection: Connection
     private let eventLoop: any EventLoop
     private let outbox: Outbox
     private let writes: InFlightWrites
     private let closing: ClosingFlag
-    private let lane: AsyncStream<QueuedRequest>.Continuation
-    /// Who the connection acts as; changed only by `hello`, in the connection's task.
+    /// Who the connection acts as; changed only by `hello`, in a queued request.
     private var accessNow: Connection.Access
-    /// Requests handed to the task and not yet handled.
-    private(set) var backlog = 0
+    /// Requests waiting for the handling task, from `nextIndex` on. An array rather than a
+    /// ring buffer so that a connection with nothing queued holds no storage for it.
+    private var queued: [QueuedRequest] = []
+    private var nextIndex = 0
+    /// The task handling queued requests, while there are any.
+    private var handling: Task<Void, Never>?
+    /// Handles one queued request: set by the connection before any request arrives, cleared
+    /// when it ends.
+    var handler: (@Sendable (QueuedRequest) async -> Void)?
+    /// The connection's subscriptions, by id (changed by queued requests only).
+    var subscriptions: [Int64: SubscriptionLane] = [:]
     /// Set when attached to the connection's reader.
     var reader: RequestReader?
 
-    init(connection: Connection, access: Connection.Access, eventLoop: any EventLoop, outbox: Outbox, writes: InFlightWrites, closing: ClosingFlag, lane: AsyncStream<QueuedRequest>.Continuation) {
+    init(connection: Connection, access: Connection.Access, eventLoop: any EventLoop, outbox: Outbox, writes: InFlightWrites, closing: ClosingFlag) {
         self.connection = connection
         self.accessNow = access
         self.eventLoop = eventLoop
         self.outbox = outbox
         self.writes = writes
         self.closing = closing
-        self.lane = lane
     }
 
     /// Who the connection acts as now.
@@ -61,6 +71,9 @@ final class RequestDispatcher: @unchecked Sendable {
             accessNow = newValue
         }
     }
+
+    /// Requests queued and not yet handled (the one being handled included).
+    private(set) var backlog = 0
 
     /// A whole message from the client, in order.
     func receive(_ message: RequestReader.Message) {
@@ -86,23 +99,45 @@ final class RequestDispatcher: @unchecked Sendable {
 
     private func queue(_ request: QueuedRequest) {
         backlog += 1
-        lane.yield(request)
+        queued.append(request)
+        guard handling == nil else { return }
+        handling = Task(executorPreference: EventLoopTaskExecutor(eventLoop)) {
+            while let request = self.nextQueued() {
+                await self.handler?(request)
+                self.handled()
+            }
+        }
     }
 
-    /// The connection's task handled one queued request.
-    func handled() {
+    /// The next queued request; nil, ending the handling task, when there is none.
+    private func nextQueued() -> QueuedRequest? {
+        eventLoop.assertInEventLoop()
+        if nextIndex < queued.count {
+            defer { nextIndex += 1 }
+            return queued[nextIndex]
+        }
+        queued = []
+        nextIndex = 0
+        handling = nil
+        return nil
+    }
+
+    private func handled() {
         eventLoop.assertInEventLoop()
         backlog -= 1
         reader?.resumeReadingIfRoom()
     }
 
-    /// No request will follow: the client closed, or the connection failed or ended.
-    func finish() {
-        lane.finish()
+    /// Returns once every queued request is handled. Call when no more requests can arrive.
+    func waitUntilHandled() async {
+        eventLoop.assertInEventLoop()
+        while let handling {
+            await handling.value
+        }
     }
 
     /// Submits a write that needs no waiting: its rules allow it and the connection has room
-    /// in flight. False, doing nothing, when the task must handle it.
+    /// in flight. False, doing nothing, when it must be queued.
     private func submitAtOnce(_ envelope: RequestEnvelope) -> Bool {
         let command: WriteCommand
         switch envelope.request {

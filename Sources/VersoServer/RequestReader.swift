@@ -73,7 +73,6 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
         let waiting = early
         early = []
         for message in waiting { dispatcher.receive(message) }
-        if ended { dispatcher.finish() }
         resumeReadingIfRoom()
     }
 
@@ -200,8 +199,6 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func end() {
-        guard !ended else { return }
         ended = true
-        dispatcher?.finish()
     }
 }

@@ -68,6 +68,40 @@ struct FairWritesTests {
         }
     }
 
+    @Test("a connection with 128 writes waiting has no further request taken until some are answered; then every reply comes in request order")
+    func inFlightLimit() async throws {
+        let directory = TestServer.makeDataDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await TestServer.with(dataDirectory: directory) { server in
+            let engine = server.server.engine
+            try await TestClient.with(url: server.url, compression: false) { client in
+                // The writer waits for this lock with the blocker's put (well within SQLite's
+                // 5 s busy timeout), so the client's writes can only queue.
+                let lock = try WriteLock(databaseIn: directory)
+                let keys = (0..<200).map { _ in uniqueKey("inflight") }
+                try await TestClient.with(url: server.url, compression: false) { blocker in
+                    try await blocker.send(#"{"type":"put","key":"\#(uniqueKey("blocker"))","base":0,"data":{}}"#)
+                    try await waitUntil { engine.committingWriteCount == 1 }
+                    for (index, key) in keys.enumerated() {
+                        try await client.send(#"{"type":"put","rid":\#(index),"key":"\#(key)","base":0,"data":{"n":\#(index)}}"#)
+                    }
+                    try await client.send(#"{"type":"get","rid":"last","key":"\#(keys[199])"}"#)
+                    try await waitUntil { engine.queuedWriteCount == 128 }
+                    try await Task.sleep(for: .milliseconds(300))
+                    #expect(engine.queuedWriteCount == 128, "writes past the limit were taken")
+                    try lock.release()
+                    #expect(try await blocker.next().type == "ack")
+                }
+                for index in 0..<200 {
+                    let reply = try await client.next()
+                    #expect(reply.type == "ack" && reply["rid"]?.int == Int64(index), "\(reply.encodedString)")
+                }
+                let last = try await client.next()
+                #expect(last.type == "snapshot" && last["rid"]?.str == "last" && last["data"]?["n"]?.int == 199, "\(last.encodedString)")
+            }
+        }
+    }
+
     @Test("a conflict on a large record carries the record exactly as stored, before and after a patch")
     func conflictCarriesStoredData() async throws {
         try await TestServer.with { server in
