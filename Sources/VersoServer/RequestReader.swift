@@ -130,6 +130,12 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func receive(_ frame: WebSocketFrame) throws(Failure) {
+        if frame.fin, !frame.rsv1, frame.opcode == .text, case .idle = assembly {
+            // The common case, a whole uncompressed text message in one frame: unmasked
+            // straight into the string's validation, with no copy of the payload in between.
+            deliver(.text(try Self.text(unmasking: frame, limit: maxMessageBytes)))
+            return
+        }
         switch (frame.opcode, assembly) {
         case (.continuation, .idle):
             throw Failure(code: .protocolError, reason: "a continuation frame with no message to continue")
@@ -180,6 +186,24 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
         } catch {
             throw Failure(code: .dataInconsistentWithMessage, reason: "a compressed message that does not inflate")
         }
+    }
+
+    /// The frame's payload unmasked, as text; 1007 when it is not UTF-8, 1009 past `limit`.
+    static func text(unmasking frame: WebSocketFrame, limit: Int) throws(Failure) -> String {
+        let count = frame.data.readableBytes
+        guard count <= limit else { throw Failure.tooLarge(limit) }
+        let text = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(count, 1)) { unmasked -> String? in
+            frame.data.withUnsafeReadableBytes { masked in
+                if let key = frame.maskKey {
+                    for index in 0..<count { unmasked[index] = masked[index] ^ key[index & 3] }
+                } else {
+                    for index in 0..<count { unmasked[index] = masked[index] }
+                }
+            }
+            return String(validating: UnsafeBufferPointer(rebasing: unmasked[..<count]), as: UTF8.self)
+        }
+        guard let text else { throw Failure(code: .dataInconsistentWithMessage, reason: "a text message that is not valid UTF-8") }
+        return text
     }
 
     private func deliver(text payload: ByteBuffer) throws(Failure) {
