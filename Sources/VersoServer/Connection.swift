@@ -49,9 +49,10 @@ struct Connection {
     /// Serves the connection until it closes.
     ///
     /// Requests come from the connection's `RequestReader` on the event loop: writes that can
-    /// be queued at once are submitted there (see `RequestDispatcher`), every other request is
-    /// handled here, in order. The WebSocket layer's own stream now carries only control
-    /// frames: it is read alongside, so pings are answered and the closing handshake completes.
+    /// be queued at once are submitted there, every other request is handled in order by a
+    /// task that runs while such requests wait (see `RequestDispatcher`). The WebSocket
+    /// layer's own stream carries only control frames: this reads it, so pings are answered
+    /// and the closing handshake completes, then waits for the queued requests.
     /// A message the reader finds wrong (1002, 1007, 1009) fails the connection through the
     /// `WebSocketGuard`.
     ///
