@@ -130,17 +130,7 @@ final class SQLiteStatement {
 
     func bind(_ index: Int32, _ text: String) throws(SQLiteError) {
         var text = text
-        let result = text.withUTF8 { bytes in bindText(index, bytes) }
-        try check(result)
-    }
-
-    /// Binds UTF-8 bytes as TEXT, or NULL when `bytes` is nil.
-    func bind(_ index: Int32, utf8 bytes: [UInt8]?) throws(SQLiteError) {
-        guard let bytes else {
-            try check(sqlite3_bind_null(pointer, index))
-            return
-        }
-        let result = bytes.withUnsafeBufferPointer { buffer in bindText(index, buffer) }
+        let result = text.withUTF8 { bytes in bindText(index, bytes, copied: true) }
         try check(result)
     }
 
@@ -163,16 +153,7 @@ final class SQLiteStatement {
     }
 
     private func withText<T>(_ index: Int32, _ bytes: UnsafeBufferPointer<UInt8>, _ body: () throws -> T) throws -> T {
-        let result: Int32
-        if let base = bytes.baseAddress, !bytes.isEmpty {
-            result = base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
-                // No destructor (SQLITE_STATIC): SQLite uses the bytes where they are.
-                sqlite3_bind_text(pointer, index, $0, Int32(bytes.count), nil)
-            }
-        } else {
-            result = sqlite3_bind_text(pointer, index, "", 0, transientDestructor)
-        }
-        try check(result)
+        try check(bindText(index, bytes, copied: false))
         defer {
             // A running statement cannot be rebound: reset first.
             sqlite3_reset(pointer)
@@ -181,13 +162,15 @@ final class SQLiteStatement {
         return try body()
     }
 
-    /// Binds UTF-8 bytes as TEXT (never NULL, also when empty); SQLite copies them.
-    private func bindText(_ index: Int32, _ bytes: UnsafeBufferPointer<UInt8>) -> Int32 {
+    /// Binds UTF-8 bytes as TEXT (never NULL, also when empty). `copied`: SQLite copies them
+    /// (SQLITE_TRANSIENT); otherwise it uses them where they are (SQLITE_STATIC, no destructor),
+    /// and they must outlive the binding.
+    private func bindText(_ index: Int32, _ bytes: UnsafeBufferPointer<UInt8>, copied: Bool) -> Int32 {
         guard let base = bytes.baseAddress, !bytes.isEmpty else {
             return sqlite3_bind_text(pointer, index, "", 0, transientDestructor)
         }
         return base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
-            sqlite3_bind_text(pointer, index, $0, Int32(bytes.count), transientDestructor)
+            sqlite3_bind_text(pointer, index, $0, Int32(bytes.count), copied ? transientDestructor : nil)
         }
     }
 

@@ -37,9 +37,6 @@ final class InFlightWrites: Sendable {
         }
     }
 
-    /// Whether no write is in flight: a reply may go out now and still follow every ack.
-    var isEmpty: Bool { state.withLock { $0.count == 0 } }
-
     /// A queued write was answered (or turned out not to be queued).
     func end() {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in

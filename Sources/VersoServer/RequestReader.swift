@@ -127,6 +127,8 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
         static func tooLarge(_ limit: Int) -> Failure {
             Failure(code: .messageTooLarge, reason: "message larger than \(limit) bytes")
         }
+
+        static let notUTF8 = Failure(code: .dataInconsistentWithMessage, reason: "a text message that is not valid UTF-8")
     }
 
     private func receive(_ frame: WebSocketFrame) throws(Failure) {
@@ -144,6 +146,7 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
         default:
             break
         }
+        // Checked before inflating: a frame that breaks the sequence must not reach the inflater.
         let payload = try inflated(frame)
         switch (frame.opcode, assembly) {
         case (.text, _):
@@ -202,14 +205,14 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
             }
             return String(validating: UnsafeBufferPointer(rebasing: unmasked[..<count]), as: UTF8.self)
         }
-        guard let text else { throw Failure(code: .dataInconsistentWithMessage, reason: "a text message that is not valid UTF-8") }
+        guard let text else { throw Failure.notUTF8 }
         return text
     }
 
     private func deliver(text payload: ByteBuffer) throws(Failure) {
         assembly = .idle
         guard let text = String(validating: payload.readableBytesView, as: UTF8.self) else {
-            throw Failure(code: .dataInconsistentWithMessage, reason: "a text message that is not valid UTF-8")
+            throw Failure.notUTF8
         }
         deliver(.text(text))
     }
