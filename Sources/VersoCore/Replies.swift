@@ -187,8 +187,11 @@ public struct EncodedUpdate: Sendable {
     /// Everything after it.
     public let tail: [UInt8]
 
+    /// The same for every update: shared, not built per change.
+    private static let sharedHead = Array("{\"type\":\"update\",\"sub\":".utf8)
+
     public init(_ change: Change) {
-        head = Array("{\"type\":\"update\",\"sub\":".utf8)
+        head = Self.sharedHead
         var writer = JSONWriter()
         writer.raw(",\"key\":"); writer.string(change.key)
         writer.raw(",\"version\":"); writer.integer(change.version)
@@ -201,6 +204,17 @@ public struct EncodedUpdate: Sendable {
             writer.raw("null,\"deleted\":true}")
         }
         tail = writer.bytes
+    }
+
+    /// The length of `message(sub: sub)`, without building it.
+    public func byteCount(sub: Int64) -> Int {
+        var digits = sub < 0 ? 2 : 1
+        var rest = sub.magnitude
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        return head.count + digits + tail.count
     }
 
     /// The whole message for subscription `sub`.

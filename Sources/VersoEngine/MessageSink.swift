@@ -1,5 +1,18 @@
-/// Where a connection's outgoing messages go. `send` must not block: it queues.
+import VersoCore
+
+/// Where a connection's outgoing messages go. Neither `send` may block: they queue.
 public protocol MessageSink: AnyObject, Sendable {
     /// Queues one complete JSON message for the client.
     func send(_ message: [UInt8])
+
+    /// Queues the update message `update.message(sub: sub)`. A sink that writes frames itself
+    /// may keep the shared encoding and write the subscription id into the frame, rather than
+    /// build the message's bytes for each subscriber.
+    func send(_ update: EncodedUpdate, sub: Int64)
+}
+
+extension MessageSink {
+    public func send(_ update: EncodedUpdate, sub: Int64) {
+        send(update.message(sub: sub))
+    }
 }

@@ -56,7 +56,7 @@ final class SubscriptionHub: Sendable {
         state.withLock { state in
             guard var subscription = state.subscriptions[id], let buffer = subscription.buffer else { return }
             for change in buffer where change.seq > seq {
-                subscription.sink.send(EncodedUpdate(change).message(sub: id))
+                subscription.sink.send(EncodedUpdate(change), sub: id)
             }
             subscription.buffer = nil
             subscription.startSeq = seq
@@ -103,7 +103,7 @@ final class SubscriptionHub: Sendable {
                         state.subscriptions[id]!.buffer!.append(change)
                     } else if change.seq > subscription.startSeq {
                         if encoded == nil { encoded = EncodedUpdate(change) }
-                        subscription.sink.send(encoded!.message(sub: id))
+                        subscription.sink.send(encoded!, sub: id)
                     }
                 }
             }

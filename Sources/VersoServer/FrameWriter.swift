@@ -40,20 +40,49 @@ final class FrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
         self.context = nil
     }
 
-    /// Writes `frames` (encoded by `FrameWriter.append`) and flushes; false, writing nothing,
-    /// once the server's close frame has gone out (RFC 6455 section 5.5.1: no frame after it) or
-    /// the handler is gone. `promise` is completed when the bytes are written.
-    func write(_ frames: ByteBuffer, promise: EventLoopPromise<Void>) -> Bool {
-        guard let context, !closing.isSet else { return false }
-        context.writeAndFlush(wrapOutboundOut(frames), promise: promise)
-        return true
+    /// What became of frames handed to `write`.
+    enum Outcome {
+        /// The socket took every byte (and every byte written before).
+        case written
+        /// Some bytes wait for the socket: the future completes once they are written, and
+        /// fails if the connection ends first.
+        case pending(EventLoopFuture<Void>)
+        /// Nothing was written: the server's close frame has gone out, or the handler is gone.
+        case refused
+        /// The connection ended while writing.
+        case failed
+    }
+
+    /// Writes `frames` (encoded by `FrameWriter.append`) and flushes, unless the server's close
+    /// frame has gone out (RFC 6455 section 5.5.1: no frame after it) or the handler is gone.
+    ///
+    /// No promise is made for a write the socket takes at once, the usual case: only when bytes
+    /// stay buffered is an empty write added behind them, whose promise completes once they
+    /// are written (a channel completes its writes in order).
+    func write(_ frames: ByteBuffer) -> Outcome {
+        guard let context, !closing.isSet else { return .refused }
+        context.writeAndFlush(wrapOutboundOut(frames), promise: nil)
+        let channel = context.channel
+        guard channel.isActive else { return .failed }
+        if let buffered = try? channel.syncOptions?.getOption(.bufferedWritableBytes), buffered == 0 {
+            return .written
+        }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0)), promise: written)
+        return .pending(written.futureResult)
     }
 
     /// Appends one unfragmented, unmasked text frame carrying `payload` to `buffer` (RFC 6455
     /// section 5.2), with RSV1 set when the payload is compressed (RFC 7692 section 6).
     static func append(text payload: some Collection<UInt8>, compressed: Bool, to buffer: inout ByteBuffer) {
+        appendHeader(payloadBytes: payload.count, compressed: compressed, to: &buffer)
+        buffer.writeBytes(payload)
+    }
+
+    /// Appends the header of an unfragmented, unmasked text frame whose payload of
+    /// `payloadBytes` the caller writes next.
+    static func appendHeader(payloadBytes count: Int, compressed: Bool, to buffer: inout ByteBuffer) {
         buffer.writeInteger(compressed ? 0xC1 : 0x81 as UInt8)
-        let count = payload.count
         if count < 126 {
             buffer.writeInteger(UInt8(count))
         } else if count <= Int(UInt16.max) {
@@ -63,7 +92,6 @@ final class FrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
             buffer.writeInteger(127 as UInt8)
             buffer.writeInteger(UInt64(count))
         }
-        buffer.writeBytes(payload)
     }
 
     /// The most bytes the header of a frame carrying `payloadBytes` takes.

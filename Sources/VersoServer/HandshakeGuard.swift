@@ -19,7 +19,7 @@ import VersoCore
 ///
 /// Every refusal closes the connection: the response is sent, the sending side shut, and the
 /// socket closed when the client closes its side or after `Limits.closeGracePeriod`.
-/// Once the `101 Switching Protocols` goes out, the handler passes everything through.
+/// Once the `101 Switching Protocols` goes out, the handler leaves the pipeline.
 final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -144,17 +144,23 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .answering = phase {
-            if case .byteBuffer(let buffer) = unwrapOutboundIn(data), buffer.readableBytesView.starts(with: Self.switchingProtocols) {
-                phase = .upgraded
-                deadline?.cancel()
-                deadline = nil
-            } else {
-                // A response to a plain request: the next bytes start a new request.
-                phase = .readingHead
-            }
+        guard case .answering = phase else {
+            context.write(data, promise: promise)
+            return
         }
+        guard case .byteBuffer(let buffer) = unwrapOutboundIn(data), buffer.readableBytesView.starts(with: Self.switchingProtocols) else {
+            // A response to a plain request: the next bytes start a new request.
+            phase = .readingHead
+            context.write(data, promise: promise)
+            return
+        }
+        phase = .upgraded
+        deadline?.cancel()
+        deadline = nil
         context.write(data, promise: promise)
+        // From here on it would only pass every frame through: it leaves the pipeline, so the
+        // messages of a WebSocket do not pay a pass through it each way.
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
     private var headTooLarge: Refusal {

@@ -6,7 +6,8 @@ import Synchronization
 ///
 /// A change fanned out to a thousand subscribers would otherwise cost a thousand
 /// `eventLoop.execute` calls (a closure, a lock and possibly a wake-up each); this costs one per
-/// loop and per turn of it.
+/// loop and per turn of it. The flushes of a pass share the loop's `FlushScratch`, so a pass
+/// that writes small messages allocates nothing.
 final class LoopFlushQueue: Sendable {
     private struct State {
         var outboxes: [Outbox] = []
@@ -15,9 +16,11 @@ final class LoopFlushQueue: Sendable {
 
     private let eventLoop: any EventLoop
     private let state = Mutex(State())
+    private let scratch: NIOLoopBoundBox<FlushScratch?>
 
     private init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
+        self.scratch = .makeEmptyBox(valueType: FlushScratch.self, eventLoop: eventLoop)
     }
 
     private static let queues = Mutex<[ObjectIdentifier: LoopFlushQueue]>([:])
@@ -44,11 +47,36 @@ final class LoopFlushQueue: Sendable {
     }
 
     private func flushAll() {
-        let outboxes = state.withLock { state -> [Outbox] in
-            state.scheduled = false
-            defer { state.outboxes = [] }
-            return state.outboxes
+        let scratch: FlushScratch
+        if let existing = self.scratch.value {
+            scratch = existing
+        } else {
+            scratch = FlushScratch()
+            self.scratch.value = scratch
         }
-        for outbox in outboxes { outbox.flushOnLoop() }
+        // The list taken here and the one left for the next pass trade places, keeping their room.
+        var outboxes: [Outbox] = []
+        swap(&outboxes, &scratch.outboxes)
+        state.withLock { state in
+            state.scheduled = false
+            swap(&state.outboxes, &outboxes)
+        }
+        for outbox in outboxes { outbox.flushOnLoop(scratch) }
+        outboxes.removeAll(keepingCapacity: outboxes.capacity <= FlushScratch.keptCount)
+        scratch.outboxes = outboxes
     }
+}
+
+/// What the flushes of one event loop reuse from pass to pass: the list of outboxes to flush,
+/// a spare message queue and the buffer frames are encoded into. Touched only on that loop.
+final class FlushScratch {
+    /// Most entries an emptied list or queue keeps room for; a larger one is let go.
+    static let keptCount = 1024
+    /// Most bytes the frame buffer keeps once a flush has written more.
+    static let keptFrameBytes = 256 << 10
+
+    var outboxes: [Outbox] = []
+    /// An empty queue an outbox takes in exchange for the one it flushes.
+    var messages: [OutgoingMessage] = []
+    var frames = ByteBuffer()
 }

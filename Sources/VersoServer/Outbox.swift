@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOWebSocket
 import Synchronization
+import VersoCore
 import VersoDeflate
 import VersoEngine
 import WSCore
@@ -24,7 +25,7 @@ import WSCore
 /// total, which closes the outboxes holding the most when the server's total passes its limit.
 final class Outbox: MessageSink {
     private struct State {
-        var queue: [[UInt8]] = []
+        var queue: [OutgoingMessage] = []
         var queuedBytes = 0
         /// Bytes handed to the channel whose write has not completed.
         var writingBytes = 0
@@ -32,7 +33,7 @@ final class Outbox: MessageSink {
         /// the size of their first message.
         var batches = CircularBuffer<(bytes: Int, first: Int)>()
         /// Updates held per subscription lane until its starting records are queued.
-        var held: [Int: [[UInt8]]] = [:]
+        var held: [Int: [OutgoingMessage]] = [:]
         var heldBytes = 0
         var nextLane = 0
         /// Bytes of an answer read from the store and not yet queued (`send(paced:)`).
@@ -103,21 +104,26 @@ final class Outbox: MessageSink {
     }
 
     func send(_ message: [UInt8]) {
-        enqueue(message, lane: nil)
+        enqueue(.bytes(message), lane: nil)
+    }
+
+    func send(_ update: EncodedUpdate, sub: Int64) {
+        enqueue(.update(update, sub: sub), lane: nil)
     }
 
     /// Queues `message`, or holds it while `lane` holds; closes with 1008 past the limit.
-    private func enqueue(_ message: [UInt8], lane: Int?, pendingSent: Int = 0) {
+    private func enqueue(_ message: OutgoingMessage, lane: Int?, pendingSent: Int = 0) {
         let (schedule, overTotal, resume) = state.withLock { state -> (Bool, Bool, CheckedContinuation<Bool, Never>?) in
             guard state.close == nil, !state.finished, !state.failed else { return (false, false, nil) }
             var queued = true
+            let bytes = message.count
             if let lane, state.held[lane] != nil {
                 state.held[lane]!.append(message)
-                state.heldBytes += message.count
+                state.heldBytes += bytes
                 queued = false
             } else {
                 state.queue.append(message)
-                state.queuedBytes += message.count
+                state.queuedBytes += bytes
             }
             state.pendingBytes = max(0, state.pendingBytes - pendingSent)
             var resume: CheckedContinuation<Bool, Never>?
@@ -233,7 +239,7 @@ final class Outbox: MessageSink {
         for message in messages {
             guard await waitForRoom(message.count) else { return false }
             let share = min(message.count, totalBytes - sent)
-            enqueue(message, lane: nil, pendingSent: share)
+            enqueue(.bytes(message), lane: nil, pendingSent: share)
             sent += share
         }
         return true
@@ -276,7 +282,8 @@ final class Outbox: MessageSink {
         return SubscriptionLane(outbox: self, lane: lane)
     }
 
-    fileprivate func hold(_ message: [UInt8], lane: Int) {
+    /// Queues `message`, or holds it while `lane` (when given) holds.
+    fileprivate func hold(_ message: OutgoingMessage, lane: Int?) {
         enqueue(message, lane: lane)
     }
 
@@ -333,13 +340,15 @@ final class Outbox: MessageSink {
     }
 
     /// On the event loop: writes everything queued with one flush, then starts the close if
-    /// one is asked for.
-    func flushOnLoop() {
-        let (messages, bytes, close) = state.withLock { state -> ([[UInt8]], Int, (code: WebSocketErrorCode, reason: String)?) in
+    /// one is asked for. The queue trades places with the loop's spare one, so neither
+    /// allocates, and the frames are encoded into the loop's buffer.
+    func flushOnLoop(_ scratch: FlushScratch) {
+        var messages: [OutgoingMessage] = []
+        swap(&messages, &scratch.messages)
+        let (bytes, close) = state.withLock { state -> (Int, (code: WebSocketErrorCode, reason: String)?) in
             state.flushPending = false
-            let messages = state.queue
+            swap(&state.queue, &messages)
             let bytes = state.queuedBytes
-            state.queue = []
             state.queuedBytes = 0
             state.writingBytes += bytes
             if let first = messages.first { state.batches.append((bytes, first.count)) }
@@ -348,16 +357,24 @@ final class Outbox: MessageSink {
                 state.closeStarted = true
                 close = asked
             }
-            return (messages, bytes, close)
+            return (bytes, close)
         }
         if !messages.isEmpty {
-            let written = channel.eventLoop.makePromise(of: Void.self)
-            write(messages, promise: written)
-            written.futureResult.whenComplete { result in
-                if case .failure = result { self.logger.debug("could not write to the connection") }
-                self.wrote(bytes, failed: (try? result.get()) == nil)
+            switch write(messages, into: &scratch.frames) {
+            case .written:
+                wrote(bytes, failed: false)
+            case .pending(let written):
+                written.whenComplete { result in
+                    if case .failure = result { self.logger.debug("could not write to the connection") }
+                    self.wrote(bytes, failed: (try? result.get()) == nil)
+                }
+            case .refused, .failed:
+                logger.debug("could not write to the connection")
+                wrote(bytes, failed: true)
             }
         }
+        messages.removeAll(keepingCapacity: messages.capacity <= FlushScratch.keptCount)
+        scratch.messages = messages
         if let close { startClose(close.code, reason: close.reason) }
     }
 
@@ -410,35 +427,42 @@ final class Outbox: MessageSink {
         }
     }
 
-    /// Writes `messages` as text frames in one buffer with one flush, through the connection's
-    /// `FrameWriter`; fails `promise` when they cannot go out (the close frame was sent).
-    private func write(_ messages: [[UInt8]], promise: EventLoopPromise<Void>) {
+    /// Writes `messages` as text frames into `frames` (emptied first) and hands them to the
+    /// connection's `FrameWriter`, with one flush.
+    private func write(_ messages: [OutgoingMessage], into frames: inout ByteBuffer) -> FrameWriter.Outcome {
         if frameWriter.value == nil {
             frameWriter.value = try? channel.pipeline.syncOperations.handler(type: FrameWriter.self)
         }
         guard let writer = frameWriter.value else {
             // Installed with the guard before the first flush; without it nothing can be sent.
             logger.warning("no frame writer on an upgraded connection; closing it")
-            promise.fail(ChannelError.ioOnClosedChannel)
             channel.close(promise: nil)
-            return
+            return .failed
         }
-        var frames = channel.allocator.buffer(capacity: messages.reduce(0) { $0 + FrameWriter.headerBytes(for: $1.count) + $1.count })
+        var needed = 0
+        for message in messages {
+            let count = message.count
+            needed += FrameWriter.headerBytes(for: count) + count
+        }
+        frames.clear(minimumCapacity: needed)
         for message in messages {
             if let payload = compressed(message) {
                 FrameWriter.append(text: payload.readableBytesView, compressed: true, to: &frames)
             } else {
-                FrameWriter.append(text: message, compressed: false, to: &frames)
+                FrameWriter.appendHeader(payloadBytes: message.count, compressed: false, to: &frames)
+                message.write(to: &frames)
             }
         }
-        if !writer.write(frames, promise: promise) { promise.fail(ChannelError.ioOnClosedChannel) }
+        let outcome = writer.write(frames)
+        if frames.capacity > FlushScratch.keptFrameBytes { frames = ByteBuffer() }
+        return outcome
     }
 
     /// `message` compressed, when that was agreed and it is large enough to be worth it.
-    private func compressed(_ message: [UInt8]) -> ByteBuffer? {
+    private func compressed(_ message: OutgoingMessage) -> ByteBuffer? {
         guard let compression, message.count >= PerMessageDeflate.minimumCompressedBytes else { return nil }
         do {
-            return try PerMessageDeflate.compress(message, windowBits: compression.serverWindowBits, allocator: channel.allocator)
+            return try PerMessageDeflate.compress(message.contiguousBytes, windowBits: compression.serverWindowBits, allocator: channel.allocator)
         } catch {
             logger.warning("could not compress a message; sending it uncompressed", metadata: ["verso.error": "\(error)"])
             return nil
@@ -461,12 +485,16 @@ final class SubscriptionLane: MessageSink {
     }
 
     func send(_ message: [UInt8]) {
+        send(.bytes(message))
+    }
+
+    func send(_ update: EncodedUpdate, sub: Int64) {
+        send(.update(update, sub: sub))
+    }
+
+    private func send(_ message: OutgoingMessage) {
         // Once released the outbox would pass it through anyway; this skips its lane lookup.
-        if holding.load(ordering: .acquiring) {
-            outbox.hold(message, lane: lane)
-        } else {
-            outbox.send(message)
-        }
+        outbox.hold(message, lane: holding.load(ordering: .acquiring) ? lane : nil)
     }
 
     /// Queues the held updates and passes later ones through. Call once.
