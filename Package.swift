@@ -3,6 +3,7 @@ import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
 let package = Package(
@@ -45,7 +46,6 @@ let package = Package(
             dependencies: [
                 "VersoCore",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -98,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "verso-server",
             dependencies: [
-                "VersoServer", "VersoCore",
+                "VersoServer", "VersoCore", "VersoSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -154,13 +154,14 @@ let package = Package(
                 // Raw frames and close codes, for the checks below the JSON level.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "WSCore", package: "swift-websocket"),
             ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "verso-conformance",
             dependencies: [
-                "VersoConformance",
+                "VersoConformance", "VersoCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -169,7 +170,7 @@ let package = Package(
         .target(
             name: "VersoLoad",
             dependencies: [
-                "VersoCore", "VersoEventLoop",
+                "VersoEventLoop",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 // A lean WebSocket client of its own, straight on SwiftNIO (see LeanWebSocket.swift).
                 .product(name: "CompressNIO", package: "compress-nio"),
@@ -202,9 +203,8 @@ let package = Package(
         .target(
             name: "VersoTesting",
             dependencies: [
-                "VersoServer", "VersoCore", "VersoClient",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                "VersoServer", "VersoClient",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -219,6 +219,12 @@ let package = Package(
                 "VersoTesting", "VersoServer", "VersoCore", "VersoEngine", "VersoSQLite", "VersoClient",
                 // Signs the tokens the signed-token tests present.
                 .product(name: "JWTKit", package: "jwt-kit"),
+                // Raw sockets and frames, for the tests below the client's level.
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "WSCore", package: "swift-websocket"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -246,18 +252,22 @@ let package = Package(
         ),
         .testTarget(
             name: "VersoConformanceTests",
-            dependencies: ["VersoConformance", "VersoTesting"],
+            dependencies: ["VersoConformance", "VersoTesting", "VersoClient", "VersoCore", "VersoServer"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "VersoLoadTests",
-            dependencies: ["VersoLoad", "VersoTesting"],
+            dependencies: [
+                "VersoLoad", "VersoTesting",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "VersoClientTests",
             dependencies: [
-                "VersoClient", "VersoTesting", "VersoEditor",
+                "VersoClient", "VersoTesting", "VersoEditor", "VersoCore", "VersoServer",
                 // A listener that never answers an upgrade (SilentListener.swift).
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

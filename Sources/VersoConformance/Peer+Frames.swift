@@ -1,5 +1,7 @@
 import NIOCore
 import NIOWebSocket
+import VersoClient
+import WSCore
 
 extension Peer {
     /// Sends one raw frame: `bytes` with `opcode` (a raw value, so reserved ones can be sent)

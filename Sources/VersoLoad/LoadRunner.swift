@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Runs one worker per connection at once, prints progress, samples the server over the
 /// measured window, and adds up what the workers measured.

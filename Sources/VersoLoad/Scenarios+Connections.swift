@@ -1,3 +1,6 @@
+import Foundation
+import Histogram
+import Synchronization
 extension Scenarios {
     /// `connections`: opens `connections` idle connections, each subscribed to one shared key,
     /// reads the server's RSS (with `serverPID`) before and once all are subscribed, then makes

@@ -1,4 +1,5 @@
 import Foundation
+import Histogram
 import Synchronization
 
 extension Scenarios {

@@ -1,5 +1,6 @@
 import Foundation
 import Histogram
+import Synchronization
 
 extension Scenarios {
     /// What one `mixed` connection measured besides the common figures.

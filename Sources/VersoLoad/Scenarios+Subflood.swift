@@ -1,3 +1,4 @@
+import Histogram
 import Synchronization
 
 extension Scenarios {

@@ -1,3 +1,5 @@
+import Histogram
+import Synchronization
 /// The load scenarios. Each returns a report; none throws for a failed connection or a wrong
 /// count, which the report lists instead.
 public enum Scenarios {

@@ -7,6 +7,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import Synchronization
+import VersoCore
 
 /// Every accepted connection, before Hummingbird's HTTP/WebSocket channel sees it: counts it
 /// against `maxConnections` (one over is answered `503` and closed) and puts a

@@ -1,3 +1,4 @@
+import Foundation
 import VersoCore
 
 /// A web origin (RFC 6454 section 4): scheme, host and port, as a browser sends it in the

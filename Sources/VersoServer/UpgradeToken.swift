@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import VersoCore
 
 /// The access token a WebSocket upgrade carries (Protocol.md section 2.1), and the subprotocol
 /// the server selects for it.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VersoConformance
+import VersoCore
 
 /// `verso-conformance URL [--only PATTERN] [--json] [--token T] [--restricted-token T]`: checks a
 /// Verso server against Protocol.md.

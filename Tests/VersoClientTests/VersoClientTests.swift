@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VersoClient
 import VersoCore
+import VersoServer
 import VersoTesting
 
 /// Runs a test server on `port` over `directory` until `stop` yields; reports its port. If the

@@ -3,6 +3,7 @@ import Testing
 import VersoClient
 @testable import VersoConformance
 import VersoCore
+import VersoServer
 import VersoTesting
 
 @Suite("The conformance suite against local servers")

@@ -1,4 +1,5 @@
 import Foundation
+import Histogram
 import Testing
 import VersoLoad
 import VersoTesting

@@ -1,9 +1,11 @@
 import Foundation
+import NIOWebSocket
 import Testing
 import VersoClient
 import VersoCore
 import VersoServer
 import VersoTesting
+import WSCore
 
 /// A tokens file in a fresh folder: ann reads notes/ and writes notes/ann/; the inbox is
 /// write-only for her; root may do everything, force included.

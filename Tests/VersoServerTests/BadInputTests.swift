@@ -3,7 +3,9 @@ import NIOWebSocket
 import Testing
 import VersoClient
 import VersoCore
+import VersoServer
 import VersoTesting
+import WSCore
 
 @Suite("Bad input: a clear error, nothing changed, the connection still usable")
 struct BadInputTests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VersoClient
 import VersoCore
+import VersoServer
 import VersoTesting
 
 /// A frame no client may send, and the close code it gets.

@@ -1,9 +1,11 @@
 import Foundation
 import Logging
 import Testing
+import VersoClient
 import VersoCore
 import VersoEngine
 @testable import VersoSQLite
+import VersoServer
 import VersoTesting
 
 /// A record of about `members` × 53 bytes with many small members, the costly shape to merge

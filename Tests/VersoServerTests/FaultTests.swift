@@ -1,10 +1,15 @@
 import Foundation
+import NIOWebSocket
 import Testing
+import VersoClient
 import VersoCore
+import VersoEngine
+import VersoServer
 import VersoTesting
 // SQLiteConnection, to hold the database's write lock from outside the server as another
 // process would.
 @testable import VersoSQLite
+import WSCore
 
 /// A tmpfs of a few MiB mounted on a fresh folder: a real disk that fills up.
 private struct SmallDisk {

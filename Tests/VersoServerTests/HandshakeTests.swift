@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VersoClient
 import VersoCore
+import VersoServer
 import VersoTesting
 
 @Suite("Handshake: what a connection may cost before it is a WebSocket")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VersoClient
 import VersoCore
 import VersoEngine
 import VersoServer

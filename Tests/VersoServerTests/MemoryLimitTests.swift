@@ -1,6 +1,9 @@
 import Foundation
 import Testing
+import VersoClient
 import VersoCore
+import VersoEngine
+import VersoServer
 import VersoTesting
 
 /// The server's total limit on bytes queued for clients (Protocol.md 1.1 and 1.2,

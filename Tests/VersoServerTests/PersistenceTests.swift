@@ -1,8 +1,11 @@
 import Foundation
+import NIOWebSocket
 import Synchronization
 import Testing
+import VersoClient
 import VersoCore
 import VersoTesting
+import WSCore
 
 @Suite("Persistence: SQLite in WAL mode, every acknowledged write survives")
 struct PersistenceTests {

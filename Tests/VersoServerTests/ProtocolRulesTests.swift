@@ -1,6 +1,9 @@
 import Foundation
 import Testing
+import VersoClient
 import VersoCore
+import VersoEngine
+import VersoServer
 import VersoTesting
 
 @Suite("Protocol rules over a live server")

@@ -1,10 +1,12 @@
 import Foundation
 import JWTKit
+import NIOWebSocket
 import Testing
 import VersoClient
 import VersoCore
 import VersoServer
 import VersoTesting
+import WSCore
 
 /// Any claims, for signing the tokens a test needs (valid or not).
 private struct TestClaims: JWTPayload {

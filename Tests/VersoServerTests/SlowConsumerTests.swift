@@ -2,6 +2,8 @@ import Foundation
 import Testing
 import VersoClient
 import VersoCore
+import VersoEngine
+import VersoServer
 import VersoTesting
 
 @Suite("Slow consumers")

@@ -1,5 +1,8 @@
 import Testing
+import VersoClient
 import VersoCore
+import VersoEngine
+import VersoServer
 import VersoTesting
 
 @Suite("Protocol.md 1.1: subscriptions per connection are limited")

@@ -7,6 +7,7 @@
 //
 // Prints nanoseconds of process CPU per check for each case, the median of 7 rounds of
 // 2,000,000 checks (BENCHMARKS.md, "The cost of access checks").
+import CoreFoundation
 import Foundation
 import Logging
 import VersoCore

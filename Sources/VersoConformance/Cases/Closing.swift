@@ -1,3 +1,4 @@
+import VersoClient
 extension ConformanceSuite {
     /// Section 1.2: the closing codes a client can provoke.
     static let closing: [ConformanceCase] = [

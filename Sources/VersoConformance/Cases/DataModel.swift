@@ -1,3 +1,4 @@
+import VersoClient
 import VersoCore
 
 extension ConformanceSuite {
