@@ -3,7 +3,8 @@ import Foundation
 import PackageDescription
 
 /// SwiftPM names a path dependency after its folder, which is wherever Verso was cloned to.
-let verso = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent.lowercased()
+let verso = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent
+    .lowercased()
 
 // libFuzzer targets for Verso's parsers and decoders: one executable per component, each
 // exporting `LLVMFuzzerTestOneInput`. A separate package so that the sanitizer flags reach only
@@ -21,9 +22,18 @@ let package = Package(
     targets: [
         // The invariant check every target crashes through, so libFuzzer keeps the input.
         .target(name: "FuzzSupport"),
-        .executableTarget(name: "FuzzJSON", dependencies: ["FuzzSupport", .product(name: "VersoCore", package: verso)]),
-        .executableTarget(name: "FuzzRequest", dependencies: ["FuzzSupport", .product(name: "VersoCore", package: verso)]),
-        .executableTarget(name: "FuzzMergePatch", dependencies: ["FuzzSupport", .product(name: "VersoCore", package: verso)]),
+        .executableTarget(
+            name: "FuzzJSON",
+            dependencies: ["FuzzSupport", .product(name: "VersoCore", package: verso)]
+        ),
+        .executableTarget(
+            name: "FuzzRequest",
+            dependencies: ["FuzzSupport", .product(name: "VersoCore", package: verso)]
+        ),
+        .executableTarget(
+            name: "FuzzMergePatch",
+            dependencies: ["FuzzSupport", .product(name: "VersoCore", package: verso)]
+        ),
         .executableTarget(
             name: "FuzzInflate",
             dependencies: [

@@ -30,7 +30,9 @@ public enum RawHTTP {
                 if let response = parse(received) { return response }
             }
             guard let response = parse(received, atEnd: true) else {
-                throw WireError("connection closed before a full response: \(String(decoding: received, as: UTF8.self))")
+                throw WireError(
+                    "connection closed before a full response: \(String(decoding: received, as: UTF8.self))"
+                )
             }
             return response
         }
@@ -41,11 +43,14 @@ public enum RawHTTP {
         guard let headEnd = text.range(of: "\r\n\r\n") else { return nil }
         let lines = text[..<headEnd.lowerBound].split(separator: "\r\n").map(String.init)
         guard let statusLine = lines.first, statusLine.split(separator: " ").count >= 2,
-              let status = Int(statusLine.split(separator: " ")[1]) else { return nil }
+            let status = Int(statusLine.split(separator: " ")[1])
+        else { return nil }
         var headers: [String: String] = [:]
         for line in lines.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                in: .whitespaces
+            )
         }
         let body = String(text[headEnd.upperBound...])
         if status == 101 { return Response(status: status, headers: headers, body: "") }
@@ -59,7 +64,12 @@ public enum RawHTTP {
 
     /// The request line and headers of a WebSocket handshake to `path` (by default `/v1/ws`),
     /// offering `extensions` when given.
-    public static func handshake(host: String = "127.0.0.1", port: Int, path: String = "/v1/ws", extensions: String?) -> String {
+    public static func handshake(
+        host: String = "127.0.0.1",
+        port: Int,
+        path: String = "/v1/ws",
+        extensions: String?
+    ) -> String {
         var request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         request += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         if let extensions { request += "Sec-WebSocket-Extensions: \(extensions)\r\n" }

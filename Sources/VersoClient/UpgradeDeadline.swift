@@ -102,7 +102,8 @@ enum UpgradeDeadline {
         }
 
         func finish(_ result: Result<T, any Error>) {
-            let (continuation, timer) = state.withLock { state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
+            let (continuation, timer) = state.withLock {
+                state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
                 defer { state.phase = .ended }
                 switch state.phase {
                 case .upgrading(let continuation), .upgraded(let continuation): return (continuation, state.timer)
@@ -114,7 +115,8 @@ enum UpgradeDeadline {
         }
 
         func expire(_ error: any Error) {
-            let (continuation, attempt) = state.withLock { state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
+            let (continuation, attempt) = state.withLock {
+                state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
                 guard case .upgrading(let continuation) = state.phase else { return (nil, nil) }
                 state.phase = .ended
                 return (continuation, state.attempt)
@@ -126,7 +128,8 @@ enum UpgradeDeadline {
         /// The caller was cancelled: so is the attempt. A pending upgrade stops the wait at once
         /// (it may never end); a connection that is up ends as its handler sees the cancellation.
         func cancel() {
-            let (continuation, attempt, timer) = state.withLock { state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, Task<Void, Never>?) in
+            let (continuation, attempt, timer) = state.withLock {
+                state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, Task<Void, Never>?) in
                 switch state.phase {
                 case .starting:
                     state.phase = .ended

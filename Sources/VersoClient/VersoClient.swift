@@ -193,12 +193,20 @@ public final class VersoClient: Sendable {
         }
         if let token { wsConfiguration.additionalHeaders[.authorization] = "Bearer \(token)" }
         if configuration.compression {
-            wsConfiguration.extensions = [WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: 1 << 24).build()]
+            wsConfiguration.extensions = [
+                WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: 1 << 24).build()
+            ]
         }
         do {
             let url = configuration.url
-            let frame = try await UpgradeDeadline.run(timeout: configuration.connectTimeout) { [wsConfiguration, logger] upgraded in
-                try await WebSocketClient.connect(url: url, configuration: wsConfiguration, tlsConfiguration: tls, logger: logger) { inbound, outbound, _ in
+            let frame = try await UpgradeDeadline.run(timeout: configuration.connectTimeout) {
+                [wsConfiguration, logger] upgraded in
+                try await WebSocketClient.connect(
+                    url: url,
+                    configuration: wsConfiguration,
+                    tlsConfiguration: tls,
+                    logger: logger
+                ) { inbound, outbound, _ in
                     // An answer that came after the deadline: this attempt was given up on.
                     guard upgraded() else { return }
                     let (outgoing, continuation) = AsyncStream<String>.makeStream()
@@ -244,10 +252,18 @@ public final class VersoClient: Sendable {
             }
             return state.epoch
         }
-        let subscriptions = state.withLock { state in state.subscriptions.map { ($0.key, $0.value.filter, $0.value.lastSeq) } }
+        let subscriptions = state.withLock { state in
+            state.subscriptions.map { ($0.key, $0.value.filter, $0.value.lastSeq) }
+        }
         for (local, filter, lastSeq) in subscriptions {
             do {
-                _ = try await sendSubscribe(local: local, filter: filter, since: lastSeq, epoch: previousEpoch, waitForReady: false)
+                _ = try await sendSubscribe(
+                    local: local,
+                    filter: filter,
+                    since: lastSeq,
+                    epoch: previousEpoch,
+                    waitForReady: false
+                )
             } catch {
                 let continuation = state.withLock { $0.subscriptions.removeValue(forKey: local)?.continuation }
                 continuation?.finish(throwing: error)
@@ -322,7 +338,9 @@ public final class VersoClient: Sendable {
             let (ready, closed) = state.withLock { ($0.ready, $0.closed) }
             if ready { return }
             if closed { throw VersoClientError(.closed, "the client was closed") }
-            if ContinuousClock.now >= deadline { throw VersoClientError(.timeout, "no connection to \(configuration.url)") }
+            if ContinuousClock.now >= deadline {
+                throw VersoClientError(.timeout, "no connection to \(configuration.url)")
+            }
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { [weak self] in
                     try? await Task.sleep(until: deadline)
@@ -439,8 +457,11 @@ public final class VersoClient: Sendable {
                 if subscription.snapshotsRemaining == 0 { subscription.continuation.yield(.synced) }
             case "update":
                 guard let key = message["key"]?.stringValue, let version = message["version"]?.integerValue,
-                      let seq = message["seq"]?.integerValue else { return }
-                subscription.continuation.yield(.update(key: key, version: version, seq: seq, data: message["data"]?.objectValue))
+                    let seq = message["seq"]?.integerValue
+                else { return }
+                subscription.continuation.yield(
+                    .update(key: key, version: version, seq: seq, data: message["data"]?.objectValue)
+                )
                 subscription.lastSeq = max(subscription.lastSeq ?? 0, seq)
             default:
                 return
@@ -451,7 +472,8 @@ public final class VersoClient: Sendable {
 
     private static func record(_ message: JSONValue) -> Record? {
         guard let key = message["key"]?.stringValue, let version = message["version"]?.integerValue,
-              let data = message["data"]?.objectValue else { return nil }
+            let data = message["data"]?.objectValue
+        else { return nil }
         return Record(key: key, version: version, data: data)
     }
 
@@ -463,8 +485,15 @@ public final class VersoClient: Sendable {
 
     private static func conflict(_ value: JSONValue) -> RecordConflict? {
         guard let key = value["key"]?.stringValue, let base = value["base"]?.integerValue,
-              let version = value["version"]?.integerValue else { return nil }
-        return RecordConflict(key: key, base: base, version: version, data: value["data"]?.objectValue, deleted: value["deleted"] == .bool(true))
+            let version = value["version"]?.integerValue
+        else { return nil }
+        return RecordConflict(
+            key: key,
+            base: base,
+            version: version,
+            data: value["data"]?.objectValue,
+            deleted: value["deleted"] == .bool(true)
+        )
     }
 
     private func unexpected(_ reply: JSONValue) -> VersoClientError {
@@ -478,7 +507,9 @@ public final class VersoClient: Sendable {
         let reply = try await send(["type": .string("get"), "key": .string(key)])
         if let record = Self.record(reply), reply["type"]?.stringValue == "snapshot" { return .found(record) }
         if let error = Self.serverError(reply), error.code == .notFound {
-            if reply["deleted"] == .bool(true), let version = reply["version"]?.integerValue { return .deleted(version: version) }
+            if reply["deleted"] == .bool(true), let version = reply["version"]?.integerValue {
+                return .deleted(version: version)
+            }
             return .missing
         }
         throw unexpected(reply)
@@ -492,7 +523,9 @@ public final class VersoClient: Sendable {
         let reply = try await send(fields)
         switch reply["type"]?.stringValue {
         case "ack":
-            guard let version = reply["version"]?.integerValue, let seq = reply["seq"]?.integerValue else { throw unexpected(reply) }
+            guard let version = reply["version"]?.integerValue, let seq = reply["seq"]?.integerValue else {
+                throw unexpected(reply)
+            }
             return .ack(version: version, seq: seq)
         case "conflict":
             guard let conflict = Self.conflict(reply) else { throw unexpected(reply) }
@@ -519,11 +552,17 @@ public final class VersoClient: Sendable {
     }
 
     /// One page of live records under `prefix`, after `after`, and the cursor for the next page.
-    public func list(prefix: String = "", after: String? = nil, limit: Int = 100) async throws -> (records: [Record], next: String?) {
+    public func list(
+        prefix: String = "",
+        after: String? = nil,
+        limit: Int = 100
+    ) async throws -> (records: [Record], next: String?) {
         var fields: JSONObject = ["type": .string("list"), "prefix": .string(prefix), "limit": .integer(Int64(limit))]
         if let after { fields["after"] = .string(after) }
         let reply = try await send(fields)
-        guard reply["type"]?.stringValue == "records", case .array(let items)? = reply["records"] else { throw unexpected(reply) }
+        guard reply["type"]?.stringValue == "records", case .array(let items)? = reply["records"] else {
+            throw unexpected(reply)
+        }
         return (items.compactMap(Self.record), reply["next"]?.stringValue)
     }
 
@@ -555,7 +594,9 @@ public final class VersoClient: Sendable {
         let reply = try await send(["type": .string("txn"), "ops": .array(ops)])
         switch reply["type"]?.stringValue {
         case "ack":
-            guard let seq = reply["seq"]?.integerValue, let versions = reply["versions"]?.objectValue else { throw unexpected(reply) }
+            guard let seq = reply["seq"]?.integerValue, let versions = reply["versions"]?.objectValue else {
+                throw unexpected(reply)
+            }
             return .ack(seq: seq, versions: versions.compactMapValues(\.integerValue))
         case "conflict":
             guard case .array(let items)? = reply["conflicts"] else { throw unexpected(reply) }
@@ -568,7 +609,9 @@ public final class VersoClient: Sendable {
     /// Subscribes to `filter`. The stream starts with `.started`, the current records and
     /// `.synced`, then live updates; it survives reconnects (resuming with `since`). Stop
     /// iterating (or cancel) to unsubscribe.
-    public func subscribe(_ filter: SubscriptionFilter) async throws -> AsyncThrowingStream<SubscriptionEvent, any Error> {
+    public func subscribe(
+        _ filter: SubscriptionFilter
+    ) async throws -> AsyncThrowingStream<SubscriptionEvent, any Error> {
         let (stream, continuation) = AsyncThrowingStream<SubscriptionEvent, any Error>.makeStream()
         let local = state.withLock { state -> Int in
             defer { state.nextLocalSub += 1 }
@@ -586,7 +629,13 @@ public final class VersoClient: Sendable {
         return stream
     }
 
-    private func sendSubscribe(local: Int, filter: SubscriptionFilter, since: Int64?, epoch: String?, waitForReady: Bool) async throws {
+    private func sendSubscribe(
+        local: Int,
+        filter: SubscriptionFilter,
+        since: Int64?,
+        epoch: String?,
+        waitForReady: Bool
+    ) async throws {
         var fields: JSONObject = ["type": .string("subscribe")]
         switch filter {
         case .keys(let keys): fields["keys"] = .array(keys.sorted().map { .string($0.string) })
@@ -596,7 +645,8 @@ public final class VersoClient: Sendable {
         if let epoch { fields["epoch"] = .string(epoch) }
         let reply = try await send(fields, waitForReady: waitForReady) { reply, state in
             guard reply["type"]?.stringValue == "subscribed", let sub = reply["sub"]?.integerValue,
-                  let seq = reply["seq"]?.integerValue, var subscription = state.subscriptions[local] else { return }
+                let seq = reply["seq"]?.integerValue, var subscription = state.subscriptions[local]
+            else { return }
             let reset = reply["reset"] == .bool(true)
             subscription.serverSub = sub
             subscription.lastSeq = seq

@@ -78,7 +78,9 @@ public final class WireConnection: Sendable {
         var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 24, validateUTF8: true)
         if let token { configuration.additionalHeaders[.authorization] = "Bearer \(token)" }
         if compression {
-            configuration.extensions = [WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: 1 << 24).build()]
+            configuration.extensions = [
+                WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: 1 << 24).build()
+            ]
         }
         var logger = Logger(label: "verso.test.client")
         logger.logLevel = .critical
@@ -86,7 +88,12 @@ public final class WireConnection: Sendable {
             group.addTask { [configuration, logger, tls] in
                 do {
                     let frame = try await UpgradeDeadline.run(timeout: .seconds(10)) { upgraded in
-                        try await WebSocketClient.connect(url: url, configuration: configuration, tlsConfiguration: tls, logger: logger) { inbound, outbound, _ in
+                        try await WebSocketClient.connect(
+                            url: url,
+                            configuration: configuration,
+                            tlsConfiguration: tls,
+                            logger: logger
+                        ) { inbound, outbound, _ in
                             // An answer that came after the deadline: this attempt was given up on.
                             guard upgraded() else { return }
                             client.wake { $0.outbound = outbound }
@@ -95,14 +102,19 @@ public final class WireConnection: Sendable {
                             }
                         }
                     }
-                    client.wake { $0.closeFrame = frame; $0.ended = true }
+                    client.wake {
+                        $0.closeFrame = frame; $0.ended = true
+                    }
                 } catch {
-                    client.wake { $0.failure = error; $0.ended = true }
+                    client.wake {
+                        $0.failure = error; $0.ended = true
+                    }
                 }
             }
             // The attempt gives up after 10 s; the margin covers a busy machine.
             guard await client.wait(timeout: .seconds(15), until: { $0.outbound != nil || $0.ended }),
-                  client.state.withLock({ $0.outbound != nil }) else {
+                client.state.withLock({ $0.outbound != nil })
+            else {
                 let failure = client.state.withLock { $0.failure }
                 group.cancelAll()
                 throw WireError("could not connect to \(url): \(failure.map { "\($0)" } ?? "timed out")")
@@ -179,7 +191,9 @@ public final class WireConnection: Sendable {
 
     /// Waits until the connection has ended and returns the close frame the server sent.
     public func waitForClose(timeout: Duration = .seconds(10)) async throws -> WebSocketCloseFrame? {
-        guard await wait(timeout: timeout, until: { $0.ended }) else { throw WireError("connection did not close within \(timeout)") }
+        guard await wait(timeout: timeout, until: { $0.ended }) else {
+            throw WireError("connection did not close within \(timeout)")
+        }
         return state.withLock { $0.closeFrame }
     }
 }

@@ -68,14 +68,20 @@ public struct CaseContext: Sendable {
     /// Opens a WebSocket connection, offering permessage-deflate when `compression` is true and
     /// presenting the token of `identity` in the upgrade, runs `body` with it, then closes it.
     /// Throws `ConformanceSkip` for `.restricted` when the suite has no restricted token.
-    public func connect<T: Sendable>(compression: Bool = true, as identity: Identity = .primary, _ body: (Peer) async throws -> T) async throws -> T {
+    public func connect<T: Sendable>(
+        compression: Bool = true,
+        as identity: Identity = .primary,
+        _ body: (Peer) async throws -> T
+    ) async throws -> T {
         let token: String?
         switch identity {
         case .primary: token = tokens.primary
         case .anonymous: token = nil
         case .restricted:
             guard let restricted = tokens.restricted else {
-                throw ConformanceSkip("needs --restricted-token: a token that may read and write under \(SuiteTokens.restrictedPrefix) only")
+                throw ConformanceSkip(
+                    "needs --restricted-token: a token that may read and write under \(SuiteTokens.restrictedPrefix) only"
+                )
             }
             token = restricted
         }

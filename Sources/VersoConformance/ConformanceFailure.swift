@@ -93,7 +93,9 @@ func expect(_ condition: Bool, _ message: @autoclosure () -> String) throws {
 
 /// Fails unless `actual` equals `expected`, naming `what`.
 func expectEqual<T: Equatable>(_ actual: T, _ expected: T, _ what: @autoclosure () -> String) throws {
-    if actual != expected { throw ConformanceFailure.mismatch(what(), expected: describe(expected), actual: describe(actual)) }
+    if actual != expected {
+        throw ConformanceFailure.mismatch(what(), expected: describe(expected), actual: describe(actual))
+    }
 }
 
 /// Unwraps `value` or fails with `message`.

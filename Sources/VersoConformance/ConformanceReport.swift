@@ -17,11 +17,12 @@ public struct CaseResult: Sendable {
 
     /// `PASS name`, `FAIL name: what differed` or `SKIP name: why`, on one line.
     public var line: String {
-        let label = switch status {
-        case .passed: "PASS"
-        case .failed: "FAIL"
-        case .skipped: "SKIP"
-        }
+        let label =
+            switch status {
+            case .passed: "PASS"
+            case .failed: "FAIL"
+            case .skipped: "SKIP"
+            }
         let detail = detail.map { ": " + $0.replacingNewlines() } ?? ""
         return "\(label) \(name)\(detail)"
     }

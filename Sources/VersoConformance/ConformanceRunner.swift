@@ -62,7 +62,9 @@ public struct ConformanceRunner: Sendable {
     public func run(progress: (CaseResult) -> Void = { _ in }) async throws(ConformanceError) -> ConformanceReport {
         let start = ContinuousClock.now
         do {
-            _ = try await WireConnection.with(url: address.url, compression: false, token: tokens.primary) { try await Peer($0).hello() }
+            _ = try await WireConnection.with(url: address.url, compression: false, token: tokens.primary) {
+                try await Peer($0).hello()
+            }
         } catch {
             throw .unreachable(address.url, error)
         }
@@ -89,7 +91,12 @@ public struct ConformanceRunner: Sendable {
         let cleanup = await cleanUp()
         progress(cleanup)
         results.append(cleanup)
-        return ConformanceReport(url: address.url, prefix: prefix, results: results, duration: ContinuousClock.now - start)
+        return ConformanceReport(
+            url: address.url,
+            prefix: prefix,
+            results: results,
+            duration: ContinuousClock.now - start
+        )
     }
 
     private func run(_ conformanceCase: ConformanceCase, in context: CaseContext) async -> CaseResult {
@@ -117,7 +124,12 @@ public struct ConformanceRunner: Sendable {
             group.cancelAll()
             return first ?? (.failed, "the case was cancelled")
         }
-        return CaseResult(name: conformanceCase.name, status: outcome.0, detail: outcome.1, duration: ContinuousClock.now - start)
+        return CaseResult(
+            name: conformanceCase.name,
+            status: outcome.0,
+            detail: outcome.1,
+            duration: ContinuousClock.now - start
+        )
     }
 
     private func cleanUp() async -> CaseResult {
@@ -128,10 +140,22 @@ public struct ConformanceRunner: Sendable {
                 try await Self.deleteAll(under: prefix, peer: peer)
                 return try await Self.liveRecords(under: prefix, peer: peer).map(\.key)
             }
-            let detail = left.isEmpty ? nil : "\(left.count) keys under \(prefix) are still live: \(left.prefix(5).joined(separator: ", "))"
-            return CaseResult(name: Self.cleanupCaseName, status: left.isEmpty ? .passed : .failed, detail: detail, duration: ContinuousClock.now - start)
+            let detail =
+                left.isEmpty
+                ? nil : "\(left.count) keys under \(prefix) are still live: \(left.prefix(5).joined(separator: ", "))"
+            return CaseResult(
+                name: Self.cleanupCaseName,
+                status: left.isEmpty ? .passed : .failed,
+                detail: detail,
+                duration: ContinuousClock.now - start
+            )
         } catch {
-            return CaseResult(name: Self.cleanupCaseName, status: .failed, detail: "could not clean up \(prefix): \(error)", duration: ContinuousClock.now - start)
+            return CaseResult(
+                name: Self.cleanupCaseName,
+                status: .failed,
+                detail: "could not clean up \(prefix): \(error)",
+                duration: ContinuousClock.now - start
+            )
         }
     }
 
@@ -142,7 +166,8 @@ public struct ConformanceRunner: Sendable {
         while true {
             let page = try expectType(
                 try await peer.request(#"{"type":"list","prefix":\#(quoted(prefix)),"after":\#(after),"limit":1000}"#),
-                "records", "list \(prefix)"
+                "records",
+                "list \(prefix)"
             )
             for record in page["records"]?.array ?? [] {
                 if let key = record["key"]?.str, let version = record["version"]?.int { records.append((key, version)) }
@@ -164,7 +189,9 @@ public struct ConformanceRunner: Sendable {
                 let reply = try await peer.request(#"{"type":"txn","ops":[\#(ops.joined(separator: ","))]}"#)
                 guard reply.type != "ack" else { continue }
                 for record in batch {
-                    _ = try await peer.request(#"{"type":"delete","key":\#(quoted(record.key)),"base":\#(record.version)}"#)
+                    _ = try await peer.request(
+                        #"{"type":"delete","key":\#(quoted(record.key)),"base":\#(record.version)}"#
+                    )
                 }
             }
         }

@@ -22,7 +22,9 @@ extension JSONValue {
 
     /// Parses JSON text the suite itself wrote (a literal in a case), so it cannot fail.
     static func literal(_ text: String) -> JSONValue {
-        do { return try JSONParser.parse(text) } catch { preconditionFailure("bad JSON literal in the suite: \(text): \(error)") }
+        do { return try JSONParser.parse(text) } catch {
+            preconditionFailure("bad JSON literal in the suite: \(text): \(error)")
+        }
     }
 }
 
@@ -51,7 +53,8 @@ enum MemberOrder {
                     let literal = String(decoding: bytes[start...min(index, bytes.count - 1)], as: UTF8.self)
                     let name = Array(((try? JSONParser.parse(literal))?.stringValue ?? literal).utf8)
                     if top.checked, let last = top.lastName, !last.lexicographicallyPrecedes(name) {
-                        return "member \(quoted(String(decoding: name, as: UTF8.self))) comes after \(quoted(String(decoding: last, as: UTF8.self)))"
+                        return
+                            "member \(quoted(String(decoding: name, as: UTF8.self))) comes after \(quoted(String(decoding: last, as: UTF8.self)))"
                     }
                     top.lastName = name
                     top.expectingName = false
@@ -59,7 +62,14 @@ enum MemberOrder {
                 }
             case UInt8(ascii: "{"), UInt8(ascii: "["):
                 let checked = stack.last.map { $0.checked || ($0.isObject && $0.lastName == member) } ?? false
-                stack.append(Frame(isObject: bytes[index] == UInt8(ascii: "{"), checked: checked, lastName: nil, expectingName: bytes[index] == UInt8(ascii: "{")))
+                stack.append(
+                    Frame(
+                        isObject: bytes[index] == UInt8(ascii: "{"),
+                        checked: checked,
+                        lastName: nil,
+                        expectingName: bytes[index] == UInt8(ascii: "{")
+                    )
+                )
             case UInt8(ascii: "}"), UInt8(ascii: "]"): _ = stack.popLast()
             case UInt8(ascii: ","):
                 if stack.last?.isObject == true { stack[stack.count - 1].expectingName = true }

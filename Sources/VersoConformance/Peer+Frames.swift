@@ -6,11 +6,16 @@ import WSCore
 extension Peer {
     /// Sends one raw frame: `bytes` with `opcode` (a raw value, so reserved ones can be sent)
     /// and `reservedBits` (RSV1, RSV2, RSV3 as bits 2, 1, 0).
-    func sendFrame(opcode: UInt8, fin: Bool = true, reservedBits: UInt8 = 0, _ bytes: some Sequence<UInt8>) async throws {
+    func sendFrame(opcode: UInt8, fin: Bool = true, reservedBits: UInt8 = 0, _ bytes: some Sequence<UInt8>) async throws
+    {
         let opcode = try require(WebSocketOpcode(encodedWebSocketOpcode: opcode), "opcode \(opcode) cannot be sent")
         let frame = WebSocketFrame(
-            fin: fin, rsv1: reservedBits & 0b100 != 0, rsv2: reservedBits & 0b010 != 0, rsv3: reservedBits & 0b001 != 0,
-            opcode: opcode, data: ByteBuffer(bytes: Array(bytes))
+            fin: fin,
+            rsv1: reservedBits & 0b100 != 0,
+            rsv2: reservedBits & 0b010 != 0,
+            rsv3: reservedBits & 0b001 != 0,
+            opcode: opcode,
+            data: ByteBuffer(bytes: Array(bytes))
         )
         try await wire.send(frame: frame)
     }
@@ -38,13 +43,17 @@ extension Peer {
     func expectClose(_ code: UInt16, _ what: String) async throws {
         // `nextText` returns a message if one comes, and throws once the connection has ended.
         if let text = try? await wire.nextText() {
-            throw ConformanceFailure("\(what): expected the server to close with \(code), but it sent \(describe(text))")
+            throw ConformanceFailure(
+                "\(what): expected the server to close with \(code), but it sent \(describe(text))"
+            )
         }
         let actual: UInt16?
         do {
             actual = try await closeCode()
         } catch {
-            throw ConformanceFailure("\(what): expected the server to close with \(code), but it did not close: \(error)")
+            throw ConformanceFailure(
+                "\(what): expected the server to close with \(code), but it did not close: \(error)"
+            )
         }
         try expectEqual(actual.map(String.init) ?? "no close code", String(code), "\(what): the close code")
     }

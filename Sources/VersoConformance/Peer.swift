@@ -136,7 +136,9 @@ public final class Peer {
     /// The current version of `key` (0 when it never existed, the tombstone's when deleted).
     public func version(of key: String) async throws -> Int64 {
         let reply = try await get(key)
-        if reply.type == "snapshot" { return try require(reply["version"]?.int, "get \(key): no version in \(describe(reply))") }
+        if reply.type == "snapshot" {
+            return try require(reply["version"]?.int, "get \(key): no version in \(describe(reply))")
+        }
         try expectError(reply, code: "not_found", "get \(key)")
         return reply["version"]?.int ?? 0
     }
@@ -156,7 +158,10 @@ public final class Peer {
     /// and the snapshots it announces.
     public func subscribe(_ request: String) async throws -> (reply: JSONValue, snapshots: [JSONValue]) {
         let reply = try expectType(try await self.request(request), "subscribed", "subscribe")
-        let count = try require(reply["snapshots"]?.int, "subscribed has no integer snapshots count: \(describe(reply))")
+        let count = try require(
+            reply["snapshots"]?.int,
+            "subscribed has no integer snapshots count: \(describe(reply))"
+        )
         var snapshots: [JSONValue] = []
         for index in 0..<count {
             let snapshot = try await nextEvent()
@@ -180,7 +185,8 @@ public final class Peer {
         var before: [JSONValue] = []
         while !waiting.isEmpty {
             let event = try await nextEvent()
-            if event["key"]?.str?.hasSameBytes(as: barrierKey) == true, let index = waiting.firstIndex(of: event["sub"]) {
+            if event["key"]?.str?.hasSameBytes(as: barrierKey) == true, let index = waiting.firstIndex(of: event["sub"])
+            {
                 waiting.remove(at: index)
             } else {
                 before.append(event)

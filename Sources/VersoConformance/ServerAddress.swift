@@ -14,7 +14,12 @@ public struct ServerAddress: Sendable, Equatable {
     public init(_ url: String) throws(ConformanceError) {
         guard let components = URLComponents(string: url) else { throw .invalidURL(url, "it does not parse as a URL") }
         guard components.scheme?.lowercased() == "ws" else {
-            throw .invalidURL(url, components.scheme?.lowercased() == "wss" ? "wss:// is not supported; run the suite against the server's plain ws:// port" : "the scheme must be ws")
+            throw .invalidURL(
+                url,
+                components.scheme?.lowercased() == "wss"
+                    ? "wss:// is not supported; run the suite against the server's plain ws:// port"
+                    : "the scheme must be ws"
+            )
         }
         guard let host = components.host, !host.isEmpty else { throw .invalidURL(url, "it names no host") }
         self.url = url

@@ -52,9 +52,14 @@ enum Workloads {
         for _ in 0..<10_000 {
             let version = try require(current["version"]?.int, "no version in \(describe(current))")
             let n = try require(current["data"]?["n"]?.int, "no counter n in \(describe(current))")
-            let reply = usePatch
-                ? try await peer.request(#"{"type":"patch","key":\#(quoted(key)),"base":\#(version),"patch":{"n":\#(n + 1)}}"#)
-                : try await peer.request(#"{"type":"put","key":\#(quoted(key)),"base":\#(version),"data":{"n":\#(n + 1)}}"#)
+            let reply =
+                usePatch
+                ? try await peer.request(
+                    #"{"type":"patch","key":\#(quoted(key)),"base":\#(version),"patch":{"n":\#(n + 1)}}"#
+                )
+                : try await peer.request(
+                    #"{"type":"put","key":\#(quoted(key)),"base":\#(version),"data":{"n":\#(n + 1)}}"#
+                )
             switch reply.type {
             case "ack":
                 let ack = try peer.ack(of: reply, key: key, "increment \(key) on base \(version)")
@@ -63,10 +68,17 @@ enum Workloads {
             case "conflict":
                 try expectEqual(reply["base"]?.int, version, "the conflict's base")
                 let newer = try require(reply["version"]?.int, "the conflict has no version: \(describe(reply))")
-                try expect(newer > version, "a conflict for base \(version) of \(key) says the current version is \(newer), not newer")
+                try expect(
+                    newer > version,
+                    "a conflict for base \(version) of \(key) says the current version is \(newer), not newer"
+                )
                 current = reply
             default:
-                throw ConformanceFailure.mismatch("increment \(key) on base \(version)", expected: "ack or conflict", actual: describe(reply))
+                throw ConformanceFailure.mismatch(
+                    "increment \(key) on base \(version)",
+                    expected: "ack or conflict",
+                    actual: describe(reply)
+                )
             }
         }
         throw ConformanceFailure("increment of \(key) made no progress in 10,000 tries")
@@ -74,7 +86,12 @@ enum Workloads {
 
     /// Writes `count` times on one connection, round robin over `keys`, starting from the
     /// versions in `versions`; returns the acks in order.
-    static func roundRobin(_ context: CaseContext, keys: [String], from versions: [Int64], count: Int) async throws -> [Ack] {
+    static func roundRobin(
+        _ context: CaseContext,
+        keys: [String],
+        from versions: [Int64],
+        count: Int
+    ) async throws -> [Ack] {
         try await context.connect { peer in
             var versions = versions
             var acks: [Ack] = []

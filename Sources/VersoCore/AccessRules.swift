@@ -65,15 +65,21 @@ extension AccessRules {
     /// Reads rules from their JSON form, an array of `{"prefix": "notes/", "allow": ["read",
     /// "write"]}`; `context` names where they come from in errors.
     public init(json: JSONValue, context: String) throws(AccessRulesError) {
-        guard case .array(let items) = json else { throw AccessRulesError("\(context): the rules must be a JSON array of {\"prefix\", \"allow\"} objects") }
+        guard case .array(let items) = json else {
+            throw AccessRulesError("\(context): the rules must be a JSON array of {\"prefix\", \"allow\"} objects")
+        }
         var rules: [AccessRule] = []
         for (index, item) in items.enumerated() {
             let at = "\(context) rule \(index + 1)"
-            guard case .object(let fields) = item else { throw AccessRulesError("\(at): a rule must be an object {\"prefix\": …, \"allow\": […]}") }
+            guard case .object(let fields) = item else {
+                throw AccessRulesError("\(at): a rule must be an object {\"prefix\": …, \"allow\": […]}")
+            }
             for name in fields.keys where name != "prefix" && name != "allow" {
                 throw AccessRulesError("\(at): unknown member \"\(name.string)\" (a rule has \"prefix\" and \"allow\")")
             }
-            guard case .string(let prefix)? = fields["prefix"] else { throw AccessRulesError("\(at): \"prefix\" must be a string (\"\" for every key)") }
+            guard case .string(let prefix)? = fields["prefix"] else {
+                throw AccessRulesError("\(at): \"prefix\" must be a string (\"\" for every key)")
+            }
             if let problem = RecordKey.prefixProblem(with: prefix) { throw AccessRulesError("\(at): \(problem)") }
             guard case .array(let names)? = fields["allow"], !names.isEmpty else {
                 throw AccessRulesError("\(at): \"allow\" must be a non-empty array of rights (\(Self.rightNames))")
@@ -81,7 +87,9 @@ extension AccessRules {
             var rights = Set<AccessRight>()
             for name in names {
                 guard case .string(let text) = name, let right = AccessRight(rawValue: text) else {
-                    throw AccessRulesError("\(at): \(name.encodedString) is not a right; the rights are \(Self.rightNames)")
+                    throw AccessRulesError(
+                        "\(at): \(name.encodedString) is not a right; the rights are \(Self.rightNames)"
+                    )
                 }
                 rights.insert(right)
             }

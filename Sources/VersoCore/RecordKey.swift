@@ -14,7 +14,8 @@ public enum RecordKey {
     /// (the empty prefix matches every key).
     public static func prefixProblem(with prefix: String) -> String? {
         if prefix.utf8.count > maxBytes { return "key is longer than \(maxBytes) bytes of UTF-8" }
-        for scalar in prefix.unicodeScalars where scalar.value < 0x20 || (scalar.value >= 0x7F && scalar.value <= 0x9F) {
+        for scalar in prefix.unicodeScalars where scalar.value < 0x20 || (scalar.value >= 0x7F && scalar.value <= 0x9F)
+        {
             return "key contains the control character U+\(String(scalar.value, radix: 16, uppercase: true))"
         }
         return nil

@@ -23,7 +23,13 @@ public struct ConflictDetail: Sendable, Equatable {
 
     /// A conflict with the key's current state (`nil` when it never existed).
     public init(key: String, base: Int64, current: RecordState?) {
-        self.init(key: key, base: base, version: current?.version ?? 0, data: current?.data.map { JSONValue.object($0).encodedBytes }, deleted: current?.isDeleted == true)
+        self.init(
+            key: key,
+            base: base,
+            version: current?.version ?? 0,
+            data: current?.data.map { JSONValue.object($0).encodedBytes },
+            deleted: current?.isDeleted == true
+        )
     }
 }
 
@@ -52,7 +58,14 @@ public enum Replies {
     /// The reply to `hello`. `allowsForce` tells clients whether forced writes are accepted.
     /// The reply to `hello`; `user` is the identity the connection acts as, when the server
     /// authenticates.
-    public static func welcome(rid: JSONValue?, session: String, epoch: String, seq: Int64, allowsForce: Bool, user: String? = nil) -> [UInt8] {
+    public static func welcome(
+        rid: JSONValue?,
+        session: String,
+        epoch: String,
+        seq: Int64,
+        allowsForce: Bool,
+        user: String? = nil
+    ) -> [UInt8] {
         var writer = start("welcome", rid: rid)
         writer.raw(",\"session\":"); writer.string(session)
         writer.raw(",\"epoch\":"); writer.string(epoch)
@@ -65,7 +78,12 @@ public enum Replies {
         return finish(&writer)
     }
 
-    public static func error(rid: JSONValue?, _ error: RequestError, key: String? = nil, current: RecordState? = nil) -> [UInt8] {
+    public static func error(
+        rid: JSONValue?,
+        _ error: RequestError,
+        key: String? = nil,
+        current: RecordState? = nil
+    ) -> [UInt8] {
         var writer = start("error", rid: rid)
         writer.raw(",\"code\":"); writer.string(error.code.rawValue)
         writer.raw(",\"message\":"); writer.string(error.message)

@@ -130,11 +130,16 @@ extension Request {
                     throw .badRequest("subscribe: \"keys\" must be a non-empty array of keys")
                 }
                 guard keys.count <= RequestLimits.maxSubscribeKeys else {
-                    throw RequestError(.tooLarge, "subscribe: at most \(RequestLimits.maxSubscribeKeys) keys are allowed in one subscription")
+                    throw RequestError(
+                        .tooLarge,
+                        "subscribe: at most \(RequestLimits.maxSubscribeKeys) keys are allowed in one subscription"
+                    )
                 }
                 var set = Set<BytewiseString>()
                 for key in keys {
-                    guard case .string(let text) = key else { throw .badRequest("subscribe: every key must be a string") }
+                    guard case .string(let text) = key else {
+                        throw .badRequest("subscribe: every key must be a string")
+                    }
                     if let problem = RecordKey.problem(with: text) { throw .badRequest("subscribe: \(problem)") }
                     set.insert(BytewiseString(text))
                 }
@@ -143,7 +148,9 @@ extension Request {
                 return .subscribe(.prefix(try reader.prefix("prefix")), since: since, epoch: epoch)
             }
         case "unsubscribe":
-            guard let sub = try reader.optionalInteger("sub", minimum: 1) else { throw .badRequest("unsubscribe: missing \"sub\"") }
+            guard let sub = try reader.optionalInteger("sub", minimum: 1) else {
+                throw .badRequest("unsubscribe: missing \"sub\"")
+            }
             return .unsubscribe(sub: sub)
         case "list":
             let prefix = fields["prefix"] == nil ? "" : try reader.prefix("prefix")
@@ -172,7 +179,9 @@ private struct FieldReader {
     }
 
     func prefix(_ name: String) throws(RequestError) -> String {
-        guard case .string(let prefix)? = fields[name] else { throw .badRequest("\(context): \"\(name)\" must be a string") }
+        guard case .string(let prefix)? = fields[name] else {
+            throw .badRequest("\(context): \"\(name)\" must be a string")
+        }
         if let problem = RecordKey.prefixProblem(with: prefix) { throw .badRequest("\(context): \(problem)") }
         return prefix
     }
@@ -195,7 +204,9 @@ private struct FieldReader {
 
     func object(_ name: String) throws(RequestError) -> JSONObject {
         guard let value = fields[name] else { throw .badRequest("\(context): missing \"\(name)\"") }
-        guard case .object(let members) = value else { throw .badRequest("\(context): \"\(name)\" must be a JSON object") }
+        guard case .object(let members) = value else {
+            throw .badRequest("\(context): \"\(name)\" must be a JSON object")
+        }
         return members
     }
 
@@ -213,7 +224,8 @@ private struct FieldReader {
         case (nil, true):
             guard type != "check" else { throw .badRequest("\(context): a check needs a \"base\", not \"force\"") }
             precondition = .force
-        case (nil, false): throw .badRequest("\(context): missing \"base\" (the version the change starts from; 0 creates)")
+        case (nil, false):
+            throw .badRequest("\(context): missing \"base\" (the version the change starts from; 0 creates)")
         case (.some(let base), false):
             guard let version = base.integerValue, version >= 0 else {
                 throw .badRequest("\(context): \"base\" must be a non-negative integer")

@@ -85,14 +85,19 @@ public enum PerMessageDeflate {
     /// A window size parameter's value (8...15), quoted or not.
     private static func windowBits(_ value: WebSocketExtensionHTTPParameters.Parameter) -> Int32? {
         guard case .value(let text) = value else { return nil }
-        let digits = text.hasPrefix("\"") && text.hasSuffix("\"") && text.count >= 2 ? String(text.dropFirst().dropLast()) : text
+        let digits =
+            text.hasPrefix("\"") && text.hasSuffix("\"") && text.count >= 2 ? String(text.dropFirst().dropLast()) : text
         guard digits.allSatisfy(\.isASCII), let bits = Int32(digits), (8...15).contains(bits) else { return nil }
         return bits
     }
 
     /// Compresses one whole message as a permessage-deflate payload (RFC 7692 §7.2.1: the
     /// trailing 00 00 ff ff removed).
-    public static func compress(_ message: [UInt8], windowBits: Int32, allocator: ByteBufferAllocator) throws -> ByteBuffer {
+    public static func compress(
+        _ message: [UInt8],
+        windowBits: Int32,
+        allocator: ByteBufferAllocator
+    ) throws -> ByteBuffer {
         let level: ZlibPool.Level = message.count >= fastCompressionBytes ? .fastest : .standard
         return try ZlibPool.shared.withCompressor(windowBits: windowBits, level: level) { compressor in
             var input = allocator.buffer(capacity: message.count)
@@ -116,7 +121,9 @@ public struct PerMessageDeflateBuilder: WebSocketExtensionBuilder {
         self.maxMessageBytes = maxMessageBytes
     }
 
-    public func clientRequestHeader() -> String { "\(PerMessageDeflate.name); server_no_context_takeover; client_no_context_takeover" }
+    public func clientRequestHeader() -> String {
+        "\(PerMessageDeflate.name); server_no_context_takeover; client_no_context_takeover"
+    }
 
     public func serverReponseHeader(to request: WebSocketExtensionHTTPParameters) -> String? {
         PerMessageDeflate.agreement(offer: request)?.responseHeader
@@ -127,7 +134,9 @@ public struct PerMessageDeflateBuilder: WebSocketExtensionBuilder {
     }
 
     /// Verso's clients use swift-websocket's own extension; this builder is for the server.
-    public func clientExtension(from response: WebSocketExtensionHTTPParameters) throws -> (any WebSocketExtension)? { nil }
+    public func clientExtension(from response: WebSocketExtensionHTTPParameters) throws -> (any WebSocketExtension)? {
+        nil
+    }
 }
 
 /// Inflates the compressed messages a client sends, with a pooled zlib stream held only from a
@@ -157,10 +166,15 @@ public final class PerMessageInflater: WebSocketExtension {
     }
 
     deinit {
-        if case .compressed(let decompressor) = state.withLock({ $0 }) { ZlibPool.shared.returnDecompressor(decompressor) }
+        if case .compressed(let decompressor) = state.withLock({ $0 }) {
+            ZlibPool.shared.returnDecompressor(decompressor)
+        }
     }
 
-    public func processReceivedFrame(_ frame: WebSocketFrame, context: WebSocketExtensionContext) async throws -> WebSocketFrame {
+    public func processReceivedFrame(
+        _ frame: WebSocketFrame,
+        context: WebSocketExtensionContext
+    ) async throws -> WebSocketFrame {
         try inflate(frame)
     }
 
@@ -228,7 +242,10 @@ public final class PerMessageInflater: WebSocketExtension {
         return inflated
     }
 
-    public func processFrameToSend(_ frame: WebSocketFrame, context: WebSocketExtensionContext) async throws -> WebSocketFrame {
+    public func processFrameToSend(
+        _ frame: WebSocketFrame,
+        context: WebSocketExtensionContext
+    ) async throws -> WebSocketFrame {
         frame
     }
 
@@ -275,7 +292,10 @@ final class ZlibPool: Sendable {
         // Safe: handed out under the pool's lock to one caller, which gives it back when done.
         let zlib: ZlibCompressor
         init(_ kind: CompressorKind) throws {
-            zlib = try ZlibCompressor(algorithm: .deflate, configuration: ZlibConfiguration(windowSize: kind.windowBits, compressionLevel: kind.level.zlib))
+            zlib = try ZlibCompressor(
+                algorithm: .deflate,
+                configuration: ZlibConfiguration(windowSize: kind.windowBits, compressionLevel: kind.level.zlib)
+            )
         }
     }
 
@@ -295,7 +315,11 @@ final class ZlibPool: Sendable {
     }
 
     /// Runs `body` with a deflate stream of `windowBits` at `level`, reset afterwards.
-    func withCompressor<Result>(windowBits: Int32, level: Level = .standard, _ body: (ZlibCompressor) throws -> Result) throws -> Result {
+    func withCompressor<Result>(
+        windowBits: Int32,
+        level: Level = .standard,
+        _ body: (ZlibCompressor) throws -> Result
+    ) throws -> Result {
         let kind = CompressorKind(windowBits: windowBits, level: level)
         let compressor = try compressors.withLock { $0[kind]?.popLast() } ?? Compressor(kind)
         defer {

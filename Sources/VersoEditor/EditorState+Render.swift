@@ -6,7 +6,13 @@ extension EditorState {
         var lines: [[Segment]] = []
         var cursor: (row: Int, column: Int)?
         let state = connected ? "connected" : connectionText
-        lines.append(Self.fit([Segment(" verso edit \(prefix)  ·  \(server)  ·  \(state)", .status)], width: width, fill: .status))
+        lines.append(
+            Self.fit(
+                [Segment(" verso edit \(prefix)  ·  \(server)  ·  \(state)", .status)],
+                width: width,
+                fill: .status
+            )
+        )
         if case .conflict(let conflict) = mode {
             lines += conflictLines(conflict)
         } else {
@@ -66,24 +72,41 @@ extension EditorState {
             used += fieldWidths[index] + 1
         }
 
-        var header = [Segment(" " + Self.pad("key", keyWidth), .header), Segment(Self.pad("ver", versionWidth), .header)]
+        var header = [
+            Segment(" " + Self.pad("key", keyWidth), .header), Segment(Self.pad("ver", versionWidth), .header),
+        ]
         for index in visibleColumns {
-            header.append(Segment(" " + Self.pad(columns[index], fieldWidths[index]), index == selectedField ? .selected : .header))
+            header.append(
+                Segment(
+                    " " + Self.pad(columns[index], fieldWidths[index]),
+                    index == selectedField ? .selected : .header
+                )
+            )
         }
         var lines = [Self.fit(header, width: width, fill: .header)]
         if keys.isEmpty {
-            lines.append([Segment(synced ? "  no records under \(prefix)\(filter.isEmpty ? "" : " matching \"\(filter)\"") — press a to add one" : "  loading…", .dim)])
+            lines.append([
+                Segment(
+                    synced
+                        ? "  no records under \(prefix)\(filter.isEmpty ? "" : " matching \"\(filter)\"") — press a to add one"
+                        : "  loading…",
+                    .dim
+                )
+            ])
             return (lines, nil)
         }
         let rows = max(1, height - 4)
         let selectedIndex = selectedKey.flatMap(Self.position(in: keys)) ?? 0
-        let top = min(max(0, selectedIndex - rows + 1), max(0, keys.count - rows)) > 0 ? max(0, selectedIndex - rows + 1) : 0
+        let top =
+            min(max(0, selectedIndex - rows + 1), max(0, keys.count - rows)) > 0 ? max(0, selectedIndex - rows + 1) : 0
         var cursor: (row: Int, column: Int)?
         for key in keys.dropFirst(top).prefix(rows) {
             guard let record = records[key] else { continue }
             let isSelected = selectedKey?.hasSameBytes(as: key) == true
             let rowStyle: Style =
-                record.isDeleted ? .deleted : markedRows[key] != nil ? .added : pending[key] != nil || readOnly.contains(key) ? .dim : .normal
+                record.isDeleted
+                ? .deleted
+                : markedRows[key] != nil ? .added : pending[key] != nil || readOnly.contains(key) ? .dim : .normal
             var line = [
                 Segment(isSelected ? ">" : " ", isSelected ? .selected : rowStyle),
                 Segment(Self.pad(key, keyWidth), isSelected ? .selected : rowStyle),
@@ -111,11 +134,17 @@ extension EditorState {
 
     private func conflictLines(_ conflict: Conflict) -> [[Segment]] {
         let theirs = conflict.theirs
-        let now = theirs.isDeleted ? "it was deleted (version \(theirs.version))" : "it is now at version \(theirs.version)"
+        let now =
+            theirs.isDeleted ? "it was deleted (version \(theirs.version))" : "it is now at version \(theirs.version)"
         var lines: [[Segment]] = [
             [Segment(" Conflict on \(conflict.key): you edited version \(conflict.base); \(now).", .error)],
             [],
-            [Segment(" " + Self.pad("field", 16) + " " + Self.pad("yours", 28) + " " + Self.pad("theirs", 28), .header)],
+            [
+                Segment(
+                    " " + Self.pad("field", 16) + " " + Self.pad("yours", 28) + " " + Self.pad("theirs", 28),
+                    .header
+                )
+            ],
         ]
         let fields = Set(theirs.data?.keys ?? [:].keys).union([BytewiseString(conflict.field)]).sorted().map(\.string)
         for field in fields {
@@ -144,8 +173,11 @@ extension EditorState {
         case .browse:
             return (messageLine, [Segment(" ↑↓←→ move  e/Enter edit  a add  d delete  / filter  q quit", .status)], nil)
         case .editing(let edit):
-            return (message == nil ? [Segment(" editing \(edit.key).\(edit.field) from version \(edit.base)", .message)] : messageLine,
-                    [Segment(" Enter save  Esc cancel  (values are JSON when they parse, text otherwise)", .status)], nil)
+            return (
+                message == nil
+                    ? [Segment(" editing \(edit.key).\(edit.field) from version \(edit.base)", .message)] : messageLine,
+                [Segment(" Enter save  Esc cancel  (values are JSON when they parse, text otherwise)", .status)], nil
+            )
         case .addingKey(let text):
             let (line, column) = prompt("new key:", text)
             return (line, [Segment(" Enter next  Esc cancel", .status)], column)
@@ -153,12 +185,18 @@ extension EditorState {
             let (line, column) = prompt("data for \(key):", text)
             return (line, [Segment(" a JSON object  Enter create  Esc cancel", .status)], column)
         case .confirmDelete(let key):
-            return ([Segment(" delete \(key) at version \(records[key]?.version ?? 0)? y/n", .error)], [Segment(" y delete  any other key cancels", .status)], nil)
+            return (
+                [Segment(" delete \(key) at version \(records[key]?.version ?? 0)? y/n", .error)],
+                [Segment(" y delete  any other key cancels", .status)], nil
+            )
         case .filtering(let text):
             let (line, column) = prompt("filter:", text)
             return (line, [Segment(" Enter keep  Esc clear", .status)], column)
         case .conflict:
-            return (messageLine, [Segment(" r reapply mine  t/Esc keep theirs" + (allowsForce ? "  f force" : ""), .status)], nil)
+            return (
+                messageLine,
+                [Segment(" r reapply mine  t/Esc keep theirs" + (allowsForce ? "  f force" : ""), .status)], nil
+            )
         }
     }
 }

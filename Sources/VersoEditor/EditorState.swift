@@ -198,14 +198,21 @@ public struct EditorState: Sendable {
         }
         if selectedKey == nil { selectedKey = record.key }
         if !own {
-            let what = record.isDeleted ? "deleted \(record.key)" : previous?.data == nil ? "created \(record.key)"
-                : "changed \(record.key) (\(changedFields.joined(separator: ", ")))"
+            let what =
+                record.isDeleted
+                ? "deleted \(record.key)"
+                : previous?.data == nil
+                    ? "created \(record.key)"
+                    : "changed \(record.key) (\(changedFields.joined(separator: ", ")))"
             say("someone else \(what): now version \(record.version)")
         }
         // An edit in progress keeps the version the user started from: its save will come back
         // as a conflict, shown beside the new state, rather than silently overwrite this change.
         if case .editing(let edit) = mode, edit.key.hasSameBytes(as: record.key), !own {
-            say("someone else \(record.isDeleted ? "deleted" : "changed") \(record.key) while you edit it: saving will show what changed", .error)
+            say(
+                "someone else \(record.isDeleted ? "deleted" : "changed") \(record.key) while you edit it: saving will show what changed",
+                .error
+            )
         }
     }
 
@@ -217,7 +224,10 @@ public struct EditorState: Sendable {
             mode = .conflict(Conflict(key: key, field: field, mine: value, base: save.base, theirs: current))
             say("\(key) changed since version \(save.base): choose how to resolve", .error, seconds: .infinity)
         } else {
-            say("\(key) changed since version \(save.base) (now \(current.isDeleted ? "deleted" : "version \(current.version)")): nothing was changed", .error)
+            say(
+                "\(key) changed since version \(save.base) (now \(current.isDeleted ? "deleted" : "version \(current.version)")): nothing was changed",
+                .error
+            )
         }
         return []
     }
@@ -314,7 +324,11 @@ public struct EditorState: Sendable {
             return [.patch(key: conflict.key, base: base, patch: patch)]
         case .character("f") where allowsForce:
             mode = .browse
-            pending[conflict.key] = PendingSave(field: conflict.field, value: conflict.mine, base: conflict.theirs.version)
+            pending[conflict.key] = PendingSave(
+                field: conflict.field,
+                value: conflict.mine,
+                base: conflict.theirs.version
+            )
             say("forcing your \(conflict.field)…")
             return [.patch(key: conflict.key, base: nil, patch: patch)]
         default:
@@ -349,7 +363,8 @@ public struct EditorState: Sendable {
                 mode = .confirmDelete(key: selectedKey)
             }
         case .enter, .character("e"):
-            guard let selectedKey, let record = records[selectedKey], let data = record.data, let field = selectedColumn else {
+            guard let selectedKey, let record = records[selectedKey], let data = record.data, let field = selectedColumn
+            else {
                 say("select a record and a field to edit", .error)
                 return []
             }
@@ -359,7 +374,9 @@ public struct EditorState: Sendable {
                 return []
             }
             message = nil
-            mode = .editing(Edit(key: selectedKey, field: field, text: CellText.display(data[field]), base: record.version))
+            mode = .editing(
+                Edit(key: selectedKey, field: field, text: CellText.display(data[field]), base: record.version)
+            )
         default:
             break
         }

@@ -15,7 +15,12 @@ public struct EngineConfiguration: Sendable {
     /// sent back in conflicts) is below this.
     public var batchWorkLimit: Int
 
-    public init(allowForce: Bool = false, maxBatchSize: Int = 1024, maxWritesPerClient: Int = 64, batchWorkLimit: Int = 256 << 10) {
+    public init(
+        allowForce: Bool = false,
+        maxBatchSize: Int = 1024,
+        maxWritesPerClient: Int = 64,
+        batchWorkLimit: Int = 256 << 10
+    ) {
         self.allowForce = allowForce
         self.maxBatchSize = maxBatchSize
         self.maxWritesPerClient = maxWritesPerClient
@@ -114,7 +119,11 @@ public final class RecordEngine: Sendable {
 
     /// The writer's time for a batch (in nanoseconds) split between the clients whose writes
     /// were decided, in proportion to the work each write took.
-    static func shares(of elapsed: Duration, among clients: some Sequence<WriteClient>, work: [Int]) -> [WriteClient: Int] {
+    static func shares(
+        of elapsed: Duration,
+        among clients: some Sequence<WriteClient>,
+        work: [Int]
+    ) -> [WriteClient: Int] {
         let total = work.reduce(0, +)
         guard total > 0 else { return [:] }
         let nanoseconds = Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
@@ -144,7 +153,11 @@ public final class RecordEngine: Sendable {
     ///
     /// Returns the refusal instead, queueing nothing and never calling `onCommitted`, when the
     /// command cannot be taken: a forced write on a server that refuses them, or shutdown.
-    public func enqueue(_ command: WriteCommand, from client: WriteClient, onCommitted: @escaping @Sendable (WriteResult) -> Void) -> RequestError? {
+    public func enqueue(
+        _ command: WriteCommand,
+        from client: WriteClient,
+        onCommitted: @escaping @Sendable (WriteResult) -> Void
+    ) -> RequestError? {
         if !configuration.allowForce, command.operations.contains(where: { $0.precondition == .force }) {
             return RequestError(.forbidden, "forced writes are disabled on this server (start it with --allow-force)")
         }
@@ -164,7 +177,12 @@ public final class RecordEngine: Sendable {
             enum Step { case batch(FairQueue<PendingWrite>.Batch), finished, wait }
             let step = pipeline.withLock { state -> Step in
                 if !state.pending.isEmpty {
-                    return .batch(state.pending.nextBatch(maxCount: configuration.maxBatchSize, perClient: configuration.maxWritesPerClient))
+                    return .batch(
+                        state.pending.nextBatch(
+                            maxCount: configuration.maxBatchSize,
+                            perClient: configuration.maxWritesPerClient
+                        )
+                    )
                 }
                 return state.accepting ? .wait : .finished
             }
@@ -195,12 +213,27 @@ public final class RecordEngine: Sendable {
             var work: [Int] = []
             do {
                 let decided = try await store.commit(batch.items.map(\.element.command), budget: budget)
-                precondition(decided.outcomes.count >= min(batch.firstRound, batch.items.count) && decided.outcomes.count <= batch.items.count, "the store decided \(decided.outcomes.count) of \(batch.items.count) commands")
+                precondition(
+                    decided.outcomes.count >= min(batch.firstRound, batch.items.count)
+                        && decided.outcomes.count <= batch.items.count,
+                    "the store decided \(decided.outcomes.count) of \(batch.items.count) commands"
+                )
                 results = decided.outcomes.map { .outcome($0) }
                 work = decided.work
             } catch {
-                logger.error("commit failed; the batch was not applied", metadata: ["verso.error": "\(error)", "verso.batch": "\(batch.items.count)"])
-                results = Array(repeating: .refused(RequestError(.internal, "the write could not be saved (\(error)); nothing was applied, retry later")), count: batch.items.count)
+                logger.error(
+                    "commit failed; the batch was not applied",
+                    metadata: ["verso.error": "\(error)", "verso.batch": "\(batch.items.count)"]
+                )
+                results = Array(
+                    repeating: .refused(
+                        RequestError(
+                            .internal,
+                            "the write could not be saved (\(error)); nothing was applied, retry later"
+                        )
+                    ),
+                    count: batch.items.count
+                )
             }
             committing.store(0, ordering: .releasing)
             let costs = Self.shares(of: clock.now - started, among: batch.items.lazy.map(\.client), work: work)
@@ -288,9 +321,15 @@ public final class RecordEngine: Sendable {
 
     /// One page of live records under `prefix` after `after`, and the `next` cursor: at most
     /// `limit` records and at most `maxListPageBytes` of them, but always at least one.
-    public func list(prefix: String, after: String?, limit: Int) async throws(RequestError) -> (records: [RecordSnapshot], next: String?) {
+    public func list(
+        prefix: String,
+        after: String?,
+        limit: Int
+    ) async throws(RequestError) -> (records: [RecordSnapshot], next: String?) {
         let maxBytes = Self.maxListPageBytes
-        let page = try await storeCall("list") { try await store.list(prefix: prefix, after: after, limit: limit + 1, maxBytes: maxBytes) }
+        let page = try await storeCall("list") {
+            try await store.list(prefix: prefix, after: after, limit: limit + 1, maxBytes: maxBytes)
+        }
         var count = 0
         var bytes = 0
         for record in page.prefix(limit) {
@@ -323,11 +362,23 @@ public final class RecordEngine: Sendable {
         do {
             if let since, epoch == nil || epoch == info.epoch {
                 if let replay = try await store.changes(after: since, matching: filter) {
-                    return SubscriptionStart(id: id, seq: replay.throughSeq, reset: false, snapshots: [], replay: replay.changes)
+                    return SubscriptionStart(
+                        id: id,
+                        seq: replay.throughSeq,
+                        reset: false,
+                        snapshots: [],
+                        replay: replay.changes
+                    )
                 }
             }
             let snapshot = try await store.snapshot(filter)
-            return SubscriptionStart(id: id, seq: snapshot.seq, reset: since != nil, snapshots: snapshot.records, replay: [])
+            return SubscriptionStart(
+                id: id,
+                seq: snapshot.seq,
+                reset: since != nil,
+                snapshots: snapshot.records,
+                replay: []
+            )
         } catch {
             hub.remove(id, ownedBy: sink)
             logger.error("store read failed", metadata: ["verso.operation": "subscribe", "verso.error": "\(error)"])

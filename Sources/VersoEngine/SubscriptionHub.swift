@@ -93,7 +93,9 @@ final class SubscriptionHub: Sendable {
             guard !state.subscriptions.isEmpty else { return }
             for change in changes {
                 var targets: [Int64] = []
-                if !state.byKey.isEmpty, let ids = state.byKey[BytewiseString(change.key)] { targets.append(contentsOf: ids) }
+                if !state.byKey.isEmpty, let ids = state.byKey[BytewiseString(change.key)] {
+                    targets.append(contentsOf: ids)
+                }
                 state.byPrefix.forEachMatch(of: change.key) { targets.append($0) }
                 guard !targets.isEmpty else { continue }
                 var encoded: EncodedUpdate?

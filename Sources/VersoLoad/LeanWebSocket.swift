@@ -55,7 +55,12 @@ enum LeanWebSocket {
     /// Connects to `url` and upgrades to WebSocket, offering permessage-deflate when
     /// `compression` and sending `token` as `Authorization: Bearer`. Messages over
     /// `maxMessageSize` bytes (after inflating) end the connection.
-    static func connect(url: String, compression: Bool, token: String? = nil, maxMessageSize: Int) async throws -> Connection {
+    static func connect(
+        url: String,
+        compression: Bool,
+        token: String? = nil,
+        maxMessageSize: Int
+    ) async throws -> Connection {
         let endpoint = try Endpoint(url: url)
         let channel: any Channel
         let upgrade: EventLoopFuture<Upgrade>
@@ -65,7 +70,13 @@ enum LeanWebSocket {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connect(host: endpoint.host, port: endpoint.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let upgrade = try configure(channel, endpoint: endpoint, compression: compression, token: token, maxMessageSize: maxMessageSize)
+                        let upgrade = try configure(
+                            channel,
+                            endpoint: endpoint,
+                            compression: compression,
+                            token: token,
+                            maxMessageSize: maxMessageSize
+                        )
                         return (channel, upgrade)
                     }
                 }
@@ -88,13 +99,19 @@ enum LeanWebSocket {
         case .rejected(let status):
             let answer = try? await status.get()
             channel.close(promise: nil)
-            throw LoadError("the server at \(url) rejected the WebSocket handshake with HTTP status \(answer.map { "\($0.code) \($0.reasonPhrase)" } ?? "unknown")")
+            throw LoadError(
+                "the server at \(url) rejected the WebSocket handshake with HTTP status \(answer.map { "\($0.code) \($0.reasonPhrase)" } ?? "unknown")"
+            )
         }
     }
 
     /// Sets up the HTTP/1 upgrade on a new channel; the future ends with the upgrade.
     private static func configure(
-        _ channel: any Channel, endpoint: Endpoint, compression: Bool, token: String?, maxMessageSize: Int
+        _ channel: any Channel,
+        endpoint: Endpoint,
+        compression: Bool,
+        token: String?,
+        maxMessageSize: Int
     ) throws -> EventLoopFuture<Upgrade> {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: endpoint.authority)
@@ -103,7 +120,10 @@ enum LeanWebSocket {
         let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: endpoint.target, headers: headers)
         let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: maxMessageSize) { channel, response in
             channel.eventLoop.makeCompletedFuture {
-                let deflate = try DeflateAgreement(response: response.headers[canonicalForm: "sec-websocket-extensions"].map(String.init), offered: compression)
+                let deflate = try DeflateAgreement(
+                    response: response.headers[canonicalForm: "sec-websocket-extensions"].map(String.init),
+                    offered: compression
+                )
                 let inbox = WireInbox()
                 let handler = try LeanWebSocketHandler(inbox: inbox, deflate: deflate, maxMessageSize: maxMessageSize)
                 try channel.pipeline.syncOperations.addHandler(handler)
@@ -179,12 +199,17 @@ struct DeflateAgreement: Sendable, Equatable {
                 }
                 var agreement = DeflateAgreement()
                 for parameter in parameters.dropFirst() {
-                    switch parameter.split(separator: "=", maxSplits: 1).first.map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) ?? "" {
+                    switch parameter.split(separator: "=", maxSplits: 1).first.map({
+                        $0.trimmingCharacters(in: .whitespaces).lowercased()
+                    }) ?? "" {
                     case "client_no_context_takeover": agreement.clientNoContextTakeover = true
                     case "server_no_context_takeover": agreement.serverNoContextTakeover = true
                     // Inflating with the largest window reads any smaller one the server chose.
                     case "server_max_window_bits": break
-                    default: throw LoadError("permessage-deflate: the server answered with \(parameter), which was not offered")
+                    default:
+                        throw LoadError(
+                            "permessage-deflate: the server answered with \(parameter), which was not offered"
+                        )
                     }
                 }
                 agreed = agreement
@@ -201,7 +226,10 @@ enum MessageDeflate {
     static let tail: [UInt8] = [0x00, 0x00, 0xFF, 0xFF]
 
     static func makeCompressor() throws -> ZlibCompressor {
-        try ZlibCompressor(algorithm: .deflate, configuration: ZlibConfiguration(windowSize: 15, compressionLevel: -1, memoryLevel: 8))
+        try ZlibCompressor(
+            algorithm: .deflate,
+            configuration: ZlibConfiguration(windowSize: 15, compressionLevel: -1, memoryLevel: 8)
+        )
     }
 
     static func makeDecompressor() throws -> ZlibDecompressor {
@@ -210,11 +238,12 @@ enum MessageDeflate {
 
     /// Compresses one message with a sync flush and strips the tail; `reset` forgets the
     /// window afterwards (client_no_context_takeover).
-    static func compress(_ message: inout ByteBuffer, with compressor: ZlibCompressor, reset: Bool) throws -> ByteBuffer {
+    static func compress(_ message: inout ByteBuffer, with compressor: ZlibCompressor, reset: Bool) throws -> ByteBuffer
+    {
         var output = ByteBufferAllocator().buffer(capacity: compressor.maxSize(from: message))
         try compressor.deflate(from: &message, to: &output, flush: .sync)
         guard message.readableBytes == 0, output.readableBytes >= 4,
-              output.getBytes(at: output.writerIndex - 4, length: 4) == tail
+            output.getBytes(at: output.writerIndex - 4, length: 4) == tail
         else { throw LoadError("permessage-deflate: the compressor did not end the message with a sync flush") }
         output.moveWriterIndex(to: output.writerIndex - 4)
         if reset { try compressor.reset() }
@@ -223,15 +252,24 @@ enum MessageDeflate {
 
     /// Inflates one whole message (all its frames' payloads), at most `maxSize` bytes;
     /// `reset` forgets the window afterwards (server_no_context_takeover).
-    static func decompress(_ message: inout ByteBuffer, with decompressor: ZlibDecompressor, maxSize: Int, reset: Bool) throws -> ByteBuffer {
+    static func decompress(
+        _ message: inout ByteBuffer,
+        with decompressor: ZlibDecompressor,
+        maxSize: Int,
+        reset: Bool
+    ) throws -> ByteBuffer {
         message.writeBytes(tail)
-        var output = ByteBufferAllocator().buffer(capacity: Swift.min(maxSize, Swift.max(256, message.readableBytes * 4)))
+        var output = ByteBufferAllocator().buffer(
+            capacity: Swift.min(maxSize, Swift.max(256, message.readableBytes * 4))
+        )
         while true {
             do {
                 try decompressor.inflate(from: &message, to: &output)
                 break
             } catch let error as CompressNIOError where error == .bufferOverflow {
-                guard output.capacity < maxSize else { throw LoadError("the server sent a message of more than \(maxSize) bytes") }
+                guard output.capacity < maxSize else {
+                    throw LoadError("the server sent a message of more than \(maxSize) bytes")
+                }
                 output.reserveCapacity(minimumWritableBytes: Swift.min(output.capacity, maxSize - output.readableBytes))
             } catch let error as CompressNIOError where error == .inputBufferOverflow {
                 break  // all input read, all output out

@@ -35,7 +35,9 @@ final class LeanWebSocketHandler: ChannelInboundHandler {
         switch frame.opcode {
         case .text, .binary:
             guard partial == nil else { return fail(context, "the server began a message inside a fragmented one") }
-            guard !frame.rsv1 || decompressor != nil else { return fail(context, "the server compressed a message without permessage-deflate") }
+            guard !frame.rsv1 || decompressor != nil else {
+                return fail(context, "the server compressed a message without permessage-deflate")
+            }
             let started = Partial(data: frame.unmaskedData, isText: frame.opcode == .text, isCompressed: frame.rsv1)
             if frame.fin { complete(started, context: context) } else { partial = started }
         case .continuation:
@@ -43,7 +45,9 @@ final class LeanWebSocketHandler: ChannelInboundHandler {
             partial = nil  // keeps the buffer unique, so appending does not copy it
             var more = frame.unmaskedData
             message.data.writeBuffer(&more)
-            guard message.data.readableBytes <= maxMessageSize else { return fail(context, "the server sent a message of more than \(maxMessageSize) bytes") }
+            guard message.data.readableBytes <= maxMessageSize else {
+                return fail(context, "the server sent a message of more than \(maxMessageSize) bytes")
+            }
             if frame.fin { complete(message, context: context) } else { partial = message }
         case .ping:
             let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
@@ -54,13 +58,20 @@ final class LeanWebSocketHandler: ChannelInboundHandler {
             var payload = frame.unmaskedData
             let code = payload.readWebSocketErrorCode()
             let reason = payload.readString(length: payload.readableBytes) ?? ""
-            inbox.finish(LoadError("the server closed the connection" + (code.map { " (\($0)\(reason.isEmpty ? "" : ": " + reason))" } ?? "")))
+            inbox.finish(
+                LoadError(
+                    "the server closed the connection"
+                        + (code.map { " (\($0)\(reason.isEmpty ? "" : ": " + reason))" } ?? "")
+                )
+            )
             if inbox.startClosing() {
                 // The server began the close: answer it with its code, then hang up.
                 var echo = context.channel.allocator.buffer(capacity: 2)
                 echo.write(webSocketErrorCode: code ?? .normalClosure)
                 let reply = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: echo)
-                context.writeAndFlush(wrapOutboundOut(reply)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                context.writeAndFlush(wrapOutboundOut(reply)).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
             } else {
                 context.close(promise: nil)
             }
@@ -84,7 +95,12 @@ final class LeanWebSocketHandler: ChannelInboundHandler {
         var data = message.data
         if message.isCompressed, let decompressor {
             do {
-                data = try MessageDeflate.decompress(&data, with: decompressor, maxSize: maxMessageSize, reset: resetDecompressor)
+                data = try MessageDeflate.decompress(
+                    &data,
+                    with: decompressor,
+                    maxSize: maxMessageSize,
+                    reset: resetDecompressor
+                )
             } catch {
                 return fail(context, "permessage-deflate: could not inflate a message: \(error)")
             }

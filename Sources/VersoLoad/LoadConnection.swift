@@ -41,7 +41,13 @@ public struct LoadWire {
             payload = try MessageDeflate.compress(&payload, with: compressor, reset: resetCompressor)
             compressed = true
         }
-        let frame = WebSocketFrame(fin: true, rsv1: compressed, opcode: .text, maskKey: .random(using: &masks), data: payload)
+        let frame = WebSocketFrame(
+            fin: true,
+            rsv1: compressed,
+            opcode: .text,
+            maskKey: .random(using: &masks),
+            data: payload
+        )
         // No wait for the write: a failed one closes the channel, and `next` reports that.
         channel.writeAndFlush(frame, promise: nil)
     }
@@ -50,7 +56,9 @@ public struct LoadWire {
     public mutating func subscribe(to key: String, scenario: String) async throws {
         try await send(#"{"type":"subscribe","keys":[""# + key + #""]}"#)
         let reply = try await next()
-        guard ReplyScan.type(reply) == "subscribed" else { throw LoadError("\(scenario): subscribe failed: \(reply.prefix(200))") }
+        guard ReplyScan.type(reply) == "subscribed" else {
+            throw LoadError("\(scenario): subscribe failed: \(reply.prefix(200))")
+        }
     }
 
     /// The next text message; throws if the connection ends first.
@@ -64,7 +72,10 @@ public struct LoadWire {
         if !inbox.isFinished, inbox.startClosing() {
             var code = ByteBuffer()
             code.write(webSocketErrorCode: .normalClosure)
-            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: code), promise: nil)
+            channel.writeAndFlush(
+                WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: code),
+                promise: nil
+            )
             let channel = channel
             let deadline = channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
             try? await channel.closeFuture.get()
@@ -113,7 +124,12 @@ public enum LoadConnection {
         await handshakes.acquire()
         let connection: LeanWebSocket.Connection
         do {
-            connection = try await LeanWebSocket.connect(url: url, compression: compression, token: token, maxMessageSize: maxMessageSize)
+            connection = try await LeanWebSocket.connect(
+                url: url,
+                compression: compression,
+                token: token,
+                maxMessageSize: maxMessageSize
+            )
         } catch {
             handshakes.release()
             throw error

@@ -95,7 +95,9 @@ public struct LoadReport: Sendable, Codable {
             ("errors", "\(errors)"),
         ]
         if let serverCPUMicrosPerOp { rows.append(("server CPU µs/op", String(format: "%.1f", serverCPUMicrosPerOp))) }
-        if let serverRSSBytes { rows.append(("server RSS MiB", String(format: "%.1f", Double(serverRSSBytes) / 1_048_576))) }
+        if let serverRSSBytes {
+            rows.append(("server RSS MiB", String(format: "%.1f", Double(serverRSSBytes) / 1_048_576)))
+        }
         for other in latencies.dropFirst() {
             let figures = [other.p50, other.p90, other.p99, other.p999, other.max].map(Self.milliseconds)
             rows.append(("\(other.name) p50/90/99/99.9/max ms", figures.joined(separator: " / ")))
@@ -109,7 +111,9 @@ public struct LoadReport: Sendable, Codable {
     public var table: String {
         let rows = rows
         let width = rows.map(\.name.count).max() ?? 0
-        return rows.map { $0.name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.value }.joined(separator: "\n")
+        return rows.map { $0.name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.value }.joined(
+            separator: "\n"
+        )
     }
 
     /// The report as JSON.

@@ -145,7 +145,8 @@ enum LoadRunner {
             tick += 1
             let ops = counters.ops.load(ordering: .relaxed)
             let phase = span.isWarmingUp() ? " (warm-up)" : ""
-            let line = "[\(tick)s]\(phase) \(ops - last) ops/s, \(ops) ops, \(counters.conflicts.load(ordering: .relaxed)) conflicts, \(counters.errors.load(ordering: .relaxed)) errors\n"
+            let line =
+                "[\(tick)s]\(phase) \(ops - last) ops/s, \(ops) ops, \(counters.conflicts.load(ordering: .relaxed)) conflicts, \(counters.errors.load(ordering: .relaxed)) errors\n"
             FileHandle.standardError.write(Data(line.utf8))
             last = ops
         }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// This process's limit on open file descriptors (RLIMIT_NOFILE), which bounds how many
@@ -29,11 +29,11 @@ public enum OpenFileLimit {
         raised.rlim_cur = limit.rlim_max
         if setrlimit(resource, &raised) == 0 { return true }
         #if canImport(Darwin)
-        // macOS refuses more than OPEN_MAX for an "unlimited" hard limit.
-        raised.rlim_cur = rlim_t(OPEN_MAX)
-        return setrlimit(resource, &raised) == 0
+            // macOS refuses more than OPEN_MAX for an "unlimited" hard limit.
+            raised.rlim_cur = rlim_t(OPEN_MAX)
+            return setrlimit(resource, &raised) == 0
         #else
-        return false
+            return false
         #endif
     }
 
@@ -56,8 +56,8 @@ public enum OpenFileLimit {
     }
 
     #if canImport(Glibc)
-    private static let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        private static let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
     #else
-    private static let resource = RLIMIT_NOFILE
+        private static let resource = RLIMIT_NOFILE
     #endif
 }

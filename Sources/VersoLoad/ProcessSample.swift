@@ -10,8 +10,9 @@ public struct ProcessSample: Sendable {
     /// Reads the process's figures now, or nil if /proc does not have them.
     public static func read(pid: Int32) -> ProcessSample? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
+            let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
         // Fields after the command name (which may hold spaces) start with field 3, the state;
         // utime and stime are fields 14 and 15.
         let fields = stat[stat.index(after: close)...].split(separator: " ")

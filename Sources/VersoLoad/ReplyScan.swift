@@ -62,6 +62,7 @@ public enum ReplyScan {
     /// `sub`, which comes right after `type`, Protocol.md section 5) rather than being the
     /// reply to a request.
     public static func isSubscriptionMessage(_ message: String) -> Bool {
-        message.utf8.starts(with: #"{"type":"update""#.utf8) || message.utf8.starts(with: #"{"type":"snapshot","sub":"#.utf8)
+        message.utf8.starts(with: #"{"type":"update""#.utf8)
+            || message.utf8.starts(with: #"{"type":"snapshot","sub":"#.utf8)
     }
 }

@@ -48,7 +48,11 @@ public final class MeasuredSpan: Sendable {
     public func publish(_ window: RunWindow) {
         guard start.load(ordering: .acquiring) == 0 else { return }
         end.store(window.deadline, ordering: .releasing)
-        _ = start.compareExchange(expected: 0, desired: Swift.max(1, window.measureStart), ordering: .acquiringAndReleasing)
+        _ = start.compareExchange(
+            expected: 0,
+            desired: Swift.max(1, window.measureStart),
+            ordering: .acquiringAndReleasing
+        )
     }
 
     /// Start and end in monotonic nanoseconds, or nil while not known.

@@ -13,10 +13,15 @@ extension Scenarios {
         let outer = RunWindow(options: options, now: monotonicNanos() + connectAllowance)
         let key = "load/\(options.runID)/idle"
         let data = #""p":""# + padding(options.valueSize - 24) + "\""
-        let outcome = await LoadRunner.run(options: options, workers: count + 1, window: outer, counters: counters) { (index: Int) async throws -> (WorkerStats, Int) in
+        let outcome = await LoadRunner.run(options: options, workers: count + 1, window: outer, counters: counters) {
+            (index: Int) async throws -> (WorkerStats, Int) in
             if index < count {
                 return try await gate.subscriber {
-                    try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
+                    try await LoadConnection.run(
+                        url: options.url,
+                        compression: options.compression,
+                        token: options.token
+                    ) { wire in
                         var stats = WorkerStats()
                         try await wire.subscribe(to: key, scenario: "connections")
                         guard gate.markSubscribed() else { return (stats, 0) }
@@ -24,7 +29,8 @@ extension Scenarios {
                         while true {
                             let message = try await wire.next()
                             let now = monotonicNanos()
-                            guard ReplyScan.type(message) == "update", let sent = ReplyScan.integer("t", in: message) else { continue }
+                            guard ReplyScan.type(message) == "update", let sent = ReplyScan.integer("t", in: message)
+                            else { continue }
                             stats.ops = 1
                             stats.latency.record(microseconds(UInt64(sent), now))
                             counters.ops.add(1, ordering: .relaxed)
@@ -33,14 +39,20 @@ extension Scenarios {
                     }
                 }
             }
-            return try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
+            return try await LoadConnection.run(
+                url: options.url,
+                compression: options.compression,
+                token: options.token
+            ) { wire in
                 // If a subscriber failed, the change still goes out, to end those that subscribed.
                 var waitFailure: (any Error)?
                 do { _ = try await gate.waitForSubscribers(limit: connectAllowance) } catch { waitFailure = error }
                 let rss = options.serverPID.flatMap(ProcessSample.read(pid:))?.rssBytes ?? 0
                 try await wire.send(put(key: key, base: 0, data: data + #","t":"# + String(monotonicNanos())))
                 let reply = try await wire.next()
-                guard ReplyScan.type(reply) == "ack" else { throw LoadError("connections: unexpected reply to the put: \(reply.prefix(200))") }
+                guard ReplyScan.type(reply) == "ack" else {
+                    throw LoadError("connections: unexpected reply to the put: \(reply.prefix(200))")
+                }
                 if let waitFailure { throw waitFailure }
                 return (WorkerStats(), rss)
             }
@@ -53,7 +65,10 @@ extension Scenarios {
         if let before = outcome.atStart, let subscribed = outcome.results.max(), subscribed > 0 {
             report.extra["server RSS before MiB"] = String(format: "%.1f", Double(before.rssBytes) / 1_048_576)
             report.extra["server RSS all subscribed MiB"] = String(format: "%.1f", Double(subscribed) / 1_048_576)
-            report.extra["server RSS per connection KiB"] = String(format: "%.1f", Double(subscribed - before.rssBytes) / 1024 / Double(count))
+            report.extra["server RSS per connection KiB"] = String(
+                format: "%.1f",
+                Double(subscribed - before.rssBytes) / 1024 / Double(count)
+            )
         }
         report.serverCPUMicrosPerOp = nil
         return report

@@ -20,11 +20,21 @@ extension Scenarios {
         let keys = (0..<writers).map { "load/\(options.runID)/fanout/\($0)" }
         let warmup = UInt64(options.warmup * 1e9)
         let span = MeasuredSpan()
-        let outcome = await LoadRunner.run(options: options, workers: writers + writers * subscribers, window: outer, span: span, counters: counters) { (index: Int) async throws -> (WorkerStats, Int) in
+        let outcome = await LoadRunner.run(
+            options: options,
+            workers: writers + writers * subscribers,
+            window: outer,
+            span: span,
+            counters: counters
+        ) { (index: Int) async throws -> (WorkerStats, Int) in
             if index >= writers {
                 let key = keys[(index - writers) % writers]
                 return try await gate.subscriber {
-                    try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
+                    try await LoadConnection.run(
+                        url: options.url,
+                        compression: options.compression,
+                        token: options.token
+                    ) { wire in
                         var stats = WorkerStats()
                         try await wire.subscribe(to: key, scenario: "fanout")
                         guard gate.markSubscribed() else { return (stats, 0) }
@@ -46,7 +56,11 @@ extension Scenarios {
                     }
                 }
             }
-            return try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
+            return try await LoadConnection.run(
+                url: options.url,
+                compression: options.compression,
+                token: options.token
+            ) { wire in
                 let start: UInt64
                 do {
                     start = try await gate.waitForSubscribers(limit: connectAllowance)
@@ -82,7 +96,8 @@ extension Scenarios {
         report.extra["writers"] = "\(writers)"
         report.extra["subscribers per key"] = "\(subscribers)"
         report.extra["writes measured"] = "\(writesMeasured)"
-        report.extra["writes/s"] = report.seconds > 0 ? String(format: "%.0f", Double(writesMeasured) / report.seconds) : "0"
+        report.extra["writes/s"] =
+            report.seconds > 0 ? String(format: "%.0f", Double(writesMeasured) / report.seconds) : "0"
         report.extra["deliveries expected"] = "\(writesMeasured * subscribers)"
         if let cpu = report.serverCPUMicrosPerOp {
             report.extra["server CPU µs per delivery"] = String(format: "%.2f", cpu)

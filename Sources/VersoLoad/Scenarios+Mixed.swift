@@ -26,7 +26,9 @@ extension Scenarios {
         /// `now`: checks that each key's versions only go up (Protocol.md section 5, guarantee
         /// 1) and times an update from the writer's stamp.
         mutating func observe(_ message: String, at now: UInt64, window: RunWindow) {
-            guard let key = ReplyScan.string("key", in: message), let version = ReplyScan.integer("version", in: message) else {
+            guard let key = ReplyScan.string("key", in: message),
+                let version = ReplyScan.integer("version", in: message)
+            else {
                 problem("a subscription message without key or version: \(message.prefix(200))")
                 return
             }
@@ -68,8 +70,10 @@ extension Scenarios {
         let subscribed = Swift.min(Swift.max(0, subscriptions), keys.count)
         let data = #""p":""# + padding(options.valueSize - 24) + #"","t":"#
         let connections = options.connections
-        let outcome = await LoadRunner.run(options: options, workers: connections, window: window, counters: counters) { index in
-            try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
+        let outcome = await LoadRunner.run(options: options, workers: connections, window: window, counters: counters) {
+            index in
+            try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) {
+                wire in
                 var stats = WorkerStats()
                 var mixed = MixedStats()
                 var known: [Int: Int64] = [:]
@@ -79,7 +83,9 @@ extension Scenarios {
                     let list = chosen.sorted().map { #"""# + keys[$0] + #"""# }.joined(separator: ",")
                     try await wire.send(#"{"type":"subscribe","keys":["# + list + "]}")
                     let reply = try await wire.next()
-                    guard ReplyScan.type(reply) == "subscribed" else { throw LoadError("mixed: subscribe failed: \(reply.prefix(200))") }
+                    guard ReplyScan.type(reply) == "subscribed" else {
+                        throw LoadError("mixed: subscribe failed: \(reply.prefix(200))")
+                    }
                 }
                 var schedule = SendSchedule(rate: options.rate, connections: connections, index: index)
                 while window.mayStart(counters), let start = try await schedule.nextSend(deadline: window.deadline) {
@@ -115,14 +121,18 @@ extension Scenarios {
                     case (false, "ack"):
                         let version = ReplyScan.integer("version", in: reply)
                         if version != base + 1 {
-                            mixed.problem("\(keys[slot]): a put on base \(base) was acknowledged as version \(version.map(String.init) ?? "none")")
+                            mixed.problem(
+                                "\(keys[slot]): a put on base \(base) was acknowledged as version \(version.map(String.init) ?? "none")"
+                            )
                         }
                         known[slot] = version ?? base + 1
                         if measured { mixed.acks += 1; mixed.put.record(latency) }
                     case (false, "conflict"):
                         let version = ReplyScan.integer("version", in: reply)
                         if version == nil || version == base {
-                            mixed.problem("\(keys[slot]): a conflict on base \(base) shows version \(version.map(String.init) ?? "none")")
+                            mixed.problem(
+                                "\(keys[slot]): a conflict on base \(base) shows version \(version.map(String.init) ?? "none")"
+                            )
                         }
                         known[slot] = version ?? base
                         counters.conflicts.add(1, ordering: .relaxed)
@@ -152,7 +162,8 @@ extension Scenarios {
         report.extra["gets not found"] = "\(mixed.notFound)"
         report.extra["puts acknowledged"] = "\(mixed.acks)"
         report.extra["updates delivered"] = "\(mixed.updates)"
-        report.extra["updates/s"] = report.seconds > 0 ? String(format: "%.0f", Double(mixed.updates) / report.seconds) : "0"
+        report.extra["updates/s"] =
+            report.seconds > 0 ? String(format: "%.0f", Double(mixed.updates) / report.seconds) : "0"
         return report
     }
 }

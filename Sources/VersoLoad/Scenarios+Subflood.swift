@@ -18,17 +18,32 @@ extension Scenarios {
         let outer = RunWindow(options: options, now: monotonicNanos() + connectAllowance)
         let data = #""p":""# + padding(options.valueSize) + "\""
         let span = MeasuredSpan()
-        let outcome = await LoadRunner.run(options: options, workers: idle + writers, window: outer, span: span, counters: counters) { (index: Int) async throws -> (WorkerStats, Int) in
+        let outcome = await LoadRunner.run(
+            options: options,
+            workers: idle + writers,
+            window: outer,
+            span: span,
+            counters: counters
+        ) { (index: Int) async throws -> (WorkerStats, Int) in
             if index < idle {
                 return try await gate.subscriber {
-                    try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
+                    try await LoadConnection.run(
+                        url: options.url,
+                        compression: options.compression,
+                        token: options.token
+                    ) { wire in
                         // Sent all at once, then every reply read: they come in request order.
                         for sub in 0..<subscriptions {
-                            try await wire.send(#"{"type":"subscribe","prefix":"load/"# + options.runID + "/idle/" + String(index) + "/" + String(sub) + #"/"}"#)
+                            try await wire.send(
+                                #"{"type":"subscribe","prefix":"load/"# + options.runID + "/idle/" + String(index) + "/"
+                                    + String(sub) + #"/"}"#
+                            )
                         }
                         for _ in 0..<subscriptions {
                             let reply = try await wire.next()
-                            guard ReplyScan.type(reply) == "subscribed" else { throw LoadError("subflood: subscribe failed: \(reply.prefix(200))") }
+                            guard ReplyScan.type(reply) == "subscribed" else {
+                                throw LoadError("subflood: subscribe failed: \(reply.prefix(200))")
+                            }
                         }
                         guard gate.markSubscribed() else { return (WorkerStats(), 0) }
                         while writersLeft.load(ordering: .acquiring) > 0 {
@@ -41,7 +56,11 @@ extension Scenarios {
             defer { writersLeft.subtract(1, ordering: .releasing) }
             let writer = index - idle
             let key = "load/\(options.runID)/subflood/\(writer)"
-            return try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
+            return try await LoadConnection.run(
+                url: options.url,
+                compression: options.compression,
+                token: options.token
+            ) { wire in
                 let start = try await gate.waitForSubscribers(limit: connectAllowance)
                 let window = RunWindow(options: options, now: start)
                 span.publish(window)

@@ -28,21 +28,38 @@ public enum Scenarios {
         let window = RunWindow(options: options)
         let data = #""p":""# + padding(options.valueSize) + "\""
         let connections = options.connections
-        let outcome = await LoadRunner.run(options: options, workers: connections, window: window, counters: counters) { index in
+        let outcome = await LoadRunner.run(options: options, workers: connections, window: window, counters: counters) {
+            index in
             let keys: [String]
             if options.hot > 0 {
                 keys = (0..<options.hot).map { "load/\(options.runID)/hot/\($0)" }
             } else {
-                keys = stride(from: index, to: Swift.max(options.keys, connections), by: connections).map { "load/\(options.runID)/\($0)" }
+                keys = stride(from: index, to: Swift.max(options.keys, connections), by: connections).map {
+                    "load/\(options.runID)/\($0)"
+                }
             }
-            let stats = try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
-                try await casLoop(&wire, keys: keys, data: data, options: options, index: index, window: window, counters: counters)
+            let stats = try await LoadConnection.run(
+                url: options.url,
+                compression: options.compression,
+                token: options.token
+            ) { wire in
+                try await casLoop(
+                    &wire,
+                    keys: keys,
+                    data: data,
+                    options: options,
+                    index: index,
+                    window: window,
+                    counters: counters
+                )
             }
             return (stats, ())
         }
         var report = LoadReport(scenario: "cas", latency: "put", options: options, outcome: outcome)
         report.setRate(target: options.rate, answered: outcome.stats.ops + outcome.stats.conflicts)
-        report.extra["keys"] = options.hot > 0 ? "\(options.hot) hot, shared" : "\(Swift.max(options.keys, connections)), own per connection"
+        report.extra["keys"] =
+            options.hot > 0
+            ? "\(options.hot) hot, shared" : "\(Swift.max(options.keys, connections)), own per connection"
         return report
     }
 
@@ -50,7 +67,15 @@ public enum Scenarios {
     /// is set, else in turn), each with the version the last reply showed as its base, until
     /// `window` closes; closed loop, or open loop at `options.rate` shared by
     /// `options.connections`.
-    static func casLoop(_ wire: inout LoadWire, keys: [String], data: String, options: LoadOptions, index: Int, window: RunWindow, counters: LiveCounters) async throws -> WorkerStats {
+    static func casLoop(
+        _ wire: inout LoadWire,
+        keys: [String],
+        data: String,
+        options: LoadOptions,
+        index: Int,
+        window: RunWindow,
+        counters: LiveCounters
+    ) async throws -> WorkerStats {
         var stats = WorkerStats()
         var versions = [Int64](repeating: 0, count: keys.count)
         var next = 0
@@ -98,8 +123,14 @@ public enum Scenarios {
         let hot = Swift.max(1, options.hot)
         let keys = (0..<hot).map { "load/\(options.runID)/counter/\($0)" }
         let data = #","p":""# + padding(options.valueSize) + "\""
-        let outcome = await LoadRunner.run(options: options, workers: options.connections, window: window, counters: counters) { index in
-            try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
+        let outcome = await LoadRunner.run(
+            options: options,
+            workers: options.connections,
+            window: window,
+            counters: counters
+        ) { index in
+            try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) {
+                wire in
                 var stats = WorkerStats()
                 var acked: [(Int, Int64)] = []
                 for increment in 0..<increments {
@@ -117,7 +148,8 @@ public enum Scenarios {
                         switch ReplyScan.type(snapshot) ?? "" {
                         case "snapshot":
                             guard let version = ReplyScan.integer("version", in: snapshot),
-                                  let n = ReplyScan.integer("n", in: snapshot) else { throw LoadError("counter: bad snapshot \(snapshot.prefix(200))") }
+                                let n = ReplyScan.integer("n", in: snapshot)
+                            else { throw LoadError("counter: bad snapshot \(snapshot.prefix(200))") }
                             base = version
                             count = n
                         case "error" where snapshot.contains(#""code":"not_found""#):
@@ -131,7 +163,9 @@ public enum Scenarios {
                         stats.latency.record(microseconds(start, monotonicNanos()))
                         switch ReplyScan.type(reply) ?? "" {
                         case "ack":
-                            guard let version = ReplyScan.integer("version", in: reply) else { throw LoadError("counter: ack without version") }
+                            guard let version = ReplyScan.integer("version", in: reply) else {
+                                throw LoadError("counter: ack without version")
+                            }
                             acked.append((slot, version))
                             stats.ops += 1
                             counters.ops.add(1, ordering: .relaxed)
@@ -163,10 +197,16 @@ public enum Scenarios {
             }
         }
         report.extra["acknowledged"] = "\(acknowledged)"
-        if acknowledged != expected { report.failures.append("acknowledged \(acknowledged) increments, expected \(expected)") }
+        if acknowledged != expected {
+            report.failures.append("acknowledged \(acknowledged) increments, expected \(expected)")
+        }
         let ackedCounts = versionsByKey.map(\.count)
         do {
-            let total = try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) { wire in
+            let total = try await LoadConnection.run(
+                url: options.url,
+                compression: options.compression,
+                token: options.token
+            ) { wire in
                 var total: Int64 = 0
                 var problems: [String] = []
                 for (slot, key) in keys.enumerated() {
@@ -175,7 +215,9 @@ public enum Scenarios {
                     let version = ReplyScan.integer("version", in: reply) ?? 0
                     total += ReplyScan.type(reply) == "snapshot" ? (ReplyScan.integer("n", in: reply) ?? 0) : 0
                     if version != Int64(ackedCounts[slot]) {
-                        problems.append("\(key) is at version \(version) after \(ackedCounts[slot]) acknowledged increments")
+                        problems.append(
+                            "\(key) is at version \(version) after \(ackedCounts[slot]) acknowledged increments"
+                        )
                     }
                 }
                 return (total, problems)

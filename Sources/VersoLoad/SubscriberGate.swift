@@ -41,9 +41,13 @@ extension Scenarios {
             while subscribed.load(ordering: .acquiring) < expected {
                 let failures = failed.load(ordering: .acquiring)
                 guard failures == 0 else {
-                    throw LoadError("\(scenario): \(failures) subscriber connection(s) failed, so the run did not start")
+                    throw LoadError(
+                        "\(scenario): \(failures) subscriber connection(s) failed, so the run did not start"
+                    )
                 }
-                guard monotonicNanos() < giveUp else { throw LoadError("\(scenario): subscribers were not ready in time") }
+                guard monotonicNanos() < giveUp else {
+                    throw LoadError("\(scenario): subscribers were not ready in time")
+                }
                 try await Task.sleep(for: .milliseconds(5))
             }
             _ = startedAt.compareExchange(expected: 0, desired: monotonicNanos(), ordering: .acquiringAndReleasing)

@@ -14,7 +14,11 @@ public struct WorkerStats: Sendable {
 
     /// An empty latency histogram: microseconds from 1 µs to an hour, 3 significant digits.
     public static func histogram() -> Histogram<UInt64> {
-        Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+        Histogram<UInt64>(
+            lowestDiscernibleValue: 1,
+            highestTrackableValue: 3_600_000_000,
+            numberOfSignificantValueDigits: .three
+        )
     }
 
     public mutating func add(_ other: WorkerStats) {

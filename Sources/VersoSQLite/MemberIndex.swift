@@ -29,7 +29,11 @@ struct MemberIndex {
     /// patch naming the top-level members `touched` was applied to it: the members the patch
     /// names are encoded again, the runs of members between them copied. Nil when the result
     /// would not match `merged` member for member (the caller then encodes it whole).
-    func patched(_ encoded: [UInt8], merged: JSONObject, touched: some Sequence<BytewiseString>) -> (bytes: [UInt8], index: MemberIndex)? {
+    func patched(
+        _ encoded: [UInt8],
+        merged: JSONObject,
+        touched: some Sequence<BytewiseString>
+    ) -> (bytes: [UInt8], index: MemberIndex)? {
         var writer = JSONWriter(capacity: encoded.count + 256)
         var index = MemberIndex()
         index.names.reserveCapacity(merged.count)
@@ -62,7 +66,8 @@ struct MemberIndex {
     }
 
     /// Appends one member, `"name":` and what `value` writes, and indexes it.
-    private mutating func member(_ name: BytewiseString, in writer: inout JSONWriter, value: (inout JSONWriter) -> Void) {
+    private mutating func member(_ name: BytewiseString, in writer: inout JSONWriter, value: (inout JSONWriter) -> Void)
+    {
         if !names.isEmpty { writer.raw(",") }
         let start = writer.bytes.count
         writer.string(name.string)
@@ -74,7 +79,12 @@ struct MemberIndex {
 
     /// Appends the members at `positions` of `source` (indexing `encoded`) with one copy, and
     /// indexes them.
-    private mutating func copy(from source: MemberIndex, _ positions: Range<Int>, of encoded: [UInt8], into writer: inout JSONWriter) {
+    private mutating func copy(
+        from source: MemberIndex,
+        _ positions: Range<Int>,
+        of encoded: [UInt8],
+        into writer: inout JSONWriter
+    ) {
         guard let first = positions.first, let last = positions.last else { return }
         if !names.isEmpty { writer.raw(",") }
         let start = writer.bytes.count
@@ -82,6 +92,8 @@ struct MemberIndex {
         writer.bytes.append(contentsOf: encoded[from..<source.ranges[last].upperBound])
         let shift = start - from
         names.append(contentsOf: source.names[positions])
-        ranges.append(contentsOf: source.ranges[positions].lazy.map { ($0.lowerBound + shift)..<($0.upperBound + shift) })
+        ranges.append(
+            contentsOf: source.ranges[positions].lazy.map { ($0.lowerBound + shift)..<($0.upperBound + shift) }
+        )
     }
 }

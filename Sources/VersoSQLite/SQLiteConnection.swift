@@ -22,7 +22,8 @@ final class SQLiteConnection: @unchecked Sendable {
 
     init(path: String, readOnly: Bool) throws(SQLiteError) {
         var handle: OpaquePointer?
-        let flags = (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_NOMUTEX
+        let flags =
+            (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_NOMUTEX
         let result = sqlite3_open_v2(path, &handle, flags, nil)
         guard result == SQLITE_OK, let handle else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open database"
@@ -201,7 +202,8 @@ final class SQLiteStatement {
 
     /// The column's TEXT as bytes, or nil for NULL.
     func bytes(_ column: Int32) -> [UInt8]? {
-        guard sqlite3_column_type(pointer, column) != SQLITE_NULL, let bytes = sqlite3_column_text(pointer, column) else { return nil }
+        guard sqlite3_column_type(pointer, column) != SQLITE_NULL, let bytes = sqlite3_column_text(pointer, column)
+        else { return nil }
         let count = Int(sqlite3_column_bytes(pointer, column))
         return Array(UnsafeBufferPointer(start: bytes, count: count))
     }

@@ -59,7 +59,13 @@ enum SQLiteQueries {
 
     /// Live records with `prefix` after `after`, in byte order of their keys, at most `limit`,
     /// ending with the first whose `encodedSizeBound` takes the total past `maxBytes`.
-    static func scan(prefix: String, after: String?, limit: Int, maxBytes: Int = .max, in connection: SQLiteConnection) throws -> [RecordSnapshot] {
+    static func scan(
+        prefix: String,
+        after: String?,
+        limit: Int,
+        maxBytes: Int = .max,
+        in connection: SQLiteConnection
+    ) throws -> [RecordSnapshot] {
         try connection.withStatement(
             "SELECT key, version, data FROM records WHERE key >= ?1 AND key > ?2 AND data IS NOT NULL ORDER BY key"
         ) { statement in

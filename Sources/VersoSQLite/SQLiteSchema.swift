@@ -66,7 +66,9 @@ enum SQLiteSchema {
             return Int(statement.int64(0))
         }
         guard current <= migrations.count else {
-            throw SQLiteStoreError("the database has schema version \(current), newer than this server knows (\(migrations.count)); use a newer verso-server")
+            throw SQLiteStoreError(
+                "the database has schema version \(current), newer than this server knows (\(migrations.count)); use a newer verso-server"
+            )
         }
         for (index, migration) in migrations.enumerated() where index >= current {
             try connection.execute("BEGIN IMMEDIATE")
@@ -74,7 +76,9 @@ enum SQLiteSchema {
                 try connection.execute(migration.sql)
                 if index == 0 {
                     let epoch = UUID().uuidString.lowercased()
-                    try connection.execute("INSERT INTO store_state (id, epoch, last_seq, pruned_through) VALUES (1, '\(epoch)', 0, 0)")
+                    try connection.execute(
+                        "INSERT INTO store_state (id, epoch, last_seq, pruned_through) VALUES (1, '\(epoch)', 0, 0)"
+                    )
                 }
                 try connection.execute("PRAGMA user_version = \(index + 1)")
                 try connection.execute("COMMIT")

@@ -26,7 +26,8 @@ public struct SQLiteStoreConfiguration: Sendable {
     /// Connections used for reads, each on its own thread.
     public var readerCount: Int
 
-    public init(directory: String, durability: Durability = .full, historyLimit: Int64 = 100_000, readerCount: Int = 2) {
+    public init(directory: String, durability: Durability = .full, historyLimit: Int64 = 100_000, readerCount: Int = 2)
+    {
         self.directory = directory
         self.durability = durability
         self.historyLimit = historyLimit
@@ -67,7 +68,10 @@ public final class SQLiteStore: RecordStore {
         self.readerQueues = (0..<configuration.readerCount).map { DispatchQueue(label: "verso.sqlite.reader.\($0)") }
     }
 
-    private func onQueue<T: Sendable>(_ queue: DispatchQueue, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+    private func onQueue<T: Sendable>(
+        _ queue: DispatchQueue,
+        _ body: @escaping @Sendable () throws -> T
+    ) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             queue.async {
                 continuation.resume(with: Result { try body() })
@@ -91,8 +95,12 @@ public final class SQLiteStore: RecordStore {
     public func open() async throws -> StoreInfo {
         let configuration = configuration
         let logger = logger
-        let (writer, readers, info) = try await onQueue(writerQueue) { () throws -> (SQLiteWriter, [SQLiteConnection], StoreInfo) in
-            if let warning = try DataFolder.prepare(directory: configuration.directory, databasePath: configuration.databasePath) {
+        let (writer, readers, info) = try await onQueue(writerQueue) {
+            () throws -> (SQLiteWriter, [SQLiteConnection], StoreInfo) in
+            if let warning = try DataFolder.prepare(
+                directory: configuration.directory,
+                databasePath: configuration.databasePath
+            ) {
                 logger.warning("\(warning)")
             }
             let connection = try SQLiteConnection(path: configuration.databasePath, readOnly: false)
@@ -113,7 +121,13 @@ public final class SQLiteStore: RecordStore {
             return (writer, readers, writer.info)
         }
         connections.withLock { $0 = Connections(writer: writer, readers: readers) }
-        logger.info("opened store", metadata: ["verso.database": "\(configuration.databasePath)", "verso.epoch": "\(info.epoch)", "verso.seq": "\(info.lastSeq)"])
+        logger.info(
+            "opened store",
+            metadata: [
+                "verso.database": "\(configuration.databasePath)", "verso.epoch": "\(info.epoch)",
+                "verso.seq": "\(info.lastSeq)",
+            ]
+        )
         return info
     }
 
@@ -159,13 +173,22 @@ public final class SQLiteStore: RecordStore {
             try SQLiteQueries.inReadTransaction(connection) {
                 let (lastSeq, prunedThrough) = try SQLiteQueries.lastSeq(connection)
                 guard seq >= prunedThrough, seq <= lastSeq else { return nil }
-                let changes = try connection.withStatement("SELECT seq, key, version, data FROM changes WHERE seq > ?1 ORDER BY seq, key") { statement in
+                let changes = try connection.withStatement(
+                    "SELECT seq, key, version, data FROM changes WHERE seq > ?1 ORDER BY seq, key"
+                ) { statement in
                     try statement.bind(1, seq)
                     var changes: [Change] = []
                     while try statement.step() {
                         let key = statement.text(1)
                         guard filter.matches(key) else { continue }
-                        changes.append(Change(seq: statement.int64(0), key: key, version: statement.int64(2), data: statement.bytes(3)))
+                        changes.append(
+                            Change(
+                                seq: statement.int64(0),
+                                key: key,
+                                version: statement.int64(2),
+                                data: statement.bytes(3)
+                            )
+                        )
                     }
                     return changes
                 }

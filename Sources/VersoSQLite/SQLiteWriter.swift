@@ -39,8 +39,12 @@ final class SQLiteWriter: @unchecked Sendable {
             commit = try connection.prepare("COMMIT")
             version = try connection.prepare(SQLiteQueries.versionSQL)
             stored = try connection.prepare(SQLiteQueries.storedSQL)
-            insertRecord = try connection.prepare("INSERT INTO records (key, version, data, seq) VALUES (?4, ?1, ?2, ?3) ON CONFLICT (key) DO NOTHING")
-            updateRecord = try connection.prepare("UPDATE records SET version = ?1, data = ?2, seq = ?3 WHERE key = ?4 AND version = ?5")
+            insertRecord = try connection.prepare(
+                "INSERT INTO records (key, version, data, seq) VALUES (?4, ?1, ?2, ?3) ON CONFLICT (key) DO NOTHING"
+            )
+            updateRecord = try connection.prepare(
+                "UPDATE records SET version = ?1, data = ?2, seq = ?3 WHERE key = ?4 AND version = ?5"
+            )
             logChange = try connection.prepare("INSERT INTO changes (seq, key, version, data) VALUES (?1, ?2, ?3, ?4)")
             saveState = try connection.prepare("UPDATE store_state SET last_seq = ?1, pruned_through = ?2 WHERE id = 1")
             prune = try connection.prepare("DELETE FROM changes WHERE seq <= ?1")
@@ -113,7 +117,9 @@ final class SQLiteWriter: @unchecked Sendable {
             try statements.commit.use { try $0.run() }
         } catch let error as SQLiteError {
             if error.code & 0xFF == SQLITE_IOERR {
-                fatalError("SQLite COMMIT failed with an I/O error (\(error)); stopping so that recovery decides what is committed")
+                fatalError(
+                    "SQLite COMMIT failed with an I/O error (\(error)); stopping so that recovery decides what is committed"
+                )
             }
             throw error
         }
@@ -126,7 +132,9 @@ final class SQLiteWriter: @unchecked Sendable {
         do {
             try connection.execute("ROLLBACK")
         } catch {
-            throw SQLiteStoreError("the transaction of an earlier failed commit could not be rolled back (\(error)); nothing was applied")
+            throw SQLiteStoreError(
+                "the transaction of an earlier failed commit could not be rolled back (\(error)); nothing was applied"
+            )
         }
     }
 
@@ -146,7 +154,15 @@ final class SQLiteWriter: @unchecked Sendable {
             if case .conflict = entry.decision, case .base(let base) = entry.operation.precondition {
                 // The reply carries the stored encoding as it is: no parse, no encode.
                 let current = entry.current
-                conflicts.append(ConflictDetail(key: entry.operation.key, base: base, version: current?.version ?? 0, data: current?.encoded, deleted: current != nil && current?.encoded == nil))
+                conflicts.append(
+                    ConflictDetail(
+                        key: entry.operation.key,
+                        base: base,
+                        version: current?.version ?? 0,
+                        data: current?.encoded,
+                        deleted: current != nil && current?.encoded == nil
+                    )
+                )
                 work += current?.encoded?.count ?? 0
             }
         }
@@ -166,7 +182,10 @@ final class SQLiteWriter: @unchecked Sendable {
                 let key = entry.operation.key
                 let (data, index) = encode(next, for: entry.operation, current: entry.current)
                 try write(key: key, previous: entry.current?.version, next: next.version, data: data, seq: seq)
-                cache.store(CurrentRecord(version: next.version, encoded: data, object: next.data, index: index), for: key)
+                cache.store(
+                    CurrentRecord(version: next.version, encoded: data, object: next.data, index: index),
+                    for: key
+                )
                 self.versions.set(key, version: next.version, isLive: data != nil)
                 work += data?.count ?? 0
                 changes.append(Change(seq: seq, key: key, version: next.version, data: data))
@@ -183,10 +202,15 @@ final class SQLiteWriter: @unchecked Sendable {
     /// check that does not conflict. Its current record carries the version only (nothing reads
     /// its data: a put replaces it, a delete drops it). Nil when the database must be read: a
     /// patch merges into the data, a conflict's reply carries it, and unknown keys.
-    private func decidedByVersion(_ operation: WriteOperation) -> (operation: WriteOperation, current: CurrentRecord?, decision: VersionDecision)? {
+    private func decidedByVersion(
+        _ operation: WriteOperation
+    ) -> (operation: WriteOperation, current: CurrentRecord?, decision: VersionDecision)? {
         if case .patch = operation.action { return nil }
         guard let known = versions[operation.key] else { return nil }
-        let decision = VersioningRules.decide(operation, current: RecordState(version: known.version, data: known.isLive ? [:] : nil))
+        let decision = VersioningRules.decide(
+            operation,
+            current: RecordState(version: known.version, data: known.isLive ? [:] : nil)
+        )
         if case .conflict = decision { return nil }
         return (operation, CurrentRecord(version: known.version, encoded: nil), decision)
     }
@@ -200,7 +224,9 @@ final class SQLiteWriter: @unchecked Sendable {
     private func current(for operation: WriteOperation) throws -> CurrentRecord? {
         let key = operation.key
         var record: CurrentRecord
-        if let cached = cache.record(key), try versions[key]?.version ?? SQLiteQueries.version(of: key, with: statements.version) == cached.version {
+        if let cached = cache.record(key),
+            try versions[key]?.version ?? SQLiteQueries.version(of: key, with: statements.version) == cached.version
+        {
             record = cached
         } else {
             guard let stored = try SQLiteQueries.stored(key, with: statements.stored) else {
@@ -212,10 +238,11 @@ final class SQLiteWriter: @unchecked Sendable {
         }
         versions.set(key, version: record.version, isLive: record.encoded != nil)
         if case .patch = operation.action, record.object == nil, let encoded = record.encoded {
-            let accepted = switch operation.precondition {
-            case .base(let base): base == record.version
-            case .force: true
-            }
+            let accepted =
+                switch operation.precondition {
+                case .base(let base): base == record.version
+                case .force: true
+                }
             if accepted {
                 // Parsing is counted on top of the merge below: it is the costlier part.
                 record.object = try SQLiteQueries.decodeObject(encoded, key: key)
@@ -230,10 +257,16 @@ final class SQLiteWriter: @unchecked Sendable {
 
     /// The encoding of an accepted state. A patch's result is encoded with its member index,
     /// and a patch on a record whose index is known encodes again only the members it names.
-    private func encode(_ next: RecordState, for operation: WriteOperation, current: CurrentRecord?) -> (data: [UInt8]?, index: MemberIndex?) {
+    private func encode(
+        _ next: RecordState,
+        for operation: WriteOperation,
+        current: CurrentRecord?
+    ) -> (data: [UInt8]?, index: MemberIndex?) {
         guard let object = next.data else { return (nil, nil) }
         guard case .patch(let patch) = operation.action else { return (JSONValue.object(object).encodedBytes, nil) }
-        if let encoded = current?.encoded, let index = current?.index, let patched = index.patched(encoded, merged: object, touched: patch.keys) {
+        if let encoded = current?.encoded, let index = current?.index,
+            let patched = index.patched(encoded, merged: object, touched: patch.keys)
+        {
             return (patched.bytes, patched.index)
         }
         let whole = MemberIndex.encode(object)
@@ -251,7 +284,9 @@ final class SQLiteWriter: @unchecked Sendable {
             }
         }
         guard connection.changes == 1 else {
-            throw SQLiteStoreError("compare-and-set on \"\(key)\" at version \(previous ?? 0) matched no row: another writer changed the database")
+            throw SQLiteStoreError(
+                "compare-and-set on \"\(key)\" at version \(previous ?? 0) matched no row: another writer changed the database"
+            )
         }
         try statements.logChange.use { log in
             try log.bind(1, seq)

@@ -71,7 +71,12 @@ public final class AccessTokens: Sendable {
 
     /// Calls `end` (once) when a reload withdraws `token` or changes the identity it stands
     /// for from `identity`; replaces what `connection` watched before.
-    func watch(_ connection: ObjectIdentifier, token: String, identity: Identity, end: @escaping @Sendable (_ reason: String) -> Void) {
+    func watch(
+        _ connection: ObjectIdentifier,
+        token: String,
+        identity: Identity,
+        end: @escaping @Sendable (_ reason: String) -> Void
+    ) {
         holders.withLock { $0[connection] = Holder(token: token, identity: identity, end: end) }
     }
 
@@ -99,7 +104,10 @@ public final class AccessTokens: Sendable {
         }
         for (holder, reason) in ended { holder.end(reason) }
         if !ended.isEmpty {
-            logger.info("ended connections whose token was withdrawn or changed", metadata: ["verso.connections": "\(ended.count)"])
+            logger.info(
+                "ended connections whose token was withdrawn or changed",
+                metadata: ["verso.connections": "\(ended.count)"]
+            )
         }
     }
 
@@ -110,19 +118,30 @@ public final class AccessTokens: Sendable {
             let loaded = try Self.read(path)
             identities.withLock { $0 = loaded }
             endWithdrawn(loaded)
-            logger.info("reloaded the tokens file", metadata: ["verso.tokens_file": "\(path)", "verso.tokens": "\(loaded.count)"])
+            logger.info(
+                "reloaded the tokens file",
+                metadata: ["verso.tokens_file": "\(path)", "verso.tokens": "\(loaded.count)"]
+            )
             Self.warnIfReadableByOthers(path, flag: "--tokens-file", logger: logger)
             return nil
         } catch {
-            logger.error("could not reload the tokens file; the tokens loaded before stay in force", metadata: ["verso.error": "\(error)"])
+            logger.error(
+                "could not reload the tokens file; the tokens loaded before stay in force",
+                metadata: ["verso.error": "\(error)"]
+            )
             return error
         }
     }
 
     /// Logs a warning when the secret file at `path` can be read by other users of the machine.
     static func warnIfReadableByOthers(_ path: String, flag: String, logger: Logger) {
-        guard let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int, mode & 0o077 != 0 else { return }
-        logger.warning("\(flag) \(path) can be read by other users of this machine: chmod 600 it", metadata: ["verso.mode": "\(String(mode, radix: 8))"])
+        guard let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int,
+            mode & 0o077 != 0
+        else { return }
+        logger.warning(
+            "\(flag) \(path) can be read by other users of this machine: chmod 600 it",
+            metadata: ["verso.mode": "\(String(mode, radix: 8))"]
+        )
     }
 
     /// Parses a tokens file: every token non-empty, without spaces, and listed once.
@@ -131,7 +150,9 @@ public final class AccessTokens: Sendable {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw ConfigurationError("--tokens-file \(path) cannot be read as UTF-8 text: \(error.localizedDescription)")
+            throw ConfigurationError(
+                "--tokens-file \(path) cannot be read as UTF-8 text: \(error.localizedDescription)"
+            )
         }
         let value: JSONValue
         do {
@@ -144,13 +165,19 @@ public final class AccessTokens: Sendable {
 
     static func parse(_ value: JSONValue, file: String) throws(ConfigurationError) -> [String: Identity] {
         guard case .object(let top) = value, case .array(let entries)? = top["tokens"] else {
-            throw ConfigurationError("--tokens-file \(file): expected {\"tokens\": [{\"token\": …, \"user\": …, \"rules\": […]}, …]}")
+            throw ConfigurationError(
+                "--tokens-file \(file): expected {\"tokens\": [{\"token\": …, \"user\": …, \"rules\": […]}, …]}"
+            )
         }
         var identities: [String: Identity] = [:]
         for (index, entry) in entries.enumerated() {
             let at = "--tokens-file \(file): token \(index + 1)"
-            guard case .object(let fields) = entry else { throw ConfigurationError("\(at) must be an object with \"token\", \"user\" and \"rules\"") }
-            guard case .string(let token)? = fields["token"], !token.isEmpty, !token.contains(where: { $0.isWhitespace || $0 == "," }) else {
+            guard case .object(let fields) = entry else {
+                throw ConfigurationError("\(at) must be an object with \"token\", \"user\" and \"rules\"")
+            }
+            guard case .string(let token)? = fields["token"], !token.isEmpty,
+                !token.contains(where: { $0.isWhitespace || $0 == "," })
+            else {
                 throw ConfigurationError("\(at): \"token\" must be a non-empty string without spaces or commas")
             }
             guard case .string(let user)? = fields["user"], !user.isEmpty else {

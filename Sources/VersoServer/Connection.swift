@@ -66,21 +66,51 @@ struct Connection {
     ///
     /// `access` is what the upgrade's token (already checked) gives: `.open` on a server that
     /// does not authenticate, `.anonymous` when the upgrade carried no token.
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel, compression: PerMessageDeflate.Agreement?, closing: ClosingFlag, access: Access) async throws {
+    func run(
+        inbound: WebSocketInboundStream,
+        outbound: WebSocketOutboundWriter,
+        channel: any Channel,
+        compression: PerMessageDeflate.Agreement?,
+        closing: ClosingFlag,
+        access: Access
+    ) async throws {
         let session = UUID().uuidString.lowercased()
         var sessionLogger = logger
         sessionLogger[metadataKey: "verso.session"] = "\(session)"
         let logger = sessionLogger
-        let outbox = Outbox(channel: channel, outbound: outbound, compression: compression, maxQueuedBytes: configuration.maxQueuedBytesPerConnection, closeGracePeriod: .init(configuration.closeGracePeriod), registry: registry, logger: logger)
+        let outbox = Outbox(
+            channel: channel,
+            outbound: outbound,
+            compression: compression,
+            maxQueuedBytes: configuration.maxQueuedBytesPerConnection,
+            closeGracePeriod: .init(configuration.closeGracePeriod),
+            registry: registry,
+            logger: logger
+        )
         registry.add(outbox)
         defer { registry.remove(outbox) }
         let writes = InFlightWrites(client: engine.newClient())
         let expiry = TokenExpiry(eventLoop: channel.eventLoop, outbox: outbox)
         expiry.arm(access.expires)
         watch(access, expiry: expiry)
-        let dispatcher = RequestDispatcher(connection: self, access: access, eventLoop: channel.eventLoop, outbox: outbox, writes: writes, closing: closing)
+        let dispatcher = RequestDispatcher(
+            connection: self,
+            access: access,
+            eventLoop: channel.eventLoop,
+            outbox: outbox,
+            writes: writes,
+            closing: closing
+        )
         dispatcher.handler = { [self] request in
-            await handleQueued(request, session: session, dispatcher: dispatcher, expiry: expiry, outbox: outbox, closing: closing, writes: writes)
+            await handleQueued(
+                request,
+                session: session,
+                dispatcher: dispatcher,
+                expiry: expiry,
+                outbox: outbox,
+                closing: closing,
+                writes: writes
+            )
         }
         // The reader was put in place with the guard, before the first frame was decoded.
         _ = try? await channel.eventLoop.submit {
@@ -116,18 +146,39 @@ struct Connection {
     }
 
     /// Handles one request the dispatcher queued (requests are handled one at a time, in order).
-    private func handleQueued(_ request: QueuedRequest, session: String, dispatcher: RequestDispatcher, expiry: TokenExpiry, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites) async {
+    private func handleQueued(
+        _ request: QueuedRequest,
+        session: String,
+        dispatcher: RequestDispatcher,
+        expiry: TokenExpiry,
+        outbox: Outbox,
+        closing: ClosingFlag,
+        writes: InFlightWrites
+    ) async {
         // Once a close is under way, requests still queued are not applied.
         guard !closing.isSet, !outbox.isClosing else { return }
         switch request {
         case .request(let envelope):
-            await handle(envelope, session: session, dispatcher: dispatcher, expiry: expiry, outbox: outbox, closing: closing, writes: writes)
+            await handle(
+                envelope,
+                session: session,
+                dispatcher: dispatcher,
+                expiry: expiry,
+                outbox: outbox,
+                closing: closing,
+                writes: writes
+            )
         case .rejected(let rejected):
             await writes.wait(untilBelow: 1)
             outbox.send(Replies.error(rid: rejected.rid, rejected.error))
         case .binary:
             await writes.wait(untilBelow: 1)
-            outbox.send(Replies.error(rid: nil, .badRequest("binary frames are not accepted: send each request as JSON in a text frame")))
+            outbox.send(
+                Replies.error(
+                    rid: nil,
+                    .badRequest("binary frames are not accepted: send each request as JSON in a text frame")
+                )
+            )
         case .refused(let rid, let error):
             await writes.wait(untilBelow: 1)
             outbox.send(Replies.error(rid: rid, error))
@@ -137,21 +188,47 @@ struct Connection {
     /// Has a connection acting with a listed token ended (4401) when a reload of the tokens file
     /// withdraws the token or changes what it stands for.
     private func watch(_ access: Access, expiry: TokenExpiry) {
-        guard case .listed(let token) = access, case .listed(let tokens)? = authority, let identity = tokens.identity(for: token) else { return }
-        tokens.watch(ObjectIdentifier(expiry), token: token, identity: identity) { [expiry] reason in expiry.end(withdrawn: reason) }
+        guard case .listed(let token) = access, case .listed(let tokens)? = authority,
+            let identity = tokens.identity(for: token)
+        else { return }
+        tokens.watch(ObjectIdentifier(expiry), token: token, identity: identity) { [expiry] reason in
+            expiry.end(withdrawn: reason)
+        }
     }
 
     /// Most writes one connection may have queued in the engine before its next request waits.
     static let maxWritesInFlight = 128
 
-    private func handle(_ envelope: RequestEnvelope, session: String, dispatcher: RequestDispatcher, expiry: TokenExpiry, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites) async {
+    private func handle(
+        _ envelope: RequestEnvelope,
+        session: String,
+        dispatcher: RequestDispatcher,
+        expiry: TokenExpiry,
+        outbox: Outbox,
+        closing: ClosingFlag,
+        writes: InFlightWrites
+    ) async {
         let rid = envelope.rid
         switch envelope.request {
         case .write(let operation):
-            await submit(WriteCommand(operations: [operation], isTxn: false), rid: rid, access: dispatcher.access, outbox: outbox, closing: closing, writes: writes)
+            await submit(
+                WriteCommand(operations: [operation], isTxn: false),
+                rid: rid,
+                access: dispatcher.access,
+                outbox: outbox,
+                closing: closing,
+                writes: writes
+            )
             return
         case .txn(let operations):
-            await submit(WriteCommand(operations: operations, isTxn: true), rid: rid, access: dispatcher.access, outbox: outbox, closing: closing, writes: writes)
+            await submit(
+                WriteCommand(operations: operations, isTxn: true),
+                rid: rid,
+                access: dispatcher.access,
+                outbox: outbox,
+                closing: closing,
+                writes: writes
+            )
             return
         default:
             // Every other reply follows the acks of the writes before it, and sees them.
@@ -159,7 +236,9 @@ struct Connection {
         }
         do throws(RequestError) {
             if case .hello(_, let token) = envelope.request {
-                guard engine.isAccepting else { throw RequestError(.unavailable, "the server is shutting down; reconnect and retry") }
+                guard engine.isAccepting else {
+                    throw RequestError(.unavailable, "the server is shutting down; reconnect and retry")
+                }
                 var user: String?
                 if let authority, let token {
                     switch await authority.check(token) {
@@ -167,9 +246,17 @@ struct Connection {
                         // A token in hello refreshes the connection's identity, never changes it:
                         // what it subscribed to was checked against the rules it had.
                         if let current = try? self.identity(for: dispatcher.access), current != identity {
-                            throw RequestError(.forbidden, "this token stands for another user or other rules than the connection's (\(current.user)): open a new connection with it")
+                            throw RequestError(
+                                .forbidden,
+                                "this token stands for another user or other rules than the connection's (\(current.user)): open a new connection with it"
+                            )
                         }
-                        dispatcher.access = Access(token: token, identity: identity, expires: expires, authority: authority)
+                        dispatcher.access = Access(
+                            token: token,
+                            identity: identity,
+                            expires: expires,
+                            authority: authority
+                        )
                         expiry.arm(expires)
                         watch(dispatcher.access, expiry: expiry)
                         user = identity.user
@@ -181,7 +268,16 @@ struct Connection {
                 } else {
                     user = try identity(for: dispatcher.access)?.user
                 }
-                outbox.send(Replies.welcome(rid: rid, session: session, epoch: engine.epoch, seq: engine.currentSeq, allowsForce: engine.configuration.allowForce, user: user))
+                outbox.send(
+                    Replies.welcome(
+                        rid: rid,
+                        session: session,
+                        epoch: engine.epoch,
+                        seq: engine.currentSeq,
+                        allowsForce: engine.configuration.allowForce,
+                        user: user
+                    )
+                )
                 return
             }
             let rules = try rules(for: dispatcher.access)
@@ -200,13 +296,21 @@ struct Connection {
                     outbox.send(Replies.error(rid: rid, RequestError(.notFound, message), key: key, current: tombstone))
                     return
                 }
-                outbox.send(Replies.snapshot(rid: rid, sub: nil, record: RecordSnapshot(key: key, version: stored.version, data: data)))
+                outbox.send(
+                    Replies.snapshot(
+                        rid: rid,
+                        sub: nil,
+                        record: RecordSnapshot(key: key, version: stored.version, data: data)
+                    )
+                )
             case .subscribe(let filter, let since, let epoch):
                 if let (error, key) = Self.readRefusal(filter, rules) {
                     outbox.send(Replies.error(rid: rid, error, key: key))
                     return
                 }
-                guard dispatcher.subscriptions.count < RequestLimits.maxSubscriptionsPerConnection else { throw Self.tooManySubscriptions }
+                guard dispatcher.subscriptions.count < RequestLimits.maxSubscriptionsPerConnection else {
+                    throw Self.tooManySubscriptions
+                }
                 // Live updates wait in the lane, counted against this connection's limit, until
                 // the starting records are queued: they go out as the client reads them.
                 let lane = outbox.makeLane()
@@ -214,16 +318,31 @@ struct Connection {
                 let start = try await engine.subscribe(filter, since: since, epoch: epoch, sink: lane)
                 dispatcher.subscriptions[start.id] = lane
                 engine.activate(start)
-                outbox.send(Replies.subscribed(rid: rid, sub: start.id, seq: start.seq, reset: start.reset, snapshots: start.snapshots.count))
+                outbox.send(
+                    Replies.subscribed(
+                        rid: rid,
+                        sub: start.id,
+                        seq: start.seq,
+                        reset: start.reset,
+                        snapshots: start.snapshots.count
+                    )
+                )
                 if start.replay.isEmpty {
                     let bytes = start.snapshots.reduce(0) { $0 + $1.encodedSizeBound }
-                    await outbox.send(paced: start.snapshots.lazy.map { Replies.snapshot(rid: nil, sub: start.id, record: $0) }, totalBytes: bytes)
+                    await outbox.send(
+                        paced: start.snapshots.lazy.map { Replies.snapshot(rid: nil, sub: start.id, record: $0) },
+                        totalBytes: bytes
+                    )
                 } else {
                     let bytes = start.replay.reduce(0) { $0 + $1.encodedSizeBound }
-                    await outbox.send(paced: start.replay.lazy.map { EncodedUpdate($0).message(sub: start.id) }, totalBytes: bytes)
+                    await outbox.send(
+                        paced: start.replay.lazy.map { EncodedUpdate($0).message(sub: start.id) },
+                        totalBytes: bytes
+                    )
                 }
             case .unsubscribe(let sub):
-                guard let lane = dispatcher.subscriptions.removeValue(forKey: sub), engine.unsubscribe(sub, sink: lane) else {
+                guard let lane = dispatcher.subscriptions.removeValue(forKey: sub), engine.unsubscribe(sub, sink: lane)
+                else {
                     throw RequestError(.notFound, "this connection has no subscription \(sub)")
                 }
                 outbox.send(Replies.unsubscribed(rid: rid, sub: sub))
@@ -239,12 +358,22 @@ struct Connection {
         }
     }
 
-    static let tooManySubscriptions = RequestError(.tooLarge, "this connection already holds \(RequestLimits.maxSubscriptionsPerConnection) subscriptions, the most one connection may hold: unsubscribe from one, or open another connection")
+    static let tooManySubscriptions = RequestError(
+        .tooLarge,
+        "this connection already holds \(RequestLimits.maxSubscriptionsPerConnection) subscriptions, the most one connection may hold: unsubscribe from one, or open another connection"
+    )
 
     /// Queues a write in the engine without waiting for its commit; its ack (or conflict) is
     /// sent when it is decided. A refusal waits for the writes before it, to keep reply order.
     /// A write (or txn) with any operation its identity may not make is refused whole.
-    private func submit(_ command: WriteCommand, rid: JSONValue?, access: Access, outbox: Outbox, closing: ClosingFlag, writes: InFlightWrites) async {
+    private func submit(
+        _ command: WriteCommand,
+        rid: JSONValue?,
+        access: Access,
+        outbox: Outbox,
+        closing: ClosingFlag,
+        writes: InFlightWrites
+    ) async {
         let rules: AccessRules
         do throws(RequestError) {
             rules = try self.rules(for: access)
@@ -271,7 +400,13 @@ struct Connection {
     /// Queues a write already counted in `writes`; its reply goes out through `outbox` when
     /// it is decided. Returns the engine's refusal instead (the count given back), which the
     /// caller answers once the writes before it are answered.
-    func enqueue(_ command: WriteCommand, rid: JSONValue?, rules: AccessRules, outbox: Outbox, writes: InFlightWrites) -> RequestError? {
+    func enqueue(
+        _ command: WriteCommand,
+        rid: JSONValue?,
+        rules: AccessRules,
+        outbox: Outbox,
+        writes: InFlightWrites
+    ) -> RequestError? {
         let isTxn = command.isTxn
         let refusal = engine.enqueue(command, from: writes.client) { result in
             outbox.send(Self.reply(to: result, rid: rid, isTxn: isTxn, rules: rules))
@@ -283,7 +418,8 @@ struct Connection {
 
     /// The reply to a write, encoded; a conflict on a key `rules` do not let the writer read
     /// withholds the data.
-    static func reply(to result: WriteResult, rid: JSONValue?, isTxn: Bool, rules: AccessRules = .everything) -> [UInt8] {
+    static func reply(to result: WriteResult, rid: JSONValue?, isTxn: Bool, rules: AccessRules = .everything) -> [UInt8]
+    {
         switch result {
         case .refused(let error):
             return Replies.error(rid: rid, error)
@@ -300,7 +436,8 @@ struct Connection {
             }
             return isTxn ? Replies.txnConflict(rid: rid, details) : Replies.conflict(rid: rid, details[0])
         case .outcome(.notFound(let key, let current)):
-            let message = current == nil ? "no record at \"\(key)\" to delete" : "the record at \"\(key)\" is already deleted"
+            let message =
+                current == nil ? "no record at \"\(key)\" to delete" : "the record at \"\(key)\" is already deleted"
             return Replies.error(rid: rid, RequestError(.notFound, message), key: key, current: current)
         }
     }
@@ -324,10 +461,16 @@ struct Connection {
         case .open:
             return nil
         case .anonymous:
-            throw RequestError(.unauthorized, "this server needs an access token: send it in the upgrade (Authorization: Bearer TOKEN) or in hello (\"token\")")
+            throw RequestError(
+                .unauthorized,
+                "this server needs an access token: send it in the upgrade (Authorization: Bearer TOKEN) or in hello (\"token\")"
+            )
         case .listed(let token):
             guard case .listed(let tokens)? = authority, let identity = tokens.identity(for: token) else {
-                throw RequestError(.unauthorized, "the token this connection used is no longer valid on this server: send a valid one in hello (\"token\") or reconnect with one")
+                throw RequestError(
+                    .unauthorized,
+                    "the token this connection used is no longer valid on this server: send a valid one in hello (\"token\") or reconnect with one"
+                )
             }
             return identity
         case .signed(let identity, let expires):
@@ -342,14 +485,22 @@ struct Connection {
 
     /// Why `rules` do not let a connection subscribe to `filter`, with the key refused, or nil:
     /// a subscription needs read on each of its keys, or one rule giving read on its whole prefix.
-    private static func readRefusal(_ filter: SubscriptionFilter, _ rules: AccessRules) -> (RequestError, key: String?)? {
+    private static func readRefusal(_ filter: SubscriptionFilter, _ rules: AccessRules) -> (RequestError, key: String?)?
+    {
         switch filter {
         case .keys(let keys):
-            guard let refused = keys.sorted(by: <).first(where: { !rules.allows(.read, on: $0.string) }) else { return nil }
+            guard let refused = keys.sorted(by: <).first(where: { !rules.allows(.read, on: $0.string) }) else {
+                return nil
+            }
             return (forbidden(.read, refused.string), refused.string)
         case .prefix(let prefix):
             guard !rules.allows(.read, onEveryKeyWithPrefix: prefix) else { return nil }
-            return (RequestError(.forbidden, "no rule of this token allows read on every key starting with \"\(prefix)\": subscribe to a prefix one rule covers, or to keys"), nil)
+            return (
+                RequestError(
+                    .forbidden,
+                    "no rule of this token allows read on every key starting with \"\(prefix)\": subscribe to a prefix one rule covers, or to keys"
+                ), nil
+            )
         }
     }
 }

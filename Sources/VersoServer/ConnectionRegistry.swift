@@ -97,7 +97,9 @@ final class ConnectionRegistry: Sendable {
                 shedOnce()
                 shedding.store(false, ordering: .releasing)
                 // A total that went over while this pass ran found `shedding` set and returned.
-                guard excess > 0, shedding.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
+                guard excess > 0,
+                    shedding.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+                else { return }
             }
         }
     }
@@ -114,7 +116,8 @@ final class ConnectionRegistry: Sendable {
             let largest = outboxes.map { ($0, $0.openBytes) }.filter { $0.1 > 0 }.sorted { $0.1 > $1.1 }
             var closedAny = false
             for (outbox, bytes) in largest where excess > 0 {
-                let reason = "server memory limit: more than \(maxQueuedBytes) bytes queued for all clients, the most for this one"
+                let reason =
+                    "server memory limit: more than \(maxQueuedBytes) bytes queued for all clients, the most for this one"
                 if outbox.shed(reason: reason) {
                     slowCloses.wrappingAdd(1, ordering: .relaxed)
                     excess -= bytes

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import HummingbirdCore
 import Logging
@@ -32,11 +32,15 @@ struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
         guard open.admit(max: maxConnections) else {
             return channel.eventLoop.makeCompletedFuture {
                 let refusal = HandshakeGuard.Refusal(
-                    status: 503, reason: "Service Unavailable", code: .unavailable,
+                    status: 503,
+                    reason: "Service Unavailable",
+                    code: .unavailable,
                     message: "the server has its maximum of \(maxConnections) connections open; retry later",
                     extraHeaders: [("Retry-After", "1")]
                 )
-                try channel.pipeline.syncOperations.addHandler(HandshakeGuard(limits: limits, logger: self.logger, refuseAtOnce: refusal))
+                try channel.pipeline.syncOperations.addHandler(
+                    HandshakeGuard(limits: limits, logger: self.logger, refuseAtOnce: refusal)
+                )
                 if let tls { try channel.pipeline.syncOperations.addHandler(tls.makeHandler(), position: .first) }
                 self.open.logRefusal(max: maxConnections, logger: self.logger)
                 return Value(channel: channel, inner: nil)
@@ -45,7 +49,10 @@ struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
         let open = open
         channel.closeFuture.whenComplete { _ in open.release() }
         do {
-            try channel.pipeline.syncOperations.addHandler(HandshakeGuard(limits: limits, logger: self.logger), position: .first)
+            try channel.pipeline.syncOperations.addHandler(
+                HandshakeGuard(limits: limits, logger: self.logger),
+                position: .first
+            )
             if let tls { try channel.pipeline.syncOperations.addHandler(tls.makeHandler(), position: .first) }
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
@@ -80,7 +87,10 @@ final class OpenConnections: Sendable {
 
     func logRefusal(max: Int, logger: Logger) {
         refusals.record { unlogged in
-            logger.warning("refusing connections: the connection limit is reached (503)", metadata: .refusal(["verso.max_connections": "\(max)"], unloggedBefore: unlogged))
+            logger.warning(
+                "refusing connections: the connection limit is reached (503)",
+                metadata: .refusal(["verso.max_connections": "\(max)"], unloggedBefore: unlogged)
+            )
         }
     }
 }

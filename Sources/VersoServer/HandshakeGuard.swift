@@ -44,7 +44,8 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
         /// The whole response: status line, headers and a JSON `error` body (Protocol.md section 6).
         var bytes: [UInt8] {
             let body = Replies.error(rid: nil, RequestError(code, message))
-            var head = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n"
+            var head =
+                "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n"
             for (name, value) in extraHeaders { head += "\(name): \(value)\r\n" }
             return Array((head + "\r\n").utf8) + body
         }
@@ -148,7 +149,9 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(data, promise: promise)
             return
         }
-        guard case .byteBuffer(let buffer) = unwrapOutboundIn(data), buffer.readableBytesView.starts(with: Self.switchingProtocols) else {
+        guard case .byteBuffer(let buffer) = unwrapOutboundIn(data),
+            buffer.readableBytesView.starts(with: Self.switchingProtocols)
+        else {
             // A response to a plain request: the next bytes start a new request.
             phase = .readingHead
             context.write(data, promise: promise)
@@ -165,7 +168,9 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var headTooLarge: Refusal {
         Refusal(
-            status: 431, reason: "Request Header Fields Too Large", code: .tooLarge,
+            status: 431,
+            reason: "Request Header Fields Too Large",
+            code: .tooLarge,
             message: "the request line and headers are larger than \(limits.maxHeadBytes) bytes"
         )
     }
@@ -177,7 +182,9 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
         guard bytes.count >= 4 else { return nil }
         var index = start
         while index + 3 < bytes.count {
-            if bytes[index] == 13, bytes[index + 1] == 10, bytes[index + 2] == 13, bytes[index + 3] == 10 { return index + 4 }
+            if bytes[index] == 13, bytes[index + 1] == 10, bytes[index + 2] == 13, bytes[index + 3] == 10 {
+                return index + 4
+            }
             index += 1
         }
         return nil
@@ -193,19 +200,25 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             headers[name] = headers[name].map { "\($0),\(value)" } ?? value
         }
-        let upgrade = headers["upgrade"]?.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } ?? []
+        let upgrade =
+            headers["upgrade"]?.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } ?? []
         guard upgrade.contains("websocket") else { return nil }
         guard headers["sec-websocket-version"] == "13" else {
             return Refusal(
-                status: 426, reason: "Upgrade Required", code: .badRequest,
+                status: 426,
+                reason: "Upgrade Required",
+                code: .badRequest,
                 message: "this server speaks WebSocket version 13: send Sec-WebSocket-Version: 13",
                 extraHeaders: [("Sec-WebSocket-Version", "13")]
             )
         }
         guard let key = headers["sec-websocket-key"], Data(base64Encoded: key)?.count == 16 else {
             return Refusal(
-                status: 400, reason: "Bad Request", code: .badRequest,
-                message: "a WebSocket handshake needs a Sec-WebSocket-Key of 16 random bytes in base64 (RFC 6455 section 4.1)"
+                status: 400,
+                reason: "Bad Request",
+                code: .badRequest,
+                message:
+                    "a WebSocket handshake needs a Sec-WebSocket-Key of 16 random bytes in base64 (RFC 6455 section 4.1)"
             )
         }
         return nil
@@ -218,10 +231,15 @@ final class HandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
             return
         case .readingHead where !head.isEmpty:
             logger.debug("closing a connection that did not complete its request in time")
-            refuse(context: context, Refusal(
-                status: 408, reason: "Request Timeout", code: .badRequest,
-                message: "the request was not complete within \(Double(limits.timeout.nanoseconds) / 1e9) s"
-            ))
+            refuse(
+                context: context,
+                Refusal(
+                    status: 408,
+                    reason: "Request Timeout",
+                    code: .badRequest,
+                    message: "the request was not complete within \(Double(limits.timeout.nanoseconds) / 1e9) s"
+                )
+            )
         case .readingHead, .answering:
             logger.debug("closing a connection that did not upgrade to WebSocket in time")
             context.close(promise: nil)

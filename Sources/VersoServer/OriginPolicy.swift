@@ -22,7 +22,10 @@ public struct WebOrigin: Hashable, Sendable, CustomStringConvertible {
         let scheme = String(text[..<separator.lowerBound])
         // RFC 3986 section 3.1: a letter, then letters, digits, "+", "-" or ".".
         guard let first = scheme.unicodeScalars.first, Self.isLetter(first),
-              scheme.unicodeScalars.allSatisfy({ Self.isLetter($0) || ("0"..."9").contains($0) || "+-.".unicodeScalars.contains($0) }) else {
+            scheme.unicodeScalars.allSatisfy({
+                Self.isLetter($0) || ("0"..."9").contains($0) || "+-.".unicodeScalars.contains($0)
+            })
+        else {
             throw OriginError(.badScheme)
         }
         try self.init(scheme: scheme, authority: String(text[separator.upperBound...]))
@@ -53,7 +56,9 @@ public struct WebOrigin: Hashable, Sendable, CustomStringConvertible {
             guard let canonical = HostAddress.canonicalIPv6(String(hostText)) else { throw OriginError(.badHost) }
             host = "[\(canonical)]"
         } else {
-            guard !hostText.isEmpty, hostText.utf8.count <= 253, hostText.unicodeScalars.allSatisfy(Self.isHostCharacter) else {
+            guard !hostText.isEmpty, hostText.utf8.count <= 253,
+                hostText.unicodeScalars.allSatisfy(Self.isHostCharacter)
+            else {
                 throw OriginError(.badHost)
             }
             host = hostText.lowercased()
@@ -61,7 +66,9 @@ public struct WebOrigin: Hashable, Sendable, CustomStringConvertible {
         let scheme = scheme.lowercased()
         var port = Self.defaultPort(scheme: scheme)
         if let portText {
-            guard (1...5).contains(portText.count), portText.allSatisfy(\.isASCII), let number = Int(portText), (1...65535).contains(number) else {
+            guard (1...5).contains(portText.count), portText.allSatisfy(\.isASCII), let number = Int(portText),
+                (1...65535).contains(number)
+            else {
                 throw OriginError(.badPort)
             }
             port = number
@@ -214,7 +221,9 @@ public struct OriginPolicy: Sendable, Equatable {
     /// whose name was made to resolve to this server (DNS rebinding) cannot pass the TLS
     /// handshake without this server's certificate for that name.
     public static func ownOrigin(host: String?, servesTLS: Bool = false) -> WebOrigin? {
-        guard let host, let origin = try? WebOrigin(scheme: servesTLS ? "https" : "http", authority: host) else { return nil }
+        guard let host, let origin = try? WebOrigin(scheme: servesTLS ? "https" : "http", authority: host) else {
+            return nil
+        }
         guard servesTLS || origin.host == "localhost" || HostAddress.isIPLiteral(origin.host) else { return nil }
         return origin
     }

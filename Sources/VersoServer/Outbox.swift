@@ -90,7 +90,15 @@ final class Outbox: MessageSink {
     let pacingWindow: Int
 
     /// - Parameter compression: what permessage-deflate agreed for this connection, if anything.
-    init(channel: any Channel, outbound: WebSocketOutboundWriter, compression: PerMessageDeflate.Agreement?, maxQueuedBytes: Int, closeGracePeriod: TimeAmount, registry: ConnectionRegistry, logger: Logger) {
+    init(
+        channel: any Channel,
+        outbound: WebSocketOutboundWriter,
+        compression: PerMessageDeflate.Agreement?,
+        maxQueuedBytes: Int,
+        closeGracePeriod: TimeAmount,
+        registry: ConnectionRegistry,
+        logger: Logger
+    ) {
         self.channel = channel
         self.outbound = outbound
         self.compression = compression
@@ -379,7 +387,8 @@ final class Outbox: MessageSink {
     }
 
     private func wrote(_ bytes: Int, failed: Bool) {
-        let (waiters, room) = state.withLock { state -> ([CheckedContinuation<Void, Never>], (CheckedContinuation<Bool, Never>, Bool)?) in
+        let (waiters, room) = state.withLock {
+            state -> ([CheckedContinuation<Void, Never>], (CheckedContinuation<Bool, Never>, Bool)?) in
             state.writingBytes -= bytes
             _ = state.batches.popFirst()
             if failed {
@@ -462,9 +471,16 @@ final class Outbox: MessageSink {
     private func compressed(_ message: OutgoingMessage) -> ByteBuffer? {
         guard let compression, message.count >= PerMessageDeflate.minimumCompressedBytes else { return nil }
         do {
-            return try PerMessageDeflate.compress(message.contiguousBytes, windowBits: compression.serverWindowBits, allocator: channel.allocator)
+            return try PerMessageDeflate.compress(
+                message.contiguousBytes,
+                windowBits: compression.serverWindowBits,
+                allocator: channel.allocator
+            )
         } catch {
-            logger.warning("could not compress a message; sending it uncompressed", metadata: ["verso.error": "\(error)"])
+            logger.warning(
+                "could not compress a message; sending it uncompressed",
+                metadata: ["verso.error": "\(error)"]
+            )
             return nil
         }
     }

@@ -21,7 +21,7 @@ final class RefusalLog: Sendable {
         let now = NIODeadline.now().uptimeNanoseconds
         let last = lastLogged.load(ordering: .relaxed)
         guard last == 0 || now >= last + interval,
-              lastLogged.compareExchange(expected: last, desired: max(now, 1), ordering: .relaxed).exchanged
+            lastLogged.compareExchange(expected: last, desired: max(now, 1), ordering: .relaxed).exchanged
         else {
             unlogged.wrappingAdd(1, ordering: .relaxed)
             return

@@ -51,7 +51,14 @@ final class RequestDispatcher: @unchecked Sendable {
     /// Set when attached to the connection's reader.
     var reader: RequestReader?
 
-    init(connection: Connection, access: Connection.Access, eventLoop: any EventLoop, outbox: Outbox, writes: InFlightWrites, closing: ClosingFlag) {
+    init(
+        connection: Connection,
+        access: Connection.Access,
+        eventLoop: any EventLoop,
+        outbox: Outbox,
+        writes: InFlightWrites,
+        closing: ClosingFlag
+    ) {
         self.connection = connection
         self.accessNow = access
         self.eventLoop = eventLoop

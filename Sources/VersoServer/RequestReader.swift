@@ -128,7 +128,10 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
             Failure(code: .messageTooLarge, reason: "message larger than \(limit) bytes")
         }
 
-        static let notUTF8 = Failure(code: .dataInconsistentWithMessage, reason: "a text message that is not valid UTF-8")
+        static let notUTF8 = Failure(
+            code: .dataInconsistentWithMessage,
+            reason: "a text message that is not valid UTF-8"
+        )
     }
 
     private func receive(_ frame: WebSocketFrame) throws(Failure) {
@@ -154,7 +157,9 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
         case (.binary, _):
             if frame.fin { deliver(.binary) } else { assembly = .binary(bytes: payload.readableBytes) }
         case (_, .text(var joined)):
-            guard joined.readableBytes + payload.readableBytes <= maxMessageBytes else { throw Failure.tooLarge(maxMessageBytes) }
+            guard joined.readableBytes + payload.readableBytes <= maxMessageBytes else {
+                throw Failure.tooLarge(maxMessageBytes)
+            }
             assembly = .idle
             var payload = payload
             joined.writeBuffer(&payload)

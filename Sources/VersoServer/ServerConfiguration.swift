@@ -102,7 +102,8 @@ extension ServerConfiguration {
         let pageSize = sysconf(Int32(_SC_PAGESIZE))
         var memory = pages > 0 && pageSize > 0 ? pages * pageSize : 4 << 30
         if let text = try? String(contentsOfFile: "/sys/fs/cgroup/memory.max", encoding: .utf8),
-           let limit = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), limit > 0 {
+            let limit = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), limit > 0
+        {
             memory = min(memory, limit)
         }
         return memory / 4
@@ -126,8 +127,12 @@ extension ServerConfiguration {
     /// Checks every setting; `VersoServer.init` and `verso-server` refuse a configuration that
     /// fails, before opening the store or listening.
     public func validate() throws(ConfigurationError) {
-        if host.isEmpty || host.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7F } == true }) {
-            throw ConfigurationError("--host \"\(host)\" is not an address: give a host name or IP address such as 127.0.0.1 or ::1")
+        if host.isEmpty
+            || host.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7F } == true })
+        {
+            throw ConfigurationError(
+                "--host \"\(host)\" is not an address: give a host name or IP address such as 127.0.0.1 or ::1"
+            )
         }
         guard insecure || authentication != .none || HostAddress.isLoopback(host) else {
             throw ConfigurationError(Self.unprotectedHostMessage(host: host))
@@ -139,10 +144,14 @@ extension ServerConfiguration {
             throw ConfigurationError("--data is empty: give the folder for the database (it is created when missing)")
         }
         guard Self.messageBytesRange.contains(maxMessageBytes) else {
-            throw ConfigurationError("--max-message-bytes \(maxMessageBytes) is out of range: give \(Self.messageBytesRange.lowerBound)...\(Self.messageBytesRange.upperBound) (1 KiB to 64 MiB)")
+            throw ConfigurationError(
+                "--max-message-bytes \(maxMessageBytes) is out of range: give \(Self.messageBytesRange.lowerBound)...\(Self.messageBytesRange.upperBound) (1 KiB to 64 MiB)"
+            )
         }
         guard historyLimit >= 1 else {
-            throw ConfigurationError("--history \(historyLimit) is too small: give at least 1 (changes kept for resuming subscriptions)")
+            throw ConfigurationError(
+                "--history \(historyLimit) is too small: give at least 1 (changes kept for resuming subscriptions)"
+            )
         }
         guard maxQueuedBytes >= 1 << 20 else {
             throw ConfigurationError("--max-queued-bytes \(maxQueuedBytes) is too small: give at least 1048576 (1 MiB)")
@@ -151,10 +160,14 @@ extension ServerConfiguration {
             throw ConfigurationError("--max-connections \(maxConnections) is out of range: give 1...1000000")
         }
         guard (1024...(1 << 20)).contains(maxRequestHeadBytes) else {
-            throw ConfigurationError("--max-request-head-bytes \(maxRequestHeadBytes) is out of range: give 1024...1048576")
+            throw ConfigurationError(
+                "--max-request-head-bytes \(maxRequestHeadBytes) is out of range: give 1024...1048576"
+            )
         }
         guard handshakeTimeout >= .milliseconds(100), handshakeTimeout <= .seconds(3600) else {
-            throw ConfigurationError("--handshake-timeout \(handshakeTimeout) is out of range: give 0.1 to 3600 seconds")
+            throw ConfigurationError(
+                "--handshake-timeout \(handshakeTimeout) is out of range: give 0.1 to 3600 seconds"
+            )
         }
         guard pingInterval >= .milliseconds(100), pingInterval <= .seconds(3600) else {
             throw ConfigurationError("--ping-interval \(pingInterval) is out of range: give 0.1 to 3600 seconds")

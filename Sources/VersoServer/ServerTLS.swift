@@ -50,7 +50,10 @@ public final class ServerTLS: Sendable {
             logger.info("reloaded the TLS certificate", metadata: ["verso.tls_cert_file": "\(files.certificate)"])
             return nil
         } catch {
-            logger.error("could not reload the TLS certificate; the one loaded before stays in use", metadata: ["verso.error": "\(error)"])
+            logger.error(
+                "could not reload the TLS certificate; the one loaded before stays in use",
+                metadata: ["verso.error": "\(error)"]
+            )
             return error
         }
     }
@@ -60,23 +63,34 @@ public final class ServerTLS: Sendable {
         do {
             chain = try NIOSSLCertificate.fromPEMFile(files.certificate)
         } catch {
-            throw ConfigurationError("--tls-cert-file \(files.certificate) cannot be read as PEM certificates: \(error)")
+            throw ConfigurationError(
+                "--tls-cert-file \(files.certificate) cannot be read as PEM certificates: \(error)"
+            )
         }
         guard !chain.isEmpty else {
-            throw ConfigurationError("--tls-cert-file \(files.certificate) holds no certificate (-----BEGIN CERTIFICATE-----)")
+            throw ConfigurationError(
+                "--tls-cert-file \(files.certificate) holds no certificate (-----BEGIN CERTIFICATE-----)"
+            )
         }
         let key: NIOSSLPrivateKey
         do {
             key = try NIOSSLPrivateKey(file: files.privateKey, format: .pem)
         } catch {
-            throw ConfigurationError("--tls-key-file \(files.privateKey) cannot be read as a PEM private key (unencrypted): \(error)")
+            throw ConfigurationError(
+                "--tls-key-file \(files.privateKey) cannot be read as a PEM private key (unencrypted): \(error)"
+            )
         }
-        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) },
+            privateKey: .privateKey(key)
+        )
         configuration.minimumTLSVersion = .tlsv12
         do {
             return try NIOSSLContext(configuration: configuration)
         } catch {
-            throw ConfigurationError("--tls-cert-file \(files.certificate) and --tls-key-file \(files.privateKey) do not make a usable pair (is the key the certificate's?): \(error)")
+            throw ConfigurationError(
+                "--tls-cert-file \(files.certificate) and --tls-key-file \(files.privateKey) do not make a usable pair (is the key the certificate's?): \(error)"
+            )
         }
     }
 }

@@ -89,7 +89,10 @@ public final class SignedTokens: Sendable {
             AccessTokens.warnIfReadableByOthers(source.path, flag: source.flag, logger: logger)
             return nil
         } catch {
-            logger.error("could not reload the token keys; the keys loaded before stay in force", metadata: ["verso.error": "\(error)"])
+            logger.error(
+                "could not reload the token keys; the keys loaded before stay in force",
+                metadata: ["verso.error": "\(error)"]
+            )
             return error
         }
     }
@@ -121,13 +124,17 @@ public final class SignedTokens: Sendable {
             } else if let key = try? EdDSA.PublicKey(pem: pem) {
                 await keys.add(eddsa: key)
             } else {
-                throw ConfigurationError("\(flag) \(path) holds no public key Verso can use: give an RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA) public key in PEM (-----BEGIN PUBLIC KEY-----)")
+                throw ConfigurationError(
+                    "\(flag) \(path) holds no public key Verso can use: give an RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA) public key in PEM (-----BEGIN PUBLIC KEY-----)"
+                )
             }
         case .jwksFile(let path):
             do {
                 try await keys.add(jwksJSON: String(decoding: bytes, as: UTF8.self))
             } catch {
-                throw ConfigurationError("\(flag) \(path) is not a JSON Web Key Set Verso can use (RFC 7517: {\"keys\": [{\"kty\": …, \"kid\": …}]}): \(error)")
+                throw ConfigurationError(
+                    "\(flag) \(path) is not a JSON Web Key Set Verso can use (RFC 7517: {\"keys\": [{\"kty\": …, \"kid\": …}]}): \(error)"
+                )
             }
         }
         return keys
@@ -138,7 +145,9 @@ public final class SignedTokens: Sendable {
         var secret = [UInt8](bytes)
         while let last = secret.last, last == 0x0A || last == 0x0D { secret.removeLast() }
         guard secret.count >= minimumSecretBytes else {
-            throw ConfigurationError("\(flag) \(path) holds \(secret.count) bytes: an HS256 secret needs at least \(minimumSecretBytes) (for example: openssl rand -hex 32 > \(path))")
+            throw ConfigurationError(
+                "\(flag) \(path) holds \(secret.count) bytes: an HS256 secret needs at least \(minimumSecretBytes) (for example: openssl rand -hex 32 > \(path))"
+            )
         }
         return secret
     }
@@ -194,9 +203,16 @@ extension SignedTokens {
     /// An HS256 token for `identity`, valid from now for `lifetime`, signed with the secret in
     /// the file at `secretFile` (read as `--jwt-secret-file` reads it): for development and
     /// tests (`verso-server token`); production tokens come from the identity provider.
-    public static func mint(secretFile: String, identity: Identity, lifetime: Duration, now: Date = Date()) async throws(ConfigurationError) -> String {
+    public static func mint(
+        secretFile: String,
+        identity: Identity,
+        lifetime: Duration,
+        now: Date = Date()
+    ) async throws(ConfigurationError) -> String {
         let keys = try await load(.secretFile(secretFile), flag: "--secret-file")
-        let rules = identity.rules.rules.map { MintedClaims.Rule(prefix: $0.prefix, allow: $0.rights.sorted().map(\.rawValue)) }
+        let rules = identity.rules.rules.map {
+            MintedClaims.Rule(prefix: $0.prefix, allow: $0.rights.sorted().map(\.rawValue))
+        }
         let seconds = Double(lifetime.components.seconds) + Double(lifetime.components.attoseconds) / 1e18
         let claims = MintedClaims(
             sub: SubjectClaim(value: identity.user),

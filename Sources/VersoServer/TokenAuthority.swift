@@ -9,7 +9,10 @@ enum TokenAuthority: Sendable {
 
     /// Builds the authority `authentication` asks for; nil for `.none`. Throws when its file
     /// cannot be used.
-    static func make(_ authentication: Authentication, logger: Logger) async throws(ConfigurationError) -> TokenAuthority? {
+    static func make(
+        _ authentication: Authentication,
+        logger: Logger
+    ) async throws(ConfigurationError) -> TokenAuthority? {
         switch authentication {
         case .none: nil
         case .tokens(let file): .listed(try AccessTokens(path: file, logger: logger))
@@ -21,7 +24,8 @@ enum TokenAuthority: Sendable {
     func check(_ token: String) async -> TokenCheck {
         switch self {
         case .listed(let tokens):
-            tokens.identity(for: token).map { .valid($0, expires: nil) } ?? .invalid("this server's tokens file does not list it")
+            tokens.identity(for: token).map { .valid($0, expires: nil) }
+                ?? .invalid("this server's tokens file does not list it")
         case .signed(let keys):
             await keys.verify(token)
         }

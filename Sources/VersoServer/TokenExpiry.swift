@@ -23,7 +23,10 @@ final class TokenExpiry: Sendable {
 
     /// The refusal of a request made with a token that expired at `date`.
     static func expired(_ date: Date) -> RequestError {
-        RequestError(.unauthorized, "the token expired at \(date.formatted(.iso8601)): reconnect with a fresh one, or send one in hello (\"token\")")
+        RequestError(
+            .unauthorized,
+            "the token expired at \(date.formatted(.iso8601)): reconnect with a fresh one, or send one in hello (\"token\")"
+        )
     }
 
     /// Closes the connection at `expires` (nil: never), replacing any earlier deadline.
@@ -45,7 +48,11 @@ final class TokenExpiry: Sendable {
     /// Ends the connection now: its token was withdrawn (`reason` says how).
     func end(withdrawn reason: String) {
         disarm()
-        Self.end(outbox, RequestError(.unauthorized, "\(reason): reconnect with a valid token"), reason: "access token withdrawn")
+        Self.end(
+            outbox,
+            RequestError(.unauthorized, "\(reason): reconnect with a valid token"),
+            reason: "access token withdrawn"
+        )
     }
 
     private static func end(_ outbox: Outbox, _ error: RequestError, reason: String) {

@@ -30,7 +30,8 @@ struct UpgradeToken: Equatable {
                 token = parts[1].trimmingCharacters(in: .whitespaces)
             }
         }
-        let offered = protocols
+        let offered =
+            protocols
             .flatMap { $0.split(separator: ",") }
             .map { $0.trimmingCharacters(in: .whitespaces) }
         if token == nil, let bearer = offered.first(where: { $0.hasPrefix(Self.bearerProtocolPrefix) }) {
@@ -42,7 +43,9 @@ struct UpgradeToken: Equatable {
     /// The handshake's answer to an upgrade whose token is not valid: 401, saying why.
     static func refusal(reason: String) -> HandshakeGuard.Refusal {
         HandshakeGuard.Refusal(
-            status: 401, reason: "Unauthorized", code: .unauthorized,
+            status: 401,
+            reason: "Unauthorized",
+            code: .unauthorized,
             message: Connection.badToken(reason).message,
             extraHeaders: [("WWW-Authenticate", "Bearer")]
         )

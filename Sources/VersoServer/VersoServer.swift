@@ -42,7 +42,9 @@ public final class VersoServer: Sendable {
     ) async throws {
         try configuration.validate()
         let authority = try await TokenAuthority.make(configuration.authentication, logger: logger)
-        let tls = try configuration.tls.map { files throws(ConfigurationError) in try ServerTLS(files: files, logger: logger) }
+        let tls = try configuration.tls.map { files throws(ConfigurationError) in
+            try ServerTLS(files: files, logger: logger)
+        }
         self.authority = authority
         self.tls = tls
         self.configuration = configuration
@@ -57,12 +59,22 @@ public final class VersoServer: Sendable {
             ),
             logger: logger
         )
-        let engine = try await RecordEngine(store: store, configuration: EngineConfiguration(allowForce: configuration.allowForce), logger: logger)
+        let engine = try await RecordEngine(
+            store: store,
+            configuration: EngineConfiguration(allowForce: configuration.allowForce),
+            logger: logger
+        )
         self.engine = engine
         let registry = registry
         let application = Self.makeApplication(
-            configuration: configuration, originPolicy: try configuration.originPolicy(), engine: engine, registry: registry,
-            authority: authority, tls: tls, logger: logger, onListening: onListening
+            configuration: configuration,
+            originPolicy: try configuration.originPolicy(),
+            engine: engine,
+            registry: registry,
+            authority: authority,
+            tls: tls,
+            logger: logger,
+            onListening: onListening
         )
         var reload: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if handleSignals, authority != nil || tls != nil {
@@ -73,7 +85,14 @@ public final class VersoServer: Sendable {
                 services: reload + [
                     .init(service: EngineService(engine: engine)),
                     .init(service: application),
-                    .init(service: DrainService(engine: engine, registry: registry, gracePeriod: configuration.shutdownGracePeriod, logger: logger)),
+                    .init(
+                        service: DrainService(
+                            engine: engine,
+                            registry: registry,
+                            gracePeriod: configuration.shutdownGracePeriod,
+                            logger: logger
+                        )
+                    ),
                 ],
                 gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
                 logger: logger
@@ -135,10 +154,15 @@ public final class VersoServer: Sendable {
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: page)))
         }
         router.get("/healthz") { _, _ in
-            engine.isAccepting ? Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) : Response(status: .serviceUnavailable)
+            engine.isAccepting
+                ? Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+                : Response(status: .serviceUnavailable)
         }
         router.get("/v1/ws") { _, _ in
-            let body = Replies.error(rid: nil, .badRequest("this path speaks WebSocket (RFC 6455): send a GET with Upgrade: websocket"))
+            let body = Replies.error(
+                rid: nil,
+                .badRequest("this path speaks WebSocket (RFC 6455): send a GET with Upgrade: websocket")
+            )
             return Response(
                 status: .badRequest,
                 headers: [.contentType: "application/json"],
@@ -158,10 +182,23 @@ public final class VersoServer: Sendable {
         let wsConfiguration = webSocket
         let http1 = HTTP1Channel.Configuration(
             idleTimeout: nil,
-            httpDecoderConfiguration: .init(maxHeaderFieldSize: configuration.maxRequestHeadBytes, maxHeaderListSize: configuration.maxRequestHeadBytes)
+            httpDecoderConfiguration: .init(
+                maxHeaderFieldSize: configuration.maxRequestHeadBytes,
+                maxHeaderListSize: configuration.maxRequestHeadBytes
+            )
         )
-        let connection = Connection(engine: engine, registry: registry, configuration: configuration, authority: authority, logger: logger)
-        let guardLimits = HandshakeGuard.Limits(timeout: .init(configuration.handshakeTimeout), maxHeadBytes: configuration.maxRequestHeadBytes, closeGracePeriod: .init(configuration.closeGracePeriod))
+        let connection = Connection(
+            engine: engine,
+            registry: registry,
+            configuration: configuration,
+            authority: authority,
+            logger: logger
+        )
+        let guardLimits = HandshakeGuard.Limits(
+            timeout: .init(configuration.handshakeTimeout),
+            maxHeadBytes: configuration.maxRequestHeadBytes,
+            closeGracePeriod: .init(configuration.closeGracePeriod)
+        )
         let openConnections = OpenConnections()
         // Each kind of refusal is logged at most once a second, with a count of those between.
         let originRefusals = RefusalLog()
@@ -170,8 +207,15 @@ public final class VersoServer: Sendable {
             let upgrade = HTTP1WebSocketUpgradeChannel(
                 responder: responder,
                 configuration: .init(http1: http1, ws: wsConfiguration)
-            ) { (request: HTTPRequest, channel: any Channel, _: Logger) async throws -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
-                guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else { return .dontUpgrade }
+            ) {
+                (
+                    request: HTTPRequest,
+                    channel: any Channel,
+                    _: Logger
+                ) async throws -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
+                guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else {
+                    return .dontUpgrade
+                }
                 // The origin check is here, where NIO asks whether to upgrade, rather than in the
                 // byte-level HandshakeGuard: every handshake that could become a WebSocket passes
                 // through here as a parsed request, however its bytes arrived (split or joined
@@ -180,8 +224,16 @@ public final class VersoServer: Sendable {
                 // unread. (Today Hummingbird answers an upgrade pipelined behind another request
                 // with a 307 and never upgrades it; should that change, it still comes here.) The
                 // answer goes out through the guard, like the guard's own refusals.
-                if let refusal = Self.originRefusal(request, policy: originPolicy, channel: channel, log: originRefusals, logger: logger) {
-                    try await channel.eventLoop.submit { try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations) }.get()
+                if let refusal = Self.originRefusal(
+                    request,
+                    policy: originPolicy,
+                    channel: channel,
+                    log: originRefusals,
+                    logger: logger
+                ) {
+                    try await channel.eventLoop.submit {
+                        try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations)
+                    }.get()
                     return .dontUpgrade
                 }
                 // A token that is not valid is answered 401; no token at all upgrades, and every
@@ -196,13 +248,23 @@ public final class VersoServer: Sendable {
                 case (let authority?, let token?):
                     switch await authority.check(token) {
                     case .valid(let identity, let expires):
-                        access = Connection.Access(token: token, identity: identity, expires: expires, authority: authority)
+                        access = Connection.Access(
+                            token: token,
+                            identity: identity,
+                            expires: expires,
+                            authority: authority
+                        )
                     case .invalid(let reason):
                         tokenRefusals.record { unlogged in
-                            logger.info("refused a WebSocket upgrade whose token is not valid (401)", metadata: .refusal(["verso.reason": "\(reason)"], unloggedBefore: unlogged))
+                            logger.info(
+                                "refused a WebSocket upgrade whose token is not valid (401)",
+                                metadata: .refusal(["verso.reason": "\(reason)"], unloggedBefore: unlogged)
+                            )
                         }
                         let refusal = UpgradeToken.refusal(reason: reason)
-                        try await channel.eventLoop.submit { try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations) }.get()
+                        try await channel.eventLoop.submit {
+                            try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations)
+                        }.get()
                         return .dontUpgrade
                     }
                 }
@@ -211,39 +273,74 @@ public final class VersoServer: Sendable {
                 // The same rule the extension builder answers the handshake with.
                 let compression = PerMessageDeflate.agreement(requestHeaders: request.headerFields)
                 // Called on the channel's event loop, before NIO adds the frame decoder.
-                let settings = WebSocketGuard.Settings(allowsRSV1: compression != nil, pingInterval: .init(configuration.pingInterval), closeGracePeriod: .init(configuration.closeGracePeriod), maxMessageBytes: configuration.maxMessageBytes, logger: logger)
+                let settings = WebSocketGuard.Settings(
+                    allowsRSV1: compression != nil,
+                    pingInterval: .init(configuration.pingInterval),
+                    closeGracePeriod: .init(configuration.closeGracePeriod),
+                    maxMessageBytes: configuration.maxMessageBytes,
+                    logger: logger
+                )
                 let closing = ClosingFlag()
                 try await channel.eventLoop.submit {
-                    try channel.pipeline.syncOperations.addHandler(WebSocketGuardInstaller(settings: settings, closing: closing))
+                    try channel.pipeline.syncOperations.addHandler(
+                        WebSocketGuardInstaller(settings: settings, closing: closing)
+                    )
                 }.get()
                 return .upgrade(responseHeaders) { inbound, outbound, _ in
                     // For a client that has sent nothing yet (the installer puts it in place before
                     // the first frame otherwise): its pings and the closing timeout need the guard.
                     channel.eventLoop.execute {
                         do {
-                            try WebSocketGuard.installIfNeeded(on: channel.pipeline.syncOperations, settings: settings, closing: closing)
+                            try WebSocketGuard.installIfNeeded(
+                                on: channel.pipeline.syncOperations,
+                                settings: settings,
+                                closing: closing
+                            )
                         } catch {
-                            logger.warning("could not install the WebSocket guard; closing", metadata: ["verso.error": "\(error)"])
+                            logger.warning(
+                                "could not install the WebSocket guard; closing",
+                                metadata: ["verso.error": "\(error)"]
+                            )
                             channel.close(promise: nil)
                         }
                     }
-                    try await connection.run(inbound: inbound, outbound: outbound, channel: channel, compression: compression, closing: closing, access: access)
+                    try await connection.run(
+                        inbound: inbound,
+                        outbound: outbound,
+                        channel: channel,
+                        compression: compression,
+                        closing: closing,
+                        access: access
+                    )
                 }
             }
-            return GuardedChannel(inner: upgrade, limits: guardLimits, maxConnections: configuration.maxConnections, open: openConnections, tls: tls, logger: logger)
+            return GuardedChannel(
+                inner: upgrade,
+                limits: guardLimits,
+                maxConnections: configuration.maxConnections,
+                open: openConnections,
+                tls: tls,
+                logger: logger
+            )
         }
         return Application(
             router: router,
             server: server,
             // A burst of thousands of clients connecting at once must queue, not be dropped: the
             // kernel caps this at net.core.somaxconn (4096 by default).
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil, backlog: 4096),
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port),
+                serverName: nil,
+                backlog: 4096
+            ),
             onServerRunning: { channel in
                 try? await channel.eventLoop.submit {
                     try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(logger: logger), position: .first)
                 }.get()
                 let port = channel.localAddress?.port ?? configuration.port
-                let host = configuration.host.contains(":") && !configuration.host.hasPrefix("[") ? "[\(configuration.host)]" : configuration.host
+                let host =
+                    configuration.host.contains(":") && !configuration.host.hasPrefix("[")
+                    ? "[\(configuration.host)]" : configuration.host
                 // Before "listening", which tools wait for.
                 if !configuration.listensOnLoopbackOnly, configuration.authentication != .none, tls == nil {
                     logger.warning(
@@ -257,9 +354,17 @@ public final class VersoServer: Sendable {
                     )
                 }
                 if configuration.allowAnyOrigin {
-                    logger.warning("--allow-any-origin: a web page of any origin may open a WebSocket; any site a user of this machine visits can read and write the records")
+                    logger.warning(
+                        "--allow-any-origin: a web page of any origin may open a WebSocket; any site a user of this machine visits can read and write the records"
+                    )
                 }
-                logger.info("listening", metadata: ["verso.url": "\(tls == nil ? "ws" : "wss")://\(host):\(port)/v1/ws", "verso.data": "\(configuration.dataDirectory)"])
+                logger.info(
+                    "listening",
+                    metadata: [
+                        "verso.url": "\(tls == nil ? "ws" : "wss")://\(host):\(port)/v1/ws",
+                        "verso.data": "\(configuration.dataDirectory)",
+                    ]
+                )
                 await onListening(port)
             },
             logger: logger
@@ -286,19 +391,34 @@ private struct ReloadService: Service {
 extension VersoServer {
     /// The `403` for a handshake whose `Origin` the policy refuses (logged through `log`, with the
     /// origin and the peer), or nil.
-    static func originRefusal(_ request: HTTPRequest, policy: OriginPolicy, channel: any Channel, log: RefusalLog, logger: Logger) -> HandshakeGuard.Refusal? {
+    static func originRefusal(
+        _ request: HTTPRequest,
+        policy: OriginPolicy,
+        channel: any Channel,
+        log: RefusalLog,
+        logger: Logger
+    ) -> HandshakeGuard.Refusal? {
         let origin = request.headerFields[.origin]
         guard !policy.verdict(origin: origin, host: request.authority).isAccepted, let origin else { return nil }
         let shown = OriginPolicy.displayable(origin)
         log.record { unlogged in
             logger.warning(
                 "refused a WebSocket from a web page of another origin (403); to let it connect, give --allow-origin with its origin",
-                metadata: .refusal(["verso.origin": "\(shown)", "verso.peer": "\(channel.remoteAddress.map { "\($0)" } ?? "unknown")"], unloggedBefore: unlogged)
+                metadata: .refusal(
+                    [
+                        "verso.origin": "\(shown)",
+                        "verso.peer": "\(channel.remoteAddress.map { "\($0)" } ?? "unknown")",
+                    ],
+                    unloggedBefore: unlogged
+                )
             )
         }
         return HandshakeGuard.Refusal(
-            status: 403, reason: "Forbidden", code: .forbidden,
-            message: "a web page from \(shown) may not open a WebSocket here: only the page this server serves at / and the origins it was started with (--allow-origin) may"
+            status: 403,
+            reason: "Forbidden",
+            code: .forbidden,
+            message:
+                "a web page from \(shown) may not open a WebSocket here: only the page this server serves at / and the origins it was started with (--allow-origin) may"
         )
     }
 }

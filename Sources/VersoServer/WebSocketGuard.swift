@@ -65,13 +65,23 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// Puts a guard right after the WebSocket frame decoder, the connection's `RequestReader`
     /// right after the guard and its `FrameWriter` next to the encoder, unless they are there
     /// already or the channel has not been upgraded. Call on the channel's event loop.
-    static func installIfNeeded(on pipeline: ChannelPipeline.SynchronousOperations, settings: Settings, closing: ClosingFlag) throws {
+    static func installIfNeeded(
+        on pipeline: ChannelPipeline.SynchronousOperations,
+        settings: Settings,
+        closing: ClosingFlag
+    ) throws {
         try FrameWriter.installIfNeeded(on: pipeline, closing: closing)
         if (try? pipeline.handler(type: WebSocketGuard.self)) != nil { return }
-        guard let decoder = try? pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self) else { return }
+        guard let decoder = try? pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self) else {
+            return
+        }
         let webSocketGuard = WebSocketGuard(settings: settings, closing: closing)
         try pipeline.addHandler(webSocketGuard, position: .after(decoder))
-        let reader = RequestReader(maxMessageBytes: settings.maxMessageBytes, compressed: settings.allowsRSV1, webSocketGuard: webSocketGuard)
+        let reader = RequestReader(
+            maxMessageBytes: settings.maxMessageBytes,
+            compressed: settings.allowsRSV1,
+            webSocketGuard: webSocketGuard
+        )
         try pipeline.addHandler(reader, position: .after(webSocketGuard))
     }
 
@@ -157,7 +167,10 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
         guard !closeSent, context.channel.isActive else { return }
         if awaitingPong {
             let seconds = Double(settings.pingInterval.nanoseconds) / 1e9
-            settings.logger.info("closing a connection that did not answer a ping", metadata: ["verso.ping_interval_s": "\(seconds)"])
+            settings.logger.info(
+                "closing a connection that did not answer a ping",
+                metadata: ["verso.ping_interval_s": "\(seconds)"]
+            )
             fail(context: context, code: Self.pingTimeoutCode, reason: "ping timeout: no pong within \(seconds) s")
             return
         }
@@ -175,7 +188,10 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
         data.writeString(reason)
         failedHere = true
         startClosing(context: context)
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: nil)
+        context.writeAndFlush(
+            wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)),
+            promise: nil
+        )
     }
 
     private func startClosing(context: ChannelHandlerContext) {
@@ -219,9 +235,16 @@ final class WebSocketGuardInstaller: ChannelInboundHandler, RemovableChannelHand
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         do {
-            try WebSocketGuard.installIfNeeded(on: context.pipeline.syncOperations, settings: settings, closing: closing)
+            try WebSocketGuard.installIfNeeded(
+                on: context.pipeline.syncOperations,
+                settings: settings,
+                closing: closing
+            )
         } catch {
-            settings.logger.warning("could not install the WebSocket guard; closing", metadata: ["verso.error": "\(error)"])
+            settings.logger.warning(
+                "could not install the WebSocket guard; closing",
+                metadata: ["verso.error": "\(error)"]
+            )
             context.close(promise: nil)
             return
         }

@@ -27,7 +27,9 @@ public final class ServerProcess: Sendable {
         let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         var directory = testBinary.deletingLastPathComponent()
         // On macOS the test bundle is a directory: Foo.xctest/Contents/MacOS/Foo.
-        while directory.pathExtension == "xctest" || directory.lastPathComponent == "MacOS" || directory.lastPathComponent == "Contents" {
+        while directory.pathExtension == "xctest" || directory.lastPathComponent == "MacOS"
+            || directory.lastPathComponent == "Contents"
+        {
             directory = directory.deletingLastPathComponent()
         }
         return directory.appendingPathComponent(name).path
@@ -39,7 +41,12 @@ public final class ServerProcess: Sendable {
     ///   hard (so the server cannot raise it).
     /// - Parameter environment: variables added to the test's environment (whose `VERSO_*`
     ///   variables are left out when this is not empty, so they cannot change the start).
-    public static func start(dataDirectory: String, arguments: [String] = [], environment: [String: String] = [:], fileLimit: Int? = nil) async throws -> ServerProcess {
+    public static func start(
+        dataDirectory: String,
+        arguments: [String] = [],
+        environment: [String: String] = [:],
+        fileLimit: Int? = nil
+    ) async throws -> ServerProcess {
         let path = binaryPath
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw TestFailure("no verso-server at \(path): build it first (swift build), or set VERSO_SERVER_BINARY")
@@ -54,7 +61,9 @@ public final class ServerProcess: Sendable {
             process.arguments = serverArguments
         }
         if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("VERSO_") }.merging(environment) { $1 }
+            process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("VERSO_") }.merging(
+                environment
+            ) { $1 }
         }
         let pipe = Pipe()
         process.standardError = pipe
@@ -73,7 +82,10 @@ public final class ServerProcess: Sendable {
                 return log
             }
             // The address it listens on, as logged: 127.0.0.1 unless the arguments gave another host.
-            if let range = text.range(of: #"ws://(\[[0-9a-fA-F:.]+\]|[^\s/:\[]+):(\d+)/v1/ws"#, options: .regularExpression) {
+            if let range = text.range(
+                of: #"ws://(\[[0-9a-fA-F:.]+\]|[^\s/:\[]+):(\d+)/v1/ws"#,
+                options: .regularExpression
+            ) {
                 let port = text[range].split(separator: ":").last!.split(separator: "/").first!
                 if let port = Int(port) {
                     continuation.yield(port)

@@ -38,11 +38,15 @@ public struct TestServer: Sendable {
         defer { if dataDirectory == nil { try? FileManager.default.removeItem(atPath: directory) } }
         var configuration = ServerConfiguration(port: 0, dataDirectory: directory)
         configure(&configuration)
-        let logger = logger ?? {
-            var logger = Logger(label: "verso.test")
-            logger.logLevel = ProcessInfo.processInfo.environment["VERSO_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
-            return logger
-        }()
+        let logger =
+            logger
+            ?? {
+                var logger = Logger(label: "verso.test")
+                logger.logLevel =
+                    ProcessInfo.processInfo.environment["VERSO_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+                    ?? .critical
+                return logger
+            }()
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         let server = try await VersoServer(configuration: configuration, logger: logger, handleSignals: false) { port in
             portContinuation.yield(port)
@@ -94,7 +98,9 @@ extension TestServer {
             address.sin_port = in_port_t(UInt16(port).bigEndian)
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
             let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             if bound == 0 { return port }
         }

@@ -33,16 +33,25 @@ struct VersoConformanceCommand: AsyncParsableCommand {
     @Argument(help: "The server's WebSocket URL, for example ws://127.0.0.1:7070/v1/ws.")
     var url: String
 
-    @Option(help: "Run only the cases whose name contains PATTERN, or matches it as a regular expression (for example \"^3\\.4\" or \"subscribe\").")
+    @Option(
+        help:
+            "Run only the cases whose name contains PATTERN, or matches it as a regular expression (for example \"^3\\.4\" or \"subscribe\")."
+    )
     var only: String?
 
     @Flag(help: "Print one JSON object (url, prefix, passed, failed, skipped, milliseconds, cases) instead of lines.")
     var json = false
 
-    @Option(help: "An access token that may read and write every key, for a server started with --auth (default: $VERSO_TOKEN). Prefer the variable: a flag shows in the process list.")
+    @Option(
+        help:
+            "An access token that may read and write every key, for a server started with --auth (default: $VERSO_TOKEN). Prefer the variable: a flag shows in the process list."
+    )
     var token: String?
 
-    @Option(help: "An access token that may read and write under conformance/ only, for the access-rule cases (default: $VERSO_RESTRICTED_TOKEN).")
+    @Option(
+        help:
+            "An access token that may read and write under conformance/ only, for the access-rule cases (default: $VERSO_RESTRICTED_TOKEN)."
+    )
     var restrictedToken: String?
 
     func run() async throws {

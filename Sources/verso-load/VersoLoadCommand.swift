@@ -6,60 +6,61 @@ import VersoLoad
 struct VersoLoadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verso-load",
-        abstract: "Drive a running Verso server with many real WebSocket connections and report throughput and latency.",
+        abstract:
+            "Drive a running Verso server with many real WebSocket connections and report throughput and latency.",
         discussion: """
-        Scenarios (each has its own --help):
-          cas          C connections doing compare-and-set puts (base = last
-                       acked version) on keys of their own, or with --hot N on
-                       N keys shared by all, taking the version from each
-                       conflict's reply for the retry. Latency: put round trip.
-          mixed        C connections, each subscribed to --subscribe N random
-                       keys, making random gets (--read-percent, default 80)
-                       and puts (base = last version seen; a conflict's reply
-                       gives the next one) on --keys shared keys. Latency per
-                       kind: get, put, and update delivery (write to receipt).
-          counter      C clients x K increments (--ops K, default 100) on
-                       --hot H keys (default 1): get, put with base, again on
-                       conflict. Checks that the final count is exactly C x K
-                       and every acknowledged (key, version) is unique.
-          fanout       --writers W connections doing puts on a key each,
-                       --subscribers S connections subscribed to each key:
-                       deliveries per second and the write-to-delivery
-                       latency seen by every subscriber.
-          connections  C idle connections subscribed to one shared key: server
-                       RSS per connection (with --server-pid), then the time
-                       one change takes to reach all C.
-          subflood     C idle connections each holding --subscriptions S
-                       prefix subscriptions that no write matches, while
-                       --writers W connections do compare-and-set puts on
-                       keys of their own: put latency and writes/s (run with
-                       --subscriptions 0 for the baseline).
-          hog          One attacking connection keeps --pipeline requests in
-                       flight against one --record-size record (tiny patches,
-                       stale puts, or both: --attack) while C victims do cas
-                       puts on small keys of their own. Latency: the victims'
-                       put round trip.
+            Scenarios (each has its own --help):
+              cas          C connections doing compare-and-set puts (base = last
+                           acked version) on keys of their own, or with --hot N on
+                           N keys shared by all, taking the version from each
+                           conflict's reply for the retry. Latency: put round trip.
+              mixed        C connections, each subscribed to --subscribe N random
+                           keys, making random gets (--read-percent, default 80)
+                           and puts (base = last version seen; a conflict's reply
+                           gives the next one) on --keys shared keys. Latency per
+                           kind: get, put, and update delivery (write to receipt).
+              counter      C clients x K increments (--ops K, default 100) on
+                           --hot H keys (default 1): get, put with base, again on
+                           conflict. Checks that the final count is exactly C x K
+                           and every acknowledged (key, version) is unique.
+              fanout       --writers W connections doing puts on a key each,
+                           --subscribers S connections subscribed to each key:
+                           deliveries per second and the write-to-delivery
+                           latency seen by every subscriber.
+              connections  C idle connections subscribed to one shared key: server
+                           RSS per connection (with --server-pid), then the time
+                           one change takes to reach all C.
+              subflood     C idle connections each holding --subscriptions S
+                           prefix subscriptions that no write matches, while
+                           --writers W connections do compare-and-set puts on
+                           keys of their own: put latency and writes/s (run with
+                           --subscriptions 0 for the baseline).
+              hog          One attacking connection keeps --pipeline requests in
+                           flight against one --record-size record (tiny patches,
+                           stale puts, or both: --attack) while C victims do cas
+                           puts on small keys of their own. Latency: the victims'
+                           put round trip.
 
-        Closed or open loop: by default each connection sends its next request
-        when the last reply is in (closed loop). --rate R (cas, mixed, fanout,
-        subflood, hog) runs open loop instead: each connection sends on a fixed
-        timetable, R requests per second over all connections, and latency is
-        timed from each request's intended send time, so a server stall shows
-        in the percentiles (no coordinated omission, as in wrk2). The report
-        gives the target and the rate achieved.
+            Closed or open loop: by default each connection sends its next request
+            when the last reply is in (closed loop). --rate R (cas, mixed, fanout,
+            subflood, hog) runs open loop instead: each connection sends on a fixed
+            timetable, R requests per second over all connections, and latency is
+            timed from each request's intended send time, so a server stall shows
+            in the percentiles (no coordinated omission, as in wrk2). The report
+            gives the target and the rate achieved.
 
-        Timed runs (cas, mixed, fanout, subflood, hog) last --warmup plus
-        --duration seconds; nothing done in the warm-up counts in the figures,
-        and server CPU is sampled over the measured window only.
+            Timed runs (cas, mixed, fanout, subflood, hog) last --warmup plus
+            --duration seconds; nothing done in the warm-up counts in the figures,
+            and server CPU is sampled over the measured window only.
 
-        Progress goes to stderr once a second, the report to stdout as a
-        table; --json FILE also writes it as JSON, --html FILE as a page with
-        the latency percentile curves (inline SVG, no external files).
-        Latencies come from HdrHistogram. With --server-pid, server CPU time
-        per operation and RSS from /proc. The open-file limit is raised to the
-        hard limit at start (one descriptor per connection). The exit status
-        is 1 when any error or failed check occurred.
-        """,
+            Progress goes to stderr once a second, the report to stdout as a
+            table; --json FILE also writes it as JSON, --html FILE as a page with
+            the latency percentile curves (inline SVG, no external files).
+            Latencies come from HdrHistogram. With --server-pid, server CPU time
+            per operation and RSS from /proc. The open-file limit is raised to the
+            hard limit at start (one descriptor per connection). The exit status
+            is 1 when any error or failed check occurred.
+            """,
         subcommands: [CAS.self, Mixed.self, Counter.self, Fanout.self, Connections.self, Subflood.self, Hog.self]
     )
 }
@@ -77,7 +78,9 @@ struct CommonOptions: ParsableArguments {
     var valueSize = 100
     @Option(help: "Measured seconds of a timed run.")
     var duration: Double = 10
-    @Option(help: "Total operations instead of a duration (cas, mixed; fanout: writes); increments per client (counter).")
+    @Option(
+        help: "Total operations instead of a duration (cas, mixed; fanout: writes); increments per client (counter)."
+    )
     var ops: Int?
     @Option(help: "Seconds to run before measuring (cas, mixed, fanout): not counted in any figure.")
     var warmup: Double = 0
@@ -113,7 +116,9 @@ struct CommonOptions: ParsableArguments {
 
     func validate() throws {
         guard connections > 0 else { throw ValidationError("--connections must be at least 1") }
-        guard duration > 0, warmup >= 0, duration + warmup <= 3600 else { throw ValidationError("--duration must be in (0, 3600] seconds, --warmup non-negative") }
+        guard duration > 0, warmup >= 0, duration + warmup <= 3600 else {
+            throw ValidationError("--duration must be in (0, 3600] seconds, --warmup non-negative")
+        }
         guard (ops ?? 1) > 0 else { throw ValidationError("--ops must be at least 1") }
         guard url.hasPrefix("ws://127.0.0.1:") || url.hasPrefix("ws://localhost:") else {
             throw ValidationError("--url must point at 127.0.0.1 or localhost")
@@ -141,7 +146,10 @@ struct CommonOptions: ParsableArguments {
 
 /// `--rate`, for the scenarios that can run open loop.
 struct RateOptions: ParsableArguments {
-    @Option(help: "Open loop: intended requests (fanout: writes) per second over all connections, each timed from its intended send time. Default: closed loop.")
+    @Option(
+        help:
+            "Open loop: intended requests (fanout: writes) per second over all connections, each timed from its intended send time. Default: closed loop."
+    )
     var rate: Double?
 
     func validate() throws {
@@ -167,14 +175,14 @@ struct Mixed: AsyncParsableCommand {
         commandName: "mixed",
         abstract: "Random gets and puts on shared keys, with subscriptions; latency per kind.",
         discussion: """
-        Every connection subscribes to --subscribe random keys of the --keys
-        shared keys, then sends random requests: a get with probability
-        --read-percent, else a put whose base is the last version it saw for
-        the key (from a snapshot, an ack or a conflict's reply). Reports get,
-        put and update-delivery latency, conflicts and updates delivered;
-        fails on any error reply, an ack that is not base + 1, or a key's
-        versions delivered out of order.
-        """
+            Every connection subscribes to --subscribe random keys of the --keys
+            shared keys, then sends random requests: a get with probability
+            --read-percent, else a put whose base is the last version it saw for
+            the key (from a snapshot, an ack or a conflict's reply). Reports get,
+            put and update-delivery latency, conflicts and updates delivered;
+            fails on any error reply, an ack that is not base + 1, or a key's
+            versions delivered out of order.
+            """
     )
     @OptionGroup var common: CommonOptions
     @OptionGroup var pacing: RateOptions
@@ -190,7 +198,10 @@ struct Mixed: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await common.run({ await Scenarios.mixed($0, readPercent: readPercent, subscriptions: subscribe) }, rate: pacing.rate)
+        try await common.run(
+            { await Scenarios.mixed($0, readPercent: readPercent, subscriptions: subscribe) },
+            rate: pacing.rate
+        )
     }
 }
 
@@ -222,12 +233,17 @@ struct Fanout: AsyncParsableCommand {
 
     func validate() throws {
         guard writers > 0, subscribers > 0, writers * subscribers <= 20_000 else {
-            throw ValidationError("--writers and --subscribers must be at least 1, with at most 20000 subscriptions in all")
+            throw ValidationError(
+                "--writers and --subscribers must be at least 1, with at most 20000 subscriptions in all"
+            )
         }
     }
 
     func run() async throws {
-        try await common.run({ await Scenarios.fanout($0, writers: writers, subscribers: subscribers) }, rate: pacing.rate)
+        try await common.run(
+            { await Scenarios.fanout($0, writers: writers, subscribers: subscribers) },
+            rate: pacing.rate
+        )
     }
 }
 
@@ -240,7 +256,10 @@ struct Subflood: AsyncParsableCommand {
     @OptionGroup var pacing: RateOptions
     @Option(help: "Writer connections, one key each.")
     var writers = 4
-    @Option(help: "Prefix subscriptions each idle connection (--connections) holds (0 to 1000, the server's limit per connection).")
+    @Option(
+        help:
+            "Prefix subscriptions each idle connection (--connections) holds (0 to 1000, the server's limit per connection)."
+    )
     var subscriptions = 1000
 
     func validate() throws {
@@ -249,7 +268,10 @@ struct Subflood: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await common.run({ await Scenarios.subflood($0, writers: writers, subscriptions: subscriptions) }, rate: pacing.rate)
+        try await common.run(
+            { await Scenarios.subflood($0, writers: writers, subscriptions: subscriptions) },
+            rate: pacing.rate
+        )
     }
 }
 
@@ -274,16 +296,16 @@ struct Hog: AsyncParsableCommand {
         commandName: "hog",
         abstract: "One connection pipelining costly requests on a large record; the other clients' put latency.",
         discussion: """
-        First writes one record of about --record-size bytes with many small
-        members. Then one attacking connection sends --pipeline requests at
-        once on it, reads their replies, and again, until the victims are
-        done: tiny merge patches each on the version the one before makes
-        (--attack patch: every one rewrites the whole record), tiny puts on a
-        stale base (--attack stale: every reply carries the whole record), or
-        both in turn (mixed, the default). Meanwhile --connections victims do
-        cas puts on small keys of their own, closed loop or --rate; the
-        latency figures are theirs. Fails on any error reply.
-        """
+            First writes one record of about --record-size bytes with many small
+            members. Then one attacking connection sends --pipeline requests at
+            once on it, reads their replies, and again, until the victims are
+            done: tiny merge patches each on the version the one before makes
+            (--attack patch: every one rewrites the whole record), tiny puts on a
+            stale base (--attack stale: every reply carries the whole record), or
+            both in turn (mixed, the default). Meanwhile --connections victims do
+            cas puts on small keys of their own, closed loop or --rate; the
+            latency figures are theirs. Fails on any error reply.
+            """
     )
     @OptionGroup var common: CommonOptions
     @OptionGroup var pacing: RateOptions
@@ -295,11 +317,16 @@ struct Hog: AsyncParsableCommand {
     var attack = HogAttack.mixed
 
     func validate() throws {
-        guard (1_000...1_000_000).contains(recordSize) else { throw ValidationError("--record-size must be 1000 to 1000000 bytes") }
+        guard (1_000...1_000_000).contains(recordSize) else {
+            throw ValidationError("--record-size must be 1000 to 1000000 bytes")
+        }
         guard (1...1024).contains(pipeline) else { throw ValidationError("--pipeline must be 1 to 1024") }
     }
 
     func run() async throws {
-        try await common.run({ await Scenarios.hog($0, recordSize: recordSize, pipeline: pipeline, attack: attack) }, rate: pacing.rate)
+        try await common.run(
+            { await Scenarios.hog($0, recordSize: recordSize, pipeline: pipeline, attack: attack) },
+            rate: pacing.rate
+        )
     }
 }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import Logging
 
@@ -19,10 +19,19 @@ enum FileLimit {
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 {
                 limit = raised
             } else {
-                logger.warning("could not raise the open-file limit", metadata: ["verso.limit": "\(limit.rlim_cur)", "verso.hard_limit": "\(limit.rlim_max)"])
+                logger.warning(
+                    "could not raise the open-file limit",
+                    metadata: ["verso.limit": "\(limit.rlim_cur)", "verso.hard_limit": "\(limit.rlim_max)"]
+                )
             }
         }
-        logger.info("open-file limit", metadata: ["verso.limit": "\(limit.rlim_cur)", "verso.connections_at_most": "\(limit.rlim_cur > 64 ? limit.rlim_cur - 64 : 0)"])
+        logger.info(
+            "open-file limit",
+            metadata: [
+                "verso.limit": "\(limit.rlim_cur)",
+                "verso.connections_at_most": "\(limit.rlim_cur > 64 ? limit.rlim_cur - 64 : 0)",
+            ]
+        )
         return limit.rlim_cur >= UInt64(Int.max) ? Int.max : Int(limit.rlim_cur)
     }
 }

@@ -22,7 +22,12 @@ struct MintTokenCommand: AsyncParsableCommand {
     @Option(help: "The user the token names (its sub claim).")
     var user: String
 
-    @Option(help: ArgumentHelp("A rule PREFIX=RIGHTS, rights comma separated; repeatable. Without any, the token may do nothing.", valueName: "prefix=rights"))
+    @Option(
+        help: ArgumentHelp(
+            "A rule PREFIX=RIGHTS, rights comma separated; repeatable. Without any, the token may do nothing.",
+            valueName: "prefix=rights"
+        )
+    )
     var allow: [String] = []
 
     @Option(help: "Seconds until the token expires (its exp claim) (default 3600).")
@@ -30,7 +35,9 @@ struct MintTokenCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard !user.isEmpty else { throw ValidationError("--user must not be empty") }
-        guard expiresIn > 0 else { throw ValidationError("--expires-in \(expiresIn) must be a positive number of seconds") }
+        guard expiresIn > 0 else {
+            throw ValidationError("--expires-in \(expiresIn) must be a positive number of seconds")
+        }
         let rules = try allow.map(Self.rule)
         do {
             let token = try await SignedTokens.mint(
@@ -54,7 +61,9 @@ struct MintTokenCommand: AsyncParsableCommand {
         var rights = Set<AccessRight>()
         for name in text[text.index(after: equals)...].split(separator: ",") {
             guard let right = AccessRight(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("--allow \(text): \(name) is not a right; the rights are \(AccessRight.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw ValidationError(
+                    "--allow \(text): \(name) is not a right; the rights are \(AccessRight.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             rights.insert(right)
         }

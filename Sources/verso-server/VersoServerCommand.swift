@@ -29,19 +29,30 @@ struct ServeCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Address to listen on [VERSO_HOST] (default 127.0.0.1). Only loopback (127.0.0.0/8, ::1, localhost) unless --auth or --insecure.")
+    @Option(
+        help:
+            "Address to listen on [VERSO_HOST] (default 127.0.0.1). Only loopback (127.0.0.0/8, ::1, localhost) unless --auth or --insecure."
+    )
     var host: String?
 
-    @Flag(help: "Listen on a --host that is not loopback although there is no authentication: anyone who can reach the port can read, overwrite and delete every record [VERSO_INSECURE=1].")
+    @Flag(
+        help:
+            "Listen on a --host that is not loopback although there is no authentication: anyone who can reach the port can read, overwrite and delete every record [VERSO_INSECURE=1]."
+    )
     var insecure = false
 
-    @Option(help: ArgumentHelp(
-        "A web origin (scheme://host[:port]) whose pages may open a WebSocket, besides the page served at /; repeatable [VERSO_ALLOW_ORIGIN, comma separated].",
-        valueName: "origin"
-    ))
+    @Option(
+        help: ArgumentHelp(
+            "A web origin (scheme://host[:port]) whose pages may open a WebSocket, besides the page served at /; repeatable [VERSO_ALLOW_ORIGIN, comma separated].",
+            valueName: "origin"
+        )
+    )
     var allowOrigin: [String] = []
 
-    @Flag(help: "Let a web page of any origin open a WebSocket (any site the user visits could read and write the records) [VERSO_ALLOW_ANY_ORIGIN=1].")
+    @Flag(
+        help:
+            "Let a web page of any origin open a WebSocket (any site the user visits could read and write the records) [VERSO_ALLOW_ANY_ORIGIN=1]."
+    )
     var allowAnyOrigin = false
 
     @Option(help: "TCP port; 0 picks a free one [VERSO_PORT] (default 7070).")
@@ -56,7 +67,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest message accepted, in bytes after decompression [VERSO_MAX_MESSAGE_BYTES] (default 1048576).")
     var maxMessageBytes: Int?
 
-    @Option(help: "Commit durability: full (fsync each group commit) or normal (survives a server crash, not power loss) [VERSO_DURABILITY] (default full).")
+    @Option(
+        help:
+            "Commit durability: full (fsync each group commit) or normal (survives a server crash, not power loss) [VERSO_DURABILITY] (default full)."
+    )
     var durability: String?
 
     @Option(help: "Changes kept for resuming subscriptions with since [VERSO_HISTORY] (default 100000).")
@@ -65,34 +79,58 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Connections open at once; one more is answered HTTP 503 [VERSO_MAX_CONNECTIONS] (default 10000).")
     var maxConnections: Int?
 
-    @Option(help: "Seconds a new connection has to complete its WebSocket handshake, then it is closed (408 if a request was begun) [VERSO_HANDSHAKE_TIMEOUT] (default 10).")
+    @Option(
+        help:
+            "Seconds a new connection has to complete its WebSocket handshake, then it is closed (408 if a request was begun) [VERSO_HANDSHAKE_TIMEOUT] (default 10)."
+    )
     var handshakeTimeout: Double?
 
-    @Option(help: "Largest HTTP request line plus headers, in bytes; a larger one is answered 431 [VERSO_MAX_REQUEST_HEAD_BYTES] (default 16384).")
+    @Option(
+        help:
+            "Largest HTTP request line plus headers, in bytes; a larger one is answered 431 [VERSO_MAX_REQUEST_HEAD_BYTES] (default 16384)."
+    )
     var maxRequestHeadBytes: Int?
 
-    @Option(help: "Seconds between the server's pings; a client that leaves one unanswered that long is closed with 4001 [VERSO_PING_INTERVAL] (default 30).")
+    @Option(
+        help:
+            "Seconds between the server's pings; a client that leaves one unanswered that long is closed with 4001 [VERSO_PING_INTERVAL] (default 30)."
+    )
     var pingInterval: Double?
 
-    @Option(help: "Bytes queued for all clients together before those holding the most are disconnected with 1008 [VERSO_MAX_QUEUED_BYTES] (default a quarter of the machine's memory).")
+    @Option(
+        help:
+            "Bytes queued for all clients together before those holding the most are disconnected with 1008 [VERSO_MAX_QUEUED_BYTES] (default a quarter of the machine's memory)."
+    )
     var maxQueuedBytes: Int?
 
-    @Option(help: "How clients prove who they are: none (every connection may do everything), tokens (see --tokens-file) or jwt (signed JSON Web Tokens, see --jwt-secret-file) [VERSO_AUTH] (default none).")
+    @Option(
+        help:
+            "How clients prove who they are: none (every connection may do everything), tokens (see --tokens-file) or jwt (signed JSON Web Tokens, see --jwt-secret-file) [VERSO_AUTH] (default none)."
+    )
     var auth: String?
 
-    @Option(help: "With --auth tokens: the JSON file of tokens, each with its user and access rules (Protocol.md 2.1); read again on SIGHUP [VERSO_TOKENS_FILE].")
+    @Option(
+        help:
+            "With --auth tokens: the JSON file of tokens, each with its user and access rules (Protocol.md 2.1); read again on SIGHUP [VERSO_TOKENS_FILE]."
+    )
     var tokensFile: String?
 
     @Option(help: "With --auth jwt: a file holding the HS256 secret (at least 32 bytes) [VERSO_JWT_SECRET_FILE].")
     var jwtSecretFile: String?
 
-    @Option(help: "With --auth jwt: a PEM public key (RSA for RS256, P-256 for ES256, Ed25519 for EdDSA) [VERSO_JWT_PUBLIC_KEY_FILE].")
+    @Option(
+        help:
+            "With --auth jwt: a PEM public key (RSA for RS256, P-256 for ES256, Ed25519 for EdDSA) [VERSO_JWT_PUBLIC_KEY_FILE]."
+    )
     var jwtPublicKeyFile: String?
 
     @Option(help: "With --auth jwt: a JSON Web Key Set file; each token's kid picks its key [VERSO_JWKS_FILE].")
     var jwksFile: String?
 
-    @Option(help: "PEM certificate chain: serve wss:// and https:// (with --tls-key-file); read again on SIGHUP [VERSO_TLS_CERT_FILE].")
+    @Option(
+        help:
+            "PEM certificate chain: serve wss:// and https:// (with --tls-key-file); read again on SIGHUP [VERSO_TLS_CERT_FILE]."
+    )
     var tlsCertFile: String?
 
     @Option(help: "PEM private key of --tls-cert-file [VERSO_TLS_KEY_FILE].")
@@ -114,7 +152,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let level = try setting(logLevel, "VERSO_LOG_LEVEL", { $0 }, default: "info")
         guard let logLevel = Logger.Level(rawValue: level) else {
-            throw ValidationError("log level \"\(level)\" is not one of trace, debug, info, notice, warning, error, critical")
+            throw ValidationError(
+                "log level \"\(level)\" is not one of trace, debug, info, notice, warning, error, critical"
+            )
         }
         let durabilityName = try setting(durability, "VERSO_DURABILITY", { $0 }, default: "full")
         guard let durability = SQLiteStoreConfiguration.Durability(rawValue: durabilityName) else {
@@ -128,15 +168,33 @@ struct ServeCommand: AsyncParsableCommand {
             maxMessageBytes: try setting(maxMessageBytes, "VERSO_MAX_MESSAGE_BYTES", { Int($0) }, default: 1 << 20),
             durability: durability,
             historyLimit: try setting(history, "VERSO_HISTORY", { Int64($0) }, default: 100_000),
-            maxQueuedBytes: try setting(maxQueuedBytes, "VERSO_MAX_QUEUED_BYTES", { Int($0) }, default: ServerConfiguration.defaultMaxQueuedBytes)
+            maxQueuedBytes: try setting(
+                maxQueuedBytes,
+                "VERSO_MAX_QUEUED_BYTES",
+                { Int($0) },
+                default: ServerConfiguration.defaultMaxQueuedBytes
+            )
         )
         configuration.insecure = enabled(insecure, "VERSO_INSECURE")
         configuration.allowAnyOrigin = enabled(allowAnyOrigin, "VERSO_ALLOW_ANY_ORIGIN")
-        configuration.allowedOrigins = allowOrigin.isEmpty
-            ? (environment["VERSO_ALLOW_ORIGIN"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        configuration.allowedOrigins =
+            allowOrigin.isEmpty
+            ? (environment["VERSO_ALLOW_ORIGIN"] ?? "").split(separator: ",").map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }.filter { !$0.isEmpty }
             : allowOrigin
-        configuration.maxConnections = try setting(maxConnections, "VERSO_MAX_CONNECTIONS", { Int($0) }, default: 10_000)
-        configuration.maxRequestHeadBytes = try setting(maxRequestHeadBytes, "VERSO_MAX_REQUEST_HEAD_BYTES", { Int($0) }, default: 16 << 10)
+        configuration.maxConnections = try setting(
+            maxConnections,
+            "VERSO_MAX_CONNECTIONS",
+            { Int($0) },
+            default: 10_000
+        )
+        configuration.maxRequestHeadBytes = try setting(
+            maxRequestHeadBytes,
+            "VERSO_MAX_REQUEST_HEAD_BYTES",
+            { Int($0) },
+            default: 16 << 10
+        )
         let handshakeSeconds = try setting(handshakeTimeout, "VERSO_HANDSHAKE_TIMEOUT", { Double($0) }, default: 10)
         let pingSeconds = try setting(pingInterval, "VERSO_PING_INTERVAL", { Double($0) }, default: 30)
         guard handshakeSeconds.isFinite, (0.1...3600).contains(handshakeSeconds) else {
@@ -145,7 +203,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard pingSeconds.isFinite, (0.1...3600).contains(pingSeconds) else {
             throw ValidationError("--ping-interval \(pingSeconds) is not between 0.1 and 3600 seconds")
         }
-        configuration.authentication = try authentication(setting: { flag, variable in try setting(flag, variable, { $0 }, default: "") })
+        configuration.authentication = try authentication(setting: { flag, variable in
+            try setting(flag, variable, { $0 }, default: "")
+        })
         let certificate = try setting(tlsCertFile, "VERSO_TLS_CERT_FILE", { $0 }, default: "")
         let privateKey = try setting(tlsKeyFile, "VERSO_TLS_KEY_FILE", { $0 }, default: "")
         switch (certificate.isEmpty, privateKey.isEmpty) {
@@ -194,21 +254,32 @@ struct ServeCommand: AsyncParsableCommand {
         let files: [(flag: String, path: String, source: (String) -> JWTKeySource?)] = [
             ("--tokens-file", try setting(tokensFile, "VERSO_TOKENS_FILE"), { _ in nil }),
             ("--jwt-secret-file", try setting(jwtSecretFile, "VERSO_JWT_SECRET_FILE"), { .secretFile($0) }),
-            ("--jwt-public-key-file", try setting(jwtPublicKeyFile, "VERSO_JWT_PUBLIC_KEY_FILE"), { .publicKeyFile($0) }),
+            (
+                "--jwt-public-key-file", try setting(jwtPublicKeyFile, "VERSO_JWT_PUBLIC_KEY_FILE"),
+                { .publicKeyFile($0) }
+            ),
             ("--jwks-file", try setting(jwksFile, "VERSO_JWKS_FILE"), { .jwksFile($0) }),
         ].filter { !$0.path.isEmpty }
         switch name {
         case "", "none":
-            if let given = files.first { throw ValidationError("\(given.flag) is given but --auth is none: add --auth \(given.flag == "--tokens-file" ? "tokens" : "jwt")") }
+            if let given = files.first {
+                throw ValidationError(
+                    "\(given.flag) is given but --auth is none: add --auth \(given.flag == "--tokens-file" ? "tokens" : "jwt")"
+                )
+            }
             return .none
         case "tokens":
             guard files.count == 1, files[0].flag == "--tokens-file" else {
-                throw ValidationError("--auth tokens needs --tokens-file FILE (the tokens, their users and rules; Protocol.md 2.1), and no --jwt-* or --jwks-file")
+                throw ValidationError(
+                    "--auth tokens needs --tokens-file FILE (the tokens, their users and rules; Protocol.md 2.1), and no --jwt-* or --jwks-file"
+                )
             }
             return .tokens(file: files[0].path)
         case "jwt":
             guard files.count == 1, let source = files[0].source(files[0].path) else {
-                throw ValidationError("--auth jwt needs exactly one of --jwt-secret-file (HS256), --jwt-public-key-file (RS256, ES256, EdDSA) or --jwks-file, and no --tokens-file")
+                throw ValidationError(
+                    "--auth jwt needs exactly one of --jwt-secret-file (HS256), --jwt-public-key-file (RS256, ES256, EdDSA) or --jwks-file, and no --tokens-file"
+                )
             }
             return .jwt(keys: source)
         default:
@@ -232,7 +303,10 @@ final class ShutdownWatchdog {
             source.setEventHandler {
                 DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(Self.limit)) {
                     let drained = server.hasDrained
-                    logger.warning("shutdown took longer than \(Self.limit) s; exiting", metadata: ["verso.drained": "\(drained)"])
+                    logger.warning(
+                        "shutdown took longer than \(Self.limit) s; exiting",
+                        metadata: ["verso.drained": "\(drained)"]
+                    )
                     exit(drained ? 0 : 1)
                 }
             }

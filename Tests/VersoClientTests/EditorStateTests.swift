@@ -35,7 +35,11 @@ private struct Driver {
     var screen: String { state.render().text.joined(separator: "\n") }
 }
 
-private let note = EditorRecord(key: "notes/1", version: 3, data: ["body": .string("hello"), "title": .string("Groceries")])
+private let note = EditorRecord(
+    key: "notes/1",
+    version: 3,
+    data: ["body": .string("hello"), "title": .string("Groceries")]
+)
 
 @Suite("Live editor state machine")
 struct EditorStateTests {
@@ -50,7 +54,9 @@ struct EditorStateTests {
         #expect(lines[3].contains("notes/2") && lines[3].contains("Other"))
     }
 
-    @Test("a save carries the version the user was looking at; on conflict, rebase reapplies the edit on the new version and is acknowledged")
+    @Test(
+        "a save carries the version the user was looking at; on conflict, rebase reapplies the edit on the new version and is acknowledged"
+    )
     func conflictRebaseAck() {
         var driver = Driver([note])
         driver.keys(.right, .enter)  // edit title
@@ -58,9 +64,15 @@ struct EditorStateTests {
         driver.type("Shopping")
         driver.keys(.enter)
         #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 3, patch: ["title": .string("Shopping")])])
-        let theirs = EditorRecord(key: "notes/1", version: 4, data: ["body": .string("changed by them"), "title": .string("Groceries!")])
+        let theirs = EditorRecord(
+            key: "notes/1",
+            version: 4,
+            data: ["body": .string("changed by them"), "title": .string("Groceries!")]
+        )
         driver.send(.conflict(current: theirs))
-        guard case .conflict(let conflict) = driver.state.mode else { Issue.record("expected the conflict view"); return }
+        guard case .conflict(let conflict) = driver.state.mode else {
+            Issue.record("expected the conflict view"); return
+        }
         #expect(conflict.mine == .string("Shopping"))
         #expect(conflict.theirs == theirs)
         #expect(driver.screen.contains("Shopping") && driver.screen.contains("Groceries!"))
@@ -68,14 +80,24 @@ struct EditorStateTests {
         driver.keys(.character("r"))
         #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 4, patch: ["title": .string("Shopping")])])
         driver.send(.saved(key: "notes/1", version: 5))
-        driver.send(.update(EditorRecord(key: "notes/1", version: 5, data: ["body": .string("changed by them"), "title": .string("Shopping")])))
+        driver.send(
+            .update(
+                EditorRecord(
+                    key: "notes/1",
+                    version: 5,
+                    data: ["body": .string("changed by them"), "title": .string("Shopping")]
+                )
+            )
+        )
         #expect(driver.state.mode == .browse)
         #expect(driver.state.records["notes/1"]?.version == 5)
         #expect(driver.state.pending.isEmpty)
         #expect(driver.screen.contains("saved notes/1"), "the user's own change is not announced as someone else's")
     }
 
-    @Test("a save the server refuses as forbidden makes the record read-only: it is not offered for editing or deleting again, and others stay editable")
+    @Test(
+        "a save the server refuses as forbidden makes the record read-only: it is not offered for editing or deleting again, and others stay editable"
+    )
     func forbiddenMakesReadOnly() {
         let other = EditorRecord(key: "notes/2", version: 1, data: ["title": .string("Other")])
         var driver = Driver([note, other])
@@ -94,7 +116,15 @@ struct EditorStateTests {
         #expect(driver.state.mode == .browse, "no delete is offered for a read-only record")
         #expect(driver.takeEffects().isEmpty)
         // Live updates still show, and another record can still be edited.
-        driver.send(.update(EditorRecord(key: "notes/1", version: 4, data: ["body": .string("hello"), "title": .string("By someone else")])))
+        driver.send(
+            .update(
+                EditorRecord(
+                    key: "notes/1",
+                    version: 4,
+                    data: ["body": .string("hello"), "title": .string("By someone else")]
+                )
+            )
+        )
         #expect(driver.screen.contains("By someone else"))
         driver.keys(.down, .enter)
         #expect(driver.state.mode != .browse, "another record opens for editing")
@@ -123,13 +153,19 @@ struct EditorStateTests {
         #expect(driver.takeEffects() == [.patch(key: "notes/1", base: nil, patch: ["body": .string("theirs?")])])
     }
 
-    @Test("a live update while editing a different field shows at once and leaves the edit in progress; its save then conflicts and rebases")
+    @Test(
+        "a live update while editing a different field shows at once and leaves the edit in progress; its save then conflicts and rebases"
+    )
     func liveUpdateWhileEditing() {
         var driver = Driver([note])
         driver.keys(.enter)  // edit body
         driver.type(" world")
         driver.send(.tick(now: 10))
-        driver.send(.update(EditorRecord(key: "notes/1", version: 4, data: ["body": .string("hello"), "title": .string("Errands")])))
+        driver.send(
+            .update(
+                EditorRecord(key: "notes/1", version: 4, data: ["body": .string("hello"), "title": .string("Errands")])
+            )
+        )
         guard case .editing(let edit) = driver.state.mode else { Issue.record("the edit must go on"); return }
         #expect(edit.text == "hello world")
         #expect(edit.base == 3)
@@ -144,7 +180,9 @@ struct EditorStateTests {
         #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 4, patch: ["body": .string("hello world")])])
     }
 
-    @Test("a delete by someone else while editing keeps the edit; saving shows the conflict with the record deleted, and rebase recreates it")
+    @Test(
+        "a delete by someone else while editing keeps the edit; saving shows the conflict with the record deleted, and rebase recreates it"
+    )
     func deletedWhileEditing() {
         var driver = Driver([note])
         driver.keys(.enter)
@@ -170,7 +208,10 @@ struct EditorStateTests {
         driver.type("{\"title\":\"New\"}")
         driver.keys(.enter)
         #expect(driver.takeEffects() == [.create(key: "notes/3", data: ["title": .string("New")])])
-        driver.send(.saved(key: "notes/3", version: 1), .update(EditorRecord(key: "notes/3", version: 1, data: ["title": .string("New")])))
+        driver.send(
+            .saved(key: "notes/3", version: 1),
+            .update(EditorRecord(key: "notes/3", version: 1, data: ["title": .string("New")]))
+        )
         #expect(driver.state.selectedKey == "notes/3")
         driver.keys(.up, .character("d"))
         #expect(driver.screen.contains("delete notes/2"))

@@ -28,7 +28,9 @@ struct EditorUnicodeTests {
         ])
         #expect(state.records.count == 3)
         // In byte order: "e" (65) < "z" (7A) < "é" (C3 A9).
-        #expect(state.visibleKeys.map { bytes($0) } == [bytes("notes/\(nfd)"), bytes("notes/z"), bytes("notes/\(nfc)")])
+        #expect(
+            state.visibleKeys.map { bytes($0) } == [bytes("notes/\(nfd)"), bytes("notes/z"), bytes("notes/\(nfc)")]
+        )
         _ = state.handle(.key(.end))
         #expect(bytes(state.selectedKey) == bytes("notes/\(nfc)"))
         _ = state.handle(.key(.up))
@@ -51,7 +53,13 @@ struct EditorUnicodeTests {
 
     @Test("both spellings of a field name are two columns, and an edit saves the one selected")
     func twoColumns() {
-        var state = editor([EditorRecord(key: "notes/1", version: 4, data: [BytewiseString(nfc): .string("composed"), BytewiseString(nfd): .string("decomposed")])])
+        var state = editor([
+            EditorRecord(
+                key: "notes/1",
+                version: 4,
+                data: [BytewiseString(nfc): .string("composed"), BytewiseString(nfd): .string("decomposed")]
+            )
+        ])
         #expect(state.columns.map { bytes($0) } == [bytes(nfd), bytes(nfc)])
         _ = state.handle(.key(.right))
         _ = state.handle(.key(.enter))

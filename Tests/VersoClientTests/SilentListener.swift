@@ -17,7 +17,9 @@ enum SilentListener {
     static func with<T: Sendable>(_ body: (Int) async throws -> T) async throws -> T {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(CloseAfterFirstRead()) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(CloseAfterFirstRead())
+                }
             }
             .bind(host: "127.0.0.1", port: 0)
             .get()

@@ -15,7 +15,9 @@ private struct Tmux {
     /// exit then (it stayed a zombie), so `Process` is not used here.
     @discardableResult
     func run(_ arguments: [String]) async throws -> String {
-        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("\(socket)-\(UUID().uuidString).out").path
+        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "\(socket)-\(UUID().uuidString).out"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
         let argv = ["tmux", "-L", socket] + arguments
         let status: Int32 = await withCheckedContinuation { continuation in
@@ -24,7 +26,9 @@ private struct Tmux {
             }
         }
         let text = String(decoding: FileManager.default.contents(atPath: outputPath) ?? Data(), as: UTF8.self)
-        guard status == 0 else { throw TestFailure("tmux \(arguments.joined(separator: " ")) failed (\(status)): \(text)") }
+        guard status == 0 else {
+            throw TestFailure("tmux \(arguments.joined(separator: " ")) failed (\(status)): \(text)")
+        }
         return text
     }
 
@@ -85,9 +89,13 @@ private struct Tmux {
 
 @Suite("Two live editors in tmux against one server")
 struct TwoEditorsTests {
-    @Test("each sees the other's edit within a second; the stale one gets the conflict view, rebases, and the record holds both changes; the terminal is restored")
+    @Test(
+        "each sees the other's edit within a second; the stale one gets the conflict view, rebases, and the record holds both changes; the terminal is restored"
+    )
     func twoEditors() async throws {
-        let tmuxPresent = FileManager.default.isExecutableFile(atPath: "/usr/bin/tmux") || FileManager.default.isExecutableFile(atPath: "/usr/local/bin/tmux")
+        let tmuxPresent =
+            FileManager.default.isExecutableFile(atPath: "/usr/bin/tmux")
+            || FileManager.default.isExecutableFile(atPath: "/usr/local/bin/tmux")
         try #require(tmuxPresent, "tmux is needed for this test (apt-get install tmux)")
         let verso = ServerProcess.builtProductPath("verso")
         try #require(FileManager.default.isExecutableFile(atPath: verso), "build the verso client first (swift build)")
@@ -96,12 +104,15 @@ struct TwoEditorsTests {
         let server = try await ServerProcess.start(dataDirectory: directory)
         defer { server.send(signal: SIGTERM) }
         try await TestClient.with(url: server.url) { client in
-            let reply = try await client.request(#"{"type":"put","key":"notes/1","base":0,"data":{"body":"draft","title":"Plan"}}"#)
+            let reply = try await client.request(
+                #"{"type":"put","key":"notes/1","base":0,"data":{"body":"draft","title":"Plan"}}"#
+            )
             #expect(reply["type"] == .string("ack"))
         }
         let tmux = Tmux()
         // Each pane runs the editor, then reports whether the terminal got its echo mode back.
-        let command = "VERSO_URL=\(server.url) \(verso) edit notes/; stty -a | grep -oE '(^| )-?echo( |$)' | head -1 | sed 's/^/ECHO:/'; echo EXITED; sleep 30"
+        let command =
+            "VERSO_URL=\(server.url) \(verso) edit notes/; stty -a | grep -oE '(^| )-?echo( |$)' | head -1 | sed 's/^/ECHO:/'; echo EXITED; sleep 30"
         try await tmux.start("alice", command: command)
         try await tmux.start("bob", command: command)
         try await tmux.waitFor("alice", "Plan")
@@ -139,7 +150,10 @@ struct TwoEditorsTests {
         for name in ["alice", "bob"] {
             try await tmux.waitFor(name, "EXITED")
             let screen = try await tmux.screen(name)
-            #expect(screen.contains("ECHO: echo") || screen.contains("ECHO:echo"), "echo restored in \(name): \(screen)")
+            #expect(
+                screen.contains("ECHO: echo") || screen.contains("ECHO:echo"),
+                "echo restored in \(name): \(screen)"
+            )
             #expect(!screen.contains("verso edit notes/"), "the alternate screen was left in \(name)")
         }
         await tmux.kill()

@@ -7,7 +7,12 @@ import VersoTesting
 
 /// Runs a test server on `port` over `directory` until `stop` yields; reports its port. If the
 /// server cannot start, the port stream ends, so the test fails instead of waiting.
-private func runServer(directory: String, port: Int, ports: AsyncStream<Int>.Continuation, stop: AsyncStream<Void>) async throws {
+private func runServer(
+    directory: String,
+    port: Int,
+    ports: AsyncStream<Int>.Continuation,
+    stop: AsyncStream<Void>
+) async throws {
     do {
         try await TestServer.with(dataDirectory: directory, configure: { $0.port = port }) { server in
             ports.yield(server.port)
@@ -24,7 +29,12 @@ private func runServer(directory: String, port: Int, ports: AsyncStream<Int>.Con
 /// for a first upgrade on a busy machine) gives up on it well within the request timeout and
 /// the event log's wait, so the client reconnects to the next server in time.
 private func configuration(port: Int) -> VersoClientConfiguration {
-    var configuration = VersoClientConfiguration(url: "ws://127.0.0.1:\(port)/v1/ws", requestTimeout: .seconds(30), initialBackoff: .milliseconds(500), maxBackoff: .seconds(1))
+    var configuration = VersoClientConfiguration(
+        url: "ws://127.0.0.1:\(port)/v1/ws",
+        requestTimeout: .seconds(30),
+        initialBackoff: .milliseconds(500),
+        maxBackoff: .seconds(1)
+    )
     configuration.connectTimeout = .seconds(5)
     return configuration
 }
@@ -57,7 +67,9 @@ private final class EventLog: Sendable {
                 return available
             }
             if let end = end.withLock({ $0 }) { throw TestFailure("\(end) after \(available)") }
-            if ContinuousClock.now >= deadline { throw TestFailure("got \(available) and nothing more within \(timeout)") }
+            if ContinuousClock.now >= deadline {
+                throw TestFailure("got \(available) and nothing more within \(timeout)")
+            }
             try await Task.sleep(for: .milliseconds(5))
         }
     }
@@ -77,7 +89,10 @@ struct VersoClientTests {
                 #expect(conflict.version == 1)
                 #expect(conflict.data == ["n": .integer(1)])
                 #expect(try await client.patch("c/a", base: 1, patch: ["m": .bool(true)]) == .ack(version: 2, seq: 2))
-                #expect(try await client.get("c/a") == .found(Record(key: "c/a", version: 2, data: ["n": .integer(1), "m": .bool(true)])))
+                #expect(
+                    try await client.get("c/a")
+                        == .found(Record(key: "c/a", version: 2, data: ["n": .integer(1), "m": .bool(true)]))
+                )
                 let txn = try await client.txn([
                     TxnOperation(key: "c/b", base: 0, action: .put(["b": .integer(1)])),
                     TxnOperation(key: "c/a", base: 2, action: .check),
@@ -113,7 +128,12 @@ struct VersoClientTests {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { await events.read(stream) }
                     let start = try await events.next(3)
-                    #expect(start == [.started(seq: 1, reset: false), .snapshot(Record(key: "s/a", version: 1, data: ["v": .integer(1)])), .synced])
+                    #expect(
+                        start == [
+                            .started(seq: 1, reset: false),
+                            .snapshot(Record(key: "s/a", version: 1, data: ["v": .integer(1)])), .synced,
+                        ]
+                    )
                     _ = try await client.put("s/b", base: 0, data: [:])
                     #expect(try await events.next(1) == [.update(key: "s/b", version: 1, seq: 2, data: [:])])
                     group.cancelAll()
@@ -122,12 +142,15 @@ struct VersoClientTests {
         }
     }
 
-    @Test("a token in the configuration is sent at every connect; without it the server's unauthorized and forbidden come back as server errors")
+    @Test(
+        "a token in the configuration is sent at every connect; without it the server's unauthorized and forbidden come back as server errors"
+    )
     func token() async throws {
         let directory = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let file = (directory as NSString).appendingPathComponent("tokens.json")
-        let json = #"{"tokens":[{"token":"ann-0123456789","user":"ann","rules":[{"prefix":"mine/","allow":["read","write"]}]}]}"#
+        let json =
+            #"{"tokens":[{"token":"ann-0123456789","user":"ann","rules":[{"prefix":"mine/","allow":["read","write"]}]}]}"#
         try Data(json.utf8).write(to: URL(fileURLWithPath: file))
         try await TestServer.with(configure: { $0.authentication = .tokens(file: file) }) { server in
             var withToken = configuration(port: server.port)
@@ -137,15 +160,21 @@ struct VersoClientTests {
                     Issue.record("the put was not acknowledged")
                     return
                 }
-                await #expect { _ = try await client.get("theirs/a") } throws: { ($0 as? VersoClientError)?.kind == .server(.forbidden) }
+                await #expect { _ = try await client.get("theirs/a") } throws: {
+                    ($0 as? VersoClientError)?.kind == .server(.forbidden)
+                }
             }
             try await VersoClient.with(configuration(port: server.port)) { client in
-                await #expect { _ = try await client.get("mine/a") } throws: { ($0 as? VersoClientError)?.kind == .server(.unauthorized) }
+                await #expect { _ = try await client.get("mine/a") } throws: {
+                    ($0 as? VersoClientError)?.kind == .server(.unauthorized)
+                }
             }
         }
     }
 
-    @Test("a server that reads the upgrade request and closes without an answer fails the attempt after the connect timeout, for the typed and the wire client")
+    @Test(
+        "a server that reads the upgrade request and closes without an answer fails the attempt after the connect timeout, for the typed and the wire client"
+    )
     func unansweredUpgrade() async throws {
         try await SilentListener.with { port in
             var silent = configuration(port: port)
@@ -177,7 +206,9 @@ struct VersoClientTests {
         }
     }
 
-    @Test("after the server restarts, the client reconnects and every subscription resumes from its last seq without gap or duplicate")
+    @Test(
+        "after the server restarts, the client reconnects and every subscription resumes from its last seq without gap or duplicate"
+    )
     func reconnectAndResume() async throws {
         let directory = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -186,7 +217,9 @@ struct VersoClientTests {
             var portIterator = ports.makeAsyncIterator()
             let (stopFirst, stopFirstSink) = AsyncStream<Void>.makeStream()
             let fixedPort = try TestServer.reservablePort()
-            group.addTask { try await runServer(directory: directory, port: fixedPort, ports: portSink, stop: stopFirst) }
+            group.addTask {
+                try await runServer(directory: directory, port: fixedPort, ports: portSink, stop: stopFirst)
+            }
             let port = try #require(await portIterator.next())
             try await VersoClient.with(configuration(port: port)) { client in
                 _ = try await client.put("r/a", base: 0, data: ["v": .integer(1)])
@@ -201,7 +234,9 @@ struct VersoClientTests {
                 let (stopSecond, stopSecondSink) = AsyncStream<Void>.makeStream()
                 // The first server must be gone before the second takes its port.
                 try await group.next()
-                group.addTask { try await runServer(directory: directory, port: port, ports: portSink, stop: stopSecond) }
+                group.addTask {
+                    try await runServer(directory: directory, port: port, ports: portSink, stop: stopSecond)
+                }
                 #expect(await portIterator.next() == port)
                 // Another client writes while (or before) this one reconnects.
                 try await WireConnection.with(url: "ws://127.0.0.1:\(port)/v1/ws") { other in
@@ -210,10 +245,12 @@ struct VersoClientTests {
                 // A request waits for the reconnection.
                 #expect(try await client.put("r/b", base: 0, data: [:]) == .ack(version: 1, seq: 4))
                 let resumed = try await events.next(2)
-                #expect(resumed == [
-                    .update(key: "r/a", version: 3, seq: 3, data: ["v": .integer(3)]),
-                    .update(key: "r/b", version: 1, seq: 4, data: [:]),
-                ])
+                #expect(
+                    resumed == [
+                        .update(key: "r/a", version: 3, seq: 3, data: ["v": .integer(3)]),
+                        .update(key: "r/b", version: 1, seq: 4, data: [:]),
+                    ]
+                )
                 stopSecondSink.yield()
             }
             try await group.waitForAll()
@@ -233,7 +270,9 @@ struct VersoClientTests {
             var portIterator = ports.makeAsyncIterator()
             let (stopFirst, stopFirstSink) = AsyncStream<Void>.makeStream()
             let fixedPort = try TestServer.reservablePort()
-            group.addTask { try await runServer(directory: firstDirectory, port: fixedPort, ports: portSink, stop: stopFirst) }
+            group.addTask {
+                try await runServer(directory: firstDirectory, port: fixedPort, ports: portSink, stop: stopFirst)
+            }
             let port = try #require(await portIterator.next())
             try await VersoClient.with(configuration(port: port)) { client in
                 _ = try await client.put("n/old", base: 0, data: [:])
@@ -244,7 +283,9 @@ struct VersoClientTests {
                 stopFirstSink.yield()
                 try await group.next()
                 let (stopSecond, stopSecondSink) = AsyncStream<Void>.makeStream()
-                group.addTask { try await runServer(directory: secondDirectory, port: port, ports: portSink, stop: stopSecond) }
+                group.addTask {
+                    try await runServer(directory: secondDirectory, port: port, ports: portSink, stop: stopSecond)
+                }
                 #expect(await portIterator.next() == port)
                 try await WireConnection.with(url: "ws://127.0.0.1:\(port)/v1/ws") { other in
                     _ = try await other.request(#"{"type":"put","key":"n/new","base":0,"data":{}}"#)

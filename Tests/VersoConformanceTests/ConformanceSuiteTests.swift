@@ -10,9 +10,11 @@ import VersoTesting
 struct ConformanceSuiteTests {
     /// The cases that must skip against a server with tokens: no client can provoke them, or
     /// (forced writes) the server does not allow them.
-    static let expectedSkipsWithTokens = Set(ConformanceSuite.notCheckable.map(\.name) + [
-        "3.6 forced writes: when allowed, each takes version current+1 and is broadcast; a forced delete of a missing key is not_found",
-    ])
+    static let expectedSkipsWithTokens = Set(
+        ConformanceSuite.notCheckable.map(\.name) + [
+            "3.6 forced writes: when allowed, each takes version current+1 and is broadcast; a forced delete of a missing key is not_found"
+        ]
+    )
     /// Against a default server (no --auth, no token), the access cases skip as well.
     static let expectedSkips = expectedSkipsWithTokens.union(ConformanceSuite.access.map(\.name))
 
@@ -29,7 +31,9 @@ struct ConformanceSuiteTests {
         #expect(report.duration < .seconds(60), "the whole suite took \(report.duration)")
     }
 
-    @Test("with a full and a restricted token, every case passes against a server with --auth tokens, the access cases included; without a token the run stops at once and says why")
+    @Test(
+        "with a full and a restricted token, every case passes against a server with --auth tokens, the access cases included; without a token the run stops at once and says why"
+    )
     func againstAuthenticatingServer() async throws {
         let directory = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -61,9 +65,15 @@ struct ConformanceSuiteTests {
     func nothingLeftBehind() async throws {
         let outcome = try await WholeRun.shared.outcome()
         #expect(outcome.report.prefix.hasPrefix("conformance/"))
-        #expect(outcome.liveKeys.isEmpty, "live keys left under \(outcome.report.prefix): \(outcome.liveKeys.prefix(5))")
+        #expect(
+            outcome.liveKeys.isEmpty,
+            "live keys left under \(outcome.report.prefix): \(outcome.liveKeys.prefix(5))"
+        )
         #expect(outcome.createdKeys.count > 100, "the run created keys under its prefix: \(outcome.createdKeys.count)")
-        #expect(outcome.keysNotEndingDeleted.isEmpty, "keys whose last change is not a delete: \(outcome.keysNotEndingDeleted.prefix(5))")
+        #expect(
+            outcome.keysNotEndingDeleted.isEmpty,
+            "keys whose last change is not a delete: \(outcome.keysNotEndingDeleted.prefix(5))"
+        )
     }
 
     @Test("the forced-write cases pass against a server that allows force")
@@ -78,11 +88,19 @@ struct ConformanceSuiteTests {
         }
     }
 
-    @Test("a real case fails against a server that breaks its rule: 2 MiB + 1 bytes is accepted by a server whose limit is 4 MiB")
+    @Test(
+        "a real case fails against a server that breaks its rule: 2 MiB + 1 bytes is accepted by a server whose limit is 4 MiB"
+    )
     func realCaseCanFail() async throws {
         try await TestServer.with(configure: { $0.maxMessageBytes = 4 << 20 }) { server in
-            let report = try await ConformanceRunner(url: server.url, only: "2 MiB + 1 bytes closes the connection").run()
-            #expect(report.results.map(\.name) == ["1.1 limits: a message of 2 MiB + 1 bytes closes the connection with 1009", ConformanceRunner.cleanupCaseName])
+            let report = try await ConformanceRunner(url: server.url, only: "2 MiB + 1 bytes closes the connection")
+                .run()
+            #expect(
+                report.results.map(\.name) == [
+                    "1.1 limits: a message of 2 MiB + 1 bytes closes the connection with 1009",
+                    ConformanceRunner.cleanupCaseName,
+                ]
+            )
             let result = try #require(report.results.first)
             #expect(result.status == .failed)
             #expect(result.detail?.contains("expected the server to close with 1009") == true, "\(result.detail ?? "")")
@@ -101,7 +119,13 @@ struct ConformanceSuiteTests {
             ConformanceCase("9 custom: an expectation the server does not meet") { context in
                 try await context.connect { peer in
                     let ack = try await peer.put(context.key("a"), base: 0)
-                    if ack.version != 2 { throw ConformanceFailure.mismatch("the version of a new key", expected: "2", actual: "\(ack.version)") }
+                    if ack.version != 2 {
+                        throw ConformanceFailure.mismatch(
+                            "the version of a new key",
+                            expected: "2",
+                            actual: "\(ack.version)"
+                        )
+                    }
                 }
             },
             ConformanceCase("9 custom: throws another error") { _ in throw TestFailure("boom") },
@@ -120,7 +144,9 @@ struct ConformanceSuiteTests {
             #expect(report.results[3].detail == "not here")
             #expect(report.results[4].detail?.contains("did not finish within") == true)
             #expect(report.summaryLine == "2 passed, 3 failed")
-            let live = try await WireConnection.with(url: server.url) { try await WholeRun.liveKeys(under: report.prefix, wire: $0) }
+            let live = try await WireConnection.with(url: server.url) {
+                try await WholeRun.liveKeys(under: report.prefix, wire: $0)
+            }
             #expect(live.isEmpty, "keys left after failed cases: \(live)")
         }
     }
@@ -142,13 +168,17 @@ struct ConformanceSuiteTests {
         }
     }
 
-    @Test("--only selects by substring or regular expression; a pattern that selects nothing and a bad URL are clear errors")
+    @Test(
+        "--only selects by substring or regular expression; a pattern that selects nothing and a bad URL are clear errors"
+    )
     func selection() throws {
         let names = ConformanceSuite.cases.map(\.name)
         #expect(names.filter(CaseFilter("3.4 txn").matches).count == 6)
         #expect(names.filter(CaseFilter(#"^5 guarantee [12]:"#).matches).count == 3)
         #expect(names.filter(CaseFilter("((").matches).isEmpty, "an invalid regular expression is only a substring")
-        #expect(throws: ConformanceError.self) { try ConformanceRunner(url: "ws://127.0.0.1:1/v1/ws", only: "no such case") }
+        #expect(throws: ConformanceError.self) {
+            try ConformanceRunner(url: "ws://127.0.0.1:1/v1/ws", only: "no such case")
+        }
         for url in ["http://127.0.0.1:7070/v1/ws", "wss://example.com/v1/ws", "not a url", "ws:///v1/ws"] {
             #expect(throws: ConformanceError.self, "\(url)") { try ServerAddress(url) }
         }
@@ -160,10 +190,16 @@ struct ConformanceSuiteTests {
     func caseNames() throws {
         let names = ConformanceSuite.cases.map(\.name)
         #expect(Set(names).count == names.count)
-        let protocolURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Protocol.md")
+        let protocolURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../Protocol.md"
+        )
         let headings = try String(contentsOf: protocolURL, encoding: .utf8).split(separator: "\n")
             .filter { $0.hasPrefix("## ") || $0.hasPrefix("### ") }
-            .compactMap { $0.split(separator: " ").dropFirst().first.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: ".")) } }
+            .compactMap {
+                $0.split(separator: " ").dropFirst().first.map {
+                    $0.trimmingCharacters(in: CharacterSet(charactersIn: "."))
+                }
+            }
         for name in names {
             let section = String(name.prefix { $0 != " " })
             #expect(headings.contains(section), "\(name): no section \(section) in Protocol.md")
@@ -172,18 +208,28 @@ struct ConformanceSuiteTests {
 
     @Test("member order is checked within data only, byte by byte, with escapes decoded")
     func memberOrder() {
-        #expect(MemberOrder.firstViolation(in: #"{"type":"x","data":{"a":1,"b":{"c":1,"d":2}}}"#, within: "data") == nil)
+        #expect(
+            MemberOrder.firstViolation(in: #"{"type":"x","data":{"a":1,"b":{"c":1,"d":2}}}"#, within: "data") == nil
+        )
         #expect(MemberOrder.firstViolation(in: #"{"data":{"b":1,"a":2}}"#, within: "data") != nil)
         #expect(MemberOrder.firstViolation(in: #"{"data":{"a":{"y":1,"x":2}}}"#, within: "data") != nil)
         #expect(MemberOrder.firstViolation(in: #"{"data":[{"y":1,"x":2}]}"#, within: "data") != nil)
-        #expect(MemberOrder.firstViolation(in: #"{"data":{"\u00e9":1,"z":2}}"#, within: "data") != nil, "é (C3 A9) sorts after z")
+        #expect(
+            MemberOrder.firstViolation(in: #"{"data":{"\u00e9":1,"z":2}}"#, within: "data") != nil,
+            "é (C3 A9) sorts after z"
+        )
         #expect(MemberOrder.firstViolation(in: #"{"data":{"a\"b":1,"a]":2}}"#, within: "data") == nil)
-        #expect(MemberOrder.firstViolation(in: #"{"z":1,"data":{}}"#, within: "data") == nil, "the envelope is not checked")
+        #expect(
+            MemberOrder.firstViolation(in: #"{"z":1,"data":{}}"#, within: "data") == nil,
+            "the envelope is not checked"
+        )
     }
 
     @Test("a failed expectation says what was expected and what came, with JSON as text")
     func failureMessages() {
-        let mismatch = #expect(throws: ConformanceFailure.self) { try expectEqual(JSONValue?.none, .integer(1), "the rid") }
+        let mismatch = #expect(throws: ConformanceFailure.self) {
+            try expectEqual(JSONValue?.none, .integer(1), "the rid")
+        }
         #expect(mismatch?.description == "the rid: expected 1, got nothing")
         let wrongType = #expect(throws: ConformanceFailure.self) {
             try expectType(.object(["type": .string("ack")]), "conflict", "put on a stale base")

@@ -64,7 +64,9 @@ actor WholeRun {
         var keys: [String] = []
         var after = JSONValue.null
         while true {
-            let request: JSONValue = .object(["type": .string("list"), "prefix": .string(prefix), "after": after, "limit": .integer(1000)])
+            let request: JSONValue = .object([
+                "type": .string("list"), "prefix": .string(prefix), "after": after, "limit": .integer(1000),
+            ])
             let page = try await wire.request(request.encodedString)
             guard page["type"]?.stringValue == "records", case .array(let records)? = page["records"] else {
                 throw TestFailure("list \(prefix): \(page.encodedString)")
@@ -80,13 +82,21 @@ actor WholeRun {
     /// written and deleted last, so its delete ends the replay.
     private static func history(under prefix: String, wire: WireConnection) async throws -> (Set<String>, [String]) {
         let marker = prefix + "~end-of-history"
-        let subscribe: JSONValue = .object(["type": .string("subscribe"), "prefix": .string(prefix), "since": .integer(0)])
+        let subscribe: JSONValue = .object([
+            "type": .string("subscribe"), "prefix": .string(prefix), "since": .integer(0),
+        ])
         let subscribed = try await wire.request(subscribe.encodedString)
         guard subscribed["type"]?.stringValue == "subscribed", subscribed["reset"] == nil else {
             throw TestFailure("subscribe since 0: \(subscribed.encodedString)")
         }
-        try await wire.send(JSONValue.object(["type": .string("put"), "key": .string(marker), "base": .integer(0), "data": .object([:])]).encodedString)
-        try await wire.send(JSONValue.object(["type": .string("delete"), "key": .string(marker), "base": .integer(1)]).encodedString)
+        try await wire.send(
+            JSONValue.object([
+                "type": .string("put"), "key": .string(marker), "base": .integer(0), "data": .object([:]),
+            ]).encodedString
+        )
+        try await wire.send(
+            JSONValue.object(["type": .string("delete"), "key": .string(marker), "base": .integer(1)]).encodedString
+        )
         var lastDeleted: [String: Bool] = [:]
         while true {
             let message = try await wire.next()

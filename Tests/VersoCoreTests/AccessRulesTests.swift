@@ -10,13 +10,16 @@ struct AccessRulesTests {
         AccessRule(prefix: "admin/", rights: [.read, .write, .force]),
     ])
 
-    @Test("a key has the rights of every rule whose prefix it starts with, and no others", arguments: [
-        ("notes/ann/1", AccessRight.read, true), ("notes/ann/1", .write, true), ("notes/ann/1", .force, false),
-        ("notes/bob/1", .read, true), ("notes/bob/1", .write, false),
-        ("notes", .read, false), ("notesx", .read, false), ("other/1", .read, false),
-        ("inbox/1", .write, true), ("inbox/1", .read, false),
-        ("admin/x", .force, true), ("admin/x", .presence, false),
-    ])
+    @Test(
+        "a key has the rights of every rule whose prefix it starts with, and no others",
+        arguments: [
+            ("notes/ann/1", AccessRight.read, true), ("notes/ann/1", .write, true), ("notes/ann/1", .force, false),
+            ("notes/bob/1", .read, true), ("notes/bob/1", .write, false),
+            ("notes", .read, false), ("notesx", .read, false), ("other/1", .read, false),
+            ("inbox/1", .write, true), ("inbox/1", .read, false),
+            ("admin/x", .force, true), ("admin/x", .presence, false),
+        ]
+    )
     func rightsOnKeys(key: String, right: AccessRight, allowed: Bool) {
         #expect(rules.allows(right, on: key) == allowed)
     }
@@ -65,9 +68,16 @@ struct AccessRulesTests {
 
     @Test("rules are read from JSON, and every mistake is named with where it is")
     func parsing() throws {
-        let json = try JSONParser.parse(#"[{"prefix":"notes/","allow":["read","write"]},{"prefix":"","allow":["read"]}]"#)
+        let json = try JSONParser.parse(
+            #"[{"prefix":"notes/","allow":["read","write"]},{"prefix":"","allow":["read"]}]"#
+        )
         let parsed = try AccessRules(json: json, context: "ann")
-        #expect(parsed == AccessRules([AccessRule(prefix: "notes/", rights: [.read, .write]), AccessRule(prefix: "", rights: [.read])]))
+        #expect(
+            parsed
+                == AccessRules([
+                    AccessRule(prefix: "notes/", rights: [.read, .write]), AccessRule(prefix: "", rights: [.read]),
+                ])
+        )
         let mistakes = [
             (#"{"prefix":""}"#, "must be a JSON array"),
             (#"[{"allow":["read"]}]"#, "ann rule 1: \"prefix\" must be a string"),

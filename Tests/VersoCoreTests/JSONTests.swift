@@ -5,7 +5,9 @@ import VersoCore
 struct JSONTests {
     @Test("parses every kind of value and encodes it canonically")
     func roundTrip() throws {
-        let value = try JSONParser.parse(#" { "b" : [1, -2.5e3, true, false, null], "a": "x\ny\u00e9\ud83d\ude00", "c": {} } "#)
+        let value = try JSONParser.parse(
+            #" { "b" : [1, -2.5e3, true, false, null], "a": "x\ny\u00e9\ud83d\ude00", "c": {} } "#
+        )
         #expect(value["a"] == .string("x\nyé😀"))
         #expect(value["b"] == .array([.number("1"), .number("-2.5e3"), .bool(true), .bool(false), .null]))
         #expect(value.encodedString == #"{"a":"x\nyé😀","b":[1,-2.5e3,true,false,null],"c":{}}"#)
@@ -19,10 +21,13 @@ struct JSONTests {
         #expect(try JSONParser.parse(value.encodedString) == value)
     }
 
-    @Test("rejects invalid documents", arguments: [
-        "", "{", "[1,]", "{\"a\":1,}", "01", "1.", "-", "1e", "tru", "\"abc", "\"\\x\"", "{\"a\" 1}",
-        "{\"a\":1}x", "\"\u{01}\"", "\"\\ud800\"", "\"\\udc00\"", "{\"a\":1,\"a\":2}", "[1 2]", "NaN",
-    ])
+    @Test(
+        "rejects invalid documents",
+        arguments: [
+            "", "{", "[1,]", "{\"a\":1,}", "01", "1.", "-", "1e", "tru", "\"abc", "\"\\x\"", "{\"a\" 1}",
+            "{\"a\":1}x", "\"\u{01}\"", "\"\\ud800\"", "\"\\udc00\"", "{\"a\":1,\"a\":2}", "[1 2]", "NaN",
+        ]
+    )
     func rejects(_ text: String) {
         #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
     }
@@ -50,11 +55,17 @@ struct JSONTests {
 
 @Suite("Update messages encoded once per change")
 struct EncodedUpdateTests {
-    @Test("byteCount is the length of the message each subscription id gets, without building it", arguments: [
-        Int64(0), 7, 9, 10, 99, 100, 12_345, 999_999_999, 1_000_000_000, Int64.max, -1, Int64.min,
-    ])
+    @Test(
+        "byteCount is the length of the message each subscription id gets, without building it",
+        arguments: [
+            Int64(0), 7, 9, 10, 99, 100, 12_345, 999_999_999, 1_000_000_000, Int64.max, -1, Int64.min,
+        ]
+    )
     func byteCount(sub: Int64) throws {
-        for change in [Change(seq: 12, key: "a/é", version: 3, data: Array(#"{"x":1}"#.utf8)), Change(seq: 13, key: "a", version: 4, data: nil)] {
+        for change in [
+            Change(seq: 12, key: "a/é", version: 3, data: Array(#"{"x":1}"#.utf8)),
+            Change(seq: 13, key: "a", version: 4, data: nil),
+        ] {
             let update = EncodedUpdate(change)
             let message = update.message(sub: sub)
             #expect(update.byteCount(sub: sub) == message.count)

@@ -69,20 +69,27 @@ struct UnicodeKeyTests {
         let target = try JSONParser.parse(#"{"\#(nfc)":"composed","\#(nfd)":"decomposed"}"#)
         let removed = MergePatch.apply(try JSONParser.parse(#"{"\#(nfc)":null}"#), to: target)
         #expect(removed == .object([BytewiseString(nfd): .string("decomposed")]))
-        let set = MergePatch.apply(try JSONParser.parse(#"{"\#(nfd)":"new"}"#), to: try JSONParser.parse(#"{"\#(nfc)":"old"}"#))
+        let set = MergePatch.apply(
+            try JSONParser.parse(#"{"\#(nfd)":"new"}"#),
+            to: try JSONParser.parse(#"{"\#(nfc)":"old"}"#)
+        )
         #expect(set == .object([BytewiseString(nfc): .string("old"), BytewiseString(nfd): .string("new")]))
     }
 
     @Test("a txn may name both spellings of a key; the same bytes twice is still refused")
     func txnKeys() throws {
-        let both = try Request.parse(#"{"type":"txn","ops":[{"op":"put","key":"\#(nfc)","base":0,"data":{}},{"op":"put","key":"\#(nfd)","base":0,"data":{}}]}"#)
+        let both = try Request.parse(
+            #"{"type":"txn","ops":[{"op":"put","key":"\#(nfc)","base":0,"data":{}},{"op":"put","key":"\#(nfd)","base":0,"data":{}}]}"#
+        )
         guard case .txn(let operations) = both.request else {
             Issue.record("expected a txn, got \(both.request)")
             return
         }
         #expect(operations.map { Array($0.key.utf8) } == [Array(nfc.utf8), Array(nfd.utf8)])
         #expect(throws: RejectedRequest.self) {
-            try Request.parse(#"{"type":"txn","ops":[{"op":"put","key":"\#(nfc)","base":0,"data":{}},{"op":"check","key":"\u00e9","base":0}]}"#)
+            try Request.parse(
+                #"{"type":"txn","ops":[{"op":"put","key":"\#(nfc)","base":0,"data":{}},{"op":"check","key":"\u00e9","base":0}]}"#
+            )
         }
     }
 

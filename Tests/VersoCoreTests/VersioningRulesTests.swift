@@ -44,16 +44,25 @@ struct VersioningRulesTests {
     @Test("a forced write takes version current+1 whatever the state")
     func forced() {
         for current in Self.states {
-            let decision = VersioningRules.decide(WriteOperation(key: "k", action: .put([:]), precondition: .force), current: current)
+            let decision = VersioningRules.decide(
+                WriteOperation(key: "k", action: .put([:]), precondition: .force),
+                current: current
+            )
             #expect(decision == .accept(RecordState(version: (current?.version ?? 0) + 1, data: [:])))
         }
-        let delete = VersioningRules.decide(WriteOperation(key: "k", action: .delete, precondition: .force), current: Self.tombstone)
+        let delete = VersioningRules.decide(
+            WriteOperation(key: "k", action: .delete, precondition: .force),
+            current: Self.tombstone
+        )
         #expect(delete == .notFound(current: Self.tombstone))
     }
 
     @Test("writing a deleted key with its tombstone version as base continues the count")
     func recreate() {
-        let decision = VersioningRules.decide(WriteOperation(key: "k", action: .put([:]), precondition: .base(4)), current: Self.tombstone)
+        let decision = VersioningRules.decide(
+            WriteOperation(key: "k", action: .put([:]), precondition: .base(4)),
+            current: Self.tombstone
+        )
         #expect(decision == .accept(RecordState(version: 5, data: [:])))
     }
 }

@@ -21,14 +21,20 @@ struct PerMessageInflaterLimitTests {
         return WebSocketFrame(fin: true, rsv1: true, opcode: .binary, data: payload)
     }
 
-    @Test("a compressed message exactly at the limit is accepted (only a larger one closes with 1009)", arguments: [1, 2, 16, 64, 4096, 1 << 20])
+    @Test(
+        "a compressed message exactly at the limit is accepted (only a larger one closes with 1009)",
+        arguments: [1, 2, 16, 64, 4096, 1 << 20]
+    )
     func exactlyAtTheLimit(size: Int) throws {
         let message = incompressible(size)
         let inflated = try PerMessageInflater(maxMessageBytes: size).inflate(try compressedFrame(message))
         #expect(Array(inflated.data.readableBytesView) == message)
     }
 
-    @Test("a compressed message one byte over the limit is refused with invalidFrameLength (1009)", arguments: [1, 64, 4096, 1 << 20])
+    @Test(
+        "a compressed message one byte over the limit is refused with invalidFrameLength (1009)",
+        arguments: [1, 64, 4096, 1 << 20]
+    )
     func oneByteOver(size: Int) throws {
         let frame = try compressedFrame(incompressible(size + 1))
         #expect(throws: NIOWebSocketError.invalidFrameLength) {

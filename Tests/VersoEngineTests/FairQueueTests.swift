@@ -77,7 +77,9 @@ struct FairQueueTests {
         #expect(next.firstRound == 3)
     }
 
-    @Test("a client whose writes took more than its share of a commit sits out while others wait, until their batches pay its debt down")
+    @Test(
+        "a client whose writes took more than its share of a commit sits out while others wait, until their batches pay its debt down"
+    )
     func costlyClientSitsOut() {
         var queue = queue([(a, "a1"), (a, "a2"), (a, "a3"), (b, "b1")])
         let first = queue.nextBatch(maxCount: 100, perClient: 1)

@@ -11,7 +11,9 @@ import VersoTesting
             options.keys = 8
             options.ops = 100
             let report = await Scenarios.mixed(options, readPercent: 50, subscriptions: 2)
-            let file = FileManager.default.temporaryDirectory.appendingPathComponent("verso-load-\(UUID().uuidString).html")
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "verso-load-\(UUID().uuidString).html"
+            )
             defer { try? FileManager.default.removeItem(at: file) }
             try Data(HTMLReport.render(report).utf8).write(to: file)
             let html = try String(contentsOf: file, encoding: .utf8)
@@ -34,7 +36,11 @@ import VersoTesting
         #expect(summary.count == 1000)
         #expect(summary.curve.first?.percentile == 0)
         #expect(summary.curve.last?.micros == summary.max)
-        #expect(zip(summary.curve, summary.curve.dropFirst()).allSatisfy { $0.micros <= $1.micros && $0.percentile < $1.percentile })
+        #expect(
+            zip(summary.curve, summary.curve.dropFirst()).allSatisfy {
+                $0.micros <= $1.micros && $0.percentile < $1.percentile
+            }
+        )
         #expect(LatencySummary(name: "none", histogram: WorkerStats.histogram()).curve.isEmpty)
     }
 
@@ -59,7 +65,9 @@ import VersoTesting
         #expect(OpenFileLimit.problem(connections: 10) == nil)
         // The verdict for given limits, the same on every machine whatever this one allows.
         #expect(OpenFileLimit.problem(connections: 1024 - OpenFileLimit.reserve, soft: 1024, hard: 1024) == nil)
-        let problem = try #require(OpenFileLimit.problem(connections: 1024 - OpenFileLimit.reserve + 1, soft: 1024, hard: 1024))
+        let problem = try #require(
+            OpenFileLimit.problem(connections: 1024 - OpenFileLimit.reserve + 1, soft: 1024, hard: 1024)
+        )
         #expect(problem.contains("may open only 1024"))
         #expect(problem.contains("refused"))
         #expect(problem.contains("RLIMIT_NOFILE"))

@@ -188,7 +188,11 @@ import VersoTesting
     }
 
     @Test func replyScanTellsSubscriptionMessagesFromReplies() {
-        #expect(ReplyScan.isSubscriptionMessage(#"{"type":"update","sub":1,"key":"a","version":2,"seq":3,"data":{},"deleted":false}"#))
+        #expect(
+            ReplyScan.isSubscriptionMessage(
+                #"{"type":"update","sub":1,"key":"a","version":2,"seq":3,"data":{},"deleted":false}"#
+            )
+        )
         #expect(ReplyScan.isSubscriptionMessage(#"{"type":"snapshot","sub":1,"key":"a","version":2,"data":{}}"#))
         #expect(!ReplyScan.isSubscriptionMessage(#"{"type":"snapshot","key":"a","version":2,"data":{}}"#))
         #expect(!ReplyScan.isSubscriptionMessage(#"{"type":"ack","key":"a","version":2,"seq":3}"#))

@@ -7,7 +7,10 @@ import VersoTesting
 /// The lean client's permessage-deflate rules (RFC 7692), without sockets.
 @Suite struct WireTests {
     @Test func agreementReadsBothNoContextTakeoverParameters() throws {
-        let both = try DeflateAgreement(response: ["permessage-deflate; client_no_context_takeover; server_no_context_takeover"], offered: true)
+        let both = try DeflateAgreement(
+            response: ["permessage-deflate; client_no_context_takeover; server_no_context_takeover"],
+            offered: true
+        )
         #expect(both == DeflateAgreement(clientNoContextTakeover: true, serverNoContextTakeover: true))
         let takeover = try DeflateAgreement(response: ["permessage-deflate"], offered: true)
         #expect(takeover == DeflateAgreement())
@@ -17,7 +20,9 @@ import VersoTesting
 
     @Test func agreementRefusesWhatWasNotOffered() {
         #expect(throws: LoadError.self) { try DeflateAgreement(response: ["permessage-deflate"], offered: false) }
-        #expect(throws: LoadError.self) { try DeflateAgreement(response: ["permessage-deflate; client_max_window_bits=10"], offered: true) }
+        #expect(throws: LoadError.self) {
+            try DeflateAgreement(response: ["permessage-deflate; client_max_window_bits=10"], offered: true)
+        }
         #expect(throws: LoadError.self) { try DeflateAgreement(response: ["x-webkit-deflate-frame"], offered: true) }
     }
 
@@ -27,7 +32,9 @@ import VersoTesting
     func messagesRoundTripThroughDeflate(reset: Bool) throws {
         let compressor = try MessageDeflate.makeCompressor()
         let decompressor = try MessageDeflate.makeDecompressor()
-        let messages = (0..<5).map { #"{"type":"put","key":"k\#($0)","data":{"p":""# + String(repeating: "abc", count: 400 + $0) + #""}}"# }
+        let messages = (0..<5).map {
+            #"{"type":"put","key":"k\#($0)","data":{"p":""# + String(repeating: "abc", count: 400 + $0) + #""}}"#
+        }
         for message in messages {
             var plain = ByteBuffer(string: message)
             var packed = try MessageDeflate.compress(&plain, with: compressor, reset: reset)
@@ -41,7 +48,12 @@ import VersoTesting
         var plain = ByteBuffer(string: String(repeating: "a", count: 100_000))
         var packed = try MessageDeflate.compress(&plain, with: MessageDeflate.makeCompressor(), reset: true)
         #expect(throws: LoadError.self) {
-            try MessageDeflate.decompress(&packed, with: MessageDeflate.makeDecompressor(), maxSize: 10_000, reset: true)
+            try MessageDeflate.decompress(
+                &packed,
+                with: MessageDeflate.makeDecompressor(),
+                maxSize: 10_000,
+                reset: true
+            )
         }
     }
 

@@ -7,8 +7,15 @@ struct MemberIndexTests {
     /// Applies `patch` to `object` through the index and checks the bytes and the index
     /// against a full encode; returns the merged object and its index for the next patch.
     @discardableResult
-    func check(_ object: JSONObject, _ encoded: [UInt8], _ index: MemberIndex, patch: JSONObject) -> (JSONObject, [UInt8], MemberIndex) {
-        guard case .object(let merged) = MergePatch.apply(.object(patch), to: .object(object)) else { preconditionFailure() }
+    func check(
+        _ object: JSONObject,
+        _ encoded: [UInt8],
+        _ index: MemberIndex,
+        patch: JSONObject
+    ) -> (JSONObject, [UInt8], MemberIndex) {
+        guard case .object(let merged) = MergePatch.apply(.object(patch), to: .object(object)) else {
+            preconditionFailure()
+        }
         let full = JSONValue.object(merged).encodedBytes
         guard let (bytes, next) = index.patched(encoded, merged: merged, touched: patch.keys) else {
             Issue.record("no incremental encoding for \(JSONValue.object(patch).encodedString)")
@@ -31,7 +38,9 @@ struct MemberIndexTests {
 
     @Test("replacing, adding before, between and after, removing, nested merges, emptying")
     func patches() throws {
-        guard case .object(let object) = try JSONParser.parse(#"{"b":1,"d":{"x":1,"y":2},"f":"s","h":[1]}"#) else { preconditionFailure() }
+        guard case .object(let object) = try JSONParser.parse(#"{"b":1,"d":{"x":1,"y":2},"f":"s","h":[1]}"#) else {
+            preconditionFailure()
+        }
         let (encoded, index) = MemberIndex.encode(object)
         check(object, encoded, index, patch: ["b": .number("2")])
         check(object, encoded, index, patch: ["a": .number("0")])
@@ -41,7 +50,12 @@ struct MemberIndexTests {
         check(object, encoded, index, patch: ["d": .object(["x": .null, "w": .number("3")])])
         check(object, encoded, index, patch: ["nothing": .null])
         check(object, encoded, index, patch: ["b": .null, "d": .null, "f": .null, "h": .null])
-        let (emptied, bytes, after) = check(object, encoded, index, patch: ["b": .null, "d": .null, "f": .null, "h": .null])
+        let (emptied, bytes, after) = check(
+            object,
+            encoded,
+            index,
+            patch: ["b": .null, "d": .null, "f": .null, "h": .null]
+        )
         check(emptied, bytes, after, patch: ["q": .string("back")])
     }
 
@@ -49,13 +63,21 @@ struct MemberIndexTests {
     func randomRun() {
         var generator = SplitMix(seed: 7)
         // NFC "é" and NFD "e\u{301}" are two members (names compare as bytes).
-        let names: [BytewiseString] = ["a", "b", "é", "e\u{301}", "e\u{301}x", "\"q", "a\nb", "zz", "Z", "m", "m1", "m10", "m2", "", "ß", "日本", "k\\", "n", "o", "p", "r"]
+        let names: [BytewiseString] = [
+            "a", "b", "é", "e\u{301}", "e\u{301}x", "\"q", "a\nb", "zz", "Z", "m", "m1", "m10", "m2", "", "ß", "日本",
+            "k\\", "n", "o", "p", "r",
+        ]
         func value(_ depth: Int) -> JSONValue {
             switch Int.random(in: 0..<6, using: &generator) {
             case 0: return .null
             case 1: return .number(String(Int.random(in: -99...99, using: &generator)))
             case 2: return .string(String(repeating: "v", count: Int.random(in: 0...5, using: &generator)))
-            case 3 where depth < 2: return .object(Dictionary(uniqueKeysWithValues: names.shuffled(using: &generator).prefix(2).map { ($0, value(depth + 1)) }))
+            case 3 where depth < 2:
+                return .object(
+                    Dictionary(
+                        uniqueKeysWithValues: names.shuffled(using: &generator).prefix(2).map { ($0, value(depth + 1)) }
+                    )
+                )
             case 4: return .array([.bool(true), .number("1")])
             default: return .bool(false)
             }
@@ -64,7 +86,10 @@ struct MemberIndexTests {
         for name in names where Bool.random(using: &generator) { object[name] = .number("1") }
         var (encoded, index) = MemberIndex.encode(object)
         for _ in 0..<300 {
-            let patch = Dictionary(uniqueKeysWithValues: names.shuffled(using: &generator).prefix(Int.random(in: 1...4, using: &generator)).map { ($0, value(0)) })
+            let patch = Dictionary(
+                uniqueKeysWithValues: names.shuffled(using: &generator).prefix(Int.random(in: 1...4, using: &generator))
+                    .map { ($0, value(0)) }
+            )
             (object, encoded, index) = check(object, encoded, index, patch: patch)
         }
     }

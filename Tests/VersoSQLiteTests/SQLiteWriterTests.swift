@@ -10,11 +10,17 @@ import VersoEngine
 @Suite("SQLite writer: writes decided from the known version agree with the database")
 struct SQLiteWriterTests {
     func put(_ key: String, base: Int64, _ value: String) -> WriteCommand {
-        WriteCommand(operations: [WriteOperation(key: key, action: .put(["v": .string(value)]), precondition: .base(base))], isTxn: false)
+        WriteCommand(
+            operations: [WriteOperation(key: key, action: .put(["v": .string(value)]), precondition: .base(base))],
+            isTxn: false
+        )
     }
 
     func patch(_ key: String, base: Int64) -> WriteCommand {
-        WriteCommand(operations: [WriteOperation(key: key, action: .patch(["p": .bool(true)]), precondition: .base(base))], isTxn: false)
+        WriteCommand(
+            operations: [WriteOperation(key: key, action: .patch(["p": .bool(true)]), precondition: .base(base))],
+            isTxn: false
+        )
     }
 
     func withStore(_ body: (SQLiteStore, String) async throws -> Void) async throws {
@@ -32,13 +38,33 @@ struct SQLiteWriterTests {
         try await withStore { store, _ in
             _ = try await store.commit([put("k", base: 0, "one")])
             _ = try await store.commit([put("k", base: 1, "two")])
-            let outcomes = try await store.commit([put("k", base: 1, "late"), WriteCommand(operations: [WriteOperation(key: "k", action: .delete, precondition: .base(2))], isTxn: false)])
-            #expect(outcomes[0] == .conflict([ConflictDetail(key: "k", base: 1, version: 2, data: Array(#"{"v":"two"}"#.utf8), deleted: false)]))
-            guard case .applied(_, let changes, _) = outcomes[1] else { Issue.record("delete not applied: \(outcomes[1])"); return }
+            let outcomes = try await store.commit([
+                put("k", base: 1, "late"),
+                WriteCommand(
+                    operations: [WriteOperation(key: "k", action: .delete, precondition: .base(2))],
+                    isTxn: false
+                ),
+            ])
+            #expect(
+                outcomes[0]
+                    == .conflict([
+                        ConflictDetail(key: "k", base: 1, version: 2, data: Array(#"{"v":"two"}"#.utf8), deleted: false)
+                    ])
+            )
+            guard case .applied(_, let changes, _) = outcomes[1] else {
+                Issue.record("delete not applied: \(outcomes[1])"); return
+            }
             #expect(changes.map(\.version) == [3])
-            let again = try await store.commit([WriteCommand(operations: [WriteOperation(key: "k", action: .delete, precondition: .base(3))], isTxn: false), put("k", base: 3, "back")])
+            let again = try await store.commit([
+                WriteCommand(
+                    operations: [WriteOperation(key: "k", action: .delete, precondition: .base(3))],
+                    isTxn: false
+                ), put("k", base: 3, "back"),
+            ])
             #expect(again[0] == .notFound(key: "k", current: RecordState(version: 3, data: nil)))
-            guard case .applied(_, let revived, _) = again[1] else { Issue.record("put on the tombstone not applied: \(again[1])"); return }
+            guard case .applied(_, let revived, _) = again[1] else {
+                Issue.record("put on the tombstone not applied: \(again[1])"); return
+            }
             #expect(revived == [Change(seq: revived[0].seq, key: "k", version: 4, data: Array(#"{"v":"back"}"#.utf8))])
             #expect(try await store.record("k") == StoredRecord(version: 4, data: Array(#"{"v":"back"}"#.utf8)))
         }
@@ -56,7 +82,13 @@ struct SQLiteWriterTests {
             }
             // k is still at version 1: base 2 (the rolled-back write's) conflicts, base 1 wins.
             let outcomes = try await store.commit([put("k", base: 2, "stale")])
-            #expect(outcomes == [.conflict([ConflictDetail(key: "k", base: 2, version: 1, data: Array(#"{"v":"one"}"#.utf8), deleted: false)])])
+            #expect(
+                outcomes == [
+                    .conflict([
+                        ConflictDetail(key: "k", base: 2, version: 1, data: Array(#"{"v":"one"}"#.utf8), deleted: false)
+                    ])
+                ]
+            )
             let next = try await store.commit([put("k", base: 1, "two")])
             guard case .applied(_, let changes, _) = next[0] else { Issue.record("not applied: \(next[0])"); return }
             #expect(changes.map(\.version) == [2])

@@ -32,7 +32,10 @@ private struct TokensFile {
 }
 
 /// Runs `body` with a server that authenticates with a fresh tokens file.
-private func withAuthServer(allowForce: Bool = false, _ body: (TestServer, TokensFile) async throws -> Void) async throws {
+private func withAuthServer(
+    allowForce: Bool = false,
+    _ body: (TestServer, TokensFile) async throws -> Void
+) async throws {
     let file = TokensFile()
     defer { try? FileManager.default.removeItem(atPath: file.directory) }
     try file.write()
@@ -92,7 +95,9 @@ struct AccessTests {
             try await TestClient.with(url: server.url) { client in
                 let bad = try await client.request(#"{"type":"hello","token":"not-a-token"}"#)
                 #expect(bad["code"]?.str == "unauthorized")
-                #expect(try await client.request(#"{"type":"hello","token":"\#(TokensFile.ann)"}"#)["user"]?.str == "ann")
+                #expect(
+                    try await client.request(#"{"type":"hello","token":"\#(TokensFile.ann)"}"#)["user"]?.str == "ann"
+                )
                 #expect(try await client.request(#"{"type":"get","key":"\#(own)"}"#)["version"]?.int == 1)
             }
             // Nothing the refused write asked for was applied.
@@ -107,20 +112,27 @@ struct AccessTests {
         try await withAuthServer { server, _ in
             var request = RawHTTP.handshake(port: server.port, extensions: nil)
             request.removeLast()
-            let response = try await RawHTTP.exchange(port: server.port, request: request + "Authorization: Bearer wrong\r\n\r\n")
+            let response = try await RawHTTP.exchange(
+                port: server.port,
+                request: request + "Authorization: Bearer wrong\r\n\r\n"
+            )
             #expect(response.status == 401)
             #expect(response.headers["www-authenticate"] == "Bearer")
             #expect(try JSONParser.parse(response.body)["code"]?.str == "unauthorized")
         }
     }
 
-    @Test("a browser's token comes as the subprotocol verso.bearer.TOKEN; the server selects verso.v1 and never echoes the token")
+    @Test(
+        "a browser's token comes as the subprotocol verso.bearer.TOKEN; the server selects verso.v1 and never echoes the token"
+    )
     func tokenAsSubprotocol() async throws {
         try await withAuthServer { server, _ in
             var request = RawHTTP.handshake(port: server.port, extensions: nil)
             request.removeLast()
             try await RawSocket.with(port: server.port) { socket in
-                try await socket.write(request + "Sec-WebSocket-Protocol: verso.v1, verso.bearer.\(TokensFile.ann)\r\n\r\n")
+                try await socket.write(
+                    request + "Sec-WebSocket-Protocol: verso.v1, verso.bearer.\(TokensFile.ann)\r\n\r\n"
+                )
                 #expect(try await socket.wait { $0.text.contains("\r\n\r\n") || $0.isClosed })
                 #expect(socket.text.hasPrefix("HTTP/1.1 101"), "\(socket.text)")
                 #expect(socket.text.lowercased().contains("sec-websocket-protocol: verso.v1\r\n"), "\(socket.text)")
@@ -128,7 +140,10 @@ struct AccessTests {
             }
             var wrong = RawHTTP.handshake(port: server.port, extensions: nil)
             wrong.removeLast()
-            let refused = try await RawHTTP.exchange(port: server.port, request: wrong + "Sec-WebSocket-Protocol: verso.v1, verso.bearer.wrong\r\n\r\n")
+            let refused = try await RawHTTP.exchange(
+                port: server.port,
+                request: wrong + "Sec-WebSocket-Protocol: verso.v1, verso.bearer.wrong\r\n\r\n"
+            )
             #expect(refused.status == 401)
         }
     }
@@ -139,15 +154,24 @@ struct AccessTests {
             let own = uniqueKey("notes/ann/t")
             let others = uniqueKey("notes/bob/t")
             try await TestClient.with(url: server.url, token: TokensFile.ann) { ann in
-                let txn = try await ann.request(#"{"type":"txn","ops":[{"op":"put","key":"\#(own)","base":0,"data":{}},{"op":"put","key":"\#(others)","base":0,"data":{}}]}"#)
+                let txn = try await ann.request(
+                    #"{"type":"txn","ops":[{"op":"put","key":"\#(own)","base":0,"data":{}},{"op":"put","key":"\#(others)","base":0,"data":{}}]}"#
+                )
                 #expect(txn["code"]?.str == "forbidden" && txn["key"]?.str == others, "\(txn.encodedString)")
                 #expect(try await ann.request(#"{"type":"get","key":"\#(own)"}"#)["code"]?.str == "not_found")
-                let checked = try await ann.request(#"{"type":"txn","ops":[{"op":"check","key":"\#(others)","base":0},{"op":"put","key":"\#(own)","base":0,"data":{}}]}"#)
+                let checked = try await ann.request(
+                    #"{"type":"txn","ops":[{"op":"check","key":"\#(others)","base":0},{"op":"put","key":"\#(own)","base":0,"data":{}}]}"#
+                )
                 #expect(checked.type == "ack", "\(checked.encodedString)")
-                let inboxCheck = try await ann.request(#"{"type":"txn","ops":[{"op":"check","key":"inbox/a","base":0}]}"#)
+                let inboxCheck = try await ann.request(
+                    #"{"type":"txn","ops":[{"op":"check","key":"inbox/a","base":0}]}"#
+                )
                 #expect(inboxCheck["code"]?.str == "forbidden")
                 let forced = try await ann.request(#"{"type":"put","key":"\#(own)","force":true,"data":{}}"#)
-                #expect(forced["code"]?.str == "forbidden" && forced["message"]?.str?.contains("force") == true, "\(forced.encodedString)")
+                #expect(
+                    forced["code"]?.str == "forbidden" && forced["message"]?.str?.contains("force") == true,
+                    "\(forced.encodedString)"
+                )
             }
             try await TestClient.with(url: server.url, token: TokensFile.root) { root async throws in
                 #expect(try await root.request(#"{"type":"put","key":"\#(own)","force":true,"data":{}}"#).type == "ack")
@@ -176,7 +200,9 @@ struct AccessTests {
         try await withAuthServer { server, _ in
             let run = uniqueKey("run")
             try await TestClient.with(url: server.url, token: TokensFile.root) { root in
-                for key in ["notes/\(run)/a", "notesx/\(run)", "inbox/\(run)", "secret/\(run)"] { try await put(root, key, base: 0) }
+                for key in ["notes/\(run)/a", "notesx/\(run)", "inbox/\(run)", "secret/\(run)"] {
+                    try await put(root, key, base: 0)
+                }
             }
             try await TestClient.with(url: server.url, token: TokensFile.ann) { ann in
                 var seen: [String] = []
@@ -204,7 +230,11 @@ struct AccessTests {
             try await TestClient.with(url: server.url, token: TokensFile.ann) { ann in
                 let conflict = try await ann.request(#"{"type":"put","key":"\#(key)","base":0,"data":{}}"#)
                 #expect(conflict.type == "conflict" && conflict["version"]?.int == 1)
-                #expect(conflict["data"] == .null && conflict["hidden"] == .bool(true) && conflict["deleted"] == .bool(false), "\(conflict.encodedString)")
+                #expect(
+                    conflict["data"] == .null && conflict["hidden"] == .bool(true)
+                        && conflict["deleted"] == .bool(false),
+                    "\(conflict.encodedString)"
+                )
                 #expect(!conflict.encodedString.contains("private"))
             }
         }
@@ -222,7 +252,10 @@ struct AccessTests {
                 #expect(await server.server.reloadTokens() == nil)
                 // The connection is told why, then closed with 4401.
                 let notice = try await ann.next(timeout: .seconds(10))
-                #expect(notice["code"]?.str == "unauthorized" && notice["message"]?.str?.contains("taken out") == true, "\(notice.encodedString)")
+                #expect(
+                    notice["code"]?.str == "unauthorized" && notice["message"]?.str?.contains("taken out") == true,
+                    "\(notice.encodedString)"
+                )
                 let close = try await ann.waitForClose(timeout: .seconds(10))
                 #expect(close?.closeCode == .unknown(4401), "\(String(describing: close))")
             }
@@ -232,7 +265,9 @@ struct AccessTests {
         }
     }
 
-    @Test("a reload that changes a token's rules ends the connections using it, subscriptions and all; a connection with an unchanged token goes on")
+    @Test(
+        "a reload that changes a token's rules ends the connections using it, subscriptions and all; a connection with an unchanged token goes on"
+    )
     func reloadEndsChangedTokens() async throws {
         try await withAuthServer { server, file in
             let key = uniqueKey("notes/sub")
@@ -241,10 +276,15 @@ struct AccessTests {
                     #expect(try await ann.request(#"{"type":"subscribe","prefix":"notes/"}"#).type == "subscribed")
                     #expect(try await root.request(#"{"type":"subscribe","prefix":"notes/"}"#).type == "subscribed")
                     // Ann may no longer read notes/: her subscription must not deliver it.
-                    try file.write(TokensFile.json.replacingOccurrences(of: #"{"prefix": "notes/", "allow": ["read"]},"#, with: ""))
+                    try file.write(
+                        TokensFile.json.replacingOccurrences(of: #"{"prefix": "notes/", "allow": ["read"]},"#, with: "")
+                    )
                     #expect(await server.server.reloadTokens() == nil)
                     let notice = try await ann.next(timeout: .seconds(10))
-                    #expect(notice["code"]?.str == "unauthorized" && notice["message"]?.str?.contains("rules") == true, "\(notice.encodedString)")
+                    #expect(
+                        notice["code"]?.str == "unauthorized" && notice["message"]?.str?.contains("rules") == true,
+                        "\(notice.encodedString)"
+                    )
                     #expect(try await ann.waitForClose(timeout: .seconds(10))?.closeCode == .unknown(4401))
                     // Root's token did not change: its connection and subscription go on.
                     #expect(try await put(root, key, base: 0) == 1)
@@ -260,7 +300,10 @@ struct AccessTests {
         try await withAuthServer { server, _ in
             try await TestClient.with(url: server.url, token: TokensFile.ann) { ann in
                 let other = try await ann.request(#"{"type":"hello","token":"\#(TokensFile.root)"}"#)
-                #expect(other["code"]?.str == "forbidden" && other["message"]?.str?.contains("another user") == true, "\(other.encodedString)")
+                #expect(
+                    other["code"]?.str == "forbidden" && other["message"]?.str?.contains("another user") == true,
+                    "\(other.encodedString)"
+                )
                 // Still ann, with her rules.
                 #expect(try await ann.request(#"{"type":"hello"}"#)["user"]?.str == "ann")
                 #expect(try await ann.request(#"{"type":"get","key":"secret/x"}"#)["code"]?.str == "forbidden")
@@ -275,7 +318,10 @@ struct AccessTests {
         let file = TokensFile()
         defer { try? FileManager.default.removeItem(atPath: file.directory) }
         try file.write()
-        let process = try await ServerProcess.start(dataDirectory: file.directory, arguments: ["--auth", "tokens", "--tokens-file", file.path])
+        let process = try await ServerProcess.start(
+            dataDirectory: file.directory,
+            arguments: ["--auth", "tokens", "--tokens-file", file.path]
+        )
         try await TestClient.with(url: process.url, token: TokensFile.ann) { ann in
             #expect(try await ann.request(#"{"type":"hello"}"#)["user"]?.str == "ann")
             try file.write(TokensFile.json.replacingOccurrences(of: TokensFile.ann, with: "ann-new-token"))

@@ -18,10 +18,16 @@ struct BadInputTests {
         ("data that is not an object", #"{"type":"put","rid":"x","key":"b/a","base":0,"data":5}"#),
         ("a missing patch", #"{"type":"patch","rid":"x","key":"b/a","base":0}"#),
         ("an invalid key", #"{"type":"put","rid":"x","key":"","base":0,"data":{}}"#),
-        ("a txn with a bad op", #"{"type":"txn","rid":"x","ops":[{"op":"put","key":"b/a","base":0,"data":{}},{"op":"put","key":"b/b","data":{}}]}"#),
+        (
+            "a txn with a bad op",
+            #"{"type":"txn","rid":"x","ops":[{"op":"put","key":"b/a","base":0,"data":{}},{"op":"put","key":"b/b","data":{}}]}"#
+        ),
     ]
 
-    @Test("each bad request gets bad_request with a message and its rid, changes nothing, and the connection goes on", arguments: compressionModes)
+    @Test(
+        "each bad request gets bad_request with a message and its rid, changes nothing, and the connection goes on",
+        arguments: compressionModes
+    )
     func badRequests(compression: Bool) async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url, compression: compression) { client in
@@ -46,12 +52,18 @@ struct BadInputTests {
     @Test("a plain HTTP request to the WebSocket path gets 400 with a JSON error")
     func plainHTTP() async throws {
         try await TestServer.with { server in
-            let response = try await RawHTTP.exchange(port: server.port, request: "GET /v1/ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            let response = try await RawHTTP.exchange(
+                port: server.port,
+                request: "GET /v1/ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
             #expect(response.status == 400)
             let body = try JSONParser.parse(response.body)
             #expect(body.type == "error")
             #expect(body["code"]?.str == "bad_request")
-            let health = try await RawHTTP.exchange(port: server.port, request: "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            let health = try await RawHTTP.exchange(
+                port: server.port,
+                request: "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
             #expect(health.status == 200)
         }
     }
@@ -59,26 +71,39 @@ struct BadInputTests {
     @Test("permessage-deflate is negotiated whenever the client offers it, and not otherwise")
     func deflateNegotiation() async throws {
         try await TestServer.with { server in
-            let offered = try await RawHTTP.exchange(port: server.port, request: RawHTTP.handshake(port: server.port, extensions: "permessage-deflate; client_max_window_bits"))
+            let offered = try await RawHTTP.exchange(
+                port: server.port,
+                request: RawHTTP.handshake(port: server.port, extensions: "permessage-deflate; client_max_window_bits")
+            )
             #expect(offered.status == 101)
             #expect(offered.headers["sec-websocket-extensions"]?.hasPrefix("permessage-deflate") == true)
-            let plain = try await RawHTTP.exchange(port: server.port, request: RawHTTP.handshake(port: server.port, extensions: nil))
+            let plain = try await RawHTTP.exchange(
+                port: server.port,
+                request: RawHTTP.handshake(port: server.port, extensions: nil)
+            )
             #expect(plain.status == 101)
             #expect(plain.headers["sec-websocket-extensions"] == nil)
         }
     }
 
-    @Test("permessage-deflate: no context takeover either way, the client's window honoured, offers it cannot meet declined")
+    @Test(
+        "permessage-deflate: no context takeover either way, the client's window honoured, offers it cannot meet declined"
+    )
     func deflateParameters() async throws {
         try await TestServer.with { server in
             func accepted(_ offer: String) async throws -> String? {
-                let response = try await RawHTTP.exchange(port: server.port, request: RawHTTP.handshake(port: server.port, extensions: offer))
+                let response = try await RawHTTP.exchange(
+                    port: server.port,
+                    request: RawHTTP.handshake(port: server.port, extensions: offer)
+                )
                 #expect(response.status == 101, "offer: \(offer)")
                 return response.headers["sec-websocket-extensions"]
             }
             let plain = try await accepted("permessage-deflate")
             #expect(plain == "permessage-deflate; server_no_context_takeover; client_no_context_takeover")
-            let smallWindow = try await accepted("permessage-deflate; server_max_window_bits=10; client_max_window_bits")
+            let smallWindow = try await accepted(
+                "permessage-deflate; server_max_window_bits=10; client_max_window_bits"
+            )
             #expect(smallWindow?.contains("server_max_window_bits=10") == true)
             #expect(smallWindow?.contains("client_no_context_takeover") == true)
             // zlib cannot compress with a 256-byte window: that offer is declined, the next taken.
@@ -97,7 +122,9 @@ struct BadInputTests {
                     #expect(subscribed.type == "subscribed", "\(subscribed)")
                     for round in 1...3 {
                         let text = (0..<2000).map { "w\($0 % 97)-\(round)" }.joined(separator: " ")
-                        let ack = try await writer.request(#"{"type":"put","rid":"p","key":"big/one","base":\#(round - 1),"data":{"text":"\#(text)"}}"#)
+                        let ack = try await writer.request(
+                            #"{"type":"put","rid":"p","key":"big/one","base":\#(round - 1),"data":{"text":"\#(text)"}}"#
+                        )
                         #expect(ack.type == "ack", "\(ack)")
                         let got = try await writer.request(#"{"type":"get","rid":"g","key":"big/one"}"#)
                         #expect(got["data"]?["text"]?.str == text)
@@ -111,13 +138,19 @@ struct BadInputTests {
         }
     }
 
-    @Test("a message over the size limit closes with 1009, counted after decompression and across fragments", arguments: compressionModes)
+    @Test(
+        "a message over the size limit closes with 1009, counted after decompression and across fragments",
+        arguments: compressionModes
+    )
     func oversized(compression: Bool) async throws {
         try await TestServer.with(configure: { $0.maxMessageBytes = 4096 }) { server in
-            let big = #"{"type":"put","key":"big","base":0,"data":{"x":""# + String(repeating: "a", count: 5000) + #""}}"#
+            let big =
+                #"{"type":"put","key":"big","base":0,"data":{"x":""# + String(repeating: "a", count: 5000) + #""}}"#
             try await TestClient.with(url: server.url, compression: compression) { client in
                 // Just under the limit is fine.
-                let fits = #"{"type":"put","key":"fits","base":0,"data":{"x":""# + String(repeating: "a", count: 3000) + #""}}"#
+                let fits =
+                    #"{"type":"put","key":"fits","base":0,"data":{"x":""# + String(repeating: "a", count: 3000)
+                    + #""}}"#
                 #expect(try await client.request(fits).type == "ack")
                 try await client.send(big)
                 let close = try await client.waitForClose()
@@ -125,7 +158,9 @@ struct BadInputTests {
             }
             try await TestClient.with(url: server.url, compression: compression) { client in
                 let half = ByteBuffer(string: String(repeating: " ", count: 3000))
-                try await client.send(frame: WebSocketFrame(fin: false, opcode: .text, data: ByteBuffer(string: "{\"type\":\"hello\"")))
+                try await client.send(
+                    frame: WebSocketFrame(fin: false, opcode: .text, data: ByteBuffer(string: "{\"type\":\"hello\""))
+                )
                 try await client.send(frame: WebSocketFrame(fin: false, opcode: .continuation, data: half))
                 try await client.send(frame: WebSocketFrame(fin: true, opcode: .continuation, data: half))
                 let close = try await client.waitForClose()
@@ -142,7 +177,9 @@ struct BadInputTests {
     func invalidUTF8() async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url, compression: false) { client in
-                try await client.send(frame: WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(bytes: [0x7B, 0xC3, 0x28, 0x7D])))
+                try await client.send(
+                    frame: WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(bytes: [0x7B, 0xC3, 0x28, 0x7D]))
+                )
                 let close = try await client.waitForClose()
                 #expect(close?.closeCode == .dataInconsistentWithMessage)
             }

@@ -15,21 +15,61 @@ struct HostileFrame: Sendable, CustomTestStringConvertible {
     var testDescription: String { name }
 
     /// A deflate stream of a put whose record is 64 KiB of "a" (RFC 7692: without its final 00 00 ff ff).
-    static let deflateBomb = Array(Data(base64Encoded: "7MkxCoRAFETBu3RsYOxtZtBIlhV2FhTx7v6DVEXdvDvjOrYsOf4jU/btqt2/n16nt1+VecraRsty56zWAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAoOR5XgA=")!)
+    static let deflateBomb = Array(
+        Data(
+            base64Encoded:
+                "7MkxCoRAFETBu3RsYOxtZtBIlhV2FhTx7v6DVEXdvDvjOrYsOf4jU/btqt2/n16nt1+VecraRsty56zWAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAoOR5XgA="
+        )!
+    )
 
     static let all: [HostileFrame] = [
-        HostileFrame(name: "a reserved opcode (0x3)", bytes: RawSocket.frame(opcode: 0x3, Array("x".utf8)), closeCode: 1002),
-        HostileFrame(name: "RSV2 set", bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8), reservedBits: 0b010), closeCode: 1002),
-        HostileFrame(name: "RSV3 set", bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8), reservedBits: 0b001), closeCode: 1002),
-        HostileFrame(name: "RSV1 set without permessage-deflate", bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8), reservedBits: 0b100), closeCode: 1002),
-        HostileFrame(name: "an unmasked frame (RFC 6455 5.1)", bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8), masked: false), closeCode: 1002),
-        HostileFrame(name: "a frame over the size limit", bytes: RawSocket.frame(opcode: 0x1, Array(repeating: 0x20, count: 5000)), closeCode: 1009),
-        HostileFrame(name: "a deflate bomb", bytes: RawSocket.frame(opcode: 0x1, deflateBomb, reservedBits: 0b100), closeCode: 1009, compression: true),
+        HostileFrame(
+            name: "a reserved opcode (0x3)",
+            bytes: RawSocket.frame(opcode: 0x3, Array("x".utf8)),
+            closeCode: 1002
+        ),
+        HostileFrame(
+            name: "RSV2 set",
+            bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8), reservedBits: 0b010),
+            closeCode: 1002
+        ),
+        HostileFrame(
+            name: "RSV3 set",
+            bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8), reservedBits: 0b001),
+            closeCode: 1002
+        ),
+        HostileFrame(
+            name: "RSV1 set without permessage-deflate",
+            bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8), reservedBits: 0b100),
+            closeCode: 1002
+        ),
+        HostileFrame(
+            name: "an unmasked frame (RFC 6455 5.1)",
+            bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8), masked: false),
+            closeCode: 1002
+        ),
+        HostileFrame(
+            name: "a frame over the size limit",
+            bytes: RawSocket.frame(opcode: 0x1, Array(repeating: 0x20, count: 5000)),
+            closeCode: 1009
+        ),
+        HostileFrame(
+            name: "a deflate bomb",
+            bytes: RawSocket.frame(opcode: 0x1, deflateBomb, reservedBits: 0b100),
+            closeCode: 1009,
+            compression: true
+        ),
         // 0xFF starts a deflate block of the reserved type 3 (RFC 1951 section 3.2.3).
-        HostileFrame(name: "a compressed message that does not inflate", bytes: RawSocket.frame(opcode: 0x1, [0xFF, 0xFF, 0xFF, 0xFF], reservedBits: 0b100), closeCode: 1007, compression: true),
+        HostileFrame(
+            name: "a compressed message that does not inflate",
+            bytes: RawSocket.frame(opcode: 0x1, [0xFF, 0xFF, 0xFF, 0xFF], reservedBits: 0b100),
+            closeCode: 1007,
+            compression: true
+        ),
         HostileFrame(
             name: "a text frame that starts a new message inside a fragmented one",
-            bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"#.utf8), fin: false) + RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8)),
+            bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"#.utf8), fin: false)
+                + RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8)),
             closeCode: 1002
         ),
     ]
@@ -37,29 +77,46 @@ struct HostileFrame: Sendable, CustomTestStringConvertible {
 
 @Suite("Closing: once the server sends its close, nothing more from the client is applied")
 struct ClosingTests {
-    @Test("after a frame-level protocol error, a put sent with it or after it is not applied, and the socket is closed within the closing timeout", arguments: HostileFrame.all)
+    @Test(
+        "after a frame-level protocol error, a put sent with it or after it is not applied, and the socket is closed within the closing timeout",
+        arguments: HostileFrame.all
+    )
     func nothingAppliedAfterClose(hostile: HostileFrame) async throws {
         try await TestServer.with(configure: { $0.maxMessageBytes = 4096 }) { server in
             let sameWrite = uniqueKey("after-close")
             let later = uniqueKey("after-close")
             try await RawSocket.with(port: server.port) { socket in
-                try await socket.upgrade(port: server.port, extensions: hostile.compression ? "permessage-deflate" : nil)
+                try await socket.upgrade(
+                    port: server.port,
+                    extensions: hostile.compression ? "permessage-deflate" : nil
+                )
                 // The bad frame and a valid put in one write: the server reads both at once.
-                try await socket.write(hostile.bytes + RawSocket.text(#"{"type":"put","rid":"1","key":"\#(sameWrite)","base":0,"data":{}}"#))
+                try await socket.write(
+                    hostile.bytes
+                        + RawSocket.text(#"{"type":"put","rid":"1","key":"\#(sameWrite)","base":0,"data":{}}"#)
+                )
                 #expect(try await socket.wait { $0.closeCode != nil || $0.isClosed }, "no close after \(hostile.name)")
                 #expect(socket.closeCode == hostile.closeCode, "close code after \(hostile.name)")
                 // A put after the close frame came (a client that ignores it).
-                try? await socket.write(RawSocket.text(#"{"type":"put","rid":"2","key":"\#(later)","base":0,"data":{}}"#))
+                try? await socket.write(
+                    RawSocket.text(#"{"type":"put","rid":"2","key":"\#(later)","base":0,"data":{}}"#)
+                )
                 let start = ContinuousClock.now
                 let released = try await socket.waitForRelease(timeout: .seconds(6))
                 #expect(released, "the server kept the socket open after \(hostile.name)")
                 #expect(ContinuousClock.now - start < .seconds(4), "let go within the 2 s closing timeout")
-                #expect(!socket.frames.contains { $0.opcode == 0x1 }, "no reply after the close: \(socket.frames.map(\.opcode))")
+                #expect(
+                    !socket.frames.contains { $0.opcode == 0x1 },
+                    "no reply after the close: \(socket.frames.map(\.opcode))"
+                )
             }
             try await TestClient.with(url: server.url) { client in
                 for key in [sameWrite, later] {
                     let reply = try await client.request(#"{"type":"get","key":"\#(key)"}"#)
-                    #expect(reply["code"]?.str == "not_found", "\(hostile.name): the put of \(key) was applied: \(reply.encodedString)")
+                    #expect(
+                        reply["code"]?.str == "not_found",
+                        "\(hostile.name): the put of \(key) was applied: \(reply.encodedString)"
+                    )
                 }
             }
         }
@@ -72,7 +129,10 @@ struct ClosingTests {
             try await RawSocket.with(port: server.port) { socket in
                 try await socket.upgrade(port: server.port)
                 #expect(try await socket.wait { $0.frames.contains { $0.opcode == 0x9 } }, "the server pings")
-                #expect(try await socket.wait(timeout: .seconds(10)) { $0.closeCode != nil }, "closed for not answering")
+                #expect(
+                    try await socket.wait(timeout: .seconds(10)) { $0.closeCode != nil },
+                    "closed for not answering"
+                )
                 #expect(socket.closeCode == 4001)
                 #expect(try await socket.waitForRelease(timeout: .seconds(5)), "and the socket let go")
             }

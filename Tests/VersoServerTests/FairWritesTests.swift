@@ -11,12 +11,17 @@ import VersoTesting
 /// A record of about `members` × 53 bytes with many small members, the costly shape to merge
 /// and encode.
 private func largeRecord(members: Int) -> String {
-    "{" + (0..<members).map { #""f\#(String(format: "%06d", $0))":"\#(String(repeating: "x", count: 40))""# }.joined(separator: ",") + "}"
+    "{"
+        + (0..<members).map { #""f\#(String(format: "%06d", $0))":"\#(String(repeating: "x", count: 40))""# }.joined(
+            separator: ","
+        ) + "}"
 }
 
 @Suite("Fair writes: one connection's pipelined writes cannot make every other connection wait")
 struct FairWritesTests {
-    @Test("pipelined writes on one connection are decided in the order sent, and a write from another connection is not queued behind all of them")
+    @Test(
+        "pipelined writes on one connection are decided in the order sent, and a write from another connection is not queued behind all of them"
+    )
     func pipelineDoesNotHoldBackOthers() async throws {
         let directory = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -36,10 +41,14 @@ struct FairWritesTests {
                         try await waitUntil { engine.committingWriteCount == 1 }
                         let count = 32
                         for index in 0..<count {
-                            try await hog.send(#"{"type":"patch","rid":\#(index),"key":"\#(key)","base":\#(index + 1),"patch":{"f000001":\#(index)}}"#)
+                            try await hog.send(
+                                #"{"type":"patch","rid":\#(index),"key":"\#(key)","base":\#(index + 1),"patch":{"f000001":\#(index)}}"#
+                            )
                         }
                         try await waitUntil { engine.queuedWriteCount == count }
-                        try await other.send(#"{"type":"put","rid":"other","key":"\#(uniqueKey("other"))","base":0,"data":{}}"#)
+                        try await other.send(
+                            #"{"type":"put","rid":"other","key":"\#(uniqueKey("other"))","base":0,"data":{}}"#
+                        )
                         try await waitUntil { engine.queuedWriteCount == count + 1 }
                         try lock.release()
                         #expect(try await blocker.next().type == "ack")
@@ -53,13 +62,20 @@ struct FairWritesTests {
                     for index in 1..<count {
                         let reply = try await hog.next()
                         // Replies in request order, each patch on the version the one before made.
-                        #expect(reply.type == "ack" && reply["rid"]?.int == Int64(index) && reply["version"]?.int == Int64(index + 2), "\(reply.encodedString.prefix(200))")
+                        #expect(
+                            reply.type == "ack" && reply["rid"]?.int == Int64(index)
+                                && reply["version"]?.int == Int64(index + 2),
+                            "\(reply.encodedString.prefix(200))"
+                        )
                         seqs.append(reply["seq"]?.int ?? -1)
                     }
                     #expect(seqs == seqs.sorted())
                     // The other connection's write was decided before the last of the pipeline.
                     let otherSeq = otherAck["seq"]?.int ?? .max
-                    #expect(otherSeq < seqs.last!, "the other connection's write got seq \(otherSeq), after all \(count) pipelined writes (last seq \(seqs.last!))")
+                    #expect(
+                        otherSeq < seqs.last!,
+                        "the other connection's write got seq \(otherSeq), after all \(count) pipelined writes (last seq \(seqs.last!))"
+                    )
                     // Read your writes: the get sees the last patch.
                     let snapshot = try await hog.request(#"{"type":"get","key":"\#(key)"}"#)
                     #expect(snapshot["version"]?.int == Int64(count + 1))
@@ -70,7 +86,9 @@ struct FairWritesTests {
         }
     }
 
-    @Test("a connection with 128 writes waiting has no further request taken until some are answered; then every reply comes in request order")
+    @Test(
+        "a connection with 128 writes waiting has no further request taken until some are answered; then every reply comes in request order"
+    )
     func inFlightLimit() async throws {
         let directory = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -85,7 +103,9 @@ struct FairWritesTests {
                     try await blocker.send(#"{"type":"put","key":"\#(uniqueKey("blocker"))","base":0,"data":{}}"#)
                     try await waitUntil { engine.committingWriteCount == 1 }
                     for (index, key) in keys.enumerated() {
-                        try await client.send(#"{"type":"put","rid":\#(index),"key":"\#(key)","base":0,"data":{"n":\#(index)}}"#)
+                        try await client.send(
+                            #"{"type":"put","rid":\#(index),"key":"\#(key)","base":0,"data":{"n":\#(index)}}"#
+                        )
                     }
                     try await client.send(#"{"type":"get","rid":"last","key":"\#(keys[199])"}"#)
                     try await waitUntil { engine.queuedWriteCount == 128 }
@@ -99,7 +119,10 @@ struct FairWritesTests {
                     #expect(reply.type == "ack" && reply["rid"]?.int == Int64(index), "\(reply.encodedString)")
                 }
                 let last = try await client.next()
-                #expect(last.type == "snapshot" && last["rid"]?.str == "last" && last["data"]?["n"]?.int == 199, "\(last.encodedString)")
+                #expect(
+                    last.type == "snapshot" && last["rid"]?.str == "last" && last["data"]?["n"]?.int == 199,
+                    "\(last.encodedString)"
+                )
             }
         }
     }
@@ -112,7 +135,9 @@ struct FairWritesTests {
                 try await put(client, key, base: 0, largeRecord(members: 1000))
                 for base in [Int64(1), 2] {
                     if base == 2 {
-                        let ack = try await client.request(#"{"type":"patch","key":"\#(key)","base":1,"patch":{"f000003":null,"new":[1,2]}}"#)
+                        let ack = try await client.request(
+                            #"{"type":"patch","key":"\#(key)","base":1,"patch":{"f000003":null,"new":[1,2]}}"#
+                        )
                         #expect(ack.type == "ack" && ack["version"]?.int == 2)
                     }
                     let snapshot = try await client.request(#"{"type":"get","key":"\#(key)"}"#)
@@ -137,15 +162,34 @@ struct FairWritesTests {
         let original = try JSONParser.parse(largeRecord(members: 1000))
         guard case .object(let data) = original else { Issue.record("not an object"); return }
         func patch(_ base: Int64, _ member: BytewiseString) -> WriteCommand {
-            WriteCommand(operations: [WriteOperation(key: "large", action: .patch([member: .string("changed")]), precondition: .base(base))], isTxn: false)
+            WriteCommand(
+                operations: [
+                    WriteOperation(
+                        key: "large",
+                        action: .patch([member: .string("changed")]),
+                        precondition: .base(base)
+                    )
+                ],
+                isTxn: false
+            )
         }
-        let created = try await store.commit([WriteCommand(operations: [WriteOperation(key: "large", action: .put(data), precondition: .base(0))], isTxn: false)])
+        let created = try await store.commit([
+            WriteCommand(
+                operations: [WriteOperation(key: "large", action: .put(data), precondition: .base(0))],
+                isTxn: false
+            )
+        ])
         guard case .applied(seq: 1, _, _) = created.first else { Issue.record("\(created)"); return }
         // A trigger fails the batch's last write, so the whole batch rolls back, after the
         // patch before it was applied (and its result cached).
         let side = try SQLiteConnection(path: configuration.databasePath, readOnly: false)
-        try side.execute("CREATE TRIGGER fail_boom BEFORE INSERT ON changes WHEN NEW.key = 'boom' BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
-        let boom = WriteCommand(operations: [WriteOperation(key: "boom", action: .put([:]), precondition: .base(0))], isTxn: false)
+        try side.execute(
+            "CREATE TRIGGER fail_boom BEFORE INSERT ON changes WHEN NEW.key = 'boom' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )
+        let boom = WriteCommand(
+            operations: [WriteOperation(key: "boom", action: .put([:]), precondition: .base(0))],
+            isTxn: false
+        )
         await #expect(throws: (any Error).self) { try await store.commit([patch(1, "f000001"), boom]) }
         try side.execute("DROP TRIGGER fail_boom")
         let stored = try await store.record("large")
@@ -156,7 +200,9 @@ struct FairWritesTests {
         guard case .conflict(let details) = stale.first else { Issue.record("\(stale)"); return }
         #expect(details.first?.version == 1 && details.first?.data == original.encodedBytes)
         let outcomes = try await store.commit([patch(1, "f000002")])
-        guard case .applied(_, let changes, _) = outcomes.first, let written = changes.first?.data else { Issue.record("\(outcomes)"); return }
+        guard case .applied(_, let changes, _) = outcomes.first, let written = changes.first?.data else {
+            Issue.record("\(outcomes)"); return
+        }
         var expected = data
         expected["f000002"] = .string("changed")
         #expect(written == JSONValue.object(expected).encodedBytes)
@@ -168,11 +214,19 @@ struct FairWritesTests {
     func commitBudget() async throws {
         let directory = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = SQLiteStore(configuration: SQLiteStoreConfiguration(directory: directory), logger: Logger(label: "verso.test"))
+        let store = SQLiteStore(
+            configuration: SQLiteStoreConfiguration(directory: directory),
+            logger: Logger(label: "verso.test")
+        )
         _ = try await store.open()
-        guard case .object(let data) = try JSONParser.parse(largeRecord(members: 1000)) else { Issue.record("not an object"); return }
+        guard case .object(let data) = try JSONParser.parse(largeRecord(members: 1000)) else {
+            Issue.record("not an object"); return
+        }
         func write(_ key: String, _ action: WriteAction, base: Int64) -> WriteCommand {
-            WriteCommand(operations: [WriteOperation(key: key, action: action, precondition: .base(base))], isTxn: false)
+            WriteCommand(
+                operations: [WriteOperation(key: key, action: action, precondition: .base(base))],
+                isTxn: false
+            )
         }
         _ = try await store.commit([write("large", .put(data), base: 0)])
         let patches = (1...4).map { write("large", .patch(["n": .number(String($0))]), base: Int64($0)) }
@@ -187,7 +241,12 @@ struct FairWritesTests {
         #expect(try await store.record("large")?.version == 5)
         // Small writes cost little: a thousand fit under the default limit.
         let small = (0..<1000).map { write("small/\($0)", .put([:]), base: 0) }
-        #expect(try await store.commit(small, budget: CommitBudget(guaranteed: 1, workLimit: EngineConfiguration().batchWorkLimit)).outcomes.count == 1000)
+        #expect(
+            try await store.commit(
+                small,
+                budget: CommitBudget(guaranteed: 1, workLimit: EngineConfiguration().batchWorkLimit)
+            ).outcomes.count == 1000
+        )
         await store.close()
     }
 }

@@ -25,7 +25,10 @@ private struct SmallDisk {
     init(megabytes: Int) throws {
         path = FileManager.default.temporaryDirectory.appendingPathComponent("verso-disk-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        let (status, output) = Self.run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(megabytes)m,mode=0700", "tmpfs", path])
+        let (status, output) = Self.run(
+            "/bin/mount",
+            ["-t", "tmpfs", "-o", "size=\(megabytes)m,mode=0700", "tmpfs", path]
+        )
         guard status == 0 else {
             try? FileManager.default.removeItem(atPath: path)
             throw TestFailure("mount -t tmpfs failed (\(status)): \(output)")
@@ -41,7 +44,9 @@ private struct SmallDisk {
     /// Writes zeros to `name` until the disk is full; returns the bytes written.
     func fill(_ name: String) throws -> Int {
         let descriptor = open((path as NSString).appendingPathComponent(name), O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard descriptor >= 0 else { throw TestFailure("cannot create the ballast file: \(String(cString: strerror(errno)))") }
+        guard descriptor >= 0 else {
+            throw TestFailure("cannot create the ballast file: \(String(cString: strerror(errno)))")
+        }
         defer { close(descriptor) }
         let chunk = [UInt8](repeating: 0, count: 64 << 10)
         var total = 0
@@ -51,7 +56,9 @@ private struct SmallDisk {
                 total += written
                 continue
             }
-            guard written < 0, errno == ENOSPC else { throw TestFailure("filling the disk failed: \(String(cString: strerror(errno)))") }
+            guard written < 0, errno == ENOSPC else {
+                throw TestFailure("filling the disk failed: \(String(cString: strerror(errno)))")
+            }
             return total
         }
     }
@@ -81,7 +88,10 @@ final class WriteLock {
     private let connection: SQLiteConnection
 
     init(databaseIn directory: String) throws {
-        connection = try SQLiteConnection(path: (directory as NSString).appendingPathComponent("verso.sqlite"), readOnly: false)
+        connection = try SQLiteConnection(
+            path: (directory as NSString).appendingPathComponent("verso.sqlite"),
+            readOnly: false
+        )
         try connection.execute("BEGIN IMMEDIATE")
     }
 
@@ -108,7 +118,9 @@ private func versions(in directory: String, of keys: [String]) async throws -> [
     }
 }
 
-@Suite("Faults: a store that fails answers internal and acknowledges nothing it did not commit; shutdown answers unavailable")
+@Suite(
+    "Faults: a store that fails answers internal and acknowledges nothing it did not commit; shutdown answers unavailable"
+)
 struct FaultTests {
     /// Data of about `kilobytes` KiB, so one write needs many new pages of WAL.
     private static func bulk(_ kilobytes: Int) -> String {
@@ -133,7 +145,9 @@ struct FaultTests {
 
                 var refused = 0
                 for key in keys {
-                    let reply = try await client.request(#"{"type":"put","key":"\#(key)","base":0,"data":\#(Self.bulk(64))}"#)
+                    let reply = try await client.request(
+                        #"{"type":"put","key":"\#(key)","base":0,"data":\#(Self.bulk(64))}"#
+                    )
                     switch reply.type {
                     case "ack": acked[key] = reply["version"]?.int
                     case "error":
@@ -150,7 +164,9 @@ struct FaultTests {
                 #expect(before.type == "snapshot" && before["data"]?["n"]?.int == 1, "\(before.encodedString)")
                 try await TestClient.with(url: server.url) { reader in
                     let listed = try await reader.request(#"{"type":"list","prefix":"disk/"}"#)
-                    guard case .array(let records)? = listed["records"] else { throw TestFailure("list: \(listed.encodedString)") }
+                    guard case .array(let records)? = listed["records"] else {
+                        throw TestFailure("list: \(listed.encodedString)")
+                    }
                     let listedKeys = records.compactMap { $0["key"]?.str }
                     #expect(listedKeys == ["disk/before"] + keys.filter { acked[$0] != nil }, "\(listed.encodedString)")
                 }
@@ -159,7 +175,9 @@ struct FaultTests {
                 // could not if any part of them had been applied.
                 try disk.free("ballast")
                 for key in keys where acked[key] == nil {
-                    let reply = try await client.request(#"{"type":"put","key":"\#(key)","base":0,"data":\#(Self.bulk(64))}"#)
+                    let reply = try await client.request(
+                        #"{"type":"put","key":"\#(key)","base":0,"data":\#(Self.bulk(64))}"#
+                    )
                     #expect(reply.type == "ack", "put \(key) after space returned: \(reply.encodedString)")
                     acked[key] = reply["version"]?.int
                 }
@@ -170,11 +188,16 @@ struct FaultTests {
         // A fresh server over the same files holds exactly what was acknowledged.
         let stored = try await versions(in: directory, of: ["disk/before"] + keys)
         for (key, version) in stored {
-            #expect(version == acked[key], "\(key): acknowledged \(acked[key].map(String.init) ?? "never"), stored \(version.map(String.init) ?? "nothing")")
+            #expect(
+                version == acked[key],
+                "\(key): acknowledged \(acked[key].map(String.init) ?? "never"), stored \(version.map(String.init) ?? "nothing")"
+            )
         }
     }
 
-    @Test("6 errors: a write the store cannot commit (the database locked by another process past the 5 s busy timeout) gets internal and changes nothing; reads go on; the next write commits")
+    @Test(
+        "6 errors: a write the store cannot commit (the database locked by another process past the 5 s busy timeout) gets internal and changes nothing; reads go on; the next write commits"
+    )
     func lockedDatabase() async throws {
         let directory = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -203,7 +226,9 @@ struct FaultTests {
         #expect(stored == ["locked/a": 2, "locked/b": 1])
     }
 
-    @Test("8 shutdown: a request read after shutdown began gets unavailable and changes nothing; a write accepted before it commits and is acknowledged; then 1001")
+    @Test(
+        "8 shutdown: a request read after shutdown began gets unavailable and changes nothing; a write accepted before it commits and is acknowledged; then 1001"
+    )
     func unavailableDuringShutdown() async throws {
         let directory = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -220,31 +245,51 @@ struct FaultTests {
                     var sent: [String] = []
                     for attempt in 1...20 where server.server.engine.queuedWriteCount == 0 {
                         sent.append("w\(attempt)")
-                        try await writer.send(#"{"type":"put","rid":"w\#(attempt)","key":"down/w\#(attempt)","base":0,"data":{}}"#)
-                        try? await waitUntil("a write queueing", timeout: .milliseconds(500)) { server.server.engine.queuedWriteCount >= 1 }
+                        try await writer.send(
+                            #"{"type":"put","rid":"w\#(attempt)","key":"down/w\#(attempt)","base":0,"data":{}}"#
+                        )
+                        try? await waitUntil("a write queueing", timeout: .milliseconds(500)) {
+                            server.server.engine.queuedWriteCount >= 1
+                        }
                     }
-                    try #require(server.server.engine.queuedWriteCount >= 1, "no write ever waited behind the batch stuck on the lock")
+                    try #require(
+                        server.server.engine.queuedWriteCount >= 1,
+                        "no write ever waited behind the batch stuck on the lock"
+                    )
                     await server.server.triggerShutdown()
                     try await waitUntil("shutdown") { !server.server.engine.isAccepting }
 
-                    let refusedWrite = try await late.request(#"{"type":"put","rid":"late","key":"down/late","base":0,"data":{}}"#)
+                    let refusedWrite = try await late.request(
+                        #"{"type":"put","rid":"late","key":"down/late","base":0,"data":{}}"#
+                    )
                     #expect(refusedWrite["rid"]?.str == "late")
-                    #expect(refusedWrite.type == "error" && refusedWrite["code"]?.str == "unavailable", "\(refusedWrite.encodedString)")
+                    #expect(
+                        refusedWrite.type == "error" && refusedWrite["code"]?.str == "unavailable",
+                        "\(refusedWrite.encodedString)"
+                    )
                     let refusedRead = try await late.request(#"{"type":"get","rid":"late-get","key":"down/w1"}"#)
-                    #expect(refusedRead.type == "error" && refusedRead["code"]?.str == "unavailable", "\(refusedRead.encodedString)")
+                    #expect(
+                        refusedRead.type == "error" && refusedRead["code"]?.str == "unavailable",
+                        "\(refusedRead.encodedString)"
+                    )
 
                     try lock.release()
                     for _ in sent {
                         // A write the server had not read when it closed the connection gets no
                         // reply (Protocol.md 1): the check after the restart proves it was not applied.
                         guard let reply = try? await writer.next() else { break }
-                        guard let rid = reply["rid"]?.str else { throw TestFailure("unexpected \(reply.encodedString)") }
+                        guard let rid = reply["rid"]?.str else {
+                            throw TestFailure("unexpected \(reply.encodedString)")
+                        }
                         switch reply.type {
                         case "ack": acked.insert("down/\(rid)")
                         case "error" where rid != "w1":
                             // Read after shutdown began: refused like any late request.
                             #expect(reply["code"]?.str == "unavailable", "\(reply.encodedString)")
-                        default: Issue.record("reply to \(rid) (internal if the lock was held past SQLite's 5 s busy timeout): \(reply.encodedString)")
+                        default:
+                            Issue.record(
+                                "reply to \(rid) (internal if the lock was held past SQLite's 5 s busy timeout): \(reply.encodedString)"
+                            )
                         }
                     }
                     #expect(acked.contains("down/w1"), "the write queued before shutdown was acknowledged")

@@ -20,10 +20,13 @@ struct HandshakeTests {
         }
     }
 
-    @Test("half a request is answered 408 once the handshake timeout passes, and closed", arguments: [
-        "GET /v1/ws HTTP/1.1\r\nHost: x\r\n",
-        "GET /v1/w",
-    ])
+    @Test(
+        "half a request is answered 408 once the handshake timeout passes, and closed",
+        arguments: [
+            "GET /v1/ws HTTP/1.1\r\nHost: x\r\n",
+            "GET /v1/w",
+        ]
+    )
     func partialRequest(request: String) async throws {
         // Long enough that even a loaded machine reads the half request before the timeout.
         try await TestServer.with(configure: { $0.handshakeTimeout = .milliseconds(1500) }) { server in
@@ -61,15 +64,20 @@ struct HandshakeTests {
             // A request head just under the limit still upgrades.
             let header = "X-Filler: " + String(repeating: "y", count: 12 << 10) + "\r\n"
             var request = RawHTTP.handshake(port: server.port, extensions: nil)
-            request.insert(contentsOf: header, at: request.index(before: request.endIndex)) // before the blank line ("\r\n" is one Character)
+            // Before the blank line ("\r\n" is one Character).
+            request.insert(contentsOf: header, at: request.index(before: request.endIndex))
             #expect(try await RawHTTP.exchange(port: server.port, request: request).status == 101)
         }
     }
 
-    @Test("an upgrade with a Sec-WebSocket-Version other than 13 is answered 426 with Sec-WebSocket-Version: 13", arguments: ["8", "14", nil])
+    @Test(
+        "an upgrade with a Sec-WebSocket-Version other than 13 is answered 426 with Sec-WebSocket-Version: 13",
+        arguments: ["8", "14", nil]
+    )
     func wrongVersion(version: String?) async throws {
         try await TestServer.with { server in
-            var request = "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            var request =
+                "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             if let version { request += "Sec-WebSocket-Version: \(version)\r\n" }
             let response = try await RawHTTP.exchange(port: server.port, request: request + "\r\n")
             #expect(response.status == 426)
@@ -81,7 +89,8 @@ struct HandshakeTests {
     @Test("an upgrade without a valid Sec-WebSocket-Key is answered 400", arguments: [nil, "c2hvcnQ=", "not base64!"])
     func badKey(key: String?) async throws {
         try await TestServer.with { server in
-            var request = "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            var request =
+                "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
             if let key { request += "Sec-WebSocket-Key: \(key)\r\n" }
             let response = try await RawHTTP.exchange(port: server.port, request: request + "\r\n")
             #expect(response.status == 400)
@@ -107,7 +116,10 @@ struct HandshakeTests {
                 let deadline = ContinuousClock.now + .seconds(5)
                 var admitted = false
                 while !admitted, ContinuousClock.now < deadline {
-                    let response = try await RawHTTP.exchange(port: server.port, request: RawHTTP.handshake(port: server.port, extensions: nil))
+                    let response = try await RawHTTP.exchange(
+                        port: server.port,
+                        request: RawHTTP.handshake(port: server.port, extensions: nil)
+                    )
                     admitted = response.status == 101
                     if !admitted { try await Task.sleep(for: .milliseconds(20)) }
                 }

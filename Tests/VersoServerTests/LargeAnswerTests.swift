@@ -25,11 +25,19 @@ struct LargeAnswerTests {
 
     /// Expects one update per key, in order, at `version`, with seqs rising after `seq`; returns the last seq.
     @discardableResult
-    static func expectUpdates(_ client: TestClient, keys: [String], version: Int64, after seq: Int64) async throws -> Int64 {
+    static func expectUpdates(
+        _ client: TestClient,
+        keys: [String],
+        version: Int64,
+        after seq: Int64
+    ) async throws -> Int64 {
         var last = seq
         for key in keys {
             let update = try await client.next()
-            #expect(update.type == "update" && update["key"]?.str == key && update["version"]?.int == version, "\(update["key"]?.str ?? update.encodedString)")
+            #expect(
+                update.type == "update" && update["key"]?.str == key && update["version"]?.int == version,
+                "\(update["key"]?.str ?? update.encodedString)"
+            )
             let updateSeq = update["seq"]?.int ?? .min
             #expect(updateSeq > last)
             last = updateSeq
@@ -37,7 +45,9 @@ struct LargeAnswerTests {
         return last
     }
 
-    @Test("5: snapshots totalling far more than the queue limit reach a client that reads them, showing the state at seq, before the updates after it")
+    @Test(
+        "5: snapshots totalling far more than the queue limit reach a client that reads them, showing the state at seq, before the updates after it"
+    )
     func snapshotsLargerThanTheQueueLimit() async throws {
         try await TestServer.with(configure: Self.smallQueue) { server in
             try await TestClient.with(url: server.url, compression: false) { writer in
@@ -51,7 +61,10 @@ struct LargeAnswerTests {
                     for key in keys.prefix(5) { try await put(writer, key, base: 1, #"{"v":"changed"}"#) }
                     for key in keys {
                         let snapshot = try await reader.next()
-                        #expect(snapshot.type == "snapshot" && snapshot["key"]?.str == key && snapshot["version"]?.int == 1, "\(snapshot["key"]?.str ?? snapshot.encodedString)")
+                        #expect(
+                            snapshot.type == "snapshot" && snapshot["key"]?.str == key && snapshot["version"]?.int == 1,
+                            "\(snapshot["key"]?.str ?? snapshot.encodedString)"
+                        )
                     }
                     try await Self.expectUpdates(reader, keys: Array(keys.prefix(5)), version: 2, after: seq)
                     #expect(try await barrier(reader).isEmpty)
@@ -67,7 +80,9 @@ struct LargeAnswerTests {
             try await TestClient.with(url: server.url, compression: false) { writer in
                 let keys = try await Self.putRecords(writer, prefix: "replay/", count: 40, bytes: 100_000)
                 try await TestClient.with(url: server.url, compression: false) { reader in
-                    let subscribed = try await reader.request(#"{"type":"subscribe","rid":1,"prefix":"replay/","since":0}"#)
+                    let subscribed = try await reader.request(
+                        #"{"type":"subscribe","rid":1,"prefix":"replay/","since":0}"#
+                    )
                     #expect(subscribed.type == "subscribed", "\(subscribed.encodedString)")
                     #expect(subscribed["snapshots"]?.int == 0)
                     #expect(subscribed["reset"] != .bool(true))
@@ -83,7 +98,9 @@ struct LargeAnswerTests {
         }
     }
 
-    @Test("3.5: a list page stops before 8 MiB of records, with next, and a page larger than the queue limit reaches a client that reads it")
+    @Test(
+        "3.5: a list page stops before 8 MiB of records, with next, and a page larger than the queue limit reaches a client that reads it"
+    )
     func listLargerThanTheQueueLimit() async throws {
         try await TestServer.with(configure: Self.smallQueue) { server in
             try await TestClient.with(url: server.url, compression: false) { client in

@@ -10,7 +10,9 @@ import VersoTesting
 /// `--max-queued-bytes`).
 @Suite("Memory limit")
 struct MemoryLimitTests {
-    @Test("1.2: past the server's total queue limit, the connection holding the most unread is closed with 1008 first, and a client that reads is unaffected")
+    @Test(
+        "1.2: past the server's total queue limit, the connection holding the most unread is closed with 1008 first, and a client that reads is unaffected"
+    )
     func largestUnreadQueueIsClosedFirst() async throws {
         // No connection comes near its own limit: only the total can close one.
         try await TestServer.with(configure: {

@@ -29,7 +29,13 @@ final class LogCapture: Sendable {
         func log(event: LogEvent) {
             let merged = metadata.merging(event.metadata ?? [:]) { $1 }
             capture.entries.withLock {
-                $0.append(Entry(level: event.level, message: event.message.description, metadata: merged.mapValues { "\($0)" }))
+                $0.append(
+                    Entry(
+                        level: event.level,
+                        message: event.message.description,
+                        metadata: merged.mapValues { "\($0)" }
+                    )
+                )
             }
         }
     }
@@ -46,14 +52,19 @@ final class LogCapture: Sendable {
 func browserHandshake(port: Int, host: String = "127.0.0.1", origin: String?) -> String {
     var request = RawHTTP.handshake(host: host, port: port, extensions: nil)
     if let origin {
-        request.insert(contentsOf: "Origin: \(origin)\r\n", at: request.index(before: request.endIndex)) // before the blank line
+        // Before the blank line.
+        request.insert(contentsOf: "Origin: \(origin)\r\n", at: request.index(before: request.endIndex))
     }
     return request
 }
 
 /// Sends `handshake` on a raw socket, and at once after it a put of `key`, as an eager client
 /// would; returns the HTTP status and, when upgraded, the reply to the put.
-private func handshakeThenPut(port: Int, handshake: String, key: String) async throws -> (status: Int?, reply: JSONValue?, text: String) {
+private func handshakeThenPut(
+    port: Int,
+    handshake: String,
+    key: String
+) async throws -> (status: Int?, reply: JSONValue?, text: String) {
     try await RawSocket.with(port: port) { socket in
         let put = RawSocket.text(#"{"type":"put","rid":"p","key":"\#(key)","base":0,"data":{"from":"page"}}"#)
         let status = try await socket.handshake(Array(handshake.utf8) + put)
@@ -62,7 +73,9 @@ private func handshakeThenPut(port: Int, handshake: String, key: String) async t
             return (status, nil, socket.text)
         }
         try await socket.wait { $0.frames.contains { $0.opcode == 0x1 } }
-        let reply = try socket.frames.first { $0.opcode == 0x1 }.map { try JSONParser.parse(String(decoding: $0.payload, as: UTF8.self)) }
+        let reply = try socket.frames.first { $0.opcode == 0x1 }.map {
+            try JSONParser.parse(String(decoding: $0.payload, as: UTF8.self))
+        }
         return (status, reply, socket.text)
     }
 }
@@ -75,9 +88,13 @@ private func exists(_ key: String, url: String) async throws -> Bool {
     }
 }
 
-@Suite("Origins: a WebSocket from a web page is accepted only from the server's own origin and listed ones (Protocol.md 1)")
+@Suite(
+    "Origins: a WebSocket from a web page is accepted only from the server's own origin and listed ones (Protocol.md 1)"
+)
 struct OriginTests {
-    @Test("an upgrade with a foreign Origin is answered 403 with a forbidden error and closed; the put sent behind it is not applied; the refusal is logged")
+    @Test(
+        "an upgrade with a foreign Origin is answered 403 with a forbidden error and closed; the put sent behind it is not applied; the refusal is logged"
+    )
     func foreignOriginRefused() async throws {
         let logs = LogCapture()
         try await TestServer.with(logger: logs.logger) { server in
@@ -107,7 +124,10 @@ struct OriginTests {
             let handshake = browserHandshake(port: server.port, origin: "https://evil.example")
             let started = ContinuousClock.now
             for _ in 0..<5 {
-                #expect(try await handshakeThenPut(port: server.port, handshake: handshake, key: uniqueKey("flood")).status == 403)
+                #expect(
+                    try await handshakeThenPut(port: server.port, handshake: handshake, key: uniqueKey("flood")).status
+                        == 403
+                )
             }
             let burst = logs.all.filter { $0.metadata["verso.origin"] != nil }
             // All five came within the second (one line), unless this machine was very slow.
@@ -115,15 +135,23 @@ struct OriginTests {
                 #expect(burst.count == 1, "\(burst.count) lines for five refusals within a second")
             }
             try await Task.sleep(for: .milliseconds(1_100))
-            #expect(try await handshakeThenPut(port: server.port, handshake: handshake, key: uniqueKey("flood")).status == 403)
+            #expect(
+                try await handshakeThenPut(port: server.port, handshake: handshake, key: uniqueKey("flood")).status
+                    == 403
+            )
             let lines = logs.all.filter { $0.metadata["verso.origin"] != nil }
             #expect(lines.count == burst.count + 1)
             let unlogged = burst.count == 1 ? "4" : nil
-            if let unlogged { #expect(lines.last?.metadata["verso.unlogged_refusals"] == unlogged, "\(lines.last?.metadata ?? [:])") }
+            if let unlogged {
+                #expect(lines.last?.metadata["verso.unlogged_refusals"] == unlogged, "\(lines.last?.metadata ?? [:])")
+            }
         }
     }
 
-    @Test("the page's own origin upgrades, under each name the server was reached by", arguments: ["127.0.0.1", "localhost", "[::1]"])
+    @Test(
+        "the page's own origin upgrades, under each name the server was reached by",
+        arguments: ["127.0.0.1", "localhost", "[::1]"]
+    )
     func ownOrigin(host: String) async throws {
         try await TestServer.with { server in
             let key = uniqueKey("origin")
@@ -135,18 +163,25 @@ struct OriginTests {
         }
     }
 
-    @Test("another name of this machine, another port, https, or a Host that is a DNS name (rebinding) is not the own origin", arguments: [
-        ("localhost", "http://127.0.0.1:PORT"),
-        ("127.0.0.1", "http://localhost:PORT"),
-        ("127.0.0.1", "http://127.0.0.1:1"),
-        ("127.0.0.1", "https://127.0.0.1:PORT"),
-        ("evil.example", "http://evil.example:PORT"),
-        ("127.0.0.1", "null"),
-    ])
+    @Test(
+        "another name of this machine, another port, https, or a Host that is a DNS name (rebinding) is not the own origin",
+        arguments: [
+            ("localhost", "http://127.0.0.1:PORT"),
+            ("127.0.0.1", "http://localhost:PORT"),
+            ("127.0.0.1", "http://127.0.0.1:1"),
+            ("127.0.0.1", "https://127.0.0.1:PORT"),
+            ("evil.example", "http://evil.example:PORT"),
+            ("127.0.0.1", "null"),
+        ]
+    )
     func notOwnOrigin(host: String, origin: String) async throws {
         try await TestServer.with { server in
             let key = uniqueKey("origin")
-            let handshake = browserHandshake(port: server.port, host: host, origin: origin.replacingOccurrences(of: "PORT", with: "\(server.port)"))
+            let handshake = browserHandshake(
+                port: server.port,
+                host: host,
+                origin: origin.replacingOccurrences(of: "PORT", with: "\(server.port)")
+            )
             let (status, _, text) = try await handshakeThenPut(port: server.port, handshake: handshake, key: key)
             #expect(status == 403, "answered \(text)")
             #expect(try await exists(key, url: server.url) == false)
@@ -155,10 +190,19 @@ struct OriginTests {
 
     @Test("an origin listed with --allow-origin upgrades (default port normalised); an unlisted one is still refused")
     func listedOrigin() async throws {
-        try await TestServer.with(configure: { $0.allowedOrigins = ["http://localhost:8000", "https://app.example.com"] }) { server in
-            for (origin, expected) in [("http://localhost:8000", 101), ("https://APP.example.com:443", 101), ("http://localhost:8001", 403), ("https://evil.example", 403)] {
+        try await TestServer.with(configure: {
+            $0.allowedOrigins = ["http://localhost:8000", "https://app.example.com"]
+        }) { server in
+            for (origin, expected) in [
+                ("http://localhost:8000", 101), ("https://APP.example.com:443", 101), ("http://localhost:8001", 403),
+                ("https://evil.example", 403),
+            ] {
                 let key = uniqueKey("origin")
-                let (status, reply, text) = try await handshakeThenPut(port: server.port, handshake: browserHandshake(port: server.port, origin: origin), key: key)
+                let (status, reply, text) = try await handshakeThenPut(
+                    port: server.port,
+                    handshake: browserHandshake(port: server.port, origin: origin),
+                    key: key
+                )
                 #expect(status == expected, "\(origin) answered \(text)")
                 #expect((reply?.type == "ack") == (expected == 101), "\(origin)")
                 #expect(try await exists(key, url: server.url) == (expected == 101), "\(origin)")
@@ -170,23 +214,36 @@ struct OriginTests {
     func anyOrigin() async throws {
         try await TestServer.with(configure: { $0.allowAnyOrigin = true }) { server in
             let key = uniqueKey("origin")
-            let (status, reply, text) = try await handshakeThenPut(port: server.port, handshake: browserHandshake(port: server.port, origin: "https://evil.example"), key: key)
+            let (status, reply, text) = try await handshakeThenPut(
+                port: server.port,
+                handshake: browserHandshake(port: server.port, origin: "https://evil.example"),
+                key: key
+            )
             #expect(status == 101, "answered \(text)")
             #expect(reply?.type == "ack")
         }
     }
 
-    @Test("an upgrade without Origin, or with a ws:// or wss:// one (a WebSocket library, not a browser), is unaffected", arguments: [nil, "ws://127.0.0.1", "wss://verso.example.com"])
+    @Test(
+        "an upgrade without Origin, or with a ws:// or wss:// one (a WebSocket library, not a browser), is unaffected",
+        arguments: [nil, "ws://127.0.0.1", "wss://verso.example.com"]
+    )
     func notFromAPage(origin: String?) async throws {
         try await TestServer.with { server in
             let key = uniqueKey("origin")
-            let (status, reply, text) = try await handshakeThenPut(port: server.port, handshake: browserHandshake(port: server.port, origin: origin), key: key)
+            let (status, reply, text) = try await handshakeThenPut(
+                port: server.port,
+                handshake: browserHandshake(port: server.port, origin: origin),
+                key: key
+            )
             #expect(status == 101, "answered \(text)")
             #expect(reply?.type == "ack")
         }
     }
 
-    @Test("a foreign upgrade pipelined behind a plain request on one connection is not upgraded, and its put is not applied")
+    @Test(
+        "a foreign upgrade pipelined behind a plain request on one connection is not upgraded, and its put is not applied"
+    )
     func pipelined() async throws {
         try await TestServer.with { server in
             let key = uniqueKey("origin")

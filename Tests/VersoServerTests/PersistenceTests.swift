@@ -19,7 +19,9 @@ struct PersistenceTests {
                 try await put(client, "p/a", base: 1, #"{"a":2}"#)
                 try await put(client, "p/gone", base: 0)
                 _ = try await client.request(#"{"type":"delete","key":"p/gone","base":1}"#)
-                _ = try await client.request(#"{"type":"txn","ops":[{"op":"put","key":"p/t1","base":0,"data":{"t":1}},{"op":"put","key":"p/t2","base":0,"data":{"t":2}}]}"#)
+                _ = try await client.request(
+                    #"{"type":"txn","ops":[{"op":"put","key":"p/t1","base":0,"data":{"t":1}},{"op":"put","key":"p/t2","base":0,"data":{"t":2}}]}"#
+                )
                 return try await client.request(#"{"type":"hello"}"#)["epoch"]!.str!
             }
         }
@@ -38,7 +40,9 @@ struct PersistenceTests {
                 let next = try await client.request(#"{"type":"put","key":"p/b","base":0,"data":{}}"#)
                 #expect(next["seq"]?.int == 7)
                 // The change log survives too: resume from before the restart.
-                let subscribed = try await client.request(#"{"type":"subscribe","prefix":"p/t","since":3,"epoch":"\#(epoch)"}"#)
+                let subscribed = try await client.request(
+                    #"{"type":"subscribe","prefix":"p/t","since":3,"epoch":"\#(epoch)"}"#
+                )
                 #expect(subscribed["reset"] == nil)
                 let first = try await client.next()
                 let second = try await client.next()
@@ -67,7 +71,9 @@ struct PersistenceTests {
                         try await TestClient.with(url: process.url) { client in
                             var version: Int64 = 0
                             while true {
-                                let reply = try await client.request(#"{"type":"put","key":"kill/\#(writer)","base":\#(version),"data":{"n":\#(version + 1),"w":\#(writer)}}"#)
+                                let reply = try await client.request(
+                                    #"{"type":"put","key":"kill/\#(writer)","base":\#(version),"data":{"n":\#(version + 1),"w":\#(writer)}}"#
+                                )
                                 guard reply.type == "ack", let acked = reply["version"]?.int else {
                                     Issue.record("writer \(writer): unexpected reply \(reply.encodedString)")
                                     return
@@ -78,7 +84,9 @@ struct PersistenceTests {
                             }
                         }
                     } catch {
-                        if !killed.withLock({ $0 }) { Issue.record("writer \(writer) failed before the kill: \(error)") }
+                        if !killed.withLock({ $0 }) {
+                            Issue.record("writer \(writer) failed before the kill: \(error)")
+                        }
                     }
                 }
             }
@@ -103,14 +111,19 @@ struct PersistenceTests {
                     let record = try await client.request(#"{"type":"get","key":"kill/\#(writer)"}"#)
                     let version = record["version"]?.int ?? 0
                     // At most the one write in flight at the kill may have committed without its ack arriving.
-                    #expect(version == acked || version == acked + 1, "writer \(writer): acknowledged \(acked), found \(version)")
+                    #expect(
+                        version == acked || version == acked + 1,
+                        "writer \(writer): acknowledged \(acked), found \(version)"
+                    )
                     #expect(record["data"]?["n"]?.int == version)
                 }
             }
         }
     }
 
-    @Test("SIGTERM: writes in progress commit and are acknowledged, later ones get unavailable or no reply and are not applied, clients see 1001, the process exits 0")
+    @Test(
+        "SIGTERM: writes in progress commit and are acknowledged, later ones get unavailable or no reply and are not applied, clients see 1001, the process exits 0"
+    )
     func gracefulShutdown() async throws {
         let directory = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -134,11 +147,17 @@ struct PersistenceTests {
                         Issue.record("a reply to no write of this test: \(message.encodedString)")
                         continue
                     }
-                    if message.type == "error" { #expect(message["code"]?.str == "unavailable", "\(message.encodedString)") }
-                    #expect(replies[rid] == nil, "write \(rid) answered twice: \(replies[rid] ?? "") and \(message.encodedString)")
+                    if message.type == "error" {
+                        #expect(message["code"]?.str == "unavailable", "\(message.encodedString)")
+                    }
+                    #expect(
+                        replies[rid] == nil,
+                        "write \(rid) answered twice: \(replies[rid] ?? "") and \(message.encodedString)"
+                    )
                     replies[rid] = message.type
                 case "update":
-                    guard let key = message["key"]?.str, key.hasPrefix("term/"), let index = Int64(key.dropFirst(5)) else {
+                    guard let key = message["key"]?.str, key.hasPrefix("term/"), let index = Int64(key.dropFirst(5))
+                    else {
                         Issue.record("unexpected update \(message.encodedString)")
                         continue
                     }
@@ -150,7 +169,10 @@ struct PersistenceTests {
             let close = try await client.waitForClose()
             #expect(close?.closeCode == .goingAway)
             let acked = Set(replies.filter { $0.value == "ack" }.keys)
-            #expect(updated.isSubset(of: acked), "updates for writes never acknowledged: \(updated.subtracting(acked).sorted())")
+            #expect(
+                updated.isSubset(of: acked),
+                "updates for writes never acknowledged: \(updated.subtracting(acked).sorted())"
+            )
             return acked
         }
         #expect(await process.waitForExit() == 0)

@@ -24,14 +24,19 @@ struct ProtocolRulesTests {
         }
     }
 
-    @Test("Rule 1: versions start at 1, go up by one, and a delete leaves a tombstone whose version the next write continues from", arguments: compressionModes)
+    @Test(
+        "Rule 1: versions start at 1, go up by one, and a delete leaves a tombstone whose version the next write continues from",
+        arguments: compressionModes
+    )
     func versionsAndTombstones(compression: Bool) async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url, compression: compression) { client in
                 let key = uniqueKey()
                 #expect(try await put(client, key, base: 0, #"{"n":1}"#) == 1)
                 #expect(try await put(client, key, base: 1, #"{"n":2}"#) == 2)
-                let patched = try await client.request(#"{"type":"patch","key":"\#(key)","base":2,"patch":{"m":true,"n":null}}"#)
+                let patched = try await client.request(
+                    #"{"type":"patch","key":"\#(key)","base":2,"patch":{"m":true,"n":null}}"#
+                )
                 #expect(patched.type == "ack")
                 #expect(patched["version"]?.int == 3)
                 let deleted = try await client.request(#"{"type":"delete","rid":1,"key":"\#(key)","base":3}"#)
@@ -57,7 +62,10 @@ struct ProtocolRulesTests {
         }
     }
 
-    @Test("Rule 2: of 50 concurrent writers on the same base exactly one gets ack, every other gets conflict with the winner's version and data", arguments: compressionModes)
+    @Test(
+        "Rule 2: of 50 concurrent writers on the same base exactly one gets ack, every other gets conflict with the winner's version and data",
+        arguments: compressionModes
+    )
     func firstWriteWins(compression: Bool) async throws {
         try await TestServer.with { server in
             let key = uniqueKey("race")
@@ -68,7 +76,9 @@ struct ProtocolRulesTests {
                 for writer in 0..<50 {
                     group.addTask {
                         try await TestClient.with(url: server.url, compression: compression) { client in
-                            try await client.request(#"{"type":"put","key":"\#(key)","base":1,"data":{"writer":\#(writer)}}"#)
+                            try await client.request(
+                                #"{"type":"put","key":"\#(key)","base":1,"data":{"writer":\#(writer)}}"#
+                            )
                         }
                     }
                 }
@@ -91,7 +101,10 @@ struct ProtocolRulesTests {
         }
     }
 
-    @Test("Rule 3: every accepted change takes the next seq, and the ops of a txn share one", arguments: compressionModes)
+    @Test(
+        "Rule 3: every accepted change takes the next seq, and the ops of a txn share one",
+        arguments: compressionModes
+    )
     func sequence(compression: Bool) async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url, compression: compression) { client in
@@ -99,7 +112,9 @@ struct ProtocolRulesTests {
                 let second = try await client.request(#"{"type":"put","key":"s/b","base":0,"data":{}}"#)
                 #expect(first["seq"]?.int == 1)
                 #expect(second["seq"]?.int == 2)
-                let txn = try await client.request(#"{"type":"txn","ops":[{"op":"put","key":"s/c","base":0,"data":{}},{"op":"patch","key":"s/a","base":1,"patch":{"x":1}},{"op":"check","key":"s/b","base":1}]}"#)
+                let txn = try await client.request(
+                    #"{"type":"txn","ops":[{"op":"put","key":"s/c","base":0,"data":{}},{"op":"patch","key":"s/a","base":1,"patch":{"x":1}},{"op":"check","key":"s/b","base":1}]}"#
+                )
                 #expect(txn.type == "ack")
                 #expect(txn["seq"]?.int == 3)
                 #expect(txn["versions"] == .object(["s/c": .number("1"), "s/a": .number("2"), "s/b": .number("1")]))
@@ -113,7 +128,10 @@ struct ProtocolRulesTests {
         }
     }
 
-    @Test("Rule 3: subscribe with since replays every change after it, then live ones, with no gap and no duplicate at the seam", arguments: compressionModes)
+    @Test(
+        "Rule 3: subscribe with since replays every change after it, then live ones, with no gap and no duplicate at the seam",
+        arguments: compressionModes
+    )
     func resumeSince(compression: Bool) async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url, compression: compression) { writer in
@@ -162,7 +180,9 @@ struct ProtocolRulesTests {
                 #expect(try await client.next()["version"]?.int == 39)
                 #expect(try await client.next()["version"]?.int == 40)
                 // A since from another store (other epoch, or ahead of this one) resets too.
-                let otherEpoch = try await client.request(#"{"type":"subscribe","prefix":"old/","since":38,"epoch":"not-this-one"}"#)
+                let otherEpoch = try await client.request(
+                    #"{"type":"subscribe","prefix":"old/","since":38,"epoch":"not-this-one"}"#
+                )
                 #expect(otherEpoch["reset"] == .bool(true))
                 #expect(try await client.next().type == "snapshot")
                 let ahead = try await client.request(#"{"type":"subscribe","prefix":"old/","since":999}"#)
@@ -171,7 +191,10 @@ struct ProtocolRulesTests {
         }
     }
 
-    @Test("Rule 4: snapshots sent on subscribe are consistent with the updates that follow, which arrive in seq order", arguments: compressionModes)
+    @Test(
+        "Rule 4: snapshots sent on subscribe are consistent with the updates that follow, which arrive in seq order",
+        arguments: compressionModes
+    )
     func snapshotThenUpdates(compression: Bool) async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url, compression: compression) { writer in
@@ -246,7 +269,9 @@ struct ProtocolRulesTests {
         }
     }
 
-    @Test("Rule 6: data must be a JSON object and keys 1–512 bytes without control characters; a refused write changes nothing")
+    @Test(
+        "Rule 6: data must be a JSON object and keys 1–512 bytes without control characters; a refused write changes nothing"
+    )
     func dataAndKeys() async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url) { client in
@@ -282,7 +307,9 @@ struct ProtocolRulesTests {
         }
     }
 
-    @Test("Rule 7: deleting a key that does not exist or is already deleted, with the right base, is not_found and makes no new version")
+    @Test(
+        "Rule 7: deleting a key that does not exist or is already deleted, with the right base, is not_found and makes no new version"
+    )
     func deleteMissing() async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url) { client in
@@ -318,7 +345,10 @@ struct ProtocolRulesTests {
         }
     }
 
-    @Test("Rule 7: on a connection that writes a key it is subscribed to, the ack comes before the update", arguments: compressionModes)
+    @Test(
+        "Rule 7: on a connection that writes a key it is subscribed to, the ack comes before the update",
+        arguments: compressionModes
+    )
     func ackBeforeUpdate(compression: Bool) async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url, compression: compression) { client in
@@ -335,7 +365,9 @@ struct ProtocolRulesTests {
         }
     }
 
-    @Test("Rule 7: next in a records reply is the last key returned, to pass back as after; lists are in key order and skip tombstones")
+    @Test(
+        "Rule 7: next in a records reply is the last key returned, to pass back as after; lists are in key order and skip tombstones"
+    )
     func listPaging() async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url) { client in
@@ -365,10 +397,14 @@ struct ProtocolRulesTests {
             try await TestClient.with(url: server.url, compression: compression) { client in
                 try await put(client, "t/a", base: 0, #"{"a":1}"#)
                 try await put(client, "t/b", base: 0, #"{"b":1}"#)
-                let reply = try await client.request(#"{"type":"txn","rid":9,"ops":[{"op":"put","key":"t/a","base":1,"data":{"a":2}},{"op":"put","key":"t/b","base":0,"data":{}},{"op":"check","key":"t/c","base":4},{"op":"put","key":"t/new","base":0,"data":{}}]}"#)
+                let reply = try await client.request(
+                    #"{"type":"txn","rid":9,"ops":[{"op":"put","key":"t/a","base":1,"data":{"a":2}},{"op":"put","key":"t/b","base":0,"data":{}},{"op":"check","key":"t/c","base":4},{"op":"put","key":"t/new","base":0,"data":{}}]}"#
+                )
                 #expect(reply.type == "conflict")
                 #expect(reply["rid"]?.int == 9)
-                guard case .array(let conflicts)? = reply["conflicts"] else { Issue.record("no conflicts list"); return }
+                guard case .array(let conflicts)? = reply["conflicts"] else {
+                    Issue.record("no conflicts list"); return
+                }
                 #expect(conflicts.compactMap { $0["key"]?.str } == ["t/b", "t/c"])
                 #expect(conflicts[0]["version"]?.int == 1)
                 #expect(conflicts[0]["data"] == .object(["b": .number("1")]))
@@ -376,7 +412,9 @@ struct ProtocolRulesTests {
                 #expect(try await client.request(#"{"type":"get","key":"t/a"}"#)["version"]?.int == 1)
                 #expect(try await client.request(#"{"type":"get","key":"t/new"}"#)["code"]?.str == "not_found")
                 #expect(try await client.request(#"{"type":"hello"}"#)["seq"]?.int == 2)
-                let notFound = try await client.request(#"{"type":"txn","ops":[{"op":"put","key":"t/a","base":1,"data":{}},{"op":"delete","key":"t/none","base":0}]}"#)
+                let notFound = try await client.request(
+                    #"{"type":"txn","ops":[{"op":"put","key":"t/a","base":1,"data":{}},{"op":"delete","key":"t/none","base":0}]}"#
+                )
                 #expect(notFound["code"]?.str == "not_found")
                 #expect(try await client.request(#"{"type":"get","key":"t/a"}"#)["version"]?.int == 1)
             }
@@ -423,7 +461,10 @@ struct ProtocolRulesTests {
         }
     }
 
-    @Test("Pipelined requests: replies in request order, each seeing the writes before it, refusals included", arguments: compressionModes)
+    @Test(
+        "Pipelined requests: replies in request order, each seeing the writes before it, refusals included",
+        arguments: compressionModes
+    )
     func pipelinedRequests(compression: Bool) async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url, compression: compression) { client in
@@ -431,7 +472,9 @@ struct ProtocolRulesTests {
                 // Far more writes than may be in flight at once, sent without waiting.
                 let count = 300
                 for base in 0..<count {
-                    try await client.send(#"{"type":"put","rid":\#(base),"key":"\#(key)","base":\#(base),"data":{"n":\#(base)}}"#)
+                    try await client.send(
+                        #"{"type":"put","rid":\#(base),"key":"\#(key)","base":\#(base),"data":{"n":\#(base)}}"#
+                    )
                 }
                 try await client.send(#"{"type":"put","rid":"forced","key":"\#(key)","force":true,"data":{}}"#)
                 try await client.send(#"{"type":"put","rid":"stale","key":"\#(key)","base":0,"data":{}}"#)
@@ -439,7 +482,10 @@ struct ProtocolRulesTests {
                 try await client.send(#"{"type":"frobnicate","rid":"bad"}"#)
                 for base in 0..<count {
                     let ack = try await client.next()
-                    #expect(ack.type == "ack" && ack["rid"]?.int == Int64(base) && ack["version"]?.int == Int64(base + 1), "\(ack.encodedString)")
+                    #expect(
+                        ack.type == "ack" && ack["rid"]?.int == Int64(base) && ack["version"]?.int == Int64(base + 1),
+                        "\(ack.encodedString)"
+                    )
                 }
                 let forced = try await client.next()
                 #expect(forced["rid"]?.str == "forced" && forced["code"]?.str == "forbidden", "\(forced.encodedString)")

@@ -182,7 +182,13 @@ final class RawSocket: Sendable {
 
     /// One client frame, written by hand: `opcode` and `payload`, with the given reserved bits
     /// (0b100 is RSV1), masked unless `masked` is false.
-    static func frame(opcode: UInt8, _ payload: [UInt8], fin: Bool = true, reservedBits: UInt8 = 0, masked: Bool = true) -> [UInt8] {
+    static func frame(
+        opcode: UInt8,
+        _ payload: [UInt8],
+        fin: Bool = true,
+        reservedBits: UInt8 = 0,
+        masked: Bool = true
+    ) -> [UInt8] {
         var bytes: [UInt8] = [(fin ? 0x80 : 0) | (reservedBits << 4) | opcode]
         let maskBit: UInt8 = masked ? 0x80 : 0
         if payload.count < 126 {

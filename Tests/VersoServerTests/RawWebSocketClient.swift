@@ -73,7 +73,9 @@ final class RawWebSocketClient: Sendable {
             .channelOption(.socketOption(.so_rcvbuf), value: 16 << 10)
             .channelOption(.autoRead, value: false)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector(inbox)) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Collector(inbox))
+                }
             }
             .connect(host: "127.0.0.1", port: port)
             .get()
@@ -117,7 +119,9 @@ final class RawWebSocketClient: Sendable {
     /// The code of the close frame the server sent, once it has arrived; nil if the connection
     /// ended without one. Call after `startReading`.
     func closeCode(timeout: Duration = .seconds(10)) async throws -> UInt16? {
-        try await waitForInbox("a close frame or the end of the connection", timeout: timeout) { $0.ended || $0.closeCode != nil }
+        try await waitForInbox("a close frame or the end of the connection", timeout: timeout) {
+            $0.ended || $0.closeCode != nil
+        }
         return inbox.state.withLock { $0.closeCode }
     }
 
@@ -126,7 +130,11 @@ final class RawWebSocketClient: Sendable {
         try? await channel.close()
     }
 
-    private func waitForInbox(_ what: String, timeout: Duration = .seconds(10), _ condition: @escaping @Sendable (Received) -> Bool) async throws {
+    private func waitForInbox(
+        _ what: String,
+        timeout: Duration = .seconds(10),
+        _ condition: @escaping @Sendable (Received) -> Bool
+    ) async throws {
         let deadline = ContinuousClock.now + timeout
         while !inbox.state.withLock({ condition($0) }) {
             guard ContinuousClock.now < deadline else { throw TestFailure("\(what) did not come within \(timeout)") }
@@ -140,7 +148,8 @@ extension RawWebSocketClient.Received {
     fileprivate var headEnd: Int? {
         let marker: [UInt8] = Array("\r\n\r\n".utf8)
         guard bytes.count >= marker.count else { return nil }
-        for index in 0...(bytes.count - marker.count) where bytes[index..<(index + marker.count)].elementsEqual(marker) {
+        for index in 0...(bytes.count - marker.count) where bytes[index..<(index + marker.count)].elementsEqual(marker)
+        {
             return index + marker.count
         }
         return nil

@@ -30,7 +30,9 @@ private struct TestClaims: JWTPayload {
             sub: SubjectClaim(value: "ann"),
             exp: expires.map { ExpirationClaim(value: $0) },
             nbf: notBefore.map { NotBeforeClaim(value: $0) },
-            verso: Verso(rules: [Rule(prefix: "notes/", allow: ["read"]), Rule(prefix: "notes/ann/", allow: ["read", "write"])])
+            verso: Verso(rules: [
+                Rule(prefix: "notes/", allow: ["read"]), Rule(prefix: "notes/ann/", allow: ["read", "write"]),
+            ])
         )
     }
 }
@@ -84,7 +86,10 @@ struct SignedTokenTests {
                 #expect(try await ann.request(#"{"type":"hello"}"#)["user"]?.str == "ann")
                 #expect(try await put(ann, own, base: 0) == 1)
                 let refused = try await ann.request(#"{"type":"put","key":"notes/bob/x","base":0,"data":{}}"#)
-                #expect(refused["code"]?.str == "forbidden" && refused["key"]?.str == "notes/bob/x", "\(refused.encodedString)")
+                #expect(
+                    refused["code"]?.str == "forbidden" && refused["key"]?.str == "notes/bob/x",
+                    "\(refused.encodedString)"
+                )
                 #expect(try await ann.request(#"{"type":"get","key":"secret/x"}"#)["code"]?.str == "forbidden")
             }
             try await TestClient.with(url: server.url) { client async throws in
@@ -95,7 +100,9 @@ struct SignedTokenTests {
         }
     }
 
-    @Test("a token that is expired, not yet valid, badly signed, without sub or without verso rules is refused with 401 saying why")
+    @Test(
+        "a token that is expired, not yet valid, badly signed, without sub or without verso rules is refused with 401 saying why"
+    )
     func refusedTokens() async throws {
         let folder = KeyFolder()
         defer { try? FileManager.default.removeItem(atPath: folder.directory) }
@@ -105,22 +112,41 @@ struct SignedTokenTests {
                 ("expired", try await hs256(.ann(expires: Date().addingTimeInterval(-60))), "expired"),
                 ("not yet valid", try await hs256(.ann(notBefore: Date().addingTimeInterval(600))), "not valid yet"),
                 ("another key", try await hs256(.ann(), secret: String(repeating: "x", count: 40)), "signature"),
-                ("no verso claim", try await hs256(TestClaims(sub: SubjectClaim(value: "ann"), exp: .init(value: Date().addingTimeInterval(60)))), "verso"),
-                ("a bad right", try await hs256(TestClaims(sub: SubjectClaim(value: "ann"), verso: .init(rules: [.init(prefix: "", allow: ["admin"])]))), "admin"),
+                (
+                    "no verso claim",
+                    try await hs256(
+                        TestClaims(sub: SubjectClaim(value: "ann"), exp: .init(value: Date().addingTimeInterval(60)))
+                    ), "verso"
+                ),
+                (
+                    "a bad right",
+                    try await hs256(
+                        TestClaims(
+                            sub: SubjectClaim(value: "ann"),
+                            verso: .init(rules: [.init(prefix: "", allow: ["admin"])])
+                        )
+                    ), "admin"
+                ),
                 ("not a JWT", "abc.def", "JSON Web Token"),
             ]
             for (name, token, reason) in cases {
                 let (status, error) = try await upgrade(port: server.port, token: token)
                 #expect(status == 401, "\(name)")
                 #expect(error?["code"]?.str == "unauthorized", "\(name)")
-                #expect(error?["message"]?.str?.contains(reason) == true, "\(name): \(error?.encodedString ?? "no body")")
+                #expect(
+                    error?["message"]?.str?.contains(reason) == true,
+                    "\(name): \(error?.encodedString ?? "no body")"
+                )
                 #expect(error?.encodedString.contains(token) == false, "\(name): the token is echoed")
             }
             // The same refusal in hello changes nothing about the connection.
             try await TestClient.with(url: server.url) { client async throws in
                 let expired = try await hs256(.ann(expires: Date().addingTimeInterval(-60)))
                 let reply = try await client.request(#"{"type":"hello","token":"\#(expired)"}"#)
-                #expect(reply["code"]?.str == "unauthorized" && reply["message"]?.str?.contains("expired") == true, "\(reply.encodedString)")
+                #expect(
+                    reply["code"]?.str == "unauthorized" && reply["message"]?.str?.contains("expired") == true,
+                    "\(reply.encodedString)"
+                )
                 #expect(try await client.request(#"{"type":"get","key":"notes/x"}"#)["code"]?.str == "unauthorized")
             }
         }
@@ -138,7 +164,10 @@ struct SignedTokenTests {
             try await TestClient.with(url: server.url, token: token) { ann async throws in
                 #expect(try await ann.request(#"{"type":"get","key":"notes/e"}"#)["code"]?.str == "not_found")
                 let notice = try await ann.next(timeout: .seconds(15))
-                #expect(notice["code"]?.str == "unauthorized" && notice["message"]?.str?.contains("expired") == true, "\(notice.encodedString)")
+                #expect(
+                    notice["code"]?.str == "unauthorized" && notice["message"]?.str?.contains("expired") == true,
+                    "\(notice.encodedString)"
+                )
                 let close = try await ann.waitForClose(timeout: .seconds(10))
                 #expect(close?.closeCode == .unknown(4401), "\(String(describing: close))")
             }
@@ -188,8 +217,14 @@ struct SignedTokenTests {
             }
         }
         let x = ed.publicKey.rawRepresentation.base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-        let jwks = try folder.write("keys.json", #"{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","kid":"k2","x":"\#(x)"}]}"#)
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(
+                of: "=",
+                with: ""
+            )
+        let jwks = try folder.write(
+            "keys.json",
+            #"{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","kid":"k2","x":"\#(x)"}]}"#
+        )
         try await withJWTServer(.jwksFile(jwks)) { server async throws in
             try await TestClient.with(url: server.url, token: edToken) { ann async throws in
                 #expect(try await ann.request(#"{"type":"hello"}"#)["user"]?.str == "ann")
@@ -214,7 +249,9 @@ struct SignedTokenTests {
             _ = try folder.write("secret", newSecret)
             #expect(await server.server.reloadTokens() == nil)
             #expect(try await upgrade(port: server.port, token: try await hs256(.ann())).status == 401)
-            #expect(try await upgrade(port: server.port, token: try await hs256(.ann(), secret: newSecret)).status == 101)
+            #expect(
+                try await upgrade(port: server.port, token: try await hs256(.ann(), secret: newSecret)).status == 101
+            )
         }
     }
 
@@ -224,7 +261,11 @@ struct SignedTokenTests {
         defer { try? FileManager.default.removeItem(atPath: folder.directory) }
         let secretFile = try folder.write("secret", KeyFolder.secret)
         let rules = AccessRules([AccessRule(prefix: "notes/", rights: [.read, .write])])
-        let token = try await SignedTokens.mint(secretFile: secretFile, identity: Identity(user: "cli", rules: rules), lifetime: .seconds(60))
+        let token = try await SignedTokens.mint(
+            secretFile: secretFile,
+            identity: Identity(user: "cli", rules: rules),
+            lifetime: .seconds(60)
+        )
         try await withJWTServer(.secretFile(secretFile)) { server async throws in
             try await TestClient.with(url: server.url, token: token) { client async throws in
                 #expect(try await client.request(#"{"type":"hello"}"#)["user"]?.str == "cli")
@@ -241,7 +282,10 @@ struct SignedTokenTests {
         let short = try folder.write("short", "too-short\n")
         let notKey = try folder.write("notkey.pem", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
         let notJWKS = try folder.write("jwks.json", "{}")
-        for (source, words) in [(JWTKeySource.secretFile(short), "at least 32"), (.publicKeyFile(notKey), "no public key"), (.jwksFile(notJWKS), "JSON Web Key Set")] {
+        for (source, words) in [
+            (JWTKeySource.secretFile(short), "at least 32"), (.publicKeyFile(notKey), "no public key"),
+            (.jwksFile(notJWKS), "JSON Web Key Set"),
+        ] {
             do {
                 try await withJWTServer(source) { _ in }
                 Issue.record("\(source) was accepted")

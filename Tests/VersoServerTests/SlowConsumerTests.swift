@@ -8,7 +8,9 @@ import VersoTesting
 
 @Suite("Slow consumers")
 struct SlowConsumerTests {
-    @Test("a client that stops reading is disconnected with 1008 once its queue passes the limit, nothing it sends after is applied, and the others go on")
+    @Test(
+        "a client that stops reading is disconnected with 1008 once its queue passes the limit, nothing it sends after is applied, and the others go on"
+    )
     func slowConsumerIsCut() async throws {
         try await TestServer.with(configure: {
             $0.maxQueuedBytesPerConnection = 256 << 10
@@ -29,7 +31,10 @@ struct SlowConsumerTests {
                         version = try await put(writer, "slow/a", base: version, #"{"v":"\#(value)"}"#)
                         round += 1
                     }
-                    #expect(server.server.slowConnectionsClosed == 1, "the slow subscriber was disconnected after \(round) writes")
+                    #expect(
+                        server.server.slowConnectionsClosed == 1,
+                        "the slow subscriber was disconnected after \(round) writes"
+                    )
                     // A write the cut client sends after the close began is not applied.
                     let late = uniqueKey("slow-late")
                     try await slow.send(#"{"type":"put","key":"\#(late)","base":0,"data":{}}"#)
@@ -38,7 +43,10 @@ struct SlowConsumerTests {
                     #expect(try await slow.closeCode() == 1008)
                     await slow.close()
                     let lateReply = try await writer.request(#"{"type":"get","key":"\#(late)"}"#)
-                    #expect(lateReply["code"]?.str == "not_found", "a put sent after the 1008 close was applied: \(lateReply.encodedString)")
+                    #expect(
+                        lateReply["code"]?.str == "not_found",
+                        "a put sent after the 1008 close was applied: \(lateReply.encodedString)"
+                    )
                     try await waitUntil { server.server.engine.subscriptionCount == 0 }
                     // The server and the writer are unaffected.
                     #expect(try await put(writer, "slow/b", base: 0) == 1)

@@ -58,11 +58,17 @@ private func runToExit(_ start: BadStart, dataDirectory: String) async throws ->
 /// Starts the real verso-server with `arguments` (plus `--port 0` and a fresh data folder) and
 /// `environment`, runs `body` with it, then stops it with SIGTERM and expects exit status 0.
 private func withServerProcess(
-    arguments: [String], environment: [String: String] = [:], _ body: (ServerProcess) async throws -> Void
+    arguments: [String],
+    environment: [String: String] = [:],
+    _ body: (ServerProcess) async throws -> Void
 ) async throws {
     let directory = TestServer.makeDataDirectory()
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let process = try await ServerProcess.start(dataDirectory: directory, arguments: arguments, environment: environment)
+    let process = try await ServerProcess.start(
+        dataDirectory: directory,
+        arguments: arguments,
+        environment: environment
+    )
     do {
         try await body(process)
     } catch {
@@ -78,12 +84,26 @@ private func withServerProcess(
 struct StartupTests {
     static let badStarts: [BadStart] = [
         // 4 GiB used to be accepted and crash the server at the first connection.
-        BadStart(arguments: ["--max-message-bytes", "4294967296"], message: "--max-message-bytes 4294967296 is out of range: give 1024...67108864"),
-        BadStart(arguments: ["--max-message-bytes", "67108865"], message: "--max-message-bytes 67108865 is out of range"),
+        BadStart(
+            arguments: ["--max-message-bytes", "4294967296"],
+            message: "--max-message-bytes 4294967296 is out of range: give 1024...67108864"
+        ),
+        BadStart(
+            arguments: ["--max-message-bytes", "67108865"],
+            message: "--max-message-bytes 67108865 is out of range"
+        ),
         BadStart(arguments: ["--max-message-bytes", "1023"], message: "--max-message-bytes 1023 is out of range"),
-        BadStart(arguments: [], environment: ["VERSO_MAX_MESSAGE_BYTES": "8589934592"], message: "--max-message-bytes 8589934592 is out of range"),
+        BadStart(
+            arguments: [],
+            environment: ["VERSO_MAX_MESSAGE_BYTES": "8589934592"],
+            message: "--max-message-bytes 8589934592 is out of range"
+        ),
         BadStart(arguments: ["--port", "65536"], message: "--port 65536 is not a TCP port"),
-        BadStart(arguments: [], environment: ["VERSO_PORT": "seventy"], message: "VERSO_PORT=seventy is not a valid value"),
+        BadStart(
+            arguments: [],
+            environment: ["VERSO_PORT": "seventy"],
+            message: "VERSO_PORT=seventy is not a valid value"
+        ),
         BadStart(arguments: ["--host", ""], message: "--host \"\" is not an address"),
         BadStart(arguments: ["--data", ""], message: "--data is empty"),
         BadStart(arguments: ["--history", "0"], message: "--history 0 is too small"),
@@ -92,28 +112,77 @@ struct StartupTests {
         BadStart(arguments: ["--auth", "tokens"], message: "--auth tokens needs --tokens-file FILE"),
         BadStart(arguments: ["--auth", "magic"], message: "--auth \"magic\" is not none, tokens or jwt"),
         BadStart(arguments: ["--auth", "jwt"], message: "--auth jwt needs exactly one of --jwt-secret-file"),
-        BadStart(arguments: ["--auth", "jwt", "--jwt-secret-file", "/nonexistent/secret"], message: "--jwt-secret-file /nonexistent/secret cannot be read"),
-        BadStart(arguments: ["--jwks-file", "/tmp/keys.json"], message: "--jwks-file is given but --auth is none: add --auth jwt"),
+        BadStart(
+            arguments: ["--auth", "jwt", "--jwt-secret-file", "/nonexistent/secret"],
+            message: "--jwt-secret-file /nonexistent/secret cannot be read"
+        ),
+        BadStart(
+            arguments: ["--jwks-file", "/tmp/keys.json"],
+            message: "--jwks-file is given but --auth is none: add --auth jwt"
+        ),
         BadStart(arguments: ["--tls-cert-file", "/tmp/cert.pem"], message: "--tls-cert-file needs --tls-key-file"),
-        BadStart(arguments: ["--tls-cert-file", "/nonexistent/c.pem", "--tls-key-file", "/nonexistent/k.pem"], message: "--tls-cert-file /nonexistent/c.pem cannot be read"),
-        BadStart(arguments: ["--tokens-file", "/tmp/tokens.json"], message: "--tokens-file is given but --auth is none"),
-        BadStart(arguments: ["--auth", "tokens", "--tokens-file", "/nonexistent/verso-tokens.json"], message: "--tokens-file /nonexistent/verso-tokens.json cannot be read"),
+        BadStart(
+            arguments: ["--tls-cert-file", "/nonexistent/c.pem", "--tls-key-file", "/nonexistent/k.pem"],
+            message: "--tls-cert-file /nonexistent/c.pem cannot be read"
+        ),
+        BadStart(
+            arguments: ["--tokens-file", "/tmp/tokens.json"],
+            message: "--tokens-file is given but --auth is none"
+        ),
+        BadStart(
+            arguments: ["--auth", "tokens", "--tokens-file", "/nonexistent/verso-tokens.json"],
+            message: "--tokens-file /nonexistent/verso-tokens.json cannot be read"
+        ),
         // Protected mode: no authentication and no TLS yet, so only loopback unless --insecure.
         BadStart(arguments: ["--host", "0.0.0.0"], message: "--host 0.0.0.0 is not a loopback address"),
-        BadStart(arguments: ["--host", "::"], message: "or give --insecure (VERSO_INSECURE=1) to serve :: unprotected anyway"),
+        BadStart(
+            arguments: ["--host", "::"],
+            message: "or give --insecure (VERSO_INSECURE=1) to serve :: unprotected anyway"
+        ),
         BadStart(arguments: ["--host", "192.168.1.5"], message: "--host 192.168.1.5 is not a loopback address"),
-        BadStart(arguments: ["--host", "verso.example.com"], message: "--host verso.example.com is not a loopback address"),
-        BadStart(arguments: [], environment: ["VERSO_HOST": "0.0.0.0"], message: "--host 0.0.0.0 is not a loopback address"),
-        BadStart(arguments: ["--host", "0.0.0.0"], environment: ["VERSO_INSECURE": "0"], message: "--host 0.0.0.0 is not a loopback address"),
+        BadStart(
+            arguments: ["--host", "verso.example.com"],
+            message: "--host verso.example.com is not a loopback address"
+        ),
+        BadStart(
+            arguments: [],
+            environment: ["VERSO_HOST": "0.0.0.0"],
+            message: "--host 0.0.0.0 is not a loopback address"
+        ),
+        BadStart(
+            arguments: ["--host", "0.0.0.0"],
+            environment: ["VERSO_INSECURE": "0"],
+            message: "--host 0.0.0.0 is not a loopback address"
+        ),
         // Origins: each --allow-origin is scheme://host[:port]; '*' only with --allow-any-origin.
-        BadStart(arguments: ["--allow-origin", "*"], message: "--allow-origin '*' would let every web page the user opens read, overwrite and delete the records"),
-        BadStart(arguments: [], environment: ["VERSO_ALLOW_ORIGIN": "http://localhost:8000,*"], message: "give --allow-any-origin (VERSO_ALLOW_ANY_ORIGIN=1)"),
-        BadStart(arguments: ["--allow-origin", "http://localhost:8000/app"], message: "--allow-origin http://localhost:8000/app is not an origin: it has a path"),
-        BadStart(arguments: ["--allow-origin", "localhost:8000"], message: "--allow-origin localhost:8000 is not an origin: it has no scheme"),
-        BadStart(arguments: [], environment: ["VERSO_ALLOW_ORIGIN": "http://a.example, http://b.example:99999"], message: "--allow-origin http://b.example:99999 is not an origin: its port"),
+        BadStart(
+            arguments: ["--allow-origin", "*"],
+            message: "--allow-origin '*' would let every web page the user opens read, overwrite and delete the records"
+        ),
+        BadStart(
+            arguments: [],
+            environment: ["VERSO_ALLOW_ORIGIN": "http://localhost:8000,*"],
+            message: "give --allow-any-origin (VERSO_ALLOW_ANY_ORIGIN=1)"
+        ),
+        BadStart(
+            arguments: ["--allow-origin", "http://localhost:8000/app"],
+            message: "--allow-origin http://localhost:8000/app is not an origin: it has a path"
+        ),
+        BadStart(
+            arguments: ["--allow-origin", "localhost:8000"],
+            message: "--allow-origin localhost:8000 is not an origin: it has no scheme"
+        ),
+        BadStart(
+            arguments: [],
+            environment: ["VERSO_ALLOW_ORIGIN": "http://a.example, http://b.example:99999"],
+            message: "--allow-origin http://b.example:99999 is not an origin: its port"
+        ),
     ]
 
-    @Test("a bad flag or variable stops verso-server at once with status 64 and a message naming it", arguments: badStarts)
+    @Test(
+        "a bad flag or variable stops verso-server at once with status 64 and a message naming it",
+        arguments: badStarts
+    )
     func badFlag(_ start: BadStart) async throws {
         let directory = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -128,7 +197,10 @@ struct StartupTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let file = (directory as NSString).appendingPathComponent("not-a-folder")
         #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
-        let (status, stderr) = try await runToExit(BadStart(arguments: ["--data", file], message: ""), dataDirectory: directory)
+        let (status, stderr) = try await runToExit(
+            BadStart(arguments: ["--data", file], message: ""),
+            dataDirectory: directory
+        )
         #expect(status != 0, "\(stderr)")
         #expect(stderr.contains("\(file) is not a folder"), "\(stderr)")
     }
@@ -145,7 +217,9 @@ struct StartupTests {
         }
     }
 
-    @Test("the data folder is created 0700 and the database, -wal and -shm files 0600; an existing folder keeps its mode")
+    @Test(
+        "the data folder is created 0700 and the database, -wal and -shm files 0600; an existing folder keeps its mode"
+    )
     func privateFiles() async throws {
         let root = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -155,7 +229,11 @@ struct StartupTests {
         }
         let fresh = (root as NSString).appendingPathComponent("new/data")
         let existing = (root as NSString).appendingPathComponent("existing")
-        try FileManager.default.createDirectory(atPath: existing, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+        try FileManager.default.createDirectory(
+            atPath: existing,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o750]
+        )
         for directory in [fresh, existing] {
             try await TestServer.with(dataDirectory: directory) { server in
                 _ = try await TestClient.with(url: server.url) { client in
@@ -172,14 +250,19 @@ struct StartupTests {
         #expect(try mode(existing) == 0o750)
     }
 
-    @Test("--insecure (or VERSO_INSECURE=1) serves a non-loopback --host, with a warning at start", arguments: [
-        (["--host", "0.0.0.0", "--insecure"], [String: String]()),
-        (["--host", "0.0.0.0"], ["VERSO_INSECURE": "1"]),
-    ])
+    @Test(
+        "--insecure (or VERSO_INSECURE=1) serves a non-loopback --host, with a warning at start",
+        arguments: [
+            (["--host", "0.0.0.0", "--insecure"], [String: String]()),
+            (["--host", "0.0.0.0"], ["VERSO_INSECURE": "1"]),
+        ]
+    )
     func insecureHost(arguments: [String], environment: [String: String]) async throws {
         try await withServerProcess(arguments: arguments, environment: environment) { process in
             // Logged before "listening", which start() waits for.
-            let warning = process.log.split(separator: "\n").first { $0.contains("--insecure: listening on a non-loopback address with no authentication and no TLS") }
+            let warning = process.log.split(separator: "\n").first {
+                $0.contains("--insecure: listening on a non-loopback address with no authentication and no TLS")
+            }
             #expect(warning?.contains(" warning ") == true, "\(process.log)")
             #expect(warning?.contains("verso.host=0.0.0.0") == true, "\(process.log)")
             // 0.0.0.0 includes loopback.
@@ -197,14 +280,23 @@ struct StartupTests {
         }
     }
 
-    @Test("--allow-origin (repeated) and VERSO_ALLOW_ORIGIN (comma separated) let those origins' pages connect, and only them", arguments: [
-        (["--allow-origin", "http://a.example", "--allow-origin", "http://b.example:8080"], [String: String]()),
-        ([], ["VERSO_ALLOW_ORIGIN": "http://a.example, http://b.example:8080"]),
-    ])
+    @Test(
+        "--allow-origin (repeated) and VERSO_ALLOW_ORIGIN (comma separated) let those origins' pages connect, and only them",
+        arguments: [
+            (["--allow-origin", "http://a.example", "--allow-origin", "http://b.example:8080"], [String: String]()),
+            ([], ["VERSO_ALLOW_ORIGIN": "http://a.example, http://b.example:8080"]),
+        ]
+    )
     func allowOriginFlags(arguments: [String], environment: [String: String]) async throws {
         try await withServerProcess(arguments: arguments, environment: environment) { process in
-            for (origin, status) in [("http://a.example", 101), ("http://b.example:8080", 101), ("http://b.example", 403), ("http://c.example", 403)] {
-                let response = try await RawHTTP.exchange(port: process.port, request: browserHandshake(port: process.port, origin: origin))
+            for (origin, status) in [
+                ("http://a.example", 101), ("http://b.example:8080", 101), ("http://b.example", 403),
+                ("http://c.example", 403),
+            ] {
+                let response = try await RawHTTP.exchange(
+                    port: process.port,
+                    request: browserHandshake(port: process.port, origin: origin)
+                )
                 #expect(response.status == status, "\(origin): \(response.status) \(response.body)")
             }
         }

@@ -27,14 +27,18 @@ struct TestCertificate {
         process.standardError = FileHandle.nullDevice
         try process.run()
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestFailure("openssl could not make a certificate (status \(process.terminationStatus))") }
+        guard process.terminationStatus == 0 else {
+            throw TestFailure("openssl could not make a certificate (status \(process.terminationStatus))")
+        }
         return TestCertificate(certificate: certificate, privateKey: privateKey)
     }
 }
 
 @Suite("TLS: --tls-cert-file serves wss://, and a new certificate is taken on reload")
 struct TLSTests {
-    @Test("a client trusting the certificate speaks Verso over wss://, the wire client and the typed client, compressed or not")
+    @Test(
+        "a client trusting the certificate speaks Verso over wss://, the wire client and the typed client, compressed or not"
+    )
     func wss() async throws {
         let directory = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -51,7 +55,9 @@ struct TLSTests {
                 var configuration = VersoClientConfiguration(url: url, compression: compression, reconnect: false)
                 configuration.caFile = certificate.certificate
                 try await VersoClient.with(configuration) { client async throws in
-                    guard case .found(let record) = try await client.get(key) else { throw TestFailure("\(key) not found over wss://") }
+                    guard case .found(let record) = try await client.get(key) else {
+                        throw TestFailure("\(key) not found over wss://")
+                    }
                     #expect(record.data["over"] == .string("tls"))
                 }
             }
@@ -86,7 +92,9 @@ struct TLSTests {
         }
     }
 
-    @Test("reloading the certificate (as SIGHUP does) serves the new one to new connections; a bad pair changes nothing")
+    @Test(
+        "reloading the certificate (as SIGHUP does) serves the new one to new connections; a bad pair changes nothing"
+    )
     func reload() async throws {
         let directory = TestServer.makeDataDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -130,7 +138,10 @@ struct TLSTests {
         let cases = [
             (ServerTLS.Files(certificate: garbage, privateKey: good.privateKey), "--tls-cert-file"),
             (ServerTLS.Files(certificate: good.certificate, privateKey: garbage), "--tls-key-file"),
-            (ServerTLS.Files(certificate: good.certificate + ".missing", privateKey: good.privateKey), "--tls-cert-file"),
+            (
+                ServerTLS.Files(certificate: good.certificate + ".missing", privateKey: good.privateKey),
+                "--tls-cert-file"
+            ),
         ]
         for (files, flag) in cases {
             do {

@@ -77,13 +77,20 @@ struct UnicodeKeyTests {
         }
     }
 
-    @Test("a prefix subscriber registered second gets its own prefix's updates and not the other's", arguments: compressionModes)
+    @Test(
+        "a prefix subscriber registered second gets its own prefix's updates and not the other's",
+        arguments: compressionModes
+    )
     func prefixSubscriptions(compression: Bool) async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url, compression: compression) { composed in
                 try await TestClient.with(url: server.url, compression: compression) { decomposed in
-                    #expect(try await composed.request(#"{"type":"subscribe","prefix":"p/\#(nfc)"}"#).type == "subscribed")
-                    #expect(try await decomposed.request(#"{"type":"subscribe","prefix":"p/\#(nfd)"}"#).type == "subscribed")
+                    #expect(
+                        try await composed.request(#"{"type":"subscribe","prefix":"p/\#(nfc)"}"#).type == "subscribed"
+                    )
+                    #expect(
+                        try await decomposed.request(#"{"type":"subscribe","prefix":"p/\#(nfd)"}"#).type == "subscribed"
+                    )
                     try await put(decomposed, "p/\(nfd)/1", base: 0)
                     try await put(composed, "p/\(nfc)/2", base: 0)
                     let toDecomposed = try await barrier(decomposed).filter { $0.type == "update" }
@@ -99,18 +106,22 @@ struct UnicodeKeyTests {
     func txnBothKeys(compression: Bool) async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url, compression: compression) { client in
-                let reply = try await client.request(#"""
+                let reply = try await client.request(
+                    #"""
                     {"type":"txn","ops":[{"op":"put","key":"t/\#(nfc)","base":0,"data":{"n":1}},{"op":"put","key":"t/\#(nfd)","base":0,"data":{"n":2}}]}
-                    """#)
+                    """#
+                )
                 #expect(reply.type == "ack", "\(reply.encodedString)")
                 #expect(reply["versions"]?.objectValue?.count == 2)
                 let composed = try await client.request(#"{"type":"get","key":"t/\#(nfc)"}"#)
                 let decomposed = try await client.request(#"{"type":"get","key":"t/\#(nfd)"}"#)
                 #expect(composed["data"] == .object(["n": .number("1")]))
                 #expect(decomposed["data"] == .object(["n": .number("2")]))
-                let duplicate = try await client.request(#"""
+                let duplicate = try await client.request(
+                    #"""
                     {"type":"txn","ops":[{"op":"check","key":"t/\#(nfc)","base":1},{"op":"check","key":"t/\u00e9","base":1}]}
-                    """#)
+                    """#
+                )
                 #expect(duplicate["code"]?.str == "bad_request")
             }
         }
@@ -134,7 +145,10 @@ struct UnicodeKeyTests {
         }
     }
 
-    @Test("an object may hold both spellings of a member name, and a merge patch removes only the one it names", arguments: compressionModes)
+    @Test(
+        "an object may hold both spellings of a member name, and a merge patch removes only the one it names",
+        arguments: compressionModes
+    )
     func memberNames(compression: Bool) async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url, compression: compression) { client in
@@ -142,8 +156,16 @@ struct UnicodeKeyTests {
                 try await put(client, key, base: 0, #"{"\#(nfc)":"composed","\#(nfd)":"decomposed"}"#)
                 try await client.send(#"{"type":"get","key":"\#(key)"}"#)
                 let raw = try await client.nextText()
-                #expect(raw.utf8.elementsEqual(#"{"type":"snapshot","key":"\#(key)","version":1,"data":{"\#(nfd)":"decomposed","\#(nfc)":"composed"}}"#.utf8), "\(raw)")
-                let patched = try await client.request(#"{"type":"patch","key":"\#(key)","base":1,"patch":{"\#(nfc)":null}}"#)
+                #expect(
+                    raw.utf8.elementsEqual(
+                        #"{"type":"snapshot","key":"\#(key)","version":1,"data":{"\#(nfd)":"decomposed","\#(nfc)":"composed"}}"#
+                            .utf8
+                    ),
+                    "\(raw)"
+                )
+                let patched = try await client.request(
+                    #"{"type":"patch","key":"\#(key)","base":1,"patch":{"\#(nfc)":null}}"#
+                )
                 #expect(patched.type == "ack")
                 let after = try await client.request(#"{"type":"get","key":"\#(key)"}"#)
                 #expect(after["data"] == .object([BytewiseString(nfd): .string("decomposed")]))
@@ -165,7 +187,9 @@ struct UnicodeKeyTests {
                     return
                 }
                 #expect(versions == [BytewiseString("c/\(nfc)"): 1, BytewiseString("c/\(nfd)"): 1])
-                let stream = try await client.subscribe(.keys([BytewiseString("c/\(nfc)"), BytewiseString("c/\(nfd)")]))
+                let stream = try await client.subscribe(
+                    .keys([BytewiseString("c/\(nfc)"), BytewiseString("c/\(nfd)")])
+                )
                 var snapshots: [[UInt8]] = []
                 for try await event in stream {
                     if case .snapshot(let record) = event { snapshots.append(Array(record.key.utf8)) }

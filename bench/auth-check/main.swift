@@ -33,7 +33,9 @@ func measure(_ name: String, iterations: Int = 2_000_000, rounds: Int = 7, _ che
     precondition(allowed == iterations * rounds, "\(name): a check that should allow refused")
     let sorted = perCheck.sorted()
     let rounded = sorted.map { String(format: "%.1f", $0) }.joined(separator: ", ")
-    print("\(name.padding(toLength: 48, withPad: " ", startingAt: 0)) median \(String(format: "%6.1f", sorted[rounds / 2])) ns  (rounds: \(rounded))")
+    print(
+        "\(name.padding(toLength: 48, withPad: " ", startingAt: 0)) median \(String(format: "%6.1f", sorted[rounds / 2])) ns  (rounds: \(rounded))"
+    )
 }
 
 // Five rules, the one that matches last, as in the end-to-end measurement; 1,000 tokens listed.
@@ -47,7 +49,9 @@ let rules = AccessRules([
 let ruleJSON = rules.rules.map { rule in
     #"{"prefix":"\#(rule.prefix)","allow":[\#(rule.rights.sorted().map { "\"\($0.rawValue)\"" }.joined(separator: ","))]}"#
 }.joined(separator: ",")
-let entries = (0..<1_000).map { #"{"token":"token-\#($0)-0123456789abcdef","user":"user\#($0)","rules":[\#(ruleJSON)]}"# }
+let entries = (0..<1_000).map {
+    #"{"token":"token-\#($0)-0123456789abcdef","user":"user\#($0)","rules":[\#(ruleJSON)]}"#
+}
 let file = FileManager.default.temporaryDirectory.appendingPathComponent("verso-auth-bench-\(UUID().uuidString).json")
 try Data(#"{"tokens":[\#(entries.joined(separator: ","))]}"#.utf8).write(to: file)
 defer { try? FileManager.default.removeItem(at: file) }

@@ -63,7 +63,8 @@ struct EditorSession {
                         sink.yield(.connection(connected: true, text: "connected"))
                         sink.yield(.serverInfo(allowsForce: client.serverAllowsForce))
                     case .connecting: sink.yield(.connection(connected: false, text: "connecting…"))
-                    case .disconnected(let reason): sink.yield(.connection(connected: false, text: "reconnecting (\(reason))"))
+                    case .disconnected(let reason):
+                        sink.yield(.connection(connected: false, text: "reconnecting (\(reason))"))
                     case .closed: sink.yield(.connection(connected: false, text: "closed"))
                     }
                 }
@@ -72,9 +73,11 @@ struct EditorSession {
                 for try await event in try await client.subscribe(.prefix(prefix)) {
                     switch event {
                     case .started(_, let reset): sink.yield(.started(reset: reset))
-                    case .snapshot(let record): sink.yield(.snapshot(EditorRecord(key: record.key, version: record.version, data: record.data)))
+                    case .snapshot(let record):
+                        sink.yield(.snapshot(EditorRecord(key: record.key, version: record.version, data: record.data)))
                     case .synced: sink.yield(.synced)
-                    case .update(let key, let version, _, let data): sink.yield(.update(EditorRecord(key: key, version: version, data: data)))
+                    case .update(let key, let version, _, let data):
+                        sink.yield(.update(EditorRecord(key: key, version: version, data: data)))
                     }
                 }
             }
@@ -83,7 +86,9 @@ struct EditorSession {
                 while !Task.isCancelled {
                     try await Task.sleep(for: .milliseconds(250))
                     let elapsed = ContinuousClock.now - start
-                    sink.yield(.tick(now: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+                    sink.yield(
+                        .tick(now: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                    )
                 }
             }
             events: for await event in events {
@@ -125,7 +130,9 @@ struct EditorSession {
         case .ack(let version, _):
             return .saved(key: key, version: version)
         case .conflict(let conflict):
-            return .conflict(current: EditorRecord(key: key, version: conflict.version, data: conflict.deleted ? nil : conflict.data))
+            return .conflict(
+                current: EditorRecord(key: key, version: conflict.version, data: conflict.deleted ? nil : conflict.data)
+            )
         }
     }
 }

@@ -28,7 +28,10 @@ func report(_ key: String, _ outcome: WriteOutcome) throws {
         printJSON(.object(["key": .string(key), "version": .integer(version), "seq": .integer(seq)]))
     case .conflict(let conflict):
         printJSON(conflictJSON(conflict))
-        throw CommandFailure(ExitStatus.conflict, "conflict: \(key) is at version \(conflict.version), not \(conflict.base)")
+        throw CommandFailure(
+            ExitStatus.conflict,
+            "conflict: \(key) is at version \(conflict.version), not \(conflict.base)"
+        )
     }
 }
 
@@ -42,7 +45,8 @@ struct Get: AsyncParsableCommand {
         switch lookup {
         case .found(let record): printJSON(recordJSON(record))
         case .missing: throw CommandFailure(ExitStatus.notFound, "no record at \(key)")
-        case .deleted(let version): throw CommandFailure(ExitStatus.notFound, "\(key) was deleted (tombstone at version \(version))")
+        case .deleted(let version):
+            throw CommandFailure(ExitStatus.notFound, "\(key) was deleted (tombstone at version \(version))")
         }
     }
 }
@@ -76,7 +80,9 @@ struct Patch: AsyncParsableCommand {
 }
 
 struct Delete: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Delete a record (leaving a tombstone) if its version is --base.")
+    static let configuration = CommandConfiguration(
+        abstract: "Delete a record (leaving a tombstone) if its version is --base."
+    )
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var base: BaseOptions
     @Argument(help: "The key.") var key: String
@@ -88,7 +94,9 @@ struct Delete: AsyncParsableCommand {
 }
 
 struct List: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the live records under a prefix, one JSON line each, in key order.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print the live records under a prefix, one JSON line each, in key order."
+    )
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The key prefix (\"\" for all).") var prefix: String = ""
 
@@ -136,10 +144,13 @@ struct Watch: AsyncParsableCommand {
                 case .synced:
                     break
                 case .update(let key, let version, let seq, let data):
-                    printJSON(.object([
-                        "type": .string("update"), "key": .string(key), "version": .integer(version), "seq": .integer(seq),
-                        "data": data.map { .object($0) } ?? .null, "deleted": .bool(data == nil),
-                    ]))
+                    printJSON(
+                        .object([
+                            "type": .string("update"), "key": .string(key), "version": .integer(version),
+                            "seq": .integer(seq),
+                            "data": data.map { .object($0) } ?? .null, "deleted": .bool(data == nil),
+                        ])
+                    )
                 }
             }
         }
@@ -162,7 +173,9 @@ struct Txn: AsyncParsableCommand {
         if file == "-" {
             text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
         } else {
-            guard let data = FileManager.default.contents(atPath: file) else { throw CommandFailure(ExitStatus.usage, "cannot read \(file)") }
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw CommandFailure(ExitStatus.usage, "cannot read \(file)")
+            }
             text = String(decoding: data, as: UTF8.self)
         }
         let operations = try Self.operations(from: text)
@@ -172,7 +185,10 @@ struct Txn: AsyncParsableCommand {
             printJSON(.object(["seq": .integer(seq), "versions": .object(versions.mapValues { .integer($0) })]))
         case .conflict(let conflicts):
             printJSON(.object(["conflicts": .array(conflicts.map(conflictJSON))]))
-            throw CommandFailure(ExitStatus.conflict, "conflict: \(conflicts.map(\.key).joined(separator: ", ")) changed; nothing was applied")
+            throw CommandFailure(
+                ExitStatus.conflict,
+                "conflict: \(conflicts.map(\.key).joined(separator: ", ")) changed; nothing was applied"
+            )
         }
     }
 
@@ -185,7 +201,9 @@ struct Txn: AsyncParsableCommand {
         switch value {
         case .array(let items): ops = items
         case .object(let members):
-            guard case .array(let items)? = members["ops"] else { throw CommandFailure(ExitStatus.usage, "the txn object needs an \"ops\" array") }
+            guard case .array(let items)? = members["ops"] else {
+                throw CommandFailure(ExitStatus.usage, "the txn object needs an \"ops\" array")
+            }
             ops = items
         default: throw CommandFailure(ExitStatus.usage, "the txn must be an array of ops or {\"ops\":[...]}")
         }
@@ -194,14 +212,20 @@ struct Txn: AsyncParsableCommand {
                 throw CommandFailure(ExitStatus.usage, "ops[\(index)] needs \"op\" and \"key\"")
             }
             let base = op["base"]?.integerValue
-            if base == nil, op["force"] != .bool(true) { throw CommandFailure(ExitStatus.usage, "ops[\(index)] needs \"base\" (or \"force\": true)") }
+            if base == nil, op["force"] != .bool(true) {
+                throw CommandFailure(ExitStatus.usage, "ops[\(index)] needs \"base\" (or \"force\": true)")
+            }
             let action: TxnOperation.Action
             switch name {
             case "put":
-                guard let data = op["data"]?.objectValue else { throw CommandFailure(ExitStatus.usage, "ops[\(index)]: put needs \"data\" (an object)") }
+                guard let data = op["data"]?.objectValue else {
+                    throw CommandFailure(ExitStatus.usage, "ops[\(index)]: put needs \"data\" (an object)")
+                }
                 action = .put(data)
             case "patch":
-                guard let patch = op["patch"]?.objectValue else { throw CommandFailure(ExitStatus.usage, "ops[\(index)]: patch needs \"patch\" (an object)") }
+                guard let patch = op["patch"]?.objectValue else {
+                    throw CommandFailure(ExitStatus.usage, "ops[\(index)]: patch needs \"patch\" (an object)")
+                }
                 action = .patch(patch)
             case "delete": action = .delete
             case "check": action = .check

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import Dispatch
 import Foundation
@@ -32,7 +32,10 @@ final class Terminal: Sendable {
     /// exit, on a fatal signal (a crash) and on SIGTERM/SIGHUP.
     static func open() throws -> Terminal {
         guard isatty(STDIN_FILENO) == 1, isatty(STDOUT_FILENO) == 1 else {
-            throw CommandFailure(ExitStatus.usage, "verso edit needs a terminal (standard input and output must be a TTY)")
+            throw CommandFailure(
+                ExitStatus.usage,
+                "verso edit needs a terminal (standard input and output must be a TTY)"
+            )
         }
         guard tcgetattr(STDIN_FILENO, &savedAttributes) == 0 else {
             throw CommandFailure(ExitStatus.failure, "cannot read the terminal settings")
@@ -71,7 +74,9 @@ final class Terminal: Sendable {
     /// The terminal's size in columns and rows.
     var size: (width: Int, height: Int) {
         var window = winsize()
-        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &window) == 0, window.ws_col > 0, window.ws_row > 0 else { return (80, 24) }
+        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &window) == 0, window.ws_col > 0, window.ws_row > 0 else {
+            return (80, 24)
+        }
         return (Int(window.ws_col), Int(window.ws_row))
     }
 
@@ -79,7 +84,9 @@ final class Terminal: Sendable {
         var bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeMutableBufferPointer { write(STDOUT_FILENO, $0.baseAddress! + offset, $0.count - offset) }
+            let written = bytes.withUnsafeMutableBufferPointer {
+                write(STDOUT_FILENO, $0.baseAddress! + offset, $0.count - offset)
+            }
             if written <= 0 { return }
             offset += written
         }
@@ -166,7 +173,9 @@ enum KeyDecoder {
             let byte = bytes[index]
             switch byte {
             case 0x1B:
-                if index + 2 < bytes.count, bytes[index + 1] == UInt8(ascii: "[") || bytes[index + 1] == UInt8(ascii: "O") {
+                if index + 2 < bytes.count,
+                    bytes[index + 1] == UInt8(ascii: "[") || bytes[index + 1] == UInt8(ascii: "O")
+                {
                     var end = index + 2
                     while end < bytes.count, !(0x40...0x7E).contains(bytes[end]) { end += 1 }
                     let body = String(decoding: bytes[(index + 2)...min(end, bytes.count - 1)], as: UTF8.self)

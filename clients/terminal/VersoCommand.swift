@@ -89,10 +89,16 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Seconds to wait for each reply.")
     var timeout: Double = 10
 
-    @Option(help: "Access token, for a server started with --auth [VERSO_TOKEN]. Prefer the variable: a flag shows in the process list.")
+    @Option(
+        help:
+            "Access token, for a server started with --auth [VERSO_TOKEN]. Prefer the variable: a flag shows in the process list."
+    )
     var token: String?
 
-    @Option(help: "For a wss:// URL: a PEM file of the certificate authorities to trust instead of the system's (a private CA or a self-signed server certificate) [VERSO_CA_FILE].")
+    @Option(
+        help:
+            "For a wss:// URL: a PEM file of the certificate authorities to trust instead of the system's (a private CA or a self-signed server certificate) [VERSO_CA_FILE]."
+    )
     var caFile: String?
 
     var configuration: VersoClientConfiguration {
@@ -102,8 +108,10 @@ struct ConnectionOptions: ParsableArguments {
             requestTimeout: .milliseconds(Int(timeout * 1000)),
             clientName: "verso-cli"
         )
-        configuration.token = token ?? ProcessInfo.processInfo.environment["VERSO_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        configuration.caFile = caFile ?? ProcessInfo.processInfo.environment["VERSO_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.token =
+            token ?? ProcessInfo.processInfo.environment["VERSO_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.caFile =
+            caFile ?? ProcessInfo.processInfo.environment["VERSO_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
         return configuration
     }
 
@@ -144,7 +152,9 @@ func readObject(_ argument: String, what: String) throws -> JSONObject {
     } catch {
         throw CommandFailure(ExitStatus.usage, "\(what) is not valid JSON: \(error)")
     }
-    guard case .object(let members) = value else { throw CommandFailure(ExitStatus.usage, "\(what) must be a JSON object") }
+    guard case .object(let members) = value else {
+        throw CommandFailure(ExitStatus.usage, "\(what) must be a JSON object")
+    }
     return members
 }
 

@@ -5,7 +5,8 @@ public enum WebClientPage {
     /// The page's bytes, or nil if the resource bundle is missing.
     public static let html: [UInt8]? = {
         guard let url = Bundle.module.url(forResource: "index", withExtension: "html"),
-              let data = try? Data(contentsOf: url) else { return nil }
+            let data = try? Data(contentsOf: url)
+        else { return nil }
         return Array(data)
     }()
 
@@ -13,7 +14,9 @@ public enum WebClientPage {
     /// itself so they always match it.
     private static let inlineHashes: (scripts: [String], styles: [String]) = {
         guard let html else { return ([], []) }
-        return (inlineBlocks(of: "script", in: html).map(hashSource), inlineBlocks(of: "style", in: html).map(hashSource))
+        return (
+            inlineBlocks(of: "script", in: html).map(hashSource), inlineBlocks(of: "style", in: html).map(hashSource)
+        )
     }()
 
     /// The headers the page is served with: a Content-Security-Policy that lets it run only its
@@ -45,16 +48,18 @@ public enum WebClientPage {
 
     /// A host name, IPv4 address or bracketed IPv6 address with an optional port, nothing else.
     private static func isPlainAuthority(_ text: String) -> Bool {
-        !text.isEmpty && text.utf8.count <= 300 && text.utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                true
-            case UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: ":"), UInt8(ascii: "["), UInt8(ascii: "]"):
-                true
-            default:
-                false
+        !text.isEmpty && text.utf8.count <= 300
+            && text.utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                    UInt8(ascii: "0")...UInt8(ascii: "9"):
+                    true
+                case UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: ":"), UInt8(ascii: "["), UInt8(ascii: "]"):
+                    true
+                default:
+                    false
+                }
             }
-        }
     }
 
     /// The contents of every `<tag>…</tag>` (written without attributes) in `html`.
@@ -74,7 +79,8 @@ public enum WebClientPage {
 
     private static func firstIndex(of needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
         guard haystack.count >= needle.count, start <= haystack.count - needle.count else { return nil }
-        for index in start...(haystack.count - needle.count) where haystack[index..<(index + needle.count)].elementsEqual(needle) {
+        for index in start...(haystack.count - needle.count)
+        where haystack[index..<(index + needle.count)].elementsEqual(needle) {
             return index
         }
         return nil
@@ -100,12 +106,16 @@ enum SHA256 {
     ]
 
     static func hash(_ message: some Collection<UInt8>) -> [UInt8] {
-        var state: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
+        var state: [UInt32] = [
+            0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+        ]
         var padded = Array(message)
         let bitLength = UInt64(padded.count) * 8
         padded.append(0x80)
         while padded.count % 64 != 56 { padded.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) { padded.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            padded.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift)))
+        }
         var w = [UInt32](repeating: 0, count: 64)
         for chunk in stride(from: 0, to: padded.count, by: 64) {
             for i in 0..<16 {
@@ -116,7 +126,9 @@ enum SHA256 {
                 let s1 = w[i - 2].rotatedRight(17) ^ w[i - 2].rotatedRight(19) ^ (w[i - 2] >> 10)
                 w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
             }
-            var (a, b, c, d, e, f, g, h) = (state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7])
+            var (a, b, c, d, e, f, g, h) = (
+                state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7]
+            )
             for i in 0..<64 {
                 let s1 = e.rotatedRight(6) ^ e.rotatedRight(11) ^ e.rotatedRight(25)
                 let choice = (e & f) ^ (~e & g)

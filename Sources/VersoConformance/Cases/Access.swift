@@ -7,22 +7,41 @@ extension ConformanceSuite {
     /// skip themselves when the suite has no token (a server without `--auth`), and those that
     /// need a token limited to `conformance/` when it has no `--restricted-token`.
     static let access: [ConformanceCase] = [
-        ConformanceCase("2.1 access: an upgrade with a token that is not valid is answered 401 with an unauthorized error that does not echo it") { context in
+        ConformanceCase(
+            "2.1 access: an upgrade with a token that is not valid is answered 401 with an unauthorized error that does not echo it"
+        ) { context in
             try requirePrimaryToken(context)
             let token = "verso-conformance-not-a-token"
-            let handshake = RawHTTP.handshake(host: context.address.host, port: context.address.port, path: context.address.path, extensions: nil)
-            let request = handshake.replacingOccurrences(of: "\r\n\r\n", with: "\r\nAuthorization: Bearer \(token)\r\n\r\n")
+            let handshake = RawHTTP.handshake(
+                host: context.address.host,
+                port: context.address.port,
+                path: context.address.path,
+                extensions: nil
+            )
+            let request = handshake.replacingOccurrences(
+                of: "\r\n\r\n",
+                with: "\r\nAuthorization: Bearer \(token)\r\n\r\n"
+            )
             let response = try await context.http(request)
             try expectEqual(response.status, 401, "the status of an upgrade with a token the server does not know")
-            try expect(response.headers["www-authenticate"]?.hasPrefix("Bearer") == true, "401 without WWW-Authenticate: Bearer: \(response.headers)")
+            try expect(
+                response.headers["www-authenticate"]?.hasPrefix("Bearer") == true,
+                "401 without WWW-Authenticate: Bearer: \(response.headers)"
+            )
             let body: JSONValue
             do { body = try JSONParser.parse(response.body) } catch {
-                throw ConformanceFailure.mismatch("the body of the 401", expected: "a JSON error", actual: response.body)
+                throw ConformanceFailure.mismatch(
+                    "the body of the 401",
+                    expected: "a JSON error",
+                    actual: response.body
+                )
             }
             try expectError(body, code: "unauthorized", "the body of the 401")
             try expect(!response.body.contains(token), "the 401 echoes the token: \(response.body)")
         },
-        ConformanceCase("2.1 access: without a token, hello is answered and every other request is unauthorized and changes nothing") { context in
+        ConformanceCase(
+            "2.1 access: without a token, hello is answered and every other request is unauthorized and changes nothing"
+        ) { context in
             try requirePrimaryToken(context)
             let key = context.freshKey("anonymous")
             try await context.connect(as: .anonymous) { anonymous in
@@ -33,20 +52,34 @@ extension ConformanceSuite {
                 try expectError(list, code: "unauthorized", "a list without a token")
             }
             try await context.connect { peer in
-                try expectError(try await peer.get(key), code: "not_found", "the key a put without a token tried to create")
+                try expectError(
+                    try await peer.get(key),
+                    code: "not_found",
+                    "the key a put without a token tried to create"
+                )
             }
         },
-        ConformanceCase("2.1 access: a request outside the token's rules is answered forbidden with the key and changes nothing; inside them it is served") { context in
+        ConformanceCase(
+            "2.1 access: a request outside the token's rules is answered forbidden with the key and changes nothing; inside them it is served"
+        ) { context in
             let outside = outsideKey()
             try await context.connect(as: .restricted) { restricted in
-                try restricted.ack(of: try await restricted.tryPut(context.key("inside"), base: 0), key: context.key("inside"), "a put inside the token's rules")
+                try restricted.ack(
+                    of: try await restricted.tryPut(context.key("inside"), base: 0),
+                    key: context.key("inside"),
+                    "a put inside the token's rules"
+                )
                 let refused = try await restricted.tryPut(outside, base: 0)
                 try expectError(refused, code: "forbidden", "a put outside the token's rules")
                 try expectEqual(refused["key"]?.str, outside, "the key of the forbidden error")
                 try expectError(try await restricted.get(outside), code: "forbidden", "a get outside the token's rules")
             }
             try await context.connect { peer in
-                try expectError(try await peer.get(outside), code: "not_found", "the key a forbidden put tried to create")
+                try expectError(
+                    try await peer.get(outside),
+                    code: "not_found",
+                    "the key a forbidden put tried to create"
+                )
             }
         },
         ConformanceCase("2.1 access: a txn with one op outside the token's rules is refused whole") { context in
@@ -78,16 +111,24 @@ extension ConformanceSuite {
             // deleted before the case ends.
             let outsidePrefix = outsidePrefix()
             let outside = outsidePrefix + "key"
-            try await context.connect(as: .restricted) { _ in }  // skips now, before writing, without a restricted token
+            // Skips now, before writing, without a restricted token.
+            try await context.connect(as: .restricted) { _ in }
             let written = try await context.connect { peer in try await peer.put(outside, base: 0) }
             do {
                 try await context.connect(as: .restricted) { restricted in
-                    let hidden = try expectType(try await restricted.list(prefix: outsidePrefix), "records", "a list of a prefix the token may not read")
+                    let hidden = try expectType(
+                        try await restricted.list(prefix: outsidePrefix),
+                        "records",
+                        "a list of a prefix the token may not read"
+                    )
                     try expectEqual(hidden["records"], .array([]), "the records of a prefix the token may not read")
                     let all = try expectType(try await restricted.list(prefix: ""), "records", "a list of every key")
                     for record in all["records"]?.array ?? [] {
                         let key = record["key"]?.str ?? ""
-                        try expect(key.hasPrefix(SuiteTokens.restrictedPrefix), "a list of every key shows \(quoted(key)), which the token may not read")
+                        try expect(
+                            key.hasPrefix(SuiteTokens.restrictedPrefix),
+                            "a list of every key shows \(quoted(key)), which the token may not read"
+                        )
                     }
                 }
             } catch {
@@ -96,7 +137,9 @@ extension ConformanceSuite {
             }
             try await context.connect { peer in _ = try await peer.delete(outside, base: written.version) }
         },
-        ConformanceCase("6 errors: unauthorized: a request without a valid token, with a message saying how to give one") { context in
+        ConformanceCase(
+            "6 errors: unauthorized: a request without a valid token, with a message saying how to give one"
+        ) { context in
             try requirePrimaryToken(context)
             try await context.connect(as: .anonymous) { anonymous in
                 let reply = try await anonymous.request(#"{"type":"get","rid":"u","key":\#(quoted(context.key("u")))}"#)

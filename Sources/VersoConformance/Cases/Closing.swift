@@ -24,13 +24,17 @@ extension ConformanceSuite {
                 try await peer.sendFrame(opcode: 0x1, reservedBits: 0b001, Array(#"{"type":"hello"}"#.utf8))
             }
         },
-        ConformanceCase("1.2 closing codes: a continuation frame with no message to continue closes with 1002") { context in
+        ConformanceCase("1.2 closing codes: a continuation frame with no message to continue closes with 1002") {
+            context in
             try await expectClose(1002, context, "after a continuation frame that continues nothing") { peer in
                 try await peer.sendFrame(opcode: 0x0, Array(#"{"type":"hello"}"#.utf8))
             }
         },
-        ConformanceCase("1.2 closing codes: a text frame that starts a new message inside a fragmented one closes with 1002") { context in
-            try await expectClose(1002, context, "after a text frame while a fragmented message was not finished") { peer in
+        ConformanceCase(
+            "1.2 closing codes: a text frame that starts a new message inside a fragmented one closes with 1002"
+        ) { context in
+            try await expectClose(1002, context, "after a text frame while a fragmented message was not finished") {
+                peer in
                 try await peer.sendFrame(opcode: 0x1, fin: false, Array(#"{"type":"#.utf8))
                 try await peer.sendFrame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8))
             }
@@ -40,8 +44,10 @@ extension ConformanceSuite {
                 try await peer.sendFrame(opcode: 0x1, [0x7B, 0xC3, 0x28, 0x7D])
             }
         },
-        ConformanceCase("1.2 closing codes: a fragmented text message that is not valid UTF-8 closes with 1007") { context in
-            try await expectClose(1007, context, "after a fragmented text message ending in a cut UTF-8 sequence") { peer in
+        ConformanceCase("1.2 closing codes: a fragmented text message that is not valid UTF-8 closes with 1007") {
+            context in
+            try await expectClose(1007, context, "after a fragmented text message ending in a cut UTF-8 sequence") {
+                peer in
                 // The message is {"type":"hello","x":"<C3>"}: "é" without its second byte.
                 let bytes = Array(#"{"type":"hello","x":"é"#.utf8.dropLast()) + Array(#""}"#.utf8)
                 try await peer.sendFragmented(bytes, at: [8])

@@ -26,10 +26,15 @@ extension ConformanceSuite {
                     let key = context.freshKey("deep")
                     func request(depth: Int) -> String {
                         let units = (depth - 2) / levels
-                        return #"{"type":"put","key":\#(quoted(key)),"base":0,"data":\#(String(repeating: unit, count: units)){}\#(String(repeating: closing, count: units))}"#
+                        return
+                            #"{"type":"put","key":\#(quoted(key)),"base":0,"data":\#(String(repeating: unit, count: units)){}\#(String(repeating: closing, count: units))}"#
                     }
                     let deeper = 64 + levels
-                    try expectError(try await peer.request(request(depth: deeper)), code: "bad_request", "a put nested \(deeper) levels deep")
+                    try expectError(
+                        try await peer.request(request(depth: deeper)),
+                        code: "bad_request",
+                        "a put nested \(deeper) levels deep"
+                    )
                     try await expectUntouched(key, peer: peer, after: "the refused put nested \(deeper) levels deep")
                     try expectType(try await peer.request(request(depth: 64)), "ack", "a put nested 64 levels deep")
                     try expectType(try await peer.get(key), "snapshot", "get the record nested 64 levels deep")
@@ -44,9 +49,18 @@ extension ConformanceSuite {
                     let ops = (0..<count).map { #"{"op":"check","key":\#(quoted(context.key("t\($0)"))),"base":0}"# }
                     return #"{"type":"txn","rid":"big","ops":[\#(ops.joined(separator: ","))]}"#
                 }
-                try expectError(try await peer.request(txn(1001)), code: "too_large", rid: .string("big"), "a txn of 1001 ops")
+                try expectError(
+                    try await peer.request(txn(1001)),
+                    code: "too_large",
+                    rid: .string("big"),
+                    "a txn of 1001 ops"
+                )
                 let ack = try expectType(try await peer.request(txn(1000)), "ack", "a txn of 1000 checks that hold")
-                try expectEqual(ack["versions"]?.objectValue?.count, 1000, "the number of versions in the ack of 1000 checks")
+                try expectEqual(
+                    ack["versions"]?.objectValue?.count,
+                    1000,
+                    "the number of versions in the ack of 1000 checks"
+                )
             }
         },
         ConformanceCase("1.1 limits: a subscribe of 1000 keys is accepted and one of 1001 gets too_large") { context in
@@ -55,11 +69,20 @@ extension ConformanceSuite {
                     let keys = (0..<count).map { quoted(context.key("s\($0)")) }
                     return #"{"type":"subscribe","rid":"big","keys":[\#(keys.joined(separator: ","))]}"#
                 }
-                try expectError(try await peer.request(subscribe(1001)), code: "too_large", rid: .string("big"), "a subscribe of 1001 keys")
+                try expectError(
+                    try await peer.request(subscribe(1001)),
+                    code: "too_large",
+                    rid: .string("big"),
+                    "a subscribe of 1001 keys"
+                )
                 let subscribed = try await peer.subscribe(subscribe(1000))
                 try expectEqual(subscribed.snapshots.count, 0, "snapshots of 1000 keys that do not exist")
                 let sub = try require(subscribed.reply["sub"]?.int, "subscribed has no sub")
-                try expectType(try await peer.request(#"{"type":"unsubscribe","sub":\#(sub)}"#), "unsubscribed", "unsubscribe")
+                try expectType(
+                    try await peer.request(#"{"type":"unsubscribe","sub":\#(sub)}"#),
+                    "unsubscribed",
+                    "unsubscribe"
+                )
             }
         },
         ConformanceCase("1.1 limits: a list limit of 1 and of 1000 is accepted, 0 and 1001 are refused") { context in
@@ -67,12 +90,22 @@ extension ConformanceSuite {
                 try await peer.put(context.key("a"), base: 0)
                 try await peer.put(context.key("b"), base: 0)
                 for limit in [0, 1001] {
-                    let reply = try await peer.request(#"{"type":"list","rid":\#(limit),"prefix":\#(quoted(context.prefix)),"limit":\#(limit)}"#)
+                    let reply = try await peer.request(
+                        #"{"type":"list","rid":\#(limit),"prefix":\#(quoted(context.prefix)),"limit":\#(limit)}"#
+                    )
                     try expectError(reply, code: "bad_request", rid: .integer(Int64(limit)), "list with limit \(limit)")
                 }
-                let one = try expectType(try await peer.request(#"{"type":"list","prefix":\#(quoted(context.prefix)),"limit":1}"#), "records", "list with limit 1")
+                let one = try expectType(
+                    try await peer.request(#"{"type":"list","prefix":\#(quoted(context.prefix)),"limit":1}"#),
+                    "records",
+                    "list with limit 1"
+                )
                 try expectEqual(one["records"]?.array?.count, 1, "records listed with limit 1")
-                let all = try expectType(try await peer.request(#"{"type":"list","prefix":\#(quoted(context.prefix)),"limit":1000}"#), "records", "list with limit 1000")
+                let all = try expectType(
+                    try await peer.request(#"{"type":"list","prefix":\#(quoted(context.prefix)),"limit":1000}"#),
+                    "records",
+                    "list with limit 1000"
+                )
                 try expectEqual(all["records"]?.array?.count, 2, "records listed with limit 1000")
             }
         },
@@ -82,16 +115,22 @@ extension ConformanceSuite {
                 try await peer.send(oversizedPut(key, compressible: false))
                 try await peer.expectClose(1009, "after a message of 2 MiB + 1 bytes")
             }
-            try await context.connect { peer in try await expectUntouched(key, peer: peer, after: "the message over the limit") }
+            try await context.connect { peer in
+                try await expectUntouched(key, peer: peer, after: "the message over the limit")
+            }
         },
-        ConformanceCase("1.1 limits: a compressible message of 2 MiB + 1 bytes with permessage-deflate closes with 1009") { context in
+        ConformanceCase(
+            "1.1 limits: a compressible message of 2 MiB + 1 bytes with permessage-deflate closes with 1009"
+        ) { context in
             let key = context.key("oversized")
             try await context.connect(compression: true) { peer in
                 // Deflate shrinks it to a few KiB on the wire; the limit counts it inflated.
                 try await peer.send(oversizedPut(key, compressible: true))
                 try await peer.expectClose(1009, "after a deflated message of 2 MiB + 1 bytes")
             }
-            try await context.connect { peer in try await expectUntouched(key, peer: peer, after: "the message over the limit") }
+            try await context.connect { peer in
+                try await expectUntouched(key, peer: peer, after: "the message over the limit")
+            }
         },
         ConformanceCase("1.1 limits: a message of 2 MiB + 1 bytes in fragments closes with 1009") { context in
             let key = context.key("oversized")
@@ -100,7 +139,9 @@ extension ConformanceSuite {
                 try await peer.sendFragmented(bytes, at: [bytes.count / 3, 2 * bytes.count / 3])
                 try await peer.expectClose(1009, "after a fragmented message of 2 MiB + 1 bytes")
             }
-            try await context.connect { peer in try await expectUntouched(key, peer: peer, after: "the message over the limit") }
+            try await context.connect { peer in
+                try await expectUntouched(key, peer: peer, after: "the message over the limit")
+            }
         },
     ]
 
@@ -131,6 +172,9 @@ extension ConformanceSuite {
     static func expectUntouched(_ key: String, peer: Peer, after what: String) async throws {
         let reply = try await peer.get(key)
         try expectError(reply, code: "not_found", "get \(key) after \(what)")
-        try expect(reply["deleted"] != .bool(true) && (reply["version"]?.int ?? 0) == 0, "\(what) changed \(key): \(describe(reply))")
+        try expect(
+            reply["deleted"] != .bool(true) && (reply["version"]?.int ?? 0) == 0,
+            "\(what) changed \(key): \(describe(reply))"
+        )
     }
 }

@@ -7,15 +7,18 @@ extension ConformanceSuite {
         ),
         .notCheckable(
             "1.2 closing codes: 1008 for a client that lets more than 64 MiB pile up unread",
-            because: "it needs a client that stops reading at the TCP level and 64 MiB of updates written to the server; too heavy for a server holding other people's data"
+            because:
+                "it needs a client that stops reading at the TCP level and 64 MiB of updates written to the server; too heavy for a server holding other people's data"
         ),
         .notCheckable(
             "1.1 limits: since older than the change log kept (--history) resets",
-            because: "pruning can only be provoked on a server with a small history; the epoch and ahead-of-the-store resets are checked in section 5"
+            because:
+                "pruning can only be provoked on a server with a small history; the epoch and ahead-of-the-store resets are checked in section 5"
         ),
         .notCheckable(
             "1.3 origins: an upgrade from a web page of another origin is answered 403",
-            because: "which origins a server accepts depends on how it was started (--allow-origin, --allow-any-origin), which a client cannot know; the server's own tests and the browser test check it"
+            because:
+                "which origins a server accepts depends on how it was started (--allow-origin, --allow-any-origin), which a client cannot know; the server's own tests and the browser test check it"
         ),
         .notCheckable(
             "5 subscriptions: closing the connection ends its subscriptions",

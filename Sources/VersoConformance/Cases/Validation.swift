@@ -9,13 +9,37 @@ extension ConformanceSuite {
             try await refuse(context) { target, other in
                 var inputs: [BadInput] = []
                 for value in ["[1,2]", #""text""#, "5", "null", "true"] {
-                    inputs.append(BadInput("put with data \(value)", #"{"type":"put","rid":"x","key":\#(target),"base":0,"data":\#(value)}"#))
-                    inputs.append(BadInput("patch with patch \(value)", #"{"type":"patch","rid":"x","key":\#(target),"base":0,"patch":\#(value)}"#))
+                    inputs.append(
+                        BadInput(
+                            "put with data \(value)",
+                            #"{"type":"put","rid":"x","key":\#(target),"base":0,"data":\#(value)}"#
+                        )
+                    )
+                    inputs.append(
+                        BadInput(
+                            "patch with patch \(value)",
+                            #"{"type":"patch","rid":"x","key":\#(target),"base":0,"patch":\#(value)}"#
+                        )
+                    )
                 }
                 inputs.append(BadInput("put without data", #"{"type":"put","rid":"x","key":\#(target),"base":0}"#))
                 inputs.append(BadInput("patch without patch", #"{"type":"patch","rid":"x","key":\#(target),"base":0}"#))
-                inputs.append(BadInput("a txn put with data [1]", txn(#"{"op":"put","key":\#(other),"base":0,"data":{}},{"op":"put","key":\#(target),"base":0,"data":[1]}"#)))
-                inputs.append(BadInput("a txn patch with patch \"x\"", txn(#"{"op":"put","key":\#(other),"base":0,"data":{}},{"op":"patch","key":\#(target),"base":0,"patch":"x"}"#)))
+                inputs.append(
+                    BadInput(
+                        "a txn put with data [1]",
+                        txn(
+                            #"{"op":"put","key":\#(other),"base":0,"data":{}},{"op":"put","key":\#(target),"base":0,"data":[1]}"#
+                        )
+                    )
+                )
+                inputs.append(
+                    BadInput(
+                        "a txn patch with patch \"x\"",
+                        txn(
+                            #"{"op":"put","key":\#(other),"base":0,"data":{}},{"op":"patch","key":\#(target),"base":0,"patch":"x"}"#
+                        )
+                    )
+                )
                 return inputs
             }
         },
@@ -24,14 +48,33 @@ extension ConformanceSuite {
                 var inputs: [BadInput] = []
                 let long = quoted(keyOfLength(513, prefix: context.prefix))
                 let controls: [Unicode.Scalar] = ["\u{0}", "\u{7}", "\u{1F}", "\u{7F}", "\u{80}", "\u{9F}"]
-                var bad = [(#""""#, "an empty key"), (long, "a key of 513 bytes"), ("5", "a number as key"), ("null", "null as key")]
-                bad += controls.map { (quoted(context.key("c\(Character($0))")), "a key with U+\(String($0.value, radix: 16, uppercase: true))") }
+                var bad = [
+                    (#""""#, "an empty key"), (long, "a key of 513 bytes"), ("5", "a number as key"),
+                    ("null", "null as key"),
+                ]
+                bad += controls.map {
+                    (
+                        quoted(context.key("c\(Character($0))")),
+                        "a key with U+\(String($0.value, radix: 16, uppercase: true))"
+                    )
+                }
                 for (key, what) in bad {
-                    inputs.append(BadInput("put of \(what)", #"{"type":"put","rid":"x","key":\#(key),"base":0,"data":{}}"#))
+                    inputs.append(
+                        BadInput("put of \(what)", #"{"type":"put","rid":"x","key":\#(key),"base":0,"data":{}}"#)
+                    )
                     inputs.append(BadInput("get of \(what)", #"{"type":"get","rid":"x","key":\#(key)}"#))
                     inputs.append(BadInput("delete of \(what)", #"{"type":"delete","rid":"x","key":\#(key),"base":0}"#))
-                    inputs.append(BadInput("subscribe to \(what)", #"{"type":"subscribe","rid":"x","keys":[\#(target),\#(key)]}"#))
-                    inputs.append(BadInput("a txn op on \(what)", txn(#"{"op":"put","key":\#(target),"base":0,"data":{}},{"op":"check","key":\#(key),"base":0}"#)))
+                    inputs.append(
+                        BadInput("subscribe to \(what)", #"{"type":"subscribe","rid":"x","keys":[\#(target),\#(key)]}"#)
+                    )
+                    inputs.append(
+                        BadInput(
+                            "a txn op on \(what)",
+                            txn(
+                                #"{"op":"put","key":\#(target),"base":0,"data":{}},{"op":"check","key":\#(key),"base":0}"#
+                            )
+                        )
+                    )
                 }
                 inputs.append(BadInput("put without key", #"{"type":"put","rid":"x","base":0,"data":{}}"#))
                 inputs.append(BadInput("get without key", #"{"type":"get","rid":"x"}"#))
@@ -47,9 +90,14 @@ extension ConformanceSuite {
             try await refuse(context) { _, _ in
                 let long = quoted(keyOfLength(513, prefix: context.prefix))
                 var inputs: [BadInput] = []
-                for (prefix, what) in [(long, "a prefix of 513 bytes"), (quoted(context.key("\u{1}")), "a prefix with U+1"), ("5", "a number as prefix")] {
+                for (prefix, what) in [
+                    (long, "a prefix of 513 bytes"), (quoted(context.key("\u{1}")), "a prefix with U+1"),
+                    ("5", "a number as prefix"),
+                ] {
                     inputs.append(BadInput("list of \(what)", #"{"type":"list","rid":"x","prefix":\#(prefix)}"#))
-                    inputs.append(BadInput("subscribe to \(what)", #"{"type":"subscribe","rid":"x","prefix":\#(prefix)}"#))
+                    inputs.append(
+                        BadInput("subscribe to \(what)", #"{"type":"subscribe","rid":"x","prefix":\#(prefix)}"#)
+                    )
                 }
                 return inputs
             } accepted: { peer in
@@ -61,28 +109,60 @@ extension ConformanceSuite {
             try await refuse(context) { target, _ in
                 var inputs: [BadInput] = []
                 for base in ["-1", "1.0", "0.0", "1e0", "0E1", "1.5", #""0""#, "true", "null", "[0]"] {
-                    inputs.append(BadInput("put with base \(base)", #"{"type":"put","rid":"x","key":\#(target),"base":\#(base),"data":{}}"#))
-                    inputs.append(BadInput("delete with base \(base)", #"{"type":"delete","rid":"x","key":\#(target),"base":\#(base)}"#))
-                    inputs.append(BadInput("a txn check with base \(base)", txn(#"{"op":"check","key":\#(target),"base":\#(base)}"#)))
+                    inputs.append(
+                        BadInput(
+                            "put with base \(base)",
+                            #"{"type":"put","rid":"x","key":\#(target),"base":\#(base),"data":{}}"#
+                        )
+                    )
+                    inputs.append(
+                        BadInput(
+                            "delete with base \(base)",
+                            #"{"type":"delete","rid":"x","key":\#(target),"base":\#(base)}"#
+                        )
+                    )
+                    inputs.append(
+                        BadInput(
+                            "a txn check with base \(base)",
+                            txn(#"{"op":"check","key":\#(target),"base":\#(base)}"#)
+                        )
+                    )
                 }
                 for since in ["1.0", "1e3", #""5""#, "true"] {
-                    inputs.append(BadInput("subscribe with since \(since)", #"{"type":"subscribe","rid":"x","keys":[\#(target)],"since":\#(since)}"#))
+                    inputs.append(
+                        BadInput(
+                            "subscribe with since \(since)",
+                            #"{"type":"subscribe","rid":"x","keys":[\#(target)],"since":\#(since)}"#
+                        )
+                    )
                 }
                 for limit in ["2.0", "1e1", #""5""#] {
-                    inputs.append(BadInput("list with limit \(limit)", #"{"type":"list","rid":"x","prefix":\#(target),"limit":\#(limit)}"#))
+                    inputs.append(
+                        BadInput(
+                            "list with limit \(limit)",
+                            #"{"type":"list","rid":"x","prefix":\#(target),"limit":\#(limit)}"#
+                        )
+                    )
                 }
                 inputs.append(BadInput("put without base", #"{"type":"put","rid":"x","key":\#(target),"data":{}}"#))
                 return inputs
             }
         },
-        ConformanceCase("4 validation: a rid that is neither a string nor an integer is refused without a rid") { context in
+        ConformanceCase("4 validation: a rid that is neither a string nor an integer is refused without a rid") {
+            context in
             try await refuse(context) { target, _ in
                 ["1.5", "1.0", "1e3", "true", "null", "[1]", #"{"a":1}"#].map { rid in
-                    BadInput("put with rid \(rid)", #"{"type":"put","rid":\#(rid),"key":\#(target),"base":0,"data":{}}"#, rid: nil)
+                    BadInput(
+                        "put with rid \(rid)",
+                        #"{"type":"put","rid":\#(rid),"key":\#(target),"base":0,"data":{}}"#,
+                        rid: nil
+                    )
                 }
             }
         },
-        ConformanceCase("6 errors: malformed JSON, a non-object, an unknown type and missing or ill-typed fields get bad_request") { context in
+        ConformanceCase(
+            "6 errors: malformed JSON, a non-object, an unknown type and missing or ill-typed fields get bad_request"
+        ) { context in
             try await refuse(context) { target, _ in
                 [
                     BadInput("malformed JSON", #"{"type":"put","key":\#(target),"base":0,"data":{}"#, rid: nil),
@@ -97,24 +177,41 @@ extension ConformanceSuite {
                     BadInput("a missing type", #"{"rid":"x","key":\#(target),"base":0,"data":{}}"#),
                     BadInput("a type that is not a string", #"{"type":5,"rid":"x"}"#),
                     BadInput("a txn without ops", #"{"type":"txn","rid":"x"}"#),
-                    BadInput("a txn whose ops is not an array", #"{"type":"txn","rid":"x","ops":{"op":"check","key":\#(target),"base":0}}"#),
+                    BadInput(
+                        "a txn whose ops is not an array",
+                        #"{"type":"txn","rid":"x","ops":{"op":"check","key":\#(target),"base":0}}"#
+                    ),
                     BadInput("a txn op that is not an object", txn("5")),
                     BadInput("a txn op with an unknown op", txn(#"{"op":"frobnicate","key":\#(target),"base":0}"#)),
                     BadInput("a txn op without op", txn(#"{"key":\#(target),"base":0}"#)),
                     BadInput("subscribe with neither keys nor prefix", #"{"type":"subscribe","rid":"x"}"#),
-                    BadInput("subscribe with both keys and prefix", #"{"type":"subscribe","rid":"x","keys":[\#(target)],"prefix":\#(target)}"#),
+                    BadInput(
+                        "subscribe with both keys and prefix",
+                        #"{"type":"subscribe","rid":"x","keys":[\#(target)],"prefix":\#(target)}"#
+                    ),
                     BadInput("subscribe with an empty keys array", #"{"type":"subscribe","rid":"x","keys":[]}"#),
-                    BadInput("subscribe with keys that is not an array", #"{"type":"subscribe","rid":"x","keys":\#(target)}"#),
-                    BadInput("subscribe with an epoch that is not a string", #"{"type":"subscribe","rid":"x","keys":[\#(target)],"since":0,"epoch":5}"#),
+                    BadInput(
+                        "subscribe with keys that is not an array",
+                        #"{"type":"subscribe","rid":"x","keys":\#(target)}"#
+                    ),
+                    BadInput(
+                        "subscribe with an epoch that is not a string",
+                        #"{"type":"subscribe","rid":"x","keys":[\#(target)],"since":0,"epoch":5}"#
+                    ),
                     BadInput("unsubscribe without sub", #"{"type":"unsubscribe","rid":"x"}"#),
-                    BadInput("unsubscribe with a sub that is not an integer", #"{"type":"unsubscribe","rid":"x","sub":"1"}"#),
+                    BadInput(
+                        "unsubscribe with a sub that is not an integer",
+                        #"{"type":"unsubscribe","rid":"x","sub":"1"}"#
+                    ),
                 ]
             }
         },
         ConformanceCase("6 errors: a binary message gets bad_request and the connection stays open") { context in
             try await context.connect { peer in
                 let key = context.key("binary")
-                try await peer.wire.send(binary: Array(#"{"type":"put","key":\#(quoted(key)),"base":0,"data":{}}"#.utf8))
+                try await peer.wire.send(
+                    binary: Array(#"{"type":"put","key":\#(quoted(key)),"base":0,"data":{}}"#.utf8)
+                )
                 try expectError(try await peer.nextReply(), code: "bad_request", "a binary message")
                 try await expectUntouched(key, peer: peer, after: "the binary message")
                 try await peer.put(key, base: 0)

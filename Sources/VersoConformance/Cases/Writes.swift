@@ -6,7 +6,9 @@ extension ConformanceSuite {
         ConformanceCase("3.3 put: base 0 creates, and a put replaces the whole object") { context in
             try await context.connect { peer in
                 let key = context.key("put")
-                let reply = try await peer.request(#"{"type":"put","rid":3,"key":\#(quoted(key)),"base":0,"data":{"a":1,"b":{"c":2}}}"#)
+                let reply = try await peer.request(
+                    #"{"type":"put","rid":3,"key":\#(quoted(key)),"base":0,"data":{"a":1,"b":{"c":2}}}"#
+                )
                 let ack = try peer.ack(of: reply, key: key, "put on base 0")
                 try expectEqual(reply["rid"], .integer(3), "the ack's rid")
                 try expectEqual(ack.version, 1, "the version a put on base 0 makes")
@@ -20,23 +22,45 @@ extension ConformanceSuite {
                 let key = context.key("patch")
                 try await peer.put(key, base: 0, data: #"{"a":"b","c":{"d":"e","f":"g"},"tags":["x","y"],"keep":1}"#)
                 // RFC 7396's own example, plus array replacement, a new nested object and a null for a missing member.
-                let reply = try await peer.request(#"{"type":"patch","rid":4,"key":\#(quoted(key)),"base":1,"patch":{"a":"z","c":{"f":null},"tags":["q"],"new":{"n":{"m":1}},"absent":null}}"#)
-                try expectEqual(try peer.ack(of: reply, key: key, "patch on base 1").version, 2, "the version after a patch")
+                let reply = try await peer.request(
+                    #"{"type":"patch","rid":4,"key":\#(quoted(key)),"base":1,"patch":{"a":"z","c":{"f":null},"tags":["q"],"new":{"n":{"m":1}},"absent":null}}"#
+                )
+                try expectEqual(
+                    try peer.ack(of: reply, key: key, "patch on base 1").version,
+                    2,
+                    "the version after a patch"
+                )
                 try expectEqual(reply["rid"], .integer(4), "the ack's rid")
                 let snapshot = try expectType(try await peer.get(key), "snapshot", "get after the patch")
-                try expectEqual(snapshot["data"], .literal(#"{"a":"z","c":{"d":"e"},"tags":["q"],"new":{"n":{"m":1}},"keep":1}"#), "the merged data")
+                try expectEqual(
+                    snapshot["data"],
+                    .literal(#"{"a":"z","c":{"d":"e"},"tags":["q"],"new":{"n":{"m":1}},"keep":1}"#),
+                    "the merged data"
+                )
             }
         },
         ConformanceCase("3.3 patch: a key that does not exist or is deleted is patched from {}") { context in
             try await context.connect { peer in
                 let key = context.key("patch-new")
                 try await peer.patch(key, base: 0, patch: #"{"a":1,"b":null,"c":{"d":null,"e":2}}"#)
-                let created = try expectType(try await peer.get(key), "snapshot", "get after a patch that created the key")
+                let created = try expectType(
+                    try await peer.get(key),
+                    "snapshot",
+                    "get after a patch that created the key"
+                )
                 try expectEqual(created["data"], .literal(#"{"a":1,"c":{"e":2}}"#), "the data a patch on base 0 makes")
                 try await peer.delete(key, base: 1)
-                try expectEqual(try await peer.patch(key, base: 2, patch: #"{"x":1}"#).version, 3, "a patch on the tombstone's version")
+                try expectEqual(
+                    try await peer.patch(key, base: 2, patch: #"{"x":1}"#).version,
+                    3,
+                    "a patch on the tombstone's version"
+                )
                 let revived = try expectType(try await peer.get(key), "snapshot", "get after a patch of a tombstone")
-                try expectEqual(revived["data"], .literal(#"{"x":1}"#), "the data of a patched tombstone (nothing of the old record)")
+                try expectEqual(
+                    revived["data"],
+                    .literal(#"{"x":1}"#),
+                    "the data of a patched tombstone (nothing of the old record)"
+                )
             }
         },
         ConformanceCase("3.3 delete: acknowledged with the new version, leaving a tombstone") { context in
@@ -44,14 +68,19 @@ extension ConformanceSuite {
                 let key = context.key("delete")
                 try await peer.put(key, base: 0)
                 let reply = try await peer.request(#"{"type":"delete","rid":5,"key":\#(quoted(key)),"base":1}"#)
-                try expectEqual(try peer.ack(of: reply, key: key, "delete on base 1").version, 2, "the version a delete makes")
+                try expectEqual(
+                    try peer.ack(of: reply, key: key, "delete on base 1").version,
+                    2,
+                    "the version a delete makes"
+                )
                 try expectEqual(reply["rid"], .integer(5), "the ack's rid")
                 let gone = try await peer.get(key)
                 try expectError(gone, code: "not_found", "get after delete")
                 try expectEqual(gone["deleted"], .bool(true), "deleted after delete")
             }
         },
-        ConformanceCase("3.3 writes: a stale base gets conflict with the current state and changes nothing") { context in
+        ConformanceCase("3.3 writes: a stale base gets conflict with the current state and changes nothing") {
+            context in
             try await context.connect { peer in
                 let key = context.key("stale")
                 try await peer.put(key, base: 0, data: #"{"v":1}"#)
@@ -60,7 +89,16 @@ extension ConformanceSuite {
                 for (index, write) in staleWrites(key).enumerated() {
                     for base in [1, 0, 3, 99] {
                         let reply = try await peer.request(write(base, index))
-                        try expectConflict(reply, key: key, base: base, version: 2, data: current, deleted: false, rid: .integer(Int64(index)), "\(writeName(index)) on stale base \(base)")
+                        try expectConflict(
+                            reply,
+                            key: key,
+                            base: base,
+                            version: 2,
+                            data: current,
+                            deleted: false,
+                            rid: .integer(Int64(index)),
+                            "\(writeName(index)) on stale base \(base)"
+                        )
                     }
                 }
                 let snapshot = try expectType(try await peer.get(key), "snapshot", "get after the refused writes")
@@ -75,27 +113,55 @@ extension ConformanceSuite {
                 try await peer.delete(key, base: 1)
                 for (index, write) in staleWrites(key).enumerated() {
                     let reply = try await peer.request(write(0, index))
-                    try expectConflict(reply, key: key, base: 0, version: 2, data: .null, deleted: true, rid: .integer(Int64(index)), "\(writeName(index)) of a tombstone on base 0")
+                    try expectConflict(
+                        reply,
+                        key: key,
+                        base: 0,
+                        version: 2,
+                        data: .null,
+                        deleted: true,
+                        rid: .integer(Int64(index)),
+                        "\(writeName(index)) of a tombstone on base 0"
+                    )
                 }
             }
         },
-        ConformanceCase("3.3 writes: a conflict on a key that never existed carries version 0, data null, deleted false") { context in
+        ConformanceCase(
+            "3.3 writes: a conflict on a key that never existed carries version 0, data null, deleted false"
+        ) { context in
             try await context.connect { peer in
                 let key = context.key("stale-none")
                 for (index, write) in staleWrites(key).enumerated() {
                     let reply = try await peer.request(write(3, index))
-                    try expectConflict(reply, key: key, base: 3, version: 0, data: .null, deleted: false, rid: .integer(Int64(index)), "\(writeName(index)) of a missing key on base 3")
+                    try expectConflict(
+                        reply,
+                        key: key,
+                        base: 3,
+                        version: 0,
+                        data: .null,
+                        deleted: false,
+                        rid: .integer(Int64(index)),
+                        "\(writeName(index)) of a missing key on base 3"
+                    )
                 }
                 try await expectUntouched(key, peer: peer, after: "the refused writes")
             }
         },
-        ConformanceCase("3.3 delete: a missing or deleted key with the right base is not_found and makes no version") { context in
+        ConformanceCase("3.3 delete: a missing or deleted key with the right base is not_found and makes no version") {
+            context in
             try await context.connect { peer in
                 let missing = context.key("missing")
                 let reply = try await peer.request(#"{"type":"delete","rid":1,"key":\#(quoted(missing)),"base":0}"#)
                 try expectError(reply, code: "not_found", rid: .integer(1), "delete a key that never existed")
-                try expect(reply["deleted"] != .bool(true), "not_found for a key that never existed says deleted: \(describe(reply))")
-                try expectEqual(try await peer.put(missing, base: 0).version, 1, "the first write after the refused delete")
+                try expect(
+                    reply["deleted"] != .bool(true),
+                    "not_found for a key that never existed says deleted: \(describe(reply))"
+                )
+                try expectEqual(
+                    try await peer.put(missing, base: 0).version,
+                    1,
+                    "the first write after the refused delete"
+                )
                 let deleted = context.key("deleted")
                 try await peer.put(deleted, base: 0)
                 try await peer.delete(deleted, base: 1)
@@ -103,10 +169,15 @@ extension ConformanceSuite {
                 try expectError(again, code: "not_found", rid: .integer(2), "delete a deleted key on its version")
                 try expectEqual(again["version"]?.int, 2, "the version in not_found for a tombstone")
                 try expectEqual(again["deleted"], .bool(true), "deleted in not_found for a tombstone")
-                try expectEqual(try await peer.put(deleted, base: 2).version, 3, "the first write after the refused delete")
+                try expectEqual(
+                    try await peer.put(deleted, base: 2).version,
+                    3,
+                    "the first write after the refused delete"
+                )
             }
         },
-        ConformanceCase("3.3 versioning rule: of 50 concurrent writes on the same base exactly one is accepted") { context in
+        ConformanceCase("3.3 versioning rule: of 50 concurrent writes on the same base exactly one is accepted") {
+            context in
             let key = context.key("race")
             _ = try await context.connect { try await $0.put(key, base: 0, data: #"{"writer":-1}"#) }
             let writers = 50
@@ -119,13 +190,23 @@ extension ConformanceSuite {
             try expectEqual(ack["version"]?.int, 2, "the winner's version")
             let data = JSONValue.literal(#"{"writer":\#(winner)}"#)
             for (writer, reply) in replies where writer != winner {
-                try expectConflict(reply, key: key, base: 1, version: 2, data: data, deleted: false, rid: nil, "writer \(writer), which lost to writer \(winner)")
+                try expectConflict(
+                    reply,
+                    key: key,
+                    base: 1,
+                    version: 2,
+                    data: data,
+                    deleted: false,
+                    rid: nil,
+                    "writer \(writer), which lost to writer \(winner)"
+                )
             }
             let final = try await context.connect { try await $0.get(key) }
             try expectEqual(final["version"]?.int, 2, "the version after the race")
             try expectEqual(final["data"], data, "the data after the race")
         },
-        ConformanceCase("3.3 versioning rule: 8 clients × 25 retried increments on 3 hot keys add up to exactly 200") { context in
+        ConformanceCase("3.3 versioning rule: 8 clients × 25 retried increments on 3 hot keys add up to exactly 200") {
+            context in
             let keys = (0..<3).map { context.key("hot\($0)") }
             try await context.connect { peer in
                 for key in keys { try await peer.put(key, base: 0, data: #"{"n":0}"#) }
@@ -137,11 +218,19 @@ extension ConformanceSuite {
                 var total: Int64 = 0
                 for key in keys {
                     let versions = acks.filter { $0.key == key }.map(\.version).sorted()
-                    try expectEqual(versions, Array(2..<(2 + Int64(versions.count))), "the versions acknowledged for \(key) (each once, none missing)")
+                    try expectEqual(
+                        versions,
+                        Array(2..<(2 + Int64(versions.count))),
+                        "the versions acknowledged for \(key) (each once, none missing)"
+                    )
                     let snapshot = try expectType(try await peer.get(key), "snapshot", "get \(key)")
                     try expectEqual(snapshot["version"]?.int, 1 + Int64(versions.count), "the final version of \(key)")
                     let n = try require(snapshot["data"]?["n"]?.int, "no counter in \(describe(snapshot))")
-                    try expectEqual(n, Int64(versions.count), "the counter of \(key) against its acknowledged increments")
+                    try expectEqual(
+                        n,
+                        Int64(versions.count),
+                        "the counter of \(key) against its acknowledged increments"
+                    )
                     total += n
                 }
                 try expectEqual(total, 200, "the sum of the counters")
@@ -163,7 +252,14 @@ extension ConformanceSuite {
 
     /// Checks a single-key `conflict` reply member by member; `rid: nil` skips the rid.
     static func expectConflict(
-        _ reply: JSONValue, key: String, base: Int, version: Int64, data: JSONValue, deleted: Bool, rid: JSONValue?, _ what: String
+        _ reply: JSONValue,
+        key: String,
+        base: Int,
+        version: Int64,
+        data: JSONValue,
+        deleted: Bool,
+        rid: JSONValue?,
+        _ what: String
     ) throws {
         try expectType(reply, "conflict", what)
         if let rid { try expectEqual(reply["rid"], rid, "\(what): the conflict's rid") }

@@ -36,21 +36,33 @@ public func fuzzFrameDecoder(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
         }
         let pieces = decode(reads)
         invariant(pieces.frames == whole.frames, "frames differ when the bytes arrive \(readSize) at a time")
-        invariant(pieces.error == whole.error, "error \(pieces.error ?? "none") in \(readSize)-byte reads, \(whole.error ?? "none") in one")
+        invariant(
+            pieces.error == whole.error,
+            "error \(pieces.error ?? "none") in \(readSize)-byte reads, \(whole.error ?? "none") in one"
+        )
     }
 
     let encoder = EmbeddedChannel(handler: WebSocketFrameEncoder())
     defer { _ = try? encoder.finish() }
     var reencoded: [UInt8] = []
     for frame in whole.frames {
-        invariant(frame.data.readableBytes <= maxFrameSize, "a \(frame.data.readableBytes)-byte frame passed the \(maxFrameSize)-byte limit")
+        invariant(
+            frame.data.readableBytes <= maxFrameSize,
+            "a \(frame.data.readableBytes)-byte frame passed the \(maxFrameSize)-byte limit"
+        )
         if frame.opcode.isControlOpcode {
             invariant(frame.fin, "a fragmented control frame was decoded")
-            invariant(frame.data.readableBytes <= 125, "a control frame of \(frame.data.readableBytes) bytes was decoded")
+            invariant(
+                frame.data.readableBytes <= 125,
+                "a control frame of \(frame.data.readableBytes) bytes was decoded"
+            )
         }
         reencoded += encode(frame, through: encoder)
     }
-    invariant(reencoded.count <= wire.count, "re-encoding \(whole.frames.count) frames took \(reencoded.count) bytes, the wire had \(wire.count)")
+    invariant(
+        reencoded.count <= wire.count,
+        "re-encoding \(whole.frames.count) frames took \(reencoded.count) bytes, the wire had \(wire.count)"
+    )
     let again = decode([reencoded])
     invariant(again.error == nil, "re-encoded frames failed to decode: \(again.error ?? "")")
     invariant(again.frames == whole.frames, "re-encoded frames decode to other frames")
@@ -87,8 +99,13 @@ private func decode(_ reads: [[UInt8]]) -> (frames: [WebSocketFrame], error: Str
 /// it is given the unmasked payload with the same key.
 private func encode(_ frame: WebSocketFrame, through channel: EmbeddedChannel) -> [UInt8] {
     let outgoing = WebSocketFrame(
-        fin: frame.fin, rsv1: frame.rsv1, rsv2: frame.rsv2, rsv3: frame.rsv3,
-        opcode: frame.opcode, maskKey: frame.maskKey, data: frame.unmaskedData
+        fin: frame.fin,
+        rsv1: frame.rsv1,
+        rsv2: frame.rsv2,
+        rsv3: frame.rsv3,
+        opcode: frame.opcode,
+        maskKey: frame.maskKey,
+        data: frame.unmaskedData
     )
     do {
         try channel.writeOutbound(outgoing)

@@ -77,7 +77,10 @@ private func inflateFrames(_ input: UnsafeBufferPointer<UInt8>) {
         }
         invariant(output.opcode == frame.opcode && output.fin == frame.fin, "inflating changed the opcode or FIN")
         invariant(!output.rsv1 && output.maskKey == nil, "an inflated frame kept RSV1 or its mask")
-        invariant(output.data.readableBytes <= maxMessageBytes, "inflated \(output.data.readableBytes) bytes past the \(maxMessageBytes)-byte limit")
+        invariant(
+            output.data.readableBytes <= maxMessageBytes,
+            "inflated \(output.data.readableBytes) bytes past the \(maxMessageBytes)-byte limit"
+        )
         inMessage = !frame.fin
     }
 }
@@ -124,7 +127,9 @@ private func roundTrip(_ message: [UInt8]) {
                 invariant(pinged == ping, "a ping between fragments was changed")
             }
         } catch {
-            fatalError("invariant broken: a message the server compressed (\(message.count) bytes, window \(windowBits)) failed to inflate: \(error)")
+            fatalError(
+                "invariant broken: a message the server compressed (\(message.count) bytes, window \(windowBits)) failed to inflate: \(error)"
+            )
         }
     }
     invariant(inflated == message, "round trip gave \(inflated.count) bytes for \(message.count)")
@@ -134,9 +139,14 @@ private func roundTrip(_ message: [UInt8]) {
     let whole = WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: compressed)
     do {
         let exact = try PerMessageInflater(maxMessageBytes: message.count).inflate(whole)
-        invariant(Array(exact.data.readableBytesView) == message, "a message exactly at the limit inflated to other bytes")
+        invariant(
+            Array(exact.data.readableBytesView) == message,
+            "a message exactly at the limit inflated to other bytes"
+        )
     } catch {
-        fatalError("invariant broken: a \(message.count)-byte message was refused by a \(message.count)-byte limit: \(error)")
+        fatalError(
+            "invariant broken: a \(message.count)-byte message was refused by a \(message.count)-byte limit: \(error)"
+        )
     }
     let tight = PerMessageInflater(maxMessageBytes: message.count - 1)
     do {

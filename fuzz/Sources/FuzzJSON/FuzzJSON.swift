@@ -18,7 +18,10 @@ public func fuzzJSON(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     do throws(JSONParseError) {
         parsed = .success(try JSONParser.parse(input))
     } catch {
-        invariant(error.offset >= 0 && error.offset <= input.count, "refusal offset \(error.offset) outside \(input.count) bytes")
+        invariant(
+            error.offset >= 0 && error.offset <= input.count,
+            "refusal offset \(error.offset) outside \(input.count) bytes"
+        )
         invariant(!error.reason.isEmpty, "refusal without a reason")
         parsed = .failure(error)
     }
@@ -40,7 +43,9 @@ public func fuzzJSON(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
         Result { () throws(JSONParseError) in try JSONParser.parse(bytes) }
     }
     guard case .success(let again) = reparsed else {
-        fatalError("invariant broken: the encoding of an accepted value is refused: \(reparsed), encoding \(String(decoding: encoded, as: UTF8.self))")
+        fatalError(
+            "invariant broken: the encoding of an accepted value is refused: \(reparsed), encoding \(String(decoding: encoded, as: UTF8.self))"
+        )
     }
     invariant(again == value, "parse(encode(v)) != v for \(String(decoding: encoded, as: UTF8.self))")
     invariant(again.encodedBytes == encoded, "encoding is not canonical")
@@ -50,10 +55,15 @@ public func fuzzJSON(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
         Result { () throws(JSONParseError) in try JSONParser.parse(bytes) }
     }
     if depth(of: value) + 1 <= JSONParser.maxDepth {
-        invariant(wrappedResult == .success(.array([value])), "[v] within the nesting limit is not the array of v: \(wrappedResult)")
+        invariant(
+            wrappedResult == .success(.array([value])),
+            "[v] within the nesting limit is not the array of v: \(wrappedResult)"
+        )
     } else {
         guard case .failure = wrappedResult else {
-            fatalError("invariant broken: a value nested \(depth(of: value) + 1) deep was accepted (limit \(JSONParser.maxDepth))")
+            fatalError(
+                "invariant broken: a value nested \(depth(of: value) + 1) deep was accepted (limit \(JSONParser.maxDepth))"
+            )
         }
     }
     return 0

@@ -44,7 +44,8 @@ public func fuzzMergePatch(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
         let current = RecordState(version: 7, data: targetMembers)
         let operation = WriteOperation(key: "k", action: .patch(patchMembers), precondition: .base(7))
         invariant(
-            VersioningRules.decide(operation, current: current) == .accept(RecordState(version: 8, data: result.objectValue)),
+            VersioningRules.decide(operation, current: current)
+                == .accept(RecordState(version: 8, data: result.objectValue)),
             "a patch on a live record was not accepted with the merged data"
         )
     }
@@ -72,9 +73,15 @@ private func checkMerge(patch: JSONValue, target: JSONValue?, result: JSONValue)
         }
     }
     for (name, value) in targetMembers where patchMembers[name] == nil {
-        invariant(resultMembers[name] == value, "member \(name.string.debugDescription) the patch does not name changed")
+        invariant(
+            resultMembers[name] == value,
+            "member \(name.string.debugDescription) the patch does not name changed"
+        )
     }
     for name in resultMembers.keys {
-        invariant(patchMembers[name] != nil || targetMembers[name] != nil, "member \(name.string.debugDescription) came from nowhere")
+        invariant(
+            patchMembers[name] != nil || targetMembers[name] != nil,
+            "member \(name.string.debugDescription) came from nowhere"
+        )
     }
 }

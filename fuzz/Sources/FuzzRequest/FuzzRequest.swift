@@ -41,10 +41,16 @@ private func parse(_ text: String) -> Result<RequestEnvelope, RejectedRequest> {
 }
 
 private func checkRefusal(_ rejected: RejectedRequest, message: JSONValue?) {
-    invariant(rejected.error.code == .badRequest || rejected.error.code == .tooLarge, "refused with \(rejected.error.code)")
+    invariant(
+        rejected.error.code == .badRequest || rejected.error.code == .tooLarge,
+        "refused with \(rejected.error.code)"
+    )
     invariant(!rejected.error.message.isEmpty, "refusal without a message")
     if let rid = rejected.rid {
-        invariant(rid == message?["rid"], "refusal names rid \(rid), the message had \(String(describing: message?["rid"]))")
+        invariant(
+            rid == message?["rid"],
+            "refusal names rid \(rid), the message had \(String(describing: message?["rid"]))"
+        )
         switch rid {
         case .string: break
         case .number(let digits): invariant(Int64(digits) != nil, "refusal rid \(digits) is not an integer")
@@ -112,7 +118,10 @@ private func checkWrite(_ operation: WriteOperation) {
         let currentVersion = current?.version ?? 0
         let decision = VersioningRules.decide(operation, current: current)
         if case .base(let base) = operation.precondition, base != currentVersion {
-            invariant(decision == .conflict(current: current), "base \(base) on version \(currentVersion) decided \(decision)")
+            invariant(
+                decision == .conflict(current: current),
+                "base \(base) on version \(currentVersion) decided \(decision)"
+            )
             continue
         }
         switch decision {
@@ -133,7 +142,10 @@ private func checkWrite(_ operation: WriteOperation) {
         case .unchanged:
             invariant(operation.action == .check, "\(operation.action) decided unchanged")
         case .notFound(let reported):
-            invariant(operation.action == .delete && (current == nil || current?.isDeleted == true), "not found for \(operation.action)")
+            invariant(
+                operation.action == .delete && (current == nil || current?.isDeleted == true),
+                "not found for \(operation.action)"
+            )
             invariant(reported == current, "not found reports another state")
         case .conflict:
             invariant(false, "a conflict for a write whose base holds")
