@@ -121,10 +121,27 @@ let package = Package(
                 .product(name: "WSCompression", package: "swift-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 // wss:// URLs.
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Connections below the typed client, for the conformance suite and the tests: a
+        // WebSocket that sends and reads raw frames and text (WireConnection), and plain TCP
+        // HTTP exchanges (RawHTTP). Not part of the VersoClient product.
+        .target(
+            name: "VersoWire",
+            dependencies: [
+                "VersoClient", "VersoCore",
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "WSCompression", package: "swift-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
@@ -150,7 +167,7 @@ let package = Package(
         .target(
             name: "VersoConformance",
             dependencies: [
-                "VersoClient", "VersoCore",
+                "VersoClient", "VersoCore", "VersoWire",
                 // Raw frames and close codes, for the checks below the JSON level.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -203,7 +220,7 @@ let package = Package(
         .target(
             name: "VersoTesting",
             dependencies: [
-                "VersoServer", "VersoClient",
+                "VersoServer", "VersoClient", "VersoWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -216,7 +233,7 @@ let package = Package(
         .testTarget(
             name: "VersoServerTests",
             dependencies: [
-                "VersoTesting", "VersoServer", "VersoCore", "VersoEngine", "VersoSQLite", "VersoClient",
+                "VersoTesting", "VersoServer", "VersoCore", "VersoEngine", "VersoSQLite", "VersoClient", "VersoWire",
                 // Signs the tokens the signed-token tests present.
                 .product(name: "JWTKit", package: "jwt-kit"),
                 // Raw sockets and frames, for the tests below the client's level.
@@ -252,7 +269,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VersoConformanceTests",
-            dependencies: ["VersoConformance", "VersoTesting", "VersoClient", "VersoCore", "VersoServer"],
+            dependencies: ["VersoConformance", "VersoTesting", "VersoClient", "VersoCore", "VersoServer", "VersoWire"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -267,7 +284,7 @@ let package = Package(
         .testTarget(
             name: "VersoClientTests",
             dependencies: [
-                "VersoClient", "VersoTesting", "VersoEditor", "VersoCore", "VersoServer",
+                "VersoClient", "VersoTesting", "VersoEditor", "VersoCore", "VersoServer", "VersoWire",
                 // A listener that never answers an upgrade (SilentListener.swift).
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

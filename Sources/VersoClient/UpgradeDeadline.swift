@@ -10,13 +10,13 @@ import Synchronization
 /// server's). That wait cannot be cancelled, so a structured task group could never return. Here
 /// the stuck attempt is left to itself, holding its half-closed socket, and the caller gets an
 /// error it can act on (the typed client reconnects).
-enum UpgradeDeadline {
+package enum UpgradeDeadline {
     /// Runs `attempt` and returns its result. `attempt` calls its argument once the upgrade has
     /// completed (first thing in its connection handler), and must return at once (closing the
     /// connection) when that returns false: the deadline passed first and the caller has gone
     /// on. If the upgrade does not complete within `timeout`, this throws
     /// `VersoClientError(.timeout)`. Cancelling the caller cancels the attempt.
-    static func run<T: Sendable>(
+    package static func run<T: Sendable>(
         timeout: Duration,
         _ attempt: @escaping @Sendable (_ upgraded: @escaping @Sendable () -> Bool) async throws -> T
     ) async throws -> T {

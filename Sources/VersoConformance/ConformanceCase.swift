@@ -1,4 +1,5 @@
 import VersoClient
+import VersoWire
 
 /// One check of one rule or message of Protocol.md, named after the section it checks.
 public struct ConformanceCase: Sendable {

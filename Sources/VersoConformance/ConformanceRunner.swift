@@ -1,5 +1,6 @@
 import VersoCore
 import VersoClient
+import VersoWire
 
 /// Selects cases by name: a case is selected when its name contains the pattern or the pattern,
 /// read as a regular expression, matches part of it.

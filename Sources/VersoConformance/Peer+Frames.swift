@@ -1,6 +1,7 @@
 import NIOCore
 import NIOWebSocket
 import VersoClient
+import VersoWire
 import WSCore
 
 extension Peer {

@@ -1,5 +1,6 @@
 import VersoClient
 import VersoCore
+import VersoWire
 
 /// What an `ack` of a single-key write says.
 public struct Ack: Sendable, Hashable {

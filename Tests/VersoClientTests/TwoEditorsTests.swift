@@ -3,6 +3,7 @@ import Testing
 import VersoClient
 import VersoCore
 import VersoTesting
+import VersoWire
 
 /// A private tmux server for one test: panes running real `verso edit` processes.
 private struct Tmux {

@@ -4,6 +4,7 @@ import VersoClient
 import VersoCore
 import VersoServer
 import VersoTesting
+import VersoWire
 
 /// Runs a test server on `port` over `directory` until `stop` yields; reports its port. If the
 /// server cannot start, the port stream ends, so the test fails instead of waiting.

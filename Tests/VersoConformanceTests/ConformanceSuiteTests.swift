@@ -5,6 +5,7 @@ import VersoClient
 import VersoCore
 import VersoServer
 import VersoTesting
+import VersoWire
 
 @Suite("The conformance suite against local servers")
 struct ConformanceSuiteTests {

@@ -2,6 +2,7 @@ import VersoClient
 import VersoConformance
 import VersoCore
 import VersoTesting
+import VersoWire
 
 /// The whole suite, run once against a default local server and shared by the tests that look
 /// at that run, with what the store holds under the suite's prefix afterwards.

@@ -5,6 +5,7 @@ import VersoClient
 import VersoCore
 import VersoServer
 import VersoTesting
+import VersoWire
 import WSCore
 
 /// A tokens file in a fresh folder: ann reads notes/ and writes notes/ann/; the inbox is

@@ -5,6 +5,7 @@ import VersoClient
 import VersoCore
 import VersoServer
 import VersoTesting
+import VersoWire
 import WSCore
 
 @Suite("Bad input: a clear error, nothing changed, the connection still usable")

@@ -4,6 +4,7 @@ import VersoClient
 import VersoCore
 import VersoServer
 import VersoTesting
+import VersoWire
 
 /// A frame no client may send, and the close code it gets.
 struct HostileFrame: Sendable, CustomTestStringConvertible {

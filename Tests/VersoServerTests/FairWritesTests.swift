@@ -7,6 +7,7 @@ import VersoEngine
 @testable import VersoSQLite
 import VersoServer
 import VersoTesting
+import VersoWire
 
 /// A record of about `members` × 53 bytes with many small members, the costly shape to merge
 /// and encode.

@@ -9,6 +9,7 @@ import VersoTesting
 // SQLiteConnection, to hold the database's write lock from outside the server as another
 // process would.
 @testable import VersoSQLite
+import VersoWire
 import WSCore
 
 /// A tmpfs of a few MiB mounted on a fresh folder: a real disk that fills up.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VersoClient
 import VersoTesting
+import VersoWire
 
 @Suite("File limit: a server out of file descriptors says so and backs off")
 struct FileLimitTests {

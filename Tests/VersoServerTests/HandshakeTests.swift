@@ -4,6 +4,7 @@ import VersoClient
 import VersoCore
 import VersoServer
 import VersoTesting
+import VersoWire
 
 @Suite("Handshake: what a connection may cost before it is a WebSocket")
 struct HandshakeTests {

@@ -3,6 +3,7 @@ import Testing
 import VersoClient
 import VersoCore
 import VersoTesting
+import VersoWire
 
 extension JSONValue {
     var str: String? { stringValue }

@@ -5,6 +5,7 @@ import VersoCore
 import VersoEngine
 import VersoServer
 import VersoTesting
+import VersoWire
 
 /// Answers larger than a connection's queue limit (Protocol.md 1.1, 3.5 and 5): they are sent as
 /// the client reads them, so a client that reads is never disconnected for their size.

@@ -5,6 +5,7 @@ import VersoCore
 import VersoEngine
 import VersoServer
 import VersoTesting
+import VersoWire
 
 /// The server's total limit on bytes queued for clients (Protocol.md 1.1 and 1.2,
 /// `--max-queued-bytes`).

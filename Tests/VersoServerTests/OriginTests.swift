@@ -6,6 +6,7 @@ import VersoClient
 import VersoCore
 import VersoServer
 import VersoTesting
+import VersoWire
 
 /// Keeps every log message in memory, for tests that check what the server logged.
 final class LogCapture: Sendable {

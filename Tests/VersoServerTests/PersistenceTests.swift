@@ -5,6 +5,7 @@ import Testing
 import VersoClient
 import VersoCore
 import VersoTesting
+import VersoWire
 import WSCore
 
 @Suite("Persistence: SQLite in WAL mode, every acknowledged write survives")

@@ -4,6 +4,7 @@ import NIOPosix
 import Synchronization
 import Testing
 import VersoClient
+import VersoWire
 
 /// A client on a plain TCP socket that writes whatever bytes a test gives it (hand-made
 /// WebSocket frames, half requests, garbage) and records every byte the server sends and

@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 import VersoClient
 import VersoTesting
+import VersoWire
 
 /// A masked client text frame, written by hand so the test controls the socket completely.
 func maskedTextFrame(_ text: String) -> ByteBuffer {

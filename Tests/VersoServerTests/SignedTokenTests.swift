@@ -6,6 +6,7 @@ import VersoClient
 import VersoCore
 import VersoServer
 import VersoTesting
+import VersoWire
 import WSCore
 
 /// Any claims, for signing the tokens a test needs (valid or not).

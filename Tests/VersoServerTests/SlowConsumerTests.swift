@@ -5,6 +5,7 @@ import VersoCore
 import VersoEngine
 import VersoServer
 import VersoTesting
+import VersoWire
 
 @Suite("Slow consumers")
 struct SlowConsumerTests {

@@ -3,6 +3,7 @@ import Testing
 import VersoClient
 import VersoCore
 import VersoTesting
+import VersoWire
 
 /// A start of the real verso-server that must fail: its flags, extra environment, and what
 /// standard error must say.

@@ -4,6 +4,7 @@ import VersoCore
 import VersoEngine
 import VersoServer
 import VersoTesting
+import VersoWire
 
 @Suite("Protocol.md 1.1: subscriptions per connection are limited")
 struct SubscriptionLimitTests {

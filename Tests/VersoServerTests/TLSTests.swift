@@ -4,6 +4,7 @@ import VersoClient
 import VersoCore
 import VersoServer
 import VersoTesting
+import VersoWire
 
 /// A self-signed certificate for 127.0.0.1 and localhost, made with openssl in `directory`.
 struct TestCertificate {

@@ -5,6 +5,7 @@ import VersoClient
 import VersoCore
 @testable import VersoEngine
 import VersoTesting
+import VersoWire
 
 /// NFC "é" (U+00E9) and NFD "e" + U+0301: canonically equivalent (Swift's `String ==` calls them
 /// equal), different bytes, so different keys and member names (Protocol.md section 2).

@@ -1,6 +1,7 @@
 import Foundation
 import VersoClient
 import VersoCore
+import VersoWire
 
 extension ConformanceSuite {
     /// Section 2.1: identities and access rules, for a server started with `--auth`. The cases

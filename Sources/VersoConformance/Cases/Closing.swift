@@ -1,4 +1,5 @@
 import VersoClient
+import VersoWire
 extension ConformanceSuite {
     /// Section 1.2: the closing codes a client can provoke.
     static let closing: [ConformanceCase] = [

@@ -1,5 +1,6 @@
 import VersoClient
 import VersoCore
+import VersoWire
 
 extension ConformanceSuite {
     /// Section 2: versions, tombstones, seq, epoch, key order, prefixes, member order, numbers.

@@ -1,6 +1,7 @@
 import Foundation
 import VersoClient
 import VersoCore
+import VersoWire
 
 extension ConformanceSuite {
     /// Section 1: WebSocket, permessage-deflate, fragmentation, the plain HTTP endpoints.

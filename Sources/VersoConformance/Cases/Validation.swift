@@ -1,5 +1,6 @@
 import VersoClient
 import VersoCore
+import VersoWire
 
 extension ConformanceSuite {
     /// Sections 4 and 6: each kind of bad input gets an `error` (with its rid when it could be

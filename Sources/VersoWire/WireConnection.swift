@@ -4,6 +4,7 @@ import NIOCore
 import NIOSSL
 import NIOWebSocket
 import Synchronization
+import VersoClient
 import VersoCore
 import WSClient
 import WSCompression
