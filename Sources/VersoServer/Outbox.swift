@@ -24,7 +24,22 @@ import WSCore
 /// Every byte the outbox holds for its client is also counted in the `ConnectionRegistry`'s
 /// total, which closes the outboxes holding the most when the server's total passes its limit.
 final class Outbox: MessageSink {
+    /// Where an outbox is in its life. Messages are taken only while `open`; `finished` may
+    /// still become `closing` (a shutdown), and any phase `failed`.
+    private enum Phase {
+        case open
+        /// The connection stopped reading requests: what is queued is still written, nothing
+        /// more is taken.
+        case finished
+        /// A close was asked for: what is queued goes out, then the close frame with `code`;
+        /// `frameStarted` once a flush has begun sending it.
+        case closing(code: WebSocketErrorCode, reason: String, frameStarted: Bool)
+        /// A write failed: the channel is gone, and so is anything that was queued.
+        case failed
+    }
+
     private struct State {
+        var phase = Phase.open
         var queue: [OutgoingMessage] = []
         var queuedBytes = 0
         /// Bytes handed to the channel whose write has not completed.
@@ -41,22 +56,36 @@ final class Outbox: MessageSink {
         /// What this outbox has counted in the registry's total, and how much of that as closing.
         var counted = 0
         var countedClosing = 0
-        /// The connection has ended: it no longer counts towards the server's total.
+        /// The connection has ended: it no longer counts towards the server's total (whatever
+        /// the phase; the registry's bookkeeping, not the outbox's life).
         var detached = false
         /// An event-loop task that will write the queue is pending.
         var flushPending = false
-        var close: (code: WebSocketErrorCode, reason: String)?
-        var closeStarted = false
-        /// The connection stopped reading requests: nothing more will be queued.
-        var finished = false
-        /// A write failed: the channel is gone, and so is anything still queued.
-        var failed = false
         var drainWaiters: [CheckedContinuation<Void, Never>] = []
         /// `send(paced:)` waiting for room: the size of its next message and its continuation.
         var roomWaiter: (bytes: Int, window: Int, continuation: CheckedContinuation<Bool, Never>)?
 
-        var isDrained: Bool { failed || (queue.isEmpty && writingBytes == 0) }
-        var isClosing: Bool { close != nil || failed || detached }
+        var takesMessages: Bool {
+            if case .open = phase { true } else { false }
+        }
+        var closeAsked: Bool {
+            if case .closing = phase { true } else { false }
+        }
+        var hasFailed: Bool {
+            if case .failed = phase { true } else { false }
+        }
+        var isDrained: Bool { hasFailed || (queue.isEmpty && writingBytes == 0) }
+        var isClosing: Bool { closeAsked || hasFailed || detached }
+        /// Asks for the close frame with `code`, unless one was asked for already or the channel is gone.
+        mutating func askClose(_ code: WebSocketErrorCode, reason: String) -> Bool {
+            switch phase {
+            case .open, .finished:
+                phase = .closing(code: code, reason: reason, frameStarted: false)
+                return true
+            case .closing, .failed:
+                return false
+            }
+        }
         /// Bytes waiting for the client that count against the connection's limit: everything
         /// queued, held or being written except the first message not yet written, so one
         /// message larger than the limit still reaches a client that reads.
@@ -122,7 +151,7 @@ final class Outbox: MessageSink {
     /// Queues `message`, or holds it while `lane` holds; closes with 1008 past the limit.
     private func enqueue(_ message: OutgoingMessage, lane: Int?, pendingSent: Int = 0) {
         let (schedule, overTotal, resume) = state.withLock { state -> (Bool, Bool, CheckedContinuation<Bool, Never>?) in
-            guard state.close == nil, !state.finished, !state.failed else { return (false, false, nil) }
+            guard state.takesMessages else { return (false, false, nil) }
             var queued = true
             let bytes = message.count
             if let lane, state.held[lane] != nil {
@@ -137,11 +166,14 @@ final class Outbox: MessageSink {
             var resume: CheckedContinuation<Bool, Never>?
             if state.unreadBytes > maxQueuedBytes {
                 Self.dropAll(&state)
-                state.close = (.policyViolation, "client too slow: more than \(maxQueuedBytes) bytes queued")
+                _ = state.askClose(
+                    .policyViolation,
+                    reason: "client too slow: more than \(maxQueuedBytes) bytes queued"
+                )
                 resume = Self.takeRoomWaiter(&state)
                 registry.countSlowClose()
             }
-            let flush = queued || state.close != nil ? Self.claimFlush(&state) : false
+            let flush = queued || state.closeAsked ? Self.claimFlush(&state) : false
             return (flush, recount(&state), resume)
         }
         resume?.resume(returning: false)
@@ -150,14 +182,13 @@ final class Outbox: MessageSink {
     }
 
     /// Whether a close was asked for (for a slow client, or shutdown).
-    var isClosing: Bool { state.withLock { $0.close != nil } }
+    var isClosing: Bool { state.withLock { $0.closeAsked } }
 
     /// Asks for what is queued to be sent, then the WebSocket closed with `code`. The first
     /// close asked for wins.
     func requestClose(_ code: WebSocketErrorCode, reason: String) {
         let (schedule, resume) = state.withLock { state -> (Bool, CheckedContinuation<Bool, Never>?) in
-            guard state.close == nil, !state.failed else { return (false, nil) }
-            state.close = (code, reason)
+            guard state.askClose(code, reason: reason) else { return (false, nil) }
             // A paced answer stops; what is queued still goes out before the close.
             state.pendingBytes = 0
             _ = recount(&state)
@@ -172,9 +203,10 @@ final class Outbox: MessageSink {
     func shed(reason: String) -> Bool {
         enum Outcome { case alreadyClosing, closed, closedAndFlush }
         let (closed, resume) = state.withLock { state -> (Outcome, CheckedContinuation<Bool, Never>?) in
-            guard !state.isClosing else { return (.alreadyClosing, nil) }
+            guard !state.detached, state.askClose(.policyViolation, reason: reason) else {
+                return (.alreadyClosing, nil)
+            }
             Self.dropAll(&state)
-            state.close = (.policyViolation, reason)
             _ = recount(&state)
             return (Self.claimFlush(&state) ? .closedAndFlush : .closed, Self.takeRoomWaiter(&state))
         }
@@ -258,7 +290,7 @@ final class Outbox: MessageSink {
         let window = pacingWindow
         enum Ready { case yes, closed, wait }
         let now = state.withLock { state -> Ready in
-            if state.isClosing || state.finished { return .closed }
+            if !state.takesMessages || state.detached { return .closed }
             return state.hasRoom(for: bytes, window: window) ? .yes : .wait
         }
         switch now {
@@ -268,7 +300,7 @@ final class Outbox: MessageSink {
         }
         return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             let ready = state.withLock { state -> Bool? in
-                if state.isClosing || state.finished { return false }
+                if !state.takesMessages || state.detached { return false }
                 if state.hasRoom(for: bytes, window: window) { return true }
                 state.roomWaiter = (bytes, window, continuation)
                 return nil
@@ -301,7 +333,7 @@ final class Outbox: MessageSink {
             guard let messages = state.held.removeValue(forKey: lane), !messages.isEmpty else { return false }
             let bytes = messages.reduce(0) { $0 + $1.count }
             state.heldBytes -= bytes
-            guard state.close == nil, !state.finished, !state.failed else {
+            guard state.takesMessages else {
                 // Nothing may follow the close frame: what the lane held is dropped.
                 _ = recount(&state)
                 return false
@@ -319,7 +351,7 @@ final class Outbox: MessageSink {
     /// A client that does not read them within `closeGracePeriod` has its socket dropped.
     func finishAndDrain() async {
         let drained = state.withLock { state -> Bool in
-            state.finished = true
+            if case .open = state.phase { state.phase = .finished }
             return state.isDrained
         }
         if drained { return }
@@ -361,9 +393,9 @@ final class Outbox: MessageSink {
             state.writingBytes += bytes
             if let first = messages.first { state.batches.append((bytes, first.count)) }
             var close: (code: WebSocketErrorCode, reason: String)?
-            if let asked = state.close, !state.closeStarted {
-                state.closeStarted = true
-                close = asked
+            if case .closing(let code, let reason, frameStarted: false) = state.phase {
+                state.phase = .closing(code: code, reason: reason, frameStarted: true)
+                close = (code, reason)
             }
             return (bytes, close)
         }
@@ -392,7 +424,7 @@ final class Outbox: MessageSink {
             state.writingBytes -= bytes
             _ = state.batches.popFirst()
             if failed {
-                state.failed = true
+                state.phase = .failed
                 state.queue = []
                 state.queuedBytes = 0
                 state.held = [:]
