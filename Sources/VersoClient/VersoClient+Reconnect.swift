@@ -1,0 +1,247 @@
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOSSL
+import NIOWebSocket
+import Synchronization
+import VersoCore
+import WSClient
+import WSCompression
+
+// The connection behind a VersoClient: connecting, starting a session (hello, resumed
+// subscriptions), reconnecting with backoff, and waiting until a session is ready.
+extension VersoClient {
+
+    func setConnectionState(_ connectionState: ConnectionState) {
+        stateContinuation.yield(connectionState)
+    }
+
+    func maintainConnection() async {
+        var backoff = configuration.initialBackoff
+        while !Task.isCancelled, !state.withLock({ $0.phase.isClosed }) {
+            setConnectionState(.connecting)
+            let connectedAt = ContinuousClock.now
+            let reason = await connectOnce()
+            let (closed, hadSession) = state.withLock { state -> (Bool, Bool) in
+                if case .connecting = state.phase { state.phase = .connecting(failure: reason) }
+                return (state.phase.isClosed, state.phase.hadSession)
+            }
+            if closed { break }
+            setConnectionState(.disconnected(reason: reason))
+            wakeReadyWaiters()
+            guard hadSession, configuration.reconnect else { break }
+            if ContinuousClock.now - connectedAt > .seconds(10) { backoff = configuration.initialBackoff }
+            let jitter = Double.random(in: 0.8...1.2)
+            try? await Task.sleep(for: backoff * jitter)
+            backoff = min(backoff * 2, configuration.maxBackoff)
+        }
+        state.withLock { state in
+            if !state.phase.isClosed { state.phase = .closed(failure: state.phase.firstFailure) }
+        }
+        wakeReadyWaiters()
+        let subscriptions = state.withLock { state -> [LocalSubscription] in
+            defer { state.subscriptions = [:] }
+            return Array(state.subscriptions.values)
+        }
+        for subscription in subscriptions {
+            subscription.continuation.finish(throwing: VersoClientError(.closed, "the client was closed"))
+        }
+        setConnectionState(.closed)
+        stateContinuation.finish()
+    }
+
+    /// Runs one connection until it ends; returns why it ended.
+    func connectOnce() async -> String {
+        var wsConfiguration = WebSocketClientConfiguration(maxFrameSize: 1 << 24, validateUTF8: true)
+        let token: String?
+        let tls: TLSConfiguration?
+        do {
+            token = try await configuration.tokenProvider?() ?? configuration.token
+            tls = try ClientTLS.configuration(url: configuration.url, caFile: configuration.caFile)
+        } catch {
+            return "\(error)"
+        }
+        if let token { wsConfiguration.additionalHeaders[.authorization] = "Bearer \(token)" }
+        if configuration.compression {
+            wsConfiguration.extensions = [
+                WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: 1 << 24).build()
+            ]
+        }
+        do {
+            let url = configuration.url
+            let frame = try await UpgradeDeadline.run(timeout: configuration.connectTimeout) {
+                [wsConfiguration, logger] upgraded in
+                try await WebSocketClient.connect(
+                    url: url,
+                    configuration: wsConfiguration,
+                    tlsConfiguration: tls,
+                    logger: logger
+                ) { inbound, outbound, _ in
+                    // An answer that came after the deadline: this attempt was given up on.
+                    guard upgraded() else { return }
+                    let (outgoing, continuation) = AsyncStream<String>.makeStream()
+                    let closed = self.state.withLock { state -> Bool in
+                        switch state.phase {
+                        case .closed:
+                            return true
+                        case .connecting, .starting(_, resuming: false):
+                            state.phase = .starting(outgoing: continuation, resuming: false)
+                        case .reconnecting, .ready, .starting(_, resuming: true):
+                            state.phase = .starting(outgoing: continuation, resuming: true)
+                        }
+                        return false
+                    }
+                    // Closed meanwhile: the session's hello finds no connection, which ends it.
+                    if closed { continuation.finish() }
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            for await text in outgoing {
+                                try await outbound.write(.text(text))
+                            }
+                        }
+                        group.addTask {
+                            try await self.startSession()
+                        }
+                        defer { group.cancelAll() }
+                        for try await message in inbound.messages(maxSize: 1 << 24) {
+                            if case .text(let text) = message { self.dispatch(text) }
+                        }
+                    }
+                }
+            }
+            detach(reason: "the server closed the connection")
+            if let frame { return "closed by the server (\(frame.closeCode)\(frame.reason.map { ": \($0)" } ?? ""))" }
+            return "the connection closed"
+        } catch {
+            detach(reason: "\(error)")
+            return "\(error)"
+        }
+    }
+
+    /// Sends hello and resumes every subscription; then marks the connection ready.
+    func startSession() async throws {
+        var hello: JSONObject = ["type": .string("hello")]
+        if let name = configuration.clientName { hello["client"] = .string(name) }
+        let welcome = try await send(hello, waitForReady: false)
+        guard welcome["type"]?.stringValue == "welcome", let session = welcome["session"]?.stringValue else {
+            throw VersoClientError(.protocolViolation, "expected welcome, got \(welcome.encodedString)")
+        }
+        let previousEpoch = state.withLock { state -> String? in
+            defer {
+                state.session = session
+                state.epoch = welcome["epoch"]?.stringValue
+                state.allowsForce = welcome["force"] == .bool(true)
+            }
+            return state.epoch
+        }
+        let subscriptions = state.withLock { state in
+            state.subscriptions.map { ($0.key, $0.value.filter, $0.value.lastSeq) }
+        }
+        for (local, filter, lastSeq) in subscriptions {
+            do {
+                _ = try await sendSubscribe(
+                    local: local,
+                    filter: filter,
+                    since: lastSeq,
+                    epoch: previousEpoch,
+                    waitForReady: false
+                )
+            } catch {
+                let continuation = state.withLock { $0.subscriptions.removeValue(forKey: local)?.continuation }
+                continuation?.finish(throwing: error)
+            }
+        }
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            if case .starting(let outgoing, _) = state.phase { state.phase = .ready(outgoing: outgoing) }
+            defer { state.readyWaiters = [:] }
+            return Array(state.readyWaiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+        setConnectionState(.connected(session: session))
+    }
+
+    func detach(reason: String) {
+        let (slots, subscriptions) = state.withLock { state -> ([Slot], [LocalSubscription]) in
+            state.phase.outgoing?.finish()
+            switch state.phase {
+            case .starting(_, let resuming): state.phase = resuming ? .reconnecting : .connecting(failure: nil)
+            case .ready: state.phase = .reconnecting
+            case .connecting, .reconnecting, .closed: break
+            }
+            state.serverSubs = [:]
+            for key in state.subscriptions.keys { state.subscriptions[key]?.serverSub = nil }
+            defer { state.pending = [:] }
+            return (Array(state.pending.values), configuration.reconnect ? [] : Array(state.subscriptions.values))
+        }
+        for slot in slots {
+            slot.continuation?.resume(throwing: VersoClientError(.disconnected, reason))
+        }
+        for subscription in subscriptions {
+            subscription.continuation.finish(throwing: VersoClientError(.disconnected, reason))
+        }
+    }
+
+    func wakeReadyWaiters() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            defer { state.readyWaiters = [:] }
+            return Array(state.readyWaiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func waitUntilFirstConnection() async throws {
+        while true {
+            let phase = state.withLock { $0.phase }
+            if phase.isReady { return }
+            if let failure = phase.firstFailure {
+                throw VersoClientError(.cannotConnect, "\(configuration.url): \(failure)")
+            }
+            if phase.isClosed { throw VersoClientError(.closed, "the client was closed") }
+            await waitForReadyOrChange()
+        }
+    }
+
+    func waitForReadyOrChange() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state -> Bool in
+                if state.phase.isReady || state.phase.isClosed || state.phase.firstFailure != nil { return true }
+                let id = state.nextWaiter
+                state.nextWaiter += 1
+                state.readyWaiters[id] = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    /// Waits (at most `timeout`) until the connection is ready.
+    func waitUntilReady(deadline: ContinuousClock.Instant) async throws {
+        while true {
+            let (ready, closed) = state.withLock { ($0.phase.isReady, $0.phase.isClosed) }
+            if ready { return }
+            if closed { throw VersoClientError(.closed, "the client was closed") }
+            if ContinuousClock.now >= deadline {
+                throw VersoClientError(.timeout, "no connection to \(configuration.url)")
+            }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { [weak self] in
+                    try? await Task.sleep(until: deadline)
+                    self?.wakeReadyWaiters()
+                }
+                await waitForReadyOrChange()
+                group.cancelAll()
+            }
+        }
+    }
+
+    /// Closes the connection; subscriptions end.
+    func close() {
+        let outgoing = state.withLock { state -> AsyncStream<String>.Continuation? in
+            let outgoing = state.phase.outgoing
+            if !state.phase.isClosed { state.phase = .closed(failure: state.phase.firstFailure) }
+            return outgoing
+        }
+        outgoing?.finish()
+        wakeReadyWaiters()
+    }
+}

@@ -1,0 +1,120 @@
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOSSL
+import NIOWebSocket
+import Synchronization
+import VersoCore
+import WSClient
+import WSCompression
+
+// Matching replies to requests by rid, and routing what the server sends of its own accord
+// (subscription snapshots and updates) to the subscriptions' streams.
+extension VersoClient {
+
+    /// Sends a request and returns the reply. `onReply` runs in the reader before any later message.
+    func send(
+        _ fields: JSONObject,
+        waitForReady: Bool = true,
+        onReply: (@Sendable (JSONValue, inout State) -> Void)? = nil
+    ) async throws -> JSONValue {
+        let deadline = ContinuousClock.now + configuration.requestTimeout
+        if waitForReady { try await waitUntilReady(deadline: deadline) }
+        let rid = state.withLock { state -> Int64 in
+            defer { state.nextRID += 1 }
+            state.pending[state.nextRID] = Slot(onReply: onReply)
+            return state.nextRID
+        }
+        var fields = fields
+        fields["rid"] = .integer(rid)
+        let text = JSONValue.object(fields).encodedString
+        let sent = state.withLock { state -> Bool in
+            guard let outgoing = state.phase.outgoing, case .enqueued = outgoing.yield(text) else { return false }
+            return true
+        }
+        guard sent else {
+            state.withLock { $0.pending[rid] = nil }
+            throw VersoClientError(.disconnected, "not connected to \(configuration.url)")
+        }
+        return try await withThrowingTaskGroup(of: JSONValue.self) { group in
+            group.addTask { try await self.reply(to: rid) }
+            group.addTask {
+                try await Task.sleep(until: deadline)
+                throw VersoClientError(.timeout, "no reply within \(self.configuration.requestTimeout)")
+            }
+            defer {
+                group.cancelAll()
+                state.withLock { $0.pending[rid] = nil }
+            }
+            return try await group.next()!
+        }
+    }
+
+    func reply(to rid: Int64) async throws -> JSONValue {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JSONValue, any Error>) in
+                let ready = state.withLock { state -> Result<JSONValue, VersoClientError>? in
+                    guard var slot = state.pending[rid] else {
+                        return .failure(VersoClientError(.disconnected, "the connection dropped"))
+                    }
+                    if let reply = slot.reply { return reply }
+                    slot.continuation = continuation
+                    state.pending[rid] = slot
+                    return nil
+                }
+                if let ready { continuation.resume(with: ready) }
+            }
+        } onCancel: {
+            let continuation = state.withLock { state in state.pending.removeValue(forKey: rid)?.continuation }
+            continuation?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Routes one message from the server.
+    func dispatch(_ text: String) {
+        let message: JSONValue
+        do {
+            message = try JSONParser.parse(text, maxDepth: JSONParser.maxReplyDepth)
+        } catch {
+            logger.warning("unparseable message from server", metadata: ["verso.error": "\(error)"])
+            return
+        }
+        if let rid = message["rid"]?.integerValue {
+            let continuation = state.withLock { state -> CheckedContinuation<JSONValue, any Error>? in
+                guard var slot = state.pending[rid] else { return nil }
+                slot.onReply?(message, &state)
+                slot.onReply = nil
+                if let continuation = slot.continuation {
+                    state.pending[rid] = nil
+                    return continuation
+                }
+                slot.reply = .success(message)
+                state.pending[rid] = slot
+                return nil
+            }
+            continuation?.resume(returning: message)
+            return
+        }
+        guard let sub = message["sub"]?.integerValue else { return }
+        state.withLock { state in
+            guard let local = state.serverSubs[sub], var subscription = state.subscriptions[local] else { return }
+            switch message["type"]?.stringValue {
+            case "snapshot":
+                if let record = Self.record(message) { subscription.continuation.yield(.snapshot(record)) }
+                subscription.snapshotsRemaining -= 1
+                if subscription.snapshotsRemaining == 0 { subscription.continuation.yield(.synced) }
+            case "update":
+                guard let key = message["key"]?.stringValue, let version = message["version"]?.integerValue,
+                    let seq = message["seq"]?.integerValue
+                else { return }
+                subscription.continuation.yield(
+                    .update(key: key, version: version, seq: seq, data: message["data"]?.objectValue)
+                )
+                subscription.lastSeq = max(subscription.lastSeq ?? 0, seq)
+            default:
+                return
+            }
+            state.subscriptions[local] = subscription
+        }
+    }
+}
