@@ -1,12 +1,5 @@
-import HTTPTypes
-import Logging
-import NIOCore
-import NIOSSL
-import NIOWebSocket
 import Synchronization
 import VersoCore
-import WSClient
-import WSCompression
 
 // The typed API: each request built from its arguments, each reply decoded into its result.
 extension VersoClient {

@@ -1,12 +1,7 @@
-import HTTPTypes
-import Logging
-import NIOCore
 import NIOSSL
-import NIOWebSocket
 import Synchronization
 import VersoCore
 import WSClient
-import WSCompression
 
 // The connection behind a VersoClient: connecting, starting a session (hello, resumed
 // subscriptions), reconnecting with backoff, and waiting until a session is ready.
@@ -52,7 +47,6 @@ extension VersoClient {
 
     /// Runs one connection until it ends; returns why it ended.
     func connectOnce() async -> String {
-        var wsConfiguration = WebSocketClientConfiguration(maxFrameSize: 1 << 24, validateUTF8: true)
         let token: String?
         let tls: TLSConfiguration?
         do {
@@ -61,51 +55,41 @@ extension VersoClient {
         } catch {
             return "\(error)"
         }
-        if let token { wsConfiguration.additionalHeaders[.authorization] = "Bearer \(token)" }
-        if configuration.compression {
-            wsConfiguration.extensions = [
-                WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: 1 << 24).build()
-            ]
-        }
         do {
-            let url = configuration.url
-            let frame = try await UpgradeDeadline.run(timeout: configuration.connectTimeout) {
-                [wsConfiguration, logger] upgraded in
-                try await WebSocketClient.connect(
-                    url: url,
-                    configuration: wsConfiguration,
-                    tlsConfiguration: tls,
-                    logger: logger
-                ) { inbound, outbound, _ in
-                    // An answer that came after the deadline: this attempt was given up on.
-                    guard upgraded() else { return }
-                    let (outgoing, continuation) = AsyncStream<String>.makeStream()
-                    let closed = self.state.withLock { state -> Bool in
-                        switch state.phase {
-                        case .closed:
-                            return true
-                        case .connecting, .starting(_, resuming: false):
-                            state.phase = .starting(outgoing: continuation, resuming: false)
-                        case .reconnecting, .ready, .starting(_, resuming: true):
-                            state.phase = .starting(outgoing: continuation, resuming: true)
-                        }
-                        return false
+            let frame = try await ClientWebSocket.connect(
+                url: configuration.url,
+                token: token,
+                compression: configuration.compression,
+                tls: tls,
+                timeout: configuration.connectTimeout,
+                logger: logger
+            ) { inbound, outbound, _ in
+                let (outgoing, continuation) = AsyncStream<String>.makeStream()
+                let closed = self.state.withLock { state -> Bool in
+                    switch state.phase {
+                    case .closed:
+                        return true
+                    case .connecting, .starting(_, resuming: false):
+                        state.phase = .starting(outgoing: continuation, resuming: false)
+                    case .reconnecting, .ready, .starting(_, resuming: true):
+                        state.phase = .starting(outgoing: continuation, resuming: true)
                     }
-                    // Closed meanwhile: the session's hello finds no connection, which ends it.
-                    if closed { continuation.finish() }
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            for await text in outgoing {
-                                try await outbound.write(.text(text))
-                            }
+                    return false
+                }
+                // Closed meanwhile: the session's hello finds no connection, which ends it.
+                if closed { continuation.finish() }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await text in outgoing {
+                            try await outbound.write(.text(text))
                         }
-                        group.addTask {
-                            try await self.startSession()
-                        }
-                        defer { group.cancelAll() }
-                        for try await message in inbound.messages(maxSize: 1 << 24) {
-                            if case .text(let text) = message { self.dispatch(text) }
-                        }
+                    }
+                    group.addTask {
+                        try await self.startSession()
+                    }
+                    defer { group.cancelAll() }
+                    for try await message in inbound.messages(maxSize: 1 << 24) {
+                        if case .text(let text) = message { self.dispatch(text) }
                     }
                 }
             }

@@ -1,12 +1,6 @@
-import HTTPTypes
 import Logging
-import NIOCore
-import NIOSSL
-import NIOWebSocket
 import Synchronization
 import VersoCore
-import WSClient
-import WSCompression
 
 // Matching replies to requests by rid, and routing what the server sends of its own accord
 // (subscription snapshots and updates) to the subscriptions' streams.

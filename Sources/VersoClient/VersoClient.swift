@@ -1,12 +1,6 @@
-import HTTPTypes
 import Logging
-import NIOCore
-import NIOSSL
-import NIOWebSocket
 import Synchronization
 import VersoCore
-import WSClient
-import WSCompression
 
 /// Settings of a `VersoClient`, each with a default.
 public struct VersoClientConfiguration: Sendable {

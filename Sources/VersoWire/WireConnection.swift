@@ -1,13 +1,10 @@
-import HTTPTypes
 import Logging
 import NIOCore
-import NIOSSL
 import NIOWebSocket
 import Synchronization
 import VersoClient
 import VersoCore
 import WSClient
-import WSCompression
 
 /// Why a wire connection failed.
 public struct WireError: Error, Sendable, CustomStringConvertible {
@@ -76,31 +73,22 @@ public final class WireConnection: Sendable {
     ) async throws -> T {
         let client = WireConnection()
         let tls = try ClientTLS.configuration(url: url, caFile: caFile)
-        var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 24, validateUTF8: true)
-        if let token { configuration.additionalHeaders[.authorization] = "Bearer \(token)" }
-        if compression {
-            configuration.extensions = [
-                WebSocketExtensionFactory.perMessageDeflate(maxDecompressedFrameSize: 1 << 24).build()
-            ]
-        }
         var logger = Logger(label: "verso.test.client")
         logger.logLevel = .critical
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { [configuration, logger, tls] in
+            group.addTask { [logger, tls] in
                 do {
-                    let frame = try await UpgradeDeadline.run(timeout: .seconds(10)) { upgraded in
-                        try await WebSocketClient.connect(
-                            url: url,
-                            configuration: configuration,
-                            tlsConfiguration: tls,
-                            logger: logger
-                        ) { inbound, outbound, _ in
-                            // An answer that came after the deadline: this attempt was given up on.
-                            guard upgraded() else { return }
-                            client.wake { $0.outbound = outbound }
-                            for try await message in inbound.messages(maxSize: 1 << 24) {
-                                client.wake { $0.messages.append(message) }
-                            }
+                    let frame = try await ClientWebSocket.connect(
+                        url: url,
+                        token: token,
+                        compression: compression,
+                        tls: tls,
+                        timeout: .seconds(10),
+                        logger: logger
+                    ) { inbound, outbound, _ in
+                        client.wake { $0.outbound = outbound }
+                        for try await message in inbound.messages(maxSize: 1 << 24) {
+                            client.wake { $0.messages.append(message) }
                         }
                     }
                     client.wake {
