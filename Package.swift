@@ -104,11 +104,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The browser client's page, served by verso-server at `/`.
+        // The browser client's page, served by verso-server at `/` (its tests and guide are in
+        // clients/web).
         .target(
             name: "VersoWebClient",
-            path: "clients/web",
-            exclude: ["README.md", "tests"],
             resources: [.copy("index.html")],
             swiftSettings: swiftSettings
         ),

@@ -1,7 +1,7 @@
-"""Fixtures for driving clients/web/index.html in headless Chromium against a real verso-server.
+"""Fixtures for driving the browser client (Sources/VersoWebClient/index.html) in headless Chromium against a real verso-server.
 
-The page is the one verso-server serves at `/`, or, with VERSO_WEB_FROM_DISK=1, clients/web/
-index.html served from disk by a local HTTP server (for a binary that embeds an older page),
+The page is the one verso-server serves at `/`, or, with VERSO_WEB_FROM_DISK=1,
+Sources/VersoWebClient/index.html served from disk by a local HTTP server (for a binary that embeds an older page),
 pointed at the verso-server with `?ws=`; the servers are then started with `--allow-origin` for
 that HTTP server, which is another origin.
 """
@@ -27,6 +27,8 @@ from selenium.webdriver.chrome.service import Service
 
 WEB_DIR = Path(__file__).resolve().parents[1]
 PYTHON_CLIENT_DIR = WEB_DIR.parent / "python"
+# The page itself, which verso-server embeds: Sources/VersoWebClient/index.html.
+PAGE_DIR = WEB_DIR.parents[1] / "Sources" / "VersoWebClient"
 sys.path.insert(0, str(PYTHON_CLIENT_DIR))  # verso_client
 sys.path.insert(0, str(PYTHON_CLIENT_DIR / "tests"))  # verso_server_process
 
@@ -95,8 +97,8 @@ def serve_static() -> Iterator[Callable[[Path], str]]:
 
 @pytest.fixture(scope="session")
 def web_dir_origin() -> Iterator[str]:
-    """clients/web served from disk: the origin of that site (its page is index.html)."""
-    with static_site(WEB_DIR) as origin:
+    """The page's folder served from disk: the origin of that site (its page is index.html)."""
+    with static_site(PAGE_DIR) as origin:
         yield origin
 
 

@@ -1,4 +1,4 @@
-"""The browser client (clients/web/index.html) in headless Chromium, against a real verso-server.
+"""The browser client (Sources/VersoWebClient/index.html) in headless Chromium, against a real verso-server.
 
 Two pages and the Python client edit the same record: each sees the others' edits live, the page
 whose base went stale shows the conflict, and both resolutions (take theirs, reapply mine) end

@@ -37,7 +37,8 @@ from verso_server_process import VersoServer, self_signed_certificate
 if TYPE_CHECKING:
     from conftest import NewBrowser, PageURL, SyncVerso
 
-WEB_DIR = Path(__file__).resolve().parents[1]
+# The page's folder (verso-server embeds its index.html).
+PAGE_DIR = Path(__file__).resolve().parents[3] / "Sources" / "VersoWebClient"
 WAIT_SECONDS = 15.0
 FROM_DISK = os.environ.get("VERSO_WEB_FROM_DISK") == "1"
 served_page_only = pytest.mark.skipif(
@@ -68,8 +69,8 @@ ws.onclose = (event) => { if (state.dataset.state === "connecting") set("closed 
 
 @pytest.fixture
 def disk_page(serve_static: Callable[[Path], str]) -> str:
-    """clients/web/index.html from a plain file server (another origin, no CSP): its URL."""
-    return serve_static(WEB_DIR) + "/index.html"
+    """The page (Sources/VersoWebClient/index.html) from a plain file server (another origin, no CSP): its URL."""
+    return serve_static(PAGE_DIR) + "/index.html"
 
 
 @pytest.fixture
