@@ -270,7 +270,7 @@ let package = Package(
         .testTarget(
             name: "VersoLoadTests",
             dependencies: [
-                "VersoLoad", "VersoTesting",
+                "VersoLoad", "VersoTesting", "VersoServer",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

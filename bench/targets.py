@@ -68,7 +68,8 @@ SCENARIOS = [
     ("cas", [], ["cas", "--connections", "64", "--keys", "10000", "--value-size", "100", "--duration", "{d}", "--warmup", "2"]),
     ("cas-normal", ["--durability", "normal"], ["cas", "--connections", "64", "--keys", "10000", "--value-size", "100", "--duration", "{d}", "--warmup", "2"]),
     ("fanout", [], ["fanout", "--writers", "1", "--subscribers", "1000", "--duration", "{d}", "--warmup", "2"]),
-    # 10,000 subscribers and the writer: one more than the server's default --max-connections.
+    # 10,000 subscribers and the writer: one more than the server's default --max-connections
+    # (without the flag, a subscriber is refused with 503 and the run ends with that error).
     ("connections", ["--max-connections", "10100"], ["connections", "--connections", "10000"]),
     ("counter", [], ["counter", "--connections", "64", "--hot", "8", "--ops", "50"]),
     ("mixed", [], ["mixed", "--connections", "64", "--keys", "10000", "--read-percent", "80", "--subscribe", "1", "--duration", "{d}", "--warmup", "2"]),

@@ -8,7 +8,7 @@ extension Scenarios {
     public static func connections(_ options: LoadOptions) async -> LoadReport {
         let counters = LiveCounters()
         let count = options.connections
-        let gate = SubscriberGate(scenario: "connections", expected: count)
+        let gate = SubscriberGate(scenario: "connections", expected: count, writers: 1)
         let connectAllowance: UInt64 = 120_000_000_000
         let outer = RunWindow(options: options, now: monotonicNanos() + connectAllowance)
         let key = "load/\(options.runID)/idle"
@@ -17,7 +17,8 @@ extension Scenarios {
             (index: Int) async throws -> (WorkerStats, Int) in
             if index < count {
                 return try await gate.subscriber {
-                    try await LoadConnection.run(
+                    try await gate.waitForWriters(limit: connectAllowance)
+                    return try await LoadConnection.run(
                         url: options.url,
                         compression: options.compression,
                         token: options.token
@@ -39,22 +40,25 @@ extension Scenarios {
                     }
                 }
             }
-            return try await LoadConnection.run(
-                url: options.url,
-                compression: options.compression,
-                token: options.token
-            ) { wire in
-                // If a subscriber failed, the change still goes out, to end those that subscribed.
-                var waitFailure: (any Error)?
-                do { _ = try await gate.waitForSubscribers(limit: connectAllowance) } catch { waitFailure = error }
-                let rss = options.serverPID.flatMap(ProcessSample.read(pid:))?.rssBytes ?? 0
-                try await wire.send(put(key: key, base: 0, data: data + #","t":"# + String(monotonicNanos())))
-                let reply = try await wire.next()
-                guard ReplyScan.type(reply) == "ack" else {
-                    throw LoadError("connections: unexpected reply to the put: \(reply.prefix(200))")
+            return try await gate.writer(0) {
+                try await LoadConnection.run(
+                    url: options.url,
+                    compression: options.compression,
+                    token: options.token
+                ) { wire in
+                    gate.markConnected(0)
+                    // If a subscriber failed, the change still goes out, to end those that subscribed.
+                    var waitFailure: (any Error)?
+                    do { _ = try await gate.waitForSubscribers(limit: connectAllowance) } catch { waitFailure = error }
+                    let rss = options.serverPID.flatMap(ProcessSample.read(pid:))?.rssBytes ?? 0
+                    try await wire.send(put(key: key, base: 0, data: data + #","t":"# + String(monotonicNanos())))
+                    let reply = try await wire.next()
+                    guard ReplyScan.type(reply) == "ack" else {
+                        throw LoadError("connections: unexpected reply to the put: \(reply.prefix(200))")
+                    }
+                    if let waitFailure { throw waitFailure }
+                    return (WorkerStats(), rss)
                 }
-                if let waitFailure { throw waitFailure }
-                return (WorkerStats(), rss)
             }
         }
         var report = LoadReport(scenario: "connections", latency: "delivery", options: options, outcome: outcome)

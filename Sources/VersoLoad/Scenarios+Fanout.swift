@@ -12,7 +12,7 @@ extension Scenarios {
     public static func fanout(_ options: LoadOptions, writers: Int, subscribers: Int) async -> LoadReport {
         let counters = LiveCounters()
         let writes = LiveCounters()
-        let gate = SubscriberGate(scenario: "fanout", expected: writers * subscribers)
+        let gate = SubscriberGate(scenario: "fanout", expected: writers * subscribers, writers: writers)
         // The runner's own window only bounds the progress line; the writers set the real one.
         let connectAllowance: UInt64 = 120_000_000_000
         let outer = RunWindow(options: options, now: monotonicNanos() + connectAllowance)
@@ -30,7 +30,8 @@ extension Scenarios {
             if index >= writers {
                 let key = keys[(index - writers) % writers]
                 return try await gate.subscriber {
-                    try await LoadConnection.run(
+                    try await gate.waitForWriters(limit: connectAllowance)
+                    return try await LoadConnection.run(
                         url: options.url,
                         compression: options.compression,
                         token: options.token
@@ -56,37 +57,40 @@ extension Scenarios {
                     }
                 }
             }
-            return try await LoadConnection.run(
-                url: options.url,
-                compression: options.compression,
-                token: options.token
-            ) { wire in
-                let start: UInt64
-                do {
-                    start = try await gate.waitForSubscribers(limit: connectAllowance)
-                } catch {
-                    // The marked last put ends the subscribers that did subscribe.
-                    try? await wire.send(put(key: keys[index], base: 0, data: data + #","t":0,"z":1"#))
-                    _ = try? await wire.next()
-                    throw error
-                }
-                let window = RunWindow(options: options, now: start)
-                span.publish(window)
-                var version: Int64 = 0
-                var acknowledged = 0
-                var schedule = SendSchedule(rate: options.rate, connections: writers, index: index, start: start)
-                while window.mayStart(writes), let sent = try await schedule.nextSend(deadline: window.deadline) {
-                    try await wire.send(put(key: keys[index], base: version, data: data + #","t":"# + String(sent)))
-                    let reply = try await wire.next()
-                    guard ReplyScan.type(reply) == "ack", let acked = ReplyScan.integer("version", in: reply) else {
-                        throw LoadError("fanout: unexpected reply to a put: \(reply.prefix(200))")
+            return try await gate.writer(index) {
+                try await LoadConnection.run(
+                    url: options.url,
+                    compression: options.compression,
+                    token: options.token
+                ) { wire in
+                    gate.markConnected(index)
+                    let start: UInt64
+                    do {
+                        start = try await gate.waitForSubscribers(limit: connectAllowance)
+                    } catch {
+                        // The marked last put ends the subscribers that did subscribe.
+                        try? await wire.send(put(key: keys[index], base: 0, data: data + #","t":0,"z":1"#))
+                        _ = try? await wire.next()
+                        throw error
                     }
-                    version = acked
-                    if window.measures(monotonicNanos()) { acknowledged += 1 }
+                    let window = RunWindow(options: options, now: start)
+                    span.publish(window)
+                    var version: Int64 = 0
+                    var acknowledged = 0
+                    var schedule = SendSchedule(rate: options.rate, connections: writers, index: index, start: start)
+                    while window.mayStart(writes), let sent = try await schedule.nextSend(deadline: window.deadline) {
+                        try await wire.send(put(key: keys[index], base: version, data: data + #","t":"# + String(sent)))
+                        let reply = try await wire.next()
+                        guard ReplyScan.type(reply) == "ack", let acked = ReplyScan.integer("version", in: reply) else {
+                            throw LoadError("fanout: unexpected reply to a put: \(reply.prefix(200))")
+                        }
+                        version = acked
+                        if window.measures(monotonicNanos()) { acknowledged += 1 }
+                    }
+                    try await wire.send(put(key: keys[index], base: version, data: data + #","t":0,"z":1"#))
+                    _ = try await wire.next()
+                    return (WorkerStats(), acknowledged)
                 }
-                try await wire.send(put(key: keys[index], base: version, data: data + #","t":0,"z":1"#))
-                _ = try await wire.next()
-                return (WorkerStats(), acknowledged)
             }
         }
         var report = LoadReport(scenario: "fanout", latency: "delivery", options: options, outcome: outcome)

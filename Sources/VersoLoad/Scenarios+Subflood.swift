@@ -12,7 +12,7 @@ extension Scenarios {
     public static func subflood(_ options: LoadOptions, writers: Int, subscriptions: Int) async -> LoadReport {
         let counters = LiveCounters()
         let idle = options.connections
-        let gate = SubscriberGate(scenario: "subflood", expected: idle)
+        let gate = SubscriberGate(scenario: "subflood", expected: idle, writers: writers)
         let writersLeft = Atomic<Int>(writers)
         let connectAllowance: UInt64 = 120_000_000_000
         let outer = RunWindow(options: options, now: monotonicNanos() + connectAllowance)
@@ -27,7 +27,8 @@ extension Scenarios {
         ) { (index: Int) async throws -> (WorkerStats, Int) in
             if index < idle {
                 return try await gate.subscriber {
-                    try await LoadConnection.run(
+                    try await gate.waitForWriters(limit: connectAllowance)
+                    return try await LoadConnection.run(
                         url: options.url,
                         compression: options.compression,
                         token: options.token
@@ -56,32 +57,35 @@ extension Scenarios {
             defer { writersLeft.subtract(1, ordering: .releasing) }
             let writer = index - idle
             let key = "load/\(options.runID)/subflood/\(writer)"
-            return try await LoadConnection.run(
-                url: options.url,
-                compression: options.compression,
-                token: options.token
-            ) { wire in
-                let start = try await gate.waitForSubscribers(limit: connectAllowance)
-                let window = RunWindow(options: options, now: start)
-                span.publish(window)
-                var stats = WorkerStats()
-                var version: Int64 = 0
-                var schedule = SendSchedule(rate: options.rate, connections: writers, index: writer, start: start)
-                while window.mayStart(counters), let sent = try await schedule.nextSend(deadline: window.deadline) {
-                    try await wire.send(put(key: key, base: version, data: data))
-                    let reply = try await wire.next()
-                    let end = monotonicNanos()
-                    guard ReplyScan.type(reply) == "ack", let acked = ReplyScan.integer("version", in: reply) else {
-                        throw LoadError("subflood: unexpected reply to a put: \(reply.prefix(200))")
+            return try await gate.writer(writer) {
+                try await LoadConnection.run(
+                    url: options.url,
+                    compression: options.compression,
+                    token: options.token
+                ) { wire in
+                    gate.markConnected(writer)
+                    let start = try await gate.waitForSubscribers(limit: connectAllowance)
+                    let window = RunWindow(options: options, now: start)
+                    span.publish(window)
+                    var stats = WorkerStats()
+                    var version: Int64 = 0
+                    var schedule = SendSchedule(rate: options.rate, connections: writers, index: writer, start: start)
+                    while window.mayStart(counters), let sent = try await schedule.nextSend(deadline: window.deadline) {
+                        try await wire.send(put(key: key, base: version, data: data))
+                        let reply = try await wire.next()
+                        let end = monotonicNanos()
+                        guard ReplyScan.type(reply) == "ack", let acked = ReplyScan.integer("version", in: reply) else {
+                            throw LoadError("subflood: unexpected reply to a put: \(reply.prefix(200))")
+                        }
+                        version = acked
+                        counters.ops.add(1, ordering: .relaxed)
+                        if window.measures(end) {
+                            stats.ops += 1
+                            stats.latency.record(microseconds(sent, end))
+                        }
                     }
-                    version = acked
-                    counters.ops.add(1, ordering: .relaxed)
-                    if window.measures(end) {
-                        stats.ops += 1
-                        stats.latency.record(microseconds(sent, end))
-                    }
+                    return (stats, 0)
                 }
-                return (stats, 0)
             }
         }
         var report = LoadReport(scenario: "subflood", latency: "put", options: options, outcome: outcome)

@@ -1,19 +1,66 @@
 import Synchronization
 
 extension Scenarios {
-    /// Lets the writers of `fanout` and `connections` start once every subscriber is
-    /// subscribed, tells the subscribers when that was, and gives up at once when a subscriber
-    /// fails (instead of waiting for one that will never come).
+    /// Orders the connections of `fanout` and `connections`: the writers connect first, the
+    /// subscribers once every writer is connected, and the writers start once every subscriber
+    /// is subscribed (the gate tells the subscribers when that was). It gives up at once when a
+    /// connection fails, instead of waiting for one that will never come. Writers first, so
+    /// that a server refusing connections past its limit (503) refuses a subscriber, whose
+    /// failure ends the run, rather than the writer, whose subscribers would wait forever for
+    /// its last change.
     final class SubscriberGate: Sendable {
         let subscribed = Atomic<Int>(0)
         let failed = Atomic<Int>(0)
+        let writersConnected = Atomic<Int>(0)
+        let writersFailed = Atomic<Int>(0)
+        /// Which writers (by index) have their connection open.
+        private let writerOpen: Mutex<[Bool]>
         let startedAt = Atomic<UInt64>(0)
         let expected: Int
+        let writers: Int
         let scenario: String
 
-        init(scenario: String, expected: Int) {
+        init(scenario: String, expected: Int, writers: Int) {
             self.scenario = scenario
             self.expected = expected
+            self.writers = writers
+            self.writerOpen = Mutex(Array(repeating: false, count: writers))
+        }
+
+        /// Runs writer `index`, which calls `markConnected(index)` once its connection is open;
+        /// a writer that fails before that counts as a failed writer.
+        func writer<T>(_ index: Int, _ body: () async throws -> T) async throws -> T {
+            do {
+                return try await body()
+            } catch {
+                if !writerOpen.withLock({ $0[index] }) { writersFailed.add(1, ordering: .releasing) }
+                throw error
+            }
+        }
+
+        /// Counts writer `index` as connected (once).
+        func markConnected(_ index: Int) {
+            let first = writerOpen.withLock { open -> Bool in
+                defer { open[index] = true }
+                return !open[index]
+            }
+            if first { writersConnected.add(1, ordering: .releasing) }
+        }
+
+        /// Waits (polling every 5 ms, at most `limit` nanoseconds) until every writer is
+        /// connected; throws as soon as one failed to connect.
+        func waitForWriters(limit: UInt64) async throws {
+            let giveUp = monotonicNanos() + limit
+            while writersConnected.load(ordering: .acquiring) < writers {
+                let failures = writersFailed.load(ordering: .acquiring)
+                guard failures == 0 else {
+                    throw LoadError("\(scenario): \(failures) writer connection(s) failed, so the run did not start")
+                }
+                guard monotonicNanos() < giveUp else {
+                    throw LoadError("\(scenario): writers were not connected in time")
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
         }
 
         /// Runs one subscriber, counting it as failed if it throws.

@@ -1,5 +1,6 @@
 import Testing
 import VersoLoad
+import VersoServer
 import VersoTesting
 
 @Suite struct ScenarioTests {
@@ -106,6 +107,30 @@ import VersoTesting
             #expect(report.ops == 20)
             #expect(report.max > 0)
             #expect(report.extra["time to deliver to all ms"] != nil)
+        }
+    }
+
+    /// The writer connects before its subscribers, so a server that admits one connection
+    /// refuses subscribers (503) and the run ends with that failure. Before, whichever
+    /// connection came first took the one place, most likely a subscriber, and when the writer
+    /// was refused its subscribers waited for its last change forever.
+    @Test(.timeLimit(.minutes(1)))
+    func fanoutAndConnectionsEndWhenTheServerRefusesAConnection() async throws {
+        try await TestServer.with(configure: { $0.maxConnections = 1 }) { server in
+            var options = Self.options(server)
+            options.duration = 0.5
+            let fanout = await Scenarios.fanout(options, writers: 1, subscribers: 8)
+            #expect(fanout.errors > 0)
+            #expect(fanout.failures.contains { $0.contains("503") }, "\(fanout.failures)")
+            #expect(fanout.failures.contains { $0.contains("subscriber connection(s) failed") }, "\(fanout.failures)")
+            options.connections = 8
+            let connections = await Scenarios.connections(options)
+            #expect(connections.errors > 0)
+            #expect(connections.failures.contains { $0.contains("503") }, "\(connections.failures)")
+            #expect(
+                connections.failures.contains { $0.contains("subscriber connection(s) failed") },
+                "\(connections.failures)"
+            )
         }
     }
 
