@@ -16,49 +16,35 @@ extension Scenarios {
         let outcome = await LoadRunner.run(options: options, workers: count + 1, window: outer, counters: counters) {
             (index: Int) async throws -> (WorkerStats, Int) in
             if index < count {
-                return try await gate.subscriber {
-                    try await gate.waitForWriters(limit: connectAllowance)
-                    return try await LoadConnection.run(
-                        url: options.url,
-                        compression: options.compression,
-                        token: options.token
-                    ) { wire in
-                        var stats = WorkerStats()
-                        try await wire.subscribe(to: key, scenario: "connections")
-                        guard gate.markSubscribed() else { return (stats, 0) }
-                        // Ends at the one change, or when the connection ends.
-                        while true {
-                            let message = try await wire.next()
-                            let now = monotonicNanos()
-                            guard ReplyScan.type(message) == "update", let sent = ReplyScan.integer("t", in: message)
-                            else { continue }
-                            stats.ops = 1
-                            stats.latency.record(microseconds(UInt64(sent), now))
-                            counters.ops.add(1, ordering: .relaxed)
-                            return (stats, 0)
-                        }
+                return try await gate.subscriber(options, limit: connectAllowance) { wire in
+                    var stats = WorkerStats()
+                    try await wire.subscribe(to: key, scenario: "connections")
+                    guard gate.markSubscribed() else { return (stats, 0) }
+                    // Ends at the one change, or when the connection ends.
+                    while true {
+                        let message = try await wire.next()
+                        let now = monotonicNanos()
+                        guard ReplyScan.type(message) == "update", let sent = ReplyScan.integer("t", in: message)
+                        else { continue }
+                        stats.ops = 1
+                        stats.latency.record(microseconds(UInt64(sent), now))
+                        counters.ops.add(1, ordering: .relaxed)
+                        return (stats, 0)
                     }
                 }
             }
-            return try await gate.writer(0) {
-                try await LoadConnection.run(
-                    url: options.url,
-                    compression: options.compression,
-                    token: options.token
-                ) { wire in
-                    gate.markConnected(0)
-                    // If a subscriber failed, the change still goes out, to end those that subscribed.
-                    var waitFailure: (any Error)?
-                    do { _ = try await gate.waitForSubscribers(limit: connectAllowance) } catch { waitFailure = error }
-                    let rss = options.serverPID.flatMap(ProcessSample.read(pid:))?.rssBytes ?? 0
-                    try await wire.send(put(key: key, base: 0, data: data + #","t":"# + String(monotonicNanos())))
-                    let reply = try await wire.next()
-                    guard ReplyScan.type(reply) == "ack" else {
-                        throw LoadError("connections: unexpected reply to the put: \(reply.prefix(200))")
-                    }
-                    if let waitFailure { throw waitFailure }
-                    return (WorkerStats(), rss)
+            return try await gate.writer(0, options) { wire in
+                // If a subscriber failed, the change still goes out, to end those that subscribed.
+                var waitFailure: (any Error)?
+                do { _ = try await gate.waitForSubscribers(limit: connectAllowance) } catch { waitFailure = error }
+                let rss = options.serverPID.flatMap(ProcessSample.read(pid:))?.rssBytes ?? 0
+                try await wire.send(put(key: key, base: 0, data: data + #","t":"# + String(monotonicNanos())))
+                let reply = try await wire.next()
+                guard ReplyScan.type(reply) == "ack" else {
+                    throw LoadError("connections: unexpected reply to the put: \(reply.prefix(200))")
                 }
+                if let waitFailure { throw waitFailure }
+                return (WorkerStats(), rss)
             }
         }
         var report = LoadReport(scenario: "connections", latency: "delivery", options: options, outcome: outcome)

@@ -29,68 +29,54 @@ extension Scenarios {
         ) { (index: Int) async throws -> (WorkerStats, Int) in
             if index >= writers {
                 let key = keys[(index - writers) % writers]
-                return try await gate.subscriber {
-                    try await gate.waitForWriters(limit: connectAllowance)
-                    return try await LoadConnection.run(
-                        url: options.url,
-                        compression: options.compression,
-                        token: options.token
-                    ) { wire in
-                        var stats = WorkerStats()
-                        try await wire.subscribe(to: key, scenario: "fanout")
-                        guard gate.markSubscribed() else { return (stats, 0) }
-                        // Ends at the writer's marked last put, or when the connection ends.
-                        while true {
-                            let message = try await wire.next()
-                            let now = monotonicNanos()
-                            guard ReplyScan.type(message) == "update" else { continue }
-                            if message.contains(#""z":1"#) { break }
-                            guard let sent = ReplyScan.integer("t", in: message) else { continue }
-                            let start = gate.startedAt.load(ordering: .relaxed)
-                            counters.ops.add(1, ordering: .relaxed)
-                            if now >= start + warmup {
-                                stats.ops += 1
-                                stats.latency.record(microseconds(UInt64(sent), now))
-                            }
+                return try await gate.subscriber(options, limit: connectAllowance) { wire in
+                    var stats = WorkerStats()
+                    try await wire.subscribe(to: key, scenario: "fanout")
+                    guard gate.markSubscribed() else { return (stats, 0) }
+                    // Ends at the writer's marked last put, or when the connection ends.
+                    while true {
+                        let message = try await wire.next()
+                        let now = monotonicNanos()
+                        guard ReplyScan.type(message) == "update" else { continue }
+                        if message.contains(#""z":1"#) { break }
+                        guard let sent = ReplyScan.integer("t", in: message) else { continue }
+                        let start = gate.startedAt.load(ordering: .relaxed)
+                        counters.ops.add(1, ordering: .relaxed)
+                        if now >= start + warmup {
+                            stats.ops += 1
+                            stats.latency.record(microseconds(UInt64(sent), now))
                         }
-                        return (stats, 0)
                     }
+                    return (stats, 0)
                 }
             }
-            return try await gate.writer(index) {
-                try await LoadConnection.run(
-                    url: options.url,
-                    compression: options.compression,
-                    token: options.token
-                ) { wire in
-                    gate.markConnected(index)
-                    let start: UInt64
-                    do {
-                        start = try await gate.waitForSubscribers(limit: connectAllowance)
-                    } catch {
-                        // The marked last put ends the subscribers that did subscribe.
-                        try? await wire.send(put(key: keys[index], base: 0, data: data + #","t":0,"z":1"#))
-                        _ = try? await wire.next()
-                        throw error
-                    }
-                    let window = RunWindow(options: options, now: start)
-                    span.publish(window)
-                    var version: Int64 = 0
-                    var acknowledged = 0
-                    var schedule = SendSchedule(rate: options.rate, connections: writers, index: index, start: start)
-                    while window.mayStart(writes), let sent = try await schedule.nextSend(deadline: window.deadline) {
-                        try await wire.send(put(key: keys[index], base: version, data: data + #","t":"# + String(sent)))
-                        let reply = try await wire.next()
-                        guard ReplyScan.type(reply) == "ack", let acked = ReplyScan.integer("version", in: reply) else {
-                            throw LoadError("fanout: unexpected reply to a put: \(reply.prefix(200))")
-                        }
-                        version = acked
-                        if window.measures(monotonicNanos()) { acknowledged += 1 }
-                    }
-                    try await wire.send(put(key: keys[index], base: version, data: data + #","t":0,"z":1"#))
-                    _ = try await wire.next()
-                    return (WorkerStats(), acknowledged)
+            return try await gate.writer(index, options) { wire in
+                let start: UInt64
+                do {
+                    start = try await gate.waitForSubscribers(limit: connectAllowance)
+                } catch {
+                    // The marked last put ends the subscribers that did subscribe.
+                    try? await wire.send(put(key: keys[index], base: 0, data: data + #","t":0,"z":1"#))
+                    _ = try? await wire.next()
+                    throw error
                 }
+                let window = RunWindow(options: options, now: start)
+                span.publish(window)
+                var version: Int64 = 0
+                var acknowledged = 0
+                var schedule = SendSchedule(rate: options.rate, connections: writers, index: index, start: start)
+                while window.mayStart(writes), let sent = try await schedule.nextSend(deadline: window.deadline) {
+                    try await wire.send(put(key: keys[index], base: version, data: data + #","t":"# + String(sent)))
+                    let reply = try await wire.next()
+                    guard ReplyScan.type(reply) == "ack", let acked = ReplyScan.integer("version", in: reply) else {
+                        throw LoadError("fanout: unexpected reply to a put: \(reply.prefix(200))")
+                    }
+                    version = acked
+                    if window.measures(monotonicNanos()) { acknowledged += 1 }
+                }
+                try await wire.send(put(key: keys[index], base: version, data: data + #","t":0,"z":1"#))
+                _ = try await wire.next()
+                return (WorkerStats(), acknowledged)
             }
         }
         var report = LoadReport(scenario: "fanout", latency: "delivery", options: options, outcome: outcome)

@@ -26,66 +26,52 @@ extension Scenarios {
             counters: counters
         ) { (index: Int) async throws -> (WorkerStats, Int) in
             if index < idle {
-                return try await gate.subscriber {
-                    try await gate.waitForWriters(limit: connectAllowance)
-                    return try await LoadConnection.run(
-                        url: options.url,
-                        compression: options.compression,
-                        token: options.token
-                    ) { wire in
-                        // Sent all at once, then every reply read: they come in request order.
-                        for sub in 0..<subscriptions {
-                            try await wire.send(
-                                #"{"type":"subscribe","prefix":"load/"# + options.runID + "/idle/" + String(index) + "/"
-                                    + String(sub) + #"/"}"#
-                            )
-                        }
-                        for _ in 0..<subscriptions {
-                            let reply = try await wire.next()
-                            guard ReplyScan.type(reply) == "subscribed" else {
-                                throw LoadError("subflood: subscribe failed: \(reply.prefix(200))")
-                            }
-                        }
-                        guard gate.markSubscribed() else { return (WorkerStats(), 0) }
-                        while writersLeft.load(ordering: .acquiring) > 0 {
-                            try await Task.sleep(for: .milliseconds(20))
-                        }
-                        return (WorkerStats(), 0)
+                return try await gate.subscriber(options, limit: connectAllowance) { wire in
+                    // Sent all at once, then every reply read: they come in request order.
+                    for sub in 0..<subscriptions {
+                        try await wire.send(
+                            #"{"type":"subscribe","prefix":"load/"# + options.runID + "/idle/" + String(index) + "/"
+                                + String(sub) + #"/"}"#
+                        )
                     }
+                    for _ in 0..<subscriptions {
+                        let reply = try await wire.next()
+                        guard ReplyScan.type(reply) == "subscribed" else {
+                            throw LoadError("subflood: subscribe failed: \(reply.prefix(200))")
+                        }
+                    }
+                    guard gate.markSubscribed() else { return (WorkerStats(), 0) }
+                    while writersLeft.load(ordering: .acquiring) > 0 {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    return (WorkerStats(), 0)
                 }
             }
             defer { writersLeft.subtract(1, ordering: .releasing) }
             let writer = index - idle
             let key = "load/\(options.runID)/subflood/\(writer)"
-            return try await gate.writer(writer) {
-                try await LoadConnection.run(
-                    url: options.url,
-                    compression: options.compression,
-                    token: options.token
-                ) { wire in
-                    gate.markConnected(writer)
-                    let start = try await gate.waitForSubscribers(limit: connectAllowance)
-                    let window = RunWindow(options: options, now: start)
-                    span.publish(window)
-                    var stats = WorkerStats()
-                    var version: Int64 = 0
-                    var schedule = SendSchedule(rate: options.rate, connections: writers, index: writer, start: start)
-                    while window.mayStart(counters), let sent = try await schedule.nextSend(deadline: window.deadline) {
-                        try await wire.send(put(key: key, base: version, data: data))
-                        let reply = try await wire.next()
-                        let end = monotonicNanos()
-                        guard ReplyScan.type(reply) == "ack", let acked = ReplyScan.integer("version", in: reply) else {
-                            throw LoadError("subflood: unexpected reply to a put: \(reply.prefix(200))")
-                        }
-                        version = acked
-                        counters.ops.add(1, ordering: .relaxed)
-                        if window.measures(end) {
-                            stats.ops += 1
-                            stats.latency.record(microseconds(sent, end))
-                        }
+            return try await gate.writer(writer, options) { wire in
+                let start = try await gate.waitForSubscribers(limit: connectAllowance)
+                let window = RunWindow(options: options, now: start)
+                span.publish(window)
+                var stats = WorkerStats()
+                var version: Int64 = 0
+                var schedule = SendSchedule(rate: options.rate, connections: writers, index: writer, start: start)
+                while window.mayStart(counters), let sent = try await schedule.nextSend(deadline: window.deadline) {
+                    try await wire.send(put(key: key, base: version, data: data))
+                    let reply = try await wire.next()
+                    let end = monotonicNanos()
+                    guard ReplyScan.type(reply) == "ack", let acked = ReplyScan.integer("version", in: reply) else {
+                        throw LoadError("subflood: unexpected reply to a put: \(reply.prefix(200))")
                     }
-                    return (stats, 0)
+                    version = acked
+                    counters.ops.add(1, ordering: .relaxed)
+                    if window.measures(end) {
+                        stats.ops += 1
+                        stats.latency.record(microseconds(sent, end))
+                    }
                 }
+                return (stats, 0)
             }
         }
         var report = LoadReport(scenario: "subflood", latency: "put", options: options, outcome: outcome)

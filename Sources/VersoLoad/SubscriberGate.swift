@@ -27,11 +27,23 @@ extension Scenarios {
             self.writerOpen = Mutex(Array(repeating: false, count: writers))
         }
 
-        /// Runs writer `index`, which calls `markConnected(index)` once its connection is open;
-        /// a writer that fails before that counts as a failed writer.
-        func writer<T>(_ index: Int, _ body: () async throws -> T) async throws -> T {
+        /// Runs writer `index`: connects (options' URL, compression and token), counts it as
+        /// connected, and runs `body` on the connection; a writer that fails to connect counts as
+        /// a failed writer.
+        func writer<T: Sendable>(
+            _ index: Int,
+            _ options: LoadOptions,
+            _ body: @escaping @Sendable (inout LoadWire) async throws -> T
+        ) async throws -> T {
             do {
-                return try await body()
+                return try await LoadConnection.run(
+                    url: options.url,
+                    compression: options.compression,
+                    token: options.token
+                ) { wire in
+                    self.markConnected(index)
+                    return try await body(&wire)
+                }
             } catch {
                 if !writerOpen.withLock({ $0[index] }) { writersFailed.add(1, ordering: .releasing) }
                 throw error
@@ -39,7 +51,7 @@ extension Scenarios {
         }
 
         /// Counts writer `index` as connected (once).
-        func markConnected(_ index: Int) {
+        private func markConnected(_ index: Int) {
             let first = writerOpen.withLock { open -> Bool in
                 defer { open[index] = true }
                 return !open[index]
@@ -63,10 +75,22 @@ extension Scenarios {
             }
         }
 
-        /// Runs one subscriber, counting it as failed if it throws.
-        func subscriber<T>(_ body: () async throws -> T) async throws -> T {
+        /// Runs one subscriber once every writer is connected: connects (options' URL,
+        /// compression and token) and runs `body` on the connection; counts it as failed if
+        /// anything throws.
+        func subscriber<T: Sendable>(
+            _ options: LoadOptions,
+            limit: UInt64,
+            _ body: @escaping @Sendable (inout LoadWire) async throws -> T
+        ) async throws -> T {
             do {
-                return try await body()
+                try await waitForWriters(limit: limit)
+                return try await LoadConnection.run(
+                    url: options.url,
+                    compression: options.compression,
+                    token: options.token,
+                    body
+                )
             } catch {
                 failed.add(1, ordering: .releasing)
                 throw error
