@@ -49,6 +49,13 @@ struct GuardedChannel<Inner: ServerChildChannel>: ServerChildChannel {
         let open = open
         channel.closeFuture.whenComplete { _ in open.release() }
         do {
+            // Each connection keeps its receive buffer between reads: start it at 512 bytes, not
+            // NIO's 2 KiB, as most connections are idle or send small requests (it grows, by
+            // doubling, for a connection that reads more).
+            try channel.syncOptions?.setOption(
+                .recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
+            )
             try channel.pipeline.syncOperations.addHandler(
                 HandshakeGuard(limits: limits, logger: self.logger),
                 position: .first
