@@ -1,13 +1,13 @@
 import Synchronization
 
 extension Scenarios {
-    /// Orders the connections of `fanout` and `connections`: the writers connect first, the
-    /// subscribers once every writer is connected, and the writers start once every subscriber
-    /// is subscribed (the gate tells the subscribers when that was). It gives up at once when a
-    /// connection fails, instead of waiting for one that will never come. Writers first, so
-    /// that a server refusing connections past its limit (503) refuses a subscriber, whose
-    /// failure ends the run, rather than the writer, whose subscribers would wait forever for
-    /// its last change.
+    /// Orders the connections of `fanout`, `connections` and `subflood`: the writers connect
+    /// first, the subscribers once every writer is connected, and the writers start once every
+    /// subscriber is subscribed (the gate tells the subscribers when that was). It gives up at
+    /// once when a connection fails, instead of waiting for one that will never come. Writers
+    /// first, so that a server refusing connections past its limit (503) refuses a subscriber,
+    /// whose failure ends the run, rather than the writer, whose subscribers would wait forever
+    /// for its last change.
     final class SubscriberGate: Sendable {
         let subscribed = Atomic<Int>(0)
         let failed = Atomic<Int>(0)
