@@ -106,8 +106,8 @@ public final class VersoClient: Sendable {
             if case .closed = self { true } else { false }
         }
 
-        /// Whether a session has started since the client was made (so a dropped connection is
-        /// made again), or the client has closed.
+        /// Whether a session has started since the client was made and the client is not closed
+        /// (so a dropped connection is made again).
         var hadSession: Bool {
             switch self {
             case .ready, .reconnecting, .starting(_, resuming: true): true

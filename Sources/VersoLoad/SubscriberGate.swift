@@ -11,7 +11,6 @@ extension Scenarios {
     final class SubscriberGate: Sendable {
         let subscribed = Atomic<Int>(0)
         let failed = Atomic<Int>(0)
-        let writersConnected = Atomic<Int>(0)
         let writersFailed = Atomic<Int>(0)
         /// Which writers (by index) have their connection open.
         private let writerOpen: Mutex<[Bool]>
@@ -50,20 +49,16 @@ extension Scenarios {
             }
         }
 
-        /// Counts writer `index` as connected (once).
+        /// Marks writer `index` as connected.
         private func markConnected(_ index: Int) {
-            let first = writerOpen.withLock { open -> Bool in
-                defer { open[index] = true }
-                return !open[index]
-            }
-            if first { writersConnected.add(1, ordering: .releasing) }
+            writerOpen.withLock { $0[index] = true }
         }
 
         /// Waits (polling every 5 ms, at most `limit` nanoseconds) until every writer is
         /// connected; throws as soon as one failed to connect.
         func waitForWriters(limit: UInt64) async throws {
             let giveUp = monotonicNanos() + limit
-            while writersConnected.load(ordering: .acquiring) < writers {
+            while writerOpen.withLock({ !$0.allSatisfy { $0 } }) {
                 let failures = writersFailed.load(ordering: .acquiring)
                 guard failures == 0 else {
                     throw LoadError("\(scenario): \(failures) writer connection(s) failed, so the run did not start")

@@ -16,11 +16,11 @@ final class LoopFlushQueue: Sendable {
 
     private let eventLoop: any EventLoop
     private let state = Mutex(State())
-    private let scratch: NIOLoopBoundBox<FlushScratch?>
+    private let scratch: NIOLoopBoundBox<FlushScratch>
 
     private init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
-        self.scratch = .makeEmptyBox(valueType: FlushScratch.self, eventLoop: eventLoop)
+        self.scratch = .makeBoxSendingValue(FlushScratch(), eventLoop: eventLoop)
     }
 
     private static let queues = Mutex<[ObjectIdentifier: LoopFlushQueue]>([:])
@@ -47,13 +47,7 @@ final class LoopFlushQueue: Sendable {
     }
 
     private func flushAll() {
-        let scratch: FlushScratch
-        if let existing = self.scratch.value {
-            scratch = existing
-        } else {
-            scratch = FlushScratch()
-            self.scratch.value = scratch
-        }
+        let scratch = self.scratch.value
         // The list taken here and the one left for the next pass trade places, keeping their room.
         var outboxes: [Outbox] = []
         swap(&outboxes, &scratch.outboxes)
