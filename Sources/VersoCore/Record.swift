@@ -47,3 +47,17 @@ public struct RecordSnapshot: Sendable, Equatable {
         self.data = data
     }
 }
+
+/// A key and a version.
+public struct KeyVersion: Sendable, Equatable {
+    public var key: String
+    public var version: Int64
+    /// The write was a `"merge": "fields"` write merged into a newer version than its base.
+    public var merged: Bool
+
+    public init(key: String, version: Int64, merged: Bool = false) {
+        self.key = key
+        self.version = version
+        self.merged = merged
+    }
+}

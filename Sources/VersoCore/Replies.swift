@@ -11,6 +11,8 @@ public struct ConflictDetail: Sendable, Equatable {
     /// The data is withheld: the writer may not read the key (its rules give `write` without
     /// `read`). Sent as `"data": null, "deleted": false, "hidden": true`.
     public var hidden = false
+    /// Why a `"merge": "fields"` write could not be merged (nil for a plain write).
+    public var merge: MergeConflict?
 
     /// A conflict with the current data as the store holds it, encoded.
     public init(key: String, base: Int64, version: Int64, data: [UInt8]?, deleted: Bool) {
@@ -109,16 +111,20 @@ public enum Replies {
         return finish(&writer)
     }
 
-    public static func ack(rid: JSONValue?, key: String, version: Int64, seq: Int64) -> [UInt8] {
+    /// The `ack` of one write; `merged` when a `"merge": "fields"` write was merged into a newer
+    /// version than its base.
+    public static func ack(rid: JSONValue?, key: String, version: Int64, seq: Int64, merged: Bool = false) -> [UInt8] {
         var writer = start("ack", rid: rid)
         writer.raw(",\"key\":"); writer.string(key)
         writer.raw(",\"version\":"); writer.integer(version)
         writer.raw(",\"seq\":"); writer.integer(seq)
+        if merged { writer.raw(",\"merged\":true") }
         return finish(&writer)
     }
 
-    /// The `ack` of a txn: every key the txn names with its version after the txn.
-    public static func txnAck(rid: JSONValue?, seq: Int64, versions: [(key: String, version: Int64)]) -> [UInt8] {
+    /// The `ack` of a txn: every key the txn names with its version after the txn, and the
+    /// keys whose ops were merged (`"merged"`, only when there are any).
+    public static func txnAck(rid: JSONValue?, seq: Int64, versions: [KeyVersion]) -> [UInt8] {
         var writer = start("ack", rid: rid)
         writer.raw(",\"seq\":"); writer.integer(seq)
         writer.raw(",\"versions\":{")
@@ -129,6 +135,13 @@ public enum Replies {
             writer.integer(entry.version)
         }
         writer.raw("}")
+        var first = true
+        for entry in versions where entry.merged {
+            writer.raw(first ? ",\"merged\":[" : ",")
+            writer.string(entry.key)
+            first = false
+        }
+        if !first { writer.raw("]") }
         return finish(&writer)
     }
 
@@ -144,6 +157,21 @@ public enum Replies {
         }
         writer.raw(",\"deleted\":"); detail.deleted ? writer.raw("true") : writer.raw("false")
         if detail.hidden { writer.raw(",\"hidden\":true") }
+        guard let merge = detail.merge else { return }
+        writer.raw(",\"reason\":"); writer.string(merge.reason.rawValue)
+        writer.raw(",\"clashes\":"); paths(&writer, merge.clashes)
+        if let changed = merge.changed {
+            writer.raw(",\"changed\":"); paths(&writer, changed)
+        }
+    }
+
+    private static func paths(_ writer: inout JSONWriter, _ paths: [FieldPath]) {
+        writer.raw("[")
+        for (index, path) in paths.enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.string(path.pointer)
+        }
+        writer.raw("]")
     }
 
     public static func conflict(rid: JSONValue?, _ detail: ConflictDetail) -> [UInt8] {

@@ -239,6 +239,17 @@ private struct FieldReader {
         case "delete": action = .delete
         default: action = .check
         }
-        return WriteOperation(key: key, action: action, precondition: precondition)
+        let merge: MergePolicy
+        switch fields["merge"] {
+        case nil, .null?: merge = .plain
+        case .string("fields")?:
+            guard type == "put" || type == "patch" else {
+                throw .badRequest("\(context): \"merge\" is only for put and patch")
+            }
+            guard !force else { throw .badRequest("\(context): \"merge\" needs a \"base\", not \"force\"") }
+            merge = .fields
+        default: throw .badRequest("\(context): \"merge\" must be \"fields\"")
+        }
+        return WriteOperation(key: key, action: action, precondition: precondition, merge: merge)
     }
 }

@@ -18,16 +18,36 @@ public enum WritePrecondition: Sendable, Equatable {
     case force
 }
 
+/// What a write does when its base is stale.
+public enum MergePolicy: Sendable, Equatable {
+    /// A conflict, always (the plain versioning rule).
+    case plain
+    /// `"merge": "fields"`: merged into the current record unless a value it changes was changed
+    /// since the base (Protocol.md section 3.3); only for `put` and `patch`.
+    case fields
+}
+
 /// One operation on one key.
 public struct WriteOperation: Sendable, Equatable {
     public var key: String
     public var action: WriteAction
     public var precondition: WritePrecondition
+    public var merge: MergePolicy
 
-    public init(key: String, action: WriteAction, precondition: WritePrecondition) {
+    public init(key: String, action: WriteAction, precondition: WritePrecondition, merge: MergePolicy = .plain) {
         self.key = key
         self.action = action
         self.precondition = precondition
+        self.merge = merge
+    }
+
+    /// Whether deciding this operation needs the record's versions since its base: a
+    /// `"merge": "fields"` write whose base is older than the live record's `current` version.
+    public func needsHistory(current: RecordState?) -> Bool {
+        guard merge == .fields, case .base(let base) = precondition, let current, !current.isDeleted else {
+            return false
+        }
+        return base >= 1 && base < current.version
     }
 }
 
@@ -39,6 +59,12 @@ public enum VersionDecision: Sendable, Equatable {
     case unchanged
     /// The base is stale: carries the current state (`nil` when the key never existed).
     case conflict(current: RecordState?)
+    /// A `"merge": "fields"` write on a stale base merged into the current record: the key
+    /// moves to this new state (version current + 1).
+    case merged(RecordState)
+    /// A `"merge": "fields"` write on a stale base that could not be merged: a conflict that
+    /// also says why.
+    case mergeRefused(current: RecordState?, MergeConflict)
     /// A delete of a key that does not exist or is already deleted: nothing changes.
     case notFound(current: RecordState?)
 }
@@ -68,6 +94,45 @@ public enum VersioningRules {
         case .delete:
             guard let current, !current.isDeleted else { return .notFound(current: current) }
             return .accept(RecordState(version: nextVersion, data: nil))
+        }
+    }
+
+    /// Decides `operation` like `decide(_:current:)`, merging a `"merge": "fields"` write on a
+    /// stale base when it can. `history` holds the key's versions from the base on, as the
+    /// change log still has them (any order; nil data for a tombstone); only a write for which
+    /// `needsHistory(current:)` holds looks at it.
+    public static func decide(
+        _ operation: WriteOperation,
+        current: RecordState?,
+        history: [RecordState]
+    ) -> VersionDecision {
+        let plain = decide(operation, current: current)
+        guard operation.merge == .fields, case .conflict = plain, case .base(let base) = operation.precondition else {
+            return plain
+        }
+        let currentVersion = current?.version ?? 0
+        guard base < currentVersion, let current else {
+            return .mergeRefused(current: current, MergeConflict(reason: .unknownBase))
+        }
+        if current.isDeleted { return .mergeRefused(current: current, MergeConflict(reason: .deleted)) }
+        if base == 0 { return .mergeRefused(current: current, MergeConflict(reason: .recreated)) }
+        var byVersion: [Int64: RecordState] = [:]
+        for state in history where state.version >= base && state.version <= currentVersion {
+            byVersion[state.version] = state
+        }
+        var objects: [JSONObject] = []
+        for version in base...currentVersion {
+            guard let state = byVersion[version] else {
+                return .mergeRefused(current: current, MergeConflict(reason: .historyGone))
+            }
+            guard let data = state.data else {
+                return .mergeRefused(current: current, MergeConflict(reason: .recreated))
+            }
+            objects.append(data)
+        }
+        switch FieldMerge.merge(operation.action, versions: objects) {
+        case .merged(let data): return .merged(RecordState(version: currentVersion + 1, data: data))
+        case .refused(let conflict): return .mergeRefused(current: current, conflict)
         }
     }
 }

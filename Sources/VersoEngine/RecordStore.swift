@@ -49,17 +49,6 @@ public enum CommandOutcome: Sendable, Equatable {
     case notFound(key: String, current: RecordState?)
 }
 
-/// A key and a version.
-public struct KeyVersion: Sendable, Equatable {
-    public var key: String
-    public var version: Int64
-
-    public init(key: String, version: Int64) {
-        self.key = key
-        self.version = version
-    }
-}
-
 /// Changes replayed for `subscribe` with `since`.
 public struct ChangeReplay: Sendable, Equatable {
     /// The matching changes after `since`, in seq order.

@@ -42,6 +42,41 @@ enum SQLiteQueries {
         }
     }
 
+    static let historySQL = """
+        SELECT version, data FROM changes WHERE key = ?1 AND version >= ?2 AND version <= ?3 ORDER BY version
+        """
+
+    /// The key's versions from `first` through `last` that the change log still holds, parsed
+    /// (nil data for a tombstone), with `statement` prepared from `historySQL`; nil, once read,
+    /// when their data passes `maxBytes`. `read` is told the bytes read.
+    static func history(
+        of key: String,
+        from first: Int64,
+        through last: Int64,
+        maxBytes: Int,
+        with statement: SQLiteStatement,
+        read: (Int) -> Void
+    ) throws -> [RecordState]? {
+        try statement.use { statement in
+            try statement.bind(2, first)
+            try statement.bind(3, last)
+            return try statement.withText(1, key) {
+                var states: [RecordState] = []
+                var bytes = 0
+                while try statement.step() {
+                    let data = statement.bytes(1)
+                    read(data?.count ?? 0)
+                    bytes += data?.count ?? 0
+                    if bytes > maxBytes { return nil }
+                    states.append(
+                        RecordState(version: statement.int64(0), data: try data.map { try decodeObject($0, key: key) })
+                    )
+                }
+                return states
+            }
+        }
+    }
+
     /// The key's version and encoded data (nil for a tombstone), or nil if it never existed.
     static func stored(_ key: String, in connection: SQLiteConnection) throws -> StoredRecord? {
         try connection.withStatement(storedSQL) { statement in

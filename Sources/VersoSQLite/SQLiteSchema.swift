@@ -57,6 +57,13 @@ enum SQLiteSchema {
             ALTER TABLE changes_v2 RENAME TO changes;
             """
         ),
+        (
+            // A "merge": "fields" write reads the versions of one key since its base.
+            "changes by key and version",
+            """
+            CREATE INDEX changes_by_key ON changes (key, version);
+            """
+        ),
     ]
 
     /// Brings the database up to the newest schema; creates the store state (with a new epoch) once.

@@ -33,6 +33,7 @@ final class SQLiteWriter: @unchecked Sendable {
         let logChange: SQLiteStatement
         let saveState: SQLiteStatement
         let prune: SQLiteStatement
+        let history: SQLiteStatement
 
         init(_ connection: SQLiteConnection) throws(SQLiteError) {
             begin = try connection.prepare("BEGIN IMMEDIATE")
@@ -48,6 +49,7 @@ final class SQLiteWriter: @unchecked Sendable {
             logChange = try connection.prepare("INSERT INTO changes (seq, key, version, data) VALUES (?1, ?2, ?3, ?4)")
             saveState = try connection.prepare("UPDATE store_state SET last_seq = ?1, pruned_through = ?2 WHERE id = 1")
             prune = try connection.prepare("DELETE FROM changes WHERE seq <= ?1")
+            history = try connection.prepare(SQLiteQueries.historySQL)
         }
     }
 
@@ -147,24 +149,29 @@ final class SQLiteWriter: @unchecked Sendable {
                 continue
             }
             let current = try current(for: operation)
-            decisions.append((operation, current, VersioningRules.decide(operation, current: current?.state)))
+            decisions.append((operation, current, try decide(operation, current: current)))
         }
         var conflicts: [ConflictDetail] = []
         for entry in decisions {
-            if case .conflict = entry.decision, case .base(let base) = entry.operation.precondition {
-                // The reply carries the stored encoding as it is: no parse, no encode.
-                let current = entry.current
-                conflicts.append(
-                    ConflictDetail(
-                        key: entry.operation.key,
-                        base: base,
-                        version: current?.version ?? 0,
-                        data: current?.encoded,
-                        deleted: current != nil && current?.encoded == nil
-                    )
-                )
-                work += current?.encoded?.count ?? 0
+            let merge: MergeConflict?
+            switch entry.decision {
+            case .conflict: merge = nil
+            case .mergeRefused(_, let refusal): merge = refusal
+            default: continue
             }
+            guard case .base(let base) = entry.operation.precondition else { continue }
+            // The reply carries the stored encoding as it is: no parse, no encode.
+            let current = entry.current
+            var detail = ConflictDetail(
+                key: entry.operation.key,
+                base: base,
+                version: current?.version ?? 0,
+                data: current?.encoded,
+                deleted: current != nil && current?.encoded == nil
+            )
+            detail.merge = merge
+            conflicts.append(detail)
+            work += current?.encoded?.count ?? 0
         }
         if !conflicts.isEmpty { return .conflict(conflicts) }
         for entry in decisions {
@@ -172,13 +179,18 @@ final class SQLiteWriter: @unchecked Sendable {
                 return .notFound(key: entry.operation.key, current: current)
             }
         }
-        let accepted = decisions.contains { if case .accept = $0.decision { true } else { false } }
+        let accepted = decisions.contains {
+            switch $0.decision {
+            case .accept, .merged: true
+            default: false
+            }
+        }
         let seq = accepted ? lastSeq + 1 : lastSeq
         var changes: [Change] = []
         var versions: [KeyVersion] = []
         for entry in decisions {
             switch entry.decision {
-            case .accept(let next):
+            case .accept(let next), .merged(let next):
                 let key = entry.operation.key
                 let (data, index) = encode(next, for: entry.operation, current: entry.current)
                 try write(key: key, previous: entry.current?.version, next: next.version, data: data, seq: seq)
@@ -189,7 +201,8 @@ final class SQLiteWriter: @unchecked Sendable {
                 self.versions.set(key, version: next.version, isLive: data != nil)
                 work += data?.count ?? 0
                 changes.append(Change(seq: seq, key: key, version: next.version, data: data))
-                versions.append(KeyVersion(key: key, version: next.version))
+                let merged = if case .merged = entry.decision { true } else { false }
+                versions.append(KeyVersion(key: key, version: next.version, merged: merged))
             default:
                 versions.append(KeyVersion(key: entry.operation.key, version: entry.current?.version ?? 0))
             }
@@ -213,6 +226,32 @@ final class SQLiteWriter: @unchecked Sendable {
         )
         if case .conflict = decision { return nil }
         return (operation, CurrentRecord(version: known.version, encoded: nil), decision)
+    }
+
+    /// Most versions a `"merge": "fields"` write is merged across, and most bytes of their
+    /// data: a base further behind is refused with `history_gone` rather than make one write
+    /// read that much of the log.
+    static let maxMergeVersions: Int64 = 1000
+    static let maxMergeBytes = 64 << 20
+
+    /// The decision on `operation` against `current`; a merge write on a stale base reads the
+    /// key's versions since its base from the change log.
+    private func decide(_ operation: WriteOperation, current: CurrentRecord?) throws -> VersionDecision {
+        guard operation.merge == .fields else { return VersioningRules.decide(operation, current: current?.state) }
+        var history: [RecordState] = []
+        if let current, operation.needsHistory(current: current.state), case .base(let base) = operation.precondition,
+            current.version - base <= Self.maxMergeVersions
+        {
+            history =
+                try SQLiteQueries.history(
+                    of: operation.key,
+                    from: base,
+                    through: current.version,
+                    maxBytes: Self.maxMergeBytes,
+                    with: statements.history
+                ) { bytes in work += bytes } ?? []
+        }
+        return VersioningRules.decide(operation, current: current?.state, history: history)
     }
 
     /// The key's current state as `VersioningRules.decide` needs it for `operation`: from the

@@ -425,14 +425,18 @@ struct Connection {
             return Replies.error(rid: rid, error)
         case .outcome(.applied(let seq, _, let versions)):
             if isTxn {
-                return Replies.txnAck(rid: rid, seq: seq, versions: versions.map { ($0.key, $0.version) })
+                return Replies.txnAck(rid: rid, seq: seq, versions: versions)
             }
-            return Replies.ack(rid: rid, key: versions[0].key, version: versions[0].version, seq: seq)
+            let only = versions[0]
+            return Replies.ack(rid: rid, key: only.key, version: only.version, seq: seq, merged: only.merged)
         case .outcome(.conflict(var details)):
             for index in details.indices where !rules.allows(.read, on: details[index].key) {
                 details[index].data = nil
                 details[index].deleted = false
                 details[index].hidden = true
+                // Which values changed would tell what the data holds.
+                details[index].merge?.clashes = []
+                details[index].merge?.changed = nil
             }
             return isTxn ? Replies.txnConflict(rid: rid, details) : Replies.conflict(rid: rid, details[0])
         case .outcome(.notFound(let key, let current)):
