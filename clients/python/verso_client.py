@@ -25,7 +25,7 @@ import json
 import ssl
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, TypeAlias, Union
 
@@ -95,19 +95,29 @@ class Record:
 
 @dataclass(frozen=True)
 class Ack:
-    """An accepted ``put``, ``patch`` or ``delete``."""
+    """An accepted ``put``, ``patch`` or ``delete``.
+
+    ``merged`` is True when a write sent with ``merge=True`` was merged into a version newer
+    than its base (Protocol.md 3.3, "Field-level merge"); False for every other write.
+    """
 
     key: str
     version: int
     seq: int
+    merged: bool = False
 
 
 @dataclass(frozen=True)
 class TxnAck:
-    """An accepted ``txn``: its single seq and every named key's version afterwards."""
+    """An accepted ``txn``: its single seq and every named key's version afterwards.
+
+    ``merged`` lists the keys whose ``merge=True`` ops were merged into a newer version than
+    their base (empty when there are none).
+    """
 
     seq: int
     versions: dict[str, int]
+    merged: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -152,9 +162,11 @@ class PutOp:
     data: Outgoing
     base: int | None = None
     force: bool = False
+    merge: bool = False
 
     def wire(self) -> dict[str, object]:
-        return _write_fields({"op": "put", "key": self.key, "data": dict(self.data)}, self.base, self.force)
+        message: dict[str, object] = {"op": "put", "key": self.key, "data": dict(self.data)}
+        return _write_fields(message, self.base, self.force, self.merge)
 
 
 @dataclass(frozen=True)
@@ -163,9 +175,11 @@ class PatchOp:
     patch: Outgoing
     base: int | None = None
     force: bool = False
+    merge: bool = False
 
     def wire(self) -> dict[str, object]:
-        return _write_fields({"op": "patch", "key": self.key, "patch": dict(self.patch)}, self.base, self.force)
+        message: dict[str, object] = {"op": "patch", "key": self.key, "patch": dict(self.patch)}
+        return _write_fields(message, self.base, self.force, self.merge)
 
 
 @dataclass(frozen=True)
@@ -190,8 +204,11 @@ class CheckOp:
 TxnOp: TypeAlias = Union[PutOp, PatchOp, DeleteOp, CheckOp]
 
 
-def _write_fields(message: dict[str, object], base: int | None, force: bool) -> dict[str, object]:
-    """Add ``base`` or ``force`` to a write; exactly one of them must be given."""
+def _write_fields(message: dict[str, object], base: int | None, force: bool, merge: bool = False) -> dict[str, object]:
+    """Add ``base`` or ``force`` to a write (exactly one of them must be given), and
+    ``"merge": "fields"`` when ``merge``, which needs a base."""
+    if merge and force:
+        raise ValueError("merge=True needs base (the version the edit started from), not force=True")
     if force:
         if base is not None:
             raise ValueError("give either base or force=True, not both")
@@ -202,6 +219,8 @@ def _write_fields(message: dict[str, object], base: int | None, force: bool) -> 
         if isinstance(base, bool) or not isinstance(base, int) or base < 0:
             raise ValueError(f"base must be a non-negative integer, not {base!r}")
         message["base"] = base
+    if merge:
+        message["merge"] = "fields"
     return message
 
 
@@ -230,22 +249,35 @@ class VersoError(Exception):
 
 @dataclass(frozen=True)
 class ConflictState:
-    """The current state of one key whose ``base`` was stale."""
+    """The current state of one key whose ``base`` was stale.
+
+    For a write sent with ``merge=True`` that could not be merged, ``reason`` says why:
+    ``"clash"``, ``"deleted"``, ``"recreated"``, ``"history_gone"`` or ``"unknown_base"``
+    (Protocol.md 3.3). ``clashes`` are the JSON Pointers of this write's own values that clash
+    (only for ``"clash"``), and ``changed`` every path changed since ``base`` (only for
+    ``"clash"``, else None). A write without ``merge`` has ``reason`` None, no ``clashes`` and
+    ``changed`` None.
+    """
 
     key: str
     base: int
     version: int
     data: JSONObject | None
     deleted: bool
+    reason: str | None = None
+    clashes: list[str] = field(default_factory=list)
+    changed: list[str] | None = None
 
 
 class Conflict(Exception):
     """A ``conflict`` reply: the write's base was stale and nothing changed.
 
     ``conflicts`` lists every stale key (exactly one for ``put``/``patch``/``delete``, one or
-    more for ``txn``). ``key``, ``base``, ``version``, ``data`` and ``deleted`` are those of the
-    first, i.e. of the only one for a single-key write: ``version`` is the key's current version
-    (0 if it never existed) and ``data`` its current object (None when deleted or missing).
+    more for ``txn``). ``key``, ``base``, ``version``, ``data``, ``deleted``, ``reason``,
+    ``clashes`` and ``changed`` are those of the first, i.e. of the only one for a single-key
+    write: ``version`` is the key's current version (0 if it never existed) and ``data`` its
+    current object (None when deleted or missing); ``reason``, ``clashes`` and ``changed`` say
+    why a ``merge=True`` write was not merged (see :class:`ConflictState`).
     """
 
     def __init__(self, conflicts: Sequence[ConflictState], reply: JSONObject) -> None:
@@ -259,7 +291,10 @@ class Conflict(Exception):
         self.version: Final = first.version
         self.data: Final = first.data
         self.deleted: Final = first.deleted
-        stale = ", ".join(f"{c.key} (base {c.base}, now {c.version})" for c in self.conflicts)
+        self.reason: Final = first.reason
+        self.clashes: Final = first.clashes
+        self.changed: Final = first.changed
+        stale = ", ".join(f"{c.key} (base {c.base}, now {c.version}{_not_merged(c)})" for c in self.conflicts)
         super().__init__(f"stale base: {stale}")
 
 
@@ -516,14 +551,23 @@ class VersoClient:
         reply = _expect(await self.request({"type": "get", "key": key}), "snapshot")
         return _record(reply, "snapshot")
 
-    async def put(self, key: str, data: Outgoing, base: int | None = None, *, force: bool = False) -> Ack:
-        """Replace the record's object. ``base`` is the version the edit started from (0: create)."""
-        message = _write_fields({"type": "put", "key": key, "data": dict(data)}, base, force)
+    async def put(
+        self, key: str, data: Outgoing, base: int | None = None, *, force: bool = False, merge: bool = False
+    ) -> Ack:
+        """Replace the record's object. ``base`` is the version the edit started from (0: create).
+
+        With ``merge=True`` (``"merge": "fields"``) a stale base is not a conflict as long as
+        none of the values this put changes was changed since ``base``: the server applies the
+        changed values to the current record and the ack has ``merged=True`` (Protocol.md 3.3).
+        """
+        message = _write_fields({"type": "put", "key": key, "data": dict(data)}, base, force, merge)
         return _ack(await self.request(message))
 
-    async def patch(self, key: str, patch: Outgoing, base: int | None = None, *, force: bool = False) -> Ack:
-        """Apply an RFC 7396 merge patch (``None`` removes a member)."""
-        message = _write_fields({"type": "patch", "key": key, "patch": dict(patch)}, base, force)
+    async def patch(
+        self, key: str, patch: Outgoing, base: int | None = None, *, force: bool = False, merge: bool = False
+    ) -> Ack:
+        """Apply an RFC 7396 merge patch (``None`` removes a member); ``merge`` as for :meth:`put`."""
+        message = _write_fields({"type": "patch", "key": key, "patch": dict(patch)}, base, force, merge)
         return _ack(await self.request(message))
 
     async def delete(self, key: str, base: int | None = None, *, force: bool = False) -> Ack:
@@ -565,7 +609,8 @@ class VersoClient:
         reply = _expect(await self.request({"type": "txn", "ops": wire_ops}), "ack")
         raw_versions = _as_object(reply.get("versions"), "ack.versions")
         versions = {key: _as_int(version, f"ack.versions[{key!r}]") for key, version in raw_versions.items()}
-        return TxnAck(seq=_as_int(reply.get("seq"), "ack.seq"), versions=versions)
+        merged = _as_str_list(reply.get("merged", []), "ack.merged")
+        return TxnAck(seq=_as_int(reply.get("seq"), "ack.seq"), versions=versions, merged=merged)
 
     async def subscribe(
         self,
@@ -706,6 +751,18 @@ def _as_optional_object(value: object, what: str) -> JSONObject | None:
     return None if value is None else _as_object(value, what)
 
 
+def _as_bool(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolViolation(f"{what} is not a boolean: {value!r}")
+    return value
+
+
+def _as_str_list(value: object, what: str) -> list[str]:
+    if not isinstance(value, list):
+        raise ProtocolViolation(f"{what} is not a list: {value!r}")
+    return [_as_str(item, f"{what}[]") for item in value]
+
+
 def _expect(reply: JSONObject, kind: str) -> JSONObject:
     if reply.get("type") != kind:
         raise ProtocolViolation(f"expected a {kind!r} reply, got {reply!r}")
@@ -726,20 +783,29 @@ def _ack(reply: JSONObject) -> Ack:
         key=_as_str(reply.get("key"), "ack.key"),
         version=_as_int(reply.get("version"), "ack.version"),
         seq=_as_int(reply.get("seq"), "ack.seq"),
+        merged=_as_bool(reply.get("merged", False), "ack.merged"),
     )
 
 
 def _conflict_state(message: JSONObject, base: object) -> ConflictState:
-    deleted = message.get("deleted")
-    if not isinstance(deleted, bool):
-        raise ProtocolViolation(f"conflict.deleted is not a boolean: {message!r}")
+    # reason, clashes and changed come only with a write that asked for a merge (Protocol.md 3.3).
     return ConflictState(
         key=_as_str(message.get("key"), "conflict.key"),
         base=_as_int(base, "conflict.base"),
         version=_as_int(message.get("version"), "conflict.version"),
         data=_as_optional_object(message.get("data"), "conflict.data"),
-        deleted=deleted,
+        deleted=_as_bool(message.get("deleted"), "conflict.deleted"),
+        reason=_as_str(message["reason"], "conflict.reason") if "reason" in message else None,
+        clashes=_as_str_list(message.get("clashes", []), "conflict.clashes"),
+        changed=_as_str_list(message["changed"], "conflict.changed") if "changed" in message else None,
     )
+
+
+def _not_merged(state: ConflictState) -> str:
+    """Why a merge was refused, for a Conflict's message: "" for a write without merge."""
+    if state.reason is None:
+        return ""
+    return f"; not merged: {state.reason}" + (f" on {', '.join(state.clashes)}" if state.clashes else "")
 
 
 def _conflicts(reply: JSONObject) -> list[ConflictState]:
@@ -760,14 +826,11 @@ def _event(message: JSONObject, kind: object) -> Event:
     if kind == "snapshot":
         record = _record(message, "snapshot")
         return Snapshot(sub=sub, key=record.key, version=record.version, data=record.data)
-    deleted = message.get("deleted")
-    if not isinstance(deleted, bool):
-        raise ProtocolViolation(f"update.deleted is not a boolean: {message!r}")
     return Update(
         sub=sub,
         key=_as_str(message.get("key"), "update.key"),
         version=_as_int(message.get("version"), "update.version"),
         seq=_as_int(message.get("seq"), "update.seq"),
         data=_as_optional_object(message.get("data"), "update.data"),
-        deleted=deleted,
+        deleted=_as_bool(message.get("deleted"), "update.deleted"),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import urllib.error
 import urllib.request
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
 from verso_client import (
     Ack,
@@ -19,8 +21,11 @@ from verso_client import (
     ConnectionLost,
     DeleteOp,
     Event,
+    JSONObject,
     PatchOp,
+    ProtocolViolation,
     PutOp,
+    Record,
     Snapshot,
     Subscription,
     Update,
@@ -280,6 +285,141 @@ async def test_txn_naming_a_key_twice_is_a_bad_request(client: VersoClient, pref
     assert caught.value.code == "bad_request"
 
 
+# --------------------------------------------------------------------------- field-level merge
+
+# The record at base in Protocol.md 3.3's worked examples.
+MERGE_BASE = {"title": "a", "meta": {"x": 1, "y": 1}, "tags": ["p"]}
+
+
+async def test_merge_fields_lands_a_write_on_a_stale_base_when_nothing_it_changes_changed(
+    connect: Connect, prefix: str
+) -> None:
+    mine, theirs = await connect(), await connect()
+    key = prefix + "note"
+    await theirs.put(key, MERGE_BASE, base=0)
+    await theirs.patch(key, {"title": "b"}, base=1)
+
+    patched = await mine.patch(key, {"meta": {"x": 2}}, base=1, merge=True)
+    assert (patched.version, patched.merged) == (3, True)
+    assert (await mine.get(key)).data == {"title": "b", "meta": {"x": 2, "y": 1}, "tags": ["p"]}
+
+    # A put applies the values where its data differs from the record at base: only meta.y here.
+    put = await mine.put(key, {"title": "a", "meta": {"x": 1, "y": 3}, "tags": ["p"]}, base=1, merge=True)
+    assert (put.version, put.merged) == (4, True)
+    assert (await mine.get(key)).data == {"title": "b", "meta": {"x": 2, "y": 3}, "tags": ["p"]}
+
+    current = await mine.patch(key, {"tags": ["q"]}, base=4, merge=True)
+    assert (current.version, current.merged) == (5, False), "with base equal to the current version it is a plain write"
+    assert (await mine.patch(key, {"n": 1}, base=5)).merged is False
+
+
+async def test_merge_fields_refused_on_a_clash_names_the_clashing_and_changed_paths(
+    client: VersoClient, prefix: str
+) -> None:
+    key = prefix + "note"
+    await client.put(key, MERGE_BASE, base=0)
+    await client.patch(key, {"title": "b", "meta": {"y": 2}}, base=1)
+    now: JSONObject = {"title": "b", "meta": {"x": 1, "y": 2}, "tags": ["p"]}
+
+    with pytest.raises(Conflict) as patched:
+        await client.patch(key, {"title": "c", "meta": {"x": 2}}, base=1, merge=True)
+    conflict = patched.value
+    assert (conflict.reason, conflict.clashes, conflict.changed) == ("clash", ["/title"], ["/meta/y", "/title"])
+    assert (conflict.key, conflict.base, conflict.version, conflict.data, conflict.deleted) == (key, 1, 2, now, False)
+    assert "clash on /title" in str(conflict)
+
+    # meta replaced by a scalar is one value, and /meta/y is inside it.
+    with pytest.raises(Conflict) as put:
+        await client.put(key, {"title": "a", "meta": 5, "tags": ["p"]}, base=1, merge=True)
+    assert (put.value.reason, put.value.clashes, put.value.changed) == ("clash", ["/meta"], ["/meta/y", "/title"])
+    assert await client.get(key) == Record(key, 2, now), "a refused merge changes nothing"
+
+
+async def test_merge_fields_refused_for_other_reasons_has_no_clashes(client: VersoClient, prefix: str) -> None:
+    key = prefix + "note"
+    await client.put(key, {"n": 1}, base=0)
+    with pytest.raises(Conflict) as ahead:
+        await client.patch(key, {"n": 2}, base=5, merge=True)
+    with pytest.raises(Conflict) as created:
+        await client.put(key, {"n": 2}, base=0, merge=True)
+    await client.delete(key, base=1)
+    with pytest.raises(Conflict) as deleted:
+        await client.patch(key, {"n": 2}, base=1, merge=True)
+    reasons = [(refused.value.reason, refused.value.clashes, refused.value.changed)
+               for refused in (ahead, created, deleted)]
+    assert reasons == [("unknown_base", [], None), ("recreated", [], None), ("deleted", [], None)]
+    assert (deleted.value.version, deleted.value.data, deleted.value.deleted) == (2, None, True)
+
+
+async def test_a_conflict_without_merge_has_no_reason(client: VersoClient, prefix: str) -> None:
+    key = prefix + "note"
+    await client.put(key, {"title": "a"}, base=0)
+    await client.patch(key, {"body": "b"}, base=1)
+    with pytest.raises(Conflict) as caught:
+        await client.patch(key, {"title": "c"}, base=1)
+    conflict = caught.value
+    assert (conflict.reason, conflict.clashes, conflict.changed) == (None, [], None)
+    assert not {"reason", "clashes", "changed"} & set(conflict.reply), "a write without merge gets none of these fields"
+
+
+async def test_txn_merge_ops_are_merged_and_their_keys_listed(client: VersoClient, prefix: str) -> None:
+    a, b, c = (prefix + name for name in "abc")
+    await client.put(a, MERGE_BASE, base=0)
+    await client.patch(a, {"title": "b"}, base=1)
+    await client.put(b, {"n": 1}, base=0)
+    wire = PatchOp(a, {}, base=1, merge=True).wire()
+    assert wire == {"op": "patch", "key": a, "patch": {}, "base": 1, "merge": "fields"}
+
+    ack = await client.txn([
+        PatchOp(a, {"tags": ["q"]}, base=1, merge=True),
+        PutOp(b, {"n": 2}, base=1, merge=True),
+        PutOp(c, {}, base=0),
+    ])
+    assert ack.versions == {a: 3, b: 2, c: 1}
+    assert ack.merged == [a], "only ops merged into a newer version than their base"
+    assert (await client.get(a)).data == {"title": "b", "meta": {"x": 1, "y": 1}, "tags": ["q"]}
+    assert (await client.txn([CheckOp(a, base=3)])).merged == []
+
+    with pytest.raises(Conflict) as caught:
+        await client.txn([PatchOp(a, {"title": "c"}, base=1, merge=True), PutOp(c, {"x": 1}, base=0)])
+    stale = {state.key: state for state in caught.value.conflicts}
+    assert set(stale) == {a, c}, "every stale op is listed"
+    assert (stale[a].reason, stale[a].clashes, stale[a].changed) == ("clash", ["/title"], ["/tags", "/title"])
+    assert (stale[c].reason, stale[c].clashes, stale[c].changed) == (None, [], None)
+    assert (await client.get(a)).version == 3, "nothing is applied"
+
+
+MERGE_CONFLICT = {"type": "conflict", "key": "k", "base": 1, "version": 2, "data": {}, "deleted": False}
+
+
+@pytest.mark.parametrize(
+    ("reply", "violation"),
+    [
+        ({"type": "ack", "key": "k", "version": 2, "seq": 2, "merged": "yes"}, "ack.merged is not a boolean"),
+        ({**MERGE_CONFLICT, "reason": 1, "clashes": []}, "conflict.reason is not a string"),
+        ({**MERGE_CONFLICT, "reason": "clash", "clashes": "/a"}, "conflict.clashes is not a list"),
+        ({**MERGE_CONFLICT, "reason": "clash", "clashes": [1]}, "conflict.clashes[] is not a string"),
+        ({**MERGE_CONFLICT, "reason": "clash", "clashes": ["/a"], "changed": None}, "conflict.changed is not a list"),
+        ({"type": "ack", "seq": 2, "versions": {"k": 2}, "merged": [None]}, "ack.merged[] is not a string"),
+        ({"type": "conflict", "conflicts": [{**MERGE_CONFLICT, "reason": "clash", "clashes": {}}]},
+         "conflict.clashes is not a list"),
+    ],
+)
+async def test_malformed_merge_fields_are_a_protocol_violation(reply: dict[str, object], violation: str) -> None:
+    async def answer(websocket: ServerConnection) -> None:  # a server that always sends `reply`
+        async for text in websocket:
+            await websocket.send(json.dumps({**reply, "rid": json.loads(text)["rid"]}))
+
+    async with serve(answer, "127.0.0.1", 0) as fake:
+        port = fake.sockets[0].getsockname()[1]
+        async with await VersoClient.connect(f"ws://127.0.0.1:{port}/v1/ws") as client:
+            with pytest.raises(ProtocolViolation, match=re.escape(violation)):
+                if "versions" in reply or "conflicts" in reply:
+                    await client.txn([PatchOp("k", {"a": 1}, base=1, merge=True)])
+                else:
+                    await client.patch("k", {"a": 1}, base=1, merge=True)
+
+
 # --------------------------------------------------------------------------- forced writes
 
 
@@ -365,6 +505,13 @@ async def test_client_side_argument_checks(client: VersoClient) -> None:
         await client.put("k", {})
     with pytest.raises(ValueError):
         await client.put("k", {}, base=1, force=True)
+    for forced_merge in (
+        client.put("k", {}, force=True, merge=True),
+        client.patch("k", {}, force=True, merge=True),
+        client.txn([PatchOp("k", {}, force=True, merge=True)]),
+    ):
+        with pytest.raises(ValueError, match="merge"):
+            await forced_merge
     with pytest.raises(ValueError):
         await client.subscribe(prefix="a", keys=["a"])
     with pytest.raises(ValueError):

@@ -253,6 +253,76 @@ def test_two_pages_see_each_other_and_resolve_conflicts(
         assert page.severe_console_messages() == []
 
 
+def test_edits_of_different_fields_from_one_base_both_land_and_a_clash_names_only_the_clashing_field(
+    server: VersoServer,
+    page_url: PageURL,
+    new_browser: Callable[[], webdriver.Chrome],
+    verso: SyncVerso,
+    output_dir: Path,
+) -> None:
+    prefix = f"notes-{uuid.uuid4().hex[:8]}/"
+    key = prefix + "trip"
+    verso.run(verso.client.put(key, {"title": "trip", "body": "tickets", "size": {"h": 2, "w": 1}}, base=0))
+    a = open_page(new_browser, page_url(server, prefix=prefix), "A")
+    b = open_page(new_browser, page_url(server, prefix=prefix), "B")
+    for page in (a, b):
+        page.wait_for_record(key, 1, {"title": "trip", "body": "tickets"})
+
+    # Both start from version 1: A edits the title, B the body. A saves first (a plain write).
+    a_editor, b_editor = a.open_editor(key, "title"), b.open_editor(key, "body")
+    a.type_and_save(key, "title", a_editor, "trip to Lyon")
+    a.wait_for(lambda: a.message() == f"Saved {key}.title as version 2.", "A's save")
+    b.wait_for(lambda: b.version(key) == 2, "B's table to show version 2 under the open editor")
+    # B's base is stale, but the title is not B's field: the server merges B's body in.
+    b.type_and_save(key, "body", b_editor, "tickets, hotel", submit_with_enter=False)
+    b.wait_for(lambda: b.message() == f"Saved {key}.body as version 3 — merged with someone else's change.",
+               "B's save, merged")
+    assert b.css("#message").get_attribute("data-kind") == "ok"
+    for page in (a, b):
+        page.wait_for_record(key, 3, {"title": "trip to Lyon", "body": "tickets, hotel"})
+        assert page.conflicts() == []
+    assert record(verso, key).data == {"title": "trip to Lyon", "body": "tickets, hotel", "size": {"h": 2, "w": 1}}
+    body_save = [message for message in b.sent_messages() if message["type"] == "patch"][-1]
+    assert (body_save["base"], body_save["patch"], body_save["merge"]) == (1, {"body": "tickets, hotel"}, "fields")
+
+    # A clash: A starts editing the title at version 3; meanwhile the Python client changes the
+    # title and the body (version 4). The conflict names the title, the one field both changed.
+    editor = a.open_editor(key, "title")
+    verso.run(verso.client.patch(key, {"title": "trip to Paris", "body": "train"}, base=3))
+    a.wait_for(lambda: a.version(key) == 4, "A's table to show version 4 under the open editor")
+    a.type_and_save(key, "title", editor, "trip to Nice")
+    conflict = a.wait_for(lambda: a.conflict(key, "title"), "the clash on page A")
+    assert conflict.get_attribute("data-reason") == "clash"
+    clashes = conflict.find_elements(By.CSS_SELECTOR, "[data-role=clashes] [data-path]")
+    assert [(path.get_attribute("data-path"), path.text) for path in clashes] == [("/title", "title")]
+    assert "body" not in conflict.text, "only the clashing field is named, not everything that changed"
+    assert conflict.find_element(By.CSS_SELECTOR, "[data-role=mine]").text == "trip to Nice"
+    assert conflict.find_element(By.CSS_SELECTOR, "[data-role=theirs]").text == "trip to Paris"
+    assert a.message() == f"Not saved: someone else changed “title” of {key} since your version 3. Choose below."
+    assert b.conflicts() == []
+    a.driver.save_screenshot(str(output_dir / "clash.png"))
+    assert record(verso, key).version == 4, "a clash changes nothing"
+    conflict.find_element(By.CSS_SELECTOR, "[data-action=take-theirs]").click()
+    a.wait_for(lambda: a.conflicts() == [], "A's conflict to close")
+
+    # Inside an object field, a clash is named by its path: B sets size to {"h":3,"w":1} from
+    # version 4 while the Python client changes size.h.
+    editor = b.open_editor(key, "size")
+    verso.run(verso.client.patch(key, {"size": {"h": 5}}, base=4))
+    b.wait_for(lambda: b.version(key) == 5, "B's table to show version 5 under the open editor")
+    b.type_and_save(key, "size", editor, '{"h":3,"w":1}')
+    conflict = b.wait_for(lambda: b.conflict(key, "size"), "the clash on page B")
+    clashes = conflict.find_elements(By.CSS_SELECTOR, "[data-role=clashes] [data-path]")
+    assert [(path.get_attribute("data-path"), path.text) for path in clashes] == [("/size/h", "size › h")]
+    # Reapply mine: on the current version it lands.
+    conflict.find_element(By.CSS_SELECTOR, "[data-action=reapply]").click()
+    b.wait_for(lambda: b.conflicts() == [], "B's conflict to close after the reapply")
+    assert record(verso, key) == Record(key, 6, {"title": "trip to Paris", "body": "train", "size": {"h": 3, "w": 1}})
+    for page in (a, b):
+        page.wait_for_record(key, 6, {"title": "trip to Paris"})
+        assert page.severe_console_messages() == []
+
+
 def test_set_field_form_creates_records(
     server: VersoServer, page_url: PageURL, new_browser: Callable[[], webdriver.Chrome], verso: SyncVerso
 ) -> None:
