@@ -113,18 +113,27 @@ public enum Replies {
 
     /// The `ack` of one write; `merged` when a `"merge": "fields"` write was merged into a newer
     /// version than its base.
-    public static func ack(rid: JSONValue?, key: String, version: Int64, seq: Int64, merged: Bool = false) -> [UInt8] {
+    /// `replayed` when it answers a retry from the stored outcome of its idempotency key.
+    public static func ack(
+        rid: JSONValue?,
+        key: String,
+        version: Int64,
+        seq: Int64,
+        merged: Bool = false,
+        replayed: Bool = false
+    ) -> [UInt8] {
         var writer = start("ack", rid: rid)
         writer.raw(",\"key\":"); writer.string(key)
         writer.raw(",\"version\":"); writer.integer(version)
         writer.raw(",\"seq\":"); writer.integer(seq)
         if merged { writer.raw(",\"merged\":true") }
+        if replayed { writer.raw(",\"replayed\":true") }
         return finish(&writer)
     }
 
     /// The `ack` of a txn: every key the txn names with its version after the txn, and the
     /// keys whose ops were merged (`"merged"`, only when there are any).
-    public static func txnAck(rid: JSONValue?, seq: Int64, versions: [KeyVersion]) -> [UInt8] {
+    public static func txnAck(rid: JSONValue?, seq: Int64, versions: [KeyVersion], replayed: Bool = false) -> [UInt8] {
         var writer = start("ack", rid: rid)
         writer.raw(",\"seq\":"); writer.integer(seq)
         writer.raw(",\"versions\":{")
@@ -142,6 +151,7 @@ public enum Replies {
             first = false
         }
         if !first { writer.raw("]") }
+        if replayed { writer.raw(",\"replayed\":true") }
         return finish(&writer)
     }
 

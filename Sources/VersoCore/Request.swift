@@ -32,6 +32,15 @@ public struct RequestEnvelope: Sendable, Equatable {
     /// The client's request id (a string or an integer), echoed in the reply.
     public var rid: JSONValue?
     public var request: Request
+    /// The write's `idempotency_key` (1–128 bytes), when the client gave one: a second write
+    /// with the same key gets the first one's reply (Protocol.md section 3.7).
+    public var idempotencyKey: String?
+
+    public init(rid: JSONValue?, request: Request, idempotencyKey: String? = nil) {
+        self.rid = rid
+        self.request = request
+        self.idempotencyKey = idempotencyKey
+    }
 }
 
 /// A request that could not be accepted, with the `rid` when it could be read.
@@ -52,6 +61,8 @@ public enum RequestLimits {
     public static let defaultListLimit = 100
     /// Largest `limit` a `list` may ask for.
     public static let maxListLimit = 1000
+    /// Most bytes of UTF-8 in an `idempotency_key`.
+    public static let maxIdempotencyKeyBytes = 128
 }
 
 extension Request {
@@ -79,10 +90,26 @@ extension Request {
         }
         do {
             let request = try parse(fields: fields)
-            return RequestEnvelope(rid: rid, request: request)
+            return RequestEnvelope(rid: rid, request: request, idempotencyKey: try idempotencyKey(fields, of: request))
         } catch {
             throw RejectedRequest(rid: rid, error: error)
         }
+    }
+
+    /// The request's `idempotency_key`: a string of 1–128 bytes, on writes only.
+    static func idempotencyKey(_ fields: JSONObject, of request: Request) throws(RequestError) -> String? {
+        guard let value = fields["idempotency_key"], value != .null else { return nil }
+        switch request {
+        case .write, .txn: break
+        default: throw .badRequest("\"idempotency_key\" is only for put, patch, delete and txn")
+        }
+        guard case .string(let key) = value, (1...RequestLimits.maxIdempotencyKeyBytes).contains(key.utf8.count)
+        else {
+            throw .badRequest(
+                "\"idempotency_key\" must be a string of 1–\(RequestLimits.maxIdempotencyKeyBytes) bytes (a UUID, say)"
+            )
+        }
+        return key
     }
 
     static func parse(fields: JSONObject) throws(RequestError) -> Request {

@@ -31,10 +31,14 @@ public struct WriteCommand: Sendable, Equatable {
     public var operations: [WriteOperation]
     /// Whether the client sent a `txn` (the reply's shape differs).
     public var isTxn: Bool
+    /// The client's idempotency key: the store keeps it with an applied outcome, in the same
+    /// transaction, and answers a later command with the same key from it.
+    public var idempotency: IdempotencyClaim?
 
-    public init(operations: [WriteOperation], isTxn: Bool) {
+    public init(operations: [WriteOperation], isTxn: Bool, idempotency: IdempotencyClaim? = nil) {
         self.operations = operations
         self.isTxn = isTxn
+        self.idempotency = idempotency
     }
 }
 
@@ -47,6 +51,11 @@ public enum CommandOutcome: Sendable, Equatable {
     case conflict([ConflictDetail])
     /// A delete of a key that does not exist or is already deleted; nothing was applied.
     case notFound(key: String, current: RecordState?)
+    /// The command's idempotency key was already used by the same request, which was applied
+    /// as `seq` leaving these versions; nothing was applied now.
+    case replayed(seq: Int64, versions: [KeyVersion])
+    /// The command's idempotency key was already used by a different request; nothing was applied.
+    case keyReused
 }
 
 /// Changes replayed for `subscribe` with `since`.

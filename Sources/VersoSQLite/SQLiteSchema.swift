@@ -64,6 +64,21 @@ enum SQLiteSchema {
             CREATE INDEX changes_by_key ON changes (key, version);
             """
         ),
+        (
+            // Idempotency keys with the outcome of the write that first used them.
+            "idempotency keys",
+            """
+            CREATE TABLE idempotency (
+                scope TEXT NOT NULL,
+                key TEXT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                at INTEGER NOT NULL,
+                outcome TEXT NOT NULL,
+                PRIMARY KEY (scope, key)
+            );
+            CREATE INDEX idempotency_by_age ON idempotency (at);
+            """
+        ),
     ]
 
     /// Brings the database up to the newest schema; creates the store state (with a new epoch) once.

@@ -25,13 +25,21 @@ public struct SQLiteStoreConfiguration: Sendable {
     public var historyLimit: Int64
     /// Connections used for reads, each on its own thread.
     public var readerCount: Int
+    /// How long idempotency keys are kept at least; older ones are pruned.
+    public var idempotencyRetention: Duration
 
-    public init(directory: String, durability: Durability = .full, historyLimit: Int64 = 100_000, readerCount: Int = 2)
-    {
+    public init(
+        directory: String,
+        durability: Durability = .full,
+        historyLimit: Int64 = 100_000,
+        readerCount: Int = 2,
+        idempotencyRetention: Duration = .seconds(24 * 3600)
+    ) {
         self.directory = directory
         self.durability = durability
         self.historyLimit = historyLimit
         self.readerCount = max(1, readerCount)
+        self.idempotencyRetention = idempotencyRetention
     }
 
     /// The database file.
@@ -112,7 +120,11 @@ public final class SQLiteStore: RecordStore {
             // not; the hog benchmark in BENCHMARKS.md measured the difference.
             try connection.execute("PRAGMA cache_size=-\(SQLiteStoreConfiguration.writerCacheKiB)")
             try SQLiteSchema.migrate(connection)
-            let writer = try SQLiteWriter(connection: connection, historyLimit: configuration.historyLimit)
+            let writer = try SQLiteWriter(
+                connection: connection,
+                historyLimit: configuration.historyLimit,
+                idempotencyRetention: configuration.idempotencyRetention
+            )
             let readers = try (0..<configuration.readerCount).map { _ in
                 let reader = try SQLiteConnection(path: configuration.databasePath, readOnly: true)
                 try reader.execute("PRAGMA query_only=ON")

@@ -17,6 +17,8 @@ final class SQLiteWriter: @unchecked Sendable {
     private var versions = KnownVersions()
     /// Work done by the transaction in progress, as `CommitBudget` counts it.
     private var work = 0
+    /// When idempotency keys are pruned.
+    private var claims: IdempotencyClaims
     let info: StoreInfo
 
     /// Work counted for any command besides the record data it touches.
@@ -34,6 +36,9 @@ final class SQLiteWriter: @unchecked Sendable {
         let saveState: SQLiteStatement
         let prune: SQLiteStatement
         let history: SQLiteStatement
+        let findClaim: SQLiteStatement
+        let saveClaim: SQLiteStatement
+        let pruneClaims: SQLiteStatement
 
         init(_ connection: SQLiteConnection) throws(SQLiteError) {
             begin = try connection.prepare("BEGIN IMMEDIATE")
@@ -50,13 +55,21 @@ final class SQLiteWriter: @unchecked Sendable {
             saveState = try connection.prepare("UPDATE store_state SET last_seq = ?1, pruned_through = ?2 WHERE id = 1")
             prune = try connection.prepare("DELETE FROM changes WHERE seq <= ?1")
             history = try connection.prepare(SQLiteQueries.historySQL)
+            findClaim = try connection.prepare(
+                "SELECT fingerprint, outcome FROM idempotency WHERE scope = ?1 AND key = ?2"
+            )
+            saveClaim = try connection.prepare(
+                "INSERT INTO idempotency (scope, key, fingerprint, at, outcome) VALUES (?1, ?2, ?3, ?4, ?5)"
+            )
+            pruneClaims = try connection.prepare("DELETE FROM idempotency WHERE at < ?1")
         }
     }
 
-    init(connection: SQLiteConnection, historyLimit: Int64) throws {
+    init(connection: SQLiteConnection, historyLimit: Int64, idempotencyRetention: Duration = .seconds(86_400)) throws {
         self.connection = connection
         self.statements = try Statements(connection)
         self.historyLimit = historyLimit
+        self.claims = IdempotencyClaims(retention: idempotencyRetention)
         (lastSeq, prunedThrough) = try SQLiteQueries.lastSeq(connection)
         info = StoreInfo(epoch: try SQLiteQueries.epoch(connection), lastSeq: lastSeq)
     }
@@ -81,6 +94,7 @@ final class SQLiteWriter: @unchecked Sendable {
                 outcomes.append(try apply(command))
                 costs.append(work - before)
             }
+            try pruneClaimsIfDue()
             if lastSeq != savedSeq {
                 try pruneIfNeeded()
                 try statements.saveState.use { statement in
@@ -140,7 +154,43 @@ final class SQLiteWriter: @unchecked Sendable {
         }
     }
 
+    /// Applies `command`, or answers it from its idempotency key's stored outcome; an applied
+    /// command with a key stores the key with its outcome in the same transaction.
     private func apply(_ command: WriteCommand) throws -> CommandOutcome {
+        guard let claim = command.idempotency else { return try decideAndApply(command) }
+        let fingerprint = IdempotencyClaims.hex(claim.fingerprint)
+        let stored = try statements.findClaim.use { statement in
+            try statement.bind(1, claim.scope)
+            try statement.bind(2, claim.key)
+            return try statement.step() ? (fingerprint: statement.text(0), outcome: statement.text(1)) : nil
+        }
+        if let stored {
+            guard stored.fingerprint == fingerprint else { return .keyReused }
+            return try IdempotencyClaims.decode(stored.outcome)
+        }
+        let outcome = try decideAndApply(command)
+        guard case .applied(let seq, _, let versions) = outcome else { return outcome }
+        try statements.saveClaim.use { statement in
+            try statement.bind(1, claim.scope)
+            try statement.bind(2, claim.key)
+            try statement.bind(3, fingerprint)
+            try statement.bind(4, claims.now())
+            try statement.bind(5, IdempotencyClaims.encode(seq: seq, versions: versions))
+            try statement.run()
+        }
+        return outcome
+    }
+
+    /// Deletes idempotency keys past their retention, at most once a minute.
+    private func pruneClaimsIfDue() throws {
+        guard let cutoff = claims.cutoffIfDue() else { return }
+        try statements.pruneClaims.use { statement in
+            try statement.bind(1, cutoff)
+            try statement.run()
+        }
+    }
+
+    private func decideAndApply(_ command: WriteCommand) throws -> CommandOutcome {
         var decisions: [(operation: WriteOperation, current: CurrentRecord?, decision: VersionDecision)] = []
         decisions.reserveCapacity(command.operations.count)
         for operation in command.operations {

@@ -209,27 +209,18 @@ struct Connection {
         writes: InFlightWrites
     ) async {
         let rid = envelope.rid
+        if let command = writeCommand(envelope, access: dispatcher.access) {
+            await submit(
+                command,
+                rid: rid,
+                access: dispatcher.access,
+                outbox: outbox,
+                closing: closing,
+                writes: writes
+            )
+            return
+        }
         switch envelope.request {
-        case .write(let operation):
-            await submit(
-                WriteCommand(operations: [operation], isTxn: false),
-                rid: rid,
-                access: dispatcher.access,
-                outbox: outbox,
-                closing: closing,
-                writes: writes
-            )
-            return
-        case .txn(let operations):
-            await submit(
-                WriteCommand(operations: operations, isTxn: true),
-                rid: rid,
-                access: dispatcher.access,
-                outbox: outbox,
-                closing: closing,
-                writes: writes
-            )
-            return
         default:
             // Every other reply follows the acks of the writes before it, and sees them.
             await writes.wait(untilBelow: 1)
@@ -358,6 +349,11 @@ struct Connection {
         }
     }
 
+    static let idempotencyKeyReused = RequestError(
+        .badRequest,
+        "this idempotency_key was already used for a different request: use a new key for a new write"
+    )
+
     static let tooManySubscriptions = RequestError(
         .tooLarge,
         "this connection already holds \(RequestLimits.maxSubscriptionsPerConnection) subscriptions, the most one connection may hold: unsubscribe from one, or open another connection"
@@ -439,6 +435,21 @@ struct Connection {
                 details[index].merge?.changed = nil
             }
             return isTxn ? Replies.txnConflict(rid: rid, details) : Replies.conflict(rid: rid, details[0])
+        case .outcome(.replayed(let seq, let versions)):
+            if isTxn {
+                return Replies.txnAck(rid: rid, seq: seq, versions: versions, replayed: true)
+            }
+            let only = versions[0]
+            return Replies.ack(
+                rid: rid,
+                key: only.key,
+                version: only.version,
+                seq: seq,
+                merged: only.merged,
+                replayed: true
+            )
+        case .outcome(.keyReused):
+            return Replies.error(rid: rid, Self.idempotencyKeyReused)
         case .outcome(.notFound(let key, let current)):
             let message =
                 current == nil ? "no record at \"\(key)\" to delete" : "the record at \"\(key)\" is already deleted"
@@ -451,6 +462,29 @@ struct Connection {
     /// The answer to a token that is not valid; `reason` says why (never the token itself).
     static func badToken(_ reason: String) -> RequestError {
         RequestError(.unauthorized, "the token is not valid on this server: \(reason); check it, or ask for a new one")
+    }
+
+    /// The command a write or txn request makes, its idempotency key (if any) scoped to the
+    /// identity the connection acts as; nil for any other request.
+    func writeCommand(_ envelope: RequestEnvelope, access: Access) -> WriteCommand? {
+        let operations: [WriteOperation]
+        let isTxn: Bool
+        switch envelope.request {
+        case .write(let operation): (operations, isTxn) = ([operation], false)
+        case .txn(let txn): (operations, isTxn) = (txn, true)
+        default: return nil
+        }
+        let claim = envelope.idempotencyKey.map { key in
+            // A connection without a valid identity has its write refused before the key is used.
+            let user = (try? identity(for: access))??.user
+            return IdempotencyClaim(
+                scope: user.map { "user:\($0)" } ?? "",
+                key: key,
+                operations: operations,
+                isTxn: isTxn
+            )
+        }
+        return WriteCommand(operations: operations, isTxn: isTxn, idempotency: claim)
     }
 
     /// The rules the connection acts under now; `unauthorized` when it has no valid token.

@@ -146,12 +146,7 @@ final class RequestDispatcher: @unchecked Sendable {
     /// Submits a write that needs no waiting: its rules allow it and the connection has room
     /// in flight. False, doing nothing, when it must be queued.
     private func submitAtOnce(_ envelope: RequestEnvelope) -> Bool {
-        let command: WriteCommand
-        switch envelope.request {
-        case .write(let operation): command = WriteCommand(operations: [operation], isTxn: false)
-        case .txn(let operations): command = WriteCommand(operations: operations, isTxn: true)
-        default: return false
-        }
+        guard let command = connection.writeCommand(envelope, access: accessNow) else { return false }
         guard let rules = try? connection.rules(for: accessNow),
             !command.operations.contains(where: { rules.missingRight(for: $0) != nil }),
             writes.begin(ifBelow: Connection.maxWritesInFlight)

@@ -17,6 +17,8 @@ public struct ServerConfiguration: Sendable {
     public var durability: SQLiteStoreConfiguration.Durability
     /// Changes kept for resuming subscriptions with `since`. Default 100,000.
     public var historyLimit: Int64
+    /// Hours an idempotency key is kept at least (`--idempotency-hours`). Default 24.
+    public var idempotencyHours: Int = 24
     /// Bytes queued for one slow client before it is disconnected (close code 1008). Default 64 MiB.
     public var maxQueuedBytesPerConnection: Int
     /// Bytes queued for all clients together before those holding the most are disconnected
@@ -151,6 +153,11 @@ extension ServerConfiguration {
         guard historyLimit >= 1 else {
             throw ConfigurationError(
                 "--history \(historyLimit) is too small: give at least 1 (changes kept for resuming subscriptions)"
+            )
+        }
+        guard (1...8760).contains(idempotencyHours) else {
+            throw ConfigurationError(
+                "--idempotency-hours \(idempotencyHours) is out of range: give 1...8760 (how long retries stay safe)"
             )
         }
         guard maxQueuedBytes >= 1 << 20 else {

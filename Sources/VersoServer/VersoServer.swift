@@ -55,7 +55,8 @@ public final class VersoServer: Sendable {
             configuration: SQLiteStoreConfiguration(
                 directory: configuration.dataDirectory,
                 durability: configuration.durability,
-                historyLimit: configuration.historyLimit
+                historyLimit: configuration.historyLimit,
+                idempotencyRetention: .seconds(configuration.idempotencyHours * 3600)
             ),
             logger: logger
         )

@@ -76,6 +76,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Changes kept for resuming subscriptions with since [VERSO_HISTORY] (default 100000).")
     var history: Int64?
 
+    @Option(help: "Hours an idempotency key is kept at least [VERSO_IDEMPOTENCY_HOURS] (default 24).")
+    var idempotencyHours: Int?
+
     @Option(help: "Connections open at once; one more is answered HTTP 503 [VERSO_MAX_CONNECTIONS] (default 10000).")
     var maxConnections: Int?
 
@@ -174,6 +177,12 @@ struct ServeCommand: AsyncParsableCommand {
                 { Int($0) },
                 default: ServerConfiguration.defaultMaxQueuedBytes
             )
+        )
+        configuration.idempotencyHours = try setting(
+            idempotencyHours,
+            "VERSO_IDEMPOTENCY_HOURS",
+            { Int($0) },
+            default: 24
         )
         configuration.insecure = enabled(insecure, "VERSO_INSECURE")
         configuration.allowAnyOrigin = enabled(allowAnyOrigin, "VERSO_ALLOW_ANY_ORIGIN")

@@ -50,6 +50,23 @@ private func withAuthServer(
 
 @Suite("Access: tokens and per-prefix rules decide who reads and writes what (Protocol.md 2.1)")
 struct AccessTests {
+    @Test("idempotency keys are per user: ann's key never answers root's write")
+    func idempotencyKeysPerUser() async throws {
+        try await withAuthServer { server, _ in
+            let key = uniqueKey("notes/ann/idem")
+            let put = #"{"type":"put","key":"\#(key)","base":0,"data":{},"idempotency_key":"shared-key"}"#
+            try await TestClient.with(url: server.url, token: TokensFile.ann) { ann async throws in
+                #expect(try await ann.request(put).type == "ack")
+            }
+            try await TestClient.with(url: server.url, token: TokensFile.root) { root in
+                // Not a replay of ann's write: decided on its own, and stale.
+                let reply = try await root.request(put)
+                #expect(reply.type == "conflict")
+                #expect(reply["replayed"] == nil)
+            }
+        }
+    }
+
     @Test("without a token every request but hello is unauthorized and changes nothing")
     func noToken() async throws {
         try await withAuthServer { server, _ in

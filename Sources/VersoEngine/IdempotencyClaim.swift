@@ -1,0 +1,45 @@
+import Crypto
+import VersoCore
+
+/// A write's idempotency key, in the scope it belongs to, with a fingerprint of the request
+/// it was first used for.
+///
+/// Keys are scoped per identity (the token's user; one anonymous scope for connections
+/// without a token), so one user's key never answers another's request. The fingerprint is
+/// a SHA-256 of the command's canonical encoding (everything but the `rid` and the key), so
+/// the same key with another request is told apart from a retry.
+public struct IdempotencyClaim: Sendable, Equatable {
+    public var scope: String
+    public var key: String
+    /// 32 bytes.
+    public var fingerprint: [UInt8]
+
+    public init(scope: String, key: String, fingerprint: [UInt8]) {
+        self.scope = scope
+        self.key = key
+        self.fingerprint = fingerprint
+    }
+
+    /// The claim of `key` for `operations` (sent as a `txn` when `isTxn`).
+    public init(scope: String, key: String, operations: [WriteOperation], isTxn: Bool) {
+        let canonical: JSONValue = .array([.string(isTxn ? "txn" : "write"), .array(operations.map(Self.canonical))])
+        self.init(scope: scope, key: key, fingerprint: Array(SHA256.hash(data: canonical.encodedBytes)))
+    }
+
+    private static func canonical(_ operation: WriteOperation) -> JSONValue {
+        let action: JSONValue =
+            switch operation.action {
+            case .put(let data): .array([.string("put"), .object(data)])
+            case .patch(let patch): .array([.string("patch"), .object(patch)])
+            case .delete: .string("delete")
+            case .check: .string("check")
+            }
+        let precondition: JSONValue =
+            switch operation.precondition {
+            case .base(let base): .integer(base)
+            case .force: .string("force")
+            }
+        let merge: JSONValue = operation.merge == .fields ? .string("fields") : .null
+        return .array([.string(operation.key), action, precondition, merge])
+    }
+}
