@@ -203,6 +203,20 @@ public enum Replies {
         return finish(&writer)
     }
 
+    /// The reply to a `batch`: each op's result (an `ack`, `conflict` or `error` message
+    /// without `rid`), in order; `replayed` when it answers a retry of its idempotency key.
+    public static func results(rid: JSONValue?, _ results: [[UInt8]], replayed: Bool = false) -> [UInt8] {
+        var writer = start("results", rid: rid)
+        if replayed { writer.raw(",\"replayed\":true") }
+        writer.raw(",\"results\":[")
+        for (index, result) in results.enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.raw(bytes: result)
+        }
+        writer.raw("]")
+        return finish(&writer)
+    }
+
     /// The reply to `subscribe`. `snapshots` is how many `snapshot` messages follow it.
     public static func subscribed(rid: JSONValue?, sub: Int64, seq: Int64, reset: Bool, snapshots: Int) -> [UInt8] {
         var writer = start("subscribed", rid: rid)

@@ -22,6 +22,9 @@ public enum Request: Sendable, Equatable {
     /// A single `put`, `patch` or `delete`.
     case write(WriteOperation)
     case txn([WriteOperation])
+    /// Ops decided one by one, each against the state the ones before it left, and committed
+    /// together; one result per op.
+    case batch([WriteOperation])
     case subscribe(SubscriptionFilter, since: Int64?, epoch: String?)
     case unsubscribe(sub: Int64)
     case list(prefix: String, after: String?, limit: Int)
@@ -51,7 +54,7 @@ public struct RejectedRequest: Error, Sendable, Equatable {
 
 /// Limits on what one request may ask for.
 public enum RequestLimits {
-    /// Most ops in one `txn`.
+    /// Most ops in one `txn` or `batch`.
     public static let maxTxnOps = 1000
     /// Most keys in one `subscribe`.
     public static let maxSubscribeKeys = 1000
@@ -100,8 +103,8 @@ extension Request {
     static func idempotencyKey(_ fields: JSONObject, of request: Request) throws(RequestError) -> String? {
         guard let value = fields["idempotency_key"], value != .null else { return nil }
         switch request {
-        case .write, .txn: break
-        default: throw .badRequest("\"idempotency_key\" is only for put, patch, delete and txn")
+        case .write, .txn, .batch: break
+        default: throw .badRequest("\"idempotency_key\" is only for put, patch, delete, txn and batch")
         }
         guard case .string(let key) = value, (1...RequestLimits.maxIdempotencyKeyBytes).contains(key.utf8.count)
         else {
@@ -124,28 +127,9 @@ extension Request {
         case "put", "patch", "delete":
             return .write(try reader.operation(type: type))
         case "txn":
-            guard let opsValue = fields["ops"] else { throw .badRequest("txn: missing \"ops\"") }
-            guard case .array(let ops) = opsValue else { throw .badRequest("txn: \"ops\" must be an array") }
-            guard !ops.isEmpty else { throw .badRequest("txn: \"ops\" must not be empty") }
-            guard ops.count <= RequestLimits.maxTxnOps else {
-                throw RequestError(.tooLarge, "txn: at most \(RequestLimits.maxTxnOps) ops are allowed in one txn")
-            }
-            var operations: [WriteOperation] = []
-            var seen = Set<BytewiseString>()
-            for (index, op) in ops.enumerated() {
-                guard case .object(let opFields) = op else { throw .badRequest("txn: ops[\(index)] must be an object") }
-                let opReader = FieldReader(fields: opFields, context: "txn ops[\(index)]")
-                guard let opName = opFields["op"] else { throw .badRequest("txn ops[\(index)]: missing \"op\"") }
-                guard case .string(let opType) = opName, ["put", "patch", "delete", "check"].contains(opType) else {
-                    throw .badRequest("txn ops[\(index)]: \"op\" must be one of put, patch, delete, check")
-                }
-                let operation = try opReader.operation(type: opType)
-                guard seen.insert(BytewiseString(operation.key)).inserted else {
-                    throw .badRequest("txn ops[\(index)]: key \"\(operation.key)\" appears more than once in the txn")
-                }
-                operations.append(operation)
-            }
-            return .txn(operations)
+            return .txn(try operations(fields, of: type, keysOnce: true))
+        case "batch":
+            return .batch(try operations(fields, of: type, keysOnce: false))
         case "subscribe":
             let since = try reader.optionalInteger("since", minimum: 0)
             let epoch = try reader.optionalString("epoch")
@@ -190,6 +174,41 @@ extension Request {
         default:
             throw .badRequest("unknown message type \"\(type)\"")
         }
+    }
+}
+
+extension Request {
+    /// The `ops` of a txn or batch: 1–`maxTxnOps` of them, each a put, patch, delete or check;
+    /// with `keysOnce`, no key twice.
+    static func operations(
+        _ fields: JSONObject,
+        of type: String,
+        keysOnce: Bool
+    ) throws(RequestError) -> [WriteOperation] {
+        guard let opsValue = fields["ops"] else { throw .badRequest("\(type): missing \"ops\"") }
+        guard case .array(let ops) = opsValue else { throw .badRequest("\(type): \"ops\" must be an array") }
+        guard !ops.isEmpty else { throw .badRequest("\(type): \"ops\" must not be empty") }
+        guard ops.count <= RequestLimits.maxTxnOps else {
+            throw RequestError(.tooLarge, "\(type): at most \(RequestLimits.maxTxnOps) ops are allowed in one \(type)")
+        }
+        var operations: [WriteOperation] = []
+        var seen = Set<BytewiseString>()
+        for (index, op) in ops.enumerated() {
+            guard case .object(let opFields) = op else { throw .badRequest("\(type): ops[\(index)] must be an object") }
+            let opReader = FieldReader(fields: opFields, context: "\(type) ops[\(index)]")
+            guard let opName = opFields["op"] else { throw .badRequest("\(type) ops[\(index)]: missing \"op\"") }
+            guard case .string(let opType) = opName, ["put", "patch", "delete", "check"].contains(opType) else {
+                throw .badRequest("\(type) ops[\(index)]: \"op\" must be one of put, patch, delete, check")
+            }
+            let operation = try opReader.operation(type: opType)
+            guard !keysOnce || seen.insert(BytewiseString(operation.key)).inserted else {
+                throw .badRequest(
+                    "\(type) ops[\(index)]: key \"\(operation.key)\" appears more than once in the \(type)"
+                )
+            }
+            operations.append(operation)
+        }
+        return operations
     }
 }
 

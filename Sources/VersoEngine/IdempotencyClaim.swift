@@ -20,9 +20,9 @@ public struct IdempotencyClaim: Sendable, Equatable {
         self.fingerprint = fingerprint
     }
 
-    /// The claim of `key` for `operations` (sent as a `txn` when `isTxn`).
-    public init(scope: String, key: String, operations: [WriteOperation], isTxn: Bool) {
-        let canonical: JSONValue = .array([.string(isTxn ? "txn" : "write"), .array(operations.map(Self.canonical))])
+    /// The claim of `key` for `operations` sent as a request of `shape`.
+    public init(scope: String, key: String, operations: [WriteOperation], shape: WriteShape) {
+        let canonical: JSONValue = .array([.string(shape.rawValue), .array(operations.map(Self.canonical))])
         self.init(scope: scope, key: key, fingerprint: Array(SHA256.hash(data: canonical.encodedBytes)))
     }
 

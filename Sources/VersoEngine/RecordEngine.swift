@@ -245,7 +245,7 @@ public final class RecordEngine: Sendable {
                 state.pending.charge(costs, sharedBy: batch.sharers)
             }
             for (write, result) in zip(batch.items.lazy.map(\.element), results) {
-                guard case .outcome(.applied(let seq, let changes, _)) = result else {
+                guard case .outcome(let outcome) = result, let (changes, seq) = outcome.committed else {
                     write.onCommitted(result)
                     continue
                 }

@@ -25,25 +25,43 @@ public struct StoredRecord: Sendable, Equatable {
     }
 }
 
-/// One unit of work for the writer: a single put/patch/delete, or a txn.
+/// What kind of write request a command came from.
+public enum WriteShape: String, Sendable, Equatable {
+    /// One `put`, `patch` or `delete`.
+    case single
+    /// A `txn`: its operations are applied all or nothing.
+    case txn
+    /// A `batch`: each operation is decided on its own, in order, and all are committed together.
+    case batch
+}
+
+/// One unit of work for the writer: a single put/patch/delete, a txn or a batch.
 public struct WriteCommand: Sendable, Equatable {
-    /// The operations, applied all or nothing.
+    /// The operations.
     public var operations: [WriteOperation]
-    /// Whether the client sent a `txn` (the reply's shape differs).
-    public var isTxn: Bool
+    /// How they are decided, and the shape of the reply.
+    public var shape: WriteShape
     /// The client's idempotency key: the store keeps it with an applied outcome, in the same
     /// transaction, and answers a later command with the same key from it.
     public var idempotency: IdempotencyClaim?
 
-    public init(operations: [WriteOperation], isTxn: Bool, idempotency: IdempotencyClaim? = nil) {
+    public init(operations: [WriteOperation], shape: WriteShape, idempotency: IdempotencyClaim? = nil) {
         self.operations = operations
-        self.isTxn = isTxn
+        self.shape = shape
         self.idempotency = idempotency
     }
+
+    /// A single write (`isTxn` false) or a txn.
+    public init(operations: [WriteOperation], isTxn: Bool, idempotency: IdempotencyClaim? = nil) {
+        self.init(operations: operations, shape: isTxn ? .txn : .single, idempotency: idempotency)
+    }
+
+    /// Whether the client sent a `txn`.
+    public var isTxn: Bool { shape == .txn }
 }
 
 /// What became of one `WriteCommand`.
-public enum CommandOutcome: Sendable, Equatable {
+public indirect enum CommandOutcome: Sendable, Equatable {
     /// Committed. `changes` are the accepted changes (all at `seq`); `versions` lists every key
     /// the command named with its version afterwards, in the command's order.
     case applied(seq: Int64, changes: [Change], versions: [KeyVersion])
@@ -51,9 +69,12 @@ public enum CommandOutcome: Sendable, Equatable {
     case conflict([ConflictDetail])
     /// A delete of a key that does not exist or is already deleted; nothing was applied.
     case notFound(key: String, current: RecordState?)
-    /// The command's idempotency key was already used by the same request, which was applied
-    /// as `seq` leaving these versions; nothing was applied now.
-    case replayed(seq: Int64, versions: [KeyVersion])
+    /// A batch: the outcome of each operation, in order (each `applied`, `conflict` or
+    /// `notFound`), all committed in one transaction; each applied operation has its own seq.
+    case batch([CommandOutcome])
+    /// The command's idempotency key was already used by the same request: its outcome then
+    /// (an `applied` without its changes, or a `batch`); nothing was applied now.
+    case replayed(CommandOutcome)
     /// The command's idempotency key was already used by a different request; nothing was applied.
     case keyReused
 }
@@ -174,5 +195,26 @@ extension RecordStore {
     public func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> BudgetedCommit {
         let outcomes = try await commit(commands)
         return BudgetedCommit(outcomes: outcomes, work: Array(repeating: 1, count: outcomes.count))
+    }
+}
+
+extension CommandOutcome {
+    /// The changes this outcome committed, in seq order, and the last seq among them; nil
+    /// when it committed nothing.
+    public var committed: (changes: [Change], lastSeq: Int64)? {
+        switch self {
+        case .applied(let seq, let changes, _):
+            return (changes, seq)
+        case .batch(let outcomes):
+            var changes: [Change] = []
+            var lastSeq: Int64?
+            for case .applied(let seq, let applied, _) in outcomes {
+                changes += applied
+                lastSeq = seq
+            }
+            return lastSeq.map { (changes, $0) }
+        default:
+            return nil
+        }
     }
 }

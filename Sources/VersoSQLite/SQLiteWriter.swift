@@ -166,16 +166,16 @@ final class SQLiteWriter: @unchecked Sendable {
         }
         if let stored {
             guard stored.fingerprint == fingerprint else { return .keyReused }
-            return try IdempotencyClaims.decode(stored.outcome)
+            return .replayed(try IdempotencyClaims.decode(stored.outcome))
         }
         let outcome = try decideAndApply(command)
-        guard case .applied(let seq, _, let versions) = outcome else { return outcome }
+        guard let encoded = try IdempotencyClaims.encode(outcome) else { return outcome }
         try statements.saveClaim.use { statement in
             try statement.bind(1, claim.scope)
             try statement.bind(2, claim.key)
             try statement.bind(3, fingerprint)
             try statement.bind(4, claims.now())
-            try statement.bind(5, IdempotencyClaims.encode(seq: seq, versions: versions))
+            try statement.bind(5, encoded)
             try statement.run()
         }
         return outcome
@@ -190,10 +190,22 @@ final class SQLiteWriter: @unchecked Sendable {
         }
     }
 
+    /// Decides and applies `command`: a batch op by op, each as its own write.
     private func decideAndApply(_ command: WriteCommand) throws -> CommandOutcome {
-        var decisions: [(operation: WriteOperation, current: CurrentRecord?, decision: VersionDecision)] = []
-        decisions.reserveCapacity(command.operations.count)
+        guard command.shape == .batch else { return try decideAndApply(command.operations) }
+        var outcomes: [CommandOutcome] = []
+        outcomes.reserveCapacity(command.operations.count)
         for operation in command.operations {
+            outcomes.append(try decideAndApply([operation]))
+        }
+        return .batch(outcomes)
+    }
+
+    /// Decides `operations` all or nothing and applies them when every one holds.
+    private func decideAndApply(_ operations: [WriteOperation]) throws -> CommandOutcome {
+        var decisions: [(operation: WriteOperation, current: CurrentRecord?, decision: VersionDecision)] = []
+        decisions.reserveCapacity(operations.count)
+        for operation in operations {
             if let decided = decidedByVersion(operation) {
                 decisions.append(decided)
                 continue

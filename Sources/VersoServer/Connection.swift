@@ -273,7 +273,7 @@ struct Connection {
             }
             let rules = try rules(for: dispatcher.access)
             switch envelope.request {
-            case .write, .txn, .hello:
+            case .write, .txn, .batch, .hello:
                 break
             case .get(let key):
                 guard rules.allows(.read, on: key) else {
@@ -403,9 +403,9 @@ struct Connection {
         outbox: Outbox,
         writes: InFlightWrites
     ) -> RequestError? {
-        let isTxn = command.isTxn
+        let shape = command.shape
         let refusal = engine.enqueue(command, from: writes.client) { result in
-            outbox.send(Self.reply(to: result, rid: rid, isTxn: isTxn, rules: rules))
+            outbox.send(Self.reply(to: result, rid: rid, shape: shape, rules: rules))
             writes.end()
         }
         if refusal != nil { writes.end() }
@@ -414,30 +414,29 @@ struct Connection {
 
     /// The reply to a write, encoded; a conflict on a key `rules` do not let the writer read
     /// withholds the data.
-    static func reply(to result: WriteResult, rid: JSONValue?, isTxn: Bool, rules: AccessRules = .everything) -> [UInt8]
-    {
+    static func reply(
+        to result: WriteResult,
+        rid: JSONValue?,
+        shape: WriteShape,
+        rules: AccessRules = .everything
+    ) -> [UInt8] {
         switch result {
-        case .refused(let error):
-            return Replies.error(rid: rid, error)
-        case .outcome(.applied(let seq, _, let versions)):
-            if isTxn {
-                return Replies.txnAck(rid: rid, seq: seq, versions: versions)
-            }
-            let only = versions[0]
-            return Replies.ack(rid: rid, key: only.key, version: only.version, seq: seq, merged: only.merged)
-        case .outcome(.conflict(var details)):
-            for index in details.indices where !rules.allows(.read, on: details[index].key) {
-                details[index].data = nil
-                details[index].deleted = false
-                details[index].hidden = true
-                // Which values changed would tell what the data holds.
-                details[index].merge?.clashes = []
-                details[index].merge?.changed = nil
-            }
-            return isTxn ? Replies.txnConflict(rid: rid, details) : Replies.conflict(rid: rid, details[0])
-        case .outcome(.replayed(let seq, let versions)):
-            if isTxn {
-                return Replies.txnAck(rid: rid, seq: seq, versions: versions, replayed: true)
+        case .refused(let error): Replies.error(rid: rid, error)
+        case .outcome(let outcome): reply(to: outcome, rid: rid, shape: shape, rules: rules)
+        }
+    }
+
+    private static func reply(
+        to outcome: CommandOutcome,
+        rid: JSONValue?,
+        shape: WriteShape,
+        rules: AccessRules,
+        replayed: Bool = false
+    ) -> [UInt8] {
+        switch outcome {
+        case .applied(let seq, _, let versions):
+            if shape == .txn {
+                return Replies.txnAck(rid: rid, seq: seq, versions: versions, replayed: replayed)
             }
             let only = versions[0]
             return Replies.ack(
@@ -446,11 +445,26 @@ struct Connection {
                 version: only.version,
                 seq: seq,
                 merged: only.merged,
-                replayed: true
+                replayed: replayed
             )
-        case .outcome(.keyReused):
+        case .conflict(var details):
+            for index in details.indices where !rules.allows(.read, on: details[index].key) {
+                details[index].data = nil
+                details[index].deleted = false
+                details[index].hidden = true
+                // Which values changed would tell what the data holds.
+                details[index].merge?.clashes = []
+                details[index].merge?.changed = nil
+            }
+            return shape == .txn ? Replies.txnConflict(rid: rid, details) : Replies.conflict(rid: rid, details[0])
+        case .batch(let outcomes):
+            let results = outcomes.map { reply(to: $0, rid: nil, shape: .single, rules: rules) }
+            return Replies.results(rid: rid, results, replayed: replayed)
+        case .replayed(let original):
+            return reply(to: original, rid: rid, shape: shape, rules: rules, replayed: true)
+        case .keyReused:
             return Replies.error(rid: rid, Self.idempotencyKeyReused)
-        case .outcome(.notFound(let key, let current)):
+        case .notFound(let key, let current):
             let message =
                 current == nil ? "no record at \"\(key)\" to delete" : "the record at \"\(key)\" is already deleted"
             return Replies.error(rid: rid, RequestError(.notFound, message), key: key, current: current)
@@ -468,10 +482,11 @@ struct Connection {
     /// identity the connection acts as; nil for any other request.
     func writeCommand(_ envelope: RequestEnvelope, access: Access) -> WriteCommand? {
         let operations: [WriteOperation]
-        let isTxn: Bool
+        let shape: WriteShape
         switch envelope.request {
-        case .write(let operation): (operations, isTxn) = ([operation], false)
-        case .txn(let txn): (operations, isTxn) = (txn, true)
+        case .write(let operation): (operations, shape) = ([operation], .single)
+        case .txn(let txn): (operations, shape) = (txn, .txn)
+        case .batch(let batch): (operations, shape) = (batch, .batch)
         default: return nil
         }
         let claim = envelope.idempotencyKey.map { key in
@@ -481,10 +496,10 @@ struct Connection {
                 scope: user.map { "user:\($0)" } ?? "",
                 key: key,
                 operations: operations,
-                isTxn: isTxn
+                shape: shape
             )
         }
-        return WriteCommand(operations: operations, isTxn: isTxn, idempotency: claim)
+        return WriteCommand(operations: operations, shape: shape, idempotency: claim)
     }
 
     /// The rules the connection acts under now; `unauthorized` when it has no valid token.

@@ -12,7 +12,7 @@ struct IdempotencyClaimsTests {
         return WriteCommand(
             operations: operations,
             isTxn: false,
-            idempotency: IdempotencyClaim(scope: "", key: "retry-\(key)", operations: operations, isTxn: false)
+            idempotency: IdempotencyClaim(scope: "", key: "retry-\(key)", operations: operations, shape: .single)
         )
     }
 
@@ -38,7 +38,7 @@ struct IdempotencyClaimsTests {
                 Issue.record("\(outcomes)")
                 return
             }
-            #expect(outcomes[1] == .replayed(seq: seq, versions: versions))
+            #expect(outcomes[1] == .replayed(.applied(seq: seq, changes: [], versions: versions)))
             #expect(try await store.record("k")?.version == 1)
         }
     }
