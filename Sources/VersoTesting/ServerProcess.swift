@@ -6,14 +6,16 @@ public final class ServerProcess: Sendable {
     /// The port it listens on.
     public let port: Int
     private let process: Process
+    private let exit: ProcessExit
     private let stderrLog: Locked<String>
 
     /// `ws://127.0.0.1:PORT/v1/ws`.
     public var url: String { "ws://127.0.0.1:\(port)/v1/ws" }
 
-    private init(port: Int, process: Process, log: Locked<String>) {
+    private init(port: Int, process: Process, exit: ProcessExit, log: Locked<String>) {
         self.port = port
         self.process = process
+        self.exit = exit
         self.stderrLog = log
     }
 
@@ -93,13 +95,14 @@ public final class ServerProcess: Sendable {
                 }
             }
         }
+        let exit = ProcessExit(watching: process)
         try process.run()
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else {
-            process.waitUntilExit()
+            await exit.wait()
             throw TestFailure("verso-server exited before listening: \(log.withLock { $0 })")
         }
-        return ServerProcess(port: port, process: process, log: log)
+        return ServerProcess(port: port, process: process, exit: exit, log: log)
     }
 
     /// The process id.
@@ -115,13 +118,7 @@ public final class ServerProcess: Sendable {
 
     /// Waits for the process to exit and returns its exit status.
     public func waitForExit() async -> Int32 {
-        let process = process
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                process.waitUntilExit()
-                continuation.resume()
-            }
-        }
+        await exit.wait()
         return process.terminationStatus
     }
 
