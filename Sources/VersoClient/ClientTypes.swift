@@ -23,22 +23,70 @@ public struct RecordConflict: Sendable, Equatable, Error {
     /// The current data; nil when the key is deleted or never existed.
     public var data: JSONObject?
     public var deleted: Bool
+    /// Why a write sent with `merge: true` could not be merged (Protocol.md 3.3); nil for a
+    /// write sent without it.
+    public var reason: MergeRefusal?
+    /// The paths this write changes that clash with a change since `base`, sorted: given only
+    /// when `reason` is `.clash` (and empty when the server withholds them because the writer may
+    /// not read the key).
+    public var clashes: [FieldPath]
+    /// Every path changed since `base`, sorted, when the server gave them (with `.clash` only).
+    public var changed: [FieldPath]?
+
+    public init(
+        key: String,
+        base: Int64,
+        version: Int64,
+        data: JSONObject?,
+        deleted: Bool,
+        reason: MergeRefusal? = nil,
+        clashes: [FieldPath] = [],
+        changed: [FieldPath]? = nil
+    ) {
+        self.key = key
+        self.base = base
+        self.version = version
+        self.data = data
+        self.deleted = deleted
+        self.reason = reason
+        self.clashes = clashes
+        self.changed = changed
+    }
 }
 
 /// What a single-key write came to.
 public enum WriteOutcome: Sendable, Equatable {
-    /// Accepted at `version`, as change `seq`.
-    case ack(version: Int64, seq: Int64)
-    /// The base was stale; nothing changed.
+    /// Accepted at `version`, as change `seq`. `merged`: a write sent with `merge: true` was
+    /// merged into a newer version than its base. `replayed`: the server had already applied this
+    /// write (a resend after a dropped connection, or the same idempotency key again) and this is
+    /// its first ack again; it was applied once.
+    case ack(version: Int64, seq: Int64, merged: Bool = false, replayed: Bool = false)
+    /// The base was stale (and, for a merge, the write could not be merged); nothing changed.
     case conflict(RecordConflict)
+}
+
+/// How a txn was accepted, beside its versions.
+public struct TxnAck: Sendable, Equatable {
+    /// The one seq of every change the txn made.
+    public var seq: Int64
+    /// The keys whose `merge: true` ops were merged into a newer version than their base.
+    public var merged: Set<BytewiseString>
+    /// The server had already applied this txn (see `WriteOutcome.ack`); it was applied once.
+    public var replayed: Bool
+
+    public init(seq: Int64, merged: Set<BytewiseString> = [], replayed: Bool = false) {
+        self.seq = seq
+        self.merged = merged
+        self.replayed = replayed
+    }
 }
 
 /// What a txn came to.
 public enum TxnOutcome: Sendable, Equatable {
-    /// Accepted: every named key's version afterwards (keys compared as UTF-8 bytes, so NFC
-    /// and NFD spellings of a key are two entries).
-    case ack(seq: Int64, versions: [BytewiseString: Int64])
-    /// One or more bases were stale; nothing changed.
+    /// Accepted: its seq, merged keys and whether it was replayed, and every named key's version
+    /// afterwards (keys compared as UTF-8 bytes, so NFC and NFD spellings of a key are two entries).
+    case ack(TxnAck, versions: [BytewiseString: Int64])
+    /// One or more bases were stale (and could not be merged); nothing changed. Every such key.
     case conflict([RecordConflict])
 }
 
@@ -72,12 +120,16 @@ public struct TxnOperation: Sendable, Equatable {
     public var key: String
     public var base: Int64?
     public var action: Action
+    /// Sends a put or patch with `"merge": "fields"` (see `VersoClient.put`); needs a base.
+    public var merge: Bool
 
-    /// `base` nil means a forced write (only on servers started with --allow-force).
-    public init(key: String, base: Int64?, action: Action) {
+    /// `base` nil means a forced write (only on servers started with --allow-force). `merge` is
+    /// for a put or patch with a base; `txn` refuses any other op with it before sending.
+    public init(key: String, base: Int64?, action: Action, merge: Bool = false) {
         self.key = key
         self.base = base
         self.action = action
+        self.merge = merge
     }
 }
 

@@ -1,6 +1,12 @@
 import Synchronization
 import VersoCore
 
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
 // The typed API: each request built from its arguments, each reply decoded into its result.
 extension VersoClient {
     static func record(_ message: JSONValue) -> Record? {
@@ -16,17 +22,110 @@ extension VersoClient {
         return VersoClientError(.server(code), reply["message"]?.stringValue ?? "no message")
     }
 
+    /// One stale key of a `conflict` reply, or nil when it is malformed: `reason`, `clashes` and
+    /// `changed` come only with a write sent with merge (Protocol.md 3.3), `clashes` always with
+    /// `reason`.
     static func conflict(_ value: JSONValue) -> RecordConflict? {
         guard let key = value["key"]?.stringValue, let base = value["base"]?.integerValue,
-            let version = value["version"]?.integerValue
+            let version = value["version"]?.integerValue, case .bool(let deleted)? = value["deleted"]
         else { return nil }
-        return RecordConflict(
-            key: key,
-            base: base,
-            version: version,
-            data: value["data"]?.objectValue,
-            deleted: value["deleted"] == .bool(true)
-        )
+        let data: JSONObject?
+        switch value["data"] {
+        case .object(let object)?: data = object
+        case .null?: data = nil
+        default: return nil
+        }
+        var conflict = RecordConflict(key: key, base: base, version: version, data: data, deleted: deleted)
+        guard let reason = value["reason"] else {
+            guard value["clashes"] == nil, value["changed"] == nil else { return nil }
+            return conflict
+        }
+        guard let refusal = reason.stringValue.flatMap(MergeRefusal.init(rawValue:)),
+            let clashes = value["clashes"].flatMap(paths)
+        else { return nil }
+        conflict.reason = refusal
+        conflict.clashes = clashes
+        if let changed = value["changed"] {
+            guard let paths = paths(changed) else { return nil }
+            conflict.changed = paths
+        }
+        return conflict
+    }
+
+    /// An array of JSON Pointers, or nil when it is anything else.
+    static func paths(_ value: JSONValue) -> [FieldPath]? {
+        guard case .array(let items) = value else { return nil }
+        var paths: [FieldPath] = []
+        for item in items {
+            guard let pointer = item.stringValue, let path = fieldPath(pointer: pointer) else { return nil }
+            paths.append(path)
+        }
+        return paths
+    }
+
+    /// The path an RFC 6901 JSON Pointer names (`/meta/a~1b` is `meta`, `a/b`), or nil when it
+    /// is not one.
+    static func fieldPath(pointer: String) -> FieldPath? {
+        guard !pointer.isEmpty else { return FieldPath([]) }
+        guard pointer.hasPrefix("/") else { return nil }
+        var names: [BytewiseString] = []
+        for token in pointer.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
+            var name = ""
+            var escaped = false
+            for character in token.unicodeScalars {
+                if escaped {
+                    switch character {
+                    case "0": name += "~"
+                    case "1": name += "/"
+                    default: return nil
+                    }
+                    escaped = false
+                } else if character == "~" {
+                    escaped = true
+                } else {
+                    name.unicodeScalars.append(character)
+                }
+            }
+            if escaped { return nil }
+            names.append(BytewiseString(name))
+        }
+        return FieldPath(names)
+    }
+
+    /// An optional boolean member of an ack: false when absent, nil when not a boolean.
+    static func flag(_ reply: JSONValue, _ name: String) -> Bool? {
+        switch reply[name] {
+        case nil: false
+        case .bool(let value)?: value
+        default: nil
+        }
+    }
+
+    /// The idempotency key to send: the caller's, or a new UUID. Throws when the caller's is not
+    /// 1–128 bytes (Protocol.md 3.7).
+    static func idempotencyKey(_ given: String?) throws -> String {
+        guard let given else { return UUID().uuidString.lowercased() }
+        guard (1...RequestLimits.maxIdempotencyKeyBytes).contains(given.utf8.count) else {
+            throw VersoClientError(
+                .invalidArgument,
+                "an idempotency key must be 1–\(RequestLimits.maxIdempotencyKeyBytes) bytes of UTF-8"
+            )
+        }
+        return given
+    }
+
+    /// Throws before anything is sent when `merge` is asked for where Protocol.md 3.3 forbids it.
+    static func checkMerge(_ merge: Bool, base: Int64?, op: String, key: String) throws {
+        guard merge else { return }
+        guard op == "put" || op == "patch" else {
+            throw VersoClientError(.invalidArgument, "\(op) \(key): merge is only for put and patch")
+        }
+        guard base != nil else {
+            throw VersoClientError(
+                .invalidArgument,
+                "\(op) \(key): merge needs a base (the version the change started from), not a forced write"
+            )
+        }
     }
 
     func unexpected(_ reply: JSONValue) -> VersoClientError {
@@ -46,18 +145,30 @@ extension VersoClient {
         throw unexpected(reply)
     }
 
-    func write(_ type: String, key: String, base: Int64?, extra: JSONObject) async throws -> WriteOutcome {
+    func write(
+        _ type: String,
+        key: String,
+        base: Int64?,
+        merge: Bool = false,
+        idempotencyKey: String?,
+        extra: JSONObject
+    ) async throws -> WriteOutcome {
+        try Self.checkMerge(merge, base: base, op: type, key: key)
         var fields = extra
         fields["type"] = .string(type)
         fields["key"] = .string(key)
         if let base { fields["base"] = .integer(base) } else { fields["force"] = .bool(true) }
-        let reply = try await send(fields)
+        if merge { fields["merge"] = .string("fields") }
+        fields["idempotency_key"] = .string(try Self.idempotencyKey(idempotencyKey))
+        let reply = try await send(fields, resendable: true)
         switch reply["type"]?.stringValue {
         case "ack":
-            guard let version = reply["version"]?.integerValue, let seq = reply["seq"]?.integerValue else {
+            guard let version = reply["version"]?.integerValue, let seq = reply["seq"]?.integerValue,
+                let merged = Self.flag(reply, "merged"), let replayed = Self.flag(reply, "replayed")
+            else {
                 throw unexpected(reply)
             }
-            return .ack(version: version, seq: seq)
+            return .ack(version: version, seq: seq, merged: merged, replayed: replayed)
         case "conflict":
             guard let conflict = Self.conflict(reply) else { throw unexpected(reply) }
             return .conflict(conflict)
@@ -66,20 +177,59 @@ extension VersoClient {
         }
     }
 
-    /// Replaces the object at `key` if its version is `base` (nil: forced write).
-    public func put(_ key: String, base: Int64?, data: JSONObject) async throws -> WriteOutcome {
-        try await write("put", key: key, base: base, extra: ["data": .object(data)])
+    /// Replaces the object at `key` if its version is `base` (nil: a forced write).
+    ///
+    /// With `merge` (`"merge": "fields"`, Protocol.md 3.3) a stale base is no conflict unless a
+    /// value this put changes was changed since `base`: the values where `data` differs from the
+    /// record at `base` are written into the current record, and the ack says `merged`. A merge
+    /// needs a base: with nil it throws `.invalidArgument` before sending.
+    ///
+    /// The write carries `idempotencyKey` (default: a new UUID), so a resend after a dropped
+    /// connection is applied at most once (Protocol.md 3.7); give your own to retry the same
+    /// write later, even from another client.
+    public func put(
+        _ key: String,
+        base: Int64?,
+        data: JSONObject,
+        merge: Bool = false,
+        idempotencyKey: String? = nil
+    ) async throws -> WriteOutcome {
+        try await write(
+            "put",
+            key: key,
+            base: base,
+            merge: merge,
+            idempotencyKey: idempotencyKey,
+            extra: ["data": .object(data)]
+        )
     }
 
-    /// Applies an RFC 7396 merge patch to `key` if its version is `base` (nil: forced write).
-    public func patch(_ key: String, base: Int64?, patch: JSONObject) async throws -> WriteOutcome {
-        try await write("patch", key: key, base: base, extra: ["patch": .object(patch)])
+    /// Applies an RFC 7396 merge patch to `key` if its version is `base` (nil: a forced write).
+    ///
+    /// `merge` and `idempotencyKey` as for `put`: with `merge`, a stale base is no conflict unless
+    /// a member this patch names was changed since `base`, and the patch is applied to the
+    /// current record.
+    public func patch(
+        _ key: String,
+        base: Int64?,
+        patch: JSONObject,
+        merge: Bool = false,
+        idempotencyKey: String? = nil
+    ) async throws -> WriteOutcome {
+        try await write(
+            "patch",
+            key: key,
+            base: base,
+            merge: merge,
+            idempotencyKey: idempotencyKey,
+            extra: ["patch": .object(patch)]
+        )
     }
 
-    /// Deletes `key` if its version is `base` (nil: forced write). Throws `not_found` when the key
-    /// does not exist or is already deleted.
-    public func delete(_ key: String, base: Int64?) async throws -> WriteOutcome {
-        try await write("delete", key: key, base: base, extra: [:])
+    /// Deletes `key` if its version is `base` (nil: a forced write). Throws `not_found` when the key
+    /// does not exist or is already deleted. `idempotencyKey` as for `put`.
+    public func delete(_ key: String, base: Int64?, idempotencyKey: String? = nil) async throws -> WriteOutcome {
+        try await write("delete", key: key, base: base, idempotencyKey: idempotencyKey, extra: [:])
     }
 
     /// One page of live records under `prefix`, after `after`, and the cursor for the next page.
@@ -110,28 +260,60 @@ extension VersoClient {
     }
 
     /// Applies `operations` all or nothing.
-    public func txn(_ operations: [TxnOperation]) async throws -> TxnOutcome {
-        let ops: [JSONValue] = operations.map { operation in
+    ///
+    /// Ops with `merge` are merged as `put` describes; the ack lists those merged into a newer
+    /// version than their base. A merge op that is not a put or patch with a base throws
+    /// `.invalidArgument` before sending. `idempotencyKey` as for `put`.
+    public func txn(_ operations: [TxnOperation], idempotencyKey: String? = nil) async throws -> TxnOutcome {
+        let ops: [JSONValue] = try operations.map { operation in
             var fields: JSONObject = ["key": .string(operation.key)]
             if let base = operation.base { fields["base"] = .integer(base) } else { fields["force"] = .bool(true) }
+            let op: String
             switch operation.action {
-            case .put(let data): fields["op"] = .string("put"); fields["data"] = .object(data)
-            case .patch(let patch): fields["op"] = .string("patch"); fields["patch"] = .object(patch)
-            case .delete: fields["op"] = .string("delete")
-            case .check: fields["op"] = .string("check")
+            case .put(let data): op = "put"; fields["data"] = .object(data)
+            case .patch(let patch): op = "patch"; fields["patch"] = .object(patch)
+            case .delete: op = "delete"
+            case .check: op = "check"
             }
+            try Self.checkMerge(operation.merge, base: operation.base, op: op, key: operation.key)
+            fields["op"] = .string(op)
+            if operation.merge { fields["merge"] = .string("fields") }
             return .object(fields)
         }
-        let reply = try await send(["type": .string("txn"), "ops": .array(ops)])
+        let fields: JSONObject = [
+            "type": .string("txn"), "ops": .array(ops),
+            "idempotency_key": .string(try Self.idempotencyKey(idempotencyKey)),
+        ]
+        let reply = try await send(fields, resendable: true)
         switch reply["type"]?.stringValue {
         case "ack":
-            guard let seq = reply["seq"]?.integerValue, let versions = reply["versions"]?.objectValue else {
+            guard let seq = reply["seq"]?.integerValue, let versions = reply["versions"]?.objectValue,
+                let replayed = Self.flag(reply, "replayed")
+            else {
                 throw unexpected(reply)
             }
-            return .ack(seq: seq, versions: versions.compactMapValues(\.integerValue))
+            var decoded: [BytewiseString: Int64] = [:]
+            for (key, version) in versions {
+                guard let version = version.integerValue else { throw unexpected(reply) }
+                decoded[key] = version
+            }
+            var merged: Set<BytewiseString> = []
+            if let listed = reply["merged"] {
+                guard case .array(let items) = listed else { throw unexpected(reply) }
+                for item in items {
+                    guard let key = item.stringValue else { throw unexpected(reply) }
+                    merged.insert(BytewiseString(key))
+                }
+            }
+            return .ack(TxnAck(seq: seq, merged: merged, replayed: replayed), versions: decoded)
         case "conflict":
             guard case .array(let items)? = reply["conflicts"] else { throw unexpected(reply) }
-            return .conflict(items.compactMap(Self.conflict))
+            var conflicts: [RecordConflict] = []
+            for item in items {
+                guard let conflict = Self.conflict(item) else { throw unexpected(reply) }
+                conflicts.append(conflict)
+            }
+            return .conflict(conflicts)
         default:
             throw unexpected(reply)
         }

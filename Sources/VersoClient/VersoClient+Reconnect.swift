@@ -30,8 +30,17 @@ extension VersoClient {
             try? await Task.sleep(for: backoff * jitter)
             backoff = min(backoff * 2, configuration.maxBackoff)
         }
-        state.withLock { state in
+        let unsent = state.withLock { state -> [Slot] in
             if !state.phase.isClosed { state.phase = .closed(failure: state.phase.firstFailure) }
+            // Writes kept for a connection that will not come: they fail as when they dropped.
+            let unsent = state.pending.filter { $0.value.unsent }
+            for rid in unsent.keys { state.pending[rid] = nil }
+            return Array(unsent.values)
+        }
+        for slot in unsent {
+            slot.continuation?.resume(
+                throwing: VersoClientError(.disconnected, "the connection dropped and the client was closed")
+            )
         }
         wakeReadyWaiters()
         let subscriptions = state.withLock { state -> [LocalSubscription] in
@@ -118,6 +127,7 @@ extension VersoClient {
             }
             return state.epoch
         }
+        resendUnsentWrites()
         let subscriptions = state.withLock { state in
             state.subscriptions.map { ($0.key, $0.value.filter, $0.value.lastSeq) }
         }
@@ -144,8 +154,27 @@ extension VersoClient {
         setConnectionState(.connected(session: session))
     }
 
+    /// Sends again, in the order first sent, every write kept from a connection that dropped
+    /// before its reply. Its idempotency key makes the server answer a write it had applied with
+    /// that first ack (marked replayed) instead of applying it twice.
+    func resendUnsentWrites() {
+        state.withLock { state in
+            guard let outgoing = state.phase.outgoing else { return }
+            for rid in state.pending.keys.sorted() {
+                guard var slot = state.pending[rid], slot.unsent, let text = slot.resend else { continue }
+                slot.unsent = false
+                state.pending[rid] = slot
+                // Not enqueued: this connection is dropping too, and `detach` keeps it again.
+                outgoing.yield(text)
+            }
+        }
+    }
+
+    /// Ends the connection's part of the state. Writes waiting for a reply are kept for the next
+    /// connection when the client reconnects (`resendUnsentWrites`); every other request waiting
+    /// for a reply fails with `.disconnected`, and a reply that already arrived stays for its caller.
     func detach(reason: String) {
-        let (slots, subscriptions) = state.withLock { state -> ([Slot], [LocalSubscription]) in
+        let (failed, subscriptions) = state.withLock { state -> ([Slot], [LocalSubscription]) in
             state.phase.outgoing?.finish()
             switch state.phase {
             case .starting(_, let resuming): state.phase = resuming ? .reconnecting : .connecting(failure: nil)
@@ -154,10 +183,20 @@ extension VersoClient {
             }
             state.serverSubs = [:]
             for key in state.subscriptions.keys { state.subscriptions[key]?.serverSub = nil }
-            defer { state.pending = [:] }
-            return (Array(state.pending.values), configuration.reconnect ? [] : Array(state.subscriptions.values))
+            let willResend = configuration.reconnect && state.phase.hadSession
+            var failed: [Slot] = []
+            for (rid, var slot) in state.pending where slot.reply == nil {
+                if willResend, slot.resend != nil {
+                    slot.unsent = true
+                    state.pending[rid] = slot
+                } else {
+                    failed.append(slot)
+                    state.pending[rid] = nil
+                }
+            }
+            return (failed, configuration.reconnect ? [] : Array(state.subscriptions.values))
         }
-        for slot in slots {
+        for slot in failed {
             slot.continuation?.resume(throwing: VersoClientError(.disconnected, reason))
         }
         for subscription in subscriptions {

@@ -7,27 +7,40 @@ import VersoCore
 extension VersoClient {
 
     /// Sends a request and returns the reply. `onReply` runs in the reader before any later message.
+    ///
+    /// A `resendable` request (a write with an idempotency key) whose connection drops before the
+    /// reply is sent again once the client has reconnected (see `startSession`), so the caller
+    /// gets the reply of whichever attempt is answered; any other request fails with
+    /// `.disconnected` then.
     func send(
         _ fields: JSONObject,
         waitForReady: Bool = true,
+        resendable: Bool = false,
         onReply: (@Sendable (JSONValue, inout State) -> Void)? = nil
     ) async throws -> JSONValue {
         let deadline = ContinuousClock.now + configuration.requestTimeout
         if waitForReady { try await waitUntilReady(deadline: deadline) }
         let rid = state.withLock { state -> Int64 in
             defer { state.nextRID += 1 }
-            state.pending[state.nextRID] = Slot(onReply: onReply)
             return state.nextRID
         }
         var fields = fields
         fields["rid"] = .integer(rid)
         let text = JSONValue.object(fields).encodedString
+        // Registered and sent in one step, so a reconnect in between cannot send it twice.
         let sent = state.withLock { state -> Bool in
-            guard let outgoing = state.phase.outgoing, case .enqueued = outgoing.yield(text) else { return false }
+            var slot = Slot(onReply: onReply, resend: resendable ? text : nil)
+            if let outgoing = state.phase.outgoing, case .enqueued = outgoing.yield(text) {
+                state.pending[rid] = slot
+                return true
+            }
+            // The connection dropped since the client was ready: a write waits for the next one.
+            guard resendable, configuration.reconnect, state.phase.hadSession else { return false }
+            slot.unsent = true
+            state.pending[rid] = slot
             return true
         }
         guard sent else {
-            state.withLock { $0.pending[rid] = nil }
             throw VersoClientError(.disconnected, "not connected to \(configuration.url)")
         }
         return try await withThrowingTaskGroup(of: JSONValue.self) { group in

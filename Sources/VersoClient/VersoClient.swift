@@ -8,7 +8,8 @@ public struct VersoClientConfiguration: Sendable {
     public var url: String
     /// Offer permessage-deflate. Default true.
     public var compression: Bool
-    /// How long a request waits for its reply (including waiting for a connection). Default 10 s.
+    /// How long a request waits for its reply (including waiting for a connection, and for a
+    /// write resent after a dropped connection, the reconnect). Default 10 s.
     public var requestTimeout: Duration
     /// How long one connection attempt may take, up to the server's answer to the WebSocket
     /// upgrade; then the attempt counts as failed (and, with `reconnect`, is tried again).
@@ -57,14 +58,25 @@ public struct VersoClientConfiguration: Sendable {
 /// Use it inside `VersoClient.with(_:_:)`, which connects, runs your code and closes everything
 /// it started. After a dropped connection the client reconnects with backoff and resumes every
 /// subscription from the last seq it delivered (`since`); when the server cannot replay that far,
-/// the subscription yields `.started(reset: true)` and fresh snapshots. Requests in flight when
-/// the connection drops fail with `.disconnected`.
+/// the subscription yields `.started(reset: true)` and fresh snapshots.
+///
+/// Every write carries an idempotency key (Protocol.md 3.7). A write sent and not answered when
+/// the connection drops is sent again, with the same key, once the client has reconnected: its
+/// caller gets exactly one outcome (`.timeout` if that takes longer than the request timeout),
+/// an ack marked `replayed` when the first attempt had been applied. Other requests in flight when the connection drops fail with `.disconnected`, and so
+/// do writes when the client does not reconnect or is closed.
 public final class VersoClient: Sendable {
     struct Slot {
         var continuation: CheckedContinuation<JSONValue, any Error>?
         var reply: Result<JSONValue, VersoClientError>?
         /// Runs in the reader, under the lock, before anything after the reply is dispatched.
         var onReply: (@Sendable (JSONValue, inout State) -> Void)?
+        /// A write's request as sent (rid and idempotency key included): sent again on the next
+        /// connection if this one drops before the reply. Nil for other requests.
+        var resend: String?
+        /// Whether the request is yet to be sent on the current connection (a write kept from a
+        /// connection that dropped).
+        var unsent = false
     }
 
     struct LocalSubscription {

@@ -7,8 +7,10 @@ public struct VersoClientError: Error, Sendable, Equatable, CustomStringConverti
         case server(ErrorCode)
         /// No reply within the request timeout.
         case timeout
-        /// The connection dropped before the reply arrived. A write may or may not have been
-        /// applied: read the key to find out.
+        /// The connection dropped before the reply arrived and the request was not sent again: a
+        /// read, or a write when the client does not reconnect or was closed (a write is otherwise
+        /// resent after reconnecting). Such a write may or may not have been applied: read the key
+        /// to find out, or send it again with the same idempotency key.
         case disconnected
         /// The server could not be reached.
         case cannotConnect
@@ -16,6 +18,9 @@ public struct VersoClientError: Error, Sendable, Equatable, CustomStringConverti
         case protocolViolation
         /// The client was closed.
         case closed
+        /// The call's arguments break a rule of the protocol (merge with a forced write, say);
+        /// nothing was sent.
+        case invalidArgument
     }
 
     public let kind: Kind
@@ -40,6 +45,7 @@ public struct VersoClientError: Error, Sendable, Equatable, CustomStringConverti
         case .cannotConnect: "cannot connect: \(message)"
         case .protocolViolation: "unexpected reply: \(message)"
         case .closed: "closed: \(message)"
+        case .invalidArgument: "invalid argument: \(message)"
         }
     }
 }

@@ -39,10 +39,12 @@ public enum EditorEvent: Sendable, Equatable {
     case connection(connected: Bool, text: String)
     /// What the server allows, from its `welcome`.
     case serverInfo(allowsForce: Bool)
-    /// A save this editor sent was accepted.
-    case saved(key: String, version: Int64)
-    /// A save this editor sent was stale: the record's current state.
-    case conflict(current: EditorRecord)
+    /// A save this editor sent was accepted; `merged`: into a newer version than its base, beside
+    /// someone else's change (Protocol.md 3.3).
+    case saved(key: String, version: Int64, merged: Bool = false)
+    /// A save this editor sent was stale and not merged: the record's current state, and why the
+    /// server did not merge it (nil for a save sent without merge), with the paths that clash.
+    case conflict(current: EditorRecord, reason: MergeRefusal? = nil, clashes: [FieldPath] = [])
     /// A save was refused because the user's token may not write the key (`forbidden`,
     /// Protocol.md 2.1): the record is read-only from then on.
     case refused(key: String, message: String)
@@ -54,8 +56,9 @@ public enum EditorEvent: Sendable, Equatable {
 
 /// Work the editor asks its host to do.
 public enum EditorEffect: Sendable, Equatable {
-    /// Merge-patch `key` on `base` (nil: a forced write).
-    case patch(key: String, base: Int64?, patch: JSONObject)
+    /// Merge-patch `key` on `base` (nil: a forced write); with `merge`, sent with
+    /// `"merge": "fields"`, so a stale base is merged unless the fields it sets changed since.
+    case patch(key: String, base: Int64?, patch: JSONObject, merge: Bool = false)
     /// Create `key` (base 0).
     case create(key: String, data: JSONObject)
     case delete(key: String, base: Int64)

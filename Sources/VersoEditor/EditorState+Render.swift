@@ -137,16 +137,26 @@ extension EditorState {
         let now =
             theirs.isDeleted ? "it was deleted (version \(theirs.version))" : "it is now at version \(theirs.version)"
         var lines: [[Segment]] = [
-            [Segment(" Conflict on \(conflict.key): you edited version \(conflict.base); \(now).", .error)],
-            [],
-            [
-                Segment(
-                    " " + Self.pad("field", 16) + " " + Self.pad("yours", 28) + " " + Self.pad("theirs", 28),
-                    .header
-                )
-            ],
+            [Segment(" Conflict on \(conflict.key): you edited version \(conflict.base); \(now).", .error)]
         ]
-        let fields = Set(theirs.data?.keys ?? [:].keys).union([BytewiseString(conflict.field)]).sorted().map(\.string)
+        switch conflict.reason {
+        case .clash?:
+            let names = conflict.clashes.map(Self.name).joined(separator: ", ")
+            lines.append([
+                Segment(" Not merged: someone else changed \(names.isEmpty ? "the same field" : names) too.", .error)
+            ])
+        case let reason?:
+            lines.append([Segment(" Not merged (\(reason.rawValue)): \(Self.explain(reason)).", .error)])
+        case nil:
+            lines.append([])
+        }
+        lines.append([
+            Segment(
+                " " + Self.pad("field", 16) + " " + Self.pad("yours", 28) + " " + Self.pad("theirs", 28),
+                .header
+            )
+        ])
+        let fields = conflict.shownFields
         for field in fields {
             let isMine = field.hasSameBytes(as: conflict.field)
             let mine = isMine ? CellText.display(conflict.mine) : CellText.display(theirs.data?[field])

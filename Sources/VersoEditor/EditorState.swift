@@ -13,6 +13,9 @@ public struct EditorState: Sendable {
         public var text: String
         /// The version the user was looking at when the edit began.
         public var base: Int64
+        /// Someone else changed this field (or deleted the record) since `base`: the save will
+        /// not merge.
+        public var othersChangedField = false
     }
 
     /// A save sent and not yet answered.
@@ -29,6 +32,19 @@ public struct EditorState: Sendable {
         public var mine: JSONValue
         public var base: Int64
         public var theirs: EditorRecord
+        /// Why the server did not merge the save (nil for a save sent without merge).
+        public var reason: MergeRefusal?
+        /// The paths of the save that clash with someone else's change (with `.clash`).
+        public var clashes: [FieldPath] = []
+
+        /// The fields the conflict view shows: only those holding a clash when the server named
+        /// them, otherwise every field of the current record and the one saved.
+        public var shownFields: [String] {
+            if reason == .clash, !clashes.isEmpty, clashes.allSatisfy({ !$0.names.isEmpty }) {
+                return Set(clashes.compactMap(\.names.first)).sorted().map(\.string)
+            }
+            return Set(theirs.data?.keys ?? [:].keys).union([BytewiseString(field)]).sorted().map(\.string)
+        }
     }
 
     public enum Mode: Sendable, Equatable {
@@ -160,12 +176,12 @@ public struct EditorState: Sendable {
             connectionText = text
         case .serverInfo(let allowsForce):
             self.allowsForce = allowsForce
-        case .saved(let key, let version):
+        case .saved(let key, let version, let merged):
             pending[key] = nil
             ownVersions.insert(BytewiseString("\(key)@\(version)"))
-            say("saved \(key) (version \(version))")
-        case .conflict(let current):
-            return handleConflict(current)
+            say("saved \(key) (version \(version))\(merged ? ", merged with someone else's change" : "")")
+        case .conflict(let current, let reason, let clashes):
+            return handleConflict(current, reason: reason, clashes: clashes)
         case .refused(let key, let message):
             pending[key] = nil
             readOnly.insert(BytewiseString(key))
@@ -206,30 +222,72 @@ public struct EditorState: Sendable {
                     : "changed \(record.key) (\(changedFields.joined(separator: ", ")))"
             say("someone else \(what): now version \(record.version)")
         }
-        // An edit in progress keeps the version the user started from: its save will come back
-        // as a conflict, shown beside the new state, rather than silently overwrite this change.
-        if case .editing(let edit) = mode, edit.key.hasSameBytes(as: record.key), !own {
-            say(
-                "someone else \(record.isDeleted ? "deleted" : "changed") \(record.key) while you edit it: saving will show what changed",
-                .error
-            )
+        // An edit in progress keeps the version the user started from, and its save asks the
+        // server to merge: a change to other fields is kept beside it, while a change to the same
+        // field (or a delete) comes back as a conflict, shown beside the new state, rather than
+        // being silently overwritten.
+        if case .editing(var edit) = mode, edit.key.hasSameBytes(as: record.key), !own {
+            if record.isDeleted || changedFields.contains(where: { $0.hasSameBytes(as: edit.field) }) {
+                edit.othersChangedField = true
+                mode = .editing(edit)
+            }
+            if record.isDeleted {
+                say("someone else deleted \(record.key) while you edit it: saving will show the conflict", .error)
+            } else if edit.othersChangedField {
+                say("someone else changed \(edit.field) too: saving will show both values", .error)
+            } else {
+                say(
+                    "someone else changed \(changedFields.joined(separator: ", ")): your save of \(edit.field) will be merged with it"
+                )
+            }
         }
     }
 
-    private mutating func handleConflict(_ current: EditorRecord) -> [EditorEffect] {
+    private mutating func handleConflict(
+        _ current: EditorRecord,
+        reason: MergeRefusal?,
+        clashes: [FieldPath]
+    ) -> [EditorEffect] {
         let key = current.key
         records[key] = current
         guard let save = pending.removeValue(forKey: BytewiseString(key)) else { return [] }
+        let why = reason.map { " (not merged: \(Self.explain($0)))" } ?? ""
         if let field = save.field, let value = save.value {
-            mode = .conflict(Conflict(key: key, field: field, mine: value, base: save.base, theirs: current))
-            say("\(key) changed since version \(save.base): choose how to resolve", .error, seconds: .infinity)
+            mode = .conflict(
+                Conflict(
+                    key: key,
+                    field: field,
+                    mine: value,
+                    base: save.base,
+                    theirs: current,
+                    reason: reason,
+                    clashes: clashes
+                )
+            )
+            say("\(key) changed since version \(save.base)\(why): choose how to resolve", .error, seconds: .infinity)
         } else {
             say(
-                "\(key) changed since version \(save.base) (now \(current.isDeleted ? "deleted" : "version \(current.version)")): nothing was changed",
+                "\(key) changed since version \(save.base) (now \(current.isDeleted ? "deleted" : "version \(current.version)"))\(why): nothing was changed",
                 .error
             )
         }
         return []
+    }
+
+    /// Why the server did not merge a save, in words.
+    static func explain(_ reason: MergeRefusal) -> String {
+        switch reason {
+        case .clash: "someone else changed the same field"
+        case .deleted: "the record was deleted"
+        case .recreated: "the record was deleted and created again"
+        case .historyGone: "the changes since your version are no longer kept"
+        case .unknownBase: "your version is newer than the server's"
+        }
+    }
+
+    /// A path as the editor names it: `title`, or `meta › x` inside an object field.
+    static func name(_ path: FieldPath) -> String {
+        path.names.isEmpty ? "(the whole record)" : path.names.map(\.string).joined(separator: " › ")
     }
 
     // MARK: Keys
@@ -247,7 +305,7 @@ public struct EditorState: Sendable {
                 guard records[edit.key]?.data?[edit.field] != value else { return [] }
                 pending[edit.key] = PendingSave(field: edit.field, value: value, base: edit.base)
                 say("saving \(edit.key).\(edit.field)…")
-                return [.patch(key: edit.key, base: edit.base, patch: [BytewiseString(edit.field): value])]
+                return [.patch(key: edit.key, base: edit.base, patch: [BytewiseString(edit.field): value], merge: true)]
             default:
                 edit.text = Self.edited(edit.text, key)
                 mode = .editing(edit)
@@ -321,7 +379,7 @@ public struct EditorState: Sendable {
             let base = records[conflict.key]?.version ?? conflict.theirs.version
             pending[conflict.key] = PendingSave(field: conflict.field, value: conflict.mine, base: base)
             say("reapplying your \(conflict.field) on version \(base)…")
-            return [.patch(key: conflict.key, base: base, patch: patch)]
+            return [.patch(key: conflict.key, base: base, patch: patch, merge: true)]
         case .character("f") where allowsForce:
             mode = .browse
             pending[conflict.key] = PendingSave(

@@ -33,6 +33,9 @@ private struct Driver {
     }
 
     var screen: String { state.render().text.joined(separator: "\n") }
+
+    /// The message line's whole text (the screen clips it to its width).
+    var message: String { state.message?.text ?? "" }
 }
 
 private let note = EditorRecord(
@@ -55,7 +58,7 @@ struct EditorStateTests {
     }
 
     @Test(
-        "a save carries the version the user was looking at; on conflict, rebase reapplies the edit on the new version and is acknowledged"
+        "a save carries the version the user was looking at and asks to merge; a clash shows only the clashing field, and rebase reapplies the edit on the new version and is acknowledged"
     )
     func conflictRebaseAck() {
         var driver = Driver([note])
@@ -63,22 +66,33 @@ struct EditorStateTests {
         for _ in 0..<"Groceries".count { driver.keys(.backspace) }
         driver.type("Shopping")
         driver.keys(.enter)
-        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 3, patch: ["title": .string("Shopping")])])
+        #expect(
+            driver.takeEffects() == [
+                .patch(key: "notes/1", base: 3, patch: ["title": .string("Shopping")], merge: true)
+            ]
+        )
         let theirs = EditorRecord(
             key: "notes/1",
             version: 4,
             data: ["body": .string("changed by them"), "title": .string("Groceries!")]
         )
-        driver.send(.conflict(current: theirs))
+        driver.send(.conflict(current: theirs, reason: .clash, clashes: [FieldPath(["title"])]))
         guard case .conflict(let conflict) = driver.state.mode else {
             Issue.record("expected the conflict view"); return
         }
         #expect(conflict.mine == .string("Shopping"))
         #expect(conflict.theirs == theirs)
+        #expect(conflict.shownFields == ["title"])
         #expect(driver.screen.contains("Shopping") && driver.screen.contains("Groceries!"))
+        #expect(driver.screen.contains("someone else changed title too"))
+        #expect(!driver.screen.contains("changed by them"), "a field that does not clash is not shown")
         #expect(!driver.screen.contains("[f]"), "force is offered only when the server allows it")
         driver.keys(.character("r"))
-        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 4, patch: ["title": .string("Shopping")])])
+        #expect(
+            driver.takeEffects() == [
+                .patch(key: "notes/1", base: 4, patch: ["title": .string("Shopping")], merge: true)
+            ]
+        )
         driver.send(.saved(key: "notes/1", version: 5))
         driver.send(
             .update(
@@ -104,7 +118,11 @@ struct EditorStateTests {
         driver.keys(.right, .enter)
         driver.type("!")
         driver.keys(.enter)
-        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 3, patch: ["title": .string("Groceries!")])])
+        #expect(
+            driver.takeEffects() == [
+                .patch(key: "notes/1", base: 3, patch: ["title": .string("Groceries!")], merge: true)
+            ]
+        )
         driver.send(.refused(key: "notes/1", message: "this token may not write notes/1"))
         #expect(driver.state.mode == .browse)
         #expect(driver.state.pending.isEmpty)
@@ -146,15 +164,20 @@ struct EditorStateTests {
         driver.keys(.enter)
         driver.type("?")
         driver.keys(.enter)
-        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 4, patch: ["body": .string("theirs?")])])
+        #expect(
+            driver.takeEffects() == [.patch(key: "notes/1", base: 4, patch: ["body": .string("theirs?")], merge: true)]
+        )
         driver.send(.conflict(current: EditorRecord(key: "notes/1", version: 5, data: ["body": .string("again")])))
         #expect(driver.screen.contains("[f] force"))
         driver.keys(.character("f"))
-        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: nil, patch: ["body": .string("theirs?")])])
+        #expect(
+            driver.takeEffects() == [.patch(key: "notes/1", base: nil, patch: ["body": .string("theirs?")])],
+            "a forced write is never sent with merge"
+        )
     }
 
     @Test(
-        "a live update while editing a different field shows at once and leaves the edit in progress; its save then conflicts and rebases"
+        "a live update while editing a different field shows at once and leaves the edit in progress; its save is merged with it, without a conflict"
     )
     func liveUpdateWhileEditing() {
         var driver = Driver([note])
@@ -171,13 +194,134 @@ struct EditorStateTests {
         #expect(edit.base == 3)
         #expect(driver.screen.contains("Errands"), "the other field updates live")
         #expect(driver.state.isChanged("notes/1", "title"), "the changed cell is highlighted")
+        #expect(
+            driver.message == "someone else changed title: your save of body will be merged with it",
+            "the editor says the save will not conflict"
+        )
         driver.send(.tick(now: 10 + EditorState.highlightSeconds + 0.1))
         #expect(!driver.state.isChanged("notes/1", "title"), "briefly")
         driver.keys(.enter)
-        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 3, patch: ["body": .string("hello world")])])
-        driver.send(.conflict(current: driver.state.records["notes/1"]!))
+        #expect(
+            driver.takeEffects() == [
+                .patch(key: "notes/1", base: 3, patch: ["body": .string("hello world")], merge: true)
+            ]
+        )
+        driver.send(.saved(key: "notes/1", version: 5, merged: true))
+        driver.send(
+            .update(
+                EditorRecord(
+                    key: "notes/1",
+                    version: 5,
+                    data: ["body": .string("hello world"), "title": .string("Errands")]
+                )
+            )
+        )
+        #expect(driver.state.mode == .browse, "no conflict view")
+        #expect(driver.state.pending.isEmpty)
+        #expect(driver.message == "saved notes/1 (version 5), merged with someone else's change")
+        #expect(driver.screen.contains("saved notes/1 (version 5), merged with someone else's change"))
+        #expect(driver.screen.contains("hello world") && driver.screen.contains("Errands"))
+    }
+
+    @Test(
+        "an update to the field being edited warns that saving will show both values; the clash names the field and shows only it"
+    )
+    func sameFieldWhileEditing() {
+        let wide = EditorRecord(
+            key: "notes/1",
+            version: 3,
+            data: ["body": .string("hello"), "tags": .string("home"), "title": .string("Groceries")]
+        )
+        var driver = Driver([wide])
+        driver.keys(.right, .right, .enter)  // edit title
+        driver.type("!")
+        var theirs = wide
+        theirs.version = 4
+        theirs.data?["title"] = .string("Errands")
+        driver.send(.update(theirs))
+        #expect(driver.message == "someone else changed title too: saving will show both values")
+        // A later change to another field does not take the warning back.
+        theirs.version = 5
+        theirs.data?["body"] = .string("bye")
+        driver.send(.update(theirs))
+        #expect(driver.message == "someone else changed title too: saving will show both values")
+        driver.keys(.enter)
+        #expect(
+            driver.takeEffects() == [
+                .patch(key: "notes/1", base: 3, patch: ["title": .string("Groceries!")], merge: true)
+            ]
+        )
+        driver.send(.conflict(current: theirs, reason: .clash, clashes: [FieldPath(["title"])]))
+        let screen = driver.screen
+        #expect(screen.contains("Not merged: someone else changed title too"))
+        #expect(screen.contains("Groceries!") && screen.contains("Errands"))
+        #expect(!screen.contains("bye") && !screen.contains("home"), "only the clashing field is shown: \(screen)")
+        driver.keys(.character("t"))
+        #expect(driver.state.mode == .browse)
+    }
+
+    @Test("a clash inside an object field shows that field and names the path inside it")
+    func nestedClash() {
+        let record = EditorRecord(
+            key: "notes/1",
+            version: 3,
+            data: ["meta": .object(["x": .integer(1), "y": .integer(1)]), "title": .string("Plan")]
+        )
+        var driver = Driver([record])
+        driver.keys(.enter)  // edit meta
+        for _ in 0..<CellText.display(record.data?["meta"]).count { driver.keys(.backspace) }
+        driver.type(#"{"x":2}"#)
+        driver.keys(.enter)
+        #expect(
+            driver.takeEffects() == [
+                .patch(key: "notes/1", base: 3, patch: ["meta": .object(["x": .integer(2)])], merge: true)
+            ]
+        )
+        var theirs = record
+        theirs.version = 4
+        theirs.data?["meta"] = .object(["x": .integer(5), "y": .integer(1)])
+        theirs.data?["title"] = .string("Plan B")
+        driver.send(.conflict(current: theirs, reason: .clash, clashes: [FieldPath(["meta", "x"])]))
+        let screen = driver.screen
+        #expect(screen.contains("someone else changed meta › x too"))
+        #expect(!screen.contains("Plan B"), "title does not clash: \(screen)")
+    }
+
+    @Test(
+        "a save not merged for another reason (deleted, recreated, history gone, unknown base) keeps the whole record in the conflict view and says why",
+        arguments: [
+            (MergeRefusal.recreated, "the record was deleted and created again"),
+            (.historyGone, "the changes since your version are no longer kept"),
+            (.unknownBase, "your version is newer than the server's"),
+        ]
+    )
+    func otherReasons(reason: MergeRefusal, explanation: String) {
+        var driver = Driver([note])
+        driver.keys(.right, .enter)
+        driver.type("!")
+        driver.keys(.enter)
+        _ = driver.takeEffects()
+        let theirs = EditorRecord(
+            key: "notes/1",
+            version: 9,
+            data: ["body": .string("other body"), "title": .string("Groceries")]
+        )
+        driver.send(.conflict(current: theirs, reason: reason))
+        guard case .conflict(let conflict) = driver.state.mode else {
+            Issue.record("expected the conflict view"); return
+        }
+        #expect(conflict.reason == reason)
+        #expect(conflict.shownFields == ["body", "title"])
+        let screen = driver.screen
+        #expect(screen.contains("Not merged (\(reason.rawValue)): \(explanation)"), "\(screen)")
+        #expect(screen.contains("other body") && screen.contains("Groceries!"))
+        #expect(driver.message.contains("(not merged: \(explanation))"), "the message line says why too")
         driver.keys(.character("r"))
-        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 4, patch: ["body": .string("hello world")])])
+        #expect(
+            driver.takeEffects() == [
+                .patch(key: "notes/1", base: 9, patch: ["title": .string("Groceries!")], merge: true)
+            ]
+        )
     }
 
     @Test(
@@ -190,12 +334,18 @@ struct EditorStateTests {
         driver.send(.update(EditorRecord(key: "notes/1", version: 4, data: nil)))
         #expect(driver.screen.contains("notes/1"), "the deleted row stays visible while it is being edited")
         #expect(driver.screen.contains("deleted notes/1"))
+        #expect(driver.message == "someone else deleted notes/1 while you edit it: saving will show the conflict")
         driver.keys(.enter)
-        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 3, patch: ["body": .string("hello!")])])
-        driver.send(.conflict(current: EditorRecord(key: "notes/1", version: 4, data: nil)))
-        #expect(driver.screen.contains("deleted"))
+        #expect(
+            driver.takeEffects() == [.patch(key: "notes/1", base: 3, patch: ["body": .string("hello!")], merge: true)]
+        )
+        driver.send(.conflict(current: EditorRecord(key: "notes/1", version: 4, data: nil), reason: .deleted))
+        #expect(driver.screen.contains("it was deleted (version 4)"))
+        #expect(driver.screen.contains("Not merged (deleted): the record was deleted"))
         driver.keys(.character("r"))
-        #expect(driver.takeEffects() == [.patch(key: "notes/1", base: 4, patch: ["body": .string("hello!")])])
+        #expect(
+            driver.takeEffects() == [.patch(key: "notes/1", base: 4, patch: ["body": .string("hello!")], merge: true)]
+        )
     }
 
     @Test("add, delete with confirmation, filter and quit")

@@ -65,7 +65,11 @@ struct EditorUnicodeTests {
         _ = state.handle(.key(.enter))
         for character in "!" { _ = state.handle(.key(.character(character))) }
         let effects = state.handle(.key(.enter))
-        #expect(effects == [.patch(key: "notes/1", base: 4, patch: [BytewiseString(nfc): .string("composed!")])])
+        #expect(
+            effects == [
+                .patch(key: "notes/1", base: 4, patch: [BytewiseString(nfc): .string("composed!")], merge: true)
+            ]
+        )
         #expect(state.render().text.contains { $0.contains("composed") && $0.contains("decomposed") })
     }
 }

@@ -91,7 +91,7 @@ private struct Tmux {
 @Suite("Two live editors in tmux against one server")
 struct TwoEditorsTests {
     @Test(
-        "each sees the other's edit within a second; the stale one gets the conflict view, rebases, and the record holds both changes; the terminal is restored"
+        "each sees the other's edit within a second; edits of different fields from one version both save, the second merged, with no conflict view; a clash on one field shows only that field, rebases, and the record holds every change; the terminal is restored"
     )
     func twoEditors() async throws {
         let tmuxPresent =
@@ -128,21 +128,43 @@ struct TwoEditorsTests {
         try await tmux.waitFor("alice", "saved notes/1")
         let bobSaw = try await tmux.waitFor("bob", "alice-body", within: .seconds(1))
         #expect(bobSaw < .seconds(1))
+        try await tmux.waitFor("bob", "your save of title will be merged")
 
-        // Bob's save is stale: the conflict view shows his value beside the current one; he rebases.
+        // Bob's save is on a stale version, but of another field: it is merged, with no conflict view.
         try await tmux.keys("bob", " by bob", "Enter")
-        try await tmux.waitFor("bob", "Conflict on notes/1")
-        let conflictScreen = try await tmux.screen("bob")
-        #expect(conflictScreen.contains("Plan by bob") && conflictScreen.contains("alice-body"))
-        try await tmux.keys("bob", "r")
-        try await tmux.waitFor("bob", "saved notes/1 (version 3)")
+        try await tmux.waitFor("bob", "saved notes/1 (version 3), merged with someone else's change")
+        #expect(!(try await tmux.screen("bob")).contains("Conflict"))
         let aliceSaw = try await tmux.waitFor("alice", "Plan by bob", within: .seconds(1))
         #expect(aliceSaw < .seconds(1))
-
         try await TestClient.with(url: server.url) { client in
             let record = try await client.request(#"{"type":"get","key":"notes/1"}"#)
             #expect(record["version"] == .integer(3))
             #expect(record["data"] == .object(["body": .string("alice-body"), "title": .string("Plan by bob")]))
+        }
+
+        // Now both edit the title of version 3: Alice saves first, and Bob's save clashes. His
+        // conflict view shows the title alone, his value beside hers; he rebases.
+        try await tmux.keys("alice", "Right", "Enter")
+        try await tmux.keys("bob", "Enter")
+        try await tmux.waitFor("alice", "editing notes/1.title")
+        try await tmux.waitFor("bob", "editing notes/1.title")
+        try await tmux.keys("alice", " (alice)", "Enter")
+        try await tmux.waitFor("alice", "saved notes/1 (version 4)")
+        try await tmux.waitFor("bob", "someone else changed title too")
+        try await tmux.keys("bob", " v2", "Enter")
+        try await tmux.waitFor("bob", "Conflict on notes/1")
+        let conflictScreen = try await tmux.screen("bob")
+        #expect(conflictScreen.contains("Not merged: someone else changed title too"))
+        #expect(conflictScreen.contains("Plan by bob v2") && conflictScreen.contains("Plan by bob (alice)"))
+        #expect(!conflictScreen.contains("alice-body"), "only the clashing field is shown:\n\(conflictScreen)")
+        try await tmux.keys("bob", "r")
+        try await tmux.waitFor("bob", "saved notes/1 (version 5)")
+        try await tmux.waitFor("alice", "Plan by bob v2", within: .seconds(1))
+
+        try await TestClient.with(url: server.url) { client in
+            let record = try await client.request(#"{"type":"get","key":"notes/1"}"#)
+            #expect(record["version"] == .integer(5))
+            #expect(record["data"] == .object(["body": .string("alice-body"), "title": .string("Plan by bob v2")]))
         }
 
         // Quitting (q) and Ctrl-C both give the terminal back as it was.

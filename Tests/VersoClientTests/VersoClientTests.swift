@@ -98,7 +98,7 @@ struct VersoClientTests {
                     TxnOperation(key: "c/b", base: 0, action: .put(["b": .integer(1)])),
                     TxnOperation(key: "c/a", base: 2, action: .check),
                 ])
-                #expect(txn == .ack(seq: 3, versions: ["c/b": 1, "c/a": 2]))
+                #expect(txn == .ack(TxnAck(seq: 3), versions: ["c/b": 1, "c/a": 2]))
                 let listed = try await client.listAll(prefix: "c/")
                 #expect(listed.map(\.key) == ["c/a", "c/b"])
                 #expect(try await client.delete("c/a", base: 2) == .ack(version: 3, seq: 4))

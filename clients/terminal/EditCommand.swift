@@ -9,8 +9,11 @@ struct Edit: AsyncParsableCommand {
         abstract: "Edit the records under a prefix live, in a full-screen table.",
         discussion: """
             Arrow keys move; Enter or e edits the field under the cursor; a adds a record; d deletes one; / filters; q quits.
-            Every save carries the version you were looking at; when someone else saved first, a conflict view shows your \
-            value beside theirs and lets you keep theirs, reapply yours on top of theirs, or force (when the server allows it).
+            Every save carries the version you were looking at and asks the server to merge: when someone else saved other \
+            fields meanwhile, your field is saved beside their change and the message line says it was merged. When they \
+            changed the same field (or deleted the record), a conflict view shows your value beside theirs and lets you \
+            keep theirs, reapply yours on top of theirs, or force (when the server allows it). A save sent as the \
+            connection drops is sent again once reconnected, and lands once.
             """
     )
     @OptionGroup var connection: ConnectionOptions
@@ -109,9 +112,9 @@ struct EditorSession {
         let outcome: WriteOutcome
         do {
             switch effect {
-            case .patch(let target, let base, let patch):
+            case .patch(let target, let base, let patch, let merge):
                 key = target
-                outcome = try await client.patch(target, base: base, patch: patch)
+                outcome = try await client.patch(target, base: base, patch: patch, merge: merge)
             case .create(let target, let data):
                 key = target
                 outcome = try await client.put(target, base: 0, data: data)
@@ -127,11 +130,17 @@ struct EditorSession {
             return .failed(key: effect.key ?? "", message: "\(error)")
         }
         switch outcome {
-        case .ack(let version, _):
-            return .saved(key: key, version: version)
+        case .ack(let version, _, let merged, _):
+            return .saved(key: key, version: version, merged: merged)
         case .conflict(let conflict):
             return .conflict(
-                current: EditorRecord(key: key, version: conflict.version, data: conflict.deleted ? nil : conflict.data)
+                current: EditorRecord(
+                    key: key,
+                    version: conflict.version,
+                    data: conflict.deleted ? nil : conflict.data
+                ),
+                reason: conflict.reason,
+                clashes: conflict.clashes
             )
         }
     }
@@ -141,7 +150,7 @@ extension EditorEffect {
     /// The key a save is about.
     var key: String? {
         switch self {
-        case .patch(let key, _, _), .create(let key, _), .delete(let key, _): key
+        case .patch(let key, _, _, _), .create(let key, _), .delete(let key, _): key
         case .quit: nil
         }
     }

@@ -21,16 +21,72 @@ struct BaseOptions: ParsableArguments {
     }
 }
 
-/// Prints an ack, or the current record and exits 3 on conflict.
+/// `--merge`, for put and patch.
+struct MergeOption: ParsableArguments {
+    @Flag(
+        help: """
+            Send with "merge": "fields": on a stale --base, merge into the current record unless a value this \
+            write changes was changed since (Protocol.md 3.3). Needs --base.
+            """
+    )
+    var merge = false
+}
+
+/// `--idempotency-key`, and the one retry it makes safe, shared by the write commands.
+struct RetryOptions: ParsableArguments {
+    @Option(
+        help: """
+            The write's idempotency key (default: a new UUID). The same write sent again with the same key, from \
+            this run or a later one, is applied at most once: the retry of a write that landed gets its first ack, \
+            marked "replayed":true.
+            """
+    )
+    var idempotencyKey: String?
+
+    func validate() throws {
+        if let idempotencyKey, !(1...RequestLimits.maxIdempotencyKeyBytes).contains(idempotencyKey.utf8.count) {
+            throw ValidationError("--idempotency-key must be 1–\(RequestLimits.maxIdempotencyKeyBytes) bytes")
+        }
+    }
+
+    /// Connects and sends a write with its idempotency key; when the connection drops before the
+    /// reply, connects again and sends it once more with the same key, so a write that had landed
+    /// is answered with its first ack rather than a conflict against itself.
+    func send<T: Sendable>(
+        _ connection: ConnectionOptions,
+        _ write: (VersoClient, String) async throws -> T
+    ) async throws -> T {
+        let key = idempotencyKey ?? UUID().uuidString.lowercased()
+        do {
+            return try await connection.withClient { try await write($0, key) }
+        } catch let failure as CommandFailure where failure.droppedBeforeReply {
+            FileHandle.standardError.write(
+                Data("verso: \(failure.message); sending again with the same idempotency key\n".utf8)
+            )
+            return try await connection.withClient { try await write($0, key) }
+        }
+    }
+}
+
+/// Prints an ack (with `"merged":true` and `"replayed":true` when so), or the current record and
+/// exits 3 on conflict.
 func report(_ key: String, _ outcome: WriteOutcome) throws {
     switch outcome {
-    case .ack(let version, let seq):
-        printJSON(.object(["key": .string(key), "version": .integer(version), "seq": .integer(seq)]))
+    case .ack(let version, let seq, let merged, let replayed):
+        var ack: JSONObject = ["key": .string(key), "version": .integer(version), "seq": .integer(seq)]
+        if merged { ack["merged"] = .bool(true) }
+        if replayed { ack["replayed"] = .bool(true) }
+        printJSON(.object(ack))
     case .conflict(let conflict):
         printJSON(conflictJSON(conflict))
+        let notMerged =
+            conflict.reason.map { reason in
+                "; not merged: \(reason.rawValue)"
+                    + (conflict.clashes.isEmpty ? "" : " on \(conflict.clashes.map(\.pointer).joined(separator: ", "))")
+            } ?? ""
         throw CommandFailure(
             ExitStatus.conflict,
-            "conflict: \(key) is at version \(conflict.version), not \(conflict.base)"
+            "conflict: \(key) is at version \(conflict.version), not \(conflict.base)\(notMerged)"
         )
     }
 }
@@ -55,12 +111,20 @@ struct Put: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Replace a record's data if its version is --base.")
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var base: BaseOptions
+    @OptionGroup var merge: MergeOption
+    @OptionGroup var retry: RetryOptions
     @Argument(help: "The key.") var key: String
     @Argument(help: "A JSON object, @file, or - for standard input.") var data: String
 
+    func validate() throws {
+        if merge.merge, base.force { throw ValidationError("--merge needs --base, not --force") }
+    }
+
     func run() async throws {
         let object = try readObject(data, what: "data")
-        let outcome = try await connection.withClient { try await $0.put(key, base: base.base, data: object) }
+        let outcome = try await retry.send(connection) { client, idempotencyKey in
+            try await client.put(key, base: base.base, data: object, merge: merge.merge, idempotencyKey: idempotencyKey)
+        }
         try report(key, outcome)
     }
 }
@@ -69,12 +133,26 @@ struct Patch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Apply an RFC 7396 merge patch if the version is --base.")
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var base: BaseOptions
+    @OptionGroup var merge: MergeOption
+    @OptionGroup var retry: RetryOptions
     @Argument(help: "The key.") var key: String
     @Argument(help: "A JSON object, @file, or - for standard input.") var patch: String
 
+    func validate() throws {
+        if merge.merge, base.force { throw ValidationError("--merge needs --base, not --force") }
+    }
+
     func run() async throws {
         let object = try readObject(patch, what: "patch")
-        let outcome = try await connection.withClient { try await $0.patch(key, base: base.base, patch: object) }
+        let outcome = try await retry.send(connection) { client, idempotencyKey in
+            try await client.patch(
+                key,
+                base: base.base,
+                patch: object,
+                merge: merge.merge,
+                idempotencyKey: idempotencyKey
+            )
+        }
         try report(key, outcome)
     }
 }
@@ -85,10 +163,13 @@ struct Delete: AsyncParsableCommand {
     )
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var base: BaseOptions
+    @OptionGroup var retry: RetryOptions
     @Argument(help: "The key.") var key: String
 
     func run() async throws {
-        let outcome = try await connection.withClient { try await $0.delete(key, base: base.base) }
+        let outcome = try await retry.send(connection) { client, idempotencyKey in
+            try await client.delete(key, base: base.base, idempotencyKey: idempotencyKey)
+        }
         try report(key, outcome)
     }
 }
@@ -162,10 +243,13 @@ struct Txn: AsyncParsableCommand {
         abstract: "Apply several operations all or nothing.",
         discussion: """
             FILE holds {"ops":[...]} or just the array, with ops as in Protocol.md: \
-            {"op":"put"|"patch"|"delete"|"check","key":K,"base":B,"data":{...}|"patch":{...}}. Use - for standard input.
+            {"op":"put"|"patch"|"delete"|"check","key":K,"base":B,"data":{...}|"patch":{...}}, a put or patch with \
+            "merge":"fields" to merge on a stale base. Use - for standard input. The ack prints "merged" (the keys \
+            merged) when there are any.
             """
     )
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var retry: RetryOptions
     @Argument(help: "The txn file, or - for standard input.") var file: String
 
     func run() async throws {
@@ -179,10 +263,17 @@ struct Txn: AsyncParsableCommand {
             text = String(decoding: data, as: UTF8.self)
         }
         let operations = try Self.operations(from: text)
-        let outcome = try await connection.withClient { try await $0.txn(operations) }
+        let outcome = try await retry.send(connection) { client, idempotencyKey in
+            try await client.txn(operations, idempotencyKey: idempotencyKey)
+        }
         switch outcome {
-        case .ack(let seq, let versions):
-            printJSON(.object(["seq": .integer(seq), "versions": .object(versions.mapValues { .integer($0) })]))
+        case .ack(let ack, let versions):
+            var printed: JSONObject = [
+                "seq": .integer(ack.seq), "versions": .object(versions.mapValues { .integer($0) }),
+            ]
+            if !ack.merged.isEmpty { printed["merged"] = .array(ack.merged.sorted().map { .string($0.string) }) }
+            if ack.replayed { printed["replayed"] = .bool(true) }
+            printJSON(.object(printed))
         case .conflict(let conflicts):
             printJSON(.object(["conflicts": .array(conflicts.map(conflictJSON))]))
             throw CommandFailure(
@@ -231,7 +322,13 @@ struct Txn: AsyncParsableCommand {
             case "check": action = .check
             default: throw CommandFailure(ExitStatus.usage, "ops[\(index)]: unknown op \"\(name)\"")
             }
-            return TxnOperation(key: key, base: base, action: action)
+            let merge: Bool
+            switch op["merge"] {
+            case nil, .null?: merge = false
+            case .string("fields")?: merge = true
+            default: throw CommandFailure(ExitStatus.usage, "ops[\(index)]: \"merge\" can only be \"fields\"")
+            }
+            return TxnOperation(key: key, base: base, action: action, merge: merge)
         }
     }
 }

@@ -54,6 +54,8 @@ enum ExitStatus {
 struct CommandFailure: Error {
     let exitCode: Int32
     let message: String
+    /// The connection dropped before the reply: a write may be sent again with its idempotency key.
+    var droppedBeforeReply = false
 
     /// Maps a client error to its exit status.
     init(_ error: any Error) {
@@ -64,7 +66,11 @@ struct CommandFailure: Error {
             switch error.kind {
             case .cannotConnect: self.init(ExitStatus.cannotConnect, error.description)
             case .server(.notFound): self.init(ExitStatus.notFound, error.description)
-            case .server(.badRequest), .server(.tooLarge): self.init(ExitStatus.usage, error.description)
+            case .server(.badRequest), .server(.tooLarge), .invalidArgument:
+                self.init(ExitStatus.usage, error.description)
+            case .disconnected:
+                self.init(ExitStatus.failure, error.description)
+                droppedBeforeReply = true
             default: self.init(ExitStatus.failure, error.description)
             }
         default:
@@ -163,10 +169,17 @@ func recordJSON(_ record: Record) -> JSONValue {
     .object(["key": .string(record.key), "version": .integer(record.version), "data": .object(record.data)])
 }
 
-/// The JSON printed for a conflict.
+/// The JSON printed for a conflict: with `reason`, `clashes` and `changed` (JSON Pointers) when the
+/// write asked for a merge.
 func conflictJSON(_ conflict: RecordConflict) -> JSONValue {
-    .object([
+    var members: JSONObject = [
         "key": .string(conflict.key), "base": .integer(conflict.base), "version": .integer(conflict.version),
         "data": conflict.data.map { .object($0) } ?? .null, "deleted": .bool(conflict.deleted),
-    ])
+    ]
+    if let reason = conflict.reason {
+        members["reason"] = .string(reason.rawValue)
+        members["clashes"] = .array(conflict.clashes.map { .string($0.pointer) })
+        if let changed = conflict.changed { members["changed"] = .array(changed.map { .string($0.pointer) }) }
+    }
+    return .object(members)
 }

@@ -1,0 +1,163 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A TCP proxy in front of a server that can cut a connection at a chosen message: the way a
+/// network drops it, with the message lost on the way. It relays every connection's bytes both
+/// ways until it is told to cut, then drops the first matching chunk of bytes and closes both
+/// sides; the connections that follow are relayed whole.
+///
+/// It reads unmasked server frames and masked client frames of uncompressed WebSocket text (a
+/// client that does not offer permessage-deflate), so a cut names the text a message holds.
+final class CuttingProxy: Sendable {
+    /// Where the next cut happens.
+    enum Cut: Sendable {
+        /// At the first message from the server whose text contains this.
+        case reply(containing: String)
+        /// At the first message from the client whose text contains this, which never reaches
+        /// the server.
+        case request(containing: String)
+    }
+
+    private struct State {
+        var armed: Cut?
+        var cuts = 0
+        var connections = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// Cuts the connection at the next message that matches `cut`.
+    func arm(_ cut: Cut) {
+        state.withLock { $0.armed = cut }
+    }
+
+    /// How many connections were cut so far.
+    var cuts: Int { state.withLock { $0.cuts } }
+
+    /// How many connections were accepted so far.
+    var connections: Int { state.withLock { $0.connections } }
+
+    /// Whether `bytes`, going `toServer` or not, holds the armed message: if so the cut is used up.
+    fileprivate func shouldCut(_ bytes: ByteBuffer, toServer: Bool) -> Bool {
+        state.withLock { state in
+            let needle: String
+            switch state.armed {
+            case .reply(let text)? where !toServer: needle = text
+            case .request(let text)? where toServer: needle = text
+            default: return false
+            }
+            guard Self.texts(in: bytes).contains(where: { $0.contains(needle) }) else { return false }
+            state.armed = nil
+            state.cuts += 1
+            return true
+        }
+    }
+
+    fileprivate func accepted() {
+        state.withLock { $0.connections += 1 }
+    }
+
+    /// The text of every whole text frame in `bytes` (unmasked when the frame is masked).
+    static func texts(in bytes: ByteBuffer) -> [String] {
+        let data = Array(bytes.readableBytesView)
+        var texts: [String] = []
+        var index = 0
+        while index + 2 <= data.count {
+            let opcode = data[index] & 0x0F
+            let masked = data[index + 1] & 0x80 != 0
+            var length = Int(data[index + 1] & 0x7F)
+            index += 2
+            if length == 126 {
+                guard index + 2 <= data.count else { break }
+                length = Int(data[index]) << 8 | Int(data[index + 1])
+                index += 2
+            } else if length == 127 {
+                guard index + 8 <= data.count else { break }
+                length = data[index..<index + 8].reduce(0) { $0 << 8 | Int($1) }
+                index += 8
+            }
+            var mask: [UInt8] = [0, 0, 0, 0]
+            if masked {
+                guard index + 4 <= data.count else { break }
+                mask = Array(data[index..<index + 4])
+                index += 4
+            }
+            guard index + length <= data.count else { break }
+            if opcode == 0x1 {
+                let payload = data[index..<index + length].enumerated().map { $1 ^ mask[$0 % 4] }
+                texts.append(String(decoding: payload, as: UTF8.self))
+            }
+            index += length
+        }
+        return texts
+    }
+
+    /// Relays what one side reads to the other, unless the proxy cuts it.
+    private final class Relay: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+
+        let proxy: CuttingProxy
+        let partner: any Channel
+        let toServer: Bool
+
+        init(proxy: CuttingProxy, partner: any Channel, toServer: Bool) {
+            self.proxy = proxy
+            self.partner = partner
+            self.toServer = toServer
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let bytes = unwrapInboundIn(data)
+            if proxy.shouldCut(bytes, toServer: toServer) {
+                context.close(promise: nil)
+                partner.close(promise: nil)
+                return
+            }
+            partner.writeAndFlush(bytes, promise: nil)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            partner.close(promise: nil)
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            context.close(promise: nil)
+        }
+    }
+
+    /// Runs `body` with the port of a proxy on 127.0.0.1 in front of `port`, then stops it.
+    static func with<T: Sendable>(
+        to port: Int,
+        _ body: (CuttingProxy, Int) async throws -> T
+    ) async throws -> T {
+        let proxy = CuttingProxy()
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelInitializer { inbound in
+                proxy.accepted()
+                return ClientBootstrap(group: inbound.eventLoop)
+                    .connect(host: "127.0.0.1", port: port)
+                    .flatMapThrowing { outbound in
+                        // Both channels are on `inbound`'s event loop.
+                        try inbound.pipeline.syncOperations.addHandler(
+                            Relay(proxy: proxy, partner: outbound, toServer: true)
+                        )
+                        try outbound.pipeline.syncOperations.addHandler(
+                            Relay(proxy: proxy, partner: inbound, toServer: false)
+                        )
+                    }
+                    .flatMap { inbound.setOption(.autoRead, value: true) }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        do {
+            let result = try await body(proxy, channel.localAddress?.port ?? 0)
+            try await channel.close()
+            return result
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+}
