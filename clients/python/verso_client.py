@@ -5,6 +5,12 @@ background task reads the connection and routes each reply to its request by ``r
 subscription message (``snapshot`` with ``sub``, ``update``) to its :class:`Subscription` by
 ``sub``, so any number of coroutines may share one client.
 
+Every write carries an ``idempotency_key`` (Protocol.md 3.7), a fresh UUID unless the caller
+gives one, so sending it again can never apply it twice. A client opened with
+``reconnect=True`` uses that: when the connection drops it connects again and resends every
+write still waiting for its reply, so each caller gets exactly one outcome (the original ack,
+marked ``replayed``, for a write that had landed).
+
     async with await VersoClient.connect("ws://127.0.0.1:7070/v1/ws") as verso:
         ack = await verso.put("notes/1", {"title": "hi"}, base=0)
         try:
@@ -22,14 +28,17 @@ import asyncio
 import builtins
 import itertools
 import json
+import random
 import ssl
+import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, TypeAlias, Union
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import process_exception
 from websockets.exceptions import ConnectionClosed
 
 __all__ = [
@@ -70,6 +79,23 @@ any JSON-encodable dicts, lists, strings, numbers, booleans and None)."""
 
 Rid: TypeAlias = Union[int, str]
 
+MAX_IDEMPOTENCY_KEY_BYTES: Final = 128
+"""The longest ``idempotency_key`` the server takes, in bytes of UTF-8 (Protocol.md 3.7)."""
+
+_WRITES: Final = frozenset({"put", "patch", "delete", "txn"})
+
+# Close codes after which a reconnecting client gives up rather than connect again: sending the
+# same requests again would only repeat them (Protocol.md 1.2). 1002, 1003 and 1007: the server
+# could not take what this client sent; 1009: a message over a size limit (the server's, or
+# max_size for a reply); 4401: the token expired or was withdrawn, so the handshake would be
+# refused.
+_FINAL_CLOSE_CODES: Final = frozenset({1002, 1003, 1007, 1009, 4401})
+
+# Delays between reconnection attempts: each is random between 0 and a ceiling that starts here
+# and doubles up to the maximum, so clients of a restarted server do not all come back at once.
+_FIRST_RETRY_CEILING: Final = 0.1
+_MAX_RETRY_CEILING: Final = 5.0
+
 
 # --------------------------------------------------------------------------- results
 
@@ -99,12 +125,16 @@ class Ack:
 
     ``merged`` is True when a write sent with ``merge=True`` was merged into a version newer
     than its base (Protocol.md 3.3, "Field-level merge"); False for every other write.
+    ``replayed`` is True when the server had already applied a write with the same
+    idempotency key and answered from its stored outcome: the version and seq are those of
+    the write when it was first applied, and nothing changed this time (Protocol.md 3.7).
     """
 
     key: str
     version: int
     seq: int
     merged: bool = False
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,12 +142,14 @@ class TxnAck:
     """An accepted ``txn``: its single seq and every named key's version afterwards.
 
     ``merged`` lists the keys whose ``merge=True`` ops were merged into a newer version than
-    their base (empty when there are none).
+    their base (empty when there are none). ``replayed`` as for :class:`Ack`: the txn had
+    already been applied and this is its original outcome.
     """
 
     seq: int
     versions: dict[str, int]
     merged: list[str] = field(default_factory=list)
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,6 +256,22 @@ def _write_fields(message: dict[str, object], base: int | None, force: bool, mer
     return message
 
 
+def _idempotency_key(key: str | None) -> str:
+    """The caller's idempotency key, checked as the server would (1–128 bytes of UTF-8), or a
+    fresh UUID when None."""
+    if key is None:
+        return str(uuid.uuid4())
+    if not isinstance(key, str):
+        raise ValueError(f"idempotency_key must be a string, not {key!r}")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"idempotency_key is not valid UTF-8 (a lone surrogate?): {key!r}") from None
+    if not 1 <= size <= MAX_IDEMPOTENCY_KEY_BYTES:
+        raise ValueError(f"idempotency_key must be 1–{MAX_IDEMPOTENCY_KEY_BYTES} bytes of UTF-8, not {size}")
+    return key
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -302,7 +350,11 @@ class ConnectionLost(Exception):
     """The connection closed before the reply came, or while a subscription was being read.
 
     ``code`` and ``reason`` are the WebSocket close code and reason when known (1001: the server
-    shut down; 1008: this client read too slowly; 1009: a message was too large).
+    shut down; 1008: this client read too slowly; 1009: a message was too large; 1006: the
+    connection dropped without a close). On a client opened with ``reconnect=True`` it is
+    raised by subscriptions and by requests other than writes that were in flight when the
+    connection dropped (the client itself goes on), and by everything once the client gives up
+    reconnecting.
     """
 
     def __init__(self, code: int | None, reason: str) -> None:
@@ -322,6 +374,16 @@ class _RawRequest:
     """Stands for the rid of a request sent as raw text: its reply is matched by order."""
 
 
+@dataclass(eq=False)
+class _Pending:
+    """A request waiting for its reply."""
+
+    future: asyncio.Future[JSONObject]
+    text: str
+    resend: bool  # a write with an idempotency key: safe to send again on a new connection
+    sent_on: int | None = None  # the connection it was last sent on (VersoClient._connection)
+
+
 class _End:
     """Queued into a subscription to end it, with the exception to raise (None: just stop)."""
 
@@ -337,8 +399,9 @@ class Subscription:
     be honoured and current snapshots were sent instead (the caller must drop what it held).
 
     Iteration ends after :meth:`unsubscribe` or :meth:`VersoClient.close`; it raises
-    :class:`ConnectionLost` when the connection drops. Events are buffered without bound
-    until read.
+    :class:`ConnectionLost` when the connection drops, also on a client that reconnects (which
+    does not subscribe again by itself: resume with ``since``). Events are buffered without
+    bound until read.
     """
 
     def __init__(self, client: VersoClient, reply: JSONObject, queue: asyncio.Queue[Event | _End]) -> None:
@@ -393,18 +456,38 @@ class Subscription:
 
 
 class VersoClient:
-    """One WebSocket connection to a Verso server. Create it with :meth:`connect`."""
+    """A connection to a Verso server. Create it with :meth:`connect`.
 
-    def __init__(self, websocket: ClientConnection) -> None:
+    Opened with ``reconnect=True``, the client outlives its WebSocket: when the connection
+    drops it opens another to the same URL and sends again every write still waiting for its
+    reply (see :meth:`connect`).
+    """
+
+    def __init__(
+        self,
+        websocket: ClientConnection,
+        *,
+        reopen: Callable[[float], Awaitable[ClientConnection]] | None = None,
+        reconnect_timeout: float = 30.0,
+    ) -> None:
+        """Take over an open ``websocket``. ``reopen(limit)`` opens a new one within ``limit``
+        seconds; with it the client reconnects for up to ``reconnect_timeout`` seconds after
+        a drop (without it, a drop ends the client)."""
         self._ws = websocket
+        self._reopen = reopen
+        self._reconnect_timeout = reconnect_timeout
+        self._connection = 0  # counts the WebSockets this client has had; _Pending.sent_on names one
+        self._live = True  # requests may be sent on self._ws (False while reconnecting and resending)
+        self._reopening = False  # between connections: close() cancels the reader then
         self._rids = itertools.count(1)
-        self._pending: dict[Rid | _RawRequest, asyncio.Future[JSONObject]] = {}
-        self._order: deque[Rid | _RawRequest] = deque()  # in the order sent: replies come in that order
+        self._pending: dict[Rid | _RawRequest, _Pending] = {}  # in the order first sent
+        self._order: deque[Rid | _RawRequest] = deque()  # sent on self._ws, in order: replies come in that order
         self._subs: dict[int, asyncio.Queue[Event | _End]] = {}
         self._subscriptions: dict[int, Subscription] = {}
         self._closing = False
-        self._lost: ConnectionLost | None = None
-        self._reader = asyncio.get_running_loop().create_task(self._read_loop(), name="verso-client-reader")
+        self._lost: ConnectionLost | None = None  # set once the client is finished
+        self._last_drop: ConnectionLost | None = None  # the latest connection lost, reconnected or not
+        self._reader = asyncio.get_running_loop().create_task(self._run(), name="verso-client-reader")
 
     @classmethod
     async def connect(
@@ -416,6 +499,8 @@ class VersoClient:
         max_size: int | None = None,
         token: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        reconnect: bool = False,
+        reconnect_timeout: float = 30.0,
     ) -> VersoClient:
         """Open a connection to ``ws://HOST:PORT/v1/ws`` (or ``wss://`` for a server with TLS).
 
@@ -429,19 +514,40 @@ class VersoClient:
         decides which certificates to trust (for example
         ``ssl.create_default_context(cafile="ca.pem")`` for a private CA or a self-signed
         certificate); by default the system's certificate authorities.
+
+        With ``reconnect=True``, a connection that drops is opened again (after a short random
+        delay that grows with each failed attempt) for up to ``reconnect_timeout`` seconds.
+        Every write still waiting for its reply is then sent again with its idempotency key,
+        in the order first sent, so its caller gets one outcome: the original ack marked
+        ``replayed`` if it had been applied, else the write decided as new. Other requests in
+        flight (``get``, ``list``, ``subscribe``…) raise :class:`ConnectionLost`, as do
+        subscriptions; requests made while reconnecting wait for the new connection. The
+        client gives up, and everything waiting raises :class:`ConnectionLost`, when the time
+        runs out, when the handshake is refused for good (401, 403…), or after a close that a
+        resend would only repeat (1002, 1007, 1009, 4401). By default (``reconnect=False``) a
+        dropped connection ends the client and every request in flight raises
+        :class:`ConnectionLost`.
         """
+        if reconnect_timeout <= 0:
+            raise ValueError(f"reconnect_timeout must be positive, not {reconnect_timeout!r}")
         # websockets refuses ssl=None for wss:// (it makes a default context when ssl is absent).
         tls: dict[str, Any] = {} if ssl_context is None else {"ssl": ssl_context}
-        websocket = await connect(
-            url,
-            compression="deflate" if compression else None,
-            open_timeout=open_timeout,
-            max_size=max_size,
-            proxy=None,
-            additional_headers={"Authorization": f"Bearer {token}"} if token is not None else None,
-            **tls,
-        )
-        return cls(websocket)
+
+        async def open_websocket(limit: float | None) -> ClientConnection:
+            """Open the WebSocket, within ``limit`` seconds as well as ``open_timeout``."""
+            timeout = open_timeout if limit is None else limit if open_timeout is None else min(open_timeout, limit)
+            return await connect(
+                url,
+                compression="deflate" if compression else None,
+                open_timeout=timeout,
+                max_size=max_size,
+                proxy=None,
+                additional_headers={"Authorization": f"Bearer {token}"} if token is not None else None,
+                **tls,
+            )
+
+        websocket = await open_websocket(None)
+        return cls(websocket, reopen=open_websocket if reconnect else None, reconnect_timeout=reconnect_timeout)
 
     # ---- connection facts
 
@@ -458,6 +564,8 @@ class VersoClient:
 
     @property
     def closed(self) -> bool:
+        """Whether the client is finished: closed, or its connection lost for good (a client
+        that is reconnecting is not closed)."""
         return self._closing or self._lost is not None
 
     @property
@@ -469,11 +577,15 @@ class VersoClient:
     async def close(self) -> None:
         """Close the connection (code 1000). Pending requests fail; subscriptions stop."""
         self._closing = True
-        await self._ws.close()
+        if self._reopening:
+            self._reader.cancel()  # it is waiting to reconnect: there is no connection to close
+        else:
+            await self._ws.close()
         await asyncio.gather(self._reader, return_exceptions=True)
 
     async def wait_closed(self) -> ConnectionLost:
-        """Wait until the server closes the connection; returns how it closed."""
+        """Wait until the client is finished (the server closed the connection, or a
+        reconnecting client gave up); returns how it ended."""
         await asyncio.shield(self._reader)
         assert self._lost is not None
         return self._lost
@@ -493,12 +605,14 @@ class VersoClient:
 
         Raises :class:`VersoError` for an ``error`` reply, :class:`Conflict` for a ``conflict``
         and :class:`ConnectionLost` if the connection closes first. Any other reply is returned
-        as it came.
+        as it came. A write that carries an ``idempotency_key`` is sent again after a
+        reconnect, like those of :meth:`put` and the others.
         """
         rid = next(self._rids)
         body = dict(message)
         body["rid"] = rid
-        reply = await self._exchange(rid, json.dumps(body, ensure_ascii=False, allow_nan=False))
+        resend = body.get("type") in _WRITES and isinstance(body.get("idempotency_key"), str)
+        reply = await self._exchange(rid, json.dumps(body, ensure_ascii=False, allow_nan=False), resend=resend)
         kind = reply.get("type")
         if kind == "error":
             raise VersoError(reply)
@@ -514,23 +628,31 @@ class VersoClient:
         """
         return await self._exchange(_RawRequest(), text)
 
-    async def _exchange(self, key: Rid | _RawRequest, text: str) -> JSONObject:
+    async def _exchange(self, key: Rid | _RawRequest, text: str, *, resend: bool = False) -> JSONObject:
         if self._lost is not None:
             raise self._lost
         if self._closing:
             raise ConnectionLost(1000, "closed by the client")
-        future: asyncio.Future[JSONObject] = asyncio.get_running_loop().create_future()
-        # Register before sending: the reply may be read before send() returns.
-        self._pending[key] = future
-        self._order.append(key)
+        pending = _Pending(asyncio.get_running_loop().create_future(), text, resend)
+        self._pending[key] = pending
         try:
-            await self._ws.send(text)
-        except ConnectionClosed:
-            pass  # the reader fails the future with the close code
-        try:
-            return await future
+            if self._live:  # else the reader sends it once it has a connection again
+                await self._send(self._ws, key, pending)
+            return await pending.future
         finally:
             self._pending.pop(key, None)
+
+    async def _send(self, websocket: ClientConnection, key: Rid | _RawRequest, pending: _Pending) -> bool:
+        """Send one request on ``websocket``; False if the connection is closed (the reader then
+        fails the request or sends it again on the next connection)."""
+        pending.sent_on = self._connection
+        # Register before sending: the reply may be read before send() returns.
+        self._order.append(key)
+        try:
+            await websocket.send(pending.text)
+        except ConnectionClosed:
+            return False
+        return True
 
     # ---- requests
 
@@ -552,28 +674,55 @@ class VersoClient:
         return _record(reply, "snapshot")
 
     async def put(
-        self, key: str, data: Outgoing, base: int | None = None, *, force: bool = False, merge: bool = False
+        self,
+        key: str,
+        data: Outgoing,
+        base: int | None = None,
+        *,
+        force: bool = False,
+        merge: bool = False,
+        idempotency_key: str | None = None,
     ) -> Ack:
         """Replace the record's object. ``base`` is the version the edit started from (0: create).
 
         With ``merge=True`` (``"merge": "fields"``) a stale base is not a conflict as long as
         none of the values this put changes was changed since ``base``: the server applies the
         changed values to the current record and the ack has ``merged=True`` (Protocol.md 3.3).
+
+        ``idempotency_key`` (1–128 bytes of UTF-8, else ``ValueError``; a fresh UUID when not
+        given) makes the write safe to send again: the same key with the same request gets the
+        original ack with ``replayed=True`` and changes nothing; with another request it is a
+        :class:`VersoError` ``bad_request`` (Protocol.md 3.7). The same holds for every write.
         """
         message = _write_fields({"type": "put", "key": key, "data": dict(data)}, base, force, merge)
-        return _ack(await self.request(message))
+        return _ack(await self._write(message, idempotency_key))
 
     async def patch(
-        self, key: str, patch: Outgoing, base: int | None = None, *, force: bool = False, merge: bool = False
+        self,
+        key: str,
+        patch: Outgoing,
+        base: int | None = None,
+        *,
+        force: bool = False,
+        merge: bool = False,
+        idempotency_key: str | None = None,
     ) -> Ack:
-        """Apply an RFC 7396 merge patch (``None`` removes a member); ``merge`` as for :meth:`put`."""
+        """Apply an RFC 7396 merge patch (``None`` removes a member); ``merge`` and
+        ``idempotency_key`` as for :meth:`put`."""
         message = _write_fields({"type": "patch", "key": key, "patch": dict(patch)}, base, force, merge)
-        return _ack(await self.request(message))
+        return _ack(await self._write(message, idempotency_key))
 
-    async def delete(self, key: str, base: int | None = None, *, force: bool = False) -> Ack:
-        """Delete the record, leaving a tombstone at the next version."""
+    async def delete(
+        self, key: str, base: int | None = None, *, force: bool = False, idempotency_key: str | None = None
+    ) -> Ack:
+        """Delete the record, leaving a tombstone at the next version; ``idempotency_key`` as for
+        :meth:`put`."""
         message = _write_fields({"type": "delete", "key": key}, base, force)
-        return _ack(await self.request(message))
+        return _ack(await self._write(message, idempotency_key))
+
+    async def _write(self, message: dict[str, object], idempotency_key: str | None) -> JSONObject:
+        message["idempotency_key"] = _idempotency_key(idempotency_key)
+        return await self.request(message)
 
     async def list(self, prefix: str = "", *, after: str | None = None, limit: int | None = None) -> Page:
         """One page of live records under ``prefix`` in key order (server default limit: 100)."""
@@ -603,14 +752,19 @@ class VersoClient:
                 return records
             after = page.next
 
-    async def txn(self, ops: Iterable[TxnOp]) -> TxnAck:
-        """Apply all ops or none. A stale base raises :class:`Conflict` listing every stale op."""
+    async def txn(self, ops: Iterable[TxnOp], *, idempotency_key: str | None = None) -> TxnAck:
+        """Apply all ops or none. A stale base raises :class:`Conflict` listing every stale op.
+        ``idempotency_key`` as for :meth:`put`: a replayed txn ack has its versions as first sent."""
         wire_ops = [op.wire() for op in ops]
-        reply = _expect(await self.request({"type": "txn", "ops": wire_ops}), "ack")
+        reply = _expect(await self._write({"type": "txn", "ops": wire_ops}, idempotency_key), "ack")
         raw_versions = _as_object(reply.get("versions"), "ack.versions")
         versions = {key: _as_int(version, f"ack.versions[{key!r}]") for key, version in raw_versions.items()}
-        merged = _as_str_list(reply.get("merged", []), "ack.merged")
-        return TxnAck(seq=_as_int(reply.get("seq"), "ack.seq"), versions=versions, merged=merged)
+        return TxnAck(
+            seq=_as_int(reply.get("seq"), "ack.seq"),
+            versions=versions,
+            merged=_as_str_list(reply.get("merged", []), "ack.merged"),
+            replayed=_as_bool(reply.get("replayed", False), "ack.replayed"),
+        )
 
     async def subscribe(
         self,
@@ -640,43 +794,142 @@ class VersoClient:
         reply = _expect(await self.request(message), "subscribed")
         sub_id = _as_int(reply.get("sub"), "subscribed.sub")
         queue = self._subs.get(sub_id)
-        if queue is None:  # the reader registers it on the reply; only a closed connection skips that
-            raise self._lost or ConnectionLost(1000, "closed by the client")
+        if queue is None:  # the reader registers it on the reply; only a lost connection skips that
+            if self._closing:
+                raise ConnectionLost(1000, "closed by the client")
+            raise self._lost or self._last_drop or ConnectionLost(None, "connection lost")
         subscription = Subscription(self, reply, queue)
         self._subscriptions[sub_id] = subscription
         return subscription
 
     # ---- the reader
 
-    async def _read_loop(self) -> None:
+    async def _run(self) -> None:
+        """Read the connection; on a client that reconnects, open new ones as they drop."""
         lost = ConnectionLost(None, "")
+        outage_ends = 0.0  # when a reconnecting client gives up, counted from the first drop
+        resend = False
         try:
-            async for raw in self._ws:
+            while True:
+                lost, final = await self._read(self._ws, resend)
+                was_live, self._live = self._live, False
+                self._last_drop = lost
+                if self._closing or final or self._reopen is None:
+                    return
+                self._interrupt(lost)
+                if was_live:  # a drop while resending continues the same outage
+                    outage_ends = asyncio.get_running_loop().time() + self._reconnect_timeout
+                self._reopening = True
+                reopened = await self._reconnect(lost, outage_ends)
+                self._reopening = False
+                if isinstance(reopened, ConnectionLost):
+                    lost = reopened
+                    return
+                self._ws = reopened
+                self._connection += 1
+                resend = True
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            lost = ConnectionLost(1000, "closed by the client")  # close() while reconnecting
+        finally:
+            self._finish(lost)
+
+    async def _read(self, websocket: ClientConnection, resend: bool) -> tuple[ConnectionLost, bool]:
+        """Dispatch every message of ``websocket`` until it closes, first sending again what is
+        waiting (``resend``, on a new connection). Returns how it closed, and whether that is
+        final: a close that a new connection would only repeat."""
+        sender = None
+        if resend:
+            sender = asyncio.get_running_loop().create_task(self._resend(websocket), name="verso-client-resend")
+        try:
+            async for raw in websocket:
                 if isinstance(raw, bytes):
                     raise ProtocolViolation("the server sent a binary message")
                 message = json.loads(raw)
                 if not isinstance(message, dict):
                     raise ProtocolViolation(f"the server sent a non-object: {raw[:200]!r}")
                 self._dispatch(message)
-            lost = ConnectionLost(self._ws.close_code, self._ws.close_reason or "")
+            lost = ConnectionLost(websocket.close_code, websocket.close_reason or "")
         except ConnectionClosed as closed:
-            lost = ConnectionLost(self._ws.close_code, self._ws.close_reason or str(closed))
+            lost = ConnectionLost(websocket.close_code, websocket.close_reason or str(closed))
         except Exception as violation:  # ProtocolViolation, bad JSON: this connection is unusable
-            lost = ConnectionLost(None, f"protocol violation: {violation}")
-            await self._ws.close(1002, "protocol violation")
+            await websocket.close(1002, "protocol violation")
+            return ConnectionLost(None, f"protocol violation: {violation}"), True
         finally:
-            self._lost = lost
-            failure = ConnectionLost(1000, "closed by the client") if self._closing else lost
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(failure)
-            self._order.clear()
-            end = _End(None if self._closing else lost)
-            for queue in self._subs.values():
-                queue.put_nowait(end)
-            for subscription in self._subscriptions.values():
-                subscription.active = False
-            self._subs.clear()
+            if sender is not None:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+        return lost, lost.code in _FINAL_CLOSE_CODES
+
+    async def _resend(self, websocket: ClientConnection) -> None:
+        """Send every request waiting for a new connection on ``websocket``, in the order they
+        were first sent, then let requests go straight out again. Requests made meanwhile
+        queue behind them."""
+        while True:
+            waiting = [
+                (key, pending)
+                for key, pending in self._pending.items()
+                if pending.sent_on != self._connection and not pending.future.done()
+            ]
+            if not waiting:
+                self._live = True  # no await since the last check: nothing is left behind
+                return
+            for key, pending in waiting:
+                if pending.future.done():  # its caller gave up while an earlier one was sent
+                    continue
+                if not await self._send(websocket, key, pending):
+                    return  # closed again: the reader sees it
+
+    def _interrupt(self, lost: ConnectionLost) -> None:
+        """The connection dropped and the client will reconnect: fail the requests that cannot
+        be sent again (anything but a write with an idempotency key) and end the subscriptions.
+        Writes, and requests not sent yet, wait for the next connection."""
+        for pending in self._pending.values():
+            if pending.sent_on is not None and not pending.resend and not pending.future.done():
+                pending.future.set_exception(lost)
+        self._order.clear()
+        self._end_subscriptions(lost)
+
+    def _finish(self, lost: ConnectionLost) -> None:
+        """The client is done: fail everything still waiting and end the subscriptions."""
+        self._live = False
+        self._lost = lost
+        failure = ConnectionLost(1000, "closed by the client") if self._closing else lost
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(failure)
+        self._order.clear()
+        self._end_subscriptions(None if self._closing else lost)
+
+    def _end_subscriptions(self, error: ConnectionLost | None) -> None:
+        end = _End(error)
+        for queue in self._subs.values():
+            queue.put_nowait(end)
+        for subscription in self._subscriptions.values():
+            subscription.active = False
+        self._subs.clear()
+        self._subscriptions.clear()
+
+    async def _reconnect(self, lost: ConnectionLost, give_up_at: float) -> ClientConnection | ConnectionLost:
+        """Open a new connection, trying until ``give_up_at`` (the loop's clock); the
+        ConnectionLost to end the client with if that fails."""
+        assert self._reopen is not None
+        loop = asyncio.get_running_loop()
+        ceiling = _FIRST_RETRY_CEILING
+        failure = "no attempt in time"
+        while (remaining := give_up_at - loop.time()) > 0:
+            await asyncio.sleep(random.uniform(0, min(ceiling, remaining)))
+            ceiling = min(2 * ceiling, _MAX_RETRY_CEILING)
+            try:
+                return await self._reopen(max(give_up_at - loop.time(), 0.001))
+            except Exception as error:
+                failure = f"{type(error).__name__}: {error}"
+                if process_exception(error) is not None:  # refused for good (an HTTP 401, say)
+                    return ConnectionLost(lost.code, f"{lost.reason or 'connection lost'}; reconnecting refused: {failure}")
+        return ConnectionLost(
+            lost.code, f"{lost.reason or 'connection lost'}; not reconnected within {self._reconnect_timeout}s: {failure}"
+        )
 
     def _dispatch(self, message: JSONObject) -> None:
         kind = message.get("type")
@@ -716,9 +969,9 @@ class VersoClient:
             subscription = self._subscriptions.pop(sub_id, None)
             if subscription is not None:
                 subscription.active = False
-        future = self._pending.get(key)
-        if future is not None and not future.done():
-            future.set_result(message)
+        pending = self._pending.get(key)
+        if pending is not None and not pending.future.done():
+            pending.future.set_result(message)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -784,6 +1037,7 @@ def _ack(reply: JSONObject) -> Ack:
         version=_as_int(reply.get("version"), "ack.version"),
         seq=_as_int(reply.get("seq"), "ack.seq"),
         merged=_as_bool(reply.get("merged", False), "ack.merged"),
+        replayed=_as_bool(reply.get("replayed", False), "ack.replayed"),
     )
 
 

@@ -403,9 +403,14 @@ MERGE_CONFLICT = {"type": "conflict", "key": "k", "base": 1, "version": 2, "data
         ({"type": "ack", "seq": 2, "versions": {"k": 2}, "merged": [None]}, "ack.merged[] is not a string"),
         ({"type": "conflict", "conflicts": [{**MERGE_CONFLICT, "reason": "clash", "clashes": {}}]},
          "conflict.clashes is not a list"),
+        ({"type": "ack", "key": "k", "version": 2, "seq": 2, "replayed": "yes"}, "ack.replayed is not a boolean"),
+        ({"type": "ack", "key": "k", "version": 2, "seq": 2, "replayed": None}, "ack.replayed is not a boolean"),
+        ({"type": "ack", "seq": 2, "versions": {"k": 2}, "replayed": 1}, "ack.replayed is not a boolean"),
     ],
 )
-async def test_malformed_merge_fields_are_a_protocol_violation(reply: dict[str, object], violation: str) -> None:
+async def test_malformed_merge_and_replayed_fields_are_a_protocol_violation(
+    reply: dict[str, object], violation: str
+) -> None:
     async def answer(websocket: ServerConnection) -> None:  # a server that always sends `reply`
         async for text in websocket:
             await websocket.send(json.dumps({**reply, "rid": json.loads(text)["rid"]}))
