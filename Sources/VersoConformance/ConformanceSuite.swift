@@ -7,8 +7,8 @@ public enum ConformanceSuite {
     /// Every case, in the order of Protocol.md's sections.
     public static var cases: [ConformanceCase] {
         let all =
-            transport + limits + closing + dataModel + access + requests + writes + transactions + listing
-            + forcedWrites
+            transport + limits + closing + dataModel + access + requests + writes + merging + transactions + listing
+            + forcedWrites + idempotency + batches
             + validation + subscriptions + notCheckable
         return all.enumerated().sorted { first, second in
             first.element.section == second.element.section

@@ -155,13 +155,24 @@ public enum FieldMerge {
 
     /// Merges a put or a patch made against `versions.first` into `versions.last`, where
     /// `versions` are every version of the record from the write's base to the current one,
-    /// oldest first, each a live record. Without a clash: a patch applies as sent to the
-    /// current data, and a put as the differences between the base data and its data.
+    /// oldest first, each a live record.
     public static func merge(_ action: WriteAction, versions: [JSONObject]) -> Outcome {
         guard let base = versions.first, let current = versions.last else {
             preconditionFailure("a merge needs at least the base version")
         }
-        let changed = changed(across: versions)
+        return merge(action, base: base, current: current, changed: changed(across: versions))
+    }
+
+    /// Merges a put or a patch made against `base` into `current`, `changed` being the paths
+    /// changed from `base` to `current` version by version (`changed(across:)`). Without a
+    /// clash: a patch applies as sent to the current data, and a put as the differences
+    /// between the base data and its data.
+    public static func merge(
+        _ action: WriteAction,
+        base: JSONObject,
+        current: JSONObject,
+        changed: [FieldPath]
+    ) -> Outcome {
         switch action {
         case .put(let data):
             let writing = differences(from: base, to: data)

@@ -106,6 +106,36 @@ public enum VersioningRules {
         current: RecordState?,
         history: [RecordState]
     ) -> VersionDecision {
+        var summary = MergeHistory.gone
+        if case .base(let base) = operation.precondition, let currentVersion = current?.version, base >= 1,
+            base < currentVersion
+        {
+            var byVersion: [Int64: RecordState] = [:]
+            for state in history where state.version >= base && state.version <= currentVersion {
+                byVersion[state.version] = state
+            }
+            let states = (base...currentVersion).map { byVersion[$0] }
+            if states.contains(where: { $0 == nil }) {
+                summary = .gone
+            } else if states.contains(where: { $0?.data == nil }) {
+                summary = .recreated
+            } else {
+                let objects = states.compactMap { $0?.data }
+                summary = .known(base: objects[0], changed: FieldMerge.changed(across: objects))
+            }
+        }
+        return decide(operation, current: current, history: summary)
+    }
+
+    /// Decides `operation` like `decide(_:current:)`, merging a `"merge": "fields"` write on a
+    /// stale base when it can, with what the change log says happened since its base
+    /// (`history`, looked at only when `needsHistory(current:)` holds). `current` must carry
+    /// the record's data.
+    public static func decide(
+        _ operation: WriteOperation,
+        current: RecordState?,
+        history: MergeHistory
+    ) -> VersionDecision {
         let plain = decide(operation, current: current)
         guard operation.merge == .fields, case .conflict = plain, case .base(let base) = operation.precondition else {
             return plain
@@ -114,25 +144,31 @@ public enum VersioningRules {
         guard base < currentVersion, let current else {
             return .mergeRefused(current: current, MergeConflict(reason: .unknownBase))
         }
-        if current.isDeleted { return .mergeRefused(current: current, MergeConflict(reason: .deleted)) }
+        guard let currentData = current.data else {
+            return .mergeRefused(current: current, MergeConflict(reason: .deleted))
+        }
         if base == 0 { return .mergeRefused(current: current, MergeConflict(reason: .recreated)) }
-        var byVersion: [Int64: RecordState] = [:]
-        for state in history where state.version >= base && state.version <= currentVersion {
-            byVersion[state.version] = state
-        }
-        var objects: [JSONObject] = []
-        for version in base...currentVersion {
-            guard let state = byVersion[version] else {
-                return .mergeRefused(current: current, MergeConflict(reason: .historyGone))
+        switch history {
+        case .gone:
+            return .mergeRefused(current: current, MergeConflict(reason: .historyGone))
+        case .recreated:
+            return .mergeRefused(current: current, MergeConflict(reason: .recreated))
+        case .known(let baseData, let changed):
+            switch FieldMerge.merge(operation.action, base: baseData, current: currentData, changed: changed) {
+            case .merged(let data): return .merged(RecordState(version: currentVersion + 1, data: data))
+            case .refused(let conflict): return .mergeRefused(current: current, conflict)
             }
-            guard let data = state.data else {
-                return .mergeRefused(current: current, MergeConflict(reason: .recreated))
-            }
-            objects.append(data)
-        }
-        switch FieldMerge.merge(operation.action, versions: objects) {
-        case .merged(let data): return .merged(RecordState(version: currentVersion + 1, data: data))
-        case .refused(let conflict): return .mergeRefused(current: current, conflict)
         }
     }
+}
+
+/// What the change log says about a key between a merge write's base and its current version.
+public enum MergeHistory: Sendable, Equatable {
+    /// The log no longer holds every version from the base on (or the server would not read
+    /// that far back).
+    case gone
+    /// A version from the base on is a tombstone: deleted (and created again) since the base.
+    case recreated
+    /// The data at the base, and the paths changed version by version since (sorted).
+    case known(base: JSONObject, changed: [FieldPath])
 }

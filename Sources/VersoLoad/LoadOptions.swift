@@ -19,6 +19,9 @@ public struct LoadOptions: Sendable {
     public var rate: Double?
     /// Seconds run before measuring starts.
     public var warmup: Double = 0
+    /// Give every `cas` put an `idempotency_key` of its own (Protocol.md 3.7), to measure what
+    /// keeping keys costs.
+    public var idempotencyKeys = false
     /// Offer permessage-deflate.
     public var compression = true
     /// Access token for a server started with `--auth tokens`, sent in every upgrade.

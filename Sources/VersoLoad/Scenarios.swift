@@ -83,7 +83,12 @@ public enum Scenarios {
         while window.mayStart(counters), let start = try await schedule.nextSend(deadline: window.deadline) {
             let slot = options.hot > 0 ? Int.random(in: 0..<keys.count) : next % keys.count
             next &+= 1
-            try await wire.send(put(key: keys[slot], base: versions[slot], data: data))
+            var request = put(key: keys[slot], base: versions[slot], data: data)
+            if options.idempotencyKeys {
+                request.removeLast()
+                request += #","idempotency_key":"\#(options.runID)-\#(index)-\#(next)"}"#
+            }
+            try await wire.send(request)
             let reply = try await wire.next()
             let end = monotonicNanos()
             let measured = window.measures(end)

@@ -46,33 +46,27 @@ enum SQLiteQueries {
         SELECT version, data FROM changes WHERE key = ?1 AND version >= ?2 AND version <= ?3 ORDER BY version
         """
 
-    /// The key's versions from `first` through `last` that the change log still holds, parsed
-    /// (nil data for a tombstone), with `statement` prepared from `historySQL`; nil, once read,
-    /// when their data passes `maxBytes`. `read` is told the bytes read.
+    /// Visits the key's versions from `first` through `last` that the change log still holds,
+    /// in order, with `statement` prepared from `historySQL`: `visit` gets each version,
+    /// whether it is a tombstone, and a function that reads its data, and returns whether to
+    /// go on. Returns false when `visit` stopped it.
     static func history(
         of key: String,
         from first: Int64,
         through last: Int64,
-        maxBytes: Int,
         with statement: SQLiteStatement,
-        read: (Int) -> Void
-    ) throws -> [RecordState]? {
+        visit: (Int64, Bool, () -> [UInt8]?) throws -> Bool
+    ) throws -> Bool {
         try statement.use { statement in
             try statement.bind(2, first)
             try statement.bind(3, last)
             return try statement.withText(1, key) {
-                var states: [RecordState] = []
-                var bytes = 0
                 while try statement.step() {
-                    let data = statement.bytes(1)
-                    read(data?.count ?? 0)
-                    bytes += data?.count ?? 0
-                    if bytes > maxBytes { return nil }
-                    states.append(
-                        RecordState(version: statement.int64(0), data: try data.map { try decodeObject($0, key: key) })
-                    )
+                    guard try visit(statement.int64(0), statement.isNull(1), { statement.bytes(1) }) else {
+                        return false
+                    }
                 }
-                return states
+                return true
             }
         }
     }

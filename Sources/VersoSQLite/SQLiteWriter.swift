@@ -19,6 +19,8 @@ final class SQLiteWriter: @unchecked Sendable {
     private var work = 0
     /// When idempotency keys are pruned.
     private var claims: IdempotencyClaims
+    /// The paths each version changed from the one before, as merges found them.
+    private var changedPaths = ChangedPaths()
     let info: StoreInfo
 
     /// Work counted for any command besides the record data it touches.
@@ -115,6 +117,7 @@ final class SQLiteWriter: @unchecked Sendable {
             prunedThrough = savedPruned
             // The cache and the versions may hold states this transaction wrote, which never happened.
             cache.removeAll()
+            changedPaths.removeAll()
             versions.removeAll()
             throw error
         }
@@ -300,20 +303,71 @@ final class SQLiteWriter: @unchecked Sendable {
     /// key's versions since its base from the change log.
     private func decide(_ operation: WriteOperation, current: CurrentRecord?) throws -> VersionDecision {
         guard operation.merge == .fields else { return VersioningRules.decide(operation, current: current?.state) }
-        var history: [RecordState] = []
-        if let current, operation.needsHistory(current: current.state), case .base(let base) = operation.precondition,
-            current.version - base <= Self.maxMergeVersions
-        {
-            history =
-                try SQLiteQueries.history(
-                    of: operation.key,
-                    from: base,
-                    through: current.version,
-                    maxBytes: Self.maxMergeBytes,
-                    with: statements.history
-                ) { bytes in work += bytes } ?? []
+        guard let current, let encoded = current.encoded, operation.needsHistory(current: current.state),
+            case .base(let base) = operation.precondition, current.version - base <= Self.maxMergeVersions
+        else {
+            // Decided without the log: a write on the current version, or a refusal that
+            // needs no history (a future base, a deleted record, a base too far behind).
+            return VersioningRules.decide(operation, current: current?.state, history: .gone)
         }
-        return VersioningRules.decide(operation, current: current?.state, history: history)
+        let history = try mergeHistory(of: operation.key, from: base, through: current.version)
+        var state = current.state
+        if current.object == nil {
+            state.data = try SQLiteQueries.decodeObject(encoded, key: operation.key)
+            work += encoded.count
+        }
+        return VersioningRules.decide(operation, current: state, history: history)
+    }
+
+    /// What the change log says about `key` from version `first` through `last`: the data at
+    /// `first` and the paths changed version by version since. Each version's changed paths
+    /// are kept (`changedPaths`), so a version is read and parsed, and compared with the one
+    /// before it, once for all the merges that cross it.
+    private func mergeHistory(of key: String, from first: Int64, through last: Int64) throws -> MergeHistory {
+        var rows: [(version: Int64, isTombstone: Bool, data: [UInt8]?)] = []
+        var bytes = 0
+        let complete = try SQLiteQueries.history(of: key, from: first, through: last, with: statements.history) {
+            version,
+            isTombstone,
+            data in
+            // The data is read for the base, and for a version whose changed paths (or the
+            // next version's) are not known yet.
+            let needed =
+                !isTombstone
+                && (version == first || changedPaths[key, version] == nil
+                    || (version < last && changedPaths[key, version + 1] == nil))
+            let read = needed ? data() : nil
+            bytes += read?.count ?? 0
+            rows.append((version, isTombstone, read))
+            return bytes <= Self.maxMergeBytes
+        }
+        work += bytes
+        guard complete, rows.count == last - first + 1,
+            rows.enumerated().allSatisfy({ $1.version == first + Int64($0) })
+        else { return .gone }
+        if rows.contains(where: \.isTombstone) { return .recreated }
+        var objects: [Int: JSONObject] = [:]
+        func object(_ index: Int) throws -> JSONObject {
+            if let parsed = objects[index] { return parsed }
+            guard let data = rows[index].data else {
+                throw SQLiteStoreError("version \(rows[index].version) of \"\(key)\" was not read for a merge")
+            }
+            let parsed = try SQLiteQueries.decodeObject(data, key: key)
+            objects[index] = parsed
+            return parsed
+        }
+        var changed = Set<FieldPath>()
+        for index in rows.indices.dropFirst() {
+            let version = rows[index].version
+            if let known = changedPaths[key, version] {
+                changed.formUnion(known)
+            } else {
+                let paths = FieldMerge.differences(from: try object(index - 1), to: try object(index))
+                changedPaths[key, version] = paths
+                changed.formUnion(paths)
+            }
+        }
+        return .known(base: try object(0), changed: changed.sorted())
     }
 
     /// The key's current state as `VersioningRules.decide` needs it for `operation`: from the

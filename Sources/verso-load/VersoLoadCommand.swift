@@ -23,6 +23,12 @@ struct VersoLoadCommand: AsyncParsableCommand {
                            --hot H keys (default 1): get, put with base, again on
                            conflict. Checks that the final count is exactly C x K
                            and every acknowledged (key, version) is unique.
+              merge        C connections editing --records R shared records with
+                           "merge":"fields" patches of a field each (--share S
+                           connections per field), on the base each last saw:
+                           with S 1 every edit must land, merged, with more only
+                           the shared field may clash; then every field must
+                           hold its last acknowledged value. Latency: patch.
               fanout       --writers W connections doing puts on a key each,
                            --subscribers S connections subscribed to each key:
                            deliveries per second and the write-to-delivery
@@ -61,7 +67,9 @@ struct VersoLoadCommand: AsyncParsableCommand {
             hard limit at start (one descriptor per connection). The exit status
             is 1 when any error or failed check occurred.
             """,
-        subcommands: [CAS.self, Mixed.self, Counter.self, Fanout.self, Connections.self, Subflood.self, Hog.self]
+        subcommands: [
+            CAS.self, Mixed.self, Counter.self, Merge.self, Fanout.self, Connections.self, Subflood.self, Hog.self,
+        ]
     )
 }
 
@@ -164,9 +172,19 @@ struct CAS: AsyncParsableCommand {
     )
     @OptionGroup var common: CommonOptions
     @OptionGroup var pacing: RateOptions
+    @Flag(help: "Give every put an idempotency_key of its own (what keeping keys costs).")
+    var idempotencyKeys = false
 
     func run() async throws {
-        try await common.run(Scenarios.cas, rate: pacing.rate)
+        let idempotencyKeys = idempotencyKeys
+        try await common.run(
+            { options in
+                var options = options
+                options.idempotencyKeys = idempotencyKeys
+                return await Scenarios.cas(options)
+            },
+            rate: pacing.rate
+        )
     }
 }
 
@@ -202,6 +220,30 @@ struct Mixed: AsyncParsableCommand {
             { await Scenarios.mixed($0, readPercent: readPercent, subscriptions: subscribe) },
             rate: pacing.rate
         )
+    }
+}
+
+struct Merge: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "merge",
+        abstract: "Field-level merge: many clients editing fields of shared records from stale bases."
+    )
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var pacing: RateOptions
+    @Option(help: "Shared records the clients edit.")
+    var records = 100
+    @Option(help: "Clients writing each field (1: every client its own field, so nothing may clash).")
+    var share = 1
+
+    func validate() throws {
+        guard records > 0 else { throw ValidationError("--records must be at least 1") }
+        guard share > 0, share <= common.connections else {
+            throw ValidationError("--share must be 1 to --connections")
+        }
+    }
+
+    func run() async throws {
+        try await common.run({ await Scenarios.merge($0, records: records, share: share) }, rate: pacing.rate)
     }
 }
 

@@ -1,3 +1,4 @@
+import Dispatch
 import Testing
 import VersoCore
 
@@ -21,8 +22,23 @@ struct FieldMergeTests {
 
     static func path(_ names: String...) -> FieldPath { FieldPath(names.map { BytewiseString($0) }) }
 
+    /// Runs `body` on a Dispatch thread: the exhaustive checks take seconds of CPU in a debug
+    /// build, which on the cooperative pool would starve the live servers other tests run.
+    static func offThePool(_ body: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                body()
+                continuation.resume()
+            }
+        }
+    }
+
     @Test("a merged put keeps both sides' changes, and refuses exactly when their paths overlap")
-    func exhaustivePuts() {
+    func exhaustivePuts() async {
+        await Self.offThePool { Self.checkPuts() }
+    }
+
+    static func checkPuts() {
         for base in Self.documents {
             for theirs in Self.documents {
                 let changed = FieldMerge.differences(from: base, to: theirs)
@@ -54,7 +70,11 @@ struct FieldMergeTests {
     }
 
     @Test("a merged patch applies as sent to the current record, and refuses when a path it names moved")
-    func exhaustivePatches() {
+    func exhaustivePatches() async {
+        await Self.offThePool { Self.checkPatches() }
+    }
+
+    static func checkPatches() {
         let patches: [JSONObject] = Self.documents.filter { $0.count <= 1 }
         for base in Self.documents {
             for theirs in Self.documents {

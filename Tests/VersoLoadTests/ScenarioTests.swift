@@ -30,6 +30,31 @@ import VersoTesting
         }
     }
 
+    @Test func mergeOnOwnFieldsLandsEveryEditAndKeepsEachFieldsLastValue() async throws {
+        try await TestServer.with { server in
+            var options = Self.options(server)
+            options.ops = 200
+            let report = await Scenarios.merge(options, records: 3, share: 1)
+            #expect(report.failures == [])
+            #expect(report.errors == 0)
+            #expect(report.conflicts == 0)
+            #expect(report.ops == 200)
+            // Four clients on three records from stale bases: most writes must have merged.
+            #expect(Int(report.extra["acknowledged as merged"] ?? "") ?? 0 > 0)
+        }
+    }
+
+    @Test func mergeOnSharedFieldsConflictsOnlyOnTheSharedField() async throws {
+        try await TestServer.with { server in
+            var options = Self.options(server)
+            options.ops = 200
+            let report = await Scenarios.merge(options, records: 1, share: 2)
+            #expect(report.failures == [])
+            #expect(report.errors == 0)
+            #expect(report.ops + report.conflicts == 200)
+        }
+    }
+
     @Test func casOnHotKeysRetriesConflictsWithoutCompression() async throws {
         try await TestServer.with { server in
             var options = Self.options(server)
