@@ -27,7 +27,9 @@ struct IdempotencyClaims {
         return now - seconds * 1000 - attoseconds / 1_000_000_000_000_000
     }
 
-    static func hex(_ bytes: [UInt8]) -> String {
+    /// The bytes in lowercase hex; the writer keeps the first 16 bytes of a fingerprint (128
+    /// bits tell two requests under one key apart as surely as 256).
+    static func hex(_ bytes: some Collection<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var text: [UInt8] = []
         text.reserveCapacity(bytes.count * 2)

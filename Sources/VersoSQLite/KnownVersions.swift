@@ -13,6 +13,8 @@ import VersoCore
 struct KnownVersions {
     struct Entry: Equatable {
         var version: Int64
+        /// The seq of the change that made this version.
+        var seq: Int64
         /// False for a tombstone.
         var isLive: Bool
     }
@@ -30,9 +32,9 @@ struct KnownVersions {
     }
 
     /// Records `key`'s state as the database now holds it.
-    mutating func set(_ key: String, version: Int64, isLive: Bool) {
+    mutating func set(_ key: String, version: Int64, seq: Int64, isLive: Bool) {
         if entries.count >= capacity, entries[BytewiseString(key)] == nil { entries.removeAll(keepingCapacity: true) }
-        entries[BytewiseString(key)] = Entry(version: version, isLive: isLive)
+        entries[BytewiseString(key)] = Entry(version: version, seq: seq, isLive: isLive)
     }
 
     mutating func remove(_ key: String) {

@@ -4,6 +4,8 @@ import VersoCore
 /// needed it, the parsed object.
 struct CurrentRecord {
     var version: Int64
+    /// The seq of the change that made this version.
+    var seq: Int64
     /// The encoded JSON object, or nil for a tombstone.
     var encoded: [UInt8]?
     /// `encoded` parsed, when something needed it.

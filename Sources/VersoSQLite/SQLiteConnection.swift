@@ -125,6 +125,10 @@ final class SQLiteStatement {
         }
     }
 
+    func bindNull(_ index: Int32) throws(SQLiteError) {
+        try check(sqlite3_bind_null(pointer, index))
+    }
+
     func bind(_ index: Int32, _ value: Int64) throws(SQLiteError) {
         try check(sqlite3_bind_int64(pointer, index, value))
     }

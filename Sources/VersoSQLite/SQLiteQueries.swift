@@ -31,42 +31,51 @@ enum SQLiteQueries {
         }
     }
 
-    /// The key's version and encoded data (nil for a tombstone), or nil if it never existed,
-    /// with `statement` prepared from `storedSQL`.
-    static func stored(_ key: String, with statement: SQLiteStatement) throws -> StoredRecord? {
+    static let changeSQL = "SELECT version, previous_seq, data FROM changes WHERE seq = ?1 AND key = ?2"
+
+    /// One change of the log, as a merge walks back through a key's versions.
+    struct LoggedChange {
+        var version: Int64
+        /// The seq of the key's change before this one; nil for its first, or a change logged
+        /// before the log kept the link.
+        var previousSeq: Int64?
+        var isTombstone: Bool
+    }
+
+    /// The change `seq` made to `key`, with `statement` prepared from `changeSQL`, or nil when
+    /// the log no longer holds it; `read` may read its data (it is not read otherwise).
+    static func change<T>(
+        _ seq: Int64,
+        of key: String,
+        with statement: SQLiteStatement,
+        read: (LoggedChange, () -> [UInt8]?) throws -> T
+    ) throws -> T? {
         try statement.use { statement in
-            try statement.withText(1, key) {
+            try statement.bind(1, seq)
+            return try statement.withText(2, key) {
                 guard try statement.step() else { return nil }
-                return StoredRecord(version: statement.int64(0), data: statement.bytes(1))
+                let change = LoggedChange(
+                    version: statement.int64(0),
+                    previousSeq: statement.isNull(1) ? nil : statement.int64(1),
+                    isTombstone: statement.isNull(2)
+                )
+                return try read(change, { statement.bytes(2) })
             }
         }
     }
 
-    static let historySQL = """
-        SELECT version, data FROM changes WHERE key = ?1 AND version >= ?2 AND version <= ?3 ORDER BY version
-        """
+    static let writerStoredSQL = "SELECT version, seq, data FROM records WHERE key = ?1"
 
-    /// Visits the key's versions from `first` through `last` that the change log still holds,
-    /// in order, with `statement` prepared from `historySQL`: `visit` gets each version,
-    /// whether it is a tombstone, and a function that reads its data, and returns whether to
-    /// go on. Returns false when `visit` stopped it.
-    static func history(
-        of key: String,
-        from first: Int64,
-        through last: Int64,
-        with statement: SQLiteStatement,
-        visit: (Int64, Bool, () -> [UInt8]?) throws -> Bool
-    ) throws -> Bool {
+    /// The key's version, the seq that made it and its encoded data (nil for a tombstone), or
+    /// nil if it never existed, with `statement` prepared from `writerStoredSQL`.
+    static func storedWithSeq(
+        _ key: String,
+        with statement: SQLiteStatement
+    ) throws -> (version: Int64, seq: Int64, data: [UInt8]?)? {
         try statement.use { statement in
-            try statement.bind(2, first)
-            try statement.bind(3, last)
-            return try statement.withText(1, key) {
-                while try statement.step() {
-                    guard try visit(statement.int64(0), statement.isNull(1), { statement.bytes(1) }) else {
-                        return false
-                    }
-                }
-                return true
+            try statement.withText(1, key) {
+                guard try statement.step() else { return nil }
+                return (statement.int64(0), statement.int64(1), statement.bytes(2))
             }
         }
     }

@@ -58,14 +58,18 @@ enum SQLiteSchema {
             """
         ),
         (
-            // A "merge": "fields" write reads the versions of one key since its base.
-            "changes by key and version",
+            // A "merge": "fields" write reads the versions of one key since its base: each
+            // change names the seq of the key's version before it, so the writer walks back
+            // from the record's seq by the (seq, key) primary key. (An index on (key, version)
+            // would do it too, but costs every write a random b-tree insert.)
+            "changes link to the key's previous change",
             """
-            CREATE INDEX changes_by_key ON changes (key, version);
+            ALTER TABLE changes ADD COLUMN previous_seq INTEGER;
             """
         ),
         (
-            // Idempotency keys with the outcome of the write that first used them.
+            // Idempotency keys with the outcome of the write that first used them: one b-tree
+            // by (scope, key), the rows small (a 128-bit fingerprint in hex, a short outcome).
             "idempotency keys",
             """
             CREATE TABLE idempotency (
@@ -75,7 +79,7 @@ enum SQLiteSchema {
                 at INTEGER NOT NULL,
                 outcome TEXT NOT NULL,
                 PRIMARY KEY (scope, key)
-            );
+            ) WITHOUT ROWID;
             CREATE INDEX idempotency_by_age ON idempotency (at);
             """
         ),

@@ -46,17 +46,19 @@ final class SQLiteWriter: @unchecked Sendable {
             begin = try connection.prepare("BEGIN IMMEDIATE")
             commit = try connection.prepare("COMMIT")
             version = try connection.prepare(SQLiteQueries.versionSQL)
-            stored = try connection.prepare(SQLiteQueries.storedSQL)
+            stored = try connection.prepare(SQLiteQueries.writerStoredSQL)
             insertRecord = try connection.prepare(
                 "INSERT INTO records (key, version, data, seq) VALUES (?4, ?1, ?2, ?3) ON CONFLICT (key) DO NOTHING"
             )
             updateRecord = try connection.prepare(
                 "UPDATE records SET version = ?1, data = ?2, seq = ?3 WHERE key = ?4 AND version = ?5"
             )
-            logChange = try connection.prepare("INSERT INTO changes (seq, key, version, data) VALUES (?1, ?2, ?3, ?4)")
+            logChange = try connection.prepare(
+                "INSERT INTO changes (seq, key, version, data, previous_seq) VALUES (?1, ?2, ?3, ?4, ?5)"
+            )
             saveState = try connection.prepare("UPDATE store_state SET last_seq = ?1, pruned_through = ?2 WHERE id = 1")
             prune = try connection.prepare("DELETE FROM changes WHERE seq <= ?1")
-            history = try connection.prepare(SQLiteQueries.historySQL)
+            history = try connection.prepare(SQLiteQueries.changeSQL)
             findClaim = try connection.prepare(
                 "SELECT fingerprint, outcome FROM idempotency WHERE scope = ?1 AND key = ?2"
             )
@@ -161,7 +163,7 @@ final class SQLiteWriter: @unchecked Sendable {
     /// command with a key stores the key with its outcome in the same transaction.
     private func apply(_ command: WriteCommand) throws -> CommandOutcome {
         guard let claim = command.idempotency else { return try decideAndApply(command) }
-        let fingerprint = IdempotencyClaims.hex(claim.fingerprint)
+        let fingerprint = IdempotencyClaims.hex(claim.fingerprint.prefix(16))
         let stored = try statements.findClaim.use { statement in
             try statement.bind(1, claim.scope)
             try statement.bind(2, claim.key)
@@ -258,12 +260,12 @@ final class SQLiteWriter: @unchecked Sendable {
             case .accept(let next), .merged(let next):
                 let key = entry.operation.key
                 let (data, index) = encode(next, for: entry.operation, current: entry.current)
-                try write(key: key, previous: entry.current?.version, next: next.version, data: data, seq: seq)
+                try write(key: key, previous: entry.current, next: next.version, data: data, seq: seq)
                 cache.store(
-                    CurrentRecord(version: next.version, encoded: data, object: next.data, index: index),
+                    CurrentRecord(version: next.version, seq: seq, encoded: data, object: next.data, index: index),
                     for: key
                 )
-                self.versions.set(key, version: next.version, isLive: data != nil)
+                self.versions.set(key, version: next.version, seq: seq, isLive: data != nil)
                 work += data?.count ?? 0
                 changes.append(Change(seq: seq, key: key, version: next.version, data: data))
                 let merged = if case .merged = entry.decision { true } else { false }
@@ -290,7 +292,7 @@ final class SQLiteWriter: @unchecked Sendable {
             current: RecordState(version: known.version, data: known.isLive ? [:] : nil)
         )
         if case .conflict = decision { return nil }
-        return (operation, CurrentRecord(version: known.version, encoded: nil), decision)
+        return (operation, CurrentRecord(version: known.version, seq: known.seq, encoded: nil), decision)
     }
 
     /// Most versions a `"merge": "fields"` write is merged across, and most bytes of their
@@ -310,7 +312,7 @@ final class SQLiteWriter: @unchecked Sendable {
             // needs no history (a future base, a deleted record, a base too far behind).
             return VersioningRules.decide(operation, current: current?.state, history: .gone)
         }
-        let history = try mergeHistory(of: operation.key, from: base, through: current.version)
+        let history = try mergeHistory(of: operation.key, from: base, through: current)
         var state = current.state
         if current.object == nil {
             state.data = try SQLiteQueries.decodeObject(encoded, key: operation.key)
@@ -319,33 +321,39 @@ final class SQLiteWriter: @unchecked Sendable {
         return VersioningRules.decide(operation, current: state, history: history)
     }
 
-    /// What the change log says about `key` from version `first` through `last`: the data at
-    /// `first` and the paths changed version by version since. Each version's changed paths
-    /// are kept (`changedPaths`), so a version is read and parsed, and compared with the one
-    /// before it, once for all the merges that cross it.
-    private func mergeHistory(of key: String, from first: Int64, through last: Int64) throws -> MergeHistory {
+    /// What the change log says about `key` from version `first` through `current`: the data
+    /// at `first` and the paths changed version by version since. The writer walks back from
+    /// the current version's change by each change's link to the one before (`previous_seq`);
+    /// a change no longer in the log, or logged without the link, means the history is gone.
+    /// Each version's changed paths are kept (`changedPaths`), so a version is read and
+    /// parsed, and compared with the one before it, once for all the merges that cross it.
+    private func mergeHistory(of key: String, from first: Int64, through current: CurrentRecord) throws -> MergeHistory
+    {
         var rows: [(version: Int64, isTombstone: Bool, data: [UInt8]?)] = []
         var bytes = 0
-        let complete = try SQLiteQueries.history(of: key, from: first, through: last, with: statements.history) {
-            version,
-            isTombstone,
-            data in
+        var seq: Int64? = current.seq
+        var expected = current.version
+        while expected >= first {
+            guard let at = seq else { return .gone }
+            let version = expected
             // The data is read for the base, and for a version whose changed paths (or the
             // next version's) are not known yet.
             let needed =
-                !isTombstone
-                && (version == first || changedPaths[key, version] == nil
-                    || (version < last && changedPaths[key, version + 1] == nil))
-            let read = needed ? data() : nil
-            bytes += read?.count ?? 0
-            rows.append((version, isTombstone, read))
-            return bytes <= Self.maxMergeBytes
+                version == first || changedPaths[key, version] == nil
+                || (version < current.version && changedPaths[key, version + 1] == nil)
+            let row = try SQLiteQueries.change(at, of: key, with: statements.history) { change, data in
+                (change, change.isTombstone || !needed ? nil : data())
+            }
+            guard let (change, data) = row, change.version == version else { return .gone }
+            bytes += data?.count ?? 0
+            guard bytes <= Self.maxMergeBytes else { return .gone }
+            rows.append((version, change.isTombstone, data))
+            seq = change.previousSeq
+            expected -= 1
         }
         work += bytes
-        guard complete, rows.count == last - first + 1,
-            rows.enumerated().allSatisfy({ $1.version == first + Int64($0) })
-        else { return .gone }
         if rows.contains(where: \.isTombstone) { return .recreated }
+        rows.reverse()
         var objects: [Int: JSONObject] = [:]
         func object(_ index: Int) throws -> JSONObject {
             if let parsed = objects[index] { return parsed }
@@ -384,14 +392,14 @@ final class SQLiteWriter: @unchecked Sendable {
         {
             record = cached
         } else {
-            guard let stored = try SQLiteQueries.stored(key, with: statements.stored) else {
+            guard let stored = try SQLiteQueries.storedWithSeq(key, with: statements.stored) else {
                 cache.remove(key)
                 versions.remove(key)
                 return nil
             }
-            record = CurrentRecord(version: stored.version, encoded: stored.data)
+            record = CurrentRecord(version: stored.version, seq: stored.seq, encoded: stored.data)
         }
-        versions.set(key, version: record.version, isLive: record.encoded != nil)
+        versions.set(key, version: record.version, seq: record.seq, isLive: record.encoded != nil)
         if case .patch = operation.action, record.object == nil, let encoded = record.encoded {
             let accepted =
                 switch operation.precondition {
@@ -429,7 +437,8 @@ final class SQLiteWriter: @unchecked Sendable {
     }
 
     /// Writes the new state with a compare-and-set on the previous version, and logs the change.
-    private func write(key: String, previous: Int64?, next: Int64, data: [UInt8]?, seq: Int64) throws {
+    private func write(key: String, previous current: CurrentRecord?, next: Int64, data: [UInt8]?, seq: Int64) throws {
+        let previous = current?.version
         try (previous == nil ? statements.insertRecord : statements.updateRecord).use { statement in
             try statement.bind(1, next)
             try statement.bind(3, seq)
@@ -446,6 +455,8 @@ final class SQLiteWriter: @unchecked Sendable {
         try statements.logChange.use { log in
             try log.bind(1, seq)
             try log.bind(3, next)
+            // The link a merge walks back by; NULL for the key's first change.
+            if let previousSeq = current?.seq { try log.bind(5, previousSeq) } else { try log.bindNull(5) }
             try log.withText(2, key) {
                 try log.withText(4, data) { try log.run() }
             }

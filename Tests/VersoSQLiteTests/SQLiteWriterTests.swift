@@ -98,11 +98,11 @@ struct SQLiteWriterTests {
     @Test("the known versions start over when full, and keys no longer known are read again")
     func knownVersionsStartOver() {
         var known = KnownVersions(capacity: 2)
-        known.set("a", version: 1, isLive: true)
-        known.set("b", version: 2, isLive: false)
-        known.set("a", version: 3, isLive: true)
-        #expect(known.count == 2 && known["a"] == .init(version: 3, isLive: true))
-        known.set("c", version: 1, isLive: true)
-        #expect(known.count == 1 && known["a"] == nil && known["c"] == .init(version: 1, isLive: true))
+        known.set("a", version: 1, seq: 1, isLive: true)
+        known.set("b", version: 2, seq: 2, isLive: false)
+        known.set("a", version: 3, seq: 3, isLive: true)
+        #expect(known.count == 2 && known["a"] == .init(version: 3, seq: 3, isLive: true))
+        known.set("c", version: 1, seq: 4, isLive: true)
+        #expect(known.count == 1 && known["a"] == nil && known["c"] == .init(version: 1, seq: 4, isLive: true))
     }
 }
