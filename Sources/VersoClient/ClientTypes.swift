@@ -90,6 +90,34 @@ public enum TxnOutcome: Sendable, Equatable {
     case conflict([RecordConflict])
 }
 
+/// What one op of a batch came to (Protocol.md 3.8), decided on its own against the state the ops
+/// before it left.
+public enum BatchResult: Sendable, Equatable {
+    /// Applied at `version`, as change `seq` (a `check` that held: the key's version and the seq at
+    /// that point). `merged`: an op sent with `merge: true` was merged into a newer version than
+    /// its base.
+    case ack(key: String, version: Int64, seq: Int64, merged: Bool = false)
+    /// The op's base was stale (and, for a merge, it could not be merged); this op changed nothing.
+    case conflict(RecordConflict)
+    /// The server refused this op (`not_found`: a delete of a key that is missing or already
+    /// deleted); it changed nothing. `key` is the op's key.
+    case error(key: String, code: ErrorCode, message: String)
+}
+
+/// What a batch came to: one result per op, in the order the ops were sent.
+public struct BatchOutcome: Sendable, Equatable {
+    public var results: [BatchResult]
+    /// The server had already committed this batch (a resend after a dropped connection, or the
+    /// same idempotency key again): `results` are its first results, conflicts and errors
+    /// included, and it was applied once.
+    public var replayed: Bool
+
+    public init(results: [BatchResult], replayed: Bool = false) {
+        self.results = results
+        self.replayed = replayed
+    }
+}
+
 /// What `get` found.
 public enum Lookup: Sendable, Equatable {
     case found(Record)
@@ -108,7 +136,7 @@ public enum Lookup: Sendable, Equatable {
     }
 }
 
-/// One operation of a txn.
+/// One operation of a txn or a batch.
 public struct TxnOperation: Sendable, Equatable {
     public enum Action: Sendable, Equatable {
         case put(JSONObject)
@@ -124,7 +152,7 @@ public struct TxnOperation: Sendable, Equatable {
     public var merge: Bool
 
     /// `base` nil means a forced write (only on servers started with --allow-force). `merge` is
-    /// for a put or patch with a base; `txn` refuses any other op with it before sending.
+    /// for a put or patch with a base; `txn` and `batch` refuse any other op with it before sending.
     public init(key: String, base: Int64?, action: Action, merge: Bool = false) {
         self.key = key
         self.base = base

@@ -128,6 +128,26 @@ extension VersoClient {
         }
     }
 
+    /// The `ops` of a txn or batch as sent. Throws `.invalidArgument` for a merge op that is not a
+    /// put or patch with a base.
+    static func encode(_ operations: [TxnOperation]) throws -> [JSONValue] {
+        try operations.map { operation in
+            var fields: JSONObject = ["key": .string(operation.key)]
+            if let base = operation.base { fields["base"] = .integer(base) } else { fields["force"] = .bool(true) }
+            let op: String
+            switch operation.action {
+            case .put(let data): op = "put"; fields["data"] = .object(data)
+            case .patch(let patch): op = "patch"; fields["patch"] = .object(patch)
+            case .delete: op = "delete"
+            case .check: op = "check"
+            }
+            try checkMerge(operation.merge, base: operation.base, op: op, key: operation.key)
+            fields["op"] = .string(op)
+            if operation.merge { fields["merge"] = .string("fields") }
+            return .object(fields)
+        }
+    }
+
     func unexpected(_ reply: JSONValue) -> VersoClientError {
         Self.serverError(reply) ?? VersoClientError(.protocolViolation, reply.encodedString)
     }
@@ -265,23 +285,8 @@ extension VersoClient {
     /// version than their base. A merge op that is not a put or patch with a base throws
     /// `.invalidArgument` before sending. `idempotencyKey` as for `put`.
     public func txn(_ operations: [TxnOperation], idempotencyKey: String? = nil) async throws -> TxnOutcome {
-        let ops: [JSONValue] = try operations.map { operation in
-            var fields: JSONObject = ["key": .string(operation.key)]
-            if let base = operation.base { fields["base"] = .integer(base) } else { fields["force"] = .bool(true) }
-            let op: String
-            switch operation.action {
-            case .put(let data): op = "put"; fields["data"] = .object(data)
-            case .patch(let patch): op = "patch"; fields["patch"] = .object(patch)
-            case .delete: op = "delete"
-            case .check: op = "check"
-            }
-            try Self.checkMerge(operation.merge, base: operation.base, op: op, key: operation.key)
-            fields["op"] = .string(op)
-            if operation.merge { fields["merge"] = .string("fields") }
-            return .object(fields)
-        }
         let fields: JSONObject = [
-            "type": .string("txn"), "ops": .array(ops),
+            "type": .string("txn"), "ops": .array(try Self.encode(operations)),
             "idempotency_key": .string(try Self.idempotencyKey(idempotencyKey)),
         ]
         let reply = try await send(fields, resendable: true)

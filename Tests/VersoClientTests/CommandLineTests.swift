@@ -4,7 +4,7 @@ import VersoCore
 import VersoTesting
 
 /// What a run of `verso` came to.
-private struct Run {
+struct Run {
     var status: Int32
     var output: String
     var errors: String
@@ -13,24 +13,31 @@ private struct Run {
     var json: JSONValue? { try? JSONParser.parse(output.trimmingCharacters(in: .whitespacesAndNewlines)) }
 }
 
-/// Runs the built `verso` with `arguments` until it exits.
-private func verso(_ arguments: [String]) async throws -> Run {
+/// Runs the built `verso` with `arguments` until it exits, with `input` (if any) on its standard input.
+func verso(_ arguments: [String], input: String? = nil) async throws -> Run {
     let path = ServerProcess.builtProductPath("verso")
     try #require(FileManager.default.isExecutableFile(atPath: path), "build the verso client first (swift build)")
     let directory = FileManager.default.temporaryDirectory
     let outputURL = directory.appendingPathComponent("verso-cli-\(UUID().uuidString).out")
     let errorsURL = directory.appendingPathComponent("verso-cli-\(UUID().uuidString).err")
+    let inputURL = directory.appendingPathComponent("verso-cli-\(UUID().uuidString).in")
     _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
     _ = FileManager.default.createFile(atPath: errorsURL.path, contents: nil)
     defer {
         try? FileManager.default.removeItem(at: outputURL)
         try? FileManager.default.removeItem(at: errorsURL)
+        try? FileManager.default.removeItem(at: inputURL)
     }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("VERSO_") }
-    process.standardInput = FileHandle.nullDevice
+    if let input {
+        try Data(input.utf8).write(to: inputURL)
+        process.standardInput = try FileHandle(forReadingFrom: inputURL)
+    } else {
+        process.standardInput = FileHandle.nullDevice
+    }
     process.standardOutput = try FileHandle(forWritingTo: outputURL)
     process.standardError = try FileHandle(forWritingTo: errorsURL)
     let exit = ProcessExit(watching: process)

@@ -182,8 +182,7 @@ struct List: AsyncParsableCommand {
     @Argument(help: "The key prefix (\"\" for all).") var prefix: String = ""
 
     func run() async throws {
-        let records = try await connection.withClient { try await $0.listAll(prefix: prefix) }
-        for record in records { printJSON(recordJSON(record)) }
+        _ = try await connection.withClient { try await writeRecords(under: prefix, from: $0, to: .standardOutput) }
     }
 }
 

@@ -11,9 +11,12 @@ struct VersoCommand: AsyncParsableCommand {
         abstract: "Read, write, watch and live-edit records on a Verso server.",
         discussion: """
             JSON goes to standard output, messages to standard error.
-            Exit codes: 0 ok, 1 other error, 2 usage, 3 conflict (the current record is printed), 4 not found, 5 cannot connect.
+            Exit codes: 0 ok, 1 other error, 2 usage, 3 conflict (the current record is printed; import: see its help), 4 not found, 5 cannot connect.
             """,
-        subcommands: [Get.self, Put.self, Patch.self, Delete.self, List.self, Watch.self, Txn.self, Edit.self]
+        subcommands: [
+            Get.self, Put.self, Patch.self, Delete.self, List.self, Watch.self, Txn.self, Import.self, Export.self,
+            Edit.self,
+        ]
     )
 
     /// Runs the command, mapping every failure to the documented exit codes.
