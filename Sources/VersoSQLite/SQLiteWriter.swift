@@ -329,25 +329,29 @@ final class SQLiteWriter: @unchecked Sendable {
     /// parsed, and compared with the one before it, once for all the merges that cross it.
     private func mergeHistory(of key: String, from first: Int64, through current: CurrentRecord) throws -> MergeHistory
     {
-        var rows: [(version: Int64, isTombstone: Bool, data: [UInt8]?)] = []
+        // Each version from the current one back to `first`: whether it is a tombstone, its
+        // data when it is read, and its changed paths when they are known already (looked up
+        // once, here: the diffs below may start the store of paths over).
+        var rows: [(version: Int64, isTombstone: Bool, data: [UInt8]?, paths: [FieldPath]?)] = []
         var bytes = 0
         var seq: Int64? = current.seq
         var expected = current.version
+        var laterKnown = true
         while expected >= first {
             guard let at = seq else { return .gone }
             let version = expected
+            let known = version == first ? nil : changedPaths[key, version]
             // The data is read for the base, and for a version whose changed paths (or the
             // next version's) are not known yet.
-            let needed =
-                version == first || changedPaths[key, version] == nil
-                || (version < current.version && changedPaths[key, version + 1] == nil)
+            let needed = version == first || known == nil || !laterKnown
             let row = try SQLiteQueries.change(at, of: key, with: statements.history) { change, data in
                 (change, change.isTombstone || !needed ? nil : data())
             }
             guard let (change, data) = row, change.version == version else { return .gone }
             bytes += data?.count ?? 0
             guard bytes <= Self.maxMergeBytes else { return .gone }
-            rows.append((version, change.isTombstone, data))
+            rows.append((version, change.isTombstone, data, known))
+            laterKnown = known != nil
             seq = change.previousSeq
             expected -= 1
         }
@@ -366,12 +370,11 @@ final class SQLiteWriter: @unchecked Sendable {
         }
         var changed = Set<FieldPath>()
         for index in rows.indices.dropFirst() {
-            let version = rows[index].version
-            if let known = changedPaths[key, version] {
+            if let known = rows[index].paths {
                 changed.formUnion(known)
             } else {
                 let paths = FieldMerge.differences(from: try object(index - 1), to: try object(index))
-                changedPaths[key, version] = paths
+                changedPaths[key, rows[index].version] = paths
                 changed.formUnion(paths)
             }
         }
