@@ -20,9 +20,12 @@ public struct RecordConflict: Sendable, Equatable, Error {
     public var base: Int64
     /// The key's current version (0 if it never existed).
     public var version: Int64
-    /// The current data; nil when the key is deleted or never existed.
+    /// The current data; nil when the key is deleted or never existed, or `hidden`.
     public var data: JSONObject?
     public var deleted: Bool
+    /// The server withheld the data: this client's token may write the key but not read it
+    /// (Protocol.md 2.1). `data` is nil and `deleted` false then, whatever the record holds.
+    public var hidden = false
     /// Why a write sent with `merge: true` could not be merged (Protocol.md 3.3); nil for a
     /// write sent without it.
     public var reason: MergeRefusal?

@@ -36,6 +36,11 @@ extension VersoClient {
         default: return nil
         }
         var conflict = RecordConflict(key: key, base: base, version: version, data: data, deleted: deleted)
+        switch value["hidden"] {
+        case nil: break
+        case .bool(let hidden)?: conflict.hidden = hidden
+        default: return nil
+        }
         guard let reason = value["reason"] else {
             guard value["clashes"] == nil, value["changed"] == nil else { return nil }
             return conflict
@@ -57,39 +62,10 @@ extension VersoClient {
         guard case .array(let items) = value else { return nil }
         var paths: [FieldPath] = []
         for item in items {
-            guard let pointer = item.stringValue, let path = fieldPath(pointer: pointer) else { return nil }
+            guard let pointer = item.stringValue, let path = FieldPath(pointer: pointer) else { return nil }
             paths.append(path)
         }
         return paths
-    }
-
-    /// The path an RFC 6901 JSON Pointer names (`/meta/a~1b` is `meta`, `a/b`), or nil when it
-    /// is not one.
-    static func fieldPath(pointer: String) -> FieldPath? {
-        guard !pointer.isEmpty else { return FieldPath([]) }
-        guard pointer.hasPrefix("/") else { return nil }
-        var names: [BytewiseString] = []
-        for token in pointer.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
-            var name = ""
-            var escaped = false
-            for character in token.unicodeScalars {
-                if escaped {
-                    switch character {
-                    case "0": name += "~"
-                    case "1": name += "/"
-                    default: return nil
-                    }
-                    escaped = false
-                } else if character == "~" {
-                    escaped = true
-                } else {
-                    name.unicodeScalars.append(character)
-                }
-            }
-            if escaped { return nil }
-            names.append(BytewiseString(name))
-        }
-        return FieldPath(names)
     }
 
     /// An optional boolean member of an ack: false when absent, nil when not a boolean.

@@ -27,6 +27,38 @@ public struct FieldPath: Sendable, Hashable, Comparable, CustomStringConvertible
 
     public var description: String { pointer }
 
+    /// The path an RFC 6901 JSON Pointer names (`/meta/a~1b` is `meta`, `a/b`; `""` is the
+    /// whole record), or nil when it is not one (no leading `/`, or a `~` not followed by 0 or 1).
+    public init?(pointer: String) {
+        guard !pointer.isEmpty else {
+            self.init([])
+            return
+        }
+        guard pointer.hasPrefix("/") else { return nil }
+        var names: [BytewiseString] = []
+        for token in pointer.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
+            var name = ""
+            var escaped = false
+            for character in token.unicodeScalars {
+                if escaped {
+                    switch character {
+                    case "0": name += "~"
+                    case "1": name += "/"
+                    default: return nil
+                    }
+                    escaped = false
+                } else if character == "~" {
+                    escaped = true
+                } else {
+                    name.unicodeScalars.append(character)
+                }
+            }
+            if escaped { return nil }
+            names.append(BytewiseString(name))
+        }
+        self.init(names)
+    }
+
     /// Whether the two paths name the same value, or one names a value inside the other's.
     public func overlaps(_ other: FieldPath) -> Bool {
         let shorter = min(names.count, other.names.count)

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import VersoCore
 import VersoServer
@@ -202,5 +203,37 @@ struct ClientMergeTests {
         var badDeleted = plain
         badDeleted["deleted"] = .string("no")
         #expect(VersoClient.conflict(.object(badDeleted)) == nil)
+    }
+
+    @Test("a conflict on a key the token may write but not read says hidden, with no data")
+    func hiddenConflict() async throws {
+        let folder = TestServer.makeDataDirectory()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let file = (folder as NSString).appendingPathComponent("tokens.json")
+        let tokens = #"""
+            {"tokens":[
+              {"token":"root-0123456789","user":"root","rules":[{"prefix":"","allow":["read","write"]}]},
+              {"token":"drop-0123456789","user":"drop","rules":[{"prefix":"inbox/","allow":["write"]}]}
+            ]}
+            """#
+        try Data(tokens.utf8).write(to: URL(fileURLWithPath: file))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+        try await TestServer.with(configure: { $0.authentication = .tokens(file: file) }) { server in
+            var root = configuration(server.url)
+            root.token = "root-0123456789"
+            try await VersoClient.with(root) { client in
+                _ = try await client.put("inbox/1", base: 0, data: ["secret": .string("s")])
+            }
+            var writer = configuration(server.url)
+            writer.token = "drop-0123456789"
+            try await VersoClient.with(writer) { client in
+                guard case .conflict(let conflict) = try await client.put("inbox/1", base: 0, data: [:]) else {
+                    Issue.record("a stale put was not a conflict")
+                    return
+                }
+                #expect(conflict.hidden)
+                #expect(conflict.data == nil && !conflict.deleted && conflict.version == 1)
+            }
+        }
     }
 }

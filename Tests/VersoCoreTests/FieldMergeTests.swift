@@ -156,10 +156,14 @@ struct FieldMergeTests {
         #expect(conflict.clashes == [Self.path("a")])
     }
 
-    @Test("JSON Pointers escape ~ and /, and keep other characters as they are")
+    @Test("JSON Pointers escape ~ and /, keep other characters as they are, and read back")
     func pointers() {
         #expect(Self.path("a/b", "c~d", "é").pointer == "/a~1b/c~0d/é")
         #expect(FieldPath([]).pointer == "")
+        for path in [Self.path("a/b", "c~d", "é"), FieldPath([]), Self.path(""), Self.path("~01", "/", "x")] {
+            #expect(FieldPath(pointer: path.pointer) == path, "\(path.pointer)")
+        }
+        for bad in ["a", "/~", "/~2", "/a~"] { #expect(FieldPath(pointer: bad) == nil, "\(bad)") }
     }
 
     @Test("decide: merged, or refused saying why (deleted, re-created, history gone, unknown base)")
