@@ -28,23 +28,17 @@ func verso(_ arguments: [String], input: String? = nil) async throws -> Run {
         try? FileManager.default.removeItem(at: errorsURL)
         try? FileManager.default.removeItem(at: inputURL)
     }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("VERSO_") }
-    if let input {
-        try Data(input.utf8).write(to: inputURL)
-        process.standardInput = try FileHandle(forReadingFrom: inputURL)
-    } else {
-        process.standardInput = FileHandle.nullDevice
-    }
-    process.standardOutput = try FileHandle(forWritingTo: outputURL)
-    process.standardError = try FileHandle(forWritingTo: errorsURL)
-    let exit = ProcessExit(watching: process)
-    try process.run()
-    await exit.wait()
+    if let input { try Data(input.utf8).write(to: inputURL) }
+    let status = await ChildProcess.run(
+        path,
+        arguments,
+        environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("VERSO_") },
+        input: input == nil ? nil : inputURL.path,
+        output: outputURL.path,
+        errors: errorsURL.path
+    )
     return Run(
-        status: process.terminationStatus,
+        status: status,
         output: String(decoding: (try? Data(contentsOf: outputURL)) ?? Data(), as: UTF8.self),
         errors: String(decoding: (try? Data(contentsOf: errorsURL)) ?? Data(), as: UTF8.self)
     )

@@ -9,53 +9,19 @@ import VersoWire
 private struct Tmux {
     let socket = "verso-test-\(UUID().uuidString.prefix(8))"
 
-    /// Runs a tmux command and returns its output.
-    ///
-    /// Spawned with posix_spawn and reaped with waitpid on a dispatch thread: `new-session`
-    /// forks the tmux server, and Foundation's `Process` was seen never to notice the client's
-    /// exit then (it stayed a zombie), so `Process` is not used here.
+    /// Runs a tmux command and returns its output (standard output and error together).
     @discardableResult
     func run(_ arguments: [String]) async throws -> String {
         let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent(
             "\(socket)-\(UUID().uuidString).out"
         ).path
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        let argv = ["tmux", "-L", socket] + arguments
-        let status: Int32 = await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(returning: Self.spawnAndWait(argv, outputPath: outputPath))
-            }
-        }
+        let status = await ChildProcess.run("tmux", ["-L", socket] + arguments, output: outputPath)
         let text = String(decoding: FileManager.default.contents(atPath: outputPath) ?? Data(), as: UTF8.self)
         guard status == 0 else {
             throw TestFailure("tmux \(arguments.joined(separator: " ")) failed (\(status)): \(text)")
         }
         return text
-    }
-
-    /// Runs `argv` with standard output and error in `outputPath`; returns its exit status.
-    private static func spawnAndWait(_ argv: [String], outputPath: String) -> Int32 {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        // Everything else stays behind: the tmux server outlives this call, and an inherited
-        // listening socket of another test's server would keep that port bound. (glibc has this
-        // since 2.34; Swift does not see its declaration, so it is looked up.)
-        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") {
-            _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
-        }
-        var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for pointer in cArguments { free(pointer) } }
-        var pid: pid_t = 0
-        guard posix_spawnp(&pid, "tmux", &actions, nil, &cArguments, environ) == 0 else { return -1 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            if errno != EINTR { return 0 }  // already reaped elsewhere: it ran to the end
-        }
-        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1
     }
 
     func start(_ name: String, command: String) async throws {

@@ -1,4 +1,4 @@
-import Dispatch
+import Foundation
 import Testing
 import VersoCore
 
@@ -22,11 +22,12 @@ struct FieldMergeTests {
 
     static func path(_ names: String...) -> FieldPath { FieldPath(names.map { BytewiseString($0) }) }
 
-    /// Runs `body` on a Dispatch thread: the exhaustive checks take seconds of CPU in a debug
-    /// build, which on the cooperative pool would starve the live servers other tests run.
+    /// Runs `body` on a thread of its own: the exhaustive checks take seconds of CPU in a debug
+    /// build, which on the cooperative pool (or Dispatch's global queue, as many threads as
+    /// cores) would starve the live servers and clients other tests run.
     static func offThePool(_ body: @escaping @Sendable () -> Void) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
+            Thread.detachNewThread {
                 body()
                 continuation.resume()
             }
