@@ -140,6 +140,10 @@ extension VersoClient {
                     epoch: previousEpoch,
                     waitForReady: false
                 )
+            } catch let error as VersoClientError where error.kind == .disconnected {
+                // The connection failed, not the subscription (say, a server shutting down
+                // accepted this connection and then closed it): the next session resumes it.
+                throw error
             } catch {
                 let continuation = state.withLock { $0.subscriptions.removeValue(forKey: local)?.continuation }
                 continuation?.finish(throwing: error)

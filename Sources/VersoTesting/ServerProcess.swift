@@ -5,17 +5,15 @@ import Synchronization
 public final class ServerProcess: Sendable {
     /// The port it listens on.
     public let port: Int
-    private let process: Process
-    private let exit: ProcessExit
+    private let child: ChildProcess.Running
     private let stderrLog: Locked<String>
 
     /// `ws://127.0.0.1:PORT/v1/ws`.
     public var url: String { "ws://127.0.0.1:\(port)/v1/ws" }
 
-    private init(port: Int, process: Process, exit: ProcessExit, log: Locked<String>) {
+    private init(port: Int, child: ChildProcess.Running, log: Locked<String>) {
         self.port = port
-        self.process = process
-        self.exit = exit
+        self.child = child
         self.stderrLog = log
     }
 
@@ -53,29 +51,21 @@ public final class ServerProcess: Sendable {
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw TestFailure("no verso-server at \(path): build it first (swift build), or set VERSO_SERVER_BINARY")
         }
-        let process = Process()
         let serverArguments = ["--port", "0", "--data", dataDirectory, "--log-level", "info"] + arguments
-        if let fileLimit {
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", "ulimit -n \(fileLimit) && exec \"$0\" \"$@\"", path] + serverArguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: path)
-            process.arguments = serverArguments
-        }
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("VERSO_") }.merging(
-                environment
-            ) { $1 }
-        }
-        let pipe = Pipe()
-        process.standardError = pipe
-        process.standardOutput = FileHandle.nullDevice
+        let (executable, allArguments) =
+            if let fileLimit {
+                ("/bin/sh", ["-c", "ulimit -n \(fileLimit) && exec \"$0\" \"$@\"", path] + serverArguments)
+            } else {
+                (path, serverArguments)
+            }
+        let childEnvironment: [String: String]? =
+            environment.isEmpty
+            ? nil
+            : ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("VERSO_") }.merging(environment) { $1 }
         let log = Locked("")
         let (ports, continuation) = AsyncStream<Int>.makeStream()
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
+        let child = try ChildProcess.start(executable, allArguments, environment: childEnvironment) { data in
             if data.isEmpty {
-                handle.readabilityHandler = nil
                 continuation.finish()
                 return
             }
@@ -95,33 +85,34 @@ public final class ServerProcess: Sendable {
                 }
             }
         }
-        let exit = ProcessExit(watching: process)
-        try process.run()
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else {
-            await exit.wait()
+            _ = await child.wait()
             throw TestFailure("verso-server exited before listening: \(log.withLock { $0 })")
         }
-        return ServerProcess(port: port, process: process, exit: exit, log: log)
+        return ServerProcess(port: port, child: child, log: log)
     }
 
     /// The process id.
-    public var pid: Int32 { process.processIdentifier }
+    public var pid: Int32 { child.pid }
 
     /// What the server wrote to standard error so far.
     public var log: String { stderrLog.withLock { $0 } }
 
     /// Sends `signal` (SIGKILL, SIGTERM, SIGINT) to the process.
     public func send(signal: Int32) {
-        kill(process.processIdentifier, signal)
+        kill(child.pid, signal)
     }
 
-    /// Waits for the process to exit and returns its exit status.
+    /// Waits for the process to end; returns its exit status, or the signal that ended it.
     public func waitForExit() async -> Int32 {
-        await exit.wait()
-        return process.terminationStatus
+        switch await child.wait() {
+        case .exited(let status), .signaled(let status): status
+        }
     }
 
     /// Whether the process ended by a signal rather than by exiting.
-    public var wasKilledBySignal: Bool { process.terminationReason == .uncaughtSignal }
+    public var wasKilledBySignal: Bool {
+        if case .signaled? = child.ending { true } else { false }
+    }
 }

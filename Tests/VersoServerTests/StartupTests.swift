@@ -24,36 +24,34 @@ private func runToExit(_ start: BadStart, dataDirectory: String) async throws ->
     guard FileManager.default.isExecutableFile(atPath: path) else {
         throw TestFailure("no verso-server at \(path): build it first (swift build), or set VERSO_SERVER_BINARY")
     }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
     var arguments = start.arguments
     // Never the default port or folder: a start that wrongly succeeds must not take them.
     if !arguments.contains("--port"), start.environment["VERSO_PORT"] == nil { arguments += ["--port", "0"] }
     if !arguments.contains("--data"), start.environment["VERSO_DATA"] == nil { arguments += ["--data", dataDirectory] }
-    process.arguments = arguments
     var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("VERSO_") }
     environment.merge(start.environment) { $1 }
-    process.environment = environment
-    let errors = Pipe()
-    process.standardError = errors
-    process.standardOutput = FileHandle.nullDevice
-    // Not waitUntilExit() on a Dispatch thread: on Linux it spins, and a few servers that
-    // wrongly started kept the threads that would notice their exit busy, so the test hung
-    // instead of failing.
-    let (exited, onExit) = AsyncStream<Never>.makeStream()
-    process.terminationHandler = { _ in onExit.finish() }
-    try process.run()
-    // Waits for the exit; stops a server that wrongly started after 20 s.
-    await withTaskGroup(of: Void.self) { group in
-        group.addTask {
-            guard (try? await Task.sleep(for: .seconds(20))) != nil else { return }
-            process.terminate()
-        }
-        for await _ in exited {}
-        group.cancelAll()
+    let errors = Locked<[UInt8]>([])
+    let (read, onRead) = AsyncStream<Never>.makeStream()
+    let child = try ChildProcess.start(path, arguments, environment: environment) { data in
+        if data.isEmpty { onRead.finish() } else { errors.withLock { $0 += data } }
     }
-    let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    return (process.terminationStatus, stderr)
+    // Waits for the exit; stops a server that wrongly started after 20 s.
+    let ending = await withTaskGroup(of: ChildProcess.Ending?.self) { group in
+        group.addTask {
+            guard (try? await Task.sleep(for: .seconds(20))) != nil else { return nil }
+            kill(child.pid, SIGTERM)
+            return nil
+        }
+        let ending = await child.wait()
+        group.cancelAll()
+        return ending
+    }
+    for await _ in read {}
+    let status: Int32 =
+        switch ending {
+        case .exited(let status), .signaled(let status): status
+        }
+    return (status, String(decoding: errors.withLock { $0 }, as: UTF8.self))
 }
 
 /// Starts the real verso-server with `arguments` (plus `--port 0` and a fresh data folder) and
