@@ -84,6 +84,10 @@ private func checkAccepted(_ request: Request) {
         invariant((1...RequestLimits.maxTxnOps).contains(operations.count), "txn of \(operations.count) ops")
         invariant(Set(operations.map(\.key)).count == operations.count, "txn with a repeated key")
         operations.forEach(checkWrite)
+    case .batch(let operations):
+        // Unlike a txn, a batch may name a key more than once.
+        invariant((1...RequestLimits.maxTxnOps).contains(operations.count), "batch of \(operations.count) ops")
+        operations.forEach(checkWrite)
     case .subscribe(let filter, let since, _):
         invariant((since ?? 0) >= 0, "subscribe since \(since ?? 0)")
         switch filter {
@@ -149,6 +153,8 @@ private func checkWrite(_ operation: WriteOperation) {
             invariant(reported == current, "not found reports another state")
         case .conflict:
             invariant(false, "a conflict for a write whose base holds")
+        case .merged, .mergeRefused:
+            invariant(false, "the plain rule decided a merge")
         }
     }
 }
