@@ -47,7 +47,7 @@ struct IdempotencyClaimsTests {
     func pruned() async throws {
         let directory = makeTemporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        try await withStore(at: directory, retention: .milliseconds(1)) { store in
+        try await withStore(at: directory, retention: .seconds(3600)) { store in
             _ = try await store.commit([claimed("k", base: 0)])
             guard case .replayed = try await store.commit([claimed("k", base: 0)])[0] else {
                 Issue.record("not kept within its retention")
