@@ -164,6 +164,25 @@ public struct TxnOperation: Sendable, Equatable {
     }
 }
 
+extension TxnOperation {
+    /// The operation in the protocol's own terms, as the server reads it.
+    var writeOperation: WriteOperation {
+        let writeAction: WriteAction =
+            switch action {
+            case .put(let data): .put(data)
+            case .patch(let patch): .patch(patch)
+            case .delete: .delete
+            case .check: .check
+            }
+        return WriteOperation(
+            key: key,
+            action: writeAction,
+            precondition: VersoClient.precondition(base),
+            merge: merge ? .fields : .plain
+        )
+    }
+}
+
 /// What a subscription delivers.
 public enum SubscriptionEvent: Sendable, Equatable {
     /// The subscription (re)started at `seq`. `reset` is true when a resume could not replay the

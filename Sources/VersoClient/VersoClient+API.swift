@@ -91,36 +91,32 @@ extension VersoClient {
     }
 
     /// Throws before anything is sent when `merge` is asked for where Protocol.md 3.3 forbids it.
-    static func checkMerge(_ merge: Bool, base: Int64?, op: String, key: String) throws {
-        guard merge else { return }
+    static func checkMerge(_ operation: WriteOperation) throws {
+        guard operation.merge == .fields else { return }
+        let op = operation.action.name
         guard op == "put" || op == "patch" else {
-            throw VersoClientError(.invalidArgument, "\(op) \(key): merge is only for put and patch")
+            throw VersoClientError(.invalidArgument, "\(op) \(operation.key): merge is only for put and patch")
         }
-        guard base != nil else {
+        guard operation.precondition != .force else {
             throw VersoClientError(
                 .invalidArgument,
-                "\(op) \(key): merge needs a base (the version the change started from), not a forced write"
+                "\(op) \(operation.key): merge needs a base (the version the change started from), not a forced write"
             )
         }
     }
 
-    /// The `ops` of a txn or batch as sent. Throws `.invalidArgument` for a merge op that is not a
-    /// put or patch with a base.
-    static func encode(_ operations: [TxnOperation]) throws -> [JSONValue] {
+    /// A write's base, or a forced write for nil.
+    static func precondition(_ base: Int64?) -> WritePrecondition {
+        base.map { .base($0) } ?? .force
+    }
+
+    /// The ops of a txn or batch in the protocol's terms. Throws `.invalidArgument` for a merge op
+    /// that is not a put or patch with a base.
+    static func writeOperations(_ operations: [TxnOperation]) throws -> [WriteOperation] {
         try operations.map { operation in
-            var fields: JSONObject = ["key": .string(operation.key)]
-            if let base = operation.base { fields["base"] = .integer(base) } else { fields["force"] = .bool(true) }
-            let op: String
-            switch operation.action {
-            case .put(let data): op = "put"; fields["data"] = .object(data)
-            case .patch(let patch): op = "patch"; fields["patch"] = .object(patch)
-            case .delete: op = "delete"
-            case .check: op = "check"
-            }
-            try checkMerge(operation.merge, base: operation.base, op: op, key: operation.key)
-            fields["op"] = .string(op)
-            if operation.merge { fields["merge"] = .string("fields") }
-            return .object(fields)
+            let write = operation.writeOperation
+            try checkMerge(write)
+            return write
         }
     }
 
@@ -141,21 +137,9 @@ extension VersoClient {
         throw unexpected(reply)
     }
 
-    func write(
-        _ type: String,
-        key: String,
-        base: Int64?,
-        merge: Bool = false,
-        idempotencyKey: String?,
-        extra: JSONObject
-    ) async throws -> WriteOutcome {
-        try Self.checkMerge(merge, base: base, op: type, key: key)
-        var fields = extra
-        fields["type"] = .string(type)
-        fields["key"] = .string(key)
-        if let base { fields["base"] = .integer(base) } else { fields["force"] = .bool(true) }
-        if merge { fields["merge"] = .string("fields") }
-        fields["idempotency_key"] = .string(try Self.idempotencyKey(idempotencyKey))
+    func write(_ operation: WriteOperation, idempotencyKey: String?) async throws -> WriteOutcome {
+        try Self.checkMerge(operation)
+        let fields = Request.write(operation).message(idempotencyKey: try Self.idempotencyKey(idempotencyKey))
         let reply = try await send(fields, resendable: true)
         switch reply["type"]?.stringValue {
         case "ack":
@@ -191,12 +175,13 @@ extension VersoClient {
         idempotencyKey: String? = nil
     ) async throws -> WriteOutcome {
         try await write(
-            "put",
-            key: key,
-            base: base,
-            merge: merge,
-            idempotencyKey: idempotencyKey,
-            extra: ["data": .object(data)]
+            WriteOperation(
+                key: key,
+                action: .put(data),
+                precondition: Self.precondition(base),
+                merge: merge ? .fields : .plain
+            ),
+            idempotencyKey: idempotencyKey
         )
     }
 
@@ -213,19 +198,23 @@ extension VersoClient {
         idempotencyKey: String? = nil
     ) async throws -> WriteOutcome {
         try await write(
-            "patch",
-            key: key,
-            base: base,
-            merge: merge,
-            idempotencyKey: idempotencyKey,
-            extra: ["patch": .object(patch)]
+            WriteOperation(
+                key: key,
+                action: .patch(patch),
+                precondition: Self.precondition(base),
+                merge: merge ? .fields : .plain
+            ),
+            idempotencyKey: idempotencyKey
         )
     }
 
     /// Deletes `key` if its version is `base` (nil: a forced write). Throws `not_found` when the key
     /// does not exist or is already deleted. `idempotencyKey` as for `put`.
     public func delete(_ key: String, base: Int64?, idempotencyKey: String? = nil) async throws -> WriteOutcome {
-        try await write("delete", key: key, base: base, idempotencyKey: idempotencyKey, extra: [:])
+        try await write(
+            WriteOperation(key: key, action: .delete, precondition: Self.precondition(base)),
+            idempotencyKey: idempotencyKey
+        )
     }
 
     /// One page of live records under `prefix`, after `after`, and the cursor for the next page.
@@ -261,10 +250,9 @@ extension VersoClient {
     /// version than their base. A merge op that is not a put or patch with a base throws
     /// `.invalidArgument` before sending. `idempotencyKey` as for `put`.
     public func txn(_ operations: [TxnOperation], idempotencyKey: String? = nil) async throws -> TxnOutcome {
-        let fields: JSONObject = [
-            "type": .string("txn"), "ops": .array(try Self.encode(operations)),
-            "idempotency_key": .string(try Self.idempotencyKey(idempotencyKey)),
-        ]
+        let fields = Request.txn(try Self.writeOperations(operations)).message(
+            idempotencyKey: try Self.idempotencyKey(idempotencyKey)
+        )
         let reply = try await send(fields, resendable: true)
         switch reply["type"]?.stringValue {
         case "ack":

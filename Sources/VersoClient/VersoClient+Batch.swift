@@ -21,10 +21,9 @@ extension VersoClient {
     /// (Protocol.md 3.7). Give your own key to retry the same batch later, even from another
     /// client.
     public func batch(_ operations: [TxnOperation], idempotencyKey: String? = nil) async throws -> BatchOutcome {
-        let fields: JSONObject = [
-            "type": .string("batch"), "ops": .array(try Self.encode(operations)),
-            "idempotency_key": .string(try Self.idempotencyKey(idempotencyKey)),
-        ]
+        let fields = Request.batch(try Self.writeOperations(operations)).message(
+            idempotencyKey: try Self.idempotencyKey(idempotencyKey)
+        )
         let reply = try await send(fields, resendable: true)
         guard reply["type"]?.stringValue == "results", case .array(let items)? = reply["results"],
             items.count == operations.count, let replayed = Self.flag(reply, "replayed")

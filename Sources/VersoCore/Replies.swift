@@ -112,8 +112,8 @@ public enum Replies {
     }
 
     /// The `ack` of one write; `merged` when a `"merge": "fields"` write was merged into a newer
-    /// version than its base.
-    /// `replayed` when it answers a retry from the stored outcome of its idempotency key.
+    /// version than its base, `replayed` when it answers a retry from the stored outcome of its
+    /// idempotency key.
     public static func ack(
         rid: JSONValue?,
         key: String,

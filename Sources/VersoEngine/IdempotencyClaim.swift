@@ -20,26 +20,11 @@ public struct IdempotencyClaim: Sendable, Equatable {
         self.fingerprint = fingerprint
     }
 
-    /// The claim of `key` for `operations` sent as a request of `shape`.
+    /// The claim of `key` for `operations` sent as a request of `shape`: the fingerprint hashes
+    /// the shape and each operation as the protocol writes it (`WriteOperation.opMessage`,
+    /// encoded with its members in byte order, so equal requests give equal bytes).
     public init(scope: String, key: String, operations: [WriteOperation], shape: WriteShape) {
-        let canonical: JSONValue = .array([.string(shape.rawValue), .array(operations.map(Self.canonical))])
+        let canonical: JSONValue = .array([.string(shape.rawValue), .array(operations.map(\.opMessage))])
         self.init(scope: scope, key: key, fingerprint: Array(SHA256.hash(data: canonical.encodedBytes)))
-    }
-
-    private static func canonical(_ operation: WriteOperation) -> JSONValue {
-        let action: JSONValue =
-            switch operation.action {
-            case .put(let data): .array([.string("put"), .object(data)])
-            case .patch(let patch): .array([.string("patch"), .object(patch)])
-            case .delete: .string("delete")
-            case .check: .string("check")
-            }
-        let precondition: JSONValue =
-            switch operation.precondition {
-            case .base(let base): .integer(base)
-            case .force: .string("force")
-            }
-        let merge: JSONValue = operation.merge == .fields ? .string("fields") : .null
-        return .array([.string(operation.key), action, precondition, merge])
     }
 }

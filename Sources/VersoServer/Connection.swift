@@ -220,11 +220,8 @@ struct Connection {
             )
             return
         }
-        switch envelope.request {
-        default:
-            // Every other reply follows the acks of the writes before it, and sees them.
-            await writes.wait(untilBelow: 1)
-        }
+        // Every other reply follows the acks of the writes before it, and sees them.
+        await writes.wait(untilBelow: 1)
         do throws(RequestError) {
             if case .hello(_, let token) = envelope.request {
                 guard engine.isAccepting else {
@@ -478,7 +475,7 @@ struct Connection {
         RequestError(.unauthorized, "the token is not valid on this server: \(reason); check it, or ask for a new one")
     }
 
-    /// The command a write or txn request makes, its idempotency key (if any) scoped to the
+    /// The command a write, txn or batch request makes, its idempotency key (if any) scoped to the
     /// identity the connection acts as; nil for any other request.
     func writeCommand(_ envelope: RequestEnvelope, access: Access) -> WriteCommand? {
         let operations: [WriteOperation]
