@@ -87,18 +87,37 @@ extension VersoClient {
                 }
                 // Closed meanwhile: the session's hello finds no connection, which ends it.
                 if closed { continuation.finish() }
-                try await withThrowingTaskGroup(of: Void.self) { group in
+                try await withThrowingTaskGroup(of: ConnectionTask.self) { group in
                     group.addTask {
                         for await text in outgoing {
                             try await outbound.write(.text(text))
                         }
+                        return .writer
                     }
                     group.addTask {
-                        try await self.startSession()
+                        do {
+                            try await self.startSession()
+                            return .session(failure: nil)
+                        } catch {
+                            return .session(failure: error)
+                        }
+                    }
+                    group.addTask {
+                        for try await message in inbound.messages(maxSize: 1 << 24) {
+                            if case .text(let text) = message { self.dispatch(text) }
+                        }
+                        return .reader
                     }
                     defer { group.cancelAll() }
-                    for try await message in inbound.messages(maxSize: 1 << 24) {
-                        if case .text(let text) = message { self.dispatch(text) }
+                    // The connection ends with the first of: the server's end of it, the end
+                    // of what the client sends (closed, or dropped by `detach`), or a session
+                    // that could not start (no welcome in time, a resume that failed with the
+                    // connection): a connection without a session must not be kept open.
+                    while let ended = try await group.next() {
+                        guard case .session(let failure) = ended else { return }
+                        if let failure {
+                            throw VersoClientError(.disconnected, "the session did not start: \(failure)")
+                        }
                     }
                 }
             }
@@ -111,11 +130,23 @@ extension VersoClient {
         }
     }
 
-    /// Sends hello and resumes every subscription; then marks the connection ready.
+    /// What ends one of a connection's tasks.
+    enum ConnectionTask: Sendable {
+        /// The server's messages ended.
+        case reader
+        /// What the client sends ended: the client was closed or the connection detached.
+        case writer
+        /// The session started, or could not.
+        case session(failure: (any Error)?)
+    }
+
+    /// Sends hello and resumes every subscription; then marks the connection ready. The welcome
+    /// must come within the connect timeout: a server that opened the WebSocket and does not
+    /// answer (one shutting down, say) is given up on like one that does not answer the upgrade.
     func startSession() async throws {
         var hello: JSONObject = ["type": .string("hello")]
         if let name = configuration.clientName { hello["client"] = .string(name) }
-        let welcome = try await send(hello, waitForReady: false)
+        let welcome = try await send(hello, waitForReady: false, timeout: configuration.connectTimeout)
         guard welcome["type"]?.stringValue == "welcome", let session = welcome["session"]?.stringValue else {
             throw VersoClientError(.protocolViolation, "expected welcome, got \(welcome.encodedString)")
         }

@@ -11,14 +11,16 @@ extension VersoClient {
     /// A `resendable` request (a write with an idempotency key) whose connection drops before the
     /// reply is sent again once the client has reconnected (see `startSession`), so the caller
     /// gets the reply of whichever attempt is answered; any other request fails with
-    /// `.disconnected` then.
+    /// `.disconnected` then. The reply is waited for `timeout` (default: the request timeout).
     func send(
         _ fields: JSONObject,
         waitForReady: Bool = true,
         resendable: Bool = false,
+        timeout: Duration? = nil,
         onReply: (@Sendable (JSONValue, inout State) -> Void)? = nil
     ) async throws -> JSONValue {
-        let deadline = ContinuousClock.now + configuration.requestTimeout
+        let timeout = timeout ?? configuration.requestTimeout
+        let deadline = ContinuousClock.now + timeout
         if waitForReady { try await waitUntilReady(deadline: deadline) }
         let rid = state.withLock { state -> Int64 in
             defer { state.nextRID += 1 }
@@ -47,7 +49,7 @@ extension VersoClient {
             group.addTask { try await self.reply(to: rid) }
             group.addTask {
                 try await Task.sleep(until: deadline)
-                throw VersoClientError(.timeout, "no reply within \(self.configuration.requestTimeout)")
+                throw VersoClientError(.timeout, "no reply within \(timeout)")
             }
             defer {
                 group.cancelAll()

@@ -105,14 +105,13 @@ struct ClientBatchTests {
     func resentAfterDrop() async throws {
         try await TestServer.with { server in
             try await CuttingProxy.with(to: server.port) { proxy, port in
-                var proxied = VersoClientConfiguration(
+                let proxied = VersoClientConfiguration(
                     url: "ws://127.0.0.1:\(port)/v1/ws",
                     compression: false,
                     requestTimeout: .seconds(30),
                     initialBackoff: .milliseconds(50),
                     maxBackoff: .milliseconds(200)
                 )
-                proxied.connectTimeout = .seconds(5)
                 try await VersoClient.with(proxied) { client in
                     proxy.arm(.reply(containing: #""type":"results""#))
                     let outcome = try await client.batch([

@@ -6,15 +6,13 @@ import VersoTesting
 /// A client that reaches the server through a proxy at `port`: uncompressed, so the proxy can
 /// read the messages, and quick to reconnect.
 private func configuration(proxyPort port: Int) -> VersoClientConfiguration {
-    var configuration = VersoClientConfiguration(
+    VersoClientConfiguration(
         url: "ws://127.0.0.1:\(port)/v1/ws",
         compression: false,
         requestTimeout: .seconds(30),
         initialBackoff: .milliseconds(50),
         maxBackoff: .milliseconds(200)
     )
-    configuration.connectTimeout = .seconds(5)
-    return configuration
 }
 
 /// The text of an `ack` reply, as the proxy looks for it.

@@ -5,7 +5,8 @@ import Synchronization
 /// A TCP proxy in front of a server that can cut a connection at a chosen message: the way a
 /// network drops it, with the message lost on the way. It relays every connection's bytes both
 /// ways until it is told to cut, then drops the first matching chunk of bytes and closes both
-/// sides; the connections that follow are relayed whole.
+/// sides (or, for `mute`, only drops it: a server that never answers); the connections that
+/// follow are relayed whole.
 ///
 /// It reads unmasked server frames and masked client frames of uncompressed WebSocket text (a
 /// client that does not offer permessage-deflate), so a cut names the text a message holds.
@@ -17,40 +18,55 @@ final class CuttingProxy: Sendable {
         /// At the first message from the client whose text contains this, which never reaches
         /// the server.
         case request(containing: String)
+        /// At the first message from the client whose text contains this, which never reaches
+        /// the server; the connection stays open.
+        case mute(requestContaining: String)
+    }
+
+    /// What a relay does with a chunk of bytes.
+    fileprivate enum Action {
+        case relay
+        case drop
+        case cut
     }
 
     private struct State {
-        var armed: Cut?
+        /// The cuts still to come, in order.
+        var armed: [Cut] = []
         var cuts = 0
         var connections = 0
     }
 
     private let state = Mutex(State())
 
-    /// Cuts the connection at the next message that matches `cut`.
-    func arm(_ cut: Cut) {
-        state.withLock { $0.armed = cut }
+    /// Cuts the connection at the next message that matches `cut`; with more than one, each
+    /// after the one before has been used.
+    func arm(_ cuts: Cut...) {
+        state.withLock { $0.armed = cuts }
     }
 
-    /// How many connections were cut so far.
+    /// How many connections were cut (or muted) so far.
     var cuts: Int { state.withLock { $0.cuts } }
 
     /// How many connections were accepted so far.
     var connections: Int { state.withLock { $0.connections } }
 
-    /// Whether `bytes`, going `toServer` or not, holds the armed message: if so the cut is used up.
-    fileprivate func shouldCut(_ bytes: ByteBuffer, toServer: Bool) -> Bool {
+    /// What to do with `bytes`, going `toServer` or not: when they hold the next armed message,
+    /// that cut is used up.
+    fileprivate func action(for bytes: ByteBuffer, toServer: Bool) -> Action {
         state.withLock { state in
             let needle: String
-            switch state.armed {
-            case .reply(let text)? where !toServer: needle = text
-            case .request(let text)? where toServer: needle = text
-            default: return false
+            let action: Action
+            switch state.armed.first {
+            case .reply(let text)? where !toServer: (needle, action) = (text, .cut)
+            case .request(let text)? where toServer: (needle, action) = (text, .cut)
+            case .mute(let text)? where toServer: (needle, action) = (text, .drop)
+            default: return .relay
             }
-            guard Self.texts(in: bytes).contains(where: { $0.contains(needle) }) else { return false }
-            state.armed = nil
+            guard Self.texts(in: bytes).contains(where: { $0.contains(needle) }) else { return .relay }
+            state.armed.removeFirst()
             state.cuts += 1
-            return true
+            return action
         }
     }
 
@@ -109,12 +125,15 @@ final class CuttingProxy: Sendable {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let bytes = unwrapInboundIn(data)
-            if proxy.shouldCut(bytes, toServer: toServer) {
+            switch proxy.action(for: bytes, toServer: toServer) {
+            case .relay:
+                partner.writeAndFlush(bytes, promise: nil)
+            case .drop:
+                break
+            case .cut:
                 context.close(promise: nil)
                 partner.close(promise: nil)
-                return
             }
-            partner.writeAndFlush(bytes, promise: nil)
         }
 
         func channelInactive(context: ChannelHandlerContext) {
