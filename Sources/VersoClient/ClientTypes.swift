@@ -1,62 +1,5 @@
 import VersoCore
 
-/// A live record as the server sent it.
-public struct Record: Sendable, Equatable {
-    public var key: String
-    public var version: Int64
-    public var data: JSONObject
-
-    public init(key: String, version: Int64, data: JSONObject) {
-        self.key = key
-        self.version = version
-        self.data = data
-    }
-}
-
-/// The current state of a key that a write found stale.
-public struct RecordConflict: Sendable, Equatable, Error {
-    public var key: String
-    /// The base the write was sent with.
-    public var base: Int64
-    /// The key's current version (0 if it never existed).
-    public var version: Int64
-    /// The current data; nil when the key is deleted or never existed, or `hidden`.
-    public var data: JSONObject?
-    public var deleted: Bool
-    /// The server withheld the data: this client's token may write the key but not read it
-    /// (Protocol.md 2.1). `data` is nil and `deleted` false then, whatever the record holds.
-    public var hidden = false
-    /// Why a write sent with `merge: true` could not be merged (Protocol.md 3.3); nil for a
-    /// write sent without it.
-    public var reason: MergeRefusal?
-    /// The paths this write changes that clash with a change since `base`, sorted: given only
-    /// when `reason` is `.clash` (and empty when the server withholds them because the writer may
-    /// not read the key).
-    public var clashes: [FieldPath]
-    /// Every path changed since `base`, sorted, when the server gave them (with `.clash` only).
-    public var changed: [FieldPath]?
-
-    public init(
-        key: String,
-        base: Int64,
-        version: Int64,
-        data: JSONObject?,
-        deleted: Bool,
-        reason: MergeRefusal? = nil,
-        clashes: [FieldPath] = [],
-        changed: [FieldPath]? = nil
-    ) {
-        self.key = key
-        self.base = base
-        self.version = version
-        self.data = data
-        self.deleted = deleted
-        self.reason = reason
-        self.clashes = clashes
-        self.changed = changed
-    }
-}
-
 /// What a single-key write came to.
 public enum WriteOutcome: Sendable, Equatable {
     /// Accepted at `version`, as change `seq`. `merged`: a write sent with `merge: true` was
@@ -66,22 +9,6 @@ public enum WriteOutcome: Sendable, Equatable {
     case ack(version: Int64, seq: Int64, merged: Bool = false, replayed: Bool = false)
     /// The base was stale (and, for a merge, the write could not be merged); nothing changed.
     case conflict(RecordConflict)
-}
-
-/// How a txn was accepted, beside its versions.
-public struct TxnAck: Sendable, Equatable {
-    /// The one seq of every change the txn made.
-    public var seq: Int64
-    /// The keys whose `merge: true` ops were merged into a newer version than their base.
-    public var merged: Set<BytewiseString>
-    /// The server had already applied this txn (see `WriteOutcome.ack`); it was applied once.
-    public var replayed: Bool
-
-    public init(seq: Int64, merged: Set<BytewiseString> = [], replayed: Bool = false) {
-        self.seq = seq
-        self.merged = merged
-        self.replayed = replayed
-    }
 }
 
 /// What a txn came to.

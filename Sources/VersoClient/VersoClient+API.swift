@@ -9,72 +9,10 @@ import VersoCore
 
 // The typed API: each request built from its arguments, each reply decoded into its result.
 extension VersoClient {
-    static func record(_ message: JSONValue) -> Record? {
-        guard let key = message["key"]?.stringValue, let version = message["version"]?.integerValue,
-            let data = message["data"]?.objectValue
-        else { return nil }
-        return Record(key: key, version: version, data: data)
-    }
-
-    static func serverError(_ reply: JSONValue) -> VersoClientError? {
-        guard reply["type"]?.stringValue == "error" else { return nil }
-        let code = reply["code"]?.stringValue.flatMap(ErrorCode.init(rawValue:)) ?? .internal
-        return VersoClientError(.server(code), reply["message"]?.stringValue ?? "no message")
-    }
-
-    /// One stale key of a `conflict` reply, or nil when it is malformed: `reason`, `clashes` and
-    /// `changed` come only with a write sent with merge (Protocol.md 3.3), `clashes` always with
-    /// `reason`.
-    static func conflict(_ value: JSONValue) -> RecordConflict? {
-        guard let key = value["key"]?.stringValue, let base = value["base"]?.integerValue,
-            let version = value["version"]?.integerValue, case .bool(let deleted)? = value["deleted"]
-        else { return nil }
-        let data: JSONObject?
-        switch value["data"] {
-        case .object(let object)?: data = object
-        case .null?: data = nil
-        default: return nil
-        }
-        var conflict = RecordConflict(key: key, base: base, version: version, data: data, deleted: deleted)
-        switch value["hidden"] {
-        case nil: break
-        case .bool(let hidden)?: conflict.hidden = hidden
-        default: return nil
-        }
-        guard let reason = value["reason"] else {
-            guard value["clashes"] == nil, value["changed"] == nil else { return nil }
-            return conflict
-        }
-        guard let refusal = reason.stringValue.flatMap(MergeRefusal.init(rawValue:)),
-            let clashes = value["clashes"].flatMap(paths)
-        else { return nil }
-        conflict.reason = refusal
-        conflict.clashes = clashes
-        if let changed = value["changed"] {
-            guard let paths = paths(changed) else { return nil }
-            conflict.changed = paths
-        }
-        return conflict
-    }
-
-    /// An array of JSON Pointers, or nil when it is anything else.
-    static func paths(_ value: JSONValue) -> [FieldPath]? {
-        guard case .array(let items) = value else { return nil }
-        var paths: [FieldPath] = []
-        for item in items {
-            guard let pointer = item.stringValue, let path = FieldPath(pointer: pointer) else { return nil }
-            paths.append(path)
-        }
-        return paths
-    }
-
-    /// An optional boolean member of an ack: false when absent, nil when not a boolean.
-    static func flag(_ reply: JSONValue, _ name: String) -> Bool? {
-        switch reply[name] {
-        case nil: false
-        case .bool(let value)?: value
-        default: nil
-        }
+    /// The client error for a server's `error` reply (a code this library does not know reads
+    /// as `internal`).
+    static func clientError(_ error: ServerError) -> VersoClientError {
+        VersoClientError(.server(error.errorCode ?? .internal), error.message)
     }
 
     /// The idempotency key to send: the caller's, or a new UUID. Throws when the caller's is not
@@ -120,37 +58,35 @@ extension VersoClient {
         }
     }
 
-    func unexpected(_ reply: JSONValue) -> VersoClientError {
-        Self.serverError(reply) ?? VersoClientError(.protocolViolation, reply.encodedString)
+    /// The error for a reply that is not one the request expects: the server's error, or a
+    /// protocol violation naming what came.
+    func unexpected(_ reply: ServerMessage) -> VersoClientError {
+        if case .error(let error) = reply { return Self.clientError(error) }
+        return VersoClientError(.protocolViolation, "unexpected \(reply.type) reply")
     }
 
     /// The current state of `key`.
     public func get(_ key: String) async throws -> Lookup {
-        let reply = try await send(["type": .string("get"), "key": .string(key)])
-        if let record = Self.record(reply), reply["type"]?.stringValue == "snapshot" { return .found(record) }
-        if let error = Self.serverError(reply), error.code == .notFound {
-            if reply["deleted"] == .bool(true), let version = reply["version"]?.integerValue {
-                return .deleted(version: version)
-            }
+        let reply = try await send(Request.get(key: key).message())
+        switch reply {
+        case .snapshot(nil, let record):
+            return .found(record)
+        case .error(let error) where error.errorCode == .notFound:
+            if error.deleted == true, let version = error.version { return .deleted(version: version) }
             return .missing
+        default:
+            throw unexpected(reply)
         }
-        throw unexpected(reply)
     }
 
     func write(_ operation: WriteOperation, idempotencyKey: String?) async throws -> WriteOutcome {
         try Self.checkMerge(operation)
         let fields = Request.write(operation).message(idempotencyKey: try Self.idempotencyKey(idempotencyKey))
         let reply = try await send(fields, resendable: true)
-        switch reply["type"]?.stringValue {
-        case "ack":
-            guard let version = reply["version"]?.integerValue, let seq = reply["seq"]?.integerValue,
-                let merged = Self.flag(reply, "merged"), let replayed = Self.flag(reply, "replayed")
-            else {
-                throw unexpected(reply)
-            }
+        switch reply {
+        case .ack(_, let version, let seq, let merged, let replayed):
             return .ack(version: version, seq: seq, merged: merged, replayed: replayed)
-        case "conflict":
-            guard let conflict = Self.conflict(reply) else { throw unexpected(reply) }
+        case .conflict(let conflict):
             return .conflict(conflict)
         default:
             throw unexpected(reply)
@@ -223,13 +159,9 @@ extension VersoClient {
         after: String? = nil,
         limit: Int = 100
     ) async throws -> (records: [Record], next: String?) {
-        var fields: JSONObject = ["type": .string("list"), "prefix": .string(prefix), "limit": .integer(Int64(limit))]
-        if let after { fields["after"] = .string(after) }
-        let reply = try await send(fields)
-        guard reply["type"]?.stringValue == "records", case .array(let items)? = reply["records"] else {
-            throw unexpected(reply)
-        }
-        return (items.compactMap(Self.record), reply["next"]?.stringValue)
+        let reply = try await send(Request.list(prefix: prefix, after: after, limit: limit).message())
+        guard case .records(let records, let next) = reply else { throw unexpected(reply) }
+        return (records, next)
     }
 
     /// Every live record under `prefix`, following `next` until the listing is complete.
@@ -254,37 +186,10 @@ extension VersoClient {
             idempotencyKey: try Self.idempotencyKey(idempotencyKey)
         )
         let reply = try await send(fields, resendable: true)
-        switch reply["type"]?.stringValue {
-        case "ack":
-            guard let seq = reply["seq"]?.integerValue, let versions = reply["versions"]?.objectValue,
-                let replayed = Self.flag(reply, "replayed")
-            else {
-                throw unexpected(reply)
-            }
-            var decoded: [BytewiseString: Int64] = [:]
-            for (key, version) in versions {
-                guard let version = version.integerValue else { throw unexpected(reply) }
-                decoded[key] = version
-            }
-            var merged: Set<BytewiseString> = []
-            if let listed = reply["merged"] {
-                guard case .array(let items) = listed else { throw unexpected(reply) }
-                for item in items {
-                    guard let key = item.stringValue else { throw unexpected(reply) }
-                    merged.insert(BytewiseString(key))
-                }
-            }
-            return .ack(TxnAck(seq: seq, merged: merged, replayed: replayed), versions: decoded)
-        case "conflict":
-            guard case .array(let items)? = reply["conflicts"] else { throw unexpected(reply) }
-            var conflicts: [RecordConflict] = []
-            for item in items {
-                guard let conflict = Self.conflict(item) else { throw unexpected(reply) }
-                conflicts.append(conflict)
-            }
-            return .conflict(conflicts)
-        default:
-            throw unexpected(reply)
+        switch reply {
+        case .txnAck(let ack, let versions): return .ack(ack, versions: versions)
+        case .txnConflict(let conflicts): return .conflict(conflicts)
+        default: throw unexpected(reply)
         }
     }
 
@@ -318,30 +223,22 @@ extension VersoClient {
         epoch: String?,
         waitForReady: Bool
     ) async throws {
-        var fields: JSONObject = ["type": .string("subscribe")]
-        switch filter {
-        case .keys(let keys): fields["keys"] = .array(keys.sorted().map { .string($0.string) })
-        case .prefix(let prefix): fields["prefix"] = .string(prefix)
-        }
-        if let since { fields["since"] = .integer(since) }
-        if let epoch { fields["epoch"] = .string(epoch) }
-        let reply = try await send(fields, waitForReady: waitForReady) { reply, state in
-            guard reply["type"]?.stringValue == "subscribed", let sub = reply["sub"]?.integerValue,
-                let seq = reply["seq"]?.integerValue, var subscription = state.subscriptions[local]
-            else { return }
-            let reset = reply["reset"] == .bool(true)
-            subscription.serverSub = sub
-            subscription.lastSeq = seq
-            subscription.snapshotsRemaining = Int(reply["snapshots"]?.integerValue ?? 0)
-            state.serverSubs[sub] = local
+        let request = Request.subscribe(filter, since: since, epoch: epoch)
+        let reply = try await send(request.message(), waitForReady: waitForReady) { reply, state in
+            guard case .subscribed(let subscribed) = reply, var subscription = state.subscriptions[local] else {
+                return
+            }
+            subscription.serverSub = subscribed.sub
+            subscription.lastSeq = subscribed.seq
+            subscription.snapshotsRemaining = Int(subscribed.snapshots)
+            state.serverSubs[subscribed.sub] = local
             state.subscriptions[local] = subscription
-            if since == nil || reset {
-                subscription.continuation.yield(.started(seq: seq, reset: reset))
+            if since == nil || subscribed.reset {
+                subscription.continuation.yield(.started(seq: subscribed.seq, reset: subscribed.reset))
                 if subscription.snapshotsRemaining == 0 { subscription.continuation.yield(.synced) }
             }
         }
-        if let error = Self.serverError(reply) { throw error }
-        guard reply["type"]?.stringValue == "subscribed" else { throw unexpected(reply) }
+        guard case .subscribed = reply else { throw unexpected(reply) }
     }
 
     func endSubscription(_ local: Int) {
@@ -350,7 +247,7 @@ extension VersoClient {
             if let sub = subscription.serverSub {
                 state.serverSubs[sub] = nil
                 // The reply is not awaited; an unknown rid is ignored by the reader.
-                let text = JSONValue.object(["type": .string("unsubscribe"), "sub": .integer(sub)]).encodedString
+                let text = JSONValue.object(Request.unsubscribe(sub: sub).message()).encodedString
                 state.phase.outgoing?.yield(text)
             }
         }

@@ -25,36 +25,25 @@ extension VersoClient {
             idempotencyKey: try Self.idempotencyKey(idempotencyKey)
         )
         let reply = try await send(fields, resendable: true)
-        guard reply["type"]?.stringValue == "results", case .array(let items)? = reply["results"],
-            items.count == operations.count, let replayed = Self.flag(reply, "replayed")
-        else {
+        guard case .results(let items, let replayed) = reply, items.count == operations.count else {
             throw unexpected(reply)
         }
         var results: [BatchResult] = []
         results.reserveCapacity(items.count)
         for (operation, item) in zip(operations, items) {
-            guard let result = Self.batchResult(item, key: operation.key) else { throw unexpected(reply) }
-            results.append(result)
+            switch item {
+            case .ack(let key, let version, let seq, let merged, _):
+                results.append(.ack(key: key, version: version, seq: seq, merged: merged))
+            case .conflict(let conflict):
+                results.append(.conflict(conflict))
+            case .error(let error):
+                results.append(
+                    .error(key: error.key ?? operation.key, code: error.errorCode ?? .internal, message: error.message)
+                )
+            default:
+                throw unexpected(reply)
+            }
         }
         return BatchOutcome(results: results, replayed: replayed)
-    }
-
-    /// One op's result in a `results` reply, or nil when it is malformed. `key` is the op's, for
-    /// an error that names none.
-    static func batchResult(_ item: JSONValue, key: String) -> BatchResult? {
-        switch item["type"]?.stringValue {
-        case "ack":
-            guard let version = item["version"]?.integerValue, let seq = item["seq"]?.integerValue,
-                let merged = flag(item, "merged")
-            else { return nil }
-            return .ack(key: item["key"]?.stringValue ?? key, version: version, seq: seq, merged: merged)
-        case "conflict":
-            return conflict(item).map { .conflict($0) }
-        case "error":
-            guard let error = serverError(item), let code = error.code else { return nil }
-            return .error(key: item["key"]?.stringValue ?? key, code: code, message: error.message)
-        default:
-            return nil
-        }
     }
 }

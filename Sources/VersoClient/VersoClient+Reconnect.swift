@@ -144,17 +144,15 @@ extension VersoClient {
     /// must come within the connect timeout: a server that opened the WebSocket and does not
     /// answer (one shutting down, say) is given up on like one that does not answer the upgrade.
     func startSession() async throws {
-        var hello: JSONObject = ["type": .string("hello")]
-        if let name = configuration.clientName { hello["client"] = .string(name) }
-        let welcome = try await send(hello, waitForReady: false, timeout: configuration.connectTimeout)
-        guard welcome["type"]?.stringValue == "welcome", let session = welcome["session"]?.stringValue else {
-            throw VersoClientError(.protocolViolation, "expected welcome, got \(welcome.encodedString)")
-        }
+        let hello = Request.hello(client: configuration.clientName, token: nil).message()
+        let reply = try await send(hello, waitForReady: false, timeout: configuration.connectTimeout)
+        guard case .welcome(let welcome) = reply else { throw unexpected(reply) }
+        let session = welcome.session
         let previousEpoch = state.withLock { state -> String? in
             defer {
                 state.session = session
-                state.epoch = welcome["epoch"]?.stringValue
-                state.allowsForce = welcome["force"] == .bool(true)
+                state.epoch = welcome.epoch
+                state.allowsForce = welcome.allowsForce
             }
             return state.epoch
         }

@@ -17,8 +17,8 @@ extension VersoClient {
         waitForReady: Bool = true,
         resendable: Bool = false,
         timeout: Duration? = nil,
-        onReply: (@Sendable (JSONValue, inout State) -> Void)? = nil
-    ) async throws -> JSONValue {
+        onReply: (@Sendable (ServerMessage, inout State) -> Void)? = nil
+    ) async throws -> ServerMessage {
         let timeout = timeout ?? configuration.requestTimeout
         let deadline = ContinuousClock.now + timeout
         if waitForReady { try await waitUntilReady(deadline: deadline) }
@@ -45,7 +45,7 @@ extension VersoClient {
         guard sent else {
             throw VersoClientError(.disconnected, "not connected to \(configuration.url)")
         }
-        return try await withThrowingTaskGroup(of: JSONValue.self) { group in
+        return try await withThrowingTaskGroup(of: ServerMessage.self) { group in
             group.addTask { try await self.reply(to: rid) }
             group.addTask {
                 try await Task.sleep(until: deadline)
@@ -59,10 +59,10 @@ extension VersoClient {
         }
     }
 
-    func reply(to rid: Int64) async throws -> JSONValue {
+    func reply(to rid: Int64) async throws -> ServerMessage {
         try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JSONValue, any Error>) in
-                let ready = state.withLock { state -> Result<JSONValue, VersoClientError>? in
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ServerMessage, any Error>) in
+                let ready = state.withLock { state -> Result<ServerMessage, VersoClientError>? in
                     guard var slot = state.pending[rid] else {
                         return .failure(VersoClientError(.disconnected, "the connection dropped"))
                     }
@@ -79,51 +79,70 @@ extension VersoClient {
         }
     }
 
-    /// Routes one message from the server.
+    /// Routes one message from the server: a reply to its request's slot (a reply that does not
+    /// read as Protocol.md says fails that request with `.protocolViolation`), a subscription's
+    /// snapshot or update to its stream.
     func dispatch(_ text: String) {
-        let message: JSONValue
+        let rid: JSONValue?
+        let decoded: Result<ServerMessage, MalformedServerMessage>
         do {
-            message = try JSONParser.parse(text, maxDepth: JSONParser.maxReplyDepth)
+            let value = try JSONParser.parse(text, maxDepth: JSONParser.maxReplyDepth)
+            rid = value["rid"]
+            do {
+                decoded = .success(try ServerMessage.decode(value))
+            } catch let error as MalformedServerMessage {
+                decoded = .failure(error)
+            }
         } catch {
             logger.warning("unparseable message from server", metadata: ["verso.error": "\(error)"])
             return
         }
-        if let rid = message["rid"]?.integerValue {
-            let continuation = state.withLock { state -> CheckedContinuation<JSONValue, any Error>? in
+        if let rid = rid?.integerValue {
+            let reply = decoded.mapError { VersoClientError(.protocolViolation, "\($0.problem): \(text)") }
+            let continuation = state.withLock { state -> CheckedContinuation<ServerMessage, any Error>? in
                 guard var slot = state.pending[rid] else { return nil }
-                slot.onReply?(message, &state)
+                if case .success(let message) = reply { slot.onReply?(message, &state) }
                 slot.onReply = nil
                 if let continuation = slot.continuation {
                     state.pending[rid] = nil
                     return continuation
                 }
-                slot.reply = .success(message)
+                slot.reply = reply
                 state.pending[rid] = slot
                 return nil
             }
-            continuation?.resume(returning: message)
+            continuation?.resume(with: reply)
             return
         }
-        guard let sub = message["sub"]?.integerValue else { return }
-        state.withLock { state in
-            guard let local = state.serverSubs[sub], var subscription = state.subscriptions[local] else { return }
-            switch message["type"]?.stringValue {
-            case "snapshot":
-                if let record = Self.record(message) { subscription.continuation.yield(.snapshot(record)) }
+        let message: ServerMessage
+        switch decoded {
+        case .success(let decoded): message = decoded
+        case .failure(let error):
+            logger.warning("malformed message from server", metadata: ["verso.error": "\(error)"])
+            return
+        }
+        switch message {
+        case .snapshot(let sub?, let record):
+            state.withLock { state in
+                guard let local = state.serverSubs[sub], var subscription = state.subscriptions[local] else { return }
+                subscription.continuation.yield(.snapshot(record))
                 subscription.snapshotsRemaining -= 1
                 if subscription.snapshotsRemaining == 0 { subscription.continuation.yield(.synced) }
-            case "update":
-                guard let key = message["key"]?.stringValue, let version = message["version"]?.integerValue,
-                    let seq = message["seq"]?.integerValue
-                else { return }
-                subscription.continuation.yield(
-                    .update(key: key, version: version, seq: seq, data: message["data"]?.objectValue)
-                )
-                subscription.lastSeq = max(subscription.lastSeq ?? 0, seq)
-            default:
-                return
+                state.subscriptions[local] = subscription
             }
-            state.subscriptions[local] = subscription
+        case .update(let update):
+            state.withLock { state in
+                guard let local = state.serverSubs[update.sub], var subscription = state.subscriptions[local] else {
+                    return
+                }
+                subscription.continuation.yield(
+                    .update(key: update.key, version: update.version, seq: update.seq, data: update.data)
+                )
+                subscription.lastSeq = max(subscription.lastSeq ?? 0, update.seq)
+                state.subscriptions[local] = subscription
+            }
+        default:
+            return
         }
     }
 }

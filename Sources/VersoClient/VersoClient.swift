@@ -67,10 +67,10 @@ public struct VersoClientConfiguration: Sendable {
 /// do writes when the client does not reconnect or is closed.
 public final class VersoClient: Sendable {
     struct Slot {
-        var continuation: CheckedContinuation<JSONValue, any Error>?
-        var reply: Result<JSONValue, VersoClientError>?
+        var continuation: CheckedContinuation<ServerMessage, any Error>?
+        var reply: Result<ServerMessage, VersoClientError>?
         /// Runs in the reader, under the lock, before anything after the reply is dispatched.
-        var onReply: (@Sendable (JSONValue, inout State) -> Void)?
+        var onReply: (@Sendable (ServerMessage, inout State) -> Void)?
         /// A write's request as sent (rid and idempotency key included): sent again on the next
         /// connection if this one drops before the reply. Nil for other requests.
         var resend: String?

@@ -172,39 +172,6 @@ struct ClientMergeTests {
         }
     }
 
-    @Test("conflicts are read strictly: merge fields of the wrong type, or without reason, are a protocol violation")
-    func strictConflicts() {
-        let plain: JSONObject = [
-            "key": .string("k"), "base": .integer(1), "version": .integer(2), "data": .object([:]),
-            "deleted": .bool(false),
-        ]
-        #expect(VersoClient.conflict(.object(plain))?.reason == nil)
-        var clash = plain
-        clash["reason"] = .string("clash")
-        clash["clashes"] = .array([.string("/a~1b/c~0")])
-        clash["changed"] = .array([.string("/a~1b/c~0"), .string("/d")])
-        let parsed = VersoClient.conflict(.object(clash))
-        #expect(parsed?.clashes == [FieldPath(["a/b", "c~"])])
-        #expect(parsed?.changed == [FieldPath(["a/b", "c~"]), FieldPath(["d"])])
-        for (member, value) in [
-            ("reason", JSONValue.string("because")), ("reason", .integer(1)), ("clashes", .string("/a")),
-            ("clashes", .array([.string("a")])), ("clashes", .array([.string("/a~2")])), ("changed", .null),
-        ] {
-            var bad = clash
-            bad[BytewiseString(member)] = value
-            #expect(VersoClient.conflict(.object(bad)) == nil, "\(member): \(value.encodedString)")
-        }
-        var withoutReason = clash
-        withoutReason["reason"] = nil
-        #expect(VersoClient.conflict(.object(withoutReason)) == nil)
-        var withoutClashes = clash
-        withoutClashes["clashes"] = nil
-        #expect(VersoClient.conflict(.object(withoutClashes)) == nil)
-        var badDeleted = plain
-        badDeleted["deleted"] = .string("no")
-        #expect(VersoClient.conflict(.object(badDeleted)) == nil)
-    }
-
     @Test("a conflict on a key the token may write but not read says hidden, with no data")
     func hiddenConflict() async throws {
         let folder = TestServer.makeDataDirectory()
