@@ -184,6 +184,9 @@ let package = Package(
         .target(
             name: "VersoLoad",
             dependencies: [
+                // The protocol's vocabulary: requests outside the measured loops, and replies
+                // read in full where the harness checks what the server holds.
+                "VersoCore",
                 "VersoEventLoop",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 // A lean WebSocket client of its own, straight on SwiftNIO (see LeanWebSocket.swift).
@@ -272,7 +275,7 @@ let package = Package(
         .testTarget(
             name: "VersoLoadTests",
             dependencies: [
-                "VersoLoad", "VersoTesting", "VersoServer",
+                "VersoLoad", "VersoTesting", "VersoServer", "VersoCore",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

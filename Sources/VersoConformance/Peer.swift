@@ -42,6 +42,8 @@ public final class Peer {
     }
 
     /// The next message, parsed; `waitingFor` says what for, in the failure when none comes.
+    /// Every message must read as one of Protocol.md's (`ServerMessage`, the vocabulary every
+    /// Verso client reads with): a missing or mistyped member fails the case that received it.
     private func receive(timeout: Duration, waitingFor: @autoclosure () -> String) async throws -> JSONValue {
         let text: String
         do {
@@ -49,11 +51,18 @@ public final class Peer {
         } catch {
             throw ConformanceFailure("\(waitingFor()): \(error)")
         }
+        let message: JSONValue
         do {
-            return try JSONParser.parse(text, maxDepth: JSONParser.maxReplyDepth)
+            message = try JSONParser.parse(text, maxDepth: JSONParser.maxReplyDepth)
         } catch {
             throw ConformanceFailure("the server sent a message that is not JSON (\(error)): \(describe(text))")
         }
+        do {
+            _ = try ServerMessage.decode(message)
+        } catch {
+            throw ConformanceFailure("the server sent a message that breaks Protocol.md (\(error)): \(describe(text))")
+        }
+        return message
     }
 
     /// The next message as it comes off the wire, reply or subscription message, for checks
@@ -92,16 +101,17 @@ public final class Peer {
 
     /// Sends `hello` and returns the `welcome`.
     public func hello() async throws -> JSONValue {
-        try expectType(try await request(#"{"type":"hello"}"#), "welcome", "hello")
+        try expectType(try await request(Request.hello(client: nil, token: nil).encoded()), "welcome", "hello")
     }
 
     /// Sends `get` and returns the reply as it is (`snapshot` or `error`).
     public func get(_ key: String) async throws -> JSONValue {
-        try await request(#"{"type":"get","key":\#(quoted(key))}"#)
+        try await request(Request.get(key: key).encoded())
     }
 
     /// Sends a `put` and returns the reply as it is.
     public func tryPut(_ key: String, base: Int64, data: String = "{}") async throws -> JSONValue {
+        // The data goes as written (the vocabulary's encoder would put its members in order).
         try await request(#"{"type":"put","key":\#(quoted(key)),"base":\#(base),"data":\#(data)}"#)
     }
 
@@ -121,16 +131,17 @@ public final class Peer {
     /// Deletes `key` on `base` and expects an `ack`.
     @discardableResult
     public func delete(_ key: String, base: Int64) async throws -> Ack {
-        let reply = try await request(#"{"type":"delete","key":\#(quoted(key)),"base":\#(base)}"#)
+        let delete = Request.write(WriteOperation(key: key, action: .delete, precondition: .base(base)))
+        let reply = try await request(delete.encoded())
         return try ack(of: reply, key: key, "delete \(key) on base \(base)")
     }
 
     /// Checks that `reply` acknowledges a single-key write of `key` and reads it.
     func ack(of reply: JSONValue, key: String, _ what: String) throws -> Ack {
-        try expectType(reply, "ack", what)
-        try expectEqual(reply["key"]?.str, key, "\(what): the ack's key")
-        let version = try require(reply["version"]?.int, "\(what): the ack has no integer version: \(describe(reply))")
-        let seq = try require(reply["seq"]?.int, "\(what): the ack has no integer seq: \(describe(reply))")
+        guard case .ack(let acked, let version, let seq, _, _)? = try? ServerMessage.decode(reply) else {
+            throw ConformanceFailure.mismatch(what, expected: "an ack of one write", actual: describe(reply))
+        }
+        try expectEqual(acked, key, "\(what): the ack's key")
         return Ack(key: key, version: version, seq: seq)
     }
 
@@ -140,19 +151,20 @@ public final class Peer {
         if reply.type == "snapshot" {
             return try require(reply["version"]?.int, "get \(key): no version in \(describe(reply))")
         }
-        try expectError(reply, code: "not_found", "get \(key)")
+        try expectError(reply, code: .notFound, "get \(key)")
         return reply["version"]?.int ?? 0
     }
 
     /// Subscribes to every key under `prefix` (see `subscribe(_:)`).
     public func subscribe(prefix: String) async throws -> (reply: JSONValue, snapshots: [JSONValue]) {
-        try await subscribe(#"{"type":"subscribe","prefix":\#(quoted(prefix))}"#)
+        try await subscribe(Request.subscribe(.prefix(prefix), since: nil, epoch: nil).encoded())
     }
 
     /// Lists the first page (at most 100) of live records under `prefix` and returns the
     /// `records` reply.
     public func list(prefix: String) async throws -> JSONValue {
-        try expectType(try await request(#"{"type":"list","prefix":\#(quoted(prefix))}"#), "records", "list \(prefix)")
+        let list = Request.list(prefix: prefix, after: nil, limit: RequestLimits.defaultListLimit)
+        return try expectType(try await request(list.encoded()), "records", "list \(prefix)")
     }
 
     /// Subscribes with `request` (a whole `subscribe` message) and reads the `subscribed` reply
@@ -208,9 +220,13 @@ func expectType(_ message: JSONValue, _ type: String, _ what: String) throws -> 
 
 /// Checks that `reply` is an `error` with `code`, a message, and (when `rid` is given) that rid
 /// echoed; `rid: .some(nil)` requires no rid at all.
-func expectError(_ reply: JSONValue, code: String, rid: JSONValue?? = nil, _ what: String) throws {
-    guard reply.type == "error", reply["code"]?.str == code else {
-        throw ConformanceFailure.mismatch(what, expected: "an error with code \(code)", actual: describe(reply))
+func expectError(_ reply: JSONValue, code: ErrorCode, rid: JSONValue?? = nil, _ what: String) throws {
+    guard case .error(let error)? = try? ServerMessage.decode(reply), error.errorCode == code else {
+        throw ConformanceFailure.mismatch(
+            what,
+            expected: "an error with code \(code.rawValue)",
+            actual: describe(reply)
+        )
     }
     try expect((reply["message"]?.str ?? "").isEmpty == false, "\(what): the error has no message: \(describe(reply))")
     if let rid {

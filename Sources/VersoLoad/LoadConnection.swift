@@ -1,6 +1,7 @@
 import CompressNIO
 import NIOCore
 import NIOWebSocket
+import VersoCore
 import VersoEventLoop
 
 /// Why a load run or one of its connections failed.
@@ -54,7 +55,7 @@ public struct LoadWire {
 
     /// Subscribes to one key and waits for the `subscribed` reply; `scenario` names the caller in errors.
     public mutating func subscribe(to key: String, scenario: String) async throws {
-        try await send(#"{"type":"subscribe","keys":[""# + key + #""]}"#)
+        try await send(Request.subscribe(.keys([BytewiseString(key)]), since: nil, epoch: nil).encoded())
         let reply = try await next()
         guard ReplyScan.type(reply) == "subscribed" else {
             throw LoadError("\(scenario): subscribe failed: \(reply.prefix(200))")

@@ -144,10 +144,7 @@ extension Scenarios {
             for index in 0..<pipeline {
                 let patch = attack == .patch || (attack == .mixed && index % 2 == 0)
                 if patch {
-                    try await wire.send(
-                        #"{"type":"patch","key":""# + key + #"","base":"# + String(base) + #","patch":{"f000001":"#
-                            + String(base) + "}}"
-                    )
+                    try await wire.send(Scenarios.patch(key: key, base: base, members: #""f000001":"# + String(base)))
                     base += 1
                 } else {
                     try await wire.send(put(key: key, base: 0, data: #""s":1"#))

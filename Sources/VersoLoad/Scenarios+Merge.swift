@@ -1,5 +1,6 @@
 import Histogram
 import Synchronization
+import VersoCore
 
 extension Scenarios {
     /// The last acknowledged write of one worker to one record: its version and the value
@@ -23,13 +24,13 @@ extension Scenarios {
         let connections = options.connections
         let fields = (connections + share - 1) / share
         let keys = (0..<records).map { "load/\(options.runID)/merge/\($0)" }
-        let initial = "{" + (0..<fields).map { #""f\#($0)":0"# }.joined(separator: ",") + "}"
+        let initial = (0..<fields).map { #""f\#($0)":0"# }.joined(separator: ",")
         var report: LoadReport
         do {
             try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) {
                 wire in
                 for key in keys {
-                    try await wire.send(#"{"type":"put","key":""# + key + #"","base":0,"data":"# + initial + "}")
+                    try await wire.send(put(key: key, base: 0, data: initial))
                     let reply = try await wire.next()
                     guard ReplyScan.type(reply) == "ack" else {
                         throw LoadError("merge: creating \(key): \(reply.prefix(200))")
@@ -67,8 +68,12 @@ extension Scenarios {
                     let record = Int.random(in: 0..<records)
                     value += 1
                     try await wire.send(
-                        #"{"type":"patch","key":""# + keys[record] + #"","base":"# + String(bases[record])
-                            + #","merge":"fields","patch":{"f\#(field)":"# + String(value) + "}}"
+                        patch(
+                            key: keys[record],
+                            base: bases[record],
+                            members: #""f\#(field)":"# + String(value),
+                            merge: true
+                        )
                     )
                     let reply = try await wire.next()
                     let end = monotonicNanos()
@@ -120,10 +125,16 @@ extension Scenarios {
             ) { wire in
                 var problems: [String] = []
                 for (record, byField) in lastAcks.sorted(by: { $0.key < $1.key }) {
-                    try await wire.send(#"{"type":"get","key":""# + keys[record] + #""}"#)
-                    let snapshot = try await wire.next()
+                    try await wire.send(Request.get(key: keys[record]).encoded())
+                    // Read back in full: the check is worth the vocabulary's strict decoding.
+                    guard
+                        case .snapshot(nil, let current) = try ServerMessage.decode(text: try await wire.next()).message
+                    else {
+                        problems.append("\(keys[record]) could not be read back")
+                        continue
+                    }
                     for (field, ack) in byField.sorted(by: { $0.key < $1.key }) {
-                        let found = ReplyScan.integer("f\(field)", in: snapshot)
+                        let found = current.data[BytewiseString("f\(field)")]?.integerValue
                         if found != ack.value {
                             problems.append(
                                 "\(keys[record]) field f\(field) holds \(found.map(String.init) ?? "nothing"), but its last acknowledged write set \(ack.value)"

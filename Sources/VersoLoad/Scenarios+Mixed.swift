@@ -1,6 +1,7 @@
 import Foundation
 import Histogram
 import Synchronization
+import VersoCore
 
 extension Scenarios {
     /// What one `mixed` connection measured besides the common figures.
@@ -80,8 +81,8 @@ extension Scenarios {
                 if subscribed > 0 {
                     var chosen = Set<Int>()
                     while chosen.count < subscribed { chosen.insert(Int.random(in: 0..<keys.count)) }
-                    let list = chosen.sorted().map { #"""# + keys[$0] + #"""# }.joined(separator: ",")
-                    try await wire.send(#"{"type":"subscribe","keys":["# + list + "]}")
+                    let filter = SubscriptionFilter.keys(Set(chosen.map { BytewiseString(keys[$0]) }))
+                    try await wire.send(Request.subscribe(filter, since: nil, epoch: nil).encoded())
                     let reply = try await wire.next()
                     guard ReplyScan.type(reply) == "subscribed" else {
                         throw LoadError("mixed: subscribe failed: \(reply.prefix(200))")
@@ -93,7 +94,7 @@ extension Scenarios {
                     let read = Int.random(in: 0..<100) < readPercent
                     let base = known[slot] ?? 0
                     if read {
-                        try await wire.send(#"{"type":"get","key":""# + keys[slot] + #""}"#)
+                        try await wire.send(get(key: keys[slot]))
                     } else {
                         try await wire.send(put(key: keys[slot], base: base, data: data + String(start)))
                     }

@@ -1,5 +1,6 @@
 import Histogram
 import Synchronization
+import VersoCore
 
 extension Scenarios {
     /// `subflood`: `options.connections` idle connections each hold `subscriptions` prefix
@@ -29,10 +30,8 @@ extension Scenarios {
                 return try await gate.subscriber(options, limit: connectAllowance) { wire in
                     // Sent all at once, then every reply read: they come in request order.
                     for sub in 0..<subscriptions {
-                        try await wire.send(
-                            #"{"type":"subscribe","prefix":"load/"# + options.runID + "/idle/" + String(index) + "/"
-                                + String(sub) + #"/"}"#
-                        )
+                        let prefix = "load/\(options.runID)/idle/\(index)/\(sub)/"
+                        try await wire.send(Request.subscribe(.prefix(prefix), since: nil, epoch: nil).encoded())
                     }
                     for _ in 0..<subscriptions {
                         let reply = try await wire.next()

@@ -37,7 +37,7 @@ extension ConformanceSuite {
                     actual: response.body
                 )
             }
-            try expectError(body, code: "unauthorized", "the body of the 401")
+            try expectError(body, code: .unauthorized, "the body of the 401")
             try expect(!response.body.contains(token), "the 401 echoes the token: \(response.body)")
         },
         ConformanceCase(
@@ -47,15 +47,15 @@ extension ConformanceSuite {
             let key = context.freshKey("anonymous")
             try await context.connect(as: .anonymous) { anonymous in
                 _ = try await anonymous.hello()
-                try expectError(try await anonymous.tryPut(key, base: 0), code: "unauthorized", "a put without a token")
-                try expectError(try await anonymous.get(key), code: "unauthorized", "a get without a token")
+                try expectError(try await anonymous.tryPut(key, base: 0), code: .unauthorized, "a put without a token")
+                try expectError(try await anonymous.get(key), code: .unauthorized, "a get without a token")
                 let list = try await anonymous.request(#"{"type":"list","prefix":\#(quoted(context.prefix))}"#)
-                try expectError(list, code: "unauthorized", "a list without a token")
+                try expectError(list, code: .unauthorized, "a list without a token")
             }
             try await context.connect { peer in
                 try expectError(
                     try await peer.get(key),
-                    code: "not_found",
+                    code: .notFound,
                     "the key a put without a token tried to create"
                 )
             }
@@ -71,14 +71,14 @@ extension ConformanceSuite {
                     "a put inside the token's rules"
                 )
                 let refused = try await restricted.tryPut(outside, base: 0)
-                try expectError(refused, code: "forbidden", "a put outside the token's rules")
+                try expectError(refused, code: .forbidden, "a put outside the token's rules")
                 try expectEqual(refused["key"]?.str, outside, "the key of the forbidden error")
-                try expectError(try await restricted.get(outside), code: "forbidden", "a get outside the token's rules")
+                try expectError(try await restricted.get(outside), code: .forbidden, "a get outside the token's rules")
             }
             try await context.connect { peer in
                 try expectError(
                     try await peer.get(outside),
-                    code: "not_found",
+                    code: .notFound,
                     "the key a forbidden put tried to create"
                 )
             }
@@ -89,11 +89,11 @@ extension ConformanceSuite {
             try await context.connect(as: .restricted) { restricted in
                 let ops = [inside, outside].map { #"{"op":"put","key":\#(quoted($0)),"base":0,"data":{}}"# }
                 let reply = try await restricted.request(#"{"type":"txn","ops":[\#(ops.joined(separator: ","))]}"#)
-                try expectError(reply, code: "forbidden", "a txn with one op outside the token's rules")
+                try expectError(reply, code: .forbidden, "a txn with one op outside the token's rules")
                 try expectEqual(reply["key"]?.str, outside, "the key of the forbidden error")
             }
             try await context.connect { peer in
-                try expectError(try await peer.get(inside), code: "not_found", "the allowed op of a refused txn")
+                try expectError(try await peer.get(inside), code: .notFound, "the allowed op of a refused txn")
             }
         },
         ConformanceCase("2.1 access: subscribing to a prefix needs read on the whole prefix") { context in
@@ -101,7 +101,7 @@ extension ConformanceSuite {
                 // "conformance/" is covered; "" and "conf" (which also matches "conference") are not.
                 for prefix in ["", String(SuiteTokens.restrictedPrefix.prefix(4))] {
                     let reply = try await restricted.request(#"{"type":"subscribe","prefix":\#(quoted(prefix))}"#)
-                    try expectError(reply, code: "forbidden", "a subscribe to the prefix \(quoted(prefix))")
+                    try expectError(reply, code: .forbidden, "a subscribe to the prefix \(quoted(prefix))")
                 }
                 let (reply, _) = try await restricted.subscribe(prefix: context.prefix)
                 try expectType(reply, "subscribed", "a subscribe to a prefix inside the token's rules")
@@ -144,7 +144,7 @@ extension ConformanceSuite {
             try requirePrimaryToken(context)
             try await context.connect(as: .anonymous) { anonymous in
                 let reply = try await anonymous.request(#"{"type":"get","rid":"u","key":\#(quoted(context.key("u")))}"#)
-                try expectError(reply, code: "unauthorized", rid: .string("u"), "a get without a token")
+                try expectError(reply, code: .unauthorized, rid: .string("u"), "a get without a token")
             }
         },
     ]

@@ -25,7 +25,7 @@ extension ConformanceSuite {
                 try await peer.put(key, base: 0, data: #"{"old":true}"#)
                 try await peer.delete(key, base: 1)
                 let gone = try await peer.get(key)
-                try expectError(gone, code: "not_found", "get a deleted key")
+                try expectError(gone, code: .notFound, "get a deleted key")
                 try expectEqual(gone["version"]?.int, 2, "the tombstone's version")
                 try expectEqual(gone["deleted"], .bool(true), "deleted in not_found for a tombstone")
                 let listed = try await peer.list(prefix: context.prefix)
@@ -156,7 +156,7 @@ extension ConformanceSuite {
                 )
                 try expectError(
                     twice,
-                    code: "bad_request",
+                    code: .badRequest,
                     rid: .string("twice"),
                     "a txn naming the same key bytes twice (once escaped)"
                 )

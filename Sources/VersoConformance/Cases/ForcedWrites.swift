@@ -23,7 +23,7 @@ extension ConformanceSuite {
                 for (index, request) in forced.enumerated() {
                     try expectError(
                         try await peer.request(request),
-                        code: "forbidden",
+                        code: .forbidden,
                         rid: .integer(Int64(index + 1)),
                         "a forced write: \(request)"
                     )
@@ -78,14 +78,14 @@ extension ConformanceSuite {
                 try await peer.delete(key, base: 6)
                 _ = try await peer.nextEvent()
                 let again = try await peer.request(#"{"type":"delete","rid":"d","key":\#(quoted(key)),"force":true}"#)
-                try expectError(again, code: "not_found", rid: .string("d"), "a forced delete of a deleted key")
+                try expectError(again, code: .notFound, rid: .string("d"), "a forced delete of a deleted key")
                 try expectEqual(again["deleted"], .bool(true), "deleted in not_found for a tombstone")
                 let never = try await peer.request(
                     #"{"type":"delete","rid":"n","key":\#(quoted(missing)),"force":true}"#
                 )
                 try expectError(
                     never,
-                    code: "not_found",
+                    code: .notFound,
                     rid: .string("n"),
                     "a forced delete of a key that never existed"
                 )

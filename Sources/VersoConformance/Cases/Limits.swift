@@ -11,8 +11,8 @@ extension ConformanceSuite {
                 let key = keyOfLength(512, prefix: context.prefix)
                 try expectEqual(key.utf8.count, 512, "the length of the long key")
                 let tooLong = key + "x"
-                try expectError(try await peer.tryPut(tooLong, base: 0), code: "bad_request", "put a 513-byte key")
-                try expectError(try await peer.get(tooLong), code: "bad_request", "get a 513-byte key")
+                try expectError(try await peer.tryPut(tooLong, base: 0), code: .badRequest, "put a 513-byte key")
+                try expectError(try await peer.get(tooLong), code: .badRequest, "get a 513-byte key")
                 try expectEqual(try await peer.put(key, base: 0).version, 1, "put a 512-byte key")
                 let snapshot = try expectType(try await peer.get(key), "snapshot", "get a 512-byte key")
                 try expectEqual(snapshot["key"]?.str.map { Array($0.utf8) }, Array(key.utf8), "the key in the snapshot")
@@ -32,7 +32,7 @@ extension ConformanceSuite {
                     let deeper = 64 + levels
                     try expectError(
                         try await peer.request(request(depth: deeper)),
-                        code: "bad_request",
+                        code: .badRequest,
                         "a put nested \(deeper) levels deep"
                     )
                     try await expectUntouched(key, peer: peer, after: "the refused put nested \(deeper) levels deep")
@@ -51,7 +51,7 @@ extension ConformanceSuite {
                 }
                 try expectError(
                     try await peer.request(txn(1001)),
-                    code: "too_large",
+                    code: .tooLarge,
                     rid: .string("big"),
                     "a txn of 1001 ops"
                 )
@@ -71,7 +71,7 @@ extension ConformanceSuite {
                 }
                 try expectError(
                     try await peer.request(subscribe(1001)),
-                    code: "too_large",
+                    code: .tooLarge,
                     rid: .string("big"),
                     "a subscribe of 1001 keys"
                 )
@@ -93,7 +93,7 @@ extension ConformanceSuite {
                     let reply = try await peer.request(
                         #"{"type":"list","rid":\#(limit),"prefix":\#(quoted(context.prefix)),"limit":\#(limit)}"#
                     )
-                    try expectError(reply, code: "bad_request", rid: .integer(Int64(limit)), "list with limit \(limit)")
+                    try expectError(reply, code: .badRequest, rid: .integer(Int64(limit)), "list with limit \(limit)")
                 }
                 let one = try expectType(
                     try await peer.request(#"{"type":"list","prefix":\#(quoted(context.prefix)),"limit":1}"#),
@@ -171,7 +171,7 @@ extension ConformanceSuite {
     /// Checks that `key` never existed: no refused request created it or gave it a version.
     static func expectUntouched(_ key: String, peer: Peer, after what: String) async throws {
         let reply = try await peer.get(key)
-        try expectError(reply, code: "not_found", "get \(key) after \(what)")
+        try expectError(reply, code: .notFound, "get \(key) after \(what)")
         try expect(
             reply["deleted"] != .bool(true) && (reply["version"]?.int ?? 0) == 0,
             "\(what) changed \(key): \(describe(reply))"

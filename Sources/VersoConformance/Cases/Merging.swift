@@ -79,7 +79,7 @@ extension ConformanceSuite {
                 ].enumerated() {
                     try expectError(
                         try await peer.request(request),
-                        code: "bad_request",
+                        code: .badRequest,
                         rid: .integer(Int64(index + 1)),
                         "a write with a \"merge\" it may not have: \(request)"
                     )
@@ -124,7 +124,7 @@ extension ConformanceSuite {
                     try await peer.request(
                         #"{"type":"put","rid":2,"key":\#(quoted(key)),"base":0,"data":{"n":2},"idempotency_key":\#(idempotencyKey)}"#
                     ),
-                    code: "bad_request",
+                    code: .badRequest,
                     rid: .integer(2),
                     "the key again with other data"
                 )
@@ -163,7 +163,7 @@ extension ConformanceSuite {
                 try expect(first.seq > before.seq, "the batch's first seq \(first.seq) is not after \(before.seq)")
                 let conflict = try expectType(results[1], "conflict", "the batch's put on a stale base")
                 try expectEqual(conflict["data"], .literal(#"{"y":1}"#), "the stale op's conflict data")
-                try expectError(results[2], code: "not_found", "the batch's delete of a missing key")
+                try expectError(results[2], code: .notFound, "the batch's delete of a missing key")
                 let last = try peer.ack(of: results[3], key: a, "the batch's patch of the key it put")
                 try expectEqual(last.version, 2, "the version the patch made after the put in the same batch")
                 try expect(last.seq > first.seq, "the second applied op's seq \(last.seq) is not after \(first.seq)")

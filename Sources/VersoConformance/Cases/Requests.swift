@@ -10,7 +10,7 @@ extension ConformanceSuite {
                     try expectEqual(welcome["rid"], .literal(rid), "the rid of the reply to hello with rid \(rid)")
                 }
                 let missing = try await peer.request(#"{"type":"get","rid":7,"key":\#(quoted(context.key("none")))}"#)
-                try expectError(missing, code: "not_found", rid: .integer(7), "get of a missing key with rid 7")
+                try expectError(missing, code: .notFound, rid: .integer(7), "get of a missing key with rid 7")
             }
         },
         ConformanceCase("3 requests: members the server does not know are ignored") { context in
@@ -138,7 +138,7 @@ extension ConformanceSuite {
         ConformanceCase("3.1 hello: a client may send requests without hello") { context in
             try await context.connect { peer in
                 let key = context.key("no-hello")
-                try expectError(try await peer.get(key), code: "not_found", "get as the first request")
+                try expectError(try await peer.get(key), code: .notFound, "get as the first request")
                 try await peer.put(key, base: 0)
             }
         },
@@ -163,7 +163,7 @@ extension ConformanceSuite {
             try await context.connect { peer in
                 let key = context.key("never")
                 let reply = try await peer.request(#"{"type":"get","rid":2,"key":\#(quoted(key))}"#)
-                try expectError(reply, code: "not_found", rid: .integer(2), "get a key that never existed")
+                try expectError(reply, code: .notFound, rid: .integer(2), "get a key that never existed")
                 try expectEqual(reply["key"]?.str, key, "the key in not_found")
                 try expect(
                     reply["deleted"] != .bool(true),
@@ -178,7 +178,7 @@ extension ConformanceSuite {
                 try await peer.put(key, base: 1)
                 try await peer.delete(key, base: 2)
                 let reply = try await peer.request(#"{"type":"get","rid":3,"key":\#(quoted(key))}"#)
-                try expectError(reply, code: "not_found", rid: .integer(3), "get a deleted key")
+                try expectError(reply, code: .notFound, rid: .integer(3), "get a deleted key")
                 try expectEqual(reply["key"]?.str, key, "the key in not_found")
                 try expectEqual(reply["version"]?.int, 3, "the version in not_found for a tombstone")
                 try expectEqual(reply["deleted"], .bool(true), "deleted in not_found for a tombstone")

@@ -292,9 +292,9 @@ extension ConformanceSuite {
                 let late = try await peer.events(before: barrier, subs: [watcher])
                 try expectEqual(late.count, 0, "updates for an ended subscription")
                 let again = try await peer.request(#"{"type":"unsubscribe","rid":11,"sub":\#(first)}"#)
-                try expectError(again, code: "not_found", rid: .integer(11), "unsubscribe of an ended subscription")
+                try expectError(again, code: .notFound, rid: .integer(11), "unsubscribe of an ended subscription")
                 let unknown = try await peer.request(#"{"type":"unsubscribe","rid":12,"sub":987654321}"#)
-                try expectError(unknown, code: "not_found", rid: .integer(12), "unsubscribe of a sub never given")
+                try expectError(unknown, code: .notFound, rid: .integer(12), "unsubscribe of a sub never given")
             }
         },
     ]

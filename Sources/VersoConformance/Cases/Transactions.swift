@@ -94,7 +94,7 @@ extension ConformanceSuite {
                     )
                     try expectError(
                         reply,
-                        code: "not_found",
+                        code: .notFound,
                         rid: .string("t"),
                         "a txn deleting \(target) on base \(base)"
                     )
@@ -125,7 +125,7 @@ extension ConformanceSuite {
                     {"op":"put","key":\#(quoted(b)),"base":0,"data":{}},{"op":"check","key":\#(quoted(a)),"base":0}]}
                     """#
                 )
-                try expectError(reply, code: "bad_request", rid: .string("twice"), "a txn naming a key twice")
+                try expectError(reply, code: .badRequest, rid: .string("twice"), "a txn naming a key twice")
                 try await expectUntouched(a, peer: peer, after: "the refused txn")
                 try await expectUntouched(b, peer: peer, after: "the refused txn")
             }

@@ -53,7 +53,7 @@ extension ConformanceSuite {
             context in
             let response = try await context.http(context.httpGet(context.address.path))
             try expectEqual(response.status, 400, "the status of a plain GET \(context.address.path)")
-            try expectJSONError(response, code: "bad_request", "the 400 body")
+            try expectJSONError(response, code: .badRequest, "the 400 body")
         },
         ConformanceCase(
             "1 transport: an upgrade with a Sec-WebSocket-Version other than 13 is answered 426 with Sec-WebSocket-Version: 13"
@@ -65,7 +65,7 @@ extension ConformanceSuite {
             let response = try await context.http(request)
             try expectEqual(response.status, 426, "the status of an upgrade asking for WebSocket version 8")
             try expectEqual(response.headers["sec-websocket-version"], "13", "the Sec-WebSocket-Version of the 426")
-            try expectJSONError(response, code: "bad_request", "the 426 body")
+            try expectJSONError(response, code: .badRequest, "the 426 body")
         },
         ConformanceCase("1 transport: an upgrade without a valid Sec-WebSocket-Key is answered 400") { context in
             let request = handshakeRequest(context).replacingOccurrences(
@@ -74,7 +74,7 @@ extension ConformanceSuite {
             )
             let response = try await context.http(request)
             try expectEqual(response.status, 400, "the status of an upgrade without Sec-WebSocket-Key")
-            try expectJSONError(response, code: "bad_request", "the 400 body")
+            try expectJSONError(response, code: .badRequest, "the 400 body")
         },
         ConformanceCase("1 transport: a request line and headers over the 16 KiB request head limit are answered 431") {
             context in
@@ -84,7 +84,7 @@ extension ConformanceSuite {
             head.removeLast()  // the blank line's CRLF (one Character)
             let response = try await context.http(head + padding + "\r\n")
             try expectEqual(response.status, 431, "the status of a 64 KiB request head")
-            try expectJSONError(response, code: "too_large", "the 431 body")
+            try expectJSONError(response, code: .tooLarge, "the 431 body")
         },
     ]
 
@@ -99,7 +99,7 @@ extension ConformanceSuite {
     }
 
     /// Expects `response`'s body to be a JSON `error` with `code`.
-    private static func expectJSONError(_ response: RawHTTP.Response, code: String, _ what: String) throws {
+    private static func expectJSONError(_ response: RawHTTP.Response, code: ErrorCode, _ what: String) throws {
         let body: JSONValue
         do { body = try JSONParser.parse(response.body) } catch {
             throw ConformanceFailure("\(what) is not JSON (\(error)): \(describe(response.body))")

@@ -213,7 +213,7 @@ extension ConformanceSuite {
                 try await peer.wire.send(
                     binary: Array(#"{"type":"put","key":\#(quoted(key)),"base":0,"data":{}}"#.utf8)
                 )
-                try expectError(try await peer.nextReply(), code: "bad_request", "a binary message")
+                try expectError(try await peer.nextReply(), code: .badRequest, "a binary message")
                 try await expectUntouched(key, peer: peer, after: "the binary message")
                 try await peer.put(key, base: 0)
             }
@@ -251,7 +251,7 @@ extension ConformanceSuite {
         try await context.connect { peer in
             for input in inputs(quoted(target), quoted(other)) {
                 let reply = try await peer.request(input.text)
-                try expectError(reply, code: "bad_request", rid: .some(input.rid), input.what)
+                try expectError(reply, code: .badRequest, rid: .some(input.rid), input.what)
                 try await expectUntouched(target, peer: peer, after: input.what)
                 try await expectUntouched(other, peer: peer, after: input.what)
             }

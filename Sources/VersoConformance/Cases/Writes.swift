@@ -75,7 +75,7 @@ extension ConformanceSuite {
                 )
                 try expectEqual(reply["rid"], .integer(5), "the ack's rid")
                 let gone = try await peer.get(key)
-                try expectError(gone, code: "not_found", "get after delete")
+                try expectError(gone, code: .notFound, "get after delete")
                 try expectEqual(gone["deleted"], .bool(true), "deleted after delete")
             }
         },
@@ -152,7 +152,7 @@ extension ConformanceSuite {
             try await context.connect { peer in
                 let missing = context.key("missing")
                 let reply = try await peer.request(#"{"type":"delete","rid":1,"key":\#(quoted(missing)),"base":0}"#)
-                try expectError(reply, code: "not_found", rid: .integer(1), "delete a key that never existed")
+                try expectError(reply, code: .notFound, rid: .integer(1), "delete a key that never existed")
                 try expect(
                     reply["deleted"] != .bool(true),
                     "not_found for a key that never existed says deleted: \(describe(reply))"
@@ -166,7 +166,7 @@ extension ConformanceSuite {
                 try await peer.put(deleted, base: 0)
                 try await peer.delete(deleted, base: 1)
                 let again = try await peer.request(#"{"type":"delete","rid":2,"key":\#(quoted(deleted)),"base":2}"#)
-                try expectError(again, code: "not_found", rid: .integer(2), "delete a deleted key on its version")
+                try expectError(again, code: .notFound, rid: .integer(2), "delete a deleted key on its version")
                 try expectEqual(again["version"]?.int, 2, "the version in not_found for a tombstone")
                 try expectEqual(again["deleted"], .bool(true), "deleted in not_found for a tombstone")
                 try expectEqual(
