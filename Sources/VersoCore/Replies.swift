@@ -11,8 +11,11 @@ public struct ConflictDetail: Sendable, Equatable {
     /// The data is withheld: the writer may not read the key (its rules give `write` without
     /// `read`). Sent as `"data": null, "deleted": false, "hidden": true`.
     public var hidden = false
-    /// Why a `"merge": "fields"` write could not be merged (nil for a plain write).
+    /// Why a `"merge": "fields"` write could not be merged (nil for a plain write); its
+    /// `changed` is not sent from here but from `changed`.
     public var merge: MergeConflict?
+    /// Every path changed since `base`, sorted, when the server knows them (merge or not).
+    public var changed: [FieldPath]?
 
     /// A conflict with the current data as the store holds it, encoded.
     public init(key: String, base: Int64, version: Int64, data: [UInt8]?, deleted: Bool) {
@@ -167,10 +170,11 @@ public enum Replies {
         }
         writer.raw(",\"deleted\":"); detail.deleted ? writer.raw("true") : writer.raw("false")
         if detail.hidden { writer.raw(",\"hidden\":true") }
-        guard let merge = detail.merge else { return }
-        writer.raw(",\"reason\":"); writer.string(merge.reason.rawValue)
-        writer.raw(",\"clashes\":"); paths(&writer, merge.clashes)
-        if let changed = merge.changed {
+        if let merge = detail.merge {
+            writer.raw(",\"reason\":"); writer.string(merge.reason.rawValue)
+            writer.raw(",\"clashes\":"); paths(&writer, merge.clashes)
+        }
+        if let changed = detail.changed {
             writer.raw(",\"changed\":"); paths(&writer, changed)
         }
     }

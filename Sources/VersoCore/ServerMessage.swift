@@ -32,7 +32,9 @@ public struct RecordConflict: Sendable, Equatable, Error {
     /// when `reason` is `.clash` (and empty when the server withholds them because the writer may
     /// not read the key).
     public var clashes: [FieldPath]
-    /// Every path changed since `base`, sorted, when the server gave them (with `.clash` only).
+    /// Every path changed since `base`, sorted, when the server gave them: for any conflict
+    /// (merge or not) whose versions since `base` the server still knows, so an editor can show
+    /// what moved; nil otherwise.
     public var changed: [FieldPath]?
 
     public init(
@@ -343,7 +345,7 @@ extension ServerMessage {
     }
 
     /// One stale key: `reason` and `clashes` come together, only for a merge write; `changed`
-    /// only with them.
+    /// with any conflict whose paths since its base the server knows.
     private static func recordConflict(_ members: Members) throws -> RecordConflict {
         let data: JSONObject?
         switch members["data"] {
@@ -359,18 +361,16 @@ extension ServerMessage {
             deleted: try members.bool("deleted")
         )
         conflict.hidden = try members.flag("hidden")
+        if let changed = try members.optionalArray("changed") {
+            conflict.changed = try paths(changed, members, "changed")
+        }
         guard let reason = try members.optionalString("reason") else {
-            guard members["clashes"] == nil, members["changed"] == nil else {
-                throw members.problem("clashes", "absent without a reason")
-            }
+            guard members["clashes"] == nil else { throw members.problem("clashes", "absent without a reason") }
             return conflict
         }
         guard let refusal = MergeRefusal(rawValue: reason) else { throw members.problem("reason", "a known reason") }
         conflict.reason = refusal
         conflict.clashes = try paths(members.array("clashes"), members, "clashes")
-        if let changed = try members.optionalArray("changed") {
-            conflict.changed = try paths(changed, members, "changed")
-        }
         return conflict
     }
 

@@ -84,9 +84,9 @@ struct IdempotencyClaims {
         if let merge = detail.merge {
             fields["reason"] = .string(merge.reason.rawValue)
             fields["clashes"] = .array(merge.clashes.map { .array($0.names.map { .string($0.string) }) })
-            if let changed = merge.changed {
-                fields["changed"] = .array(changed.map { .array($0.names.map { .string($0.string) }) })
-            }
+        }
+        if let changed = detail.changed {
+            fields["changed"] = .array(changed.map { .array($0.names.map { .string($0.string) }) })
         }
         return .object(fields)
     }
@@ -136,26 +136,23 @@ struct IdempotencyClaims {
             data: data == .null ? nil : data.encodedBytes,
             deleted: deleted
         )
+        func paths(_ name: String) throws -> [FieldPath]? {
+            guard case .array(let list)? = fields[name] else { return nil }
+            return try list.map { entry in
+                guard case .array(let names) = entry else { throw corrupt }
+                return FieldPath(
+                    try names.map { name in
+                        guard case .string(let text) = name else { throw corrupt }
+                        return BytewiseString(text)
+                    }
+                )
+            }
+        }
         if case .string(let reasonName)? = fields["reason"] {
             guard let reason = MergeRefusal(rawValue: reasonName) else { throw corrupt }
-            func paths(_ name: String) throws -> [FieldPath]? {
-                guard case .array(let list)? = fields[name] else { return nil }
-                return try list.map { entry in
-                    guard case .array(let names) = entry else { throw corrupt }
-                    return FieldPath(
-                        try names.map { name in
-                            guard case .string(let text) = name else { throw corrupt }
-                            return BytewiseString(text)
-                        }
-                    )
-                }
-            }
-            detail.merge = MergeConflict(
-                reason: reason,
-                clashes: try paths("clashes") ?? [],
-                changed: try paths("changed")
-            )
+            detail.merge = MergeConflict(reason: reason, clashes: try paths("clashes") ?? [])
         }
+        detail.changed = try paths("changed")
         return detail
     }
 }

@@ -220,13 +220,19 @@ final class SQLiteWriter: @unchecked Sendable {
         }
         var conflicts: [ConflictDetail] = []
         for entry in decisions {
-            let merge: MergeConflict?
-            switch entry.decision {
-            case .conflict: merge = nil
-            case .mergeRefused(_, let refusal): merge = refusal
-            default: continue
-            }
             guard case .base(let base) = entry.operation.precondition else { continue }
+            var merge: MergeConflict?
+            let changed: [FieldPath]?
+            switch entry.decision {
+            case .conflict:
+                changed = try pathsChanged(of: entry.operation.key, since: base, through: entry.current)
+            case .mergeRefused(_, let refusal):
+                merge = refusal
+                changed = refusal.changed
+                merge?.changed = nil
+            default:
+                continue
+            }
             // The reply carries the stored encoding as it is: no parse, no encode.
             let current = entry.current
             var detail = ConflictDetail(
@@ -237,6 +243,7 @@ final class SQLiteWriter: @unchecked Sendable {
                 deleted: current != nil && current?.encoded == nil
             )
             detail.merge = merge
+            detail.changed = changed
             conflicts.append(detail)
             work += current?.encoded?.count ?? 0
         }
@@ -319,6 +326,18 @@ final class SQLiteWriter: @unchecked Sendable {
             work += encoded.count
         }
         return VersioningRules.decide(operation, current: state, history: history)
+    }
+
+    /// For a plain write's conflict: the paths changed since `base` when the live record is
+    /// newer and the change log still holds every version since (within the merge limits), so
+    /// an editor can show what moved. Nil otherwise.
+    private func pathsChanged(of key: String, since base: Int64, through current: CurrentRecord?) throws -> [FieldPath]?
+    {
+        guard let current, current.encoded != nil, base >= 1, base < current.version,
+            current.version - base <= Self.maxMergeVersions,
+            case .known(_, let changed) = try mergeHistory(of: key, from: base, through: current)
+        else { return nil }
+        return changed
     }
 
     /// What the change log says about `key` from version `first` through `current`: the data

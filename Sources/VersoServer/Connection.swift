@@ -451,7 +451,7 @@ struct Connection {
                 details[index].hidden = true
                 // Which values changed would tell what the data holds.
                 details[index].merge?.clashes = []
-                details[index].merge?.changed = nil
+                details[index].changed = nil
             }
             return shape == .txn ? Replies.txnConflict(rid: rid, details) : Replies.conflict(rid: rid, details[0])
         case .batch(let outcomes):

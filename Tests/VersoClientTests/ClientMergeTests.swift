@@ -48,7 +48,7 @@ struct ClientMergeTests {
     }
 
     @Test(
-        "a clash is a conflict with reason clash, the clashing paths and every path changed since base; a conflict of a write without merge has none of these"
+        "a clash is a conflict with reason clash, the clashing paths and every path changed since base; a conflict of a write without merge has no reason or clashes, and the same changed paths"
     )
     func clash() async throws {
         try await TestServer.with { server in
@@ -81,7 +81,7 @@ struct ClientMergeTests {
                 }
                 #expect(plainConflict.reason == nil)
                 #expect(plainConflict.clashes.isEmpty)
-                #expect(plainConflict.changed == nil)
+                #expect(plainConflict.changed == [FieldPath(["meta", "x"])], "what moved, merge or not")
             }
         }
     }

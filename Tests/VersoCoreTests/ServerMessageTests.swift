@@ -91,11 +91,22 @@ struct ServerMessageTests {
             try decoded(Replies.conflict(rid: nil, detail)).message
                 == .conflict(RecordConflict(key: "k", base: 1, version: 3, data: current, deleted: false))
         )
-        detail.merge = MergeConflict(
-            reason: .clash,
-            clashes: [FieldPath(["a", "b/c"])],
-            changed: [FieldPath(["a", "b/c"]), FieldPath(["d~"])]
+        detail.changed = [FieldPath(["d~"])]
+        #expect(
+            try decoded(Replies.conflict(rid: nil, detail)).message
+                == .conflict(
+                    RecordConflict(
+                        key: "k",
+                        base: 1,
+                        version: 3,
+                        data: current,
+                        deleted: false,
+                        changed: [FieldPath(["d~"])]
+                    )
+                )
         )
+        detail.merge = MergeConflict(reason: .clash, clashes: [FieldPath(["a", "b/c"])])
+        detail.changed = [FieldPath(["a", "b/c"]), FieldPath(["d~"])]
         let clash = RecordConflict(
             key: "k",
             base: 1,
@@ -185,8 +196,23 @@ struct ServerMessageTests {
             cases.append(("\(member): \(value?.encodedString ?? "absent")", bad))
         }
         var noReason = plain
-        noReason["changed"] = .array([])
-        cases.append(("changed without a reason", noReason))
+        noReason["clashes"] = .array([])
+        cases.append(("clashes without a reason", noReason))
+        var plainChanged = plain
+        plainChanged["changed"] = .array([.string("/x")])
+        #expect(
+            try ServerMessage.decode(.object(plainChanged))
+                == .conflict(
+                    RecordConflict(
+                        key: "k",
+                        base: 1,
+                        version: 2,
+                        data: [:],
+                        deleted: false,
+                        changed: [FieldPath(["x"])]
+                    )
+                )
+        )
         cases.append(("no type", ["key": .string("k")]))
         cases.append(("unknown type", ["type": .string("gossip")]))
         cases.append(("ack without seq", ["type": .string("ack"), "key": .string("k"), "version": .integer(1)]))

@@ -33,7 +33,9 @@ struct SQLiteWriterTests {
         await store.close()
     }
 
-    @Test("a conflict after a write decided by the version carries the current data and version")
+    @Test(
+        "a conflict after a write decided by the version carries the current data and version, and the paths changed since its base"
+    )
     func conflictCarriesData() async throws {
         try await withStore { store, _ in
             _ = try await store.commit([put("k", base: 0, "one")])
@@ -45,12 +47,15 @@ struct SQLiteWriterTests {
                     isTxn: false
                 ),
             ])
-            #expect(
-                outcomes[0]
-                    == .conflict([
-                        ConflictDetail(key: "k", base: 1, version: 2, data: Array(#"{"v":"two"}"#.utf8), deleted: false)
-                    ])
+            var detail = ConflictDetail(
+                key: "k",
+                base: 1,
+                version: 2,
+                data: Array(#"{"v":"two"}"#.utf8),
+                deleted: false
             )
+            detail.changed = [FieldPath(["v"])]
+            #expect(outcomes[0] == .conflict([detail]))
             guard case .applied(_, let changes, _) = outcomes[1] else {
                 Issue.record("delete not applied: \(outcomes[1])"); return
             }

@@ -238,22 +238,25 @@ struct AccessTests {
         }
     }
 
-    @Test("a conflict on a key the writer may not read withholds the data")
+    @Test("a conflict on a key the writer may not read withholds the data, and the paths changed since its base")
     func conflictWithheld() async throws {
         try await withAuthServer { server, _ in
             let key = uniqueKey("inbox/c")
             _ = try await TestClient.with(url: server.url, token: TokensFile.root) { root in
                 try await put(root, key, base: 0, #"{"private":true}"#)
+                try await put(root, key, base: 1, #"{"private":true,"secret":1}"#)
             }
             try await TestClient.with(url: server.url, token: TokensFile.ann) { ann in
-                let conflict = try await ann.request(#"{"type":"put","key":"\#(key)","base":0,"data":{}}"#)
-                #expect(conflict.type == "conflict" && conflict["version"]?.int == 1)
-                #expect(
-                    conflict["data"] == .null && conflict["hidden"] == .bool(true)
-                        && conflict["deleted"] == .bool(false),
-                    "\(conflict.encodedString)"
-                )
-                #expect(!conflict.encodedString.contains("private"))
+                for base in [0, 1] {
+                    let conflict = try await ann.request(#"{"type":"put","key":"\#(key)","base":\#(base),"data":{}}"#)
+                    #expect(conflict.type == "conflict" && conflict["version"]?.int == 2)
+                    #expect(
+                        conflict["data"] == .null && conflict["hidden"] == .bool(true)
+                            && conflict["deleted"] == .bool(false) && conflict["changed"] == nil,
+                        "\(conflict.encodedString)"
+                    )
+                    #expect(!conflict.encodedString.contains("private") && !conflict.encodedString.contains("secret"))
+                }
             }
         }
     }

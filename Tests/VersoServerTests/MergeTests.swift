@@ -62,6 +62,31 @@ struct MergeTests {
         }
     }
 
+    @Test(
+        "a plain write's conflict carries the paths changed since its base (no reason, no clashes) while the log holds them; none for a base of 0 or a deleted record"
+    )
+    func plainConflictChanged() async throws {
+        try await TestServer.with { server in
+            try await TestClient.with(url: server.url) { client in
+                let key = uniqueKey()
+                try await put(client, key, base: 0, #"{"title":"a","meta":{"x":1,"y":1}}"#)
+                try await put(client, key, base: 1, #"{"title":"b","meta":{"x":1,"y":1}}"#)
+                try await put(client, key, base: 2, #"{"title":"b","meta":{"x":1,"y":2}}"#)
+                let stale = try await client.request(#"{"type":"put","key":"\#(key)","base":1,"data":{"title":"c"}}"#)
+                #expect(stale.type == "conflict")
+                #expect(stale["changed"] == .array([.string("/meta/y"), .string("/title")]))
+                #expect(stale["reason"] == nil && stale["clashes"] == nil)
+                let oneBehind = try await client.request(#"{"type":"patch","key":"\#(key)","base":2,"patch":{"n":1}}"#)
+                #expect(oneBehind["changed"] == .array([.string("/meta/y")]))
+                let fresh = try await client.request(#"{"type":"put","key":"\#(key)","base":0,"data":{}}"#)
+                #expect(fresh.type == "conflict" && fresh["changed"] == nil, "\(fresh.encodedString)")
+                _ = try await client.request(#"{"type":"delete","key":"\#(key)","base":3}"#)
+                let gone = try await client.request(#"{"type":"put","key":"\#(key)","base":2,"data":{}}"#)
+                #expect(gone.type == "conflict" && gone["changed"] == nil, "\(gone.encodedString)")
+            }
+        }
+    }
+
     @Test("deleted now, deleted and re-created since the base, a future base: conflicts that say why")
     func refusals() async throws {
         try await TestServer.with { server in

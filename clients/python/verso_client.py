@@ -302,9 +302,9 @@ class ConflictState:
     For a write sent with ``merge=True`` that could not be merged, ``reason`` says why:
     ``"clash"``, ``"deleted"``, ``"recreated"``, ``"history_gone"`` or ``"unknown_base"``
     (Protocol.md 3.3). ``clashes`` are the JSON Pointers of this write's own values that clash
-    (only for ``"clash"``), and ``changed`` every path changed since ``base`` (only for
-    ``"clash"``, else None). A write without ``merge`` has ``reason`` None, no ``clashes`` and
-    ``changed`` None.
+    (only for ``"clash"``). ``changed`` is every path changed since ``base``, for any conflict
+    (merge or not) whose versions since ``base`` the server still knows, else None. A write
+    without ``merge`` has ``reason`` None and no ``clashes``.
     """
 
     key: str
@@ -1042,7 +1042,8 @@ def _ack(reply: JSONObject) -> Ack:
 
 
 def _conflict_state(message: JSONObject, base: object) -> ConflictState:
-    # reason, clashes and changed come only with a write that asked for a merge (Protocol.md 3.3).
+    # reason and clashes come only with a write that asked for a merge; changed with any conflict
+    # whose versions since its base the server knows (Protocol.md 3.3).
     return ConflictState(
         key=_as_str(message.get("key"), "conflict.key"),
         base=_as_int(base, "conflict.base"),

@@ -79,7 +79,9 @@ extension ConformanceSuite {
                 try expectEqual(gone["deleted"], .bool(true), "deleted after delete")
             }
         },
-        ConformanceCase("3.3 writes: a stale base gets conflict with the current state and changes nothing") {
+        ConformanceCase(
+            "3.3 writes: a stale base gets conflict with the current state (and the paths changed since a base the log holds) and changes nothing"
+        ) {
             context in
             try await context.connect { peer in
                 let key = context.key("stale")
@@ -98,6 +100,13 @@ extension ConformanceSuite {
                             deleted: false,
                             rid: .integer(Int64(index)),
                             "\(writeName(index)) on stale base \(base)"
+                        )
+                        // The paths changed since a base the log holds (version 1 to 2: "v"
+                        // removed, "theirs" added); none for base 0 or a base not reached yet.
+                        try expectEqual(
+                            reply["changed"],
+                            base == 1 ? JSONValue.literal(#"["/theirs","/v"]"#) : nil,
+                            "\(writeName(index)) on stale base \(base): the conflict's changed"
                         )
                     }
                 }

@@ -351,15 +351,15 @@ async def test_merge_fields_refused_for_other_reasons_has_no_clashes(client: Ver
     assert (deleted.value.version, deleted.value.data, deleted.value.deleted) == (2, None, True)
 
 
-async def test_a_conflict_without_merge_has_no_reason(client: VersoClient, prefix: str) -> None:
+async def test_a_conflict_without_merge_has_no_reason_but_says_what_changed(client: VersoClient, prefix: str) -> None:
     key = prefix + "note"
     await client.put(key, {"title": "a"}, base=0)
     await client.patch(key, {"body": "b"}, base=1)
     with pytest.raises(Conflict) as caught:
         await client.patch(key, {"title": "c"}, base=1)
     conflict = caught.value
-    assert (conflict.reason, conflict.clashes, conflict.changed) == (None, [], None)
-    assert not {"reason", "clashes", "changed"} & set(conflict.reply), "a write without merge gets none of these fields"
+    assert (conflict.reason, conflict.clashes, conflict.changed) == (None, [], ["/body"])
+    assert not {"reason", "clashes"} & set(conflict.reply), "a write without merge gets no reason or clashes"
 
 
 async def test_txn_merge_ops_are_merged_and_their_keys_listed(client: VersoClient, prefix: str) -> None:
