@@ -68,12 +68,8 @@ public enum Lookup: Sendable, Equatable {
 
 /// One operation of a txn or a batch.
 public struct TxnOperation: Sendable, Equatable {
-    public enum Action: Sendable, Equatable {
-        case put(JSONObject)
-        case patch(JSONObject)
-        case delete
-        case check
-    }
+    /// What the op does: the protocol's own write actions (`put`, `patch`, `delete`, `check`).
+    public typealias Action = WriteAction
 
     public var key: String
     public var base: Int64?
@@ -94,16 +90,9 @@ public struct TxnOperation: Sendable, Equatable {
 extension TxnOperation {
     /// The operation in the protocol's own terms, as the server reads it.
     var writeOperation: WriteOperation {
-        let writeAction: WriteAction =
-            switch action {
-            case .put(let data): .put(data)
-            case .patch(let patch): .patch(patch)
-            case .delete: .delete
-            case .check: .check
-            }
-        return WriteOperation(
+        WriteOperation(
             key: key,
-            action: writeAction,
+            action: action,
             precondition: VersoClient.precondition(base),
             merge: merge ? .fields : .plain
         )
@@ -122,6 +111,10 @@ public enum SubscriptionEvent: Sendable, Equatable {
     case synced
     /// A change: `data` nil when the key was deleted.
     case update(key: String, version: Int64, seq: Int64, data: JSONObject?)
+    /// A progress bookmark (asked for with `progressInterval`): nothing changed for this
+    /// subscription, and every change up to `seq` has been delivered. The client resumes from
+    /// it by itself after a dropped connection; keep it to resume later, from another client.
+    case progress(seq: Int64)
 }
 
 /// What the client observes about its connection.

@@ -223,7 +223,10 @@ extension VersoClient {
         epoch: String?,
         waitForReady: Bool
     ) async throws {
-        let request = Request.subscribe(filter, since: since, epoch: epoch)
+        let progress = configuration.progressInterval.map {
+            min(max($0.components.seconds, 1), RequestLimits.maxProgressSeconds)
+        }
+        let request = Request.subscribe(filter, since: since, epoch: epoch, progress: progress)
         let reply = try await send(request.message(), waitForReady: waitForReady) { reply, state in
             guard case .subscribed(let subscribed) = reply, var subscription = state.subscriptions[local] else {
                 return

@@ -141,6 +141,14 @@ extension VersoClient {
                 subscription.lastSeq = max(subscription.lastSeq ?? 0, update.seq)
                 state.subscriptions[local] = subscription
             }
+        case .progress(let sub, let seq):
+            // Every matching change up to `seq` came before it: a resume may start there.
+            state.withLock { state in
+                guard let local = state.serverSubs[sub], var subscription = state.subscriptions[local] else { return }
+                subscription.lastSeq = max(subscription.lastSeq ?? 0, seq)
+                subscription.continuation.yield(.progress(seq: seq))
+                state.subscriptions[local] = subscription
+            }
         default:
             return
         }

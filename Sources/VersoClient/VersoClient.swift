@@ -23,6 +23,11 @@ public struct VersoClientConfiguration: Sendable {
     public var maxBackoff: Duration
     /// Sent in `hello`. Default nil.
     public var clientName: String?
+    /// Asked of every subscription (whole seconds, 1–3600): while no change arrives, the server
+    /// sends a progress bookmark this often, and a resume after a dropped connection starts
+    /// from the newest one, so a quiet subscription replays nothing old and needs no reset
+    /// when the change log moved on (Protocol.md section 5). Nil asks for none. Default 60 s.
+    public var progressInterval: Duration? = .seconds(60)
     /// An access token, for a server that authenticates (Protocol.md 2.1): sent in every
     /// (re)connect's upgrade as `Authorization: Bearer`. Default nil.
     public var token: String?
@@ -82,7 +87,7 @@ public final class VersoClient: Sendable {
     struct LocalSubscription {
         let filter: SubscriptionFilter
         let continuation: AsyncThrowingStream<SubscriptionEvent, any Error>.Continuation
-        /// The last seq delivered (start seq, then each update's seq): where a resume starts.
+        /// The last seq delivered (start seq, then each update's or progress bookmark's seq): where a resume starts.
         var lastSeq: Int64?
         var serverSub: Int64?
         var snapshotsRemaining = 0

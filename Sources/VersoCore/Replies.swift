@@ -231,6 +231,15 @@ public enum Replies {
         return finish(&writer)
     }
 
+    /// A `progress` bookmark: every change up to `seq` that matches subscription `sub` has been
+    /// sent before it, so a resume with `since: seq` replays nothing already delivered.
+    public static func progress(sub: Int64, seq: Int64) -> [UInt8] {
+        var writer = start("progress", rid: nil)
+        writer.raw(",\"sub\":"); writer.integer(sub)
+        writer.raw(",\"seq\":"); writer.integer(seq)
+        return finish(&writer)
+    }
+
     public static func unsubscribed(rid: JSONValue?, sub: Int64) -> [UInt8] {
         var writer = start("unsubscribed", rid: rid)
         writer.raw(",\"sub\":"); writer.integer(sub)

@@ -25,7 +25,9 @@ public enum Request: Sendable, Equatable {
     /// Ops decided one by one, each against the state the ones before it left, and committed
     /// together; one result per op.
     case batch([WriteOperation])
-    case subscribe(SubscriptionFilter, since: Int64?, epoch: String?)
+    /// `progress`: seconds between `progress` messages while no matching change arrives
+    /// (Protocol.md section 5); nil for none.
+    case subscribe(SubscriptionFilter, since: Int64?, epoch: String?, progress: Int64? = nil)
     case unsubscribe(sub: Int64)
     case list(prefix: String, after: String?, limit: Int)
 }
@@ -66,6 +68,8 @@ public enum RequestLimits {
     public static let maxListLimit = 1000
     /// Most bytes of UTF-8 in an `idempotency_key`.
     public static let maxIdempotencyKeyBytes = 128
+    /// Longest interval a subscription may ask between `progress` messages, in seconds.
+    public static let maxProgressSeconds: Int64 = 3600
 }
 
 extension Request {
@@ -133,6 +137,12 @@ extension Request {
         case "subscribe":
             let since = try reader.optionalInteger("since", minimum: 0)
             let epoch = try reader.optionalString("epoch")
+            let progress = try reader.optionalInteger("progress", minimum: 1)
+            if let progress, progress > RequestLimits.maxProgressSeconds {
+                throw .badRequest(
+                    "subscribe: \"progress\" is seconds between progress messages, 1 to \(RequestLimits.maxProgressSeconds)"
+                )
+            }
             switch (fields["keys"], fields["prefix"]) {
             case (nil, nil): throw .badRequest("subscribe: give either \"keys\" or \"prefix\"")
             case (.some, .some): throw .badRequest("subscribe: give either \"keys\" or \"prefix\", not both")
@@ -154,9 +164,9 @@ extension Request {
                     if let problem = RecordKey.problem(with: text) { throw .badRequest("subscribe: \(problem)") }
                     set.insert(BytewiseString(text))
                 }
-                return .subscribe(.keys(set), since: since, epoch: epoch)
+                return .subscribe(.keys(set), since: since, epoch: epoch, progress: progress)
             case (nil, .some):
-                return .subscribe(.prefix(try reader.prefix("prefix")), since: since, epoch: epoch)
+                return .subscribe(.prefix(try reader.prefix("prefix")), since: since, epoch: epoch, progress: progress)
             }
         case "unsubscribe":
             guard let sub = try reader.optionalInteger("sub", minimum: 1) else {

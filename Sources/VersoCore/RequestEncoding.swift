@@ -20,7 +20,7 @@ extension Request {
             message = ["type": .string("txn"), "ops": .array(operations.map(\.opMessage))]
         case .batch(let operations):
             message = ["type": .string("batch"), "ops": .array(operations.map(\.opMessage))]
-        case .subscribe(let filter, let since, let epoch):
+        case .subscribe(let filter, let since, let epoch, let progress):
             message = ["type": .string("subscribe")]
             switch filter {
             case .keys(let keys): message["keys"] = .array(keys.sorted().map { .string($0.string) })
@@ -28,6 +28,7 @@ extension Request {
             }
             message["since"] = since.map { .integer($0) }
             message["epoch"] = epoch.map { .string($0) }
+            message["progress"] = progress.map { .integer($0) }
         case .unsubscribe(let sub):
             message = ["type": .string("unsubscribe"), "sub": .integer(sub)]
         case .list(let prefix, let after, let limit):

@@ -180,6 +180,9 @@ public enum ServerMessage: Sendable, Equatable {
     /// The reply to `get` (`sub` nil), or one current record of a subscription's start.
     case snapshot(sub: Int64?, Record)
     case update(Update)
+    /// A subscription's bookmark while no matching change arrives: every matching change up to
+    /// `seq` has been sent before it (resume with `since: seq`).
+    case progress(sub: Int64, seq: Int64)
     /// A batch's reply: an ack, conflict or error per op, in order.
     case results([ServerMessage], replayed: Bool)
     case subscribed(Subscribed)
@@ -209,6 +212,7 @@ extension ServerMessage {
         case .error: "error"
         case .snapshot: "snapshot"
         case .update: "update"
+        case .progress: "progress"
         case .results: "results"
         case .subscribed: "subscribed"
         case .unsubscribed: "unsubscribed"
@@ -305,6 +309,8 @@ extension ServerMessage {
                     data: data
                 )
             )
+        case "progress":
+            return .progress(sub: try message.integer("sub"), seq: try message.integer("seq"))
         case "results":
             let results = try message.array("results").map { item in
                 let result = try decode(item)

@@ -351,14 +351,18 @@ public final class RecordEngine: Sendable {
     /// the `subscribed` reply and the starting records first. With `since`, the changes after it
     /// are replayed; when that is impossible (log pruned, `since` ahead of the store, or `epoch`
     /// not this store's), `reset` is true and current snapshots are returned instead.
+    ///
+    /// With `progress`, the subscription gets a `progress` bookmark every `progress` while no
+    /// update is sent to it (once `sendProgress` is called about once a second).
     public func subscribe(
         _ filter: SubscriptionFilter,
         since: Int64?,
         epoch: String?,
+        progress: Duration? = nil,
         sink: any MessageSink
     ) async throws(RequestError) -> SubscriptionStart {
         try ensureAccepting()
-        let id = hub.register(filter, sink: sink)
+        let id = hub.register(filter, sink: sink, progress: progress)
         do {
             if let since, epoch == nil || epoch == info.epoch {
                 if let replay = try await store.changes(after: since, matching: filter) {
@@ -389,6 +393,11 @@ public final class RecordEngine: Sendable {
     /// Switches a started subscription to live delivery (sending what it buffered meanwhile).
     public func activate(_ start: SubscriptionStart) {
         hub.activate(start.id, after: start.seq)
+    }
+
+    /// Sends the progress bookmarks that are due (see `subscribe`). Call about once a second.
+    public func sendProgress() {
+        hub.sendProgress(now: .now)
     }
 
     /// Ends a subscription; false if `sink` has no subscription `id`.

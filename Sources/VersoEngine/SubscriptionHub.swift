@@ -14,6 +14,10 @@ import VersoCore
 /// Keys and prefixes are matched by their UTF-8 bytes (a subscription to NFC "é" never sees a
 /// change to NFD "e\u{301}"), and finding a change's prefix subscriptions walks the key's bytes
 /// in a trie, so it costs the same however many prefixes other connections follow.
+///
+/// A subscription may ask for progress bookmarks: while no matching change is sent to it, a
+/// `progress` message with the last published seq every interval. It is sent under the same lock
+/// as the updates, after every update up to that seq, so resuming from it replays nothing twice.
 final class SubscriptionHub: Sendable {
     private struct Subscription {
         let filter: SubscriptionFilter
@@ -22,11 +26,25 @@ final class SubscriptionHub: Sendable {
         var buffer: [Change]?
         /// The seq of the starting view: changes at or before it are already in it.
         var startSeq: Int64 = .max
+        /// Its progress bookmarks, when it asked for them.
+        var progress: ProgressTimer?
+    }
+
+    /// When a subscription's next bookmark is due, and whether an update made it needless.
+    private struct ProgressTimer {
+        let interval: Duration
+        var due: ContinuousClock.Instant
+        /// An update was sent since the last bookmark (or the start): the next one is skipped.
+        var delivered = false
     }
 
     private struct State {
         var nextID: Int64 = 1
         var subscriptions: [Int64: Subscription] = [:]
+        /// The subscriptions that asked for progress bookmarks.
+        var progressing: Set<Int64> = []
+        /// The seq of the last change published: every matching update up to it has been sent.
+        var publishedSeq: Int64 = 0
         /// Subscriptions by exact key.
         var byKey: [BytewiseString: Set<Int64>] = [:]
         /// Subscriptions by prefix.
@@ -35,12 +53,19 @@ final class SubscriptionHub: Sendable {
 
     private let state = Mutex(State())
 
-    /// Registers a subscription in buffering mode and returns its id.
-    func register(_ filter: SubscriptionFilter, sink: any MessageSink) -> Int64 {
+    /// Registers a subscription in buffering mode and returns its id; with `progress`, it gets a
+    /// bookmark every `progress` while live and sent nothing else.
+    func register(_ filter: SubscriptionFilter, sink: any MessageSink, progress: Duration? = nil) -> Int64 {
         state.withLock { state in
             let id = state.nextID
             state.nextID += 1
-            state.subscriptions[id] = Subscription(filter: filter, sink: sink, buffer: [])
+            state.subscriptions[id] = Subscription(
+                filter: filter,
+                sink: sink,
+                buffer: [],
+                progress: progress.map { ProgressTimer(interval: $0, due: .now + $0) }
+            )
+            if progress != nil { state.progressing.insert(id) }
             switch filter {
             case .keys(let keys):
                 for key in keys { state.byKey[key, default: []].insert(id) }
@@ -60,6 +85,7 @@ final class SubscriptionHub: Sendable {
             }
             subscription.buffer = nil
             subscription.startSeq = seq
+            if let interval = subscription.progress?.interval { subscription.progress?.due = .now + interval }
             state.subscriptions[id] = subscription
         }
     }
@@ -70,6 +96,7 @@ final class SubscriptionHub: Sendable {
         state.withLock { state in
             guard let subscription = state.subscriptions[id], subscription.sink === sink else { return false }
             state.subscriptions[id] = nil
+            state.progressing.remove(id)
             switch subscription.filter {
             case .keys(let keys):
                 for key in keys {
@@ -88,8 +115,10 @@ final class SubscriptionHub: Sendable {
 
     /// Sends each change, encoded once, to every matching subscription. Call in seq order.
     func publish(_ changes: [Change]) {
-        guard !changes.isEmpty else { return }
+        guard let last = changes.last else { return }
         state.withLock { state in
+            // Set before the sends below, all under the lock: a bookmark never comes between.
+            state.publishedSeq = max(state.publishedSeq, last.seq)
             guard !state.subscriptions.isEmpty else { return }
             for change in changes {
                 var targets: [Int64] = []
@@ -106,8 +135,31 @@ final class SubscriptionHub: Sendable {
                     } else if change.seq > subscription.startSeq {
                         if encoded == nil { encoded = EncodedUpdate(change) }
                         subscription.sink.send(encoded!, sub: id)
+                        if subscription.progress != nil { state.subscriptions[id]!.progress!.delivered = true }
                     }
                 }
+            }
+        }
+    }
+
+    /// Sends the bookmarks due at `now`: to each live subscription whose interval has passed
+    /// and that was sent no update in it, `progress` with the last published seq (or its start,
+    /// when later). Call about once a second; a bookmark is at most that late.
+    func sendProgress(now: ContinuousClock.Instant) {
+        state.withLock { state in
+            for id in state.progressing {
+                guard var subscription = state.subscriptions[id], subscription.buffer == nil,
+                    var timer = subscription.progress, timer.due <= now
+                else { continue }
+                if !timer.delivered {
+                    subscription.sink.send(
+                        Replies.progress(sub: id, seq: max(state.publishedSeq, subscription.startSeq))
+                    )
+                }
+                timer.delivered = false
+                timer.due = now + timer.interval
+                subscription.progress = timer
+                state.subscriptions[id] = subscription
             }
         }
     }

@@ -291,7 +291,7 @@ struct Connection {
                         record: RecordSnapshot(key: key, version: stored.version, data: data)
                     )
                 )
-            case .subscribe(let filter, let since, let epoch):
+            case .subscribe(let filter, let since, let epoch, let progress):
                 if let (error, key) = Self.readRefusal(filter, rules) {
                     outbox.send(Replies.error(rid: rid, error, key: key))
                     return
@@ -303,7 +303,13 @@ struct Connection {
                 // the starting records are queued: they go out as the client reads them.
                 let lane = outbox.makeLane()
                 defer { lane.release() }
-                let start = try await engine.subscribe(filter, since: since, epoch: epoch, sink: lane)
+                let start = try await engine.subscribe(
+                    filter,
+                    since: since,
+                    epoch: epoch,
+                    progress: progress.map { .seconds($0) },
+                    sink: lane
+                )
                 dispatcher.subscriptions[start.id] = lane
                 engine.activate(start)
                 outbox.send(

@@ -83,7 +83,9 @@ public final class VersoServer: Sendable {
         }
         serviceGroup = ServiceGroup(
             configuration: .init(
+                // Shut down last first: the drain, the HTTP server, the writer, the bookmarks.
                 services: reload + [
+                    .init(service: ProgressService(engine: engine)),
                     .init(service: EngineService(engine: engine)),
                     .init(service: application),
                     .init(
@@ -443,6 +445,21 @@ private struct EngineService: Service {
         // The drain service stops the writer first; the store stays open until this service's turn.
         try? await gracefulShutdown()
         await engine.close()
+    }
+}
+
+/// Sends subscriptions' due progress bookmarks once a second, until shutdown.
+private struct ProgressService: Service {
+    let engine: RecordEngine
+
+    func run() async throws {
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            // Ends at once when shutdown reaches this service, last of all.
+            guard (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: .seconds(1)) })) != nil else {
+                return
+            }
+            engine.sendProgress()
+        }
     }
 }
 

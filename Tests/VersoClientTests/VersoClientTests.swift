@@ -296,6 +296,48 @@ struct VersoClientTests {
     }
 
     @Test(
+        "a quiet subscription yields progress bookmarks and resumes from the newest after a drop: no reset though the change log moved far past its start"
+    )
+    func resumesFromBookmark() async throws {
+        try await TestServer.with(configure: { $0.historyLimit = 4 }) { server in
+            try await CuttingProxy.with(to: server.port) { proxy, port in
+                var proxied = configuration(port: port)
+                proxied.compression = false
+                proxied.progressInterval = .seconds(1)
+                try await VersoClient.with(proxied) { client in
+                    let events = EventLog()
+                    let stream = try await client.subscribe(.prefix("quiet/"))
+                    let reader = Task { await events.read(stream) }
+                    defer { reader.cancel() }
+                    #expect(try await events.next(2) == [.started(seq: 0, reset: false), .synced])
+                    // 40 changes elsewhere: the log keeps about the last 4, far past seq 0.
+                    try await WireConnection.with(url: server.url) { other in
+                        for index in 0..<40 {
+                            _ = try await other.request(#"{"type":"put","key":"busy/\#(index)","base":0,"data":{}}"#)
+                        }
+                    }
+                    var bookmark = try await events.next(1)
+                    while bookmark != [.progress(seq: 40)] {
+                        guard case .progress = bookmark.first else {
+                            Issue.record("expected progress bookmarks, got \(bookmark)")
+                            return
+                        }
+                        bookmark = try await events.next(1)
+                    }
+                    // The connection drops; the resume starts at 40, which the log still holds.
+                    proxy.arm(.request(containing: #""type":"get""#))
+                    await #expect(throws: VersoClientError.self) { try await client.get("quiet/x") }
+                    _ = try await client.put("quiet/x", base: 0, data: [:])
+                    var next = try await events.next(1)
+                    while case .progress = next.first { next = try await events.next(1) }
+                    #expect(next == [.update(key: "quiet/x", version: 1, seq: 41, data: [:])], "no reset, no gap")
+                    #expect(proxy.connections == 2)
+                }
+            }
+        }
+    }
+
+    @Test(
         "when the server cannot replay (a new store), the subscription yields a reset and fresh snapshots"
     )
     func resetAfterNewStore() async throws {

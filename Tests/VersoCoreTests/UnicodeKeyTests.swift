@@ -96,7 +96,7 @@ struct UnicodeKeyTests {
     @Test("a subscribe naming both spellings follows two keys, each matching only its own bytes")
     func subscribeKeys() throws {
         let envelope = try Request.parse(#"{"type":"subscribe","keys":["\#(nfc)","\#(nfd)","\#(nfc)"]}"#)
-        guard case .subscribe(.keys(let keys), _, _) = envelope.request else {
+        guard case .subscribe(.keys(let keys), _, _, _) = envelope.request else {
             Issue.record("expected a keys subscription, got \(envelope.request)")
             return
         }

@@ -54,7 +54,9 @@ __all__ = [
     "Event",
     "Page",
     "PatchOp",
+    "Progress",
     "ProtocolViolation",
+    "RecordEvent",
     "PutOp",
     "Record",
     "Snapshot",
@@ -182,7 +184,20 @@ class Update:
     deleted: bool
 
 
-Event: TypeAlias = Union[Snapshot, Update]
+@dataclass(frozen=True)
+class Progress:
+    """A progress bookmark (asked for with ``subscribe(progress=...)``): nothing changed for this
+    subscription, and every matching change up to ``seq`` has been delivered, so subscribing
+    again with ``since=seq`` replays nothing already seen (Protocol.md 5)."""
+
+    sub: int
+    seq: int
+
+
+RecordEvent: TypeAlias = Union[Snapshot, Update]
+"""The events that carry a record: all a subscription yields without ``progress``."""
+
+Event: TypeAlias = Union[Snapshot, Update, Progress]
 
 
 # --------------------------------------------------------------------------- txn ops
@@ -413,6 +428,9 @@ class Subscription:
         self.snapshots: Final[int] = _as_int(reply.get("snapshots", 0), "subscribed.snapshots")
         self.reset: Final[bool] = reply.get("reset") is True
         self.active = True
+        #: The seq to resume from with ``since``: the start's, then each update's or progress
+        #: bookmark's as it is read.
+        self.last_seq: int = self.seq
 
     def __aiter__(self) -> Subscription:
         return self
@@ -423,6 +441,8 @@ class Subscription:
             if isinstance(item, _End):
                 self._ended = item
             else:
+                if isinstance(item, (Update, Progress)):
+                    self.last_seq = max(self.last_seq, item.seq)
                 return item
         if self._ended.error is not None:
             raise self._ended.error
@@ -773,12 +793,16 @@ class VersoClient:
         keys: Sequence[str] | None = None,
         since: int | None = None,
         epoch: str | None = None,
+        progress: int | None = None,
     ) -> Subscription:
         """Subscribe to a ``prefix`` or to ``keys`` (exactly one of them).
 
         Without ``since`` the current records arrive as snapshots, then every change as an
         update. With ``since`` (and ``epoch``, to detect a different store), the changes after
         that seq are replayed as updates, unless the subscription comes back with ``reset``.
+        With ``progress`` (seconds, 1–3600), a :class:`Progress` bookmark arrives whenever that
+        long passes without an update; :attr:`Subscription.last_seq` follows them, and is the
+        ``since`` to resume with.
         """
         if (prefix is None) == (keys is None):
             raise ValueError("subscribe needs exactly one of prefix or keys")
@@ -791,6 +815,8 @@ class VersoClient:
             message["since"] = since
         if epoch is not None:
             message["epoch"] = epoch
+        if progress is not None:
+            message["progress"] = progress
         reply = _expect(await self.request(message), "subscribed")
         sub_id = _as_int(reply.get("sub"), "subscribed.sub")
         queue = self._subs.get(sub_id)
@@ -934,7 +960,7 @@ class VersoClient:
     def _dispatch(self, message: JSONObject) -> None:
         kind = message.get("type")
         sub = message.get("sub")
-        if kind == "update" or (kind == "snapshot" and "rid" not in message and sub is not None):
+        if kind in ("update", "progress") or (kind == "snapshot" and "rid" not in message and sub is not None):
             sub_id = _as_int(sub, f"{kind}.sub")
             queue = self._subs.get(sub_id)
             if queue is not None:  # messages for an ended subscription are dropped
@@ -1078,6 +1104,8 @@ def _conflicts(reply: JSONObject) -> list[ConflictState]:
 
 def _event(message: JSONObject, kind: object) -> Event:
     sub = _as_int(message.get("sub"), f"{kind}.sub")
+    if kind == "progress":
+        return Progress(sub=sub, seq=_as_int(message.get("seq"), "progress.seq"))
     if kind == "snapshot":
         record = _record(message, "snapshot")
         return Snapshot(sub=sub, key=record.key, version=record.version, data=record.data)

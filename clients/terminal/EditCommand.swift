@@ -81,6 +81,8 @@ struct EditorSession {
                     case .synced: sink.yield(.synced)
                     case .update(let key, let version, _, let data):
                         sink.yield(.update(EditorRecord(key: key, version: version, data: data)))
+                    case .progress:
+                        break
                     }
                 }
             }

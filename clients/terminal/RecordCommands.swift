@@ -221,7 +221,7 @@ struct Watch: AsyncParsableCommand {
                         line["type"] = .string("snapshot")
                         printJSON(.object(line))
                     }
-                case .synced:
+                case .synced, .progress:
                     break
                 case .update(let key, let version, let seq, let data):
                     printJSON(

@@ -277,6 +277,52 @@ extension ConformanceSuite {
                 try expectEqual(seen.sorted(), expected.sorted(), "the updates of two subscriptions")
             }
         },
+        ConformanceCase(
+            "5 progress: an idle subscription asking for progress gets a bookmark after its updates, at a seq no older than the last write; resuming from it replays nothing twice"
+        ) { context in
+            try await context.connect { peer in
+                let quiet = context.key("quiet/")
+                let reply = try await peer.subscribe(
+                    #"{"type":"subscribe","prefix":\#(quoted(quiet)),"progress":1}"#
+                ).reply
+                let sub = reply["sub"]
+                let matching = try await peer.put(quiet + "a", base: 0)
+                let elsewhere = try await peer.put(context.key("busy"), base: 0)
+                let update = try await peer.nextEvent()
+                try expectType(update, "update", "the update before the bookmark")
+                try expectEqual(update["seq"]?.int, matching.seq, "the update's seq")
+                // Bookmarks never go back, and one soon names the last write or a later seq (on
+                // a slow server one may come between the two writes).
+                var seq: Int64 = 0
+                while seq < elsewhere.seq {
+                    let bookmark = try expectType(
+                        try await peer.nextEvent(timeout: .seconds(10)),
+                        "progress",
+                        "a bookmark within 10 s of an idle subscription asking for one every second"
+                    )
+                    try expectEqual(bookmark["sub"], sub, "the bookmark's sub")
+                    let next = try require(bookmark["seq"]?.int, "the bookmark has no integer seq")
+                    try expect(next >= max(seq, matching.seq), "a bookmark's seq \(next) went back")
+                    seq = next
+                }
+                try await context.connect { resumed in
+                    let again = try await resumed.subscribe(
+                        #"{"type":"subscribe","prefix":\#(quoted(quiet)),"since":\#(seq)}"#
+                    )
+                    try expectEqual(again.reply["reset"], nil, "a resume from a bookmark's reset")
+                    let later = try await resumed.put(quiet + "b", base: 0)
+                    let events = try await resumed.events(
+                        before: context.freshKey("quiet/barrier"),
+                        subs: [again.reply["sub"]]
+                    )
+                    try expectEqual(
+                        events.map { $0["seq"]?.int },
+                        [later.seq],
+                        "the updates after resuming from the bookmark"
+                    )
+                }
+            }
+        },
         ConformanceCase("5 unsubscribe: ends the subscription; an unknown sub is not_found") { context in
             try await context.connect { peer in
                 let barrier = context.freshKey("barrier")

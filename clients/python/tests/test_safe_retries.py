@@ -20,8 +20,11 @@ from verso_client import (
     CheckOp,
     ConnectionLost,
     DeleteOp,
+    Event,
     PatchOp,
+    Progress,
     PutOp,
+    RecordEvent,
     Update,
     VersoClient,
     VersoError,
@@ -34,6 +37,12 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.asyncio
 
 TIMEOUT = 10.0  # seconds to wait for any one expected message
+
+
+def record(event: Event) -> RecordEvent:
+    """The event as a record event: a test subscribed without progress gets no bookmark."""
+    assert not isinstance(event, Progress), f"a progress bookmark nobody asked for: {event}"
+    return event
 
 
 @pytest_asyncio.fixture
@@ -137,12 +146,12 @@ async def test_a_later_write_with_the_same_key_and_request_gets_the_original_ack
     assert txn.replayed is False
 
     assert (await writer.get(key)).version == 4, "each write changed the record once"
-    updates = [await subscription.next(TIMEOUT) for _ in range(5)]
+    updates = [record(await subscription.next(TIMEOUT)) for _ in range(5)]
     assert [(event.key, event.version) for event in updates] == [
         (key, 1), (key, 2), (key, 3), (key, 4), (prefix + "b", 1)
     ], "no update is sent again for a replayed write"
     await writer.put(prefix + "c", {}, base=0)
-    last = await subscription.next(TIMEOUT)
+    last = record(await subscription.next(TIMEOUT))
     assert last.key == prefix + "c" and subscription.pending() == 0
 
 
@@ -181,7 +190,7 @@ async def test_a_write_whose_ack_was_lost_is_sent_again_and_its_caller_gets_the_
     assert first == Update(subscription.sub, key, 1, ack.seq, {"n": 1}, False)
     after = await reconnecting.patch(key, {"m": 2}, base=1)
     assert (after.version, after.replayed) == (2, False)
-    second = await subscription.next(TIMEOUT)
+    second = record(await subscription.next(TIMEOUT))
     assert (second.key, second.version) == (key, 2), "the record went up once for the put"
 
 
@@ -231,7 +240,7 @@ async def test_on_a_drop_reads_in_flight_and_subscriptions_raise_connection_lost
     ack = await asyncio.wait_for(reconnecting.put(prefix + "a", {}, base=0), TIMEOUT)
     assert (ack.version, ack.replayed) == (1, False)
     resumed = await reconnecting.subscribe(prefix=prefix, since=subscription.seq)
-    assert (await resumed.next(TIMEOUT)).key == prefix + "a", "resume with since on the same client"
+    assert record(await resumed.next(TIMEOUT)).key == prefix + "a", "resume with since on the same client"
     assert proxy.accepted == 2
 
 

@@ -23,9 +23,11 @@ from verso_client import (
     Event,
     JSONObject,
     PatchOp,
+    Progress,
     ProtocolViolation,
     PutOp,
     Record,
+    RecordEvent,
     Snapshot,
     Subscription,
     Update,
@@ -42,8 +44,14 @@ pytestmark = pytest.mark.asyncio
 TIMEOUT = 10.0  # seconds to wait for any one expected message
 
 
-async def next_events(subscription: Subscription, count: int) -> list[Event]:
-    return [await subscription.next(TIMEOUT) for _ in range(count)]
+def record(event: Event) -> RecordEvent:
+    """The event as a record event: a test subscribed without progress gets no bookmark."""
+    assert not isinstance(event, Progress), f"a progress bookmark nobody asked for: {event}"
+    return event
+
+
+async def next_events(subscription: Subscription, count: int) -> list[RecordEvent]:
+    return [record(await subscription.next(TIMEOUT)) for _ in range(count)]
 
 
 def utf8_sorted(keys: list[str]) -> list[str]:
@@ -555,6 +563,21 @@ async def test_prefix_subscription_sends_snapshots_then_live_updates(connect: Co
     assert subscription.pending() == 0
 
 
+async def test_progress_bookmarks_arrive_while_idle_and_resume_without_replay(connect: Connect, prefix: str) -> None:
+    writer, reader = await connect(), await connect()
+    subscription = await reader.subscribe(prefix=prefix + "quiet/", progress=1)
+    elsewhere = await writer.put(prefix + "busy", {}, base=0)
+    bookmark = await subscription.next(TIMEOUT)
+    assert isinstance(bookmark, Progress) and bookmark.sub == subscription.sub
+    assert bookmark.seq >= elsewhere.seq, "every change up to the bookmark has been delivered"
+    assert subscription.last_seq == bookmark.seq
+
+    resumed = await reader.subscribe(prefix=prefix + "quiet/", since=subscription.last_seq)
+    assert (resumed.reset, resumed.snapshots) == (False, 0)
+    created = await writer.put(prefix + "quiet/a", {}, base=0)
+    assert await resumed.next(TIMEOUT) == Update(resumed.sub, prefix + "quiet/a", 1, created.seq, {}, False)
+
+
 async def test_key_subscription_sees_only_its_keys_and_creations(connect: Connect, prefix: str) -> None:
     writer, reader = await connect(), await connect()
     one, two, other = prefix + "1", prefix + "2", prefix + "3"
@@ -627,7 +650,7 @@ async def test_unsubscribe_ends_iteration(client: VersoClient, prefix: str) -> N
     await subscription.unsubscribe()
     assert not subscription.active
     await client.put(prefix + "b", {}, base=0)
-    seen = [event.key async for event in subscription]
+    seen = [record(event).key async for event in subscription]
     assert seen == [prefix + "a"], "queued events are delivered, nothing after the unsubscribe"
     with pytest.raises(VersoError) as caught:
         await client.request({"type": "unsubscribe", "sub": subscription.sub})
@@ -637,7 +660,7 @@ async def test_unsubscribe_ends_iteration(client: VersoClient, prefix: str) -> N
 async def test_subscription_context_manager_unsubscribes(client: VersoClient, prefix: str) -> None:
     async with await client.subscribe(prefix=prefix) as subscription:
         await client.put(prefix + "a", {}, base=0)
-        assert (await subscription.next(TIMEOUT)).key == prefix + "a"
+        assert record(await subscription.next(TIMEOUT)).key == prefix + "a"
     assert not subscription.active
 
 
@@ -718,7 +741,7 @@ async def test_server_shutdown_closes_with_1001_and_exits_0(prefix: str) -> None
         try:
             subscription = await client.subscribe(prefix=prefix)
             await client.put(prefix + "a", {}, base=0)
-            assert (await subscription.next(TIMEOUT)).key == prefix + "a"
+            assert record(await subscription.next(TIMEOUT)).key == prefix + "a"
             exit_code = await asyncio.to_thread(server.stop)
             assert exit_code == 0
             with pytest.raises(ConnectionLost) as caught:

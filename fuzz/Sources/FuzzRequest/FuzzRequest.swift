@@ -88,7 +88,7 @@ private func checkAccepted(_ request: Request) {
         // Unlike a txn, a batch may name a key more than once.
         invariant((1...RequestLimits.maxTxnOps).contains(operations.count), "batch of \(operations.count) ops")
         operations.forEach(checkWrite)
-    case .subscribe(let filter, let since, _):
+    case .subscribe(let filter, let since, _, _):
         invariant((since ?? 0) >= 0, "subscribe since \(since ?? 0)")
         switch filter {
         case .keys(let keys):
