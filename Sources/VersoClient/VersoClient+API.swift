@@ -232,14 +232,21 @@ extension VersoClient {
                 return
             }
             subscription.serverSub = subscribed.sub
-            subscription.lastSeq = subscribed.seq
-            subscription.snapshotsRemaining = Int(subscribed.snapshots)
             state.serverSubs[subscribed.sub] = local
-            state.subscriptions[local] = subscription
             if since == nil || subscribed.reset {
-                subscription.continuation.yield(.started(seq: subscribed.seq, reset: subscribed.reset))
-                if subscription.snapshotsRemaining == 0 { subscription.continuation.yield(.synced) }
+                // A start (again, after a drop mid-start or a reset): the consumer drops what it
+                // held when this is not the first.
+                let reset = subscribed.reset || subscription.phase.hasStarted
+                subscription.continuation.yield(.started(seq: subscribed.seq, reset: reset))
+                if subscribed.snapshots == 0 {
+                    subscription.phase = .live(ResumePoint(start: subscribed.seq))
+                    subscription.continuation.yield(.synced)
+                } else {
+                    subscription.phase = .receivingSnapshots(seq: subscribed.seq, remaining: Int(subscribed.snapshots))
+                }
             }
+            // A resume keeps its point: the replayed updates move it as they are delivered.
+            state.subscriptions[local] = subscription
         }
         guard case .subscribed = reply else { throw unexpected(reply) }
     }

@@ -158,7 +158,7 @@ extension VersoClient {
         }
         resendUnsentWrites()
         let subscriptions = state.withLock { state in
-            state.subscriptions.map { ($0.key, $0.value.filter, $0.value.lastSeq) }
+            state.subscriptions.map { ($0.key, $0.value.filter, $0.value.phase.since) }
         }
         for (local, filter, lastSeq) in subscriptions {
             do {

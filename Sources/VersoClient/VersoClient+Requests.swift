@@ -124,10 +124,16 @@ extension VersoClient {
         switch message {
         case .snapshot(let sub?, let record):
             state.withLock { state in
-                guard let local = state.serverSubs[sub], var subscription = state.subscriptions[local] else { return }
+                guard let local = state.serverSubs[sub], var subscription = state.subscriptions[local],
+                    case .receivingSnapshots(let seq, let remaining) = subscription.phase
+                else { return }
                 subscription.continuation.yield(.snapshot(record))
-                subscription.snapshotsRemaining -= 1
-                if subscription.snapshotsRemaining == 0 { subscription.continuation.yield(.synced) }
+                if remaining > 1 {
+                    subscription.phase = .receivingSnapshots(seq: seq, remaining: remaining - 1)
+                } else {
+                    subscription.phase = .live(ResumePoint(start: seq))
+                    subscription.continuation.yield(.synced)
+                }
                 state.subscriptions[local] = subscription
             }
         case .update(let update):
@@ -135,17 +141,24 @@ extension VersoClient {
                 guard let local = state.serverSubs[update.sub], var subscription = state.subscriptions[local] else {
                     return
                 }
+                if case .live(var resume) = subscription.phase {
+                    // An update a resume sends again was delivered before the drop.
+                    guard resume.admit(seq: update.seq, key: update.key) else { return }
+                    subscription.phase = .live(resume)
+                }
                 subscription.continuation.yield(
                     .update(key: update.key, version: update.version, seq: update.seq, data: update.data)
                 )
-                subscription.lastSeq = max(subscription.lastSeq ?? 0, update.seq)
                 state.subscriptions[local] = subscription
             }
         case .progress(let sub, let seq):
             // Every matching change up to `seq` came before it: a resume may start there.
             state.withLock { state in
-                guard let local = state.serverSubs[sub], var subscription = state.subscriptions[local] else { return }
-                subscription.lastSeq = max(subscription.lastSeq ?? 0, seq)
+                guard let local = state.serverSubs[sub], var subscription = state.subscriptions[local],
+                    case .live(var resume) = subscription.phase
+                else { return }
+                resume.progress(seq)
+                subscription.phase = .live(resume)
                 subscription.continuation.yield(.progress(seq: seq))
                 state.subscriptions[local] = subscription
             }

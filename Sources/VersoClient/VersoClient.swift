@@ -62,8 +62,11 @@ public struct VersoClientConfiguration: Sendable {
 ///
 /// Use it inside `VersoClient.with(_:_:)`, which connects, runs your code and closes everything
 /// it started. After a dropped connection the client reconnects with backoff and resumes every
-/// subscription from the last seq it delivered (`since`); when the server cannot replay that far,
-/// the subscription yields `.started(reset: true)` and fresh snapshots.
+/// subscription from the last seq it had delivered whole (`since`): a drop between the updates
+/// of one txn loses none of them and repeats none, and a progress bookmark moves the point on.
+/// When the server cannot replay that far, or the drop came before a subscription's starting
+/// records were all delivered, the subscription yields `.started(reset: true)` and fresh
+/// snapshots.
 ///
 /// Every write carries an idempotency key (Protocol.md 3.7). A write sent and not answered when
 /// the connection drops is sent again, with the same key, once the client has reconnected: its
@@ -87,10 +90,30 @@ public final class VersoClient: Sendable {
     struct LocalSubscription {
         let filter: SubscriptionFilter
         let continuation: AsyncThrowingStream<SubscriptionEvent, any Error>.Continuation
-        /// The last seq delivered (start seq, then each update's or progress bookmark's seq): where a resume starts.
-        var lastSeq: Int64?
+        var phase = SubscriptionPhase.unstarted
         var serverSub: Int64?
-        var snapshotsRemaining = 0
+    }
+
+    /// Where a subscription stands: what the server's next messages for it are, and how it
+    /// starts again on the next connection.
+    enum SubscriptionPhase {
+        /// Not started yet.
+        case unstarted
+        /// Started at `seq`, with `remaining` snapshots still to come. A drop now means
+        /// starting again (as a reset): a resume would never send the missing ones.
+        case receivingSnapshots(seq: Int64, remaining: Int)
+        /// Every starting record delivered; a new connection resumes from `resume.since`.
+        case live(ResumePoint)
+
+        /// The `since` of a resume, when the subscription is live.
+        var since: Int64? {
+            if case .live(let resume) = self { resume.since } else { nil }
+        }
+
+        /// Whether `.started` was yielded before (so another start is a reset).
+        var hasStarted: Bool {
+            if case .unstarted = self { false } else { true }
+        }
     }
 
     /// Where the client's connection stands; changed only under the lock.

@@ -21,6 +21,9 @@ final class CuttingProxy: Sendable {
         /// At the first message from the client whose text contains this, which never reaches
         /// the server; the connection stays open.
         case mute(requestContaining: String)
+        /// Right after the first message from the server whose text contains this: it reaches
+        /// the client, and whatever came with it after it does not.
+        case after(replyContaining: String)
     }
 
     /// What a relay does with a chunk of bytes.
@@ -28,6 +31,8 @@ final class CuttingProxy: Sendable {
         case relay
         case drop
         case cut
+        /// Relay the first `count` bytes, then cut.
+        case cutAfter(count: Int)
     }
 
     private struct State {
@@ -56,14 +61,16 @@ final class CuttingProxy: Sendable {
     fileprivate func action(for bytes: ByteBuffer, toServer: Bool) -> Action {
         state.withLock { state in
             let needle: String
-            let action: Action
+            var action: Action
             switch state.armed.first {
             case .reply(let text)? where !toServer: (needle, action) = (text, .cut)
             case .request(let text)? where toServer: (needle, action) = (text, .cut)
             case .mute(let text)? where toServer: (needle, action) = (text, .drop)
+            case .after(let text)? where !toServer: (needle, action) = (text, .cut)
             default: return .relay
             }
-            guard Self.texts(in: bytes).contains(where: { $0.contains(needle) }) else { return .relay }
+            guard let frame = Self.frames(in: bytes).first(where: { $0.text.contains(needle) }) else { return .relay }
+            if case .after? = state.armed.first { action = .cutAfter(count: frame.end) }
             state.armed.removeFirst()
             state.cuts += 1
             return action
@@ -74,10 +81,11 @@ final class CuttingProxy: Sendable {
         state.withLock { $0.connections += 1 }
     }
 
-    /// The text of every whole text frame in `bytes` (unmasked when the frame is masked).
-    static func texts(in bytes: ByteBuffer) -> [String] {
+    /// The text of every whole text frame in `bytes` (unmasked when the frame is masked), and
+    /// where in `bytes` it ends.
+    static func frames(in bytes: ByteBuffer) -> [(text: String, end: Int)] {
         let data = Array(bytes.readableBytesView)
-        var texts: [String] = []
+        var texts: [(text: String, end: Int)] = []
         var index = 0
         while index + 2 <= data.count {
             let opcode = data[index] & 0x0F
@@ -102,7 +110,7 @@ final class CuttingProxy: Sendable {
             guard index + length <= data.count else { break }
             if opcode == 0x1 {
                 let payload = data[index..<index + length].enumerated().map { $1 ^ mask[$0 % 4] }
-                texts.append(String(decoding: payload, as: UTF8.self))
+                texts.append((String(decoding: payload, as: UTF8.self), index + length))
             }
             index += length
         }
@@ -131,6 +139,11 @@ final class CuttingProxy: Sendable {
             case .drop:
                 break
             case .cut:
+                context.close(promise: nil)
+                partner.close(promise: nil)
+            case .cutAfter(let count):
+                // Flushed at once into an idle loopback socket, before the close below.
+                partner.writeAndFlush(bytes.getSlice(at: bytes.readerIndex, length: count)!, promise: nil)
                 context.close(promise: nil)
                 partner.close(promise: nil)
             }

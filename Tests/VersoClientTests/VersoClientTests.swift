@@ -77,6 +77,30 @@ private final class EventLog: Sendable {
     }
 }
 
+/// Runs `body` with a client that reaches `server` through a cutting proxy (uncompressed, so the
+/// proxy can read it) and the events of its subscription to `prefix`, whose `.started` and
+/// `.synced` (there are no records yet) have been read.
+private func withProxiedSubscription(
+    _ server: TestServer,
+    prefix: String,
+    configure: (inout VersoClientConfiguration) -> Void = { _ in },
+    _ body: (CuttingProxy, VersoClient, EventLog) async throws -> Void
+) async throws {
+    try await CuttingProxy.with(to: server.port) { proxy, port in
+        var proxied = configuration(port: port)
+        proxied.compression = false
+        configure(&proxied)
+        try await VersoClient.with(proxied) { client in
+            let events = EventLog()
+            let stream = try await client.subscribe(.prefix(prefix))
+            let reader = Task { await events.read(stream) }
+            defer { reader.cancel() }
+            #expect(try await events.next(2) == [.started(seq: 0, reset: false), .synced])
+            try await body(proxy, client, events)
+        }
+    }
+}
+
 @Suite("Swift client library against a live server")
 struct VersoClientTests {
     @Test("typed get, put, patch, delete, list and txn; conflicts carry the current record")
@@ -264,33 +288,24 @@ struct VersoClientTests {
     )
     func unansweredHello() async throws {
         try await TestServer.with { server in
-            try await CuttingProxy.with(to: server.port) { proxy, port in
-                var proxied = configuration(port: port)
-                proxied.compression = false
-                try await VersoClient.with(proxied) { client in
-                    let events = EventLog()
-                    let stream = try await client.subscribe(.prefix("h/"))
-                    let reader = Task { await events.read(stream) }
-                    defer { reader.cancel() }
-                    _ = try await events.next(2)
-                    // The next request's connection is cut; on the one after, hello is lost and
-                    // the WebSocket stays open, as with a server that stopped answering.
-                    proxy.arm(.request(containing: #""type":"get""#), .mute(requestContaining: #""type":"hello""#))
-                    await #expect(throws: VersoClientError.self) { try await client.get("h/1") }
-                    try await WireConnection.with(url: server.url) { other in
-                        _ = try await other.request(#"{"type":"put","key":"h/1","base":0,"data":{}}"#)
-                    }
-                    // Answered within the request timeout (30 s): the muted session is given up
-                    // after the connect timeout (8 s), where a session kept open would never be ready.
-                    #expect(try await client.put("h/2", base: 0, data: [:]) == .ack(version: 1, seq: 2))
-                    #expect(
-                        try await events.next(2) == [
-                            .update(key: "h/1", version: 1, seq: 1, data: [:]),
-                            .update(key: "h/2", version: 1, seq: 2, data: [:]),
-                        ]
-                    )
-                    #expect(proxy.cuts == 2 && proxy.connections == 3)
+            try await withProxiedSubscription(server, prefix: "h/") { proxy, client, events in
+                // The next request's connection is cut; on the one after, hello is lost and
+                // the WebSocket stays open, as with a server that stopped answering.
+                proxy.arm(.request(containing: #""type":"get""#), .mute(requestContaining: #""type":"hello""#))
+                await #expect(throws: VersoClientError.self) { try await client.get("h/1") }
+                try await WireConnection.with(url: server.url) { other in
+                    _ = try await other.request(#"{"type":"put","key":"h/1","base":0,"data":{}}"#)
                 }
+                // Answered within the request timeout (30 s): the muted session is given up
+                // after the connect timeout (8 s), where a session kept open would never be ready.
+                #expect(try await client.put("h/2", base: 0, data: [:]) == .ack(version: 1, seq: 2))
+                #expect(
+                    try await events.next(2) == [
+                        .update(key: "h/1", version: 1, seq: 1, data: [:]),
+                        .update(key: "h/2", version: 1, seq: 2, data: [:]),
+                    ]
+                )
+                #expect(proxy.cuts == 2 && proxy.connections == 3)
             }
         }
     }
@@ -300,39 +315,70 @@ struct VersoClientTests {
     )
     func resumesFromBookmark() async throws {
         try await TestServer.with(configure: { $0.historyLimit = 4 }) { server in
-            try await CuttingProxy.with(to: server.port) { proxy, port in
-                var proxied = configuration(port: port)
-                proxied.compression = false
-                proxied.progressInterval = .seconds(1)
-                try await VersoClient.with(proxied) { client in
-                    let events = EventLog()
-                    let stream = try await client.subscribe(.prefix("quiet/"))
-                    let reader = Task { await events.read(stream) }
-                    defer { reader.cancel() }
-                    #expect(try await events.next(2) == [.started(seq: 0, reset: false), .synced])
-                    // 40 changes elsewhere: the log keeps about the last 4, far past seq 0.
-                    try await WireConnection.with(url: server.url) { other in
-                        for index in 0..<40 {
-                            _ = try await other.request(#"{"type":"put","key":"busy/\#(index)","base":0,"data":{}}"#)
-                        }
+            try await withProxiedSubscription(
+                server,
+                prefix: "quiet/",
+                configure: { $0.progressInterval = .seconds(1) }
+            ) {
+                proxy,
+                client,
+                events in
+                // 40 changes elsewhere: the log keeps about the last 4, far past seq 0.
+                try await WireConnection.with(url: server.url) { other in
+                    for index in 0..<40 {
+                        _ = try await other.request(#"{"type":"put","key":"busy/\#(index)","base":0,"data":{}}"#)
                     }
-                    var bookmark = try await events.next(1)
-                    while bookmark != [.progress(seq: 40)] {
-                        guard case .progress = bookmark.first else {
-                            Issue.record("expected progress bookmarks, got \(bookmark)")
-                            return
-                        }
-                        bookmark = try await events.next(1)
-                    }
-                    // The connection drops; the resume starts at 40, which the log still holds.
-                    proxy.arm(.request(containing: #""type":"get""#))
-                    await #expect(throws: VersoClientError.self) { try await client.get("quiet/x") }
-                    _ = try await client.put("quiet/x", base: 0, data: [:])
-                    var next = try await events.next(1)
-                    while case .progress = next.first { next = try await events.next(1) }
-                    #expect(next == [.update(key: "quiet/x", version: 1, seq: 41, data: [:])], "no reset, no gap")
-                    #expect(proxy.connections == 2)
                 }
+                var bookmark = try await events.next(1)
+                while bookmark != [.progress(seq: 40)] {
+                    guard case .progress = bookmark.first else {
+                        Issue.record("expected progress bookmarks, got \(bookmark)")
+                        return
+                    }
+                    bookmark = try await events.next(1)
+                }
+                // The connection drops; the resume starts at 40, which the log still holds.
+                proxy.arm(.request(containing: #""type":"get""#))
+                await #expect(throws: VersoClientError.self) { try await client.get("quiet/x") }
+                _ = try await client.put("quiet/x", base: 0, data: [:])
+                var next = try await events.next(1)
+                while case .progress = next.first { next = try await events.next(1) }
+                #expect(next == [.update(key: "quiet/x", version: 1, seq: 41, data: [:])], "no reset, no gap")
+                #expect(proxy.connections == 2)
+            }
+        }
+    }
+
+    @Test(
+        "a drop between the updates of one txn loses none of them and delivers none twice: the resume starts before the txn's seq"
+    )
+    func dropMidTxn() async throws {
+        try await TestServer.with { server in
+            try await withProxiedSubscription(server, prefix: "t/") { proxy, client, events in
+                // The connection is cut right after the first of the txn's three updates.
+                proxy.arm(.after(replyContaining: #""type":"update""#))
+                try await WireConnection.with(url: server.url) { other in
+                    let reply = try await other.request(
+                        #"{"type":"txn","ops":[{"op":"put","key":"t/a","base":0,"data":{}},{"op":"put","key":"t/b","base":0,"data":{}},{"op":"put","key":"t/c","base":0,"data":{}}]}"#
+                    )
+                    #expect(reply["type"]?.stringValue == "ack", "\(reply.encodedString)")
+                }
+                let updates = try await events.next(3)
+                #expect(
+                    Set(updates.map { "\($0)" })
+                        == Set(
+                            ["a", "b", "c"].map {
+                                "\(SubscriptionEvent.update(key: "t/\($0)", version: 1, seq: 1, data: [:]))"
+                            }
+                        ),
+                    "each of the txn's updates once: \(updates)"
+                )
+                _ = try await client.put("t/d", base: 0, data: [:])
+                #expect(
+                    try await events.next(1) == [.update(key: "t/d", version: 1, seq: 2, data: [:])],
+                    "and nothing twice"
+                )
+                #expect(proxy.cuts == 1 && proxy.connections == 2)
             }
         }
     }
