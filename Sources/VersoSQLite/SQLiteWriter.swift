@@ -319,7 +319,13 @@ final class SQLiteWriter: @unchecked Sendable {
             // needs no history (a future base, a deleted record, a base too far behind).
             return VersioningRules.decide(operation, current: current?.state, history: .gone)
         }
-        let history = try mergeHistory(of: operation.key, from: base, through: current)
+        let history: MergeHistory =
+            switch try walkHistory(of: operation.key, from: base, through: current, readingBase: true) {
+            case .gone: .gone
+            case .recreated: .recreated
+            case .known(let baseData?, let changed): .known(base: baseData, changed: changed)
+            case .known(nil, _): preconditionFailure("walkHistory reads the base when asked to")
+            }
         var state = current.state
         if current.object == nil {
             state.data = try SQLiteQueries.decodeObject(encoded, key: operation.key)
@@ -335,19 +341,31 @@ final class SQLiteWriter: @unchecked Sendable {
     {
         guard let current, current.encoded != nil, base >= 1, base < current.version,
             current.version - base <= Self.maxMergeVersions,
-            case .known(_, let changed) = try mergeHistory(of: key, from: base, through: current)
+            case .known(_, let changed) = try walkHistory(of: key, from: base, through: current, readingBase: false)
         else { return nil }
         return changed
     }
 
-    /// What the change log says about `key` from version `first` through `current`: the data
-    /// at `first` and the paths changed version by version since. The writer walks back from
-    /// the current version's change by each change's link to the one before (`previous_seq`);
-    /// a change no longer in the log, or logged without the link, means the history is gone.
-    /// Each version's changed paths are kept (`changedPaths`), so a version is read and
-    /// parsed, and compared with the one before it, once for all the merges that cross it.
-    private func mergeHistory(of key: String, from first: Int64, through current: CurrentRecord) throws -> MergeHistory
-    {
+    /// What `walkHistory` found: as `MergeHistory`, with the base's data only when asked for.
+    private enum WalkedHistory {
+        case gone
+        case recreated
+        case known(base: JSONObject?, changed: [FieldPath])
+    }
+
+    /// What the change log says about `key` from version `first` through `current`: the paths
+    /// changed version by version since, and with `readingBase` the data at `first` (a merge
+    /// needs it; a conflict's `changed` does not). The writer walks back from the current
+    /// version's change by each change's link to the one before (`previous_seq`); a change no
+    /// longer in the log, or logged without the link, means the history is gone. Each version's
+    /// changed paths are kept (`changedPaths`), so a version is read and parsed, and compared
+    /// with the one before it, once for all the merges and conflicts that cross it.
+    private func walkHistory(
+        of key: String,
+        from first: Int64,
+        through current: CurrentRecord,
+        readingBase: Bool
+    ) throws -> WalkedHistory {
         // Each version from the current one back to `first`: whether it is a tombstone, its
         // data when it is read, and its changed paths when they are known already (looked up
         // once, here: the diffs below may start the store of paths over).
@@ -360,9 +378,9 @@ final class SQLiteWriter: @unchecked Sendable {
             guard let at = seq else { return .gone }
             let version = expected
             let known = version == first ? nil : changedPaths[key, version]
-            // The data is read for the base, and for a version whose changed paths (or the
-            // next version's) are not known yet.
-            let needed = version == first || known == nil || !laterKnown
+            // The data is read for the base when wanted, and for a version whose changed paths
+            // (or the next version's) are not known yet.
+            let needed = version == first ? readingBase || !laterKnown : known == nil || !laterKnown
             let row = try SQLiteQueries.change(at, of: key, with: statements.history) { change, data in
                 (change, change.isTombstone || !needed ? nil : data())
             }
@@ -397,7 +415,7 @@ final class SQLiteWriter: @unchecked Sendable {
                 changed.formUnion(paths)
             }
         }
-        return .known(base: try object(0), changed: changed.sorted())
+        return .known(base: readingBase ? try object(0) : nil, changed: changed.sorted())
     }
 
     /// The key's current state as `VersioningRules.decide` needs it for `operation`: from the
