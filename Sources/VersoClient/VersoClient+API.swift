@@ -111,12 +111,7 @@ extension VersoClient {
         idempotencyKey: String? = nil
     ) async throws -> WriteOutcome {
         try await write(
-            WriteOperation(
-                key: key,
-                action: .put(data),
-                precondition: Self.precondition(base),
-                merge: merge ? .fields : .plain
-            ),
+            TxnOperation(key: key, base: base, action: .put(data), merge: merge).writeOperation,
             idempotencyKey: idempotencyKey
         )
     }
@@ -134,12 +129,7 @@ extension VersoClient {
         idempotencyKey: String? = nil
     ) async throws -> WriteOutcome {
         try await write(
-            WriteOperation(
-                key: key,
-                action: .patch(patch),
-                precondition: Self.precondition(base),
-                merge: merge ? .fields : .plain
-            ),
+            TxnOperation(key: key, base: base, action: .patch(patch), merge: merge).writeOperation,
             idempotencyKey: idempotencyKey
         )
     }
@@ -148,7 +138,7 @@ extension VersoClient {
     /// does not exist or is already deleted. `idempotencyKey` as for `put`.
     public func delete(_ key: String, base: Int64?, idempotencyKey: String? = nil) async throws -> WriteOutcome {
         try await write(
-            WriteOperation(key: key, action: .delete, precondition: Self.precondition(base)),
+            TxnOperation(key: key, base: base, action: .delete).writeOperation,
             idempotencyKey: idempotencyKey
         )
     }

@@ -160,12 +160,12 @@ extension VersoClient {
         let subscriptions = state.withLock { state in
             state.subscriptions.map { ($0.key, $0.value.filter, $0.value.phase.since) }
         }
-        for (local, filter, lastSeq) in subscriptions {
+        for (local, filter, since) in subscriptions {
             do {
                 _ = try await sendSubscribe(
                     local: local,
                     filter: filter,
-                    since: lastSeq,
+                    since: since,
                     epoch: previousEpoch,
                     waitForReady: false
                 )
