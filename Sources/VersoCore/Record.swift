@@ -25,12 +25,58 @@ public struct Change: Sendable, Equatable {
     public var version: Int64
     /// The encoded JSON object, or `nil` for a delete.
     public var data: [UInt8]?
+    /// When the change committed, in milliseconds since the Unix epoch (server time); nil for a
+    /// change stored before the server recorded it.
+    public var at: Int64?
+    /// Who made the change: the user of the writer's access token; nil on a server that does
+    /// not authenticate.
+    public var by: String?
 
-    public init(seq: Int64, key: String, version: Int64, data: [UInt8]?) {
+    public init(seq: Int64, key: String, version: Int64, data: [UInt8]?, at: Int64? = nil, by: String? = nil) {
         self.seq = seq
         self.key = key
         self.version = version
         self.data = data
+        self.at = at
+        self.by = by
+    }
+}
+
+/// One version of a key as the store keeps it, for `history`: its data still encoded.
+public struct StoredVersion: Sendable, Equatable {
+    public var version: Int64
+    /// The seq of the change that made it.
+    public var seq: Int64
+    /// As `Change.at`.
+    public var at: Int64?
+    /// As `Change.by`.
+    public var by: String?
+    /// The encoded JSON object, or nil when this version is a tombstone.
+    public var data: [UInt8]?
+
+    public init(version: Int64, seq: Int64, at: Int64?, by: String?, data: [UInt8]?) {
+        self.version = version
+        self.seq = seq
+        self.at = at
+        self.by = by
+        self.data = data
+    }
+}
+
+/// One page of a key's versions, newest first, as `history` answers it (Protocol.md 3.9).
+public struct StoredHistory: Sendable, Equatable {
+    /// The versions, newest first, with no version between two of them left out.
+    public var versions: [StoredVersion]
+    /// The `before` of the next page; nil when this page reached the oldest version kept.
+    public var next: Int64?
+    /// When the page reached versions the server no longer keeps: the newest of them (every
+    /// version up to it is gone). Nil when nothing older than the page is missing.
+    public var gone: Int64?
+
+    public init(versions: [StoredVersion], next: Int64?, gone: Int64?) {
+        self.versions = versions
+        self.next = next
+        self.gone = gone
     }
 }
 

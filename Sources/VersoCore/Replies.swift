@@ -16,6 +16,10 @@ public struct ConflictDetail: Sendable, Equatable {
     public var merge: MergeConflict?
     /// Every path changed since `base`, sorted, when the server knows them (merge or not).
     public var changed: [FieldPath]?
+    /// When the current version was committed (ms since the Unix epoch), when the server knows.
+    public var at: Int64?
+    /// Who wrote the current version (withheld with the data when `hidden`).
+    public var by: String?
 
     /// A conflict with the current data as the store holds it, encoded.
     public init(key: String, base: Int64, version: Int64, data: [UInt8]?, deleted: Bool) {
@@ -162,6 +166,7 @@ public enum Replies {
         writer.raw("\"key\":"); writer.string(detail.key)
         writer.raw(",\"base\":"); writer.integer(detail.base)
         writer.raw(",\"version\":"); writer.integer(detail.version)
+        stamp(&writer, at: detail.at, by: detail.by)
         writer.raw(",\"data\":")
         if let data = detail.data {
             writer.raw(bytes: data)
@@ -176,6 +181,16 @@ public enum Replies {
         }
         if let changed = detail.changed {
             writer.raw(",\"changed\":"); paths(&writer, changed)
+        }
+    }
+
+    /// `"at"` and `"by"`, each only when known.
+    static func stamp(_ writer: inout JSONWriter, at: Int64?, by: String?) {
+        if let at {
+            writer.raw(",\"at\":"); writer.integer(at)
+        }
+        if let by {
+            writer.raw(",\"by\":"); writer.string(by)
         }
     }
 
@@ -240,6 +255,53 @@ public enum Replies {
         return finish(&writer)
     }
 
+    /// The reply to `history`: a page of the key's versions, newest first (Protocol.md 3.9).
+    public static func history(rid: JSONValue?, key: String, _ history: StoredHistory) -> [UInt8] {
+        var writer = start("history", rid: rid)
+        writer.raw(",\"key\":"); writer.string(key)
+        writer.raw(",\"versions\":[")
+        for (index, entry) in history.versions.enumerated() {
+            writer.raw(index > 0 ? ",{\"version\":" : "{\"version\":")
+            writer.integer(entry.version)
+            writer.raw(",\"seq\":"); writer.integer(entry.seq)
+            stamp(&writer, at: entry.at, by: entry.by)
+            if let data = entry.data {
+                writer.raw(",\"data\":"); writer.raw(bytes: data)
+                writer.raw(",\"deleted\":false}")
+            } else {
+                writer.raw(",\"data\":null,\"deleted\":true}")
+            }
+        }
+        writer.raw("],\"next\":")
+        if let next = history.next { writer.integer(next) } else { writer.raw("null") }
+        if let gone = history.gone {
+            writer.raw(",\"gone\":"); writer.integer(gone)
+        }
+        return finish(&writer)
+    }
+
+    /// The reply to `presence`: the state as set on `key` (null when cleared), as the
+    /// connection's subscribers will see it.
+    public static func presence(rid: JSONValue?, key: String, _ presence: PresenceState) -> [UInt8] {
+        var writer = start("presence", rid: rid)
+        presenceFields(&writer, key: key, presence)
+        return finish(&writer)
+    }
+
+    /// `"key"` and what `PresenceState` holds, after `type` and `rid` or `sub`.
+    static func presenceFields(_ writer: inout JSONWriter, key: String, _ presence: PresenceState) {
+        writer.raw(",\"key\":"); writer.string(key)
+        writer.raw(",\"session\":"); writer.string(presence.session)
+        if let client = presence.client {
+            writer.raw(",\"client\":"); writer.string(client)
+        }
+        if let user = presence.user {
+            writer.raw(",\"user\":"); writer.string(user)
+        }
+        writer.raw(",\"state\":")
+        if let state = presence.state { writer.raw(bytes: state) } else { writer.raw("null") }
+    }
+
     public static func unsubscribed(rid: JSONValue?, sub: Int64) -> [UInt8] {
         var writer = start("unsubscribed", rid: rid)
         writer.raw(",\"sub\":"); writer.integer(sub)
@@ -262,8 +324,8 @@ public enum Replies {
     }
 }
 
-/// An `update` message encoded once per change and stamped with each subscriber's `sub` id,
-/// so a change fanned out to many subscribers is encoded once.
+/// An `update` (or `presence`) message encoded once per change and stamped with each
+/// subscriber's `sub` id, so a message fanned out to many subscribers is encoded once.
 public struct EncodedUpdate: Sendable {
     /// Everything before the subscription id.
     public let head: [UInt8]
@@ -272,6 +334,16 @@ public struct EncodedUpdate: Sendable {
 
     /// The same for every update: shared, not built per change.
     private static let sharedHead = Array("{\"type\":\"update\",\"sub\":".utf8)
+    private static let presenceHead = Array("{\"type\":\"presence\",\"sub\":".utf8)
+
+    /// A `presence` message: `presence` set (or cleared) on `key` (Protocol.md 5.1).
+    public init(presenceOf key: String, _ presence: PresenceState) {
+        head = Self.presenceHead
+        var writer = JSONWriter()
+        Replies.presenceFields(&writer, key: key, presence)
+        writer.raw("}")
+        tail = writer.bytes
+    }
 
     public init(_ change: Change) {
         head = Self.sharedHead
@@ -279,6 +351,7 @@ public struct EncodedUpdate: Sendable {
         writer.raw(",\"key\":"); writer.string(change.key)
         writer.raw(",\"version\":"); writer.integer(change.version)
         writer.raw(",\"seq\":"); writer.integer(change.seq)
+        Replies.stamp(&writer, at: change.at, by: change.by)
         writer.raw(",\"data\":")
         if let data = change.data {
             writer.raw(bytes: data)

@@ -30,6 +30,10 @@ public enum Request: Sendable, Equatable {
     case subscribe(SubscriptionFilter, since: Int64?, epoch: String?, progress: Int64? = nil)
     case unsubscribe(sub: Int64)
     case list(prefix: String, after: String?, limit: Int)
+    /// A page of the key's versions, newest first, below version `before` (Protocol.md 3.9).
+    case history(key: String, before: Int64?, limit: Int)
+    /// Sets (nil: clears) this connection's presence on `key` (Protocol.md 5.1).
+    case presence(key: String, state: JSONObject?)
 }
 
 /// A request together with the `rid` the client gave it.
@@ -70,6 +74,17 @@ public enum RequestLimits {
     public static let maxIdempotencyKeyBytes = 128
     /// Longest interval a subscription may ask between `progress` messages, in seconds.
     public static let maxProgressSeconds: Int64 = 3600
+    /// Versions per `history` page when `limit` is not given.
+    public static let defaultHistoryLimit = 20
+    /// Largest `limit` a `history` may ask for.
+    public static let maxHistoryLimit = 100
+    /// Most bytes of a presence `state`, encoded as the server sends it.
+    public static let maxPresenceStateBytes = 1024
+    /// Most keys one connection may have presence on at once.
+    public static let maxPresenceKeysPerConnection = 32
+    /// Presence changes one connection may send per second (and in a burst); changes past it
+    /// are coalesced, the latest state per key going out when the connection has room again.
+    public static let presenceChangesPerSecond = 10
 }
 
 extension Request {
@@ -176,11 +191,31 @@ extension Request {
         case "list":
             let prefix = fields["prefix"] == nil ? "" : try reader.prefix("prefix")
             let after = fields["after"] == nil || fields["after"] == .null ? nil : try reader.key("after")
-            let limit = try reader.optionalInteger("limit", minimum: 1) ?? Int64(RequestLimits.defaultListLimit)
-            guard limit <= RequestLimits.maxListLimit else {
-                throw .badRequest("list: \"limit\" must be at most \(RequestLimits.maxListLimit)")
+            let limit = try reader.limit(default: RequestLimits.defaultListLimit, maximum: RequestLimits.maxListLimit)
+            return .list(prefix: prefix, after: after, limit: limit)
+        case "history":
+            let key = try reader.key("key")
+            let before = try reader.optionalInteger("before", minimum: 1)
+            let limit = try reader.limit(
+                default: RequestLimits.defaultHistoryLimit,
+                maximum: RequestLimits.maxHistoryLimit
+            )
+            return .history(key: key, before: before, limit: limit)
+        case "presence":
+            let key = try reader.key("key")
+            switch fields["state"] {
+            case nil: throw .badRequest("presence: missing \"state\" (an object, or null to clear)")
+            case .null?: return .presence(key: key, state: nil)
+            case .object(let state)?:
+                guard JSONValue.object(state).encodedBytes.count <= RequestLimits.maxPresenceStateBytes else {
+                    throw RequestError(
+                        .tooLarge,
+                        "presence: \"state\" must encode to at most \(RequestLimits.maxPresenceStateBytes) bytes"
+                    )
+                }
+                return .presence(key: key, state: state)
+            default: throw .badRequest("presence: \"state\" must be a JSON object, or null to clear")
             }
-            return .list(prefix: prefix, after: after, limit: Int(limit))
         default:
             throw .badRequest("unknown message type \"\(type)\"")
         }
@@ -256,6 +291,13 @@ private struct FieldReader {
             throw .badRequest("\(context): \"\(name)\" must be an integer of at least \(minimum)")
         }
         return integer
+    }
+
+    /// A page's `limit`: 1 to `maximum`, `default` when not given.
+    func limit(default: Int, maximum: Int) throws(RequestError) -> Int {
+        let limit = try optionalInteger("limit", minimum: 1) ?? Int64(`default`)
+        guard limit <= Int64(maximum) else { throw .badRequest("\(context): \"limit\" must be at most \(maximum)") }
+        return Int(limit)
     }
 
     func object(_ name: String) throws(RequestError) -> JSONObject {

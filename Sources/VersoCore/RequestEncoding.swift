@@ -34,6 +34,11 @@ extension Request {
         case .list(let prefix, let after, let limit):
             message = ["type": .string("list"), "prefix": .string(prefix), "limit": .integer(Int64(limit))]
             message["after"] = after.map { .string($0) }
+        case .history(let key, let before, let limit):
+            message = ["type": .string("history"), "key": .string(key), "limit": .integer(Int64(limit))]
+            message["before"] = before.map { .integer($0) }
+        case .presence(let key, let state):
+            message = ["type": .string("presence"), "key": .string(key), "state": state.map { .object($0) } ?? .null]
         }
         message["rid"] = rid
         message["idempotency_key"] = idempotencyKey.map { .string($0) }

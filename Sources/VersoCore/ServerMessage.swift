@@ -36,6 +36,10 @@ public struct RecordConflict: Sendable, Equatable, Error {
     /// (merge or not) whose versions since `base` the server still knows, so an editor can show
     /// what moved; nil otherwise.
     public var changed: [FieldPath]?
+    /// When the current version was committed (ms since the Unix epoch), when the server says.
+    public var at: Int64?
+    /// Who wrote the current version, on a server that authenticates (not when `hidden`).
+    public var by: String?
 
     public init(
         key: String,
@@ -131,16 +135,102 @@ public struct Update: Sendable, Equatable {
     public var seq: Int64
     /// The data after the change; nil when the change deleted the key.
     public var data: JSONObject?
+    /// When the change committed (ms since the Unix epoch), when the server says.
+    public var at: Int64?
+    /// Who made the change, on a server that authenticates.
+    public var by: String?
 
-    public init(sub: Int64, key: String, version: Int64, seq: Int64, data: JSONObject?) {
+    public init(
+        sub: Int64,
+        key: String,
+        version: Int64,
+        seq: Int64,
+        data: JSONObject?,
+        at: Int64? = nil,
+        by: String? = nil
+    ) {
         self.sub = sub
         self.key = key
         self.version = version
         self.seq = seq
         self.data = data
+        self.at = at
+        self.by = by
     }
 
     public var deleted: Bool { data == nil }
+}
+
+/// One version of a key in a `history` page (Protocol.md 3.9).
+public struct RecordVersion: Sendable, Equatable {
+    public var version: Int64
+    /// The seq of the change that made this version.
+    public var seq: Int64
+    /// When it was committed (ms since the Unix epoch), when the server knows.
+    public var at: Int64?
+    /// Who wrote it, on a server that authenticates.
+    public var by: String?
+    /// The data of this version; nil when it is a deletion.
+    public var data: JSONObject?
+
+    public init(version: Int64, seq: Int64, at: Int64? = nil, by: String? = nil, data: JSONObject?) {
+        self.version = version
+        self.seq = seq
+        self.at = at
+        self.by = by
+        self.data = data
+    }
+
+    public var deleted: Bool { data == nil }
+}
+
+/// A page of a key's versions, newest first, as `history` answers it (Protocol.md 3.9).
+public struct RecordHistory: Sendable, Equatable {
+    public var key: String
+    /// Newest first, none between two of them left out.
+    public var versions: [RecordVersion]
+    /// The `before` of the next page; nil when this page reached the oldest version kept.
+    public var next: Int64?
+    /// The page reached versions the server no longer keeps: this one and every older one.
+    public var gone: Int64?
+
+    public init(key: String, versions: [RecordVersion], next: Int64?, gone: Int64?) {
+        self.key = key
+        self.versions = versions
+        self.next = next
+        self.gone = gone
+    }
+}
+
+/// Another connection's presence on a key (Protocol.md 5.1), or the echo of one's own.
+public struct Presence: Sendable, Equatable {
+    /// The subscription it came through; nil in the reply to this connection's own `presence`.
+    public var sub: Int64?
+    public var key: String
+    /// The session of the connection whose presence it is.
+    public var session: String
+    /// The name that connection gave in `hello`.
+    public var client: String?
+    /// Its user, on a server that authenticates.
+    public var user: String?
+    /// Its state; nil when it left (cleared its presence or closed).
+    public var state: JSONObject?
+
+    public init(
+        sub: Int64?,
+        key: String,
+        session: String,
+        client: String? = nil,
+        user: String? = nil,
+        state: JSONObject?
+    ) {
+        self.sub = sub
+        self.key = key
+        self.session = session
+        self.client = client
+        self.user = user
+        self.state = state
+    }
 }
 
 /// The `subscribed` that answers `subscribe` (Protocol.md 5).
@@ -189,6 +279,10 @@ public enum ServerMessage: Sendable, Equatable {
     case unsubscribed(sub: Int64)
     /// A page of `list`; `next` is the cursor of the next page, nil on the last.
     case records([Record], next: String?)
+    /// A page of `history`.
+    case history(RecordHistory)
+    /// A connection's presence on a key changed (or, with no `sub`, the reply to `presence`).
+    case presence(Presence)
 }
 
 /// A message from the server that does not read as Protocol.md says: what is wrong with it.
@@ -217,6 +311,8 @@ extension ServerMessage {
         case .subscribed: "subscribed"
         case .unsubscribed: "unsubscribed"
         case .records: "records"
+        case .history: "history"
+        case .presence: "presence"
         }
     }
 
@@ -293,20 +389,16 @@ extension ServerMessage {
         case "snapshot":
             return .snapshot(sub: try message.optionalInteger("sub"), try record(message))
         case "update":
-            let deleted = try message.bool("deleted")
-            let data: JSONObject?
-            switch (message["data"], deleted) {
-            case (.object(let object)?, false): data = object
-            case (.null?, true): data = nil
-            default: throw message.problem("data", deleted ? "null for a deletion" : "an object")
-            }
+            let data = try data(message)
             return .update(
                 Update(
                     sub: try message.integer("sub"),
                     key: try message.string("key"),
                     version: try message.integer("version"),
                     seq: try message.integer("seq"),
-                    data: data
+                    data: data,
+                    at: try message.optionalInteger("at"),
+                    by: try message.optionalString("by")
                 )
             )
         case "progress":
@@ -340,8 +432,61 @@ extension ServerMessage {
             default: throw message.problem("next", "a string or null")
             }
             return .records(records, next: next)
+        case "history":
+            let versions = try message.array("versions").map { item in
+                let entry = try Members(item, of: "versions entry")
+                return RecordVersion(
+                    version: try entry.integer("version"),
+                    seq: try entry.integer("seq"),
+                    at: try entry.optionalInteger("at"),
+                    by: try entry.optionalString("by"),
+                    data: try data(entry)
+                )
+            }
+            let next: Int64?
+            switch message["next"] {
+            case .null?: next = nil
+            case let value? where value.integerValue != nil: next = value.integerValue
+            default: throw message.problem("next", "an integer or null")
+            }
+            return .history(
+                RecordHistory(
+                    key: try message.string("key"),
+                    versions: versions,
+                    next: next,
+                    gone: try message.optionalInteger("gone")
+                )
+            )
+        case "presence":
+            let state: JSONObject?
+            switch message["state"] {
+            case .object(let object)?: state = object
+            case .null?: state = nil
+            default: throw message.problem("state", "an object or null")
+            }
+            return .presence(
+                Presence(
+                    sub: try message.optionalInteger("sub"),
+                    key: try message.string("key"),
+                    session: try message.string("session"),
+                    client: try message.optionalString("client"),
+                    user: try message.optionalString("user"),
+                    state: state
+                )
+            )
         default:
             throw MalformedServerMessage("unknown type \(quotedForMessage(type))")
+        }
+    }
+
+    /// `data` and `deleted` as an update or a history entry has them: an object, or null with
+    /// `"deleted": true`.
+    private static func data(_ members: Members) throws -> JSONObject? {
+        let deleted = try members.bool("deleted")
+        switch (members["data"], deleted) {
+        case (.object(let object)?, false): return object
+        case (.null?, true): return nil
+        default: throw members.problem("data", deleted ? "null for a deletion" : "an object")
         }
     }
 
@@ -367,6 +512,8 @@ extension ServerMessage {
             deleted: try members.bool("deleted")
         )
         conflict.hidden = try members.flag("hidden")
+        conflict.at = try members.optionalInteger("at")
+        conflict.by = try members.optionalString("by")
         if let changed = try members.optionalArray("changed") {
             conflict.changed = try paths(changed, members, "changed")
         }

@@ -343,6 +343,15 @@ public final class RecordEngine: Sendable {
         return (records, count < page.count || storeFull ? records.last?.key : nil)
     }
 
+    /// One page of `key`'s versions below `before`, newest first (Protocol.md 3.9): at most
+    /// `limit`, and at most `maxListPageBytes` of data unless the first version alone is larger.
+    /// Nil when the key never existed.
+    public func history(of key: String, before: Int64?, limit: Int) async throws(RequestError) -> StoredHistory? {
+        try await storeCall("history") {
+            try await store.history(of: key, before: before, limit: limit, maxBytes: Self.maxListPageBytes)
+        }
+    }
+
     // MARK: Subscriptions
 
     /// Starts a subscription delivering to `sink`.
@@ -398,6 +407,17 @@ public final class RecordEngine: Sendable {
     /// Sends the progress bookmarks that are due (see `subscribe`). Call about once a second.
     public func sendProgress() {
         hub.sendProgress(now: .now)
+    }
+
+    /// Sets (or, with a nil state, clears) a connection's presence on `key` and sends the change
+    /// to the matching subscriptions of other connections (Protocol.md 5.1). Nothing is stored.
+    public func setPresence(_ presence: PresenceState, on key: String, by connection: ObjectIdentifier) {
+        hub.setPresence(presence, on: key, by: connection)
+    }
+
+    /// The presence set on `key`, one per connection, sorted by session.
+    public func presence(on key: String) -> [PresenceState] {
+        hub.presence(on: key)
     }
 
     /// Ends a subscription; false if `sink` has no subscription `id`.

@@ -44,16 +44,26 @@ public struct WriteCommand: Sendable, Equatable {
     /// The client's idempotency key: the store keeps it with an applied outcome, in the same
     /// transaction, and answers a later command with the same key from it.
     public var idempotency: IdempotencyClaim?
+    /// Who sends it (the user of the connection's access token): stored with each change it
+    /// makes as `by`.
+    public var author: String?
 
-    public init(operations: [WriteOperation], shape: WriteShape, idempotency: IdempotencyClaim? = nil) {
+    public init(
+        operations: [WriteOperation],
+        shape: WriteShape,
+        idempotency: IdempotencyClaim? = nil,
+        author: String? = nil
+    ) {
         self.operations = operations
         self.shape = shape
         self.idempotency = idempotency
+        self.author = author
     }
 
     /// A single write (`isTxn` false) or a txn.
-    public init(operations: [WriteOperation], isTxn: Bool, idempotency: IdempotencyClaim? = nil) {
-        self.init(operations: operations, shape: isTxn ? .txn : .single, idempotency: idempotency)
+    public init(operations: [WriteOperation], isTxn: Bool, idempotency: IdempotencyClaim? = nil, author: String? = nil)
+    {
+        self.init(operations: operations, shape: isTxn ? .txn : .single, idempotency: idempotency, author: author)
     }
 
     /// Whether the client sent a `txn`.
@@ -174,6 +184,12 @@ public protocol RecordStore: Sendable {
     /// The changes matching `filter` after `seq`, or nil when the log no longer reaches back
     /// that far (or `seq` is ahead of the store).
     func changes(after seq: Int64, matching filter: SubscriptionFilter) async throws -> ChangeReplay?
+
+    /// A page of `key`'s versions below `before` (from the current one when nil), newest first,
+    /// as far back as the store keeps them: at most `limit`, and ending with the first version
+    /// whose data takes the page past `maxBytes`. `next` is set when older versions may follow;
+    /// `gone` when the page reached versions no longer kept. Nil when the key never existed.
+    func history(of key: String, before: Int64?, limit: Int, maxBytes: Int) async throws -> StoredHistory?
 
     /// Releases the store's resources. Nothing may be called after it.
     func close() async

@@ -15,6 +15,11 @@ import VersoCore
 /// change to NFD "e\u{301}"), and finding a change's prefix subscriptions walks the key's bytes
 /// in a trie, so it costs the same however many prefixes other connections follow.
 ///
+/// Presence (Protocol.md 5.1) lives here too, under the same lock: a change of a connection's
+/// presence on a key goes to every live matching subscription of other connections, and a
+/// subscription going live gets the current presence of its keys after what it buffered, so
+/// it misses no change and sees none twice.
+///
 /// A subscription may ask for progress bookmarks: while no matching change is sent to it, a
 /// `progress` message with the last published seq every interval. It is sent under the same lock
 /// as the updates, after every update up to that seq, so resuming from it replays nothing twice.
@@ -49,6 +54,8 @@ final class SubscriptionHub: Sendable {
         var byKey: [BytewiseString: Set<Int64>] = [:]
         /// Subscriptions by prefix.
         var byPrefix = PrefixIndex<Int64>()
+        /// The presence set on each key, by the connection that set it.
+        var presence: [BytewiseString: [ObjectIdentifier: PresenceState]] = [:]
     }
 
     private let state = Mutex(State())
@@ -82,6 +89,15 @@ final class SubscriptionHub: Sendable {
             guard var subscription = state.subscriptions[id], let buffer = subscription.buffer else { return }
             for change in buffer where change.seq > seq {
                 subscription.sink.send(EncodedUpdate(change), sub: id)
+            }
+            // The current presence, sorted by key and session so it reads the same every time.
+            let own = subscription.sink.connection
+            for (key, entries) in state.presence.sorted(by: { $0.key < $1.key })
+            where subscription.filter.matches(key.string) {
+                for (connection, presence) in entries.sorted(by: { $0.value.session < $1.value.session })
+                where connection != own {
+                    subscription.sink.send(EncodedUpdate(presenceOf: key.string, presence), sub: id)
+                }
             }
             subscription.buffer = nil
             subscription.startSeq = seq
@@ -139,6 +155,38 @@ final class SubscriptionHub: Sendable {
                     }
                 }
             }
+        }
+    }
+
+    /// Sets `connection`'s presence on `key` (clears it when `presence.state` is nil) and sends
+    /// the change to every live subscription matching `key` of the other connections.
+    func setPresence(_ presence: PresenceState, on key: String, by connection: ObjectIdentifier) {
+        state.withLock { state in
+            let name = BytewiseString(key)
+            if presence.state == nil {
+                guard state.presence[name]?.removeValue(forKey: connection) != nil else { return }
+                if state.presence[name]?.isEmpty == true { state.presence[name] = nil }
+            } else {
+                state.presence[name, default: [:]][connection] = presence
+            }
+            var targets: [Int64] = []
+            if let ids = state.byKey[name] { targets.append(contentsOf: ids) }
+            state.byPrefix.forEachMatch(of: key) { targets.append($0) }
+            var encoded: EncodedUpdate?
+            for id in targets {
+                guard let subscription = state.subscriptions[id], subscription.buffer == nil,
+                    subscription.sink.connection != connection
+                else { continue }
+                if encoded == nil { encoded = EncodedUpdate(presenceOf: key, presence) }
+                subscription.sink.send(encoded!, sub: id)
+            }
+        }
+    }
+
+    /// The presence set on `key`, by session (for tests).
+    func presence(on key: String) -> [PresenceState] {
+        state.withLock { state in
+            (state.presence[BytewiseString(key)] ?? [:]).values.sorted { $0.session < $1.session }
         }
     }
 

@@ -88,6 +88,8 @@ struct IdempotencyClaims {
         if let changed = detail.changed {
             fields["changed"] = .array(changed.map { .array($0.names.map { .string($0.string) }) })
         }
+        fields["at"] = detail.at.map { .integer($0) }
+        fields["by"] = detail.by.map { .string($0) }
         return .object(fields)
     }
 
@@ -153,6 +155,8 @@ struct IdempotencyClaims {
             detail.merge = MergeConflict(reason: reason, clashes: try paths("clashes") ?? [])
         }
         detail.changed = try paths("changed")
+        detail.at = fields["at"]?.integerValue
+        detail.by = fields["by"]?.stringValue
         return detail
     }
 }

@@ -12,6 +12,10 @@ struct CurrentRecord {
     var object: JSONObject?
     /// Where `encoded`'s members lie, once a patch encoded it.
     var index: MemberIndex?
+    /// When this version was committed (ms since the Unix epoch), when known.
+    var at: Int64?
+    /// Who wrote it, when known.
+    var by: String?
 
     /// The state `VersioningRules.decide` takes. Without the parsed object, a live record
     /// carries an empty one in its place: only an accepted patch reads the data, and the

@@ -139,6 +139,16 @@ final class SQLiteStatement {
         try check(result)
     }
 
+    /// Binds `value`, or NULL when nil.
+    func bind(_ index: Int32, _ value: Int64?) throws(SQLiteError) {
+        if let value { try bind(index, value) } else { try bindNull(index) }
+    }
+
+    /// Binds `text` (copied), or NULL when nil.
+    func bind(_ index: Int32, _ text: String?) throws(SQLiteError) {
+        if let text { try bind(index, text) } else { try bindNull(index) }
+    }
+
     /// Binds `bytes` as TEXT (NULL when nil) without SQLite copying them, for the length of
     /// `body` only: then the statement is reset and the binding replaced by NULL, before the
     /// bytes can go away, so read what a step returned inside `body`. The writer's hot
@@ -197,6 +207,12 @@ final class SQLiteStatement {
     func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(pointer, column) }
 
     func isNull(_ column: Int32) -> Bool { sqlite3_column_type(pointer, column) == SQLITE_NULL }
+
+    /// The column's integer, or nil for NULL.
+    func optionalInt64(_ column: Int32) -> Int64? { isNull(column) ? nil : int64(column) }
+
+    /// The column's TEXT, or nil for NULL.
+    func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
 
     func text(_ column: Int32) -> String {
         guard let bytes = sqlite3_column_text(pointer, column) else { return "" }

@@ -64,18 +64,22 @@ enum SQLiteQueries {
         }
     }
 
-    static let writerStoredSQL = "SELECT version, seq, data FROM records WHERE key = ?1"
+    static let writerStoredSQL = "SELECT version, seq, data, at_ms, author FROM records WHERE key = ?1"
 
-    /// The key's version, the seq that made it and its encoded data (nil for a tombstone), or
-    /// nil if it never existed, with `statement` prepared from `writerStoredSQL`.
+    /// The key's version, the seq that made it, its encoded data (nil for a tombstone), and when
+    /// and by whom it was written, or nil if it never existed, with `statement` prepared from
+    /// `writerStoredSQL`.
     static func storedWithSeq(
         _ key: String,
         with statement: SQLiteStatement
-    ) throws -> (version: Int64, seq: Int64, data: [UInt8]?)? {
+    ) throws -> (version: Int64, seq: Int64, data: [UInt8]?, at: Int64?, by: String?)? {
         try statement.use { statement in
             try statement.withText(1, key) {
                 guard try statement.step() else { return nil }
-                return (statement.int64(0), statement.int64(1), statement.bytes(2))
+                return (
+                    statement.int64(0), statement.int64(1), statement.bytes(2), statement.optionalInt64(3),
+                    statement.optionalText(4)
+                )
             }
         }
     }
@@ -119,6 +123,109 @@ enum SQLiteQueries {
                 records.append(record)
             }
             return records
+        }
+    }
+
+    /// A page of `key`'s versions below `before`, newest first (see `RecordStore.history`).
+    ///
+    /// The current version comes from the record; older ones from the change log, walking back
+    /// by each change's link to the key's change before it, and where the log no longer holds
+    /// them (pruned, or logged before the link was kept) from kept_versions, which holds a run
+    /// of each key's versions just below the log's. The first version found in neither is
+    /// where the page ends: it and every older one are gone. Call inside a read transaction.
+    static func history(
+        of key: String,
+        before: Int64?,
+        limit: Int,
+        maxBytes: Int,
+        in connection: SQLiteConnection
+    ) throws -> StoredHistory? {
+        let current = try connection.withStatement(
+            "SELECT version, seq, at_ms, author, data FROM records WHERE key = ?1"
+        ) { statement -> StoredVersion? in
+            try statement.bind(1, key)
+            guard try statement.step() else { return nil }
+            return Self.version(from: statement)
+        }
+        guard let current else { return nil }
+        var page = HistoryPage(limit: limit, maxBytes: maxBytes, wanted: min(current.version, (before ?? .max) - 1))
+        if page.wants(current.version) { page.append(current) }
+        // Walk the log: `seq` is the seq of `version`'s change.
+        var version = current.version
+        var seq: Int64? = current.seq
+        try connection.withStatement(
+            "SELECT version, previous_seq, at_ms, author, data FROM changes WHERE seq = ?1 AND key = ?2"
+        ) { statement in
+            while !page.isFull, let at = seq {
+                statement.reset()
+                try statement.bind(1, at)
+                try statement.bind(2, key)
+                // A change no longer in the log: older versions may be in kept_versions.
+                guard try statement.step(), statement.int64(0) == version else { return }
+                if page.wants(version) { page.append(Self.version(from: statement, seq: at)) }
+                guard version > 1, !statement.isNull(1) else { return }
+                seq = statement.int64(1)
+                version -= 1
+            }
+        }
+        if !page.isFull, page.wanted >= 1 {
+            try connection.withStatement(
+                "SELECT version, seq, at_ms, author, data FROM kept_versions WHERE key = ?1 AND version <= ?2 ORDER BY version DESC"
+            ) { statement in
+                try statement.bind(1, key)
+                try statement.bind(2, page.wanted)
+                while !page.isFull, try statement.step(), statement.int64(0) == page.wanted {
+                    page.append(Self.version(from: statement))
+                }
+            }
+        }
+        return page.result
+    }
+
+    /// A `StoredVersion` from a row of (version, seq, at_ms, author, data); with `seq` given, a
+    /// row of (version, previous_seq, at_ms, author, data) of the change at `seq`.
+    private static func version(from statement: SQLiteStatement, seq: Int64? = nil) -> StoredVersion {
+        StoredVersion(
+            version: statement.int64(0),
+            seq: seq ?? statement.int64(1),
+            at: statement.optionalInt64(2),
+            by: statement.optionalText(3),
+            data: statement.bytes(4)
+        )
+    }
+
+    /// The versions a `history` page has found so far, newest first, and the one it wants next.
+    private struct HistoryPage {
+        let limit: Int
+        let maxBytes: Int
+        /// The next (older) version the page wants; 0 once it has reached version 1.
+        var wanted: Int64
+        var versions: [StoredVersion] = []
+        var bytes = 0
+
+        init(limit: Int, maxBytes: Int, wanted: Int64) {
+            self.limit = limit
+            self.maxBytes = maxBytes
+            self.wanted = max(0, wanted)
+        }
+
+        /// Whether `version` is the next one the page takes.
+        func wants(_ version: Int64) -> Bool { !isFull && version == wanted }
+
+        /// Full by count (one more than `limit` is read, to tell whether more follow) or by bytes.
+        var isFull: Bool { versions.count > limit || bytes > maxBytes || wanted < 1 }
+
+        mutating func append(_ version: StoredVersion) {
+            versions.append(version)
+            bytes += (version.data?.count ?? 0) + 64
+            wanted = version.version - 1
+        }
+
+        var result: StoredHistory {
+            let page = Array(versions.prefix(limit))
+            let more = versions.count > limit || (bytes > maxBytes && wanted >= 1)
+            if more { return StoredHistory(versions: page, next: page.last?.version, gone: nil) }
+            return StoredHistory(versions: page, next: nil, gone: wanted >= 1 ? wanted : nil)
         }
     }
 

@@ -83,6 +83,28 @@ enum SQLiteSchema {
             CREATE INDEX idempotency_by_age ON idempotency (at);
             """
         ),
+        (
+            // When each version was committed (ms since the Unix epoch) and who wrote it, on
+            // the record and in the log; and the versions kept per key once the global log has
+            // pruned them (`--keep-versions`), one b-tree by (key, version) so a key's history
+            // is a range read. (Columns named at_ms and author: BY is an SQL keyword.)
+            "commit time, author and kept versions",
+            """
+            ALTER TABLE records ADD COLUMN at_ms INTEGER;
+            ALTER TABLE records ADD COLUMN author TEXT;
+            ALTER TABLE changes ADD COLUMN at_ms INTEGER;
+            ALTER TABLE changes ADD COLUMN author TEXT;
+            CREATE TABLE kept_versions (
+                key TEXT NOT NULL,
+                version INTEGER NOT NULL CHECK (version >= 1),
+                seq INTEGER NOT NULL CHECK (seq >= 1),
+                at_ms INTEGER,
+                author TEXT,
+                data TEXT,
+                PRIMARY KEY (key, version)
+            );
+            """
+        ),
     ]
 
     /// Brings the database up to the newest schema; creates the store state (with a new epoch) once.

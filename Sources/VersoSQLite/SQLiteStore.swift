@@ -23,6 +23,9 @@ public struct SQLiteStoreConfiguration: Sendable {
     public var durability: Durability
     /// How many changes the log keeps for `subscribe` with `since`; older ones are pruned.
     public var historyLimit: Int64
+    /// How many versions of each key are kept once the log has pruned them, for `history`
+    /// (0: a key's history reaches back only as far as the log).
+    public var keepVersions: Int64
     /// Connections used for reads, each on its own thread.
     public var readerCount: Int
     /// How long idempotency keys are kept at least; older ones are pruned.
@@ -32,12 +35,14 @@ public struct SQLiteStoreConfiguration: Sendable {
         directory: String,
         durability: Durability = .full,
         historyLimit: Int64 = 100_000,
+        keepVersions: Int64 = 0,
         readerCount: Int = 2,
         idempotencyRetention: Duration = .seconds(24 * 3600)
     ) {
         self.directory = directory
         self.durability = durability
         self.historyLimit = historyLimit
+        self.keepVersions = keepVersions
         self.readerCount = max(1, readerCount)
         self.idempotencyRetention = idempotencyRetention
     }
@@ -123,6 +128,7 @@ public final class SQLiteStore: RecordStore {
             let writer = try SQLiteWriter(
                 connection: connection,
                 historyLimit: configuration.historyLimit,
+                keepVersions: configuration.keepVersions,
                 idempotencyRetention: configuration.idempotencyRetention
             )
             let readers = try (0..<configuration.readerCount).map { _ in
@@ -186,7 +192,7 @@ public final class SQLiteStore: RecordStore {
                 let (lastSeq, prunedThrough) = try SQLiteQueries.lastSeq(connection)
                 guard seq >= prunedThrough, seq <= lastSeq else { return nil }
                 let changes = try connection.withStatement(
-                    "SELECT seq, key, version, data FROM changes WHERE seq > ?1 ORDER BY seq, key"
+                    "SELECT seq, key, version, data, at_ms, author FROM changes WHERE seq > ?1 ORDER BY seq, key"
                 ) { statement in
                     try statement.bind(1, seq)
                     var changes: [Change] = []
@@ -198,13 +204,23 @@ public final class SQLiteStore: RecordStore {
                                 seq: statement.int64(0),
                                 key: key,
                                 version: statement.int64(2),
-                                data: statement.bytes(3)
+                                data: statement.bytes(3),
+                                at: statement.optionalInt64(4),
+                                by: statement.optionalText(5)
                             )
                         )
                     }
                     return changes
                 }
                 return ChangeReplay(changes: changes, throughSeq: lastSeq)
+            }
+        }
+    }
+
+    public func history(of key: String, before: Int64?, limit: Int, maxBytes: Int) async throws -> StoredHistory? {
+        try await read { connection in
+            try SQLiteQueries.inReadTransaction(connection) {
+                try SQLiteQueries.history(of: key, before: before, limit: limit, maxBytes: maxBytes, in: connection)
             }
         }
     }

@@ -1,4 +1,5 @@
 import CSQLite
+import Foundation
 import VersoCore
 import VersoEngine
 
@@ -9,6 +10,10 @@ final class SQLiteWriter: @unchecked Sendable {
     private let connection: SQLiteConnection
     private let statements: Statements
     private let historyLimit: Int64
+    /// Versions of each key kept once the log prunes them (0: none beyond the log).
+    private let keepVersions: Int64
+    /// The commit time of the transaction in progress, in ms since the Unix epoch.
+    private var commitTime: Int64 = 0
     private var lastSeq: Int64
     private var prunedThrough: Int64
     /// Large records as the last transactions left them.
@@ -37,6 +42,9 @@ final class SQLiteWriter: @unchecked Sendable {
         let logChange: SQLiteStatement
         let saveState: SQLiteStatement
         let prune: SQLiteStatement
+        let keepPruned: SQLiteStatement
+        let prunedKeys: SQLiteStatement
+        let trimKept: SQLiteStatement
         let history: SQLiteStatement
         let findClaim: SQLiteStatement
         let saveClaim: SQLiteStatement
@@ -48,16 +56,38 @@ final class SQLiteWriter: @unchecked Sendable {
             version = try connection.prepare(SQLiteQueries.versionSQL)
             stored = try connection.prepare(SQLiteQueries.writerStoredSQL)
             insertRecord = try connection.prepare(
-                "INSERT INTO records (key, version, data, seq) VALUES (?4, ?1, ?2, ?3) ON CONFLICT (key) DO NOTHING"
+                """
+                INSERT INTO records (key, version, data, seq, at_ms, author) VALUES (?4, ?1, ?2, ?3, ?6, ?7)
+                ON CONFLICT (key) DO NOTHING
+                """
             )
             updateRecord = try connection.prepare(
-                "UPDATE records SET version = ?1, data = ?2, seq = ?3 WHERE key = ?4 AND version = ?5"
+                """
+                UPDATE records SET version = ?1, data = ?2, seq = ?3, at_ms = ?6, author = ?7
+                WHERE key = ?4 AND version = ?5
+                """
             )
             logChange = try connection.prepare(
-                "INSERT INTO changes (seq, key, version, data, previous_seq) VALUES (?1, ?2, ?3, ?4, ?5)"
+                """
+                INSERT INTO changes (seq, key, version, data, previous_seq, at_ms, author)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                """
             )
             saveState = try connection.prepare("UPDATE store_state SET last_seq = ?1, pruned_through = ?2 WHERE id = 1")
             prune = try connection.prepare("DELETE FROM changes WHERE seq <= ?1")
+            // The pruned changes among the last ?2 versions of their key move to kept_versions;
+            // then each key they touch keeps only its last ?2 there.
+            keepPruned = try connection.prepare(
+                """
+                INSERT OR REPLACE INTO kept_versions (key, version, seq, at_ms, author, data)
+                SELECT c.key, c.version, c.seq, c.at_ms, c.author, c.data FROM changes c JOIN records r ON r.key = c.key
+                WHERE c.seq <= ?1 AND c.version > r.version - ?2
+                """
+            )
+            prunedKeys = try connection.prepare(
+                "SELECT DISTINCT c.key, r.version FROM changes c JOIN records r ON r.key = c.key WHERE c.seq <= ?1"
+            )
+            trimKept = try connection.prepare("DELETE FROM kept_versions WHERE key = ?1 AND version <= ?2")
             history = try connection.prepare(SQLiteQueries.changeSQL)
             findClaim = try connection.prepare(
                 "SELECT fingerprint, outcome FROM idempotency WHERE scope = ?1 AND key = ?2"
@@ -69,10 +99,16 @@ final class SQLiteWriter: @unchecked Sendable {
         }
     }
 
-    init(connection: SQLiteConnection, historyLimit: Int64, idempotencyRetention: Duration = .seconds(86_400)) throws {
+    init(
+        connection: SQLiteConnection,
+        historyLimit: Int64,
+        keepVersions: Int64 = 0,
+        idempotencyRetention: Duration = .seconds(86_400)
+    ) throws {
         self.connection = connection
         self.statements = try Statements(connection)
         self.historyLimit = historyLimit
+        self.keepVersions = keepVersions
         self.claims = IdempotencyClaims(retention: idempotencyRetention)
         (lastSeq, prunedThrough) = try SQLiteQueries.lastSeq(connection)
         info = StoreInfo(epoch: try SQLiteQueries.epoch(connection), lastSeq: lastSeq)
@@ -91,6 +127,7 @@ final class SQLiteWriter: @unchecked Sendable {
             outcomes.reserveCapacity(commands.count)
             costs.reserveCapacity(commands.count)
             work = 0
+            commitTime = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
             for command in commands {
                 if outcomes.count >= budget.guaranteed, work >= budget.workLimit { break }
                 let before = work
@@ -197,17 +234,17 @@ final class SQLiteWriter: @unchecked Sendable {
 
     /// Decides and applies `command`: a batch op by op, each as its own write.
     private func decideAndApply(_ command: WriteCommand) throws -> CommandOutcome {
-        guard command.shape == .batch else { return try decideAndApply(command.operations) }
+        guard command.shape == .batch else { return try decideAndApply(command.operations, by: command.author) }
         var outcomes: [CommandOutcome] = []
         outcomes.reserveCapacity(command.operations.count)
         for operation in command.operations {
-            outcomes.append(try decideAndApply([operation]))
+            outcomes.append(try decideAndApply([operation], by: command.author))
         }
         return .batch(outcomes)
     }
 
-    /// Decides `operations` all or nothing and applies them when every one holds.
-    private func decideAndApply(_ operations: [WriteOperation]) throws -> CommandOutcome {
+    /// Decides `operations` all or nothing and applies them when every one holds, as `author`'s.
+    private func decideAndApply(_ operations: [WriteOperation], by author: String?) throws -> CommandOutcome {
         var decisions: [(operation: WriteOperation, current: CurrentRecord?, decision: VersionDecision)] = []
         decisions.reserveCapacity(operations.count)
         for operation in operations {
@@ -244,6 +281,8 @@ final class SQLiteWriter: @unchecked Sendable {
             )
             detail.merge = merge
             detail.changed = changed
+            detail.at = current?.at
+            detail.by = current?.by
             conflicts.append(detail)
             work += current?.encoded?.count ?? 0
         }
@@ -267,14 +306,22 @@ final class SQLiteWriter: @unchecked Sendable {
             case .accept(let next), .merged(let next):
                 let key = entry.operation.key
                 let (data, index) = encode(next, for: entry.operation, current: entry.current)
-                try write(key: key, previous: entry.current, next: next.version, data: data, seq: seq)
-                cache.store(
-                    CurrentRecord(version: next.version, seq: seq, encoded: data, object: next.data, index: index),
-                    for: key
+                try write(key: key, previous: entry.current, next: next.version, data: data, seq: seq, by: author)
+                var written = CurrentRecord(
+                    version: next.version,
+                    seq: seq,
+                    encoded: data,
+                    object: next.data,
+                    index: index
                 )
+                written.at = commitTime
+                written.by = author
+                cache.store(written, for: key)
                 self.versions.set(key, version: next.version, seq: seq, isLive: data != nil)
                 work += data?.count ?? 0
-                changes.append(Change(seq: seq, key: key, version: next.version, data: data))
+                changes.append(
+                    Change(seq: seq, key: key, version: next.version, data: data, at: commitTime, by: author)
+                )
                 let merged = if case .merged = entry.decision { true } else { false }
                 versions.append(KeyVersion(key: key, version: next.version, merged: merged))
             default:
@@ -438,6 +485,8 @@ final class SQLiteWriter: @unchecked Sendable {
                 return nil
             }
             record = CurrentRecord(version: stored.version, seq: stored.seq, encoded: stored.data)
+            record.at = stored.at
+            record.by = stored.by
         }
         versions.set(key, version: record.version, seq: record.seq, isLive: record.encoded != nil)
         if case .patch = operation.action, record.object == nil, let encoded = record.encoded {
@@ -476,13 +525,23 @@ final class SQLiteWriter: @unchecked Sendable {
         return (whole.bytes, whole.index)
     }
 
-    /// Writes the new state with a compare-and-set on the previous version, and logs the change.
-    private func write(key: String, previous current: CurrentRecord?, next: Int64, data: [UInt8]?, seq: Int64) throws {
+    /// Writes the new state with a compare-and-set on the previous version, and logs the change,
+    /// both stamped with the commit time and `author`.
+    private func write(
+        key: String,
+        previous current: CurrentRecord?,
+        next: Int64,
+        data: [UInt8]?,
+        seq: Int64,
+        by author: String?
+    ) throws {
         let previous = current?.version
         try (previous == nil ? statements.insertRecord : statements.updateRecord).use { statement in
             try statement.bind(1, next)
             try statement.bind(3, seq)
             if let previous { try statement.bind(5, previous) }
+            try statement.bind(6, commitTime)
+            try statement.bind(7, author)
             try statement.withText(2, data) {
                 try statement.withText(4, key) { try statement.run() }
             }
@@ -497,16 +556,40 @@ final class SQLiteWriter: @unchecked Sendable {
             try log.bind(3, next)
             // The link a merge walks back by; NULL for the key's first change.
             if let previousSeq = current?.seq { try log.bind(5, previousSeq) } else { try log.bindNull(5) }
+            try log.bind(6, commitTime)
+            try log.bind(7, author)
             try log.withText(2, key) {
                 try log.withText(4, data) { try log.run() }
             }
         }
     }
 
-    /// Drops log entries older than the history limit, in steps of 1/16 of it.
+    /// Drops log entries older than the history limit, in steps of 1/16 of it; with
+    /// `keepVersions`, those among the last `keepVersions` versions of their key move to
+    /// kept_versions first, and each key they touch keeps only its last `keepVersions` there.
     private func pruneIfNeeded() throws {
         let keepFrom = lastSeq - historyLimit
         guard keepFrom - prunedThrough >= max(1, historyLimit / 16) else { return }
+        if keepVersions > 0 {
+            try statements.keepPruned.use { statement in
+                try statement.bind(1, keepFrom)
+                try statement.bind(2, keepVersions)
+                try statement.run()
+            }
+            let keys = try statements.prunedKeys.use { statement in
+                try statement.bind(1, keepFrom)
+                var keys: [(key: String, version: Int64)] = []
+                while try statement.step() { keys.append((statement.text(0), statement.int64(1))) }
+                return keys
+            }
+            for (key, version) in keys where version > keepVersions {
+                try statements.trimKept.use { statement in
+                    try statement.bind(1, key)
+                    try statement.bind(2, version - keepVersions)
+                    try statement.run()
+                }
+            }
+        }
         try statements.prune.use { statement in
             try statement.bind(1, keepFrom)
             try statement.run()

@@ -101,10 +101,17 @@ struct Connection {
             writes: writes,
             closing: closing
         )
+        let presence = PresencePublisher(
+            engine: engine,
+            eventLoop: channel.eventLoop,
+            connection: ObjectIdentifier(outbox),
+            session: session
+        )
         dispatcher.handler = { [self] request in
             await handleQueued(
                 request,
                 session: session,
+                presence: presence,
                 dispatcher: dispatcher,
                 expiry: expiry,
                 outbox: outbox,
@@ -124,6 +131,7 @@ struct Connection {
             // No request arrives after the client's close or the end of the channel.
             await dispatcher.waitUntilHandled()
             dispatcher.handler = nil
+            presence.close()
             for (id, lane) in dispatcher.subscriptions { engine.unsubscribe(id, sink: lane) }
             dispatcher.subscriptions = [:]
         }
@@ -149,6 +157,7 @@ struct Connection {
     private func handleQueued(
         _ request: QueuedRequest,
         session: String,
+        presence: PresencePublisher,
         dispatcher: RequestDispatcher,
         expiry: TokenExpiry,
         outbox: Outbox,
@@ -162,6 +171,7 @@ struct Connection {
             await handle(
                 envelope,
                 session: session,
+                presence: presence,
                 dispatcher: dispatcher,
                 expiry: expiry,
                 outbox: outbox,
@@ -202,6 +212,7 @@ struct Connection {
     private func handle(
         _ envelope: RequestEnvelope,
         session: String,
+        presence: PresencePublisher,
         dispatcher: RequestDispatcher,
         expiry: TokenExpiry,
         outbox: Outbox,
@@ -223,10 +234,11 @@ struct Connection {
         // Every other reply follows the acks of the writes before it, and sees them.
         await writes.wait(untilBelow: 1)
         do throws(RequestError) {
-            if case .hello(_, let token) = envelope.request {
+            if case .hello(let client, let token) = envelope.request {
                 guard engine.isAccepting else {
                     throw RequestError(.unavailable, "the server is shutting down; reconnect and retry")
                 }
+                defer { presence.client = client }
                 var user: String?
                 if let authority, let token {
                     switch await authority.check(token) {
@@ -346,6 +358,28 @@ struct Connection {
                 let readable = page.records.filter { rules.allows(.read, on: $0.key) }
                 let reply = Replies.records(rid: rid, records: readable, next: page.next)
                 await outbox.send(paced: CollectionOfOne(reply), totalBytes: reply.count)
+            case .history(let key, let before, let limit):
+                guard rules.allows(.read, on: key) else {
+                    outbox.send(Replies.error(rid: rid, Self.forbidden(.read, key), key: key))
+                    return
+                }
+                guard let history = try await engine.history(of: key, before: before, limit: limit) else {
+                    throw RequestError(.notFound, "no record at \"\(key)\" (it never existed)")
+                }
+                let reply = Replies.history(rid: rid, key: key, history)
+                await outbox.send(paced: CollectionOfOne(reply), totalBytes: reply.count)
+            case .presence(let key, let state):
+                guard rules.allows(.presence, on: key) || rules.allows(.write, on: key) else {
+                    let refusal = RequestError(
+                        .forbidden,
+                        "no rule of this token allows presence (or write) on \"\(key)\""
+                    )
+                    outbox.send(Replies.error(rid: rid, refusal, key: key))
+                    return
+                }
+                let user = try identity(for: dispatcher.access)?.user
+                let shown = try presence.set(state.map { JSONValue.object($0).encodedBytes }, on: key, user: user)
+                outbox.send(Replies.presence(rid: rid, key: key, shown))
             }
         } catch {
             outbox.send(Replies.error(rid: rid, error))
@@ -458,6 +492,7 @@ struct Connection {
                 // Which values changed would tell what the data holds.
                 details[index].merge?.clashes = []
                 details[index].changed = nil
+                details[index].by = nil
             }
             return shape == .txn ? Replies.txnConflict(rid: rid, details) : Replies.conflict(rid: rid, details[0])
         case .batch(let outcomes):
@@ -492,17 +527,17 @@ struct Connection {
         case .batch(let batch): (operations, shape) = (batch, .batch)
         default: return nil
         }
+        // A connection without a valid identity has its write refused before this is used.
+        let user = (try? identity(for: access))??.user
         let claim = envelope.idempotencyKey.map { key in
-            // A connection without a valid identity has its write refused before the key is used.
-            let user = (try? identity(for: access))??.user
-            return IdempotencyClaim(
+            IdempotencyClaim(
                 scope: user.map { "user:\($0)" } ?? "",
                 key: key,
                 operations: operations,
                 shape: shape
             )
         }
-        return WriteCommand(operations: operations, shape: shape, idempotency: claim)
+        return WriteCommand(operations: operations, shape: shape, idempotency: claim, author: user)
     }
 
     /// The rules the connection acts under now; `unauthorized` when it has no valid token.

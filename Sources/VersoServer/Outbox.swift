@@ -540,6 +540,9 @@ final class SubscriptionLane: MessageSink {
         send(.update(update, sub: sub))
     }
 
+    /// Every lane of a connection stands for the connection's outbox.
+    var connection: ObjectIdentifier { ObjectIdentifier(outbox) }
+
     private func send(_ message: OutgoingMessage) {
         // Once released the outbox would pass it through anyway; this skips its lane lookup.
         outbox.hold(message, lane: holding.load(ordering: .acquiring) ? lane : nil)

@@ -17,6 +17,9 @@ public struct ServerConfiguration: Sendable {
     public var durability: SQLiteStoreConfiguration.Durability
     /// Changes kept for resuming subscriptions with `since`. Default 100,000.
     public var historyLimit: Int64
+    /// Versions of each key kept for `history` once the change log has pruned them
+    /// (`--keep-versions`). Default 10.
+    public var keepVersions: Int64 = 10
     /// Hours an idempotency key is kept at least (`--idempotency-hours`). Default 24.
     public var idempotencyHours: Int = 24
     /// Bytes queued for one slow client before it is disconnected (close code 1008). Default 64 MiB.
@@ -153,6 +156,11 @@ extension ServerConfiguration {
         guard historyLimit >= 1 else {
             throw ConfigurationError(
                 "--history \(historyLimit) is too small: give at least 1 (changes kept for resuming subscriptions)"
+            )
+        }
+        guard (0...1_000_000).contains(keepVersions) else {
+            throw ConfigurationError(
+                "--keep-versions \(keepVersions) is out of range: give 0...1000000 (versions of each key kept beyond --history)"
             )
         }
         guard (1...8760).contains(idempotencyHours) else {

@@ -56,6 +56,7 @@ public final class VersoServer: Sendable {
                 directory: configuration.dataDirectory,
                 durability: configuration.durability,
                 historyLimit: configuration.historyLimit,
+                keepVersions: configuration.keepVersions,
                 idempotencyRetention: .seconds(configuration.idempotencyHours * 3600)
             ),
             logger: logger

@@ -76,6 +76,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Changes kept for resuming subscriptions with since [VERSO_HISTORY] (default 100000).")
     var history: Int64?
 
+    @Option(
+        help:
+            "Versions of each key kept for history once --history has pruned them [VERSO_KEEP_VERSIONS] (default 10)."
+    )
+    var keepVersions: Int64?
+
     @Option(help: "Hours an idempotency key is kept at least [VERSO_IDEMPOTENCY_HOURS] (default 24).")
     var idempotencyHours: Int?
 
@@ -178,6 +184,7 @@ struct ServeCommand: AsyncParsableCommand {
                 default: ServerConfiguration.defaultMaxQueuedBytes
             )
         )
+        configuration.keepVersions = try setting(keepVersions, "VERSO_KEEP_VERSIONS", { Int64($0) }, default: 10)
         configuration.idempotencyHours = try setting(
             idempotencyHours,
             "VERSO_IDEMPOTENCY_HOURS",

@@ -27,11 +27,14 @@ struct ClientBatchTests {
                 #expect(!outcome.replayed)
                 try #require(outcome.results.count == 5)
                 #expect(outcome.results[0] == .ack(key: "a", version: 1, seq: 2))
+                guard case .conflict(var conflict) = outcome.results[1] else {
+                    Issue.record("expected a conflict for b, got \(outcome.results[1])")
+                    return
+                }
+                #expect(conflict.at != nil, "a conflict says when the current version was written")
+                conflict.at = nil
                 #expect(
-                    outcome.results[1]
-                        == .conflict(
-                            RecordConflict(key: "b", base: 2, version: 1, data: ["y": .integer(1)], deleted: false)
-                        )
+                    conflict == RecordConflict(key: "b", base: 2, version: 1, data: ["y": .integer(1)], deleted: false)
                 )
                 guard case .error(let key, let code, let message) = outcome.results[2] else {
                     Issue.record("expected an error for c, got \(outcome.results[2])")

@@ -23,6 +23,8 @@ struct RequestEncodingTests {
             .subscribe(.keys([BytewiseString("a"), BytewiseString("b")]), since: 0, epoch: nil),
             .unsubscribe(sub: 3), .list(prefix: "", after: nil, limit: 100),
             .list(prefix: "n/", after: "n/5", limit: 1000),
+            .history(key: "k", before: nil, limit: 20), .history(key: "k", before: 7, limit: 100),
+            .presence(key: "k", state: ["field": .string("title")]), .presence(key: "k", state: nil),
             .txn(operations + [WriteOperation(key: "notes/6", action: .check, precondition: .base(1))]),
             .batch(operations + operations),
         ] + operations.map { .write($0) }

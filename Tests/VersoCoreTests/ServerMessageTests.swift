@@ -165,6 +165,80 @@ struct ServerMessageTests {
         )
     }
 
+    @Test("at and by on updates and conflicts, a history page and presence (echo and fan-out) read back as sent")
+    func historyAndPresence() throws {
+        let stamped = EncodedUpdate(
+            Change(seq: 8, key: "k", version: 3, data: Array("{}".utf8), at: 1_764_790_000_123, by: "ann")
+        )
+        #expect(
+            try decoded(stamped.message(sub: 2)).message
+                == .update(Update(sub: 2, key: "k", version: 3, seq: 8, data: [:], at: 1_764_790_000_123, by: "ann"))
+        )
+        var detail = ConflictDetail(key: "k", base: 1, version: 3, data: Array("{}".utf8), deleted: false)
+        detail.at = 5
+        detail.by = "bob"
+        var conflict = RecordConflict(key: "k", base: 1, version: 3, data: [:], deleted: false)
+        conflict.at = 5
+        conflict.by = "bob"
+        #expect(try decoded(Replies.conflict(rid: nil, detail)).message == .conflict(conflict))
+
+        let page = StoredHistory(
+            versions: [
+                StoredVersion(version: 4, seq: 20, at: 9, by: "ann", data: Array(#"{"a":1}"#.utf8)),
+                StoredVersion(version: 3, seq: 12, at: nil, by: nil, data: nil),
+            ],
+            next: nil,
+            gone: 2
+        )
+        let history = try decoded(Replies.history(rid: .string("h"), key: "k", page))
+        #expect(history.rid == .string("h"))
+        #expect(
+            history.message
+                == .history(
+                    RecordHistory(
+                        key: "k",
+                        versions: [
+                            RecordVersion(version: 4, seq: 20, at: 9, by: "ann", data: ["a": .integer(1)]),
+                            RecordVersion(version: 3, seq: 12, data: nil),
+                        ],
+                        next: nil,
+                        gone: 2
+                    )
+                )
+        )
+        let more = StoredHistory(
+            versions: [StoredVersion(version: 9, seq: 30, at: 1, by: nil, data: Array("{}".utf8))],
+            next: 9,
+            gone: nil
+        )
+        let partial = try decoded(Replies.history(rid: nil, key: "k", more)).message
+        guard case .history(let decodedPage) = partial else {
+            Issue.record("not a history: \(partial)")
+            return
+        }
+        #expect(decodedPage.next == 9 && decodedPage.gone == nil)
+
+        let state = PresenceState(session: "s1", client: "laptop", user: "ann", state: Array(#"{"f":"title"}"#.utf8))
+        #expect(
+            try decoded(Replies.presence(rid: .integer(3), key: "k", state)).message
+                == .presence(
+                    Presence(
+                        sub: nil,
+                        key: "k",
+                        session: "s1",
+                        client: "laptop",
+                        user: "ann",
+                        state: ["f": .string("title")]
+                    )
+                )
+        )
+        let left = PresenceState(session: "s1", client: nil, user: nil, state: nil)
+        #expect(
+            try decoded(EncodedUpdate(presenceOf: "k", left).message(sub: 4)).message
+                == .presence(Presence(sub: 4, key: "k", session: "s1", state: nil))
+        )
+    }
+
     @Test(
         "a message that breaks Protocol.md is refused with what is wrong: missing or mistyped members, merge members without a reason, an unknown type"
     )

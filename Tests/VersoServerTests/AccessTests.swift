@@ -252,10 +252,54 @@ struct AccessTests {
                     #expect(conflict.type == "conflict" && conflict["version"]?.int == 2)
                     #expect(
                         conflict["data"] == .null && conflict["hidden"] == .bool(true)
-                            && conflict["deleted"] == .bool(false) && conflict["changed"] == nil,
+                            && conflict["deleted"] == .bool(false) && conflict["changed"] == nil
+                            && conflict["by"] == nil && conflict["at"]?.int != nil,
                         "\(conflict.encodedString)"
                     )
                     #expect(!conflict.encodedString.contains("private") && !conflict.encodedString.contains("secret"))
+                }
+            }
+        }
+    }
+
+    @Test(
+        "each change records its writer's user as by, in updates, conflicts and history; history needs read; presence needs presence or write and shows the user"
+    )
+    func authorsAndPresence() async throws {
+        try await withAuthServer { server, _ in
+            let key = uniqueKey("notes/ann/doc")
+            try await TestClient.with(url: server.url, token: TokensFile.ann) { ann in
+                let subscribed = try await ann.request(#"{"type":"subscribe","keys":["\#(key)"]}"#)
+                #expect(subscribed.type == "subscribed")
+                try await TestClient.with(url: server.url, token: TokensFile.root) { root in
+                    try await put(root, key, base: 0, #"{"v":1}"#)
+                }
+                let update = try await ann.next()
+                #expect(update.type == "update" && update["by"]?.str == "root", "\(update.encodedString)")
+                try await ann.send(#"{"type":"put","rid":1,"key":"\#(key)","base":1,"data":{"v":2}}"#)
+                #expect(try await ann.next().type == "ack")
+                #expect(try await ann.next()["by"]?.str == "ann")
+                let conflict = try await ann.request(#"{"type":"put","key":"\#(key)","base":1,"data":{}}"#)
+                #expect(conflict.type == "conflict" && conflict["by"]?.str == "ann", "\(conflict.encodedString)")
+                let history = try await ann.request(#"{"type":"history","key":"\#(key)"}"#)
+                guard case .array(let versions)? = history["versions"] else {
+                    Issue.record("no versions: \(history.encodedString)")
+                    return
+                }
+                #expect(versions.map { $0["by"]?.str } == ["ann", "root"])
+                let secret = try await ann.request(#"{"type":"history","key":"secret/x"}"#)
+                #expect(secret["code"]?.str == "forbidden" && secret["key"]?.str == "secret/x")
+
+                // Presence: ann may only read notes/bob/, and writes notes/ann/.
+                let refused = try await ann.request(#"{"type":"presence","key":"notes/bob/x","state":{}}"#)
+                #expect(refused["code"]?.str == "forbidden" && refused["key"]?.str == "notes/bob/x")
+                try await TestClient.with(url: server.url, token: TokensFile.root) { root in
+                    _ = try await root.request(#"{"type":"subscribe","keys":["\#(key)"]}"#)
+                    _ = try await root.next()  // the snapshot
+                    let echo = try await ann.request(#"{"type":"presence","key":"\#(key)","state":{"f":"v"}}"#)
+                    #expect(echo.type == "presence" && echo["user"]?.str == "ann", "\(echo.encodedString)")
+                    let seen = try await root.next()
+                    #expect(seen.type == "presence" && seen["user"]?.str == "ann", "\(seen.encodedString)")
                 }
             }
         }
