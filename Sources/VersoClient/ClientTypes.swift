@@ -109,8 +109,12 @@ public enum SubscriptionEvent: Sendable, Equatable {
     case snapshot(Record)
     /// Every snapshot of this start has been delivered; what follows is live.
     case synced
-    /// A change: `data` nil when the key was deleted.
-    case update(key: String, version: Int64, seq: Int64, data: JSONObject?)
+    /// A change: `data` nil when the key was deleted; `at` when it committed (ms since the Unix
+    /// epoch) and `by` who made it, when the server says (Protocol.md 2).
+    case update(key: String, version: Int64, seq: Int64, data: JSONObject?, at: Int64? = nil, by: String? = nil)
+    /// Another connection's presence on a matching key changed (`state` nil: it left), or, right
+    /// after `synced`, was already there (Protocol.md 5.1).
+    case presence(Presence)
     /// A progress bookmark (asked for with `progressInterval`): nothing changed for this
     /// subscription, and every change up to `seq` has been delivered. The client resumes from
     /// it by itself after a dropped connection; keep it to resume later, from another client.

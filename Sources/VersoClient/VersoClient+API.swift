@@ -166,6 +166,56 @@ extension VersoClient {
         return records
     }
 
+    /// One page of `key`'s versions below `before` (from the current one when nil), newest
+    /// first, at most `limit` (1–100): `next` is the `before` of the next page, `gone` the newest
+    /// version the server no longer keeps once a page reaches it (Protocol.md 3.9). Throws
+    /// `not_found` for a key that never existed.
+    public func history(
+        _ key: String,
+        before: Int64? = nil,
+        limit: Int = RequestLimits.defaultHistoryLimit
+    ) async throws -> RecordHistory {
+        let reply = try await send(Request.history(key: key, before: before, limit: limit).message())
+        guard case .history(let history) = reply else { throw unexpected(reply) }
+        return history
+    }
+
+    /// Writes version `version` of `key` back: a `put` of its data on the key's current version,
+    /// so it makes a new version and conflicts, like any write, when someone writes first.
+    /// Throws `not_found` when that version is no longer kept, `.invalidArgument` when it is a
+    /// deletion (delete the key instead). `idempotencyKey` as for `put`.
+    public func restore(_ key: String, version: Int64, idempotencyKey: String? = nil) async throws -> WriteOutcome {
+        guard version >= 1 else { throw VersoClientError(.invalidArgument, "versions start at 1") }
+        let page = try await history(key, before: version + 1, limit: 1)
+        guard let old = page.versions.first, old.version == version else {
+            throw VersoClientError(
+                .server(.notFound),
+                "version \(version) of \"\(key)\" is not kept any more (or never existed): see its history"
+            )
+        }
+        guard let data = old.data else {
+            throw VersoClientError(
+                .invalidArgument,
+                "version \(version) of \"\(key)\" is a deletion: delete the key instead of restoring it"
+            )
+        }
+        guard let current = try await history(key, limit: 1).versions.first else {
+            throw VersoClientError(.protocolViolation, "the history of \"\(key)\" has no current version")
+        }
+        return try await put(key, base: current.version, data: data, idempotencyKey: idempotencyKey)
+    }
+
+    /// Sets this connection's presence on `key` to `state` (nil clears it): other connections
+    /// subscribed to the key see it until it is cleared or this client closes (Protocol.md 5.1).
+    /// The client sets it again after a reconnect. Returns the presence as others see it.
+    @discardableResult
+    public func setPresence(_ key: String, state presence: JSONObject?) async throws -> Presence {
+        let reply = try await send(Request.presence(key: key, state: presence).message())
+        guard case .presence(let shown) = reply else { throw unexpected(reply) }
+        state.withLock { $0.presence[BytewiseString(key)] = presence }
+        return shown
+    }
+
     /// Applies `operations` all or nothing.
     ///
     /// Ops with `merge` are merged as `put` describes; the ack lists those merged into a newer

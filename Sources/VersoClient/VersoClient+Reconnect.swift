@@ -1,5 +1,6 @@
 import NIOSSL
 import Synchronization
+import Logging
 import VersoCore
 import WSClient
 
@@ -176,6 +177,18 @@ extension VersoClient {
             } catch {
                 let continuation = state.withLock { $0.subscriptions.removeValue(forKey: local)?.continuation }
                 continuation?.finish(throwing: error)
+            }
+        }
+        // Presence ended with the connection that set it: set it again, in key order.
+        let presence = state.withLock { $0.presence.sorted { $0.key < $1.key } }
+        for (key, shown) in presence {
+            let request = Request.presence(key: key.string, state: shown).message()
+            let reply = try await send(request, waitForReady: false)
+            if case .error(let error) = reply {
+                logger.warning(
+                    "presence could not be set again after a reconnect",
+                    metadata: ["verso.key": "\(key.string)", "verso.error": "\(error.message)"]
+                )
             }
         }
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in

@@ -147,9 +147,23 @@ extension VersoClient {
                     subscription.phase = .live(resume)
                 }
                 subscription.continuation.yield(
-                    .update(key: update.key, version: update.version, seq: update.seq, data: update.data)
+                    .update(
+                        key: update.key,
+                        version: update.version,
+                        seq: update.seq,
+                        data: update.data,
+                        at: update.at,
+                        by: update.by
+                    )
                 )
                 state.subscriptions[local] = subscription
+            }
+        case .presence(let presence):
+            state.withLock { state in
+                guard let sub = presence.sub, let local = state.serverSubs[sub],
+                    let subscription = state.subscriptions[local]
+                else { return }
+                subscription.continuation.yield(.presence(presence))
             }
         case .progress(let sub, let seq):
             // Every matching change up to `seq` came before it: a resume may start there.

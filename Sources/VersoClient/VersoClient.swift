@@ -176,6 +176,9 @@ public final class VersoClient: Sendable {
         var subscriptions: [Int: LocalSubscription] = [:]
         var nextLocalSub = 1
         var serverSubs: [Int64: Int] = [:]
+        /// The presence this client has set, by key: set again after a reconnect, since the
+        /// server clears a connection's presence when it closes.
+        var presence: [BytewiseString: JSONObject] = [:]
     }
 
     public let configuration: VersoClientConfiguration

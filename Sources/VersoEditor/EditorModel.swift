@@ -52,6 +52,10 @@ public enum EditorEvent: Sendable, Equatable {
     case failed(key: String, message: String)
     /// The clock, in seconds; expires highlights and messages.
     case tick(now: Double)
+    /// Another connection's presence on a record changed (`state` nil: it left) (Protocol.md 5.1).
+    case presence(Presence)
+    /// A page of a record's history, as `loadHistory` asked for it (Protocol.md 3.9).
+    case history(RecordHistory)
 }
 
 /// Work the editor asks its host to do.
@@ -62,6 +66,13 @@ public enum EditorEffect: Sendable, Equatable {
     /// Create `key` (base 0).
     case create(key: String, data: JSONObject)
     case delete(key: String, base: Int64)
+    /// Show this editor's presence on `key` to the others (`state` nil: leave the key).
+    case setPresence(key: String, state: JSONObject?)
+    /// Read a page of `key`'s versions below `before` (from the newest when nil).
+    case loadHistory(key: String, before: Int64?)
+    /// Write an old version's `data` back as `key`'s next version, on `base` (the version the
+    /// user saw): a put that conflicts if someone wrote first.
+    case restore(key: String, base: Int64, data: JSONObject)
     case quit
 }
 

@@ -15,6 +15,8 @@ extension EditorState {
         )
         if case .conflict(let conflict) = mode {
             lines += conflictLines(conflict)
+        } else if case .history(let view) = mode {
+            lines += historyLines(view)
         } else {
             let table = tableLines()
             lines += table.lines
@@ -127,6 +129,7 @@ extension EditorState {
                 line.append(Segment(" " + Self.pad(text, fieldWidths[index]), style))
                 column += fieldWidths[index] + 1
             }
+            if let others = othersText(on: key) { line.append(Segment("  ◂ " + others, .changed)) }
             lines.append(Self.fit(line, width: width))
         }
         return (lines, cursor)
@@ -174,6 +177,64 @@ extension EditorState {
         return lines.map { Self.fit($0, width: width) }
     }
 
+    private func historyLines(_ view: HistoryView) -> [[Segment]] {
+        var lines: [[Segment]] = [
+            [Segment(" History of \(view.key), newest first", .header)],
+            [
+                Segment(
+                    " " + Self.pad("ver", 6) + " " + Self.pad("when (UTC)", 20) + " " + Self.pad("by", 10) + " data",
+                    .header
+                )
+            ],
+        ]
+        let rows = max(1, height - 6)
+        let top = max(0, min(view.selected - rows + 1, view.versions.count - rows))
+        for (index, version) in view.versions.enumerated().dropFirst(top).prefix(rows) {
+            let isSelected = index == view.selected
+            let when = version.at.map(Self.utc) ?? "unknown"
+            let data = version.data.map { JSONValue.object($0).encodedString } ?? "(deleted)"
+            let current = records[view.key]?.version == version.version ? "(current) " : ""
+            lines.append([
+                Segment(isSelected ? ">" : " ", isSelected ? .selected : .normal),
+                Segment(Self.pad("v\(version.version)", 6), isSelected ? .selected : .normal),
+                Segment(" " + Self.pad(when, 20) + " " + Self.pad(version.by ?? "", 10) + " ", .dim),
+                Segment(current + data, version.data == nil ? .deleted : .normal),
+            ])
+        }
+        if view.loading {
+            lines.append([Segment("  loading…", .dim)])
+        } else if let gone = view.gone {
+            lines.append([
+                Segment(
+                    "  " + (gone == 1 ? "version 1 is" : "versions 1–\(gone) are") + " no longer kept by the server",
+                    .dim
+                )
+            ])
+        } else if view.next == nil {
+            lines.append([Segment("  (the first version)", .dim)])
+        }
+        return lines.map { Self.fit($0, width: width) }
+    }
+
+    /// `milliseconds` since the Unix epoch as "YYYY-MM-DD hh:mm:ss" in UTC.
+    static func utc(_ milliseconds: Int64) -> String {
+        let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
+        var days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let time = seconds - days * 86_400
+        // Days to a civil date (Howard Hinnant's algorithm).
+        days += 719_468
+        let era = (days >= 0 ? days : days - 146_096) / 146_097
+        let dayOfEra = days - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(year)-\(two(month))-\(two(day)) \(two(time / 3600)):\(two(time / 60 % 60)):\(two(time % 60))"
+    }
+
     private func bottomLines() -> (message: [Segment], help: [Segment], inputCursor: Int?) {
         func prompt(_ label: String, _ text: String) -> ([Segment], Int) {
             ([Segment(" \(label) ", .message), Segment(text, .input)], label.count + 2 + text.count)
@@ -181,7 +242,13 @@ extension EditorState {
         let messageLine = message.map { [Segment(" " + $0.text, $0.style)] } ?? []
         switch mode {
         case .browse:
-            return (messageLine, [Segment(" ↑↓←→ move  e/Enter edit  a add  d delete  / filter  q quit", .status)], nil)
+            let here = selectedKey.flatMap { key in othersText(on: key).map { " also on \(key): \($0)" } }
+            return (
+                message == nil ? here.map { [Segment($0, .changed)] } ?? [] : messageLine,
+                [Segment(" ↑↓←→ move  e/Enter edit  a add  d delete  h history  / filter  q quit", .status)], nil
+            )
+        case .history:
+            return (messageLine, [Segment(" ↑↓ move  Enter/r restore this version  Esc/h back", .status)], nil)
         case .editing(let edit):
             return (
                 message == nil

@@ -47,6 +47,35 @@ public struct EditorState: Sendable {
         }
     }
 
+    /// A record's history, as the `h` view shows it: newest first, one page at a time.
+    public struct HistoryView: Sendable, Equatable {
+        public var key: String
+        public var versions: [RecordVersion] = []
+        /// The version under the cursor, by position in `versions`.
+        public var selected = 0
+        /// The `before` of the next page, while there is one.
+        public var next: Int64?
+        /// The server no longer keeps this version or any older one.
+        public var gone: Int64?
+        /// A page was asked for and has not come yet.
+        public var loading = true
+    }
+
+    /// Where this editor tells the others it is: a record, the field under its cursor, and
+    /// whether it is editing that field.
+    struct Whereabouts: Equatable {
+        var key: String
+        var field: String?
+        var editing: Bool
+
+        /// The presence `state` the others see.
+        var state: JSONObject {
+            var state: JSONObject = ["editing": .bool(editing)]
+            if let field { state["field"] = .string(field) }
+            return state
+        }
+    }
+
     public enum Mode: Sendable, Equatable {
         case browse
         case editing(Edit)
@@ -55,6 +84,7 @@ public struct EditorState: Sendable {
         case confirmDelete(key: String)
         case filtering(String)
         case conflict(Conflict)
+        case history(HistoryView)
     }
 
     public let prefix: String
@@ -68,6 +98,10 @@ public struct EditorState: Sendable {
     /// Records the server refused to let this user write (`forbidden`): shown dim, and not
     /// offered for editing or deleting again.
     public private(set) var readOnly: Set<BytewiseString> = []
+    /// The others' presence on each record, by session (only those with a state).
+    public private(set) var others: [BytewiseString: [String: Presence]] = [:]
+    /// What this editor last told the others (nil: nothing).
+    private var announced: Whereabouts?
     public private(set) var message: (text: String, style: Style)?
     public private(set) var connected = false
     public private(set) var connectionText = "connecting"
@@ -149,8 +183,15 @@ public struct EditorState: Sendable {
 
     // MARK: Events
 
-    /// Applies `event` and returns the effects the host must carry out.
+    /// Applies `event` and returns the effects the host must carry out, among them telling the
+    /// others where this editor now is when that changed.
     public mutating func handle(_ event: EditorEvent) -> [EditorEffect] {
+        let effects = apply(event)
+        if effects.contains(.quit) { return effects }
+        return effects + announce()
+    }
+
+    private mutating func apply(_ event: EditorEvent) -> [EditorEffect] {
         switch event {
         case .key(let key):
             return handleKey(key)
@@ -189,14 +230,79 @@ public struct EditorState: Sendable {
             say("\(key) is read-only for you: \(message)", .error)
         case .failed(let key, let message):
             pending[key] = nil
+            if case .history(var view) = mode, view.key.hasSameBytes(as: key) {
+                view.loading = false
+                mode = .history(view)
+            }
             say("\(key): \(message)", .error)
         case .tick(let now):
             self.now = now
             changedCells = changedCells.filter { $0.value > now }
             markedRows = markedRows.filter { $0.value > now }
             if now >= messageExpiry { message = nil; messageExpiry = .infinity }
+        case .presence(let presence):
+            let key = BytewiseString(presence.key)
+            if presence.state == nil {
+                others[key]?[presence.session] = nil
+                if others[key]?.isEmpty == true { others[key] = nil }
+            } else {
+                others[key, default: [:]][presence.session] = presence
+            }
+        case .history(let page):
+            guard case .history(var view) = mode, view.key.hasSameBytes(as: page.key) else { return [] }
+            let known = view.versions.last?.version ?? .max
+            view.versions += page.versions.filter { $0.version < known }
+            view.next = page.next
+            view.gone = page.gone
+            view.loading = false
+            view.selected = min(view.selected, max(0, view.versions.count - 1))
+            mode = .history(view)
         }
         return []
+    }
+
+    /// Where the editor is now, as the others should see it: nothing until the records are
+    /// loaded, or on a record that is not live.
+    private var whereabouts: Whereabouts? {
+        guard synced else { return nil }
+        switch mode {
+        case .editing(let edit): return Whereabouts(key: edit.key, field: edit.field, editing: true)
+        case .conflict(let conflict): return Whereabouts(key: conflict.key, field: conflict.field, editing: true)
+        case .history(let view): return Whereabouts(key: view.key, field: nil, editing: false)
+        default:
+            guard let key = selectedKey, records[key]?.isDeleted == false else { return nil }
+            return Whereabouts(key: key, field: selectedColumn, editing: false)
+        }
+    }
+
+    /// The presence effects that tell the others where the editor now is, when that changed:
+    /// leaving the record it was on, then showing itself on the new one.
+    private mutating func announce() -> [EditorEffect] {
+        let now = whereabouts
+        guard now != announced else { return [] }
+        var effects: [EditorEffect] = []
+        if let old = announced, old.key.hasSameBytes(as: now?.key ?? "") == false || now == nil {
+            effects.append(.setPresence(key: old.key, state: nil))
+        }
+        if let now { effects.append(.setPresence(key: now.key, state: now.state)) }
+        announced = now
+        return effects
+    }
+
+    /// The others on `key`, as the editor names them: "ann (editing title)", "bob (body)".
+    public func othersText(on key: String) -> String? {
+        guard let present = others[BytewiseString(key)], !present.isEmpty else { return nil }
+        let names = present.values.sorted { $0.session < $1.session }.map { presence -> String in
+            let name = presence.user ?? presence.client ?? String(presence.session.prefix(8))
+            let field = presence.state?["field"]?.stringValue
+            let editing = presence.state?["editing"] == .bool(true)
+            switch (field, editing) {
+            case (let field?, true): return "\(name) (editing \(field))"
+            case (let field?, false): return "\(name) (\(field))"
+            case (nil, _): return name
+            }
+        }
+        return names.joined(separator: ", ")
     }
 
     private mutating func applyUpdate(_ record: EditorRecord) {
@@ -364,7 +470,56 @@ public struct EditorState: Sendable {
             keepSelectionVisible()
         case .conflict(let conflict):
             return conflictKey(key, conflict)
+        case .history(let view):
+            return historyKey(key, view)
         }
+        return []
+    }
+
+    private mutating func historyKey(_ key: Key, _ view: HistoryView) -> [EditorEffect] {
+        var view = view
+        switch key {
+        case .escape, .character("h"), .character("q"):
+            mode = .browse
+            return []
+        case .up:
+            view.selected = max(0, view.selected - 1)
+        case .down, .pageDown:
+            let step = key == .down ? 1 : max(1, tableRows - 2)
+            view.selected = min(max(0, view.versions.count - 1), view.selected + step)
+            // At the end of what came: ask for the next page.
+            if view.selected >= view.versions.count - 1, let next = view.next, !view.loading {
+                view.loading = true
+                mode = .history(view)
+                return [.loadHistory(key: view.key, before: next)]
+            }
+        case .pageUp:
+            view.selected = max(0, view.selected - max(1, tableRows - 2))
+        case .enter, .character("r"):
+            guard view.versions.indices.contains(view.selected) else { return [] }
+            let chosen = view.versions[view.selected]
+            guard let current = records[view.key] else { return [] }
+            guard let data = chosen.data else {
+                say("version \(chosen.version) is a deletion: to delete the record, press d in the table", .error)
+                return []
+            }
+            if chosen.version == current.version {
+                say("version \(chosen.version) is the current version", .error)
+                return []
+            }
+            if refuseReadOnly(view.key) { return [] }
+            if pending[view.key] != nil {
+                say("\(view.key) is still being saved", .error)
+                return []
+            }
+            mode = .browse
+            pending[view.key] = PendingSave(field: nil, value: nil, base: current.version)
+            say("restoring \(view.key) to version \(chosen.version)…")
+            return [.restore(key: view.key, base: current.version, data: data)]
+        default:
+            break
+        }
+        mode = .history(view)
         return []
     }
 
@@ -415,6 +570,13 @@ public struct EditorState: Sendable {
         case .character("q"): return [.quit]
         case .character("/"): mode = .filtering(filter)
         case .character("a"): mode = .addingKey(prefix)
+        case .character("h"):
+            guard let selectedKey, records[selectedKey] != nil else {
+                say("select a record to see its history", .error)
+                return []
+            }
+            mode = .history(HistoryView(key: selectedKey))
+            return [.loadHistory(key: selectedKey, before: nil)]
         case .character("d"):
             if let selectedKey, let record = records[selectedKey], !record.isDeleted {
                 if refuseReadOnly(selectedKey) { return [] }

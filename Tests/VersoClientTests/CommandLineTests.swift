@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VersoCore
+import VersoServer
 import VersoTesting
 
 /// What a run of `verso` came to.
@@ -105,6 +106,45 @@ struct CommandLineTests {
             #expect(again.status == 0, "\(again.errors)")
             #expect(again.json?["replayed"] == .bool(true))
             #expect(again.json?["version"] == .integer(1))
+        }
+    }
+
+    @Test(
+        "verso history prints a record's versions newest first, one JSON line each, then {\"gone\":N} when older ones are no longer kept; verso restore writes a version back as a new one, and exits 4 for one not kept"
+    )
+    func historyAndRestore() async throws {
+        try await TestServer.with(configure: {
+            $0.historyLimit = 16
+            $0.keepVersions = 2
+        }) { server in
+            let url = ["--url", server.url]
+            for base in 0..<5 {
+                #expect(
+                    try await verso(["put"] + url + ["cli/h", "--base", "\(base)", #"{"n":\#(base + 1)}"#]).status == 0
+                )
+            }
+            let all = try await verso(["history"] + url + ["cli/h"])
+            #expect(all.status == 0, "\(all.errors)")
+            let lines = all.output.split(separator: "\n").compactMap { try? JSONParser.parse(String($0)) }
+            #expect(lines.compactMap { $0["version"]?.integerValue } == [5, 4, 3, 2, 1])
+            #expect(lines.first?["data"] == .object(["n": .integer(5)]) && lines.first?["at"]?.integerValue != nil)
+            let page = try await verso(["history"] + url + ["--before", "3", "--limit", "1", "cli/h"])
+            #expect(page.output.split(separator: "\n").count == 1 && page.output.contains(#""version":2"#))
+
+            let restored = try await verso(["restore"] + url + ["cli/h", "2"])
+            #expect(restored.status == 0, "\(restored.errors)")
+            #expect(restored.json?["version"] == .integer(6))
+            #expect(try await verso(["get"] + url + ["cli/h"]).json?["data"] == .object(["n": .integer(2)]))
+
+            // Push cli/h out of the 16-seq log: 2 versions beyond the log are kept.
+            for index in 0..<20 { _ = try await verso(["put"] + url + ["cli/other\(index)", "--base", "0", "{}"]) }
+            let kept = try await verso(["history"] + url + ["cli/h"])
+            let keptLines = kept.output.split(separator: "\n").compactMap { try? JSONParser.parse(String($0)) }
+            #expect(keptLines.compactMap { $0["version"]?.integerValue } == [6, 5])
+            #expect(keptLines.last == .object(["gone": .integer(4)]), "\(kept.output)")
+            let gone = try await verso(["restore"] + url + ["cli/h", "3"])
+            #expect(gone.status == 4, "\(gone.errors)")
+            #expect(gone.errors.contains("not kept"))
         }
     }
 }

@@ -6,6 +6,8 @@ import VersoEditor
 private struct Driver {
     var state = EditorState(prefix: "notes/", server: "ws://test")
     var effects: [EditorEffect] = []
+    /// The presence effects, kept apart: most tests are about saves.
+    var presence: [EditorEffect] = []
 
     init(_ records: [EditorRecord]) {
         send(.resize(width: 80, height: 24))
@@ -16,7 +18,16 @@ private struct Driver {
     }
 
     mutating func send(_ events: EditorEvent...) {
-        for event in events { effects += state.handle(event) }
+        for event in events {
+            for effect in state.handle(event) {
+                if case .setPresence = effect { presence.append(effect) } else { effects.append(effect) }
+            }
+        }
+    }
+
+    mutating func takePresence() -> [EditorEffect] {
+        defer { presence = [] }
+        return presence
     }
 
     mutating func keys(_ keys: Key...) {
@@ -398,5 +409,138 @@ struct EditorStateTests {
         #expect(CellText.parse("\"42\"") == .string("42"))
         #expect(CellText.display(.string("x")) == "x")
         #expect(CellText.display(.array([.number("1")])) == "[1]")
+    }
+
+    @Test(
+        "tells the others where it is: the record and field under the cursor, and whether it edits it; leaves a record it moves off; nothing before the records are loaded"
+    )
+    func announcesPresence() {
+        var driver = Driver([])
+        #expect(driver.takePresence().isEmpty, "no records, nowhere to be")
+        driver = Driver([note, EditorRecord(key: "notes/2", version: 1, data: ["title": .string("Other")])])
+        #expect(
+            driver.takePresence() == [
+                .setPresence(key: "notes/1", state: ["field": .string("body"), "editing": .bool(false)])
+            ]
+        )
+        driver.keys(.right)
+        #expect(
+            driver.takePresence() == [
+                .setPresence(key: "notes/1", state: ["field": .string("title"), "editing": .bool(false)])
+            ]
+        )
+        driver.keys(.enter)
+        #expect(
+            driver.takePresence() == [
+                .setPresence(key: "notes/1", state: ["field": .string("title"), "editing": .bool(true)])
+            ]
+        )
+        driver.keys(.escape, .down)
+        #expect(
+            driver.takePresence() == [
+                .setPresence(key: "notes/1", state: ["field": .string("title"), "editing": .bool(false)]),
+                .setPresence(key: "notes/1", state: nil),
+                .setPresence(key: "notes/2", state: ["field": .string("title"), "editing": .bool(false)]),
+            ]
+        )
+        driver.send(.tick(now: 1))
+        #expect(driver.takePresence().isEmpty, "said once, not at every event")
+    }
+
+    @Test(
+        "shows the others beside the record they have open, with the field they are on or editing; forgets one that leaves"
+    )
+    func showsOthers() {
+        var driver = Driver([note, EditorRecord(key: "notes/2", version: 1, data: ["title": .string("Other")])])
+        driver.send(
+            .presence(
+                Presence(
+                    sub: 1,
+                    key: "notes/2",
+                    session: "s-bob",
+                    client: "bob",
+                    state: ["field": .string("title"), "editing": .bool(true)]
+                )
+            ),
+            .presence(Presence(sub: 1, key: "notes/1", session: "s-cy", user: "cy", state: ["field": .string("body")]))
+        )
+        let lines = driver.state.render().text
+        #expect(lines[2].contains("cy (body)") && lines[3].contains("bob (editing title)"), "\(driver.screen)")
+        #expect(lines.allSatisfy { $0.count <= 80 })
+        #expect(driver.screen.contains("also on notes/1: cy (body)"))
+        driver.send(.presence(Presence(sub: 1, key: "notes/2", session: "s-bob", client: "bob", state: nil)))
+        #expect(!driver.screen.contains("bob"))
+        #expect(driver.state.othersText(on: "notes/2") == nil)
+    }
+
+    @Test(
+        "h shows a record's history newest first with when and who; Enter restores the chosen version on the version shown, and its ack or conflict is reported"
+    )
+    func historyAndRestore() {
+        var driver = Driver([note])
+        driver.keys(.character("h"))
+        #expect(driver.takeEffects() == [.loadHistory(key: "notes/1", before: nil)])
+        #expect(driver.screen.contains("History of notes/1") && driver.screen.contains("loading"))
+        let older: JSONObject = ["title": .string("Shopping")]
+        driver.send(
+            .history(
+                RecordHistory(
+                    key: "notes/1",
+                    versions: [
+                        RecordVersion(version: 3, seq: 9, at: 1_796_339_004_230, by: "ann", data: note.data),
+                        RecordVersion(version: 2, seq: 5, at: 951_782_400_000, data: nil),
+                    ],
+                    next: 2,
+                    gone: nil
+                )
+            )
+        )
+        #expect(driver.screen.contains("2026-12-03 23:03:24") && driver.screen.contains("ann"))
+        #expect(driver.screen.contains("2000-02-29 00:00:00") && driver.screen.contains("(deleted)"))
+        #expect(driver.screen.contains("(current)"))
+        driver.keys(.enter)
+        #expect(driver.takeEffects().isEmpty && driver.message.contains("current version"))
+        // Moving to the last version shown asks for the next page.
+        driver.keys(.down)
+        #expect(driver.takeEffects() == [.loadHistory(key: "notes/1", before: 2)])
+        driver.keys(.enter)
+        #expect(driver.takeEffects().isEmpty && driver.message.contains("deletion"))
+        driver.send(
+            .history(
+                RecordHistory(
+                    key: "notes/1",
+                    versions: [RecordVersion(version: 1, seq: 2, at: 0, data: older)],
+                    next: nil,
+                    gone: nil
+                )
+            )
+        )
+        driver.keys(.down)
+        #expect(driver.takeEffects().isEmpty, "no page after the last")
+        #expect(driver.screen.contains("the first version"))
+        driver.keys(.enter)
+        #expect(driver.takeEffects() == [.restore(key: "notes/1", base: 3, data: older)])
+        #expect(driver.screen.contains("restoring notes/1 to version 1"))
+        driver.send(.saved(key: "notes/1", version: 4))
+        #expect(driver.message.contains("saved notes/1 (version 4)"))
+
+        // A restore someone else beats is reported, and changes nothing.
+        driver.keys(.character("h"))
+        _ = driver.takeEffects()
+        driver.send(
+            .history(
+                RecordHistory(
+                    key: "notes/1",
+                    versions: [RecordVersion(version: 2, seq: 5, data: older)],
+                    next: nil,
+                    gone: 1
+                )
+            )
+        )
+        #expect(driver.screen.contains("version 1 is no longer kept"))
+        driver.keys(.enter)
+        #expect(driver.takeEffects() == [.restore(key: "notes/1", base: 3, data: older)])
+        driver.send(.conflict(current: EditorRecord(key: "notes/1", version: 5, data: ["title": .string("Theirs")])))
+        #expect(driver.message.contains("changed since version 3"))
     }
 }

@@ -78,18 +78,28 @@ struct TwoEditorsTests {
         }
         let tmux = Tmux()
         // Each pane runs the editor, then reports whether the terminal got its echo mode back.
-        let command =
-            "VERSO_URL=\(server.url) \(verso) edit notes/; stty -a | grep -oE '(^| )-?echo( |$)' | head -1 | sed 's/^/ECHO:/'; echo EXITED; sleep 30"
-        try await tmux.start("alice", command: command)
-        try await tmux.start("bob", command: command)
+        func command(_ name: String) -> String {
+            "VERSO_NAME=\(name) VERSO_URL=\(server.url) \(verso) edit notes/; stty -a | grep -oE '(^| )-?echo( |$)' | head -1 | sed 's/^/ECHO:/'; echo EXITED; sleep 30"
+        }
+        try await tmux.start("alice", command: command("alice"))
+        try await tmux.start("bob", command: command("bob"))
         try await tmux.waitFor("alice", "Plan")
         try await tmux.waitFor("bob", "Plan")
+
+        // Each sees the other on the record, on the field under their cursor, and live as it moves.
+        try await tmux.waitFor("alice", "bob (body)")
+        try await tmux.waitFor("bob", "alice (body)")
+        try await tmux.keys("bob", "Right")
+        try await tmux.waitFor("alice", "bob (title)", within: .seconds(2))
+        try await tmux.keys("bob", "Left")
+        try await tmux.waitFor("alice", "bob (body)", within: .seconds(2))
 
         // Both start editing version 1: Alice the body, Bob the title.
         try await tmux.keys("alice", "Enter")
         try await tmux.keys("bob", "Right", "Enter")
         try await tmux.waitFor("alice", "editing notes/1.body")
         try await tmux.waitFor("bob", "editing notes/1.title")
+        try await tmux.waitFor("alice", "bob (editing title)", within: .seconds(2))
         try await tmux.keys("alice", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace", "alice-body", "Enter")
         try await tmux.waitFor("alice", "saved notes/1")
         let bobSaw = try await tmux.waitFor("bob", "alice-body", within: .seconds(1))
@@ -131,6 +141,19 @@ struct TwoEditorsTests {
             let record = try await client.request(#"{"type":"get","key":"notes/1"}"#)
             #expect(record["version"] == .integer(5))
             #expect(record["data"] == .object(["body": .string("alice-body"), "title": .string("Plan by bob v2")]))
+        }
+
+        // Alice opens the history (h), picks version 3 and restores it as version 6; Bob sees it.
+        try await tmux.keys("alice", "h")
+        try await tmux.waitFor("alice", "History of notes/1")
+        try await tmux.waitFor("alice", "v1")
+        try await tmux.keys("alice", "Down", "Down", "Enter")
+        try await tmux.waitFor("alice", "saved notes/1 (version 6)")
+        try await tmux.waitFor("bob", "now version 6", within: .seconds(2))
+        try await TestClient.with(url: server.url) { client in
+            let record = try await client.request(#"{"type":"get","key":"notes/1"}"#)
+            #expect(record["version"] == .integer(6))
+            #expect(record["data"] == .object(["body": .string("alice-body"), "title": .string("Plan by bob")]))
         }
 
         // Quitting (q) and Ctrl-C both give the terminal back as it was.

@@ -47,11 +47,23 @@ private final class EventLog: Sendable {
     private let events = Locked<[SubscriptionEvent]>([])
     private let cursor = Locked(0)
     private let end = Locked<String?>(nil)
+    private let stamped = Locked(0)
 
-    /// Reads the stream until it ends.
+    /// How many updates came with their commit time.
+    var stampedUpdates: Int { stamped.withLock { $0 } }
+
+    /// Reads the stream until it ends. Updates are kept without their commit time (`at`), which a
+    /// test cannot know in advance; `stampedUpdates` counts those that had one.
     func read(_ stream: AsyncThrowingStream<SubscriptionEvent, any Error>) async {
         do {
-            for try await event in stream { events.withLock { $0.append(event) } }
+            for try await event in stream {
+                var kept = event
+                if case .update(let key, let version, let seq, let data, let at, let by) = event {
+                    if at != nil { stamped.withLock { $0 += 1 } }
+                    kept = .update(key: key, version: version, seq: seq, data: data, by: by)
+                }
+                events.withLock { $0.append(kept) }
+            }
             end.withLock { $0 = "the subscription ended" }
         } catch {
             end.withLock { $0 = "the subscription failed: \(error)" }
@@ -162,6 +174,7 @@ struct VersoClientTests {
                     )
                     _ = try await client.put("s/b", base: 0, data: [:])
                     #expect(try await events.next(1) == [.update(key: "s/b", version: 1, seq: 2, data: [:])])
+                    #expect(events.stampedUpdates == 1, "an update says when it committed")
                     group.cancelAll()
                 }
             }
@@ -429,7 +442,7 @@ struct VersoClientTests {
                 func isNew(_ event: SubscriptionEvent) -> Bool {
                     switch event {
                     case .snapshot(let record): record.key == "n/new" && record.version == 1
-                    case .update(let key, let version, _, _): key == "n/new" && version == 1
+                    case .update(let key, let version, _, _, _, _): key == "n/new" && version == 1
                     default: false
                     }
                 }

@@ -8,7 +8,10 @@ struct Edit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Edit the records under a prefix live, in a full-screen table.",
         discussion: """
-            Arrow keys move; Enter or e edits the field under the cursor; a adds a record; d deletes one; / filters; q quits.
+            Arrow keys move; Enter or e edits the field under the cursor; a adds a record; d deletes one; h shows the \
+            record's history, where Enter restores the version under the cursor (as a new version); / filters; q quits. \
+            Beside each record the editor shows who else has it open and which field they are on or editing (their \
+            --name); they see you the same way.
             Every save carries the version you were looking at and asks the server to merge: when someone else saved other \
             fields meanwhile, your field is saved beside their change and the message line says it was merged. When they \
             changed the same field (or deleted the record), a conflict view shows your value beside theirs and lets you \
@@ -79,8 +82,10 @@ struct EditorSession {
                     case .snapshot(let record):
                         sink.yield(.snapshot(EditorRecord(key: record.key, version: record.version, data: record.data)))
                     case .synced: sink.yield(.synced)
-                    case .update(let key, let version, _, let data):
+                    case .update(let key, let version, _, let data, _, _):
                         sink.yield(.update(EditorRecord(key: key, version: version, data: data)))
+                    case .presence(let presence):
+                        sink.yield(.presence(presence))
                     case .progress:
                         break
                     }
@@ -101,19 +106,30 @@ struct EditorSession {
                 terminal.draw(state.render())
                 for effect in effects {
                     if effect == .quit { break events }
-                    group.addTask { sink.yield(await Self.perform(effect, client: client)) }
+                    group.addTask {
+                        if let event = await Self.perform(effect, client: client) { sink.yield(event) }
+                    }
                 }
             }
             group.cancelAll()
         }
     }
 
-    /// Carries out a save and turns its outcome into an event.
-    static func perform(_ effect: EditorEffect, client: VersoClient) async -> EditorEvent {
+    /// Carries out an effect and turns its outcome into an event (none for presence: what the
+    /// others see needs no answer, and a presence lost with a dropped connection is set again).
+    static func perform(_ effect: EditorEffect, client: VersoClient) async -> EditorEvent? {
         let key: String
         let outcome: WriteOutcome
         do {
             switch effect {
+            case .setPresence(let target, let state):
+                _ = try? await client.setPresence(target, state: state)
+                return nil
+            case .loadHistory(let target, let before):
+                return .history(try await client.history(target, before: before))
+            case .restore(let target, let base, let data):
+                key = target
+                outcome = try await client.put(target, base: base, data: data)
             case .patch(let target, let base, let patch, let merge):
                 key = target
                 outcome = try await client.patch(target, base: base, patch: patch, merge: merge)
@@ -152,7 +168,9 @@ extension EditorEffect {
     /// The key a save is about.
     var key: String? {
         switch self {
-        case .patch(let key, _, _, _), .create(let key, _), .delete(let key, _): key
+        case .patch(let key, _, _, _), .create(let key, _), .delete(let key, _), .setPresence(let key, _),
+            .loadHistory(let key, _), .restore(let key, _, _):
+            key
         case .quit: nil
         }
     }

@@ -223,14 +223,22 @@ struct Watch: AsyncParsableCommand {
                     }
                 case .synced, .progress:
                     break
-                case .update(let key, let version, let seq, let data):
-                    printJSON(
-                        .object([
-                            "type": .string("update"), "key": .string(key), "version": .integer(version),
-                            "seq": .integer(seq),
-                            "data": data.map { .object($0) } ?? .null, "deleted": .bool(data == nil),
-                        ])
-                    )
+                case .update(let key, let version, let seq, let data, let at, let by):
+                    var line: JSONObject = [
+                        "type": .string("update"), "key": .string(key), "version": .integer(version),
+                        "seq": .integer(seq), "data": data.map { .object($0) } ?? .null, "deleted": .bool(data == nil),
+                    ]
+                    line["at"] = at.map { .integer($0) }
+                    line["by"] = by.map { .string($0) }
+                    printJSON(.object(line))
+                case .presence(let presence):
+                    var line: JSONObject = [
+                        "type": .string("presence"), "key": .string(presence.key), "session": .string(presence.session),
+                        "state": presence.state.map { .object($0) } ?? .null,
+                    ]
+                    line["client"] = presence.client.map { .string($0) }
+                    line["user"] = presence.user.map { .string($0) }
+                    printJSON(.object(line))
                 }
             }
         }

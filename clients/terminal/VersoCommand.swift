@@ -15,7 +15,7 @@ struct VersoCommand: AsyncParsableCommand {
             """,
         subcommands: [
             Get.self, Put.self, Patch.self, Delete.self, List.self, Watch.self, Txn.self, Import.self, Export.self,
-            Edit.self,
+            History.self, Restore.self, Edit.self,
         ]
     )
 
@@ -110,12 +110,16 @@ struct ConnectionOptions: ParsableArguments {
     )
     var caFile: String?
 
+    @Option(help: "Your name, shown to others with your presence in the editor [VERSO_NAME] (default: $USER).")
+    var name: String?
+
     var configuration: VersoClientConfiguration {
+        let environment = ProcessInfo.processInfo.environment
         var configuration = VersoClientConfiguration(
             url: url ?? ProcessInfo.processInfo.environment["VERSO_URL"] ?? "ws://127.0.0.1:7070/v1/ws",
             compression: !noCompression,
             requestTimeout: .milliseconds(Int(timeout * 1000)),
-            clientName: "verso-cli"
+            clientName: name ?? environment["VERSO_NAME"] ?? environment["USER"] ?? "verso-cli"
         )
         configuration.token =
             token ?? ProcessInfo.processInfo.environment["VERSO_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
@@ -184,5 +188,7 @@ func conflictJSON(_ conflict: RecordConflict) -> JSONValue {
         members["clashes"] = .array(conflict.clashes.map { .string($0.pointer) })
         if let changed = conflict.changed { members["changed"] = .array(changed.map { .string($0.pointer) }) }
     }
+    members["at"] = conflict.at.map { .integer($0) }
+    members["by"] = conflict.by.map { .string($0) }
     return .object(members)
 }
