@@ -9,7 +9,7 @@ public enum ConformanceSuite {
         let all =
             transport + limits + closing + dataModel + access + requests + writes + merging + transactions + listing
             + forcedWrites + idempotency + batches
-            + validation + subscriptions + notCheckable
+            + validation + subscriptions + historyAndPresence + notCheckable
         return all.enumerated().sorted { first, second in
             first.element.section == second.element.section
                 ? first.offset < second.offset

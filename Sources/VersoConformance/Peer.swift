@@ -32,7 +32,8 @@ public final class Peer {
 
     /// Whether `message` belongs to a subscription rather than answering a request.
     static func isEvent(_ message: JSONValue) -> Bool {
-        message["sub"] != nil && (message.type == "update" || message.type == "snapshot" || message.type == "progress")
+        message["sub"] != nil
+            && ["update", "snapshot", "progress", "presence"].contains(message.type ?? "")
     }
 
     /// Sends one text message.

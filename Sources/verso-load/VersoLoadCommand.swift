@@ -33,6 +33,10 @@ struct VersoLoadCommand: AsyncParsableCommand {
                            --subscribers S connections subscribed to each key:
                            deliveries per second and the write-to-delivery
                            latency seen by every subscriber.
+              presence     --presenters P connections changing their presence on
+                           one record 10 times a second each, --subscribers S
+                           connections subscribed to it: presence deliveries per
+                           second and change-to-delivery latency.
               connections  C idle connections subscribed to one shared key: server
                            RSS per connection (with --server-pid), then the time
                            one change takes to reach all C.
@@ -68,7 +72,8 @@ struct VersoLoadCommand: AsyncParsableCommand {
             is 1 when any error or failed check occurred.
             """,
         subcommands: [
-            CAS.self, Mixed.self, Counter.self, Merge.self, Fanout.self, Connections.self, Subflood.self, Hog.self,
+            CAS.self, Mixed.self, Counter.self, Merge.self, Fanout.self, PresenceFanout.self, Connections.self,
+            Subflood.self, Hog.self,
         ]
     )
 }
@@ -286,6 +291,29 @@ struct Fanout: AsyncParsableCommand {
             { await Scenarios.fanout($0, writers: writers, subscribers: subscribers) },
             rate: pacing.rate
         )
+    }
+}
+
+struct PresenceFanout: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "presence",
+        abstract:
+            "Presenters change their presence on one record at 10 a second each; subscribers of it measure change-to-delivery latency."
+    )
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Connections changing their presence, 10 times a second each (the protocol's limit).")
+    var presenters = 4
+    @Option(help: "Connections subscribed to the record.")
+    var subscribers = 1000
+
+    func validate() throws {
+        guard presenters > 0, subscribers > 0, presenters + subscribers <= 20_000 else {
+            throw ValidationError("--presenters and --subscribers must be at least 1, with at most 20000 in all")
+        }
+    }
+
+    func run() async throws {
+        try await common.run { await Scenarios.presence($0, presenters: presenters, subscribers: subscribers) }
     }
 }
 
