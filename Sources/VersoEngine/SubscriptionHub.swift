@@ -90,10 +90,19 @@ final class SubscriptionHub: Sendable {
             for change in buffer where change.seq > seq {
                 subscription.sink.send(EncodedUpdate(change), sub: id)
             }
-            // The current presence, sorted by key and session so it reads the same every time.
+            // The current presence on its keys (looked up one by one for keys, so a subscribe
+            // does not scan everyone's presence under the lock), in key and session order.
             let own = subscription.sink.connection
-            for (key, entries) in state.presence.sorted(by: { $0.key < $1.key })
-            where subscription.filter.matches(key.string) {
+            var present: [(key: BytewiseString, entries: [ObjectIdentifier: PresenceState])]
+            switch subscription.filter {
+            case .keys(let keys):
+                present = keys.compactMap { key in state.presence[key].map { (key, $0) } }
+            case .prefix(let prefix):
+                present = state.presence.filter { RecordKey.key($0.key.string, hasPrefix: prefix) }.map {
+                    ($0.key, $0.value)
+                }
+            }
+            for (key, entries) in present.sorted(by: { $0.key < $1.key }) {
                 for (connection, presence) in entries.sorted(by: { $0.value.session < $1.value.session })
                 where connection != own {
                     subscription.sink.send(EncodedUpdate(presenceOf: key.string, presence), sub: id)
