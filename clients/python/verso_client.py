@@ -2,8 +2,9 @@
 
 One connection is one :class:`VersoClient`. Every request gets an automatic ``rid``; a
 background task reads the connection and routes each reply to its request by ``rid`` and each
-subscription message (``snapshot`` with ``sub``, ``update``) to its :class:`Subscription` by
-``sub``, so any number of coroutines may share one client.
+subscription message (``snapshot`` with ``sub``, ``update``, ``progress``, ``presence`` with
+``sub``) to its :class:`Subscription` by ``sub``, so any number of coroutines may share one
+client.
 
 Every write carries an ``idempotency_key`` (Protocol.md 3.7), a fresh UUID unless the caller
 gives one, so sending it again can never apply it twice. A client opened with
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import itertools
 import json
 import random
@@ -52,8 +54,10 @@ __all__ = [
     "ConnectionLost",
     "DeleteOp",
     "Event",
+    "History",
     "Page",
     "PatchOp",
+    "Presence",
     "Progress",
     "ProtocolViolation",
     "RecordEvent",
@@ -64,6 +68,8 @@ __all__ = [
     "TxnAck",
     "TxnOp",
     "Update",
+    "Version",
+    "VersionNotFound",
     "VersoClient",
     "VersoError",
     "Welcome",
@@ -174,7 +180,14 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Update:
-    """One accepted change seen by a subscription. ``data`` is None when ``deleted``."""
+    """One accepted change seen by a subscription. ``data`` is None when ``deleted``.
+
+    ``at`` is when the change committed (milliseconds since the Unix epoch, server time; the
+    changes of one txn share it) and ``by`` the user whose token made it, on a server that
+    authenticates (Protocol.md 2); each is None when the server does not know it (a change
+    stored before it recorded them; ``by`` on a server without authentication). They are
+    facts of the change that ``seq`` already identifies, so they take no part in ``==``.
+    """
 
     sub: int
     key: str
@@ -182,6 +195,8 @@ class Update:
     seq: int
     data: JSONObject | None
     deleted: bool
+    at: int | None = field(default=None, compare=False)
+    by: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -194,10 +209,81 @@ class Progress:
     seq: int
 
 
-RecordEvent: TypeAlias = Union[Snapshot, Update]
-"""The events that carry a record: all a subscription yields without ``progress``."""
+@dataclass(frozen=True)
+class Presence:
+    """A connection's presence on a key (Protocol.md 5.1): who has the record open, and where.
 
-Event: TypeAlias = Union[Snapshot, Update, Progress]
+    As a subscription event (``sub`` set) it is another connection's presence on a matching
+    key: its current presence right after the subscription's snapshots (or replayed changes),
+    then each change as it happens. ``state`` None means that connection left the key (it
+    cleared its presence, or closed). A connection never sees its own presence. As the reply
+    to :meth:`VersoClient.set_presence` (``sub`` None) it is this connection's presence as the
+    others see it.
+
+    ``session`` is the connection's (as in :class:`Welcome`), ``client`` the name it gave in
+    ``hello`` (None if it gave none), ``user`` its token's user on a server that
+    authenticates (else None).
+    """
+
+    sub: int | None
+    key: str
+    session: str
+    client: str | None
+    user: str | None
+    state: JSONObject | None
+
+    @property
+    def left(self) -> bool:
+        """Whether this says the connection left the key (``state`` is None)."""
+        return self.state is None
+
+
+RecordEvent: TypeAlias = Union[Snapshot, Update]
+"""The events that carry a record: :class:`Snapshot` and :class:`Update`."""
+
+Event: TypeAlias = Union[Snapshot, Update, Progress, Presence]
+"""Everything a subscription yields: records, :class:`Progress` bookmarks (only when asked
+for) and other connections' :class:`Presence` on matching keys."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a key, as :meth:`VersoClient.history` lists it.
+
+    ``seq`` is that of its change; ``at`` and ``by`` are when and by whom it was written, as
+    for :class:`Update` (None when unknown). ``data`` is the record's object at that version,
+    or None when the version is a deletion (:attr:`deleted`).
+    """
+
+    version: int
+    seq: int
+    at: int | None
+    by: str | None
+    data: JSONObject | None
+
+    @property
+    def deleted(self) -> bool:
+        """Whether this version is a delete (a tombstone): it has no data."""
+        return self.data is None
+
+
+@dataclass(frozen=True)
+class History:
+    """A page of a key's versions (Protocol.md 3.9), or all of them from
+    :meth:`VersoClient.history_all`.
+
+    ``versions`` are newest first and contiguous: each is one less than the one before it. ``next`` is the
+    ``before`` of the next, older page, None when the page reached the oldest version kept.
+    ``gone``, when not None, says version ``gone`` and every older one are no longer kept
+    (``next`` is then None). A page with neither ``next`` nor ``gone`` ends at version 1 (or
+    is empty, for ``before=1``). The client checks all of this: a reply that would skip a
+    version silently raises :class:`ProtocolViolation`.
+    """
+
+    key: str
+    versions: list[Version]
+    next: int | None
+    gone: int | None = None
 
 
 # --------------------------------------------------------------------------- txn ops
@@ -310,6 +396,27 @@ class VersoError(Exception):
         super().__init__(f"{self.code}: {self.message}")
 
 
+class VersionNotFound(VersoError):
+    """:meth:`VersoClient.restore` was asked for a version the key's history does not hold.
+
+    Either it is no longer kept (``gone`` is then set, to ``requested``: that version and every
+    older one are gone, Protocol.md 3.9, "What is kept"; :meth:`VersoClient.history_all` says
+    where the versions kept begin), or it was never made (``gone`` None: it is newer than the
+    key's current version, ``current``). ``code`` is ``"not_found"``, as for
+    the server's own errors, and ``reply`` is made by the client (there was no error reply).
+    """
+
+    def __init__(self, key: str, requested: int, *, gone: int | None, current: int | None) -> None:
+        if gone is not None:
+            message = f"version {requested} of {key!r} is no longer kept (versions {gone} and older are gone)"
+        else:
+            message = f"version {requested} of {key!r} does not exist (its current version is {current})"
+        super().__init__({"type": "error", "code": "not_found", "message": message, "key": key})
+        self.requested: Final = requested
+        self.gone: Final = gone
+        self.current: Final = current
+
+
 @dataclass(frozen=True)
 class ConflictState:
     """The current state of one key whose ``base`` was stale.
@@ -320,6 +427,12 @@ class ConflictState:
     (only for ``"clash"``). ``changed`` is every path changed since ``base``, for any conflict
     (merge or not) whose versions since ``base`` the server still knows, else None. A write
     without ``merge`` has ``reason`` None and no ``clashes``.
+
+    ``at`` and ``by`` say when (milliseconds since the Unix epoch) and by whom (the user, on a
+    server that authenticates) the current ``version`` was written, so a caller can say who
+    got there first; None when unknown (a key that never existed, a change stored before the
+    server recorded them, ``by`` withheld from a writer that may not read the key). As for
+    :class:`Update`, they take no part in ``==``.
     """
 
     key: str
@@ -330,6 +443,8 @@ class ConflictState:
     reason: str | None = None
     clashes: list[str] = field(default_factory=list)
     changed: list[str] | None = None
+    at: int | None = field(default=None, compare=False)
+    by: str | None = field(default=None, compare=False)
 
 
 class Conflict(Exception):
@@ -340,7 +455,8 @@ class Conflict(Exception):
     ``clashes`` and ``changed`` are those of the first, i.e. of the only one for a single-key
     write: ``version`` is the key's current version (0 if it never existed) and ``data`` its
     current object (None when deleted or missing); ``reason``, ``clashes`` and ``changed`` say
-    why a ``merge=True`` write was not merged (see :class:`ConflictState`).
+    why a ``merge=True`` write was not merged, and ``at`` and ``by`` when and by whom the
+    current version was written (see :class:`ConflictState`).
     """
 
     def __init__(self, conflicts: Sequence[ConflictState], reply: JSONObject) -> None:
@@ -357,6 +473,8 @@ class Conflict(Exception):
         self.reason: Final = first.reason
         self.clashes: Final = first.clashes
         self.changed: Final = first.changed
+        self.at: Final = first.at
+        self.by: Final = first.by
         stale = ", ".join(f"{c.key} (base {c.base}, now {c.version}{_not_merged(c)})" for c in self.conflicts)
         super().__init__(f"stale base: {stale}")
 
@@ -395,8 +513,9 @@ class _Pending:
 
     future: asyncio.Future[JSONObject]
     text: str
-    resend: bool  # a write with an idempotency key: safe to send again on a new connection
+    resend: bool  # a write with an idempotency key, or a presence: safe to send again on a new connection
     sent_on: int | None = None  # the connection it was last sent on (VersoClient._connection)
+    presence_key: str | None = None  # a presence request: its echo updates VersoClient._presence
 
 
 class _End:
@@ -407,11 +526,15 @@ class _End:
 
 
 class Subscription:
-    """A live subscription: an async iterator of :class:`Snapshot` then :class:`Update` events.
+    """A live subscription: an async iterator of :class:`Snapshot` then :class:`Update` events,
+    with :class:`Presence` events interleaved (and :class:`Progress` bookmarks when asked for).
 
     ``sub`` is its id on the connection and ``seq`` the seq its starting point is at.
     ``snapshots`` is how many snapshots come first. ``reset`` is True when a ``since`` could not
     be honoured and current snapshots were sent instead (the caller must drop what it held).
+    After the snapshots (or replayed changes) comes the current presence of every other
+    connection on the matching keys, one :class:`Presence` each in key order, then presence
+    changes as they happen; a ``Presence`` whose ``state`` is None means that connection left.
 
     Iteration ends after :meth:`unsubscribe` or :meth:`VersoClient.close`; it raises
     :class:`ConnectionLost` when the connection drops, also on a client that reconnects (which
@@ -504,6 +627,9 @@ class VersoClient:
         self._order: deque[Rid | _RawRequest] = deque()  # sent on self._ws, in order: replies come in that order
         self._subs: dict[int, asyncio.Queue[Event | _End]] = {}
         self._subscriptions: dict[int, Subscription] = {}
+        # The presence the server confirmed for this client, by key (in the order first set): set
+        # again on each new connection, since the server ends a connection's presence with it.
+        self._presence: dict[str, JSONObject] = {}
         self._closing = False
         self._lost: ConnectionLost | None = None  # set once the client is finished
         self._last_drop: ConnectionLost | None = None  # the latest connection lost, reconnected or not
@@ -542,6 +668,8 @@ class VersoClient:
         ``replayed`` if it had been applied, else the write decided as new. Other requests in
         flight (``get``, ``list``, ``subscribe``…) raise :class:`ConnectionLost`, as do
         subscriptions; requests made while reconnecting wait for the new connection. The
+        presence this client had set (:meth:`set_presence`) is set again on the new connection
+        before anything else is sent, and a ``set_presence`` in flight is sent again. The
         client gives up, and everything waiting raises :class:`ConnectionLost`, when the time
         runs out, when the handshake is refused for good (401, 403…), or after a close that a
         resend would only repeat (1002, 1007, 1009, 4401). By default (``reconnect=False``) a
@@ -592,6 +720,12 @@ class VersoClient:
     def close_code(self) -> int | None:
         return self._ws.close_code
 
+    @property
+    def presence(self) -> dict[str, JSONObject]:
+        """The presence states the server has confirmed for this client, by key (a copy): those
+        it sets again after a reconnect. A key cleared with ``None`` is not in it."""
+        return dict(self._presence)
+
     # ---- lifecycle
 
     async def close(self) -> None:
@@ -626,13 +760,17 @@ class VersoClient:
         Raises :class:`VersoError` for an ``error`` reply, :class:`Conflict` for a ``conflict``
         and :class:`ConnectionLost` if the connection closes first. Any other reply is returned
         as it came. A write that carries an ``idempotency_key`` is sent again after a
-        reconnect, like those of :meth:`put` and the others.
+        reconnect, like those of :meth:`put` and the others; a ``presence`` is sent again too,
+        and its outcome remembered, as :meth:`set_presence` does.
         """
         rid = next(self._rids)
         body = dict(message)
         body["rid"] = rid
-        resend = body.get("type") in _WRITES and isinstance(body.get("idempotency_key"), str)
-        reply = await self._exchange(rid, json.dumps(body, ensure_ascii=False, allow_nan=False), resend=resend)
+        kind, key = body.get("type"), body.get("key")
+        presence_key = key if kind == "presence" and isinstance(key, str) else None
+        resend = presence_key is not None or (kind in _WRITES and isinstance(body.get("idempotency_key"), str))
+        text = json.dumps(body, ensure_ascii=False, allow_nan=False)
+        reply = await self._exchange(rid, text, resend=resend, presence_key=presence_key)
         kind = reply.get("type")
         if kind == "error":
             raise VersoError(reply)
@@ -648,12 +786,14 @@ class VersoClient:
         """
         return await self._exchange(_RawRequest(), text)
 
-    async def _exchange(self, key: Rid | _RawRequest, text: str, *, resend: bool = False) -> JSONObject:
+    async def _exchange(
+        self, key: Rid | _RawRequest, text: str, *, resend: bool = False, presence_key: str | None = None
+    ) -> JSONObject:
         if self._lost is not None:
             raise self._lost
         if self._closing:
             raise ConnectionLost(1000, "closed by the client")
-        pending = _Pending(asyncio.get_running_loop().create_future(), text, resend)
+        pending = _Pending(asyncio.get_running_loop().create_future(), text, resend, presence_key=presence_key)
         self._pending[key] = pending
         try:
             if self._live:  # else the reader sends it once it has a connection again
@@ -786,6 +926,97 @@ class VersoClient:
             replayed=_as_bool(reply.get("replayed", False), "ack.replayed"),
         )
 
+    async def history(self, key: str, *, before: int | None = None, limit: int | None = None) -> History:
+        """One page of ``key``'s versions, newest first (Protocol.md 3.9).
+
+        The versions below ``before`` (an integer of at least 1; from the current version when
+        None), at most ``limit`` of them (1–100; the server's default is 20; a page also stops
+        early, with ``next``, before its data passes 8 MiB). Pass the page's ``next`` as
+        ``before`` for the next, older page; ``gone`` says where the versions no longer kept
+        begin. A key that never existed raises :class:`VersoError` ``not_found`` (a deleted
+        key has a history: its newest version is the deletion); a key outside the token's
+        ``read`` rules, ``forbidden``.
+        """
+        message: dict[str, object] = {"type": "history", "key": key}
+        if before is not None:
+            message["before"] = before
+        if limit is not None:
+            message["limit"] = limit
+        return _history(_expect(await self.request(message), "history"), before)
+
+    async def history_all(self, key: str, *, before: int | None = None, page_size: int | None = None) -> History:
+        """Every version of ``key`` still kept (below ``before``, if given), newest first,
+        following ``next`` page by page (``page_size`` versions a page; the server's default
+        is 20). The result's ``next`` is None and its ``gone`` is the last page's: the newest
+        version no longer kept, or None when the history reaches back to version 1. The pages
+        are read one after another, not as one snapshot: a version written meanwhile is not
+        included (every page is below the first page's versions), and the oldest ones may be
+        pruned meanwhile, which ``gone`` then says."""
+        versions: builtins.list[Version] = []
+        while True:
+            page = await self.history(key, before=before, limit=page_size)
+            if versions and page.versions and page.versions[0].version != versions[-1].version - 1:
+                raise ProtocolViolation(
+                    f"history: a page after version {versions[-1].version} starts at {page.versions[0].version}"
+                )
+            versions.extend(page.versions)
+            if page.next is None:
+                return History(key=page.key, versions=versions, next=None, gone=page.gone)
+            before = page.next
+
+    async def restore(self, key: str, version: int, *, idempotency_key: str | None = None) -> Ack:
+        """Write version ``version`` of ``key`` back as a new version: a :meth:`put` of that
+        version's data with ``base`` the key's current version (Protocol.md 3.9).
+
+        It reads the version through :meth:`history`, then the current version (the newest
+        in the history, so a deleted key is restored on its tombstone), then puts. It is a
+        write like any other: if someone writes the key between the read and the put, it
+        raises :class:`Conflict` with their version and changes nothing, and it makes a new
+        version even when the data equals the current data. Raises :class:`VersionNotFound`
+        when that version is no longer kept (or is newer than the current one),
+        :class:`VersoError` ``not_found`` when the key never existed, and ``ValueError`` when
+        ``version`` is not an integer of at least 1 (before sending anything) or is a
+        deletion, which a put cannot write back (:meth:`delete` the key instead).
+        ``idempotency_key`` as for :meth:`put`.
+        """
+        if not _is_int(version) or version < 1:
+            raise ValueError(f"version must be an integer of at least 1, not {version!r}")
+        page = await self.history(key, before=version + 1, limit=1)
+        if not page.versions or page.versions[0].version != version:
+            current = page.versions[0].version if page.versions else None
+            raise VersionNotFound(key, version, gone=page.gone, current=current)
+        old = page.versions[0]
+        if old.data is None:
+            raise ValueError(
+                f"version {version} of {key!r} is a deletion: a restore writes data back with put; "
+                "to delete the key again, use delete(key, base=<its current version>)"
+            )
+        newest = await self.history(key, limit=1)
+        if not newest.versions:
+            raise ProtocolViolation(f"the history of {key!r} has no current version")
+        return await self.put(key, old.data, base=newest.versions[0].version, idempotency_key=idempotency_key)
+
+    async def set_presence(self, key: str, state: Outgoing | None) -> Presence:
+        """Set this connection's presence on ``key`` to ``state`` (a JSON object of at most
+        1 KiB as the server encodes it), or clear it with None (Protocol.md 5.1).
+
+        Other connections' subscriptions matching ``key`` get it as a :class:`Presence` event
+        until it is cleared or this connection closes; this client's own subscriptions never
+        see it. Returns the presence as they see it (``sub`` None). The key need not exist.
+        Errors: :class:`VersoError` ``too_large`` for a ``state`` over 1 KiB or a 33rd key
+        with presence (clear one first), ``forbidden`` without ``presence`` or ``write`` on
+        the key; they change nothing. Past 10 changes a second the server answers at once but
+        delays what subscribers see, coalesced per key to the latest state.
+
+        The client remembers each state the server confirmed (see :attr:`presence`). On a
+        client opened with ``reconnect=True`` the server's presence ends with the dropped
+        connection; the client sets every remembered state again on the new connection
+        before sending anything else, and sends a ``set_presence`` that was in flight again
+        (setting a state twice is harmless), so others see this client leave and come back.
+        """
+        message: dict[str, object] = {"type": "presence", "key": key, "state": None if state is None else dict(state)}
+        return _presence(_expect(await self.request(message), "presence"))
+
     async def subscribe(
         self,
         *,
@@ -802,7 +1033,8 @@ class VersoClient:
         that seq are replayed as updates, unless the subscription comes back with ``reset``.
         With ``progress`` (seconds, 1–3600), a :class:`Progress` bookmark arrives whenever that
         long passes without an update; :attr:`Subscription.last_seq` follows them, and is the
-        ``since`` to resume with.
+        ``since`` to resume with. Other connections' presence on matching keys arrives as
+        :class:`Presence` events (see :class:`Subscription`).
         """
         if (prefix is None) == (keys is None):
             raise ValueError("subscribe needs exactly one of prefix or keys")
@@ -891,7 +1123,10 @@ class VersoClient:
     async def _resend(self, websocket: ClientConnection) -> None:
         """Send every request waiting for a new connection on ``websocket``, in the order they
         were first sent, then let requests go straight out again. Requests made meanwhile
-        queue behind them."""
+        queue behind them. The presence this client had set goes first: the server ended it
+        with the old connection, and a presence change waiting to be sent comes after it."""
+        if not await self._restore_presence(websocket):
+            return
         while True:
             waiting = [
                 (key, pending)
@@ -907,9 +1142,46 @@ class VersoClient:
                 if not await self._send(websocket, key, pending):
                     return  # closed again: the reader sees it
 
+    async def _restore_presence(self, websocket: ClientConnection) -> bool:
+        """Set every remembered presence again on a new ``websocket``; False if it closed.
+
+        Nobody waits for these replies: an echo keeps the state remembered (the dispatcher
+        updates it as for any presence reply), and an error (the server shutting down, say)
+        leaves it remembered for the next connection."""
+        loop = asyncio.get_running_loop()
+        for key, state in builtins.list(self._presence.items()):
+            rid = next(self._rids)
+            message = {"type": "presence", "rid": rid, "key": key, "state": state}
+            text = json.dumps(message, ensure_ascii=False, allow_nan=False)
+            pending = _Pending(loop.create_future(), text, resend=False, presence_key=key)
+            self._pending[rid] = pending
+            pending.future.add_done_callback(functools.partial(self._restored, rid))
+            if not await self._send(websocket, rid, pending):
+                return False
+        return True
+
+    def _remember_presence(self, key: str, echo: JSONObject) -> None:
+        """Keep the state the server confirmed for ``key`` (its echo, in reply order, so the
+        latest confirmed state wins); forget the key when it was cleared."""
+        try:
+            shown = _presence(echo)
+        except ProtocolViolation:
+            return  # the caller gets the violation; nothing is remembered
+        if shown.state is None:
+            self._presence.pop(key, None)
+        else:
+            self._presence[key] = shown.state
+
+    def _restored(self, rid: Rid, future: asyncio.Future[JSONObject]) -> None:
+        """A presence set again by the client itself has its outcome: forget the request."""
+        self._pending.pop(rid, None)
+        if not future.cancelled():
+            future.exception()  # a connection lost again: nothing to report, the next one retries
+
     def _interrupt(self, lost: ConnectionLost) -> None:
         """The connection dropped and the client will reconnect: fail the requests that cannot
-        be sent again (anything but a write with an idempotency key) and end the subscriptions.
+        be sent again (anything but a write with an idempotency key or a presence) and end the
+        subscriptions.
         Writes, and requests not sent yet, wait for the next connection."""
         for pending in self._pending.values():
             if pending.sent_on is not None and not pending.resend and not pending.future.done():
@@ -960,7 +1232,7 @@ class VersoClient:
     def _dispatch(self, message: JSONObject) -> None:
         kind = message.get("type")
         sub = message.get("sub")
-        if kind in ("update", "progress") or (kind == "snapshot" and "rid" not in message and sub is not None):
+        if kind in ("update", "progress") or (kind in ("snapshot", "presence") and "rid" not in message and sub is not None):
             sub_id = _as_int(sub, f"{kind}.sub")
             queue = self._subs.get(sub_id)
             if queue is not None:  # messages for an ended subscription are dropped
@@ -996,6 +1268,8 @@ class VersoClient:
             if subscription is not None:
                 subscription.active = False
         pending = self._pending.get(key)
+        if pending is not None and pending.presence_key is not None and kind == "presence":
+            self._remember_presence(pending.presence_key, message)
         if pending is not None and not pending.future.done():
             pending.future.set_result(message)
 
@@ -1028,6 +1302,16 @@ def _as_object(value: object, what: str) -> JSONObject:
 
 def _as_optional_object(value: object, what: str) -> JSONObject | None:
     return None if value is None else _as_object(value, what)
+
+
+def _optional_int(message: JSONObject, name: str, what: str) -> int | None:
+    """``message[name]`` as an integer, or None when the member is absent (not when it is null)."""
+    return _as_int(message[name], f"{what}.{name}") if name in message else None
+
+
+def _optional_str(message: JSONObject, name: str, what: str) -> str | None:
+    """``message[name]`` as a string, or None when the member is absent (not when it is null)."""
+    return _as_str(message[name], f"{what}.{name}") if name in message else None
 
 
 def _as_bool(value: object, what: str) -> bool:
@@ -1079,6 +1363,8 @@ def _conflict_state(message: JSONObject, base: object) -> ConflictState:
         reason=_as_str(message["reason"], "conflict.reason") if "reason" in message else None,
         clashes=_as_str_list(message.get("clashes", []), "conflict.clashes"),
         changed=_as_str_list(message["changed"], "conflict.changed") if "changed" in message else None,
+        at=_optional_int(message, "at", "conflict"),
+        by=_optional_str(message, "by", "conflict"),
     )
 
 
@@ -1102,8 +1388,64 @@ def _conflicts(reply: JSONObject) -> list[ConflictState]:
     return states
 
 
+def _version(message: JSONObject) -> Version:
+    what = "history.versions[]"
+    data = _as_optional_object(message.get("data"), f"{what}.data")
+    deleted = _as_bool(message.get("deleted"), f"{what}.deleted")
+    if deleted != (data is None):
+        raise ProtocolViolation(f"{what}: data must be null exactly when deleted: {message!r}")
+    return Version(
+        version=_as_int(message.get("version"), f"{what}.version"),
+        seq=_as_int(message.get("seq"), f"{what}.seq"),
+        at=_optional_int(message, "at", what),
+        by=_optional_str(message, "by", what),
+        data=data,
+    )
+
+
+def _history(reply: JSONObject, before: int | None) -> History:
+    """A ``history`` reply, checked for what Protocol.md 3.9 promises: versions newest first
+    with none left out, below ``before``, above ``gone``, and no ``next`` with ``gone``."""
+    raw = reply.get("versions")
+    if not isinstance(raw, list):
+        raise ProtocolViolation(f"history.versions is not a list: {reply!r}")
+    versions = [_version(_as_object(item, "history.versions[]")) for item in raw]
+    next_before = reply.get("next")
+    if next_before is not None:
+        next_before = _as_int(next_before, "history.next")
+    gone = _optional_int(reply, "gone", "history")
+    numbers = [version.version for version in versions]
+    if any(newer - 1 != older for newer, older in zip(numbers, numbers[1:])):
+        raise ProtocolViolation(f"history: versions not newest first one by one: {numbers}")
+    if numbers and (numbers[-1] < 1 or (before is not None and numbers[0] >= before)):
+        raise ProtocolViolation(f"history: versions {numbers} outside 1 to before={before}")
+    if gone is not None and (next_before is not None or (numbers and numbers[-1] <= gone)):
+        raise ProtocolViolation(f"history: gone={gone} with next={next_before} and versions {numbers}")
+    if next_before is None and gone is None and numbers and numbers[-1] != 1:
+        # A version is never skipped silently: listed, after a `next`, or named gone.
+        raise ProtocolViolation(f"history: versions {numbers} end above 1 with neither next nor gone")
+    return History(
+        key=_as_str(reply.get("key"), "history.key"), versions=versions, next=next_before, gone=gone
+    )
+
+
+def _presence(message: JSONObject) -> Presence:
+    if "state" not in message:
+        raise ProtocolViolation(f"presence without a state: {message!r}")
+    return Presence(
+        sub=_optional_int(message, "sub", "presence"),
+        key=_as_str(message.get("key"), "presence.key"),
+        session=_as_str(message.get("session"), "presence.session"),
+        client=_optional_str(message, "client", "presence"),
+        user=_optional_str(message, "user", "presence"),
+        state=_as_optional_object(message["state"], "presence.state"),
+    )
+
+
 def _event(message: JSONObject, kind: object) -> Event:
     sub = _as_int(message.get("sub"), f"{kind}.sub")
+    if kind == "presence":
+        return _presence(message)
     if kind == "progress":
         return Progress(sub=sub, seq=_as_int(message.get("seq"), "progress.seq"))
     if kind == "snapshot":
@@ -1116,4 +1458,6 @@ def _event(message: JSONObject, kind: object) -> Event:
         seq=_as_int(message.get("seq"), "update.seq"),
         data=_as_optional_object(message.get("data"), "update.data"),
         deleted=_as_bool(message.get("deleted"), "update.deleted"),
+        at=_optional_int(message, "at", "update"),
+        by=_optional_str(message, "by", "update"),
     )

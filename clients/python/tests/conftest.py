@@ -36,6 +36,14 @@ def force_server() -> Iterator[VersoServer]:
         yield running
 
 
+@pytest.fixture(scope="session")
+def short_history_server() -> Iterator[VersoServer]:
+    """A server that keeps only the last 16 seqs of its change log and no versions beyond them
+    (--history 16 --keep-versions 0), so older versions of a key are soon gone from its history."""
+    with VersoServer("--history", "16", "--keep-versions", "0") as running:
+        yield running
+
+
 @pytest.fixture
 def prefix() -> str:
     """A key prefix no other test uses."""

@@ -22,9 +22,9 @@ from verso_client import (
     DeleteOp,
     Event,
     PatchOp,
-    Progress,
     PutOp,
     RecordEvent,
+    Snapshot,
     Update,
     VersoClient,
     VersoError,
@@ -40,8 +40,9 @@ TIMEOUT = 10.0  # seconds to wait for any one expected message
 
 
 def record(event: Event) -> RecordEvent:
-    """The event as a record event: a test subscribed without progress gets no bookmark."""
-    assert not isinstance(event, Progress), f"a progress bookmark nobody asked for: {event}"
+    """The event as a record event: a test subscribed without progress gets no bookmark, and one
+    whose keys no other connection has presence on gets no presence."""
+    assert isinstance(event, (Snapshot, Update)), f"not a record event: {event}"
     return event
 
 
