@@ -12,7 +12,7 @@ struct VersoServerCommand: AsyncParsableCommand {
         commandName: "verso-server",
         abstract: "Serve versioned JSON records over WebSocket, persisted in SQLite.",
         discussion: "With no subcommand, serve (see verso-server serve --help).",
-        subcommands: [ServeCommand.self, MintTokenCommand.self],
+        subcommands: [ServeCommand.self, MintTokenCommand.self, BackupCommand.self, RestoreCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 }
