@@ -180,6 +180,7 @@ struct Connection {
             )
         case .rejected(let rejected):
             await writes.wait(untilBelow: 1)
+            logRefusal(rejected.error, rid: rejected.rid, session: session)
             outbox.send(Replies.error(rid: rejected.rid, rejected.error))
         case .binary:
             await writes.wait(untilBelow: 1)
@@ -382,8 +383,17 @@ struct Connection {
                 outbox.send(Replies.presence(rid: rid, key: key, shown))
             }
         } catch {
+            logRefusal(error, rid: rid, session: session)
             outbox.send(Replies.error(rid: rid, error))
         }
+    }
+
+    /// Logs a request answered with an error, at debug: its code and the session and `rid` it
+    /// came with, never its data.
+    private func logRefusal(_ error: RequestError, rid: JSONValue?, session: String) {
+        var metadata: Logger.Metadata = ["verso.session": "\(session)", "verso.code": "\(error.code.rawValue)"]
+        if let rid { metadata["verso.rid"] = "\(rid.stringValue ?? rid.encodedString)" }
+        logger.debug("request refused", metadata: metadata)
     }
 
     static let idempotencyKeyReused = RequestError(

@@ -148,6 +148,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical [VERSO_LOG_LEVEL] (default info).")
     var logLevel: String?
 
+    @Option(
+        help:
+            "Log lines as text, or as json: one JSON object per line with the connection's session and the request's rid as members [VERSO_LOG_FORMAT] (default text)."
+    )
+    var logFormat: String?
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         func setting<T>(_ flag: T?, _ variable: String, _ parse: (String) -> T?, default value: T) throws -> T {
@@ -238,10 +244,22 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
 
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
+        let format = try setting(logFormat, "VERSO_LOG_FORMAT", { $0 }, default: "text")
+        switch format {
+        case "text":
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = logLevel
+                return handler
+            }
+        case "json":
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = logLevel
+                return handler
+            }
+        default:
+            throw ValidationError("--log-format \(format) is not text or json")
         }
         let logger = Logger(label: "verso")
         let fileLimit = FileLimit.raise(logger: logger)
