@@ -14,6 +14,8 @@ public struct EngineConfiguration: Sendable {
     /// it only while the work done so far (bytes of record data read, merged, written or
     /// sent back in conflicts) is below this.
     public var batchWorkLimit: Int
+    /// Told of each commit: how many commands it decided and how long it took (for metrics).
+    public var onCommit: (@Sendable (_ commands: Int, _ duration: Duration) -> Void)?
 
     public init(
         allowForce: Bool = false,
@@ -105,6 +107,9 @@ public final class RecordEngine: Sendable {
 
     /// Number of live subscriptions.
     public var subscriptionCount: Int { hub.count }
+
+    /// Updates and presence messages sent to subscriptions so far.
+    public var deliveryCount: Int { hub.deliveryCount }
 
     /// Whether the engine still takes requests.
     public var isAccepting: Bool { pipeline.withLock { $0.accepting } }
@@ -236,6 +241,7 @@ public final class RecordEngine: Sendable {
                 )
             }
             committing.store(0, ordering: .releasing)
+            configuration.onCommit?(results.count, clock.now - started)
             let costs = Self.shares(of: clock.now - started, among: batch.items.lazy.map(\.client), work: work)
             pipeline.withLock { state in
                 if results.count < batch.items.count {

@@ -59,6 +59,11 @@ final class SubscriptionHub: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Updates and presence messages sent to subscriptions so far.
+    private let delivered = Atomic<Int>(0)
+
+    /// Updates and presence messages sent to subscriptions so far (for metrics).
+    var deliveryCount: Int { delivered.load(ordering: .relaxed) }
 
     /// Registers a subscription in buffering mode and returns its id; with `progress`, it gets a
     /// bookmark every `progress` while live and sent nothing else.
@@ -141,6 +146,8 @@ final class SubscriptionHub: Sendable {
     /// Sends each change, encoded once, to every matching subscription. Call in seq order.
     func publish(_ changes: [Change]) {
         guard let last = changes.last else { return }
+        var sent = 0
+        defer { if sent > 0 { delivered.add(sent, ordering: .relaxed) } }
         state.withLock { state in
             // Set before the sends below, all under the lock: a bookmark never comes between.
             state.publishedSeq = max(state.publishedSeq, last.seq)
@@ -159,6 +166,7 @@ final class SubscriptionHub: Sendable {
                         state.subscriptions[id]!.buffer!.append(change)
                     } else if change.seq > subscription.startSeq {
                         if encoded == nil { encoded = EncodedUpdate(change) }
+                        sent += 1
                         subscription.sink.send(encoded!, sub: id)
                         if subscription.progress != nil { state.subscriptions[id]!.progress!.delivered = true }
                     }
@@ -188,6 +196,7 @@ final class SubscriptionHub: Sendable {
                 else { continue }
                 if encoded == nil { encoded = EncodedUpdate(presenceOf: key, presence) }
                 subscription.sink.send(encoded!, sub: id)
+                delivered.add(1, ordering: .relaxed)
             }
         }
     }

@@ -17,6 +17,8 @@ struct Connection {
     let configuration: ServerConfiguration
     /// What checks the tokens clients present, when the server authenticates (`--auth`).
     let authority: TokenAuthority?
+    /// Counts requests, writes and connections, when the server serves `/metrics`.
+    let metrics: ServerMetrics?
     let logger: Logger
 
     /// Who a connection acts as: an explicit state, changed only by `hello`.
@@ -89,6 +91,7 @@ struct Connection {
         )
         registry.add(outbox)
         defer { registry.remove(outbox) }
+        metrics?.connectionOpened()
         let writes = InFlightWrites(client: engine.newClient())
         let expiry = TokenExpiry(eventLoop: channel.eventLoop, outbox: outbox)
         expiry.arm(access.expires)
@@ -451,7 +454,9 @@ struct Connection {
         writes: InFlightWrites
     ) -> RequestError? {
         let shape = command.shape
+        let metrics = metrics
         let refusal = engine.enqueue(command, from: writes.client) { result in
+            metrics?.count(result)
             outbox.send(Self.reply(to: result, rid: rid, shape: shape, rules: rules))
             writes.end()
         }

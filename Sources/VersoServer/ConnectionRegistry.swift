@@ -42,6 +42,9 @@ final class ConnectionRegistry: Sendable {
         if let (code, reason) = closing { outbox.requestClose(code, reason: reason) }
     }
 
+    /// Connections open now.
+    var count: Int { state.withLock { $0.outboxes.count } }
+
     func remove(_ outbox: Outbox) {
         state.withLock { state in
             state.outboxes[ObjectIdentifier(outbox)] = nil

@@ -91,13 +91,16 @@ final class RequestDispatcher: @unchecked Sendable {
         let request: QueuedRequest
         switch message {
         case .binary:
+            connection.metrics?.countRequest(type: "binary")
             request = .binary
         case .text(let text):
             do {
                 let envelope = try Request.parse(text)
+                connection.metrics?.count(envelope.request)
                 if backlog == 0, submitAtOnce(envelope) { return }
                 request = .request(envelope)
             } catch {
+                connection.metrics?.countRequest(type: "invalid")
                 request = .rejected(error)
             }
         }

@@ -54,6 +54,8 @@ public struct ServerConfiguration: Sendable {
     public var allowedOrigins: [String]
     /// Accept a WebSocket from a web page of any origin (`--allow-any-origin`). Default false.
     public var allowAnyOrigin: Bool
+    /// Serve `GET /metrics` in the Prometheus text format (`--metrics`). Default false.
+    public var metrics = false
     /// Serve a `host` that is not loopback although the server has no authentication or TLS
     /// (`--insecure`). Default false: such a host is refused (protected mode).
     public var insecure: Bool

@@ -61,11 +61,14 @@ public final class VersoServer: Sendable {
             ),
             logger: logger
         )
-        let engine = try await RecordEngine(
-            store: store,
-            configuration: EngineConfiguration(allowForce: configuration.allowForce),
-            logger: logger
-        )
+        let metrics = configuration.metrics ? ServerMetrics() : nil
+        var engineConfiguration = EngineConfiguration(allowForce: configuration.allowForce)
+        if let metrics {
+            engineConfiguration.onCommit = { commands, duration in
+                metrics.commit(commands: commands, duration: duration)
+            }
+        }
+        let engine = try await RecordEngine(store: store, configuration: engineConfiguration, logger: logger)
         self.engine = engine
         let registry = registry
         let application = Self.makeApplication(
@@ -75,6 +78,7 @@ public final class VersoServer: Sendable {
             registry: registry,
             authority: authority,
             tls: tls,
+            metrics: metrics,
             logger: logger,
             onListening: onListening
         )
@@ -145,6 +149,7 @@ public final class VersoServer: Sendable {
         registry: ConnectionRegistry,
         authority: TokenAuthority?,
         tls: ServerTLS?,
+        metrics: ServerMetrics?,
         logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void
     ) -> some Service {
@@ -161,6 +166,18 @@ public final class VersoServer: Sendable {
             engine.isAccepting
                 ? Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
                 : Response(status: .serviceUnavailable)
+        }
+        if let metrics {
+            let dataDirectory = configuration.dataDirectory
+            router.get("/metrics") { request, _ in
+                if let refusal = await Self.metricsRefusal(request.headers, authority: authority) { return refusal }
+                let body = metrics.render(engine: engine, registry: registry, dataDirectory: dataDirectory)
+                return Response(
+                    status: .ok,
+                    headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: body))
+                )
+            }
         }
         router.get("/v1/ws") { _, _ in
             let body = Replies.error(
@@ -196,6 +213,7 @@ public final class VersoServer: Sendable {
             registry: registry,
             configuration: configuration,
             authority: authority,
+            metrics: metrics,
             logger: logger
         )
         let guardLimits = HandshakeGuard.Limits(
@@ -395,6 +413,21 @@ private struct ReloadService: Service {
 extension VersoServer {
     /// The `403` for a handshake whose `Origin` the policy refuses (logged through `log`, with the
     /// origin and the peer), or nil.
+    /// Who may read `/metrics`: anyone on a server that does not authenticate (which listens
+    /// on loopback unless `--insecure`); on one that does, a bearer token whose rules give read
+    /// on every key. Nil when allowed, else the answer (401 or 403).
+    static func metricsRefusal(_ headers: HTTPFields, authority: TokenAuthority?) async -> Response? {
+        guard let authority else { return nil }
+        let unauthorized = Response(status: .unauthorized, headers: [.wwwAuthenticate: "Bearer"])
+        guard let token = UpgradeToken(headers).token else { return unauthorized }
+        switch await authority.check(token) {
+        case .valid(let identity, _):
+            return identity.rules.allows(.read, onEveryKeyWithPrefix: "") ? nil : Response(status: .forbidden)
+        case .invalid:
+            return unauthorized
+        }
+    }
+
     static func originRefusal(
         _ request: HTTPRequest,
         policy: OriginPolicy,

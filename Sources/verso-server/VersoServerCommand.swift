@@ -145,6 +145,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "PEM private key of --tls-cert-file [VERSO_TLS_KEY_FILE].")
     var tlsKeyFile: String?
 
+    @Flag(
+        help:
+            "Serve GET /metrics in the Prometheus text format; with --auth, only to a bearer token that may read every key [VERSO_METRICS=1]."
+    )
+    var metrics = false
+
     @Option(help: "trace, debug, info, notice, warning, error or critical [VERSO_LOG_LEVEL] (default info).")
     var logLevel: String?
 
@@ -190,6 +196,7 @@ struct ServeCommand: AsyncParsableCommand {
                 default: ServerConfiguration.defaultMaxQueuedBytes
             )
         )
+        configuration.metrics = enabled(metrics, "VERSO_METRICS")
         configuration.keepVersions = try setting(keepVersions, "VERSO_KEEP_VERSIONS", { Int64($0) }, default: 10)
         configuration.idempotencyHours = try setting(
             idempotencyHours,
