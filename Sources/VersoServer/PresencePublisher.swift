@@ -68,8 +68,9 @@ final class PresencePublisher: @unchecked Sendable {
             pending[waiting].presence = presence
             return presence
         }
-        // Clearing a key the connection has no presence on changes nothing.
-        if state == nil, shown[name] == nil { return presence }
+        // Clearing a key the connection has no presence on, or setting what is shown already,
+        // changes nothing and is sent to no one.
+        if state == nil ? shown[name] == nil : shown[name] == presence { return presence }
         refill()
         if pending.isEmpty, tokens >= 1 {
             tokens -= 1

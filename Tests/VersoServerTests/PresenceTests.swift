@@ -42,6 +42,9 @@ struct PresenceTests {
                             #expect(seen["client"]?.str == "ann-laptop" && seen["state"] == echo["state"])
                         }
                         #expect(try await barrier(ann).isEmpty, "a connection is not sent its own presence")
+                        // Setting the same state again is answered but sent to no one.
+                        _ = try await setPresence(ann, key, #"{"field":"title"}"#)
+                        #expect(try await barrier(bob).isEmpty, "an unchanged presence sent again")
                         // Cleared with null.
                         _ = try await setPresence(ann, key, "null")
                         let cleared = try await bob.next()
