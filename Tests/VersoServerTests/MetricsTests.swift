@@ -95,4 +95,36 @@ struct MetricsTests {
             #expect(allowed.status == 200 && allowed.body.contains("verso_connections_open"))
         }
     }
+
+    @Test(
+        "every metric the shipped Grafana dashboard (deploy/grafana-dashboard.json) queries is one the server exports"
+    )
+    func dashboardMatches() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        let text = try String(contentsOfFile: root + "/deploy/grafana-dashboard.json", encoding: .utf8)
+        guard case .array(let panels)? = try JSONParser.parse(text)["panels"] else {
+            throw TestFailure("the dashboard has no panels")
+        }
+        var names = Set<String>()
+        for panel in panels {
+            guard case .array(let targets)? = panel["targets"] else { continue }
+            for target in targets {
+                let expression = try #require(target["expr"]?.stringValue)
+                let pattern = try Regex(#"(verso|process)_[a-z_]+"#)
+                for match in expression.matches(of: pattern) { names.insert(String(expression[match.range])) }
+            }
+        }
+        #expect(names.count >= 10, "\(names)")
+        let exported = try await TestServer.with(configure: { $0.metrics = true }) { server in
+            try await TestClient.with(url: server.url) { client in try await put(client, "d/1", base: 0) }
+            return try await scrape(server.port).body
+        }
+        for name in names.sorted() {
+            #expect(
+                exported.split(separator: "\n").contains { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") },
+                "the dashboard queries \(name), which /metrics does not have"
+            )
+        }
+    }
 }
