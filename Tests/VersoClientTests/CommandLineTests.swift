@@ -147,4 +147,35 @@ struct CommandLineTests {
             #expect(gone.errors.contains("not kept"))
         }
     }
+
+    @Test(
+        "verso stats prints the server's figures from /metrics as a table; against a server without --metrics it exits 4 saying to start it with --metrics"
+    )
+    func stats() async throws {
+        try await TestServer.with(configure: { $0.metrics = true }) { server in
+            let url = ["--url", server.url]
+            for base in 0..<3 {
+                #expect(try await verso(["put"] + url + ["s/1", "--base", "\(base)", "{}"]).status == 0)
+            }
+            #expect(try await verso(["put"] + url + ["s/1", "--base", "0", "{}"]).status == 3)
+            let run = try await verso(["stats"] + url)
+            #expect(run.status == 0, "\(run.errors)")
+            let lines = run.output.split(separator: "\n").map {
+                $0.split(separator: " ", omittingEmptySubsequences: true)
+            }
+            func value(_ label: String) -> String? {
+                let words = label.split(separator: " ")
+                return lines.first { Array($0.prefix(words.count)) == words }.flatMap {
+                    $0.dropFirst(words.count).first
+                }
+                .map(String.init)
+            }
+            #expect(value("writes ack") == "3", "\(run.output)")
+            #expect(value("writes conflict") == "1")
+            #expect(value("requests put") == "4")
+            #expect(value("last seq") == "3")
+        }
+        let plain = try await TestServer.with { server in try await verso(["stats", "--url", server.url]) }
+        #expect(plain.status == 4 && plain.errors.contains("--metrics"), "\(plain.errors)")
+    }
 }

@@ -15,7 +15,7 @@ struct VersoCommand: AsyncParsableCommand {
             """,
         subcommands: [
             Get.self, Put.self, Patch.self, Delete.self, List.self, Watch.self, Txn.self, Import.self, Export.self,
-            History.self, Restore.self, Edit.self,
+            History.self, Restore.self, Stats.self, Edit.self,
         ]
     )
 
