@@ -14,8 +14,9 @@ public struct EngineConfiguration: Sendable {
     /// it only while the work done so far (bytes of record data read, merged, written or
     /// sent back in conflicts) is below this.
     public var batchWorkLimit: Int
-    /// Told of each commit: how many commands it decided and how long it took (for metrics).
-    public var onCommit: (@Sendable (_ commands: Int, _ duration: Duration) -> Void)?
+    /// Told of each commit: how many commands it decided, how long it took, and how long of that
+    /// making it durable took, when the store says (for metrics).
+    public var onCommit: (@Sendable (_ commands: Int, _ duration: Duration, _ sync: Duration?) -> Void)?
 
     public init(
         allowForce: Bool = false,
@@ -110,6 +111,11 @@ public final class RecordEngine: Sendable {
 
     /// Updates and presence messages sent to subscriptions so far.
     public var deliveryCount: Int { hub.deliveryCount }
+
+    /// The seqs the change log holds: changes after `prunedThrough`, up to `lastSeq`.
+    public func logBounds() async throws(RequestError) -> (prunedThrough: Int64, lastSeq: Int64) {
+        try await storeCall("metrics") { try await store.logBounds() }
+    }
 
     /// Whether the engine still takes requests.
     public var isAccepting: Bool { pipeline.withLock { $0.accepting } }
@@ -216,6 +222,7 @@ public final class RecordEngine: Sendable {
             committing.store(batch.items.count, ordering: .releasing)
             let started = clock.now
             var work: [Int] = []
+            var sync: Duration?
             do {
                 let decided = try await store.commit(batch.items.map(\.element.command), budget: budget)
                 precondition(
@@ -225,6 +232,7 @@ public final class RecordEngine: Sendable {
                 )
                 results = decided.outcomes.map { .outcome($0) }
                 work = decided.work
+                sync = decided.syncDuration
             } catch {
                 logger.error(
                     "commit failed; the batch was not applied",
@@ -241,7 +249,7 @@ public final class RecordEngine: Sendable {
                 )
             }
             committing.store(0, ordering: .releasing)
-            configuration.onCommit?(results.count, clock.now - started)
+            configuration.onCommit?(results.count, clock.now - started, sync)
             let costs = Self.shares(of: clock.now - started, among: batch.items.lazy.map(\.client), work: work)
             pipeline.withLock { state in
                 if results.count < batch.items.count {

@@ -138,11 +138,15 @@ public struct BudgetedCommit: Sendable {
     /// The work each of those commands took, as `CommitBudget` counts it (one entry per
     /// outcome); the engine shares the writer's time between connections by it.
     public var work: [Int]
+    /// How long making the transaction durable took (SQLite's COMMIT: the WAL's fsync with
+    /// full durability), when the store measures it.
+    public var syncDuration: Duration?
 
-    public init(outcomes: [CommandOutcome], work: [Int]) {
+    public init(outcomes: [CommandOutcome], work: [Int], syncDuration: Duration? = nil) {
         precondition(outcomes.count == work.count, "one work figure per outcome")
         self.outcomes = outcomes
         self.work = work
+        self.syncDuration = syncDuration
     }
 }
 
@@ -190,6 +194,9 @@ public protocol RecordStore: Sendable {
     /// whose data takes the page past `maxBytes`. `next` is set when older versions may follow;
     /// `gone` when the page reached versions no longer kept. Nil when the key never existed.
     func history(of key: String, before: Int64?, limit: Int, maxBytes: Int) async throws -> StoredHistory?
+
+    /// The seqs the change log holds now: changes after `prunedThrough`, up to `lastSeq`.
+    func logBounds() async throws -> (prunedThrough: Int64, lastSeq: Int64)
 
     /// Releases the store's resources. Nothing may be called after it.
     func close() async

@@ -225,6 +225,13 @@ public final class SQLiteStore: RecordStore {
         }
     }
 
+    public func logBounds() async throws -> (prunedThrough: Int64, lastSeq: Int64) {
+        try await read { connection in
+            let (lastSeq, prunedThrough) = try SQLiteQueries.lastSeq(connection)
+            return (prunedThrough, lastSeq)
+        }
+    }
+
     public func close() async {
         _ = try? await onQueue(writerQueue) { [self] in
             self.connections.withLock { $0 = nil }

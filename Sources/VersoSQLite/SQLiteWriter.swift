@@ -144,8 +144,9 @@ final class SQLiteWriter: @unchecked Sendable {
                     try statement.run()
                 }
             }
+            let syncStarted = ContinuousClock.now
             try commitOrStop()
-            return BudgetedCommit(outcomes: outcomes, work: costs)
+            return BudgetedCommit(outcomes: outcomes, work: costs, syncDuration: ContinuousClock.now - syncStarted)
         } catch {
             // A failed statement or COMMIT (SQLITE_FULL, a locked database) fails the whole
             // batch: nothing of it is acknowledged (an I/O error on COMMIT stops the process

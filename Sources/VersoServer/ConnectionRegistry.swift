@@ -45,6 +45,13 @@ final class ConnectionRegistry: Sendable {
     /// Connections open now.
     var count: Int { state.withLock { $0.outboxes.count } }
 
+    /// The most bytes waiting unread for any one client now (for metrics: it walks every
+    /// connection).
+    var largestUnread: Int {
+        let outboxes = state.withLock { Array($0.outboxes.values) }
+        return outboxes.reduce(0) { max($0, $1.unreadBytes) }
+    }
+
     func remove(_ outbox: Outbox) {
         state.withLock { state in
             state.outboxes[ObjectIdentifier(outbox)] = nil

@@ -184,6 +184,9 @@ final class Outbox: MessageSink {
     /// Whether a close was asked for (for a slow client, or shutdown).
     var isClosing: Bool { state.withLock { $0.closeAsked } }
 
+    /// Bytes waiting unread for this client, as its queue limit counts them (for metrics).
+    var unreadBytes: Int { state.withLock { $0.unreadBytes } }
+
     /// Asks for what is queued to be sent, then the WebSocket closed with `code`. The first
     /// close asked for wins.
     func requestClose(_ code: WebSocketErrorCode, reason: String) {

@@ -20,11 +20,15 @@ final class ServerMetrics: Sendable {
     private let writes: [String: CoreMetrics.Counter]
     private let commitSize: CoreMetrics.Recorder
     private let commitDuration: CoreMetrics.Timer
+    private let syncDuration: CoreMetrics.Timer
     /// What is read when scraped.
     private let connectionsOpen: Prometheus.Gauge
     private let queuedBytes: Prometheus.Gauge
     private let subscriptions: Prometheus.Gauge
     private let lastSeq: Prometheus.Gauge
+    private let oldestSeqKept: Prometheus.Gauge
+    private let logChanges: Prometheus.Gauge
+    private let largestUnread: Prometheus.Gauge
     private let databaseBytes: Prometheus.Gauge
     private let walBytes: Prometheus.Gauge
     private let residentBytes: Prometheus.Gauge
@@ -45,11 +49,13 @@ final class ServerMetrics: Sendable {
     init() {
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.valueHistogramBuckets["verso_commit_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
-        factory.durationHistogramBuckets["verso_commit_duration_seconds"] = [
+        let durationBuckets: [Duration] = [
             .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
             .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
             .milliseconds(500), .seconds(1),
         ]
+        factory.durationHistogramBuckets["verso_commit_duration_seconds"] = durationBuckets
+        factory.durationHistogramBuckets["verso_commit_sync_seconds"] = durationBuckets
         connectionsTotal = CoreMetrics.Counter(label: "verso_connections_total", factory: factory)
         requests = Dictionary(
             uniqueKeysWithValues: Self.requestTypes.map {
@@ -63,6 +69,7 @@ final class ServerMetrics: Sendable {
         )
         commitSize = CoreMetrics.Recorder(label: "verso_commit_batch_size", aggregate: true, factory: factory)
         commitDuration = CoreMetrics.Timer(label: "verso_commit_duration_seconds", factory: factory)
+        syncDuration = CoreMetrics.Timer(label: "verso_commit_sync_seconds", factory: factory)
         connectionsOpen = registry.makeGauge(name: "verso_connections_open", help: "WebSocket connections open")
         queuedBytes = registry.makeGauge(
             name: "verso_queued_bytes",
@@ -70,6 +77,15 @@ final class ServerMetrics: Sendable {
         )
         subscriptions = registry.makeGauge(name: "verso_subscriptions", help: "Subscriptions held")
         lastSeq = registry.makeGauge(name: "verso_last_seq", help: "The seq of the last committed change")
+        oldestSeqKept = registry.makeGauge(
+            name: "verso_log_oldest_seq",
+            help: "The oldest seq the change log still holds: a resume with since before it is reset"
+        )
+        logChanges = registry.makeGauge(name: "verso_log_seqs", help: "Seqs the change log holds (--history bounds it)")
+        largestUnread = registry.makeGauge(
+            name: "verso_queued_bytes_max_connection",
+            help: "The most bytes waiting unread for any one client"
+        )
         databaseBytes = registry.makeGauge(name: "verso_database_bytes", help: "Size of verso.sqlite")
         walBytes = registry.makeGauge(name: "verso_wal_bytes", help: "Size of verso.sqlite-wal")
         residentBytes = registry.makeGauge(name: "process_resident_memory_bytes", help: "Resident memory")
@@ -106,12 +122,15 @@ final class ServerMetrics: Sendable {
         }
     }
 
-    /// A commit of `commands` that took `duration`.
-    func commit(commands: Int, duration: Duration) {
+    /// A commit of `commands` that took `duration`, `sync` of it to make it durable.
+    func commit(commands: Int, duration: Duration, sync: Duration?) {
         commitSize.record(commands)
-        commitDuration.recordNanoseconds(
-            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
-        )
+        commitDuration.recordNanoseconds(Self.nanoseconds(duration))
+        if let sync { syncDuration.recordNanoseconds(Self.nanoseconds(sync)) }
+    }
+
+    private static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
     }
 
     private static func outcomeName(_ outcome: CommandOutcome) -> String {
@@ -126,9 +145,14 @@ final class ServerMetrics: Sendable {
     }
 
     /// The metrics in the Prometheus text format, with the figures read now.
-    func render(engine: RecordEngine, registry connections: ConnectionRegistry, dataDirectory: String) -> [UInt8] {
+    func render(engine: RecordEngine, registry connections: ConnectionRegistry, dataDirectory: String) async -> [UInt8] {
         connectionsOpen.set(Int64(connections.count))
         queuedBytes.set(Int64(connections.queuedBytes))
+        largestUnread.set(Int64(connections.largestUnread))
+        if let (prunedThrough, last) = try? await engine.logBounds() {
+            oldestSeqKept.set(prunedThrough + 1)
+            logChanges.set(last - prunedThrough)
+        }
         subscriptions.set(Int64(engine.subscriptionCount))
         lastSeq.set(engine.currentSeq)
         let database = (dataDirectory as NSString).appendingPathComponent("verso.sqlite")

@@ -64,8 +64,8 @@ public final class VersoServer: Sendable {
         let metrics = configuration.metrics ? ServerMetrics() : nil
         var engineConfiguration = EngineConfiguration(allowForce: configuration.allowForce)
         if let metrics {
-            engineConfiguration.onCommit = { commands, duration in
-                metrics.commit(commands: commands, duration: duration)
+            engineConfiguration.onCommit = { commands, duration, sync in
+                metrics.commit(commands: commands, duration: duration, sync: sync)
             }
         }
         let engine = try await RecordEngine(store: store, configuration: engineConfiguration, logger: logger)
@@ -171,7 +171,7 @@ public final class VersoServer: Sendable {
             let dataDirectory = configuration.dataDirectory
             router.get("/metrics") { request, _ in
                 if let refusal = await Self.metricsRefusal(request.headers, authority: authority) { return refusal }
-                let body = metrics.render(engine: engine, registry: registry, dataDirectory: dataDirectory)
+                let body = await metrics.render(engine: engine, registry: registry, dataDirectory: dataDirectory)
                 return Response(
                     status: .ok,
                     headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
