@@ -145,7 +145,8 @@ final class ServerMetrics: Sendable {
     }
 
     /// The metrics in the Prometheus text format, with the figures read now.
-    func render(engine: RecordEngine, registry connections: ConnectionRegistry, dataDirectory: String) async -> [UInt8] {
+    func render(engine: RecordEngine, registry connections: ConnectionRegistry, dataDirectory: String) async -> [UInt8]
+    {
         connectionsOpen.set(Int64(connections.count))
         queuedBytes.set(Int64(connections.queuedBytes))
         largestUnread.set(Int64(connections.largestUnread))
