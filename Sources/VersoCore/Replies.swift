@@ -336,6 +336,9 @@ public struct EncodedUpdate: Sendable {
     private static let sharedHead = Array("{\"type\":\"update\",\"sub\":".utf8)
     private static let presenceHead = Array("{\"type\":\"presence\",\"sub\":".utf8)
 
+    /// Whether this is a `presence` message rather than an `update`.
+    public var isPresence: Bool { head == Self.presenceHead }
+
     /// A `presence` message: `presence` set (or cleared) on `key` (Protocol.md 5.1).
     public init(presenceOf key: String, _ presence: PresenceState) {
         head = Self.presenceHead

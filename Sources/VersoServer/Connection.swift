@@ -87,6 +87,7 @@ struct Connection {
             maxQueuedBytes: configuration.maxQueuedBytesPerConnection,
             closeGracePeriod: .init(configuration.closeGracePeriod),
             registry: registry,
+            metrics: metrics,
             logger: logger
         )
         registry.add(outbox)

@@ -109,6 +109,8 @@ final class Outbox: MessageSink {
     /// socket is dropped (a client that stopped reading never will).
     private let closeGracePeriod: TimeAmount
     private let registry: ConnectionRegistry
+    /// Counts the messages queued, by type, when the server serves `/metrics`.
+    private let metrics: ServerMetrics?
     private let logger: Logger
     private let flushQueue: LoopFlushQueue
     /// The connection's `FrameWriter`, found on the event loop at the first flush.
@@ -126,8 +128,10 @@ final class Outbox: MessageSink {
         maxQueuedBytes: Int,
         closeGracePeriod: TimeAmount,
         registry: ConnectionRegistry,
+        metrics: ServerMetrics? = nil,
         logger: Logger
     ) {
+        self.metrics = metrics
         self.channel = channel
         self.outbound = outbound
         self.compression = compression
@@ -150,6 +154,7 @@ final class Outbox: MessageSink {
 
     /// Queues `message`, or holds it while `lane` holds; closes with 1008 past the limit.
     private func enqueue(_ message: OutgoingMessage, lane: Int?, pendingSent: Int = 0) {
+        metrics?.countOutgoing(message)
         let (schedule, overTotal, resume) = state.withLock { state -> (Bool, Bool, CheckedContinuation<Bool, Never>?) in
             guard state.takesMessages else { return (false, false, nil) }
             var queued = true

@@ -18,6 +18,7 @@ final class ServerMetrics: Sendable {
     private let connectionsTotal: CoreMetrics.Counter
     private let requests: [String: CoreMetrics.Counter]
     private let writes: [String: CoreMetrics.Counter]
+    private let outgoing: [String: CoreMetrics.Counter]
     private let commitSize: CoreMetrics.Recorder
     private let commitDuration: CoreMetrics.Timer
     private let syncDuration: CoreMetrics.Timer
@@ -43,6 +44,11 @@ final class ServerMetrics: Sendable {
         "hello", "get", "put", "patch", "delete", "txn", "batch", "subscribe", "unsubscribe", "list", "history",
         "presence", "invalid", "binary",
     ]
+    /// The types of the messages the server sends, counted (anything else counts as `other`).
+    static let messageTypes = [
+        "welcome", "ack", "conflict", "error", "snapshot", "update", "progress", "results", "subscribed",
+        "unsubscribed", "records", "history", "presence", "other",
+    ]
     /// The outcomes of writes counted: one per write request, and one per op of a batch.
     static let writeOutcomes = ["ack", "merged", "conflict", "not_found", "replayed", "refused"]
 
@@ -65,6 +71,14 @@ final class ServerMetrics: Sendable {
         writes = Dictionary(
             uniqueKeysWithValues: Self.writeOutcomes.map {
                 ($0, CoreMetrics.Counter(label: "verso_writes_total", dimensions: [("outcome", $0)], factory: factory))
+            }
+        )
+        outgoing = Dictionary(
+            uniqueKeysWithValues: Self.messageTypes.map {
+                (
+                    $0,
+                    CoreMetrics.Counter(label: "verso_messages_out_total", dimensions: [("type", $0)], factory: factory)
+                )
             }
         )
         commitSize = CoreMetrics.Recorder(label: "verso_commit_batch_size", aggregate: true, factory: factory)
@@ -110,6 +124,24 @@ final class ServerMetrics: Sendable {
     /// Counts a message that is not a valid request (`invalid`) or a binary one (`binary`).
     func countRequest(type: String) {
         requests[type]?.increment()
+    }
+
+    /// Counts one message queued for a client, by its `type`.
+    func countOutgoing(_ message: OutgoingMessage) {
+        switch message {
+        case .update(let update, _):
+            outgoing[update.isPresence ? "presence" : "update"]?.increment()
+        case .bytes(let bytes):
+            (outgoing[Self.type(of: bytes)] ?? outgoing["other"])?.increment()
+        }
+    }
+
+    /// The `type` of a message the server encoded: every one starts `{"type":"NAME"`.
+    private static func type(of message: [UInt8]) -> String {
+        let prefix = Array(#"{"type":""#.utf8)
+        guard message.count > prefix.count, message.starts(with: prefix) else { return "other" }
+        let name = message[prefix.count...].prefix { $0 != UInt8(ascii: "\"") }
+        return String(decoding: name.prefix(16), as: UTF8.self)
     }
 
     /// Counts one write's result.

@@ -25,7 +25,7 @@ private func scrape(_ port: Int, token: String? = nil) async throws -> RawHTTP.R
 @Suite("Metrics: GET /metrics in the Prometheus text format (--metrics)")
 struct MetricsTests {
     @Test(
-        "the counters move with real traffic: connections, requests by type, writes by outcome, commits, deliveries, subscriptions, the last seq, the database size and the process"
+        "the counters move with real traffic: connections, requests and messages out by type, writes by outcome, commits, deliveries, subscriptions, the last seq, the database size and the process"
     )
     func countersMove() async throws {
         try await TestServer.with(configure: { $0.metrics = true }) { server in
@@ -53,6 +53,11 @@ struct MetricsTests {
                     #expect((sample("verso_connections_total", in: text) ?? 0) >= 2)
                     #expect(sample("verso_subscriptions", in: text) == 1)
                     #expect(sample("verso_deliveries_total", in: text) == 5)
+                    #expect(sample(#"verso_messages_out_total{type="update"}"#, in: text) == 5)
+                    #expect(sample(#"verso_messages_out_total{type="conflict"}"#, in: text) == 1)
+                    #expect(sample(#"verso_messages_out_total{type="subscribed"}"#, in: text) == 1)
+                    #expect(sample(#"verso_messages_out_total{type="ack"}"#, in: text) == acksBefore + 5)
+                    #expect(sample(#"verso_messages_out_total{type="error"}"#, in: text) == 1)
                     #expect(sample("verso_last_seq", in: text) == 5)
                     #expect(sample("verso_log_oldest_seq", in: text) == 1)
                     #expect(sample("verso_log_seqs", in: text) == 5)
