@@ -425,14 +425,17 @@ struct Connection {
         do throws(RequestError) {
             rules = try self.rules(for: access)
         } catch {
+            metrics?.count(.refused(error))
             await writes.wait(untilBelow: 1)
             outbox.send(Replies.error(rid: rid, error))
             return
         }
         for operation in command.operations {
             guard let right = rules.missingRight(for: operation) else { continue }
+            let refusal = Self.forbidden(right, operation.key)
+            metrics?.count(.refused(refusal))
             await writes.wait(untilBelow: 1)
-            outbox.send(Replies.error(rid: rid, Self.forbidden(right, operation.key), key: operation.key))
+            outbox.send(Replies.error(rid: rid, refusal, key: operation.key))
             return
         }
         await writes.wait(untilBelow: Self.maxWritesInFlight)
@@ -461,7 +464,10 @@ struct Connection {
             outbox.send(Self.reply(to: result, rid: rid, shape: shape, rules: rules))
             writes.end()
         }
-        if refusal != nil { writes.end() }
+        if let refusal {
+            writes.end()
+            metrics?.count(.refused(refusal))
+        }
         return refusal
     }
 

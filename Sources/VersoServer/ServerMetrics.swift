@@ -18,6 +18,7 @@ final class ServerMetrics: Sendable {
     private let connectionsTotal: CoreMetrics.Counter
     private let requests: [String: CoreMetrics.Counter]
     private let writes: [String: CoreMetrics.Counter]
+    private let refusals: [String: CoreMetrics.Counter]
     private let outgoing: [String: CoreMetrics.Counter]
     private let commitSize: CoreMetrics.Recorder
     private let commitDuration: CoreMetrics.Timer
@@ -71,6 +72,18 @@ final class ServerMetrics: Sendable {
         writes = Dictionary(
             uniqueKeysWithValues: Self.writeOutcomes.map {
                 ($0, CoreMetrics.Counter(label: "verso_writes_total", dimensions: [("outcome", $0)], factory: factory))
+            }
+        )
+        refusals = Dictionary(
+            uniqueKeysWithValues: ErrorCode.allCases.map {
+                (
+                    $0.rawValue,
+                    CoreMetrics.Counter(
+                        label: "verso_write_refusals_total",
+                        dimensions: [("code", $0.rawValue)],
+                        factory: factory
+                    )
+                )
             }
         )
         outgoing = Dictionary(
@@ -147,7 +160,9 @@ final class ServerMetrics: Sendable {
     /// Counts one write's result.
     func count(_ result: WriteResult) {
         switch result {
-        case .refused: writes["refused"]?.increment()
+        case .refused(let error):
+            writes["refused"]?.increment()
+            refusals[error.code.rawValue]?.increment()
         case .outcome(.batch(let outcomes)):
             for outcome in outcomes { writes[Self.outcomeName(outcome)]?.increment() }
         case .outcome(let outcome): writes[Self.outcomeName(outcome)]?.increment()

@@ -100,8 +100,15 @@ struct MetricsTests {
             #expect(try await scrape(server.port).status == 401)
             #expect(try await scrape(server.port, token: "not-a-token").status == 401)
             #expect(try await scrape(server.port, token: "ann-token-0123456789").status == 403)
+            // A write the token may not make counts as refused, by its code.
+            try await TestClient.with(url: server.url, token: "ann-token-0123456789") { ann in
+                let refused = try await ann.request(#"{"type":"put","key":"notes/x","base":0,"data":{}}"#)
+                #expect(refused["code"]?.str == "forbidden")
+            }
             let allowed = try await scrape(server.port, token: "ops-token-0123456789")
             #expect(allowed.status == 200 && allowed.body.contains("verso_connections_open"))
+            #expect(sample(#"verso_writes_total{outcome="refused"}"#, in: allowed.body) == 1)
+            #expect(sample(#"verso_write_refusals_total{code="forbidden"}"#, in: allowed.body) == 1)
         }
     }
 
