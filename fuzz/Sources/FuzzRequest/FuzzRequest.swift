@@ -103,6 +103,16 @@ private func checkAccepted(_ request: Request) {
         invariant(RecordKey.prefixProblem(with: prefix) == nil, "accepted an invalid prefix")
         if let after { checkKey(after) }
         invariant((1...RequestLimits.maxListLimit).contains(limit), "list limit \(limit)")
+    case .history(let key, let before, let limit):
+        checkKey(key)
+        invariant((before ?? 1) >= 1, "history before \(before ?? 0)")
+        invariant((1...RequestLimits.maxHistoryLimit).contains(limit), "history limit \(limit)")
+    case .presence(let key, let state):
+        checkKey(key)
+        if let state {
+            let bytes = JSONValue.object(state).encodedBytes.count
+            invariant(bytes <= RequestLimits.maxPresenceStateBytes, "presence state of \(bytes) bytes")
+        }
     }
 }
 
