@@ -45,12 +45,7 @@ extension Scenarios {
                             continue
                         }
                         guard let sent = ReplyScan.integer("t", in: message) else { continue }
-                        let start = gate.startedAt.load(ordering: .relaxed)
-                        counters.ops.add(1, ordering: .relaxed)
-                        if now >= start + warmup {
-                            stats.ops += 1
-                            stats.latency.record(microseconds(UInt64(sent), now))
-                        }
+                        gate.recordDelivery(sent: sent, at: now, warmup: warmup, into: &stats, counters: counters)
                     }
                     return (stats, 0)
                 }

@@ -1,3 +1,4 @@
+import Histogram
 import Synchronization
 
 extension Scenarios {
@@ -24,6 +25,22 @@ extension Scenarios {
             self.expected = expected
             self.writers = writers
             self.writerOpen = Mutex(Array(repeating: false, count: writers))
+        }
+
+        /// Counts a delivery whose message was stamped `sent` (monotonic nanoseconds) and arrived
+        /// `now`: in the live counters always, and in `stats`, with its latency, once `warmup`
+        /// has passed since the writers started.
+        func recordDelivery(
+            sent: Int64,
+            at now: UInt64,
+            warmup: UInt64,
+            into stats: inout WorkerStats,
+            counters: LiveCounters
+        ) {
+            counters.ops.add(1, ordering: .relaxed)
+            guard now >= startedAt.load(ordering: .relaxed) + warmup else { return }
+            stats.ops += 1
+            stats.latency.record(microseconds(UInt64(sent), now))
         }
 
         /// Runs writer `index`: connects (options' URL, compression and token), counts it as

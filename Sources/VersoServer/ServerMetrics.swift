@@ -64,36 +64,15 @@ final class ServerMetrics: Sendable {
         factory.durationHistogramBuckets["verso_commit_duration_seconds"] = durationBuckets
         factory.durationHistogramBuckets["verso_commit_sync_seconds"] = durationBuckets
         connectionsTotal = CoreMetrics.Counter(label: "verso_connections_total", factory: factory)
-        requests = Dictionary(
-            uniqueKeysWithValues: Self.requestTypes.map {
-                ($0, CoreMetrics.Counter(label: "verso_requests_total", dimensions: [("type", $0)], factory: factory))
-            }
+        requests = Self.counters("verso_requests_total", by: "type", Self.requestTypes, factory: factory)
+        writes = Self.counters("verso_writes_total", by: "outcome", Self.writeOutcomes, factory: factory)
+        refusals = Self.counters(
+            "verso_write_refusals_total",
+            by: "code",
+            ErrorCode.allCases.map(\.rawValue),
+            factory: factory
         )
-        writes = Dictionary(
-            uniqueKeysWithValues: Self.writeOutcomes.map {
-                ($0, CoreMetrics.Counter(label: "verso_writes_total", dimensions: [("outcome", $0)], factory: factory))
-            }
-        )
-        refusals = Dictionary(
-            uniqueKeysWithValues: ErrorCode.allCases.map {
-                (
-                    $0.rawValue,
-                    CoreMetrics.Counter(
-                        label: "verso_write_refusals_total",
-                        dimensions: [("code", $0.rawValue)],
-                        factory: factory
-                    )
-                )
-            }
-        )
-        outgoing = Dictionary(
-            uniqueKeysWithValues: Self.messageTypes.map {
-                (
-                    $0,
-                    CoreMetrics.Counter(label: "verso_messages_out_total", dimensions: [("type", $0)], factory: factory)
-                )
-            }
-        )
+        outgoing = Self.counters("verso_messages_out_total", by: "type", Self.messageTypes, factory: factory)
         commitSize = CoreMetrics.Recorder(label: "verso_commit_batch_size", aggregate: true, factory: factory)
         commitDuration = CoreMetrics.Timer(label: "verso_commit_duration_seconds", factory: factory)
         syncDuration = CoreMetrics.Timer(label: "verso_commit_sync_seconds", factory: factory)
@@ -125,6 +104,20 @@ final class ServerMetrics: Sendable {
             help: "Connections closed with 1008 for letting too much pile up unread"
         )
         cpuSeconds = registry.makeCounter(name: "process_cpu_seconds_total", help: "User and system CPU time")
+    }
+
+    /// One counter `label` for each of `values` of its one `dimension`, by value.
+    private static func counters(
+        _ label: String,
+        by dimension: String,
+        _ values: [String],
+        factory: PrometheusMetricsFactory
+    ) -> [String: CoreMetrics.Counter] {
+        Dictionary(
+            uniqueKeysWithValues: values.map {
+                ($0, CoreMetrics.Counter(label: label, dimensions: [(dimension, $0)], factory: factory))
+            }
+        )
     }
 
     func connectionOpened() { connectionsTotal.increment() }
