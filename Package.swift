@@ -38,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Pure values and protocol rules: no I/O.
@@ -58,6 +59,18 @@ let package = Package(
         .target(
             name: "VersoSQLite",
             dependencies: ["VersoCore", "VersoEngine", "CSQLite", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // The PostgreSQL store: several servers over one database (--store postgres://…).
+        .target(
+            name: "VersoPostgres",
+            dependencies: [
+                "VersoCore", "VersoEngine",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Swift tasks that run on a SwiftNIO event loop (server connections, load workers).
@@ -83,7 +96,8 @@ let package = Package(
         .target(
             name: "VersoServer",
             dependencies: [
-                "VersoCore", "VersoEngine", "VersoSQLite", "VersoWebClient", "VersoEventLoop", "VersoDeflate",
+                "VersoCore", "VersoEngine", "VersoSQLite", "VersoPostgres", "VersoWebClient", "VersoEventLoop",
+                "VersoDeflate",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -290,6 +304,12 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Several servers over one real PostgreSQL (skipped where PostgreSQL 15 is not installed).
+        .testTarget(
+            name: "VersoPostgresTests",
+            dependencies: ["VersoTesting", "VersoConformance", "VersoCore", "VersoWire"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -17,6 +17,10 @@ public struct EngineConfiguration: Sendable {
     /// Told of each commit: how many commands it decided, how long it took, and how long of that
     /// making it durable took, when the store says (for metrics).
     public var onCommit: (@Sendable (_ commands: Int, _ duration: Duration, _ sync: Duration?) -> Void)?
+    /// Told when this server fell so far behind a shared store's log that the changes its
+    /// subscribers miss are pruned: their connections must be closed so that they resume from
+    /// the store (with a replay or a reset). Never called with a store of one server's own.
+    public var onFellBehind: (@Sendable () -> Void)?
 
     public init(
         allowForce: Bool = false,
@@ -90,6 +94,8 @@ public final class RecordEngine: Sendable {
     private let info: StoreInfo
     private let lastSeq: Atomic<Int64>
     private let committing = Atomic<Int>(0)
+    /// With a store several servers share: orders their changes and this server's into the hub.
+    private let sequencer: ChangeSequencer?
 
     /// Opens `store` and makes an engine over it.
     public init(store: any RecordStore, configuration: EngineConfiguration = .init(), logger: Logger) async throws {
@@ -98,6 +104,7 @@ public final class RecordEngine: Sendable {
         self.logger = logger
         self.info = try await store.open()
         self.lastSeq = Atomic(info.lastSeq)
+        self.sequencer = store is any SharedRecordStore ? ChangeSequencer(hub: hub, published: info.lastSeq) : nil
     }
 
     /// The store's epoch.
@@ -265,9 +272,15 @@ public final class RecordEngine: Sendable {
                 }
                 // The seq first: a request its reply lets through (a `hello` after the ack)
                 // must see this change's seq as committed.
-                lastSeq.store(seq, ordering: .releasing)
-                write.onCommitted(result)
-                hub.publish(changes)
+                if let sequencer {
+                    lastSeq.max(seq, ordering: .releasing)
+                    write.onCommitted(result)
+                    sequencer.committedLocally(changes)
+                } else {
+                    lastSeq.store(seq, ordering: .releasing)
+                    write.onCommitted(result)
+                    hub.publish(changes)
+                }
             }
         }
         let waiters = pipeline.withLock { state -> [CheckedContinuation<Void, Never>] in
@@ -286,6 +299,53 @@ public final class RecordEngine: Sendable {
             return state.writerWaiting
         }
         writer?.resume()
+        sequencer?.doorbell.ring()
+    }
+
+    /// Most seqs of the shared log read at once.
+    static let followWindow: Int64 = 1024
+
+    /// With a store several servers share, publishes the other servers' changes to this
+    /// server's subscribers, in seq order with this server's own, until the writer has stopped.
+    /// Returns at once with any other store.
+    public func runFollower() async {
+        guard let sequencer, let shared = store as? any SharedRecordStore else { return }
+        let doorbell = sequencer.doorbell
+        shared.notifyCommits { doorbell.ring() }
+        var failing = false
+        while !hasDrained {
+            do {
+                let before = sequencer.publishedSeq
+                let window = try await shared.logWindow(after: before, maxSeqs: Self.followWindow)
+                if failing {
+                    logger.info("reading the shared change log again")
+                    failing = false
+                }
+                switch sequencer.publish(window, me: shared.writerID) {
+                case .advanced(let published):
+                    lastSeq.max(published, ordering: .releasing)
+                    // More committed than this window held: read on at once.
+                    if published > before, published < window.lastSeq { continue }
+                case .fellBehind(let published, let last):
+                    lastSeq.max(published, ordering: .releasing)
+                    logger.error(
+                        "this server fell behind the shared change log, which no longer holds the changes its subscribers miss; closing their connections so that they resume",
+                        metadata: ["verso.seq": "\(published)", "verso.lastSeq": "\(last)"]
+                    )
+                    configuration.onFellBehind?()
+                    continue
+                }
+            } catch {
+                if !failing {
+                    logger.error(
+                        "could not read the shared change log; retrying",
+                        metadata: ["verso.error": "\(error)"]
+                    )
+                }
+                failing = true
+            }
+            await doorbell.wait(timeout: shared.pollInterval)
+        }
     }
 
     /// Waits until the writer has decided every queued write and stopped.
@@ -318,6 +378,8 @@ public final class RecordEngine: Sendable {
         try ensureAccepting()
         do {
             return try await body()
+        } catch let error as StoreUnavailableError {
+            throw RequestError(.unavailable, "\(what) failed: \(error); retry later")
         } catch {
             logger.error("store read failed", metadata: ["verso.operation": "\(what)", "verso.error": "\(error)"])
             throw RequestError(.internal, "\(what) failed: \(error)")
@@ -408,6 +470,9 @@ public final class RecordEngine: Sendable {
             )
         } catch {
             hub.remove(id, ownedBy: sink)
+            if error is StoreUnavailableError {
+                throw RequestError(.unavailable, "subscribe failed: \(error); retry later")
+            }
             logger.error("store read failed", metadata: ["verso.operation": "subscribe", "verso.error": "\(error)"])
             throw RequestError(.internal, "subscribe failed: \(error)")
         }

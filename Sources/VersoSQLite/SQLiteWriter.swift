@@ -201,7 +201,7 @@ final class SQLiteWriter: @unchecked Sendable {
     /// command with a key stores the key with its outcome in the same transaction.
     private func apply(_ command: WriteCommand) throws -> CommandOutcome {
         guard let claim = command.idempotency else { return try decideAndApply(command) }
-        let fingerprint = IdempotencyClaims.hex(claim.fingerprint.prefix(16))
+        let fingerprint = StoredOutcome.hex(claim.fingerprint.prefix(16))
         let stored = try statements.findClaim.use { statement in
             try statement.bind(1, claim.scope)
             try statement.bind(2, claim.key)
@@ -209,10 +209,10 @@ final class SQLiteWriter: @unchecked Sendable {
         }
         if let stored {
             guard stored.fingerprint == fingerprint else { return .keyReused }
-            return .replayed(try IdempotencyClaims.decode(stored.outcome))
+            return .replayed(try StoredOutcome.decode(stored.outcome))
         }
         let outcome = try decideAndApply(command)
-        guard let encoded = try IdempotencyClaims.encode(outcome) else { return outcome }
+        guard let encoded = try StoredOutcome.encode(outcome) else { return outcome }
         try statements.saveClaim.use { statement in
             try statement.bind(1, claim.scope)
             try statement.bind(2, claim.key)

@@ -70,6 +70,12 @@ final class ConnectionRegistry: Sendable {
         return Set(outboxes.keys)
     }
 
+    /// Asks the connections open now to close with `code` (later ones are not affected).
+    func closeOpen(_ code: WebSocketErrorCode, reason: String) {
+        let outboxes = state.withLock { $0.outboxes }
+        for outbox in outboxes.values { outbox.requestClose(code, reason: reason) }
+    }
+
     /// Whether any of `connections` is still open.
     func containsAny(of connections: Set<ObjectIdentifier>) -> Bool {
         state.withLock { state in connections.contains { state.outboxes[$0] != nil } }

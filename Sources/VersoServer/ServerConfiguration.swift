@@ -1,4 +1,5 @@
 import Foundation
+import VersoPostgres
 import VersoSQLite
 
 /// Everything `verso-server` can be told, each with the default a newcomer gets.
@@ -15,6 +16,11 @@ public struct ServerConfiguration: Sendable {
     public var maxMessageBytes: Int
     /// Commit durability. Default `.full` (fsync at every group commit).
     public var durability: SQLiteStoreConfiguration.Durability
+    /// Whether `durability` was given (`--durability`): the PostgreSQL store refuses it.
+    public var durabilityGiven = false
+    /// The PostgreSQL database several servers share (`--store postgres://…`). Default nil:
+    /// the SQLite database in `dataDirectory`.
+    public var storeURL: String?
     /// Changes kept for resuming subscriptions with `since`. Default 100,000.
     public var historyLimit: Int64
     /// Versions of each key kept for `history` once the change log has pruned them
@@ -146,6 +152,18 @@ extension ServerConfiguration {
         }
         guard (0...65535).contains(port) else {
             throw ConfigurationError("--port \(port) is not a TCP port: give 0...65535 (0 picks a free one)")
+        }
+        if let storeURL {
+            do {
+                _ = try PostgresStoreConfiguration(url: storeURL)
+            } catch {
+                throw ConfigurationError(error.description)
+            }
+            guard !durabilityGiven || durability == .full else {
+                throw ConfigurationError(
+                    "--durability \(durability.rawValue) does not apply to --store: every PostgreSQL commit is durable before it is acknowledged or seen by other servers (synchronous_commit=on)"
+                )
+            }
         }
         guard !dataDirectory.isEmpty else {
             throw ConfigurationError("--data is empty: give the folder for the database (it is created when missing)")

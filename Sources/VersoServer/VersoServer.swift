@@ -10,6 +10,7 @@ import UnixSignals
 import VersoCore
 import VersoDeflate
 import VersoEngine
+import VersoPostgres
 import VersoSQLite
 import VersoWebClient
 import WSCore
@@ -51,18 +52,35 @@ public final class VersoServer: Sendable {
         self.logger = logger
         self.onListening = onListening
         self.registry = ConnectionRegistry(maxQueuedBytes: configuration.maxQueuedBytes)
-        let store = SQLiteStore(
-            configuration: SQLiteStoreConfiguration(
-                directory: configuration.dataDirectory,
-                durability: configuration.durability,
-                historyLimit: configuration.historyLimit,
-                keepVersions: configuration.keepVersions,
-                idempotencyRetention: .seconds(configuration.idempotencyHours * 3600)
-            ),
-            logger: logger
-        )
+        let store: any RecordStore
+        if let storeURL = configuration.storeURL {
+            store = try PostgresStore(
+                configuration: PostgresStoreConfiguration(
+                    url: storeURL,
+                    historyLimit: configuration.historyLimit,
+                    keepVersions: configuration.keepVersions,
+                    idempotencyRetention: .seconds(configuration.idempotencyHours * 3600)
+                ),
+                logger: logger
+            )
+        } else {
+            store = SQLiteStore(
+                configuration: SQLiteStoreConfiguration(
+                    directory: configuration.dataDirectory,
+                    durability: configuration.durability,
+                    historyLimit: configuration.historyLimit,
+                    keepVersions: configuration.keepVersions,
+                    idempotencyRetention: .seconds(configuration.idempotencyHours * 3600)
+                ),
+                logger: logger
+            )
+        }
         let metrics = configuration.metrics ? ServerMetrics() : nil
         var engineConfiguration = EngineConfiguration(allowForce: configuration.allowForce)
+        let registry = registry
+        engineConfiguration.onFellBehind = {
+            registry.closeOpen(.goingAway, reason: "the server fell behind the shared store; resume with since")
+        }
         if let metrics {
             engineConfiguration.onCommit = { commands, duration, sync in
                 metrics.commit(commands: commands, duration: duration, sync: sync)
@@ -70,7 +88,6 @@ public final class VersoServer: Sendable {
         }
         let engine = try await RecordEngine(store: store, configuration: engineConfiguration, logger: logger)
         self.engine = engine
-        let registry = registry
         let application = Self.makeApplication(
             configuration: configuration,
             originPolicy: try configuration.originPolicy(),
@@ -469,7 +486,9 @@ private struct EngineService: Service {
     func run() async throws {
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
+                async let follower: Void = engine.runFollower()
                 await engine.runWriter()
+                await follower
             } onCancel: {
                 engine.stopAccepting()
             }

@@ -61,6 +61,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Folder for the SQLite database [VERSO_DATA] (default ./verso-data).")
     var data: String?
 
+    @Option(
+        help:
+            "Keep the records in PostgreSQL instead, shared with other servers: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require] [VERSO_STORE] (default: the SQLite database in --data)."
+    )
+    var store: String?
+
     @Flag(help: "Accept writes with \"force\": true [VERSO_ALLOW_FORCE=1].")
     var allowForce = false
 
@@ -197,6 +203,8 @@ struct ServeCommand: AsyncParsableCommand {
             )
         )
         configuration.metrics = enabled(metrics, "VERSO_METRICS")
+        configuration.storeURL = store ?? environment["VERSO_STORE"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.durabilityGiven = self.durability != nil || environment["VERSO_DURABILITY"] != nil
         configuration.keepVersions = try setting(keepVersions, "VERSO_KEEP_VERSIONS", { Int64($0) }, default: 10)
         configuration.idempotencyHours = try setting(
             idempotencyHours,

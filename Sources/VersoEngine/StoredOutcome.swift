@@ -1,35 +1,17 @@
-import Foundation
 import VersoCore
-import VersoEngine
 
-/// How the SQLite writer keeps idempotency keys: the stored form of an applied outcome, and
-/// when keys past their retention are pruned. Used by the writer alone, on its queue.
-struct IdempotencyClaims {
-    /// Keys are kept at least this long.
-    let retention: Duration
-    /// Pruning runs at most this often.
-    static let pruneInterval: Int64 = 60_000
-    private var lastPrune: Int64 = 0
+/// A stored idempotency outcome that cannot be read back, or an outcome that is not kept.
+public struct StoredOutcomeError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
 
-    init(retention: Duration) {
-        self.retention = retention
-    }
-
-    /// Milliseconds since the Unix epoch.
-    func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
-
-    /// The time before which keys are pruned, when a prune is due; nil otherwise.
-    mutating func cutoffIfDue() -> Int64? {
-        let now = now()
-        guard now - lastPrune >= Self.pruneInterval else { return nil }
-        lastPrune = now
-        let (seconds, attoseconds) = retention.components
-        return now - seconds * 1000 - attoseconds / 1_000_000_000_000_000
-    }
-
+/// The form in which a store keeps an applied outcome with its idempotency key, shared by
+/// every store so that a key's replay reads the same whichever wrote it.
+public enum StoredOutcome {
     /// The bytes in lowercase hex; the writer keeps the first 16 bytes of a fingerprint (128
     /// bits tell two requests under one key apart as surely as 256).
-    static func hex(_ bytes: some Collection<UInt8>) -> String {
+    public static func hex(_ bytes: some Collection<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var text: [UInt8] = []
         text.reserveCapacity(bytes.count * 2)
@@ -45,7 +27,7 @@ struct IdempotencyClaims {
     /// (`{"batch":[…]}`, each op's outcome: applied as above, a conflict as its details with
     /// the data as it was, a not-found as its key and state). Nil for an outcome that applied
     /// nothing, which keeps no key.
-    static func encode(_ outcome: CommandOutcome) throws -> String? {
+    public static func encode(_ outcome: CommandOutcome) throws -> String? {
         switch outcome {
         case .applied, .batch: return try value(of: outcome).encodedString
         default: return nil
@@ -71,7 +53,7 @@ struct IdempotencyClaims {
                 ])
             ])
         case .replayed, .keyReused:
-            throw SQLiteStoreError("\(outcome) is not kept with an idempotency key")
+            throw StoredOutcomeError("\(outcome) is not kept with an idempotency key")
         }
     }
 
@@ -93,12 +75,12 @@ struct IdempotencyClaims {
         return .object(fields)
     }
 
-    static func decode(_ text: String) throws -> CommandOutcome {
+    public static func decode(_ text: String) throws -> CommandOutcome {
         try outcome(from: try JSONParser.parse(text), text: text)
     }
 
     private static func outcome(from value: JSONValue, text: String) throws -> CommandOutcome {
-        let corrupt = SQLiteStoreError("a stored idempotency outcome is not readable: \(text)")
+        let corrupt = StoredOutcomeError("a stored idempotency outcome is not readable: \(text)")
         guard case .object(let fields) = value else { throw corrupt }
         if case .array(let outcomes)? = fields["batch"] {
             return .batch(try outcomes.map { try outcome(from: $0, text: text) })
@@ -126,7 +108,7 @@ struct IdempotencyClaims {
         return .applied(seq: seq, changes: [], versions: versions)
     }
 
-    private static func detail(from value: JSONValue, corrupt: SQLiteStoreError) throws -> ConflictDetail {
+    private static func detail(from value: JSONValue, corrupt: StoredOutcomeError) throws -> ConflictDetail {
         guard case .object(let fields) = value, case .string(let key)? = fields["key"],
             let base = fields["base"]?.integerValue, let version = fields["version"]?.integerValue,
             case .bool(let deleted)? = fields["deleted"], let data = fields["data"]

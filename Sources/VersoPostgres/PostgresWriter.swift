@@ -1,0 +1,354 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import VersoCore
+import VersoEngine
+
+/// The one writer of a server over PostgreSQL: commits the engine's batches.
+///
+/// Each batch is one explicit transaction on the writer's own connection: the first statement
+/// locks the one row of `verso_meta` (the cluster-wide commit lock), so batches of every server
+/// commit one at a time and seq order is commit order. Under the lock the writer reads the
+/// records the batch names, decides it in Swift (`BatchDecision`) and writes it with
+/// `verso_apply_v1`, which checks every key's version again. An ack is given only for a
+/// transaction whose `COMMIT` succeeded or, when the connection dropped during `COMMIT`, that
+/// `pg_xact_status` says committed; a batch that surely did not commit is tried again while
+/// the database is unreachable, so writes wait rather than fail.
+actor PostgresWriter {
+    private let configuration: PostgresStoreConfiguration
+    private let logger: Logger
+    private var connection: PostgresConnection?
+    /// The backend of `connection`, to end it when a transaction's outcome is unknown.
+    private var backendPID: Int32 = 0
+    private var nextConnectionID = 1
+    private(set) var writerID: Int64 = 0
+    private var claims: IdempotencyClaims
+    /// Called after each commit that changed something (to wake the other servers).
+    private let onCommitted: @Sendable () -> Void
+
+    init(configuration: PostgresStoreConfiguration, logger: Logger, onCommitted: @escaping @Sendable () -> Void) {
+        self.configuration = configuration
+        self.logger = logger
+        self.claims = IdempotencyClaims(retention: configuration.idempotencyRetention)
+        self.onCommitted = onCommitted
+    }
+
+    /// Connects, migrates the schema, takes a writer id and reads the store's epoch and last seq.
+    func open() async throws -> StoreInfo {
+        let connection = try await connected()
+        try await PostgresSchema.migrate(connection, logger: logger)
+        for try await id in try await connection.query("SELECT nextval('verso_writer_ids')", logger: logger)
+            .decode(Int64.self)
+        {
+            writerID = id
+        }
+        for try await (epoch, lastSeq) in try await connection.query(
+            "SELECT epoch, last_seq FROM verso_meta WHERE id = 1",
+            logger: logger
+        ).decode((String, Int64).self) {
+            return StoreInfo(epoch: epoch, lastSeq: lastSeq)
+        }
+        throw PostgresStoreError("the store's verso_meta row is missing")
+    }
+
+    func close() async {
+        try? await connection?.close()
+        connection = nil
+    }
+
+    private func connect(name: String) async throws -> PostgresConnection {
+        defer { nextConnectionID += 1 }
+        return try await PostgresConnection.connect(
+            configuration: try configuration.connection(name: name),
+            id: nextConnectionID,
+            logger: logger
+        )
+    }
+
+    private func connected() async throws -> PostgresConnection {
+        if let connection, !connection.isClosed { return connection }
+        let connection = try await connect(name: "verso-writer")
+        for try await pid in try await connection.query("SELECT pg_backend_pid()", logger: logger).decode(Int32.self) {
+            backendPID = pid
+        }
+        self.connection = connection
+        return connection
+    }
+
+    private func dropConnection() async {
+        try? await connection?.close()
+        connection = nil
+    }
+
+    /// Whether `error` came from the database server (the statement failed, the session is
+    /// fine) rather than from the connection.
+    private static func isServerError(_ error: any Error) -> Bool {
+        (error as? PSQLError)?.code == .server
+    }
+
+    /// Whether a server error is a lost race worth deciding the batch again for.
+    private static func isRetryable(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError, let state = error.serverInfo?[.sqlState] else { return false }
+        return state == "40001" || state == "40P01"
+    }
+
+    private func pause(_ attempt: Int) async {
+        try? await Task.sleep(for: .milliseconds(min(1000, 50 << min(attempt, 5))))
+    }
+
+    /// Commits `commands` (the prefix `budget` allows) in one transaction; see the type's comment.
+    func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> BudgetedCommit {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let connection = try await connected()
+                switch try await commitOnce(commands, budget: budget, on: connection) {
+                case .committed(let result):
+                    return result
+                case .notCommitted(let reason):
+                    logger.warning(
+                        "a batch did not commit; deciding it again",
+                        metadata: ["verso.reason": "\(reason)", "verso.attempt": "\(attempt)"]
+                    )
+                }
+            } catch  where Self.isServerError(error) {
+                guard Self.isRetryable(error), attempt < 10 else { throw error }
+            } catch {
+                // The database is unreachable or the connection broke before COMMIT was sent:
+                // nothing was committed. Writes wait until it is back.
+                if attempt == 1 || attempt % 20 == 0 {
+                    logger.error(
+                        "cannot reach PostgreSQL to commit; retrying (writes wait meanwhile)",
+                        metadata: ["verso.error": "\(String(reflecting: error))", "verso.attempt": "\(attempt)"]
+                    )
+                }
+                await dropConnection()
+            }
+            await pause(attempt)
+        }
+    }
+
+    private enum Attempt {
+        case committed(BudgetedCommit)
+        case notCommitted(String)
+    }
+
+    private func commitOnce(
+        _ commands: [WriteCommand],
+        budget: CommitBudget,
+        on connection: PostgresConnection
+    ) async throws -> Attempt {
+        try await connection.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
+        let decided: BatchDecision
+        let result: (outcomes: [CommandOutcome], work: [Int])
+        let xid: String
+        do {
+            var lock: (Int64, Int64, String)?
+            for try await row in try await connection.query(
+                "SELECT last_seq, pruned_through, pg_current_xact_id()::text FROM verso_meta WHERE id = 1 FOR UPDATE",
+                logger: logger
+            ).decode((Int64, Int64, String).self) {
+                lock = row
+            }
+            guard let (lastSeq, prunedThrough, transaction) = lock else {
+                throw PostgresStoreError("the store's verso_meta row is missing")
+            }
+            xid = transaction
+            let reads = try await read(for: commands, lastSeq: lastSeq, on: connection)
+            var decision = BatchDecision(
+                reads: reads,
+                commitTime: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+            )
+            result = try decision.decide(commands, budget: budget)
+            decided = decision
+            try await write(decision, on: connection)
+            if decision.lastSeq != lastSeq {
+                try await pruneIfDue(lastSeq: decision.lastSeq, prunedThrough: prunedThrough, on: connection)
+            }
+            if let cutoff = claims.cutoffIfDue() {
+                try await connection.query("DELETE FROM verso_idempotency WHERE at < \(cutoff)", logger: logger)
+            }
+        } catch {
+            if Self.isServerError(error) { _ = try? await connection.query("ROLLBACK", logger: logger) }
+            throw error
+        }
+        let syncStarted = ContinuousClock.now
+        do {
+            try await connection.query("COMMIT", logger: logger)
+        } catch  where Self.isServerError(error) {
+            return .notCommitted("COMMIT failed: \(error)")
+        } catch {
+            // The connection dropped while COMMIT was under way: find out what became of it.
+            await dropConnection()
+            guard try await committed(xid) else { return .notCommitted("the connection dropped during COMMIT") }
+        }
+        let sync = ContinuousClock.now - syncStarted
+        if decided.lastSeq != decided.reads.lastSeq { onCommitted() }
+        return .committed(BudgetedCommit(outcomes: result.outcomes, work: result.work, syncDuration: sync))
+    }
+
+    /// Whether transaction `xid` committed, asked on a new connection (retried until the
+    /// database answers); a backend that still holds it open is ended first.
+    private func committed(_ xid: String) async throws -> Bool {
+        var attempt = 0
+        let oldBackend = backendPID
+        while true {
+            attempt += 1
+            do {
+                let connection = try await connected()
+                var status: String?
+                for try await row in try await connection.query(
+                    "SELECT pg_xact_status(\(xid)::xid8)",
+                    logger: logger
+                ).decode(String?.self) {
+                    status = row
+                }
+                switch status {
+                case "committed":
+                    logger.warning("the connection dropped during COMMIT; the transaction committed")
+                    return true
+                case "aborted":
+                    return false
+                case "in progress":
+                    try await connection.query("SELECT pg_terminate_backend(\(oldBackend), 5000)", logger: logger)
+                default:
+                    throw PostgresStoreError(
+                        "the outcome of transaction \(xid) is unknown to PostgreSQL (\(status ?? "null"))"
+                    )
+                }
+            } catch  where Self.isServerError(error) {
+                throw error
+            } catch {
+                if attempt == 1 || attempt % 20 == 0 {
+                    logger.error(
+                        "cannot reach PostgreSQL to learn whether a commit went through; retrying (its writes wait)",
+                        metadata: ["verso.error": "\(String(reflecting: error))"]
+                    )
+                }
+                await dropConnection()
+            }
+            await pause(attempt)
+        }
+    }
+
+    /// What deciding `commands` needs, read under the commit lock.
+    private func read(
+        for commands: [WriteCommand],
+        lastSeq: Int64,
+        on connection: PostgresConnection
+    ) async throws
+        -> BatchReads
+    {
+        var keys = Set<String>()
+        var claimIDs = Set<ClaimID>()
+        for command in commands {
+            for operation in command.operations { keys.insert(operation.key) }
+            if let claim = command.idempotency { claimIDs.insert(ClaimID(scope: claim.scope, key: claim.key)) }
+        }
+        var records: [String: KeyState] = [:]
+        for try await (key, version, data, seq, at, by) in try await connection.query(
+            "SELECT key, version, data, seq, at_ms, author FROM verso_records WHERE key = ANY(\(Array(keys)))",
+            logger: logger
+        ).decode((String, Int64, String?, Int64, Int64?, String?).self) {
+            records[key] = KeyState(version: version, seq: seq, data: data.map { Array($0.utf8) }, at: at, by: by)
+        }
+        var history: [String: [Int64: [UInt8]?]] = [:]
+        let wanted = BatchDecision.historyWanted(commands, records: records)
+        if !wanted.isEmpty {
+            let historyKeys = Array(wanted.keys)
+            let bases = historyKeys.map { wanted[$0]! }
+            for try await (key, version, data) in try await connection.query(
+                """
+                SELECT c.key, c.version, c.data FROM verso_changes c
+                JOIN unnest(\(historyKeys)::text[], \(bases)::bigint[]) AS w(k, b) ON c.key = w.k AND c.version >= w.b
+                """,
+                logger: logger
+            ).decode((String, Int64, String?).self) {
+                history[key, default: [:]][version] = .some(data.map { Array($0.utf8) })
+            }
+        }
+        var claims: [ClaimID: (fingerprint: String, outcome: String)] = [:]
+        if !claimIDs.isEmpty {
+            let ids = Array(claimIDs)
+            for try await (scope, key, fingerprint, outcome) in try await connection.query(
+                """
+                SELECT i.scope, i.key, i.fingerprint, i.outcome FROM verso_idempotency i
+                JOIN unnest(\(ids.map(\.scope))::text[], \(ids.map(\.key))::text[]) AS c(s, k)
+                    ON i.scope = c.s AND i.key = c.k
+                """,
+                logger: logger
+            ).decode((String, String, String, String).self) {
+                claims[ClaimID(scope: scope, key: key)] = (fingerprint, outcome)
+            }
+        }
+        return BatchReads(lastSeq: lastSeq, records: records, history: history, claims: claims)
+    }
+
+    /// Writes what `decision` decided, in one statement (`verso_apply_v1`).
+    private func write(_ decision: BatchDecision, on connection: PostgresConnection) async throws {
+        guard !decision.changes.isEmpty || !decision.claims.isEmpty else { return }
+        let changes = decision.changes
+        let read = Array(decision.readVersions)
+        let readKeys = read.map(\.key)
+        let readVersions = read.map(\.value)
+        let seqs = changes.map(\.seq)
+        let keys = changes.map(\.key)
+        let versions = changes.map(\.version)
+        let data = changes.map { $0.data.map { String(decoding: $0, as: UTF8.self) } ?? "" }
+        let deleted = changes.map { $0.data == nil }
+        let authors = changes.map { $0.by ?? "" }
+        let anonymous = changes.map { $0.by == nil }
+        let claims = decision.claims
+        let scopes = claims.map(\.scope)
+        let claimKeys = claims.map(\.key)
+        let fingerprints = claims.map(\.fingerprint)
+        let outcomes = claims.map(\.outcome)
+        try await connection.query(
+            """
+            SELECT verso_apply_v1(
+                \(decision.reads.lastSeq), \(decision.lastSeq), \(writerID), \(decision.commitTime), \(self.claims.now()),
+                \(readKeys)::text[], \(readVersions)::bigint[],
+                \(seqs)::bigint[], \(keys)::text[], \(versions)::bigint[], \(data)::text[], \(deleted)::bool[],
+                \(authors)::text[], \(anonymous)::bool[],
+                \(scopes)::text[], \(claimKeys)::text[], \(fingerprints)::text[], \(outcomes)::text[]
+            )
+            """,
+            logger: logger
+        )
+    }
+
+    /// Drops log entries older than the history limit, in steps of 1/16 of it, as the SQLite
+    /// store does; the last `keepVersions` versions of each key they touch move to
+    /// `verso_kept_versions` first.
+    private func pruneIfDue(lastSeq: Int64, prunedThrough: Int64, on connection: PostgresConnection) async throws {
+        let historyLimit = configuration.historyLimit
+        let keepFrom = lastSeq - historyLimit
+        guard keepFrom - prunedThrough >= max(1, historyLimit / 16) else { return }
+        let keep = configuration.keepVersions
+        if keep > 0 {
+            try await connection.query(
+                """
+                INSERT INTO verso_kept_versions (key, version, seq, at_ms, author, data)
+                SELECT c.key, c.version, c.seq, c.at_ms, c.author, c.data FROM verso_changes c
+                JOIN verso_records r ON r.key = c.key
+                WHERE c.seq <= \(keepFrom) AND c.version > r.version - \(keep)
+                ON CONFLICT (key, version) DO UPDATE SET seq = EXCLUDED.seq, at_ms = EXCLUDED.at_ms,
+                    author = EXCLUDED.author, data = EXCLUDED.data
+                """,
+                logger: logger
+            )
+            try await connection.query(
+                """
+                DELETE FROM verso_kept_versions k USING verso_records r
+                WHERE k.key = r.key AND k.version <= r.version - \(keep)
+                    AND k.key IN (SELECT DISTINCT key FROM verso_changes WHERE seq <= \(keepFrom))
+                """,
+                logger: logger
+            )
+        }
+        try await connection.query("DELETE FROM verso_changes WHERE seq <= \(keepFrom)", logger: logger)
+        try await connection.query("UPDATE verso_meta SET pruned_through = \(keepFrom) WHERE id = 1", logger: logger)
+    }
+}

@@ -1,0 +1,307 @@
+import Foundation
+import Testing
+import VersoConformance
+import VersoCore
+import VersoTesting
+import VersoWire
+
+/// Several real `verso-server` processes over one real PostgreSQL (`--store`), each check
+/// against what PostgreSQL holds afterwards.
+@Suite(.serialized, .enabled(if: PostgresCluster.isAvailable, "needs PostgreSQL 15 (apt install postgresql-15)"))
+struct MultiNodeTests {
+    /// A cluster and `count` servers over it; everything is stopped and removed afterwards.
+    static func withNodes(
+        _ count: Int,
+        arguments: [String] = [],
+        _ body: (PostgresCluster, [ServerProcess]) async throws -> Void
+    ) async throws {
+        let cluster = try await PostgresCluster.start()
+        let directory = TestServer.makeDataDirectory()
+        var nodes: [ServerProcess] = []
+        do {
+            for _ in 0..<count {
+                nodes.append(
+                    try await ServerProcess.start(
+                        dataDirectory: directory,
+                        arguments: ["--store", cluster.url] + arguments
+                    )
+                )
+            }
+            try await body(cluster, nodes)
+        } catch {
+            for node in nodes { node.send(signal: SIGKILL) }
+            await cluster.remove()
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+        for node in nodes { node.send(signal: SIGKILL) }
+        await cluster.remove()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// An update as a subscriber saw it.
+    struct Seen: Equatable, CustomStringConvertible {
+        var seq: Int64
+        var key: String
+        var version: Int64
+        var description: String { "\(seq):\(key)@\(version)" }
+    }
+
+    /// Reads `update`s on `connection` until `count` arrived.
+    static func updates(_ count: Int, on connection: WireConnection) async throws -> [Seen] {
+        var seen: [Seen] = []
+        while seen.count < count {
+            let message = try await connection.next(timeout: .seconds(30))
+            guard message["type"]?.stringValue == "update" else { continue }
+            seen.append(
+                Seen(
+                    seq: message["seq"]?.integerValue ?? -1,
+                    key: message["key"]?.stringValue ?? "",
+                    version: message["version"]?.integerValue ?? -1
+                )
+            )
+        }
+        return seen
+    }
+
+    /// The change log as PostgreSQL holds it, in seq order.
+    static func changeLog(_ cluster: PostgresCluster, prefix: String) async throws -> [Seen] {
+        let rows = try await cluster.psql(
+            "SELECT seq, key, version FROM verso_changes WHERE key LIKE '\(prefix)%' ORDER BY seq, key"
+        )
+        return rows.split(separator: "\n").map { line in
+            let parts = line.split(separator: "|")
+            return Seen(seq: Int64(parts[0])!, key: String(parts[1]), version: Int64(parts[2])!)
+        }
+    }
+
+    /// Increments `key`'s counter with get and put on the version read, trying again on each
+    /// conflict; returns the acknowledged (version, seq).
+    static func increment(_ key: String, on connection: WireConnection, rid: inout Int) async throws -> (Int64, Int64) {
+        rid += 1
+        let got = try await connection.request(#"{"type":"get","rid":\#(rid),"key":"\#(key)"}"#)
+        var version = got["version"]?.integerValue ?? 0
+        var count = got["data"]?["n"]?.integerValue ?? 0
+        while true {
+            rid += 1
+            let reply = try await connection.request(
+                #"{"type":"put","rid":\#(rid),"key":"\#(key)","base":\#(version),"data":{"n":\#(count + 1)}}"#
+            )
+            switch reply["type"]?.stringValue {
+            case "ack":
+                return (reply["version"]?.integerValue ?? -1, reply["seq"]?.integerValue ?? -1)
+            case "conflict":
+                version = reply["version"]?.integerValue ?? 0
+                count = reply["data"]?["n"]?.integerValue ?? 0
+            default:
+                throw TestFailure("unexpected reply to a put: \(reply)")
+            }
+        }
+    }
+
+    @Test(
+        "writers on three servers race on hot keys: every counter is exact, every acknowledged version unique, the seqs gap-free, and each server's subscriber sees the same stream as the log"
+    )
+    func raceAcrossNodes() async throws {
+        try await Self.withNodes(3) { cluster, nodes in
+            let keys = (0..<4).map { "hot/\($0)" }
+            let writersPerNode = 3
+            let incrementsPerWriter = 12
+            let total = nodes.count * writersPerNode * incrementsPerWriter
+            try await withThrowingTaskGroup(of: [Seen].self) { subscribers in
+                let (ready, subscribed) = AsyncStream<Void>.makeStream()
+                for node in nodes {
+                    subscribers.addTask {
+                        try await WireConnection.with(url: node.url) { connection in
+                            let reply = try await connection.request(#"{"type":"subscribe","rid":1,"prefix":"hot/"}"#)
+                            #expect(reply["type"]?.stringValue == "subscribed")
+                            subscribed.yield()
+                            return try await Self.updates(total, on: connection)
+                        }
+                    }
+                }
+                var waiting = nodes.count
+                for await _ in ready {
+                    waiting -= 1
+                    if waiting == 0 { break }
+                }
+                let acks = try await withThrowingTaskGroup(of: [(String, Int64, Int64)].self) { writers in
+                    for (index, node) in nodes.enumerated() {
+                        for writer in 0..<writersPerNode {
+                            writers.addTask {
+                                try await WireConnection.with(url: node.url) { connection in
+                                    var rid = 0
+                                    var acks: [(String, Int64, Int64)] = []
+                                    for step in 0..<incrementsPerWriter {
+                                        let key = keys[(index + writer + step) % keys.count]
+                                        let (version, seq) = try await Self.increment(key, on: connection, rid: &rid)
+                                        acks.append((key, version, seq))
+                                    }
+                                    return acks
+                                }
+                            }
+                        }
+                    }
+                    return try await writers.reduce(into: []) { $0 += $1 }
+                }
+                #expect(acks.count == total)
+                let versions = Set(acks.map { "\($0.0)@\($0.1)" })
+                #expect(versions.count == total, "every acknowledged (key, version) is unique")
+                for key in keys {
+                    let stored = try await cluster.psql("SELECT version, data FROM verso_records WHERE key = '\(key)'")
+                    let count = acks.filter { $0.0 == key }.count
+                    #expect(stored == "\(count)|{\"n\":\(count)}", "\(key): \(count) increments")
+                }
+                let bounds = try await cluster.psql(
+                    "SELECT count(DISTINCT seq), min(seq), max(seq), (SELECT last_seq FROM verso_meta) FROM verso_changes"
+                )
+                #expect(bounds == "\(total)|1|\(total)|\(total)", "seqs 1...\(total), one per write, no gap")
+                let log = try await Self.changeLog(cluster, prefix: "hot/")
+                #expect(Set(acks.map(\.2)) == Set(log.map(\.seq)))
+                for try await stream in subscribers {
+                    #expect(stream == log, "a subscriber's stream is the log, in order")
+                }
+            }
+        }
+    }
+
+    @Test(
+        "a connection writing a key it subscribes to gets each ack before its update while other servers write; a subscriber resumes with since on another server and misses nothing"
+    )
+    func ackBeforeUpdateAndResumeElsewhere() async throws {
+        try await Self.withNodes(2) { cluster, nodes in
+            // A resumable position on server 0.
+            let (epoch, start) = try await WireConnection.with(url: nodes[0].url) { connection in
+                let reply = try await connection.request(#"{"type":"subscribe","rid":1,"prefix":"mix/"}"#)
+                let hello = try await connection.request(#"{"type":"hello","rid":2}"#)
+                return (hello["epoch"]?.stringValue ?? "", reply["seq"]?.integerValue ?? -1)
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await WireConnection.with(url: nodes[1].url) { connection in
+                        for step in 1...60 {
+                            _ = try await connection.request(
+                                #"{"type":"put","rid":\#(step),"key":"mix/other","base":\#(step - 1),"data":{"n":\#(step)}}"#
+                            )
+                        }
+                    }
+                }
+                try await WireConnection.with(url: nodes[0].url) { connection in
+                    _ = try await connection.request(#"{"type":"subscribe","rid":1,"keys":["mix/own"]}"#)
+                    for step in 1...30 {
+                        try await connection.send(
+                            #"{"type":"put","rid":\#(step + 1),"key":"mix/own","base":\#(step - 1),"data":{"n":\#(step)}}"#
+                        )
+                        var acked = false
+                        while !acked {
+                            let message = try await connection.next()
+                            switch message["type"]?.stringValue {
+                            case "ack": acked = true
+                            case "update":
+                                #expect(message["version"]?.integerValue ?? 0 < step, "update before its ack")
+                            default: Issue.record("unexpected \(message)")
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let log = try await Self.changeLog(cluster, prefix: "mix/").filter { $0.seq > start }
+            #expect(log.count == 90)
+            let resumed = try await WireConnection.with(url: nodes[1].url) { connection in
+                let reply = try await connection.request(
+                    #"{"type":"subscribe","rid":1,"prefix":"mix/","since":\#(start),"epoch":"\#(epoch)"}"#
+                )
+                #expect(reply["type"]?.stringValue == "subscribed")
+                #expect(reply["reset"] != .bool(true))
+                return try await Self.updates(log.count, on: connection)
+            }
+            #expect(resumed == log, "the replay on the other server is exactly the changes since")
+        }
+    }
+
+    @Test("kill -9 of one server under load: no acknowledged write is lost, the other keeps serving")
+    func killOneNode() async throws {
+        try await Self.withNodes(2) { cluster, nodes in
+            let acked = Locked<[String: Int64]>([:])
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, node) in nodes.enumerated() {
+                    group.addTask {
+                        do {
+                            try await WireConnection.with(url: node.url) { connection in
+                                for step in 1...200 {
+                                    let key = "kill/\(index)-\(step % 5)"
+                                    let reply = try await connection.request(
+                                        #"{"type":"put","rid":\#(step),"key":"\#(key)","base":\#((step - 1) / 5),"data":{"s":\#(step)}}"#
+                                    )
+                                    guard reply["type"]?.stringValue == "ack" else { continue }
+                                    acked.withLock { $0[key] = max($0[key] ?? 0, reply["version"]?.integerValue ?? 0) }
+                                }
+                            }
+                        } catch  where index == 0 {
+                            // The killed server's connection ends.
+                        }
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                nodes[0].send(signal: SIGKILL)
+                try await group.waitForAll()
+            }
+            for (key, version) in acked.withLock({ $0 }) {
+                let stored = try await cluster.psql("SELECT version FROM verso_records WHERE key = '\(key)'")
+                #expect((Int64(stored) ?? 0) >= version, "\(key) acknowledged at \(version), stored \(stored)")
+            }
+            #expect(
+                acked.withLock { $0.keys.filter { $0.hasPrefix("kill/1-") }.count } == 5,
+                "the other server served on"
+            )
+        }
+    }
+
+    @Test(
+        "PostgreSQL crashes (pg_ctl -m immediate) and restarts under load: no acknowledged write is lost, reads meanwhile answer unavailable, the servers recover by themselves"
+    )
+    func databaseRestart() async throws {
+        try await Self.withNodes(1) { cluster, nodes in
+            try await WireConnection.with(url: nodes[0].url) { connection in
+                var rid = 0
+                var version: Int64 = 0
+                for _ in 1...20 {
+                    rid += 1
+                    let reply = try await connection.request(
+                        #"{"type":"put","rid":\#(rid),"key":"crash/a","base":\#(version),"data":{"v":\#(version + 1)}}"#
+                    )
+                    #expect(reply["type"]?.stringValue == "ack")
+                    version = reply["version"]?.integerValue ?? version
+                }
+                try await cluster.stop(immediate: true)
+                rid += 1
+                let read = try await connection.request(#"{"type":"get","rid":\#(rid),"key":"crash/a"}"#)
+                #expect(read["code"]?.stringValue == "unavailable", "\(read)")
+                // A write sent while the database is down waits for it and then commits.
+                rid += 1
+                try await connection.send(
+                    #"{"type":"put","rid":\#(rid),"key":"crash/a","base":\#(version),"data":{"v":\#(version + 1)}}"#
+                )
+                try await Task.sleep(for: .seconds(1))
+                try await cluster.start()
+                let reply = try await connection.next(timeout: .seconds(30))
+                #expect(reply["type"]?.stringValue == "ack", "\(reply)")
+                #expect(reply["version"]?.integerValue == version + 1)
+                let stored = try await cluster.psql("SELECT version FROM verso_records WHERE key = 'crash/a'")
+                #expect(stored == "\(version + 1)")
+            }
+        }
+    }
+
+    @Test("the whole conformance suite passes against each server of three over one PostgreSQL")
+    func conformanceOnEachNode() async throws {
+        try await Self.withNodes(3) { _, nodes in
+            for node in nodes {
+                let report = try await ConformanceRunner(url: node.url).run()
+                for failure in report.failures { Issue.record("\(node.url) \(failure.name): \(failure.detail ?? "")") }
+                #expect(report.failures.isEmpty)
+            }
+        }
+    }
+}
