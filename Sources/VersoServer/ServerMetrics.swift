@@ -185,7 +185,7 @@ final class ServerMetrics: Sendable {
     }
 
     /// The metrics in the Prometheus text format, with the figures read now.
-    func render(engine: RecordEngine, registry connections: ConnectionRegistry, dataDirectory: String) async -> [UInt8]
+    func render(engine: RecordEngine, registry connections: ConnectionRegistry, dataDirectory: String?) async -> [UInt8]
     {
         connectionsOpen.set(Int64(connections.count))
         queuedBytes.set(Int64(connections.queuedBytes))
@@ -196,9 +196,11 @@ final class ServerMetrics: Sendable {
         }
         subscriptions.set(Int64(engine.subscriptionCount))
         lastSeq.set(engine.currentSeq)
-        let database = (dataDirectory as NSString).appendingPathComponent("verso.sqlite")
-        databaseBytes.set(Self.fileSize(database))
-        walBytes.set(Self.fileSize(database + "-wal"))
+        if let dataDirectory {
+            let database = (dataDirectory as NSString).appendingPathComponent("verso.sqlite")
+            databaseBytes.set(Self.fileSize(database))
+            walBytes.set(Self.fileSize(database + "-wal"))
+        }
         let process = Self.processFigures()
         residentBytes.set(process.residentBytes)
         scraped.withLock { last in

@@ -185,7 +185,8 @@ public final class VersoServer: Sendable {
                 : Response(status: .serviceUnavailable)
         }
         if let metrics {
-            let dataDirectory = configuration.dataDirectory
+            // The SQLite files' sizes; nothing to measure over PostgreSQL.
+            let dataDirectory = configuration.storeURL == nil ? configuration.dataDirectory : nil
             router.get("/metrics") { request, _ in
                 if let refusal = await Self.metricsRefusal(request.headers, authority: authority) { return refusal }
                 let body = await metrics.render(engine: engine, registry: registry, dataDirectory: dataDirectory)

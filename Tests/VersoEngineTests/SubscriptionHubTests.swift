@@ -4,7 +4,7 @@ import VersoCore
 @testable import VersoEngine
 
 /// Collects what the hub sends.
-private final class RecordingSink: MessageSink {
+final class RecordingSink: MessageSink {
     let messages = Mutex<[String]>([])
     func send(_ message: [UInt8]) {
         messages.withLock { $0.append(String(decoding: message, as: UTF8.self)) }

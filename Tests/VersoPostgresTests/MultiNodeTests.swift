@@ -294,6 +294,42 @@ struct MultiNodeTests {
         }
     }
 
+    @Test(
+        "with a short log, history pages back through the log and the kept versions and then says gone, and a since before the pruned log resets, on another server than the writer's"
+    )
+    func prunedLog() async throws {
+        try await Self.withNodes(2, arguments: ["--history", "16", "--keep-versions", "3"]) { cluster, nodes in
+            // short/a: versions 1...20 (seqs 1...20), then short/b: versions 1...40 (seqs 21...60).
+            try await WireConnection.with(url: nodes[0].url) { connection in
+                for (key, count) in [("short/a", 20), ("short/b", 40)] {
+                    for step in 1...count {
+                        let reply = try await connection.request(
+                            #"{"type":"put","rid":\#(step),"key":"\#(key)","base":\#(step - 1),"data":{"n":\#(step)}}"#
+                        )
+                        #expect(reply["type"]?.stringValue == "ack")
+                    }
+                }
+            }
+            #expect(try await cluster.psql("SELECT pruned_through FROM verso_meta") == "44", "the log keeps 16")
+            try await WireConnection.with(url: nodes[1].url) { connection in
+                // short/a left the log whole: its last 3 versions were kept. short/b is in the log from seq 45.
+                for (key, newest, oldest) in [("short/a", Int64(20), Int64(18)), ("short/b", 40, 25)] {
+                    let page = try await connection.request(#"{"type":"history","rid":1,"key":"\#(key)","limit":100}"#)
+                    guard case .array(let entries)? = page["versions"] else {
+                        Issue.record("not a history page: \(page)")
+                        continue
+                    }
+                    #expect(entries.compactMap { $0["version"]?.integerValue } == Array((oldest...newest).reversed()))
+                    #expect(entries.first?["data"]?["n"]?.integerValue == newest)
+                    #expect(page["gone"]?.integerValue == oldest - 1, "\(key): older versions are gone")
+                }
+                let reply = try await connection.request(#"{"type":"subscribe","rid":2,"keys":["short/a"],"since":1}"#)
+                #expect(reply["type"]?.stringValue == "subscribed")
+                #expect(reply["reset"] == .bool(true), "since 1 is no longer in the log")
+            }
+        }
+    }
+
     @Test("the whole conformance suite passes against each server of three over one PostgreSQL")
     func conformanceOnEachNode() async throws {
         try await Self.withNodes(3) { _, nodes in
