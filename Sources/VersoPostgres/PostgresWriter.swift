@@ -115,6 +115,10 @@ actor PostgresWriter {
                 }
             } catch  where Self.isServerError(error) {
                 guard Self.isRetryable(error), attempt < 10 else { throw error }
+            } catch  where !(error is PSQLError) {
+                // Not the database's doing (a stored record that does not parse, say): deciding
+                // again would fail again. Nothing was committed.
+                throw error
             } catch {
                 // The database is unreachable or the connection broke before COMMIT was sent:
                 // nothing was committed. Writes wait until it is back.
@@ -171,7 +175,11 @@ actor PostgresWriter {
                 try await connection.query("DELETE FROM verso_idempotency WHERE at < \(cutoff)", logger: logger)
             }
         } catch {
-            if Self.isServerError(error) { _ = try? await connection.query("ROLLBACK", logger: logger) }
+            // After a statement's error (or one of the decision's) the session is fine: roll
+            // back. After a broken connection PostgreSQL aborts the transaction by itself.
+            if !(error is PSQLError) || Self.isServerError(error) {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+            }
             throw error
         }
         let syncStarted = ContinuousClock.now
