@@ -172,3 +172,90 @@ public enum MergeHistory: Sendable, Equatable {
     /// The data at the base, and the paths changed version by version since (sorted).
     case known(base: JSONObject, changed: [FieldPath])
 }
+
+extension VersionDecision {
+    /// The key's new state when the decision changes it (accepted, or merged); nil otherwise.
+    public var newState: RecordState? {
+        switch self {
+        case .accept(let next), .merged(let next): next
+        default: nil
+        }
+    }
+
+    /// Whether the write was merged into a newer record (`"merge": "fields"`).
+    public var isMerged: Bool {
+        if case .merged = self { true } else { false }
+    }
+}
+
+/// A write refused because its base was stale, as its conflict reports it.
+public struct StaleBaseRefusal: Sendable, Equatable {
+    /// The operation's position in its command.
+    public var index: Int
+    public var base: Int64
+    /// Why a `"merge": "fields"` write could not be merged (its changed paths are in `changed`).
+    public var merge: MergeConflict?
+    /// The paths changed since the base, when known.
+    public var changed: [FieldPath]?
+}
+
+/// What the decisions on one command's operations (applied all or nothing) come to.
+public enum CommandVerdict: Sendable, Equatable {
+    /// One or more bases were stale: nothing is applied.
+    case staleBases([StaleBaseRefusal])
+    /// A delete of a key that does not exist or is already deleted: nothing is applied.
+    case notFound(index: Int, current: RecordState?)
+    /// Every operation holds; `changesAny` when at least one changes its key (the command then
+    /// takes a seq).
+    case apply(changesAny: Bool)
+}
+
+extension VersioningRules {
+    /// What `decisions` (one per operation of a command, in order) come to: stale bases first
+    /// (every one, each with the paths `plainChanged(index, base)` finds for a plain conflict),
+    /// then the first not-found delete, else the command applies.
+    public static func verdict(
+        _ decisions: [(operation: WriteOperation, decision: VersionDecision)],
+        plainChanged: (_ index: Int, _ base: Int64) throws -> [FieldPath]?
+    ) rethrows -> CommandVerdict {
+        var refusals: [StaleBaseRefusal] = []
+        for (index, entry) in decisions.enumerated() {
+            guard case .base(let base) = entry.operation.precondition else { continue }
+            switch entry.decision {
+            case .conflict:
+                refusals.append(
+                    StaleBaseRefusal(index: index, base: base, merge: nil, changed: try plainChanged(index, base))
+                )
+            case .mergeRefused(_, var refusal):
+                let changed = refusal.changed
+                refusal.changed = nil
+                refusals.append(StaleBaseRefusal(index: index, base: base, merge: refusal, changed: changed))
+            default:
+                continue
+            }
+        }
+        if !refusals.isEmpty { return .staleBases(refusals) }
+        for (index, entry) in decisions.enumerated() {
+            if case .notFound(let current) = entry.decision { return .notFound(index: index, current: current) }
+        }
+        return .apply(changesAny: decisions.contains { $0.decision.newState != nil })
+    }
+}
+
+extension ConflictDetail {
+    /// The conflict `refusal` reports on `key`, with the key's stored state `current` (nil when
+    /// it never existed) as the reply carries it: the stored encoding as it is.
+    public init(key: String, refusal: StaleBaseRefusal, current: StoredVersion?) {
+        self.init(
+            key: key,
+            base: refusal.base,
+            version: current?.version ?? 0,
+            data: current?.data,
+            deleted: current != nil && current?.data == nil
+        )
+        merge = refusal.merge
+        changed = refusal.changed
+        at = current?.at
+        by = current?.by
+    }
+}

@@ -5,7 +5,8 @@ import VersoCore
 /// store (Protocol.md section 5's guarantees, on every server).
 ///
 /// This server's own commits arrive from its writer after their acks were queued
-/// (`committedLocally`); everyone else's are read from the shared log by `follow` (one task).
+/// (`committedLocally`); everyone else's are read from the shared log by the engine's follower
+/// (`RecordEngine.runFollower`, one task).
 /// A seq is published once, after every seq before it. A change of this server's read from the
 /// log before its writer reported it waits for that report, so a writing connection still gets
 /// its ack before the update.

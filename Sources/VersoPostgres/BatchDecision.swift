@@ -12,6 +12,9 @@ struct KeyState: Sendable {
     var by: String?
 
     var isLive: Bool { data != nil }
+
+    /// As a conflict reports it.
+    var stored: StoredVersion { StoredVersion(version: version, seq: seq, at: at, by: by, data: data) }
 }
 
 /// An idempotency key the batch stores with its outcome.
@@ -176,85 +179,42 @@ struct BatchDecision {
             }
             decisions.append((operation, current, decision))
         }
-        var conflicts: [ConflictDetail] = []
-        for entry in decisions {
-            guard case .base(let base) = entry.operation.precondition else { continue }
-            var merge: MergeConflict?
-            let changed: [FieldPath]?
-            switch entry.decision {
-            case .conflict:
-                changed = try pathsChanged(of: entry.operation.key, since: base, through: entry.current)
-            case .mergeRefused(_, let refusal):
-                merge = refusal
-                changed = refusal.changed
-                merge?.changed = nil
-            default:
-                continue
-            }
-            conflicts.append(
-                ConflictDetail(
-                    stored: entry.current,
-                    key: entry.operation.key,
-                    base: base,
-                    merge: merge,
-                    changed: changed
-                )
+        let verdict = try VersioningRules.verdict(decisions.map { ($0.operation, $0.decision) }) { index, base in
+            try pathsChanged(of: decisions[index].operation.key, since: base, through: decisions[index].current)
+        }
+        let seq: Int64
+        switch verdict {
+        case .staleBases(let refusals):
+            return .conflict(
+                refusals.map { refusal in
+                    let entry = decisions[refusal.index]
+                    work += entry.current?.data?.count ?? 0
+                    return ConflictDetail(key: entry.operation.key, refusal: refusal, current: entry.current?.stored)
+                }
             )
-            work += entry.current?.data?.count ?? 0
+        case .notFound(let index, let current):
+            return .notFound(key: decisions[index].operation.key, current: current)
+        case .apply(let changesAny):
+            seq = changesAny ? lastSeq + 1 : lastSeq
         }
-        if !conflicts.isEmpty { return .conflict(conflicts) }
-        for entry in decisions {
-            if case .notFound(let current) = entry.decision {
-                return .notFound(key: entry.operation.key, current: current)
-            }
-        }
-        let accepted = decisions.contains {
-            switch $0.decision {
-            case .accept, .merged: true
-            default: false
-            }
-        }
-        let seq = accepted ? lastSeq + 1 : lastSeq
         var applied: [Change] = []
         var versions: [KeyVersion] = []
         for entry in decisions {
-            switch entry.decision {
-            case .accept(let next), .merged(let next):
-                let key = entry.operation.key
-                let data = next.data.map { JSONValue.object($0).encodedBytes }
-                if readVersions[key] == nil { readVersions[key] = entry.current?.version ?? 0 }
-                let written = KeyState(version: next.version, seq: seq, data: data, at: commitTime, by: author)
-                reads.records[key] = written
-                reads.history[key, default: [:]][next.version] = .some(data)
-                work += data?.count ?? 0
-                applied.append(
-                    Change(seq: seq, key: key, version: next.version, data: data, at: commitTime, by: author)
-                )
-                let merged = if case .merged = entry.decision { true } else { false }
-                versions.append(KeyVersion(key: key, version: next.version, merged: merged))
-            default:
+            guard let next = entry.decision.newState else {
                 versions.append(KeyVersion(key: entry.operation.key, version: entry.current?.version ?? 0))
+                continue
             }
+            let key = entry.operation.key
+            let data = next.data.map { JSONValue.object($0).encodedBytes }
+            if readVersions[key] == nil { readVersions[key] = entry.current?.version ?? 0 }
+            reads.records[key] = KeyState(version: next.version, seq: seq, data: data, at: commitTime, by: author)
+            reads.history[key, default: [:]][next.version] = .some(data)
+            work += data?.count ?? 0
+            applied.append(Change(seq: seq, key: key, version: next.version, data: data, at: commitTime, by: author))
+            versions.append(KeyVersion(key: key, version: next.version, merged: entry.decision.isMerged))
         }
         changes += applied
         lastSeq = seq
         return .applied(seq: seq, changes: applied, versions: versions)
-    }
-}
-
-extension ConflictDetail {
-    /// A conflict on `key` whose stored state is `stored`, as the reply carries it.
-    fileprivate init(stored: KeyState?, key: String, base: Int64, merge: MergeConflict?, changed: [FieldPath]?) {
-        self.init(
-            key: key,
-            base: base,
-            version: stored?.version ?? 0,
-            data: stored?.data,
-            deleted: stored != nil && stored?.data == nil
-        )
-        self.merge = merge
-        self.changed = changed
-        self.at = stored?.at
-        self.by = stored?.by
     }
 }

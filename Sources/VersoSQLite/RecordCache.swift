@@ -23,6 +23,9 @@ struct CurrentRecord {
     var state: RecordState {
         RecordState(version: version, data: encoded == nil ? nil : (object ?? [:]))
     }
+
+    /// The version as stored (its encoding, when read), as a conflict reports it.
+    var stored: StoredVersion { StoredVersion(version: version, seq: seq, at: at, by: by, data: encoded) }
 }
 
 /// The writer's least-recently-used cache of large records, so that a patch or a conflict on

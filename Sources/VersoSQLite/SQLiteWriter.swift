@@ -256,78 +256,50 @@ final class SQLiteWriter: @unchecked Sendable {
             let current = try current(for: operation)
             decisions.append((operation, current, try decide(operation, current: current)))
         }
-        var conflicts: [ConflictDetail] = []
-        for entry in decisions {
-            guard case .base(let base) = entry.operation.precondition else { continue }
-            var merge: MergeConflict?
-            let changed: [FieldPath]?
-            switch entry.decision {
-            case .conflict:
-                changed = try pathsChanged(of: entry.operation.key, since: base, through: entry.current)
-            case .mergeRefused(_, let refusal):
-                merge = refusal
-                changed = refusal.changed
-                merge?.changed = nil
-            default:
-                continue
-            }
-            // The reply carries the stored encoding as it is: no parse, no encode.
-            let current = entry.current
-            var detail = ConflictDetail(
-                key: entry.operation.key,
-                base: base,
-                version: current?.version ?? 0,
-                data: current?.encoded,
-                deleted: current != nil && current?.encoded == nil
+        let verdict = try VersioningRules.verdict(decisions.map { ($0.operation, $0.decision) }) { index, base in
+            try pathsChanged(of: decisions[index].operation.key, since: base, through: decisions[index].current)
+        }
+        let seq: Int64
+        switch verdict {
+        case .staleBases(let refusals):
+            return .conflict(
+                refusals.map { refusal in
+                    let entry = decisions[refusal.index]
+                    work += entry.current?.encoded?.count ?? 0
+                    return ConflictDetail(key: entry.operation.key, refusal: refusal, current: entry.current?.stored)
+                }
             )
-            detail.merge = merge
-            detail.changed = changed
-            detail.at = current?.at
-            detail.by = current?.by
-            conflicts.append(detail)
-            work += current?.encoded?.count ?? 0
+        case .notFound(let index, let current):
+            return .notFound(key: decisions[index].operation.key, current: current)
+        case .apply(let changesAny):
+            seq = changesAny ? lastSeq + 1 : lastSeq
         }
-        if !conflicts.isEmpty { return .conflict(conflicts) }
-        for entry in decisions {
-            if case .notFound(let current) = entry.decision {
-                return .notFound(key: entry.operation.key, current: current)
-            }
-        }
-        let accepted = decisions.contains {
-            switch $0.decision {
-            case .accept, .merged: true
-            default: false
-            }
-        }
-        let seq = accepted ? lastSeq + 1 : lastSeq
         var changes: [Change] = []
         var versions: [KeyVersion] = []
         for entry in decisions {
-            switch entry.decision {
-            case .accept(let next), .merged(let next):
-                let key = entry.operation.key
-                let (data, index) = encode(next, for: entry.operation, current: entry.current)
-                try write(key: key, previous: entry.current, next: next.version, data: data, seq: seq, by: author)
-                var written = CurrentRecord(
-                    version: next.version,
-                    seq: seq,
-                    encoded: data,
-                    object: next.data,
-                    index: index
-                )
-                written.at = commitTime
-                written.by = author
-                cache.store(written, for: key)
-                self.versions.set(key, version: next.version, seq: seq, isLive: data != nil)
-                work += data?.count ?? 0
-                changes.append(
-                    Change(seq: seq, key: key, version: next.version, data: data, at: commitTime, by: author)
-                )
-                let merged = if case .merged = entry.decision { true } else { false }
-                versions.append(KeyVersion(key: key, version: next.version, merged: merged))
-            default:
+            guard let next = entry.decision.newState else {
                 versions.append(KeyVersion(key: entry.operation.key, version: entry.current?.version ?? 0))
+                continue
             }
+            let key = entry.operation.key
+            let (data, index) = encode(next, for: entry.operation, current: entry.current)
+            try write(key: key, previous: entry.current, next: next.version, data: data, seq: seq, by: author)
+            var written = CurrentRecord(
+                version: next.version,
+                seq: seq,
+                encoded: data,
+                object: next.data,
+                index: index
+            )
+            written.at = commitTime
+            written.by = author
+            cache.store(written, for: key)
+            self.versions.set(key, version: next.version, seq: seq, isLive: data != nil)
+            work += data?.count ?? 0
+            changes.append(
+                Change(seq: seq, key: key, version: next.version, data: data, at: commitTime, by: author)
+            )
+            versions.append(KeyVersion(key: key, version: next.version, merged: entry.decision.isMerged))
         }
         lastSeq = seq
         return .applied(seq: seq, changes: changes, versions: versions)
