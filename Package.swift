@@ -309,7 +309,7 @@ let package = Package(
         // Several servers over one real PostgreSQL (skipped where PostgreSQL 15 is not installed).
         .testTarget(
             name: "VersoPostgresTests",
-            dependencies: ["VersoTesting", "VersoConformance", "VersoCore", "VersoWire"],
+            dependencies: ["VersoTesting", "VersoConformance", "VersoCore", "VersoLoad", "VersoWire"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,7 +1,23 @@
 /// How a load run is shaped. Every member has a default; the command line sets them.
 public struct LoadOptions: Sendable {
-    /// The server's WebSocket URL.
-    public var url = "ws://127.0.0.1:7070/v1/ws"
+    /// The servers' WebSocket URLs: one server, or several over one shared store, among which
+    /// connections are spread (see `url(for:)`).
+    public var urls = ["ws://127.0.0.1:7070/v1/ws"]
+
+    /// The first server's URL: where a run sets up and checks what the servers hold.
+    public var url: String {
+        get { urls[0] }
+        set { urls = [newValue] }
+    }
+
+    /// Where connection `index` of a scenario's workers connects: the URLs in turn.
+    public func url(for index: Int) -> String { urls[index % urls.count] }
+
+    /// Where subscriber `index` of a fan-out connects. Writers connect to the first URL; with
+    /// several URLs, subscribers take the others in turn, so every delivery crosses servers.
+    public func subscriberURL(_ index: Int) -> String {
+        urls.count == 1 ? urls[0] : urls[1 + index % (urls.count - 1)]
+    }
     /// Connections (workers, or clients in `counter`).
     public var connections = 64
     /// Distinct keys spread over the connections (`cas` without `--hot`).

@@ -92,7 +92,7 @@ extension Scenarios {
                 "load/\(options.runID)/\($0)"
             }
             let stats = try await LoadConnection.run(
-                url: options.url,
+                url: options.url(for: index),
                 compression: options.compression,
                 token: options.token
             ) { wire in

@@ -54,7 +54,7 @@ extension Scenarios {
             index in
             let field = index / share
             return try await LoadConnection.run(
-                url: options.url,
+                url: options.url(for: index),
                 compression: options.compression,
                 token: options.token
             ) { wire in

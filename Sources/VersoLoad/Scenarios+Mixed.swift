@@ -73,7 +73,11 @@ extension Scenarios {
         let connections = options.connections
         let outcome = await LoadRunner.run(options: options, workers: connections, window: window, counters: counters) {
             index in
-            try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) {
+            try await LoadConnection.run(
+                url: options.url(for: index),
+                compression: options.compression,
+                token: options.token
+            ) {
                 wire in
                 var stats = WorkerStats()
                 var mixed = MixedStats()

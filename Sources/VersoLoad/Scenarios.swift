@@ -55,7 +55,7 @@ public enum Scenarios {
                 }
             }
             let stats = try await LoadConnection.run(
-                url: options.url,
+                url: options.url(for: index),
                 compression: options.compression,
                 token: options.token
             ) { wire in
@@ -150,7 +150,11 @@ public enum Scenarios {
             window: window,
             counters: counters
         ) { index in
-            try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) {
+            try await LoadConnection.run(
+                url: options.url(for: index),
+                compression: options.compression,
+                token: options.token
+            ) {
                 wire in
                 var stats = WorkerStats()
                 var acked: [(Int, Int64)] = []

@@ -13,6 +13,8 @@ extension Scenarios {
         let subscribed = Atomic<Int>(0)
         let failed = Atomic<Int>(0)
         let writersFailed = Atomic<Int>(0)
+        /// Subscribers started so far: where the next one connects (`LoadOptions.subscriberURL`).
+        let nextSubscriber = Atomic<Int>(0)
         /// Which writers (by index) have their connection open.
         private let writerOpen: Mutex<[Bool]>
         let startedAt = Atomic<UInt64>(0)
@@ -43,7 +45,7 @@ extension Scenarios {
             stats.latency.record(microseconds(UInt64(sent), now))
         }
 
-        /// Runs writer `index`: connects (options' URL, compression and token), counts it as
+        /// Runs writer `index`: connects (options' first URL, compression and token), counts it as
         /// connected, and runs `body` on the connection; a writer that fails to connect counts as
         /// a failed writer.
         func writer<T: Sendable>(
@@ -87,8 +89,8 @@ extension Scenarios {
             }
         }
 
-        /// Runs one subscriber once every writer is connected: connects (options' URL,
-        /// compression and token) and runs `body` on the connection; counts it as failed if
+        /// Runs one subscriber once every writer is connected: connects (options'
+        /// `subscriberURL`, compression and token) and runs `body` on the connection; counts it as failed if
         /// anything throws.
         func subscriber<T: Sendable>(
             _ options: LoadOptions,
@@ -98,7 +100,7 @@ extension Scenarios {
             do {
                 try await waitForWriters(limit: limit)
                 return try await LoadConnection.run(
-                    url: options.url,
+                    url: options.subscriberURL(nextSubscriber.wrappingAdd(1, ordering: .relaxed).oldValue),
                     compression: options.compression,
                     token: options.token,
                     body

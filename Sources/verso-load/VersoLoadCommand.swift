@@ -79,8 +79,14 @@ struct VersoLoadCommand: AsyncParsableCommand {
 }
 
 struct CommonOptions: ParsableArguments {
-    @Option(help: "The server's WebSocket URL.")
-    var url = "ws://127.0.0.1:7070/v1/ws"
+    @Option(
+        help: """
+            The server's WebSocket URL; repeat it for several servers over one store: connections \
+            are spread over them in turn (fanout and presence: writers on the first, subscribers on \
+            the others).
+            """
+    )
+    var url: [String] = []
     @Option(help: "Number of connections (fanout: --writers and --subscribers instead).")
     var connections = 64
     @Option(help: "Distinct keys: spread over the connections (cas without --hot), or shared by all (mixed).")
@@ -110,9 +116,12 @@ struct CommonOptions: ParsableArguments {
     @Flag(help: "No progress line on stderr.")
     var quiet = false
 
+    /// The URLs given, or the default server's.
+    var urls: [String] { url.isEmpty ? [LoadOptions().url] : url }
+
     var loadOptions: LoadOptions {
         var options = LoadOptions()
-        options.url = url
+        options.urls = urls
         options.connections = connections
         options.keys = keys
         options.hot = hot
@@ -133,8 +142,8 @@ struct CommonOptions: ParsableArguments {
             throw ValidationError("--duration must be in (0, 3600] seconds, --warmup non-negative")
         }
         guard (ops ?? 1) > 0 else { throw ValidationError("--ops must be at least 1") }
-        guard url.hasPrefix("ws://127.0.0.1:") || url.hasPrefix("ws://localhost:") else {
-            throw ValidationError("--url must point at 127.0.0.1 or localhost")
+        for url in urls where !(url.hasPrefix("ws://127.0.0.1:") || url.hasPrefix("ws://localhost:")) {
+            throw ValidationError("--url \(url) must point at 127.0.0.1 or localhost")
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VersoConformance
 import VersoCore
+import VersoLoad
 import VersoTesting
 import VersoWire
 
@@ -327,6 +328,31 @@ struct MultiNodeTests {
                 #expect(reply["type"]?.stringValue == "subscribed")
                 #expect(reply["reset"] == .bool(true), "since 1 is no longer in the log")
             }
+        }
+    }
+
+    @Test(
+        "verso-load spread over two servers: counter increments land exactly, and a fan-out delivers every write to subscribers on the other server"
+    )
+    func loadOverTwoServers() async throws {
+        try await Self.withNodes(2) { _, nodes in
+            var options = LoadOptions()
+            options.urls = nodes.map(\.url)
+            options.progress = false
+            options.connections = 4
+            options.hot = 2
+            options.ops = 10
+            let counter = await Scenarios.counter(options)
+            #expect(counter.failures == [])
+            #expect(counter.extra["final count"] == "40")
+            options.ops = nil
+            options.duration = 0.5
+            let fanout = await Scenarios.fanout(options, writers: 1, subscribers: 3)
+            #expect(fanout.failures == [])
+            #expect(fanout.errors == 0)
+            #expect(fanout.ops > 0)
+            let expected = Int(fanout.extra["deliveries expected"] ?? "") ?? -1
+            #expect(abs(fanout.ops - expected) <= 2 * 3)
         }
     }
 
