@@ -6,6 +6,8 @@
 #     AOF with appendfsync everysec,
 #   - PostgreSQL 15 running django-concurrency's SELECT + UPDATE (bench/django_cas.sql) under
 #     pgbench, synchronous_commit off and on,
+#   - verso-server over that PostgreSQL (--store), one server and three, under `verso-load cas`
+#     spread over them (server CPU: the Verso servers' and PostgreSQL's together),
 # each --runs times for --duration seconds, interleaved run by run, then writes the medians as
 # a markdown table between the compare.sh markers of BENCHMARKS.md (see its section).
 # Starts every server itself on temporary folders and free ports, and stops them on exit.
@@ -148,7 +150,9 @@ for binary in verso-server verso-load; do
 done
 
 # --- Verso ---------------------------------------------------------------------------------
-declare -A verso_pid verso_url
+# verso_url: the URLs of a setup (several for servers sharing one store); verso_cpu: the
+# processes whose CPU a run of it counts (--tree: with their children, for PostgreSQL's).
+declare -A verso_pid verso_url verso_cpu
 start_verso() {  # start_verso NAME EXTRA-ARGS...
     local name="$1" url=""
     shift
@@ -165,6 +169,7 @@ start_verso() {  # start_verso NAME EXTRA-ARGS...
     done
     [ -n "$url" ] || { echo "compare.sh: verso-server ($name) did not say where it listens" >&2; exit 1; }
     verso_url[$name]="$url"
+    verso_cpu[$name]="${verso_pid[$name]}"
 }
 start_verso verso
 start_verso verso-normal --durability normal
@@ -178,13 +183,14 @@ alive() {  # alive PID NAME LOG: fail with the log's tail if the server has gone
     exit 1
 }
 verso_run() {  # verso_run NAME SECONDS [RUN LABEL]
-    local name="$1" before after
+    local name="$1" before after url urls=()
+    for url in ${verso_url[$name]}; do urls+=(--url "$url"); done
     alive "${verso_pid[$name]}" "verso-server ($name)" "$W/$name.log"
-    before="$(cpu "${verso_pid[$name]}")"
-    { time x .build/release/verso-load cas --url "${verso_url[$name]}" --connections "$connections" --keys "$keys" \
+    before="$(cpu ${verso_cpu[$name]})"
+    { time x .build/release/verso-load cas "${urls[@]}" --connections "$connections" --keys "$keys" \
         --duration "$2" --server-pid "${verso_pid[$name]}" --json "$W/$name.json" --quiet >"$W/$name.out" 2>"$W/client.err"; } 2>"$W/client.time"
     alive "${verso_pid[$name]}" "verso-server ($name)" "$W/$name.log"
-    after="$(cpu "${verso_pid[$name]}")"
+    after="$(cpu ${verso_cpu[$name]})"
     [ $# -lt 3 ] || record verso "$W/$name.json" --system "$name" --run "$3" \
         --label "$4" --cpu-before "$before" --cpu-after "$after" \
         --client-time "$W/client.time"
@@ -248,6 +254,17 @@ show "$pgbin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres \
 psql -c "CREATE TABLE records (id integer PRIMARY KEY, data text NOT NULL, version integer NOT NULL)" \
     -c "INSERT INTO records SELECT g, '$data', 0 FROM generate_series(1, $keys) g" -c "VACUUM ANALYZE records"
 
+# Verso over this PostgreSQL: one server, and three sharing one database.
+psql -c "CREATE DATABASE verso1" -c "CREATE DATABASE verso3"
+note "$pgbin/psql -h 127.0.0.1 -p $pg_port -U postgres -c 'CREATE DATABASE verso1' -c 'CREATE DATABASE verso3'"
+start_verso verso-pg1 --store "postgres://postgres@127.0.0.1:$pg_port/verso1"
+verso_cpu[verso-pg1]="${verso_pid[verso-pg1]} $pg_pid --tree"
+for member in a b c; do start_verso "verso-pg3$member" --store "postgres://postgres@127.0.0.1:$pg_port/verso3"; done
+verso_pid[verso-pg3]="${verso_pid[verso-pg3a]}"
+verso_url[verso-pg3]="${verso_url[verso-pg3a]} ${verso_url[verso-pg3b]} ${verso_url[verso-pg3c]}"
+verso_cpu[verso-pg3]="${verso_pid[verso-pg3a]} ${verso_pid[verso-pg3b]} ${verso_pid[verso-pg3c]} $pg_pid --tree"
+ln -s "$W/verso-pg3a.log" "$W/verso-pg3.log"  # where alive looks when the set fails
+
 pg_run() {  # pg_run on|off SECONDS [RUN LABEL]
     local sync="$1" seconds="$2" before after v0 v1 setting
     setting="$(PGOPTIONS="-c synchronous_commit=$sync" psql -c 'SHOW synchronous_commit')"
@@ -281,6 +298,8 @@ label_redis="Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)
 label_redis_aof="Redis Lua CAS, AOF appendfsync everysec"
 label_pg_off="PostgreSQL $("$pgbin/postgres" --version | awk '{ print $3 }') SELECT + UPDATE, synchronous_commit=off"
 label_pg_on="PostgreSQL SELECT + UPDATE, synchronous_commit=on (fsync)"
+label_verso_pg1="Verso \`cas\` over that PostgreSQL (\`--store\`), 1 server (server CPU: Verso + PostgreSQL)"
+label_verso_pg3="Verso \`cas\` over that PostgreSQL, 3 servers, connections spread over them (server CPU: Verso + PostgreSQL)"
 
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 say "warm-up: 2 s each"
@@ -290,6 +309,8 @@ redis_run redis 40000
 redis_run redis-aof 40000
 pg_run off 2
 pg_run on 2
+verso_run verso-pg1 2
+verso_run verso-pg3 2
 for run in $(seq "$runs"); do
     say "run $run of $runs: Verso, durability full"
     verso_run verso "$duration" "$run" "$label_verso"
@@ -305,6 +326,10 @@ for run in $(seq "$runs"); do
     pg_run off "$duration" "$run" "$label_pg_off"
     say "run $run of $runs: PostgreSQL, synchronous_commit=on"
     pg_run on "$duration" "$run" "$label_pg_on"
+    say "run $run of $runs: Verso over PostgreSQL, 1 server"
+    verso_run verso-pg1 "$duration" "$run" "$label_verso_pg1"
+    say "run $run of $runs: Verso over PostgreSQL, 3 servers"
+    verso_run verso-pg3 "$duration" "$run" "$label_verso_pg3"
 done
 
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"

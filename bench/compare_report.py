@@ -234,8 +234,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("freeport")
-    p = sub.add_parser("cpu")
-    p.add_argument("pid", type=int)
+    p = sub.add_parser("cpu", help="CPU seconds of the processes, summed (--tree: with their live children)")
+    p.add_argument("pids", type=int, nargs="+")
     p.add_argument("--tree", action="store_true")
     p = sub.add_parser("record")
     p.add_argument("kind", choices=["verso", "redis", "pgbench"])
@@ -263,7 +263,7 @@ def main():
             s.bind(("127.0.0.1", 0))
             print(s.getsockname()[1])
     elif args.command == "cpu":
-        print(f"{cpu_seconds(args.pid, args.tree):.2f}")
+        print(f"{sum(cpu_seconds(pid, args.tree) for pid in args.pids):.2f}")
     elif args.command == "record":
         record(args)
     else:

@@ -332,6 +332,34 @@ struct MultiNodeTests {
     }
 
     @Test(
+        "when PostgreSQL ends a server's listening connection, that server's subscribers still get the other server's changes (by polling, then by notifications again)"
+    )
+    func lostNotifications() async throws {
+        try await Self.withNodes(2) { cluster, nodes in
+            try await WireConnection.with(url: nodes[1].url) { subscriber in
+                _ = try await subscriber.request(#"{"type":"subscribe","rid":1,"keys":["listen/a"]}"#)
+                try await WireConnection.with(url: nodes[0].url) { writer in
+                    for step in 1...6 {
+                        if step == 3 {
+                            // Every listening connection, of both servers.
+                            let ended = try await cluster.psql(
+                                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'verso-listener'"
+                            )
+                            #expect(ended == "2")
+                        }
+                        let reply = try await writer.request(
+                            #"{"type":"put","rid":\#(step),"key":"listen/a","base":\#(step - 1),"data":{"n":\#(step)}}"#
+                        )
+                        #expect(reply["type"]?.stringValue == "ack")
+                        let seen = try await Self.updates(1, on: subscriber)
+                        #expect(seen.map(\.version) == [Int64(step)])
+                    }
+                }
+            }
+        }
+    }
+
+    @Test(
         "verso-load spread over two servers: counter increments land exactly, and a fan-out delivers every write to subscribers on the other server"
     )
     func loadOverTwoServers() async throws {
