@@ -241,3 +241,25 @@ extension CommandOutcome {
         }
     }
 }
+
+extension CommandOutcome {
+    /// The outcome with every seq it carries (its own, and its changes') moved by `delta`: for
+    /// a store that decides a batch before it knows the seq the batch starts after.
+    public func shiftingSeqs(by delta: Int64) -> CommandOutcome {
+        switch self {
+        case .applied(let seq, let changes, let versions):
+            let shifted = changes.map { change in
+                var change = change
+                change.seq += delta
+                return change
+            }
+            return .applied(seq: seq + delta, changes: shifted, versions: versions)
+        case .batch(let outcomes):
+            return .batch(outcomes.map { $0.shiftingSeqs(by: delta) })
+        case .replayed(let outcome):
+            return .replayed(outcome.shiftingSeqs(by: delta))
+        case .conflict, .notFound, .keyReused:
+            return self
+        }
+    }
+}

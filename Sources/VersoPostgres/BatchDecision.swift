@@ -25,17 +25,23 @@ struct DecidedClaim: Sendable {
     var outcome: String
 }
 
-/// What the database held for a batch when the writer read it under the commit lock.
+/// An idempotency key's outcome as the batch knows it: stored earlier (its seqs are the
+/// store's), or kept by a command of this batch (its seqs relative to the batch's base).
+struct KnownClaim: Sendable {
+    var fingerprint: String
+    var outcome: CommandOutcome
+    var isStored: Bool
+}
+
+/// What the database held for a batch when the writer read it.
 struct BatchReads: Sendable {
-    /// The last committed seq.
-    var lastSeq: Int64
     /// The current state of each key the batch names that exists.
     var records: [String: KeyState]
     /// Versions of keys from the change log (version → data, nil for a tombstone), for merges
     /// and for a conflict's `changed`.
     var history: [String: [Int64: [UInt8]?]]
-    /// Stored idempotency keys the batch's commands carry: (scope, key) → (fingerprint, outcome).
-    var claims: [ClaimID: (fingerprint: String, outcome: String)]
+    /// Stored idempotency keys the batch's commands carry, their outcomes' seqs the store's.
+    var claims: [ClaimID: KnownClaim]
 }
 
 struct ClaimID: Hashable, Sendable {
@@ -44,8 +50,12 @@ struct ClaimID: Hashable, Sendable {
 }
 
 /// Decides a batch of commands in order against what the writer read, each against the state
-/// the ones before it left (the rules of `RecordStore.commit`): pure, no I/O. The PostgreSQL
-/// writer then writes what it decided in the same transaction, under the commit lock.
+/// the ones before it left (the rules of `RecordStore.commit`): pure, no I/O.
+///
+/// Seqs are decided relative to the batch's base (the first accepted command takes seq 1):
+/// the store's last seq is known only under the commit lock, when the writer writes the batch
+/// (`verso_apply_v2`, which also checks that every key the batch named is still at the version
+/// read) and moves the outcomes' seqs by it.
 struct BatchDecision {
     /// Most versions a merge or a conflict's `changed` looks back across (as the SQLite store).
     static let maxMergeVersions: Int64 = 1000
@@ -54,17 +64,22 @@ struct BatchDecision {
 
     private(set) var reads: BatchReads
     let commitTime: Int64
-    private(set) var lastSeq: Int64
+    /// Seqs the batch takes (its last seq, relative to its base).
+    private(set) var lastSeq: Int64 = 0
+    /// Its changes, their seqs relative to the base.
     private(set) var changes: [Change] = []
+    /// Idempotency keys it keeps, their outcomes' seqs relative to the base.
     private(set) var claims: [DecidedClaim] = []
-    /// The version each key had in the database when read (0: absent), for every key written.
+    /// The version each key the batch's decisions looked at had when read (0: absent): the
+    /// read set the write checks.
     private(set) var readVersions: [String: Int64] = [:]
+    /// The commands answered from a stored idempotency outcome, whose seqs are the store's.
+    private(set) var storedReplays: Set<Int> = []
     private var work = 0
 
     init(reads: BatchReads, commitTime: Int64) {
         self.reads = reads
         self.commitTime = commitTime
-        self.lastSeq = reads.lastSeq
         for (key, record) in reads.records {
             self.reads.history[key, default: [:]][record.version] = .some(record.data)
         }
@@ -86,8 +101,8 @@ struct BatchDecision {
         return wanted
     }
 
-    /// Decides `commands` in order, stopping once `budget` is spent; returns the outcomes and
-    /// the work of each.
+    /// Decides `commands` in order, stopping once `budget` is spent; returns the outcomes (their
+    /// seqs relative to the base) and the work of each.
     mutating func decide(
         _ commands: [WriteCommand],
         budget: CommitBudget
@@ -98,23 +113,24 @@ struct BatchDecision {
             if outcomes.count >= budget.guaranteed, work >= budget.workLimit { break }
             let before = work
             work += Self.commandWork
-            outcomes.append(try apply(command))
+            outcomes.append(try apply(command, index: outcomes.count))
             costs.append(work - before)
         }
         return (outcomes, costs)
     }
 
-    private mutating func apply(_ command: WriteCommand) throws -> CommandOutcome {
+    private mutating func apply(_ command: WriteCommand, index: Int) throws -> CommandOutcome {
         guard let claim = command.idempotency else { return try decideAndApply(command) }
         let id = ClaimID(scope: claim.scope, key: claim.key)
         let fingerprint = StoredOutcome.hex(claim.fingerprint.prefix(16))
-        if let stored = reads.claims[id] {
-            guard stored.fingerprint == fingerprint else { return .keyReused }
-            return .replayed(try StoredOutcome.decode(stored.outcome))
+        if let known = reads.claims[id] {
+            guard known.fingerprint == fingerprint else { return .keyReused }
+            if known.isStored { storedReplays.insert(index) }
+            return .replayed(known.outcome)
         }
         let outcome = try decideAndApply(command)
         guard let encoded = try StoredOutcome.encode(outcome) else { return outcome }
-        reads.claims[id] = (fingerprint, encoded)
+        reads.claims[id] = KnownClaim(fingerprint: fingerprint, outcome: outcome, isStored: false)
         claims.append(DecidedClaim(scope: claim.scope, key: claim.key, fingerprint: fingerprint, outcome: encoded))
         return outcome
     }
@@ -165,6 +181,7 @@ struct BatchDecision {
         var decisions: [(operation: WriteOperation, current: KeyState?, decision: VersionDecision)] = []
         for operation in operations {
             let current = reads.records[operation.key]
+            if readVersions[operation.key] == nil { readVersions[operation.key] = current?.version ?? 0 }
             let state = try state(of: current, for: operation)
             let decision: VersionDecision
             if operation.needsHistory(current: state), case .base(let base) = operation.precondition, let state {
@@ -206,7 +223,6 @@ struct BatchDecision {
             }
             let key = entry.operation.key
             let data = next.data.map { JSONValue.object($0).encodedBytes }
-            if readVersions[key] == nil { readVersions[key] = entry.current?.version ?? 0 }
             reads.records[key] = KeyState(version: next.version, seq: seq, data: data, at: commitTime, by: author)
             reads.history[key, default: [:]][next.version] = .some(data)
             work += data?.count ?? 0

@@ -7,14 +7,17 @@ import VersoEngine
 
 /// The one writer of a server over PostgreSQL: commits the engine's batches.
 ///
-/// Each batch is one explicit transaction on the writer's own connection: the first statement
-/// locks the one row of `verso_meta` (the cluster-wide commit lock), so batches of every server
-/// commit one at a time and seq order is commit order. Under the lock the writer reads the
-/// records the batch names, decides it in Swift (`BatchDecision`) and writes it with
-/// `verso_apply_v1`, which checks every key's version again. An ack is given only for a
-/// transaction whose `COMMIT` succeeded or, when the connection dropped during `COMMIT`, that
-/// `pg_xact_status` says committed; a batch that surely did not commit is tried again while
-/// the database is unreachable, so writes wait rather than fail.
+/// Each batch is read and decided first, without a lock (`BatchDecision`, seqs relative to the
+/// batch's base), then written in one explicit transaction on the writer's own connection by
+/// `verso_apply_v2`, whose first statement locks the one row of `verso_meta`: the cluster-wide
+/// commit lock, held to `COMMIT`, so batches of every server commit one at a time and seq order
+/// is commit order. Under the lock it checks that every key the batch decided on is still at
+/// the version read; if another server got there first, nothing is written and the batch is
+/// read and decided again (after `optimisticAttempts` misses, with the lock taken before
+/// reading). An ack is given only for a transaction whose `COMMIT` succeeded or, when the
+/// connection dropped during `COMMIT`, that `pg_xact_status` says committed; a batch that
+/// surely did not commit is tried again while the database is unreachable, so writes wait
+/// rather than fail.
 actor PostgresWriter {
     private let configuration: PostgresStoreConfiguration
     private let logger: Logger
@@ -97,16 +100,26 @@ actor PostgresWriter {
         try? await Task.sleep(for: .milliseconds(min(1000, 50 << min(attempt, 5))))
     }
 
+    /// Read and decided batches that found their read set changed under the lock before this
+    /// one takes the lock before reading instead.
+    static let optimisticAttempts = 2
+
     /// Commits `commands` (the prefix `budget` allows) in one transaction; see the type's comment.
     func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> BudgetedCommit {
         var attempt = 0
+        var stale = 0
         while true {
             attempt += 1
             do {
                 let connection = try await connected()
-                switch try await commitOnce(commands, budget: budget, on: connection) {
+                let lockFirst = stale >= Self.optimisticAttempts
+                switch try await commitOnce(commands, budget: budget, lockFirst: lockFirst, on: connection) {
                 case .committed(let result):
                     return result
+                case .stale:
+                    // Another server changed what this batch read: decide it again at once.
+                    stale += 1
+                    continue
                 case .notCommitted(let reason):
                     logger.warning(
                         "a batch did not commit; deciding it again",
@@ -136,40 +149,60 @@ actor PostgresWriter {
 
     private enum Attempt {
         case committed(BudgetedCommit)
+        /// The read set changed before the lock was taken: nothing was written.
+        case stale
         case notCommitted(String)
     }
 
+    /// What `verso_apply_v2` answered: the seq the batch starts after, the log's pruning point,
+    /// the transaction's id, and whether the read set was stale (nothing written then).
+    private struct Applied {
+        var base: Int64
+        var prunedThrough: Int64
+        var xid: String
+        var stale: Bool
+    }
+
+    /// One try: read what the batch needs and decide it, then in one transaction take the commit
+    /// lock, check the read set and write (`verso_apply_v2`), and commit. With `lockFirst`, the
+    /// lock is taken before reading, so the read set cannot go stale (after repeated misses).
     private func commitOnce(
         _ commands: [WriteCommand],
         budget: CommitBudget,
+        lockFirst: Bool,
         on connection: PostgresConnection
     ) async throws -> Attempt {
-        try await connection.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
-        let decided: BatchDecision
+        var inTransaction = false
+        let decision: BatchDecision
         let result: (outcomes: [CommandOutcome], work: [Int])
-        let xid: String
+        let applied: Applied
         do {
-            var lock: (Int64, Int64, String)?
-            for try await row in try await connection.query(
-                "SELECT last_seq, pruned_through, pg_current_xact_id()::text FROM verso_meta WHERE id = 1 FOR UPDATE",
-                logger: logger
-            ).decode((Int64, Int64, String).self) {
-                lock = row
+            if lockFirst {
+                try await connection.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
+                inTransaction = true
+                try await connection.query("SELECT 1 FROM verso_meta WHERE id = 1 FOR UPDATE", logger: logger)
             }
-            guard let (lastSeq, prunedThrough, transaction) = lock else {
-                throw PostgresStoreError("the store's verso_meta row is missing")
-            }
-            xid = transaction
-            let reads = try await read(for: commands, lastSeq: lastSeq, on: connection)
-            var decision = BatchDecision(
-                reads: reads,
+            var decided = BatchDecision(
+                reads: try await read(for: commands, on: connection),
                 commitTime: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
             )
-            result = try decision.decide(commands, budget: budget)
-            decided = decision
-            try await write(decision, on: connection)
-            if decision.lastSeq != lastSeq {
-                try await pruneIfDue(lastSeq: decision.lastSeq, prunedThrough: prunedThrough, on: connection)
+            result = try decided.decide(commands, budget: budget)
+            decision = decided
+            if !inTransaction {
+                try await connection.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
+                inTransaction = true
+            }
+            applied = try await write(decision, on: connection)
+            if applied.stale {
+                try await connection.query("ROLLBACK", logger: logger)
+                return .stale
+            }
+            if decision.lastSeq > 0 {
+                try await pruneIfDue(
+                    lastSeq: applied.base + decision.lastSeq,
+                    prunedThrough: applied.prunedThrough,
+                    on: connection
+                )
             }
             if let cutoff = claims.cutoffIfDue() {
                 try await connection.query("DELETE FROM verso_idempotency WHERE at < \(cutoff)", logger: logger)
@@ -177,7 +210,7 @@ actor PostgresWriter {
         } catch {
             // After a statement's error (or one of the decision's) the session is fine: roll
             // back. After a broken connection PostgreSQL aborts the transaction by itself.
-            if !(error is PSQLError) || Self.isServerError(error) {
+            if inTransaction, !(error is PSQLError) || Self.isServerError(error) {
                 _ = try? await connection.query("ROLLBACK", logger: logger)
             }
             throw error
@@ -190,11 +223,17 @@ actor PostgresWriter {
         } catch {
             // The connection dropped while COMMIT was under way: find out what became of it.
             await dropConnection()
-            guard try await committed(xid) else { return .notCommitted("the connection dropped during COMMIT") }
+            guard try await committed(applied.xid) else {
+                return .notCommitted("the connection dropped during COMMIT")
+            }
         }
         let sync = ContinuousClock.now - syncStarted
-        if decided.lastSeq != decided.reads.lastSeq { onCommitted() }
-        return .committed(BudgetedCommit(outcomes: result.outcomes, work: result.work, syncDuration: sync))
+        if decision.lastSeq > 0 { onCommitted() }
+        // The seqs were decided relative to the batch's base; stored replays carry the store's.
+        let outcomes = result.outcomes.enumerated().map { index, outcome in
+            decision.storedReplays.contains(index) ? outcome : outcome.shiftingSeqs(by: applied.base)
+        }
+        return .committed(BudgetedCommit(outcomes: outcomes, work: result.work, syncDuration: sync))
     }
 
     /// Whether transaction `xid` committed, asked on a new connection (retried until the
@@ -241,10 +280,10 @@ actor PostgresWriter {
         }
     }
 
-    /// What deciding `commands` needs, read under the commit lock.
+    /// What deciding `commands` needs: the records they name, the history merges and conflicts
+    /// may look at, and the idempotency keys they carry, each read in one statement.
     private func read(
         for commands: [WriteCommand],
-        lastSeq: Int64,
         on connection: PostgresConnection
     ) async throws
         -> BatchReads
@@ -277,31 +316,35 @@ actor PostgresWriter {
                 history[key, default: [:]][version] = .some(data.map { Array($0.utf8) })
             }
         }
-        var claims: [ClaimID: (fingerprint: String, outcome: String)] = [:]
+        var claims: [ClaimID: KnownClaim] = [:]
         if !claimIDs.isEmpty {
             let ids = Array(claimIDs)
-            for try await (scope, key, fingerprint, outcome) in try await connection.query(
+            for try await (scope, key, fingerprint, outcome, base) in try await connection.query(
                 """
-                SELECT i.scope, i.key, i.fingerprint, i.outcome FROM verso_idempotency i
+                SELECT i.scope, i.key, i.fingerprint, i.outcome, i.seq_base FROM verso_idempotency i
                 JOIN unnest(\(ids.map(\.scope))::text[], \(ids.map(\.key))::text[]) AS c(s, k)
                     ON i.scope = c.s AND i.key = c.k
                 """,
                 logger: logger
-            ).decode((String, String, String, String).self) {
-                claims[ClaimID(scope: scope, key: key)] = (fingerprint, outcome)
+            ).decode((String, String, String, String, Int64).self) {
+                claims[ClaimID(scope: scope, key: key)] = KnownClaim(
+                    fingerprint: fingerprint,
+                    outcome: try StoredOutcome.decode(outcome).shiftingSeqs(by: base),
+                    isStored: true
+                )
             }
         }
-        return BatchReads(lastSeq: lastSeq, records: records, history: history, claims: claims)
+        return BatchReads(records: records, history: history, claims: claims)
     }
 
-    /// Writes what `decision` decided, in one statement (`verso_apply_v1`).
-    private func write(_ decision: BatchDecision, on connection: PostgresConnection) async throws {
-        guard !decision.changes.isEmpty || !decision.claims.isEmpty else { return }
+    /// Takes the commit lock, checks the read set and writes what `decision` decided, in one
+    /// statement (`verso_apply_v2`).
+    private func write(_ decision: BatchDecision, on connection: PostgresConnection) async throws -> Applied {
         let changes = decision.changes
         let read = Array(decision.readVersions)
         let readKeys = read.map(\.key)
         let readVersions = read.map(\.value)
-        let seqs = changes.map(\.seq)
+        let offsets = changes.map(\.seq)
         let keys = changes.map(\.key)
         let versions = changes.map(\.version)
         let data = changes.map { $0.data.map { String(decoding: $0, as: UTF8.self) } ?? "" }
@@ -313,18 +356,21 @@ actor PostgresWriter {
         let claimKeys = claims.map(\.key)
         let fingerprints = claims.map(\.fingerprint)
         let outcomes = claims.map(\.outcome)
-        try await connection.query(
+        for try await (base, pruned, xid, stale) in try await connection.query(
             """
-            SELECT verso_apply_v1(
-                \(decision.reads.lastSeq), \(decision.lastSeq), \(writerID), \(decision.commitTime), \(self.claims.now()),
+            SELECT * FROM verso_apply_v2(
+                \(writerID), \(decision.commitTime), \(self.claims.now()), \(decision.lastSeq),
                 \(readKeys)::text[], \(readVersions)::bigint[],
-                \(seqs)::bigint[], \(keys)::text[], \(versions)::bigint[], \(data)::text[], \(deleted)::bool[],
+                \(offsets)::bigint[], \(keys)::text[], \(versions)::bigint[], \(data)::text[], \(deleted)::bool[],
                 \(authors)::text[], \(anonymous)::bool[],
                 \(scopes)::text[], \(claimKeys)::text[], \(fingerprints)::text[], \(outcomes)::text[]
             )
             """,
             logger: logger
-        )
+        ).decode((Int64, Int64, String, Bool).self) {
+            return Applied(base: base, prunedThrough: pruned, xid: xid, stale: stale)
+        }
+        throw PostgresStoreError("verso_apply_v2 returned no row")
     }
 
     /// Drops log entries older than the history limit, in steps of 1/16 of it, as the SQLite
