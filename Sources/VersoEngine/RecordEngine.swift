@@ -96,6 +96,8 @@ public final class RecordEngine: Sendable {
     private let committing = Atomic<Int>(0)
     /// With a store several servers share: orders their changes and this server's into the hub.
     private let sequencer: ChangeSequencer?
+    /// The store, when several servers share it.
+    private let shared: (any SharedRecordStore)?
 
     /// Opens `store` and makes an engine over it.
     public init(store: any RecordStore, configuration: EngineConfiguration = .init(), logger: Logger) async throws {
@@ -104,7 +106,8 @@ public final class RecordEngine: Sendable {
         self.logger = logger
         self.info = try await store.open()
         self.lastSeq = Atomic(info.lastSeq)
-        self.sequencer = store is any SharedRecordStore ? ChangeSequencer(hub: hub, published: info.lastSeq) : nil
+        self.shared = store as? any SharedRecordStore
+        self.sequencer = shared == nil ? nil : ChangeSequencer(hub: hub, published: info.lastSeq)
     }
 
     /// The store's epoch.
@@ -309,11 +312,22 @@ public final class RecordEngine: Sendable {
     /// server's subscribers, in seq order with this server's own, until the writer has stopped.
     /// Returns at once with any other store.
     public func runFollower() async {
-        guard let sequencer, let shared = store as? any SharedRecordStore else { return }
+        guard let sequencer, let shared else { return }
         let doorbell = sequencer.doorbell
         shared.notifyCommits { doorbell.ring() }
+        shared.receiveBroadcasts { [hub] text in
+            for notice in PresenceNotice.notices(in: text) where notice.server != shared.writerID {
+                let owner = PresenceOwner.remote(server: notice.server, session: notice.presence.session)
+                hub.setPresence(notice.presence, on: notice.key, by: owner, now: .now)
+            }
+        }
         var failing = false
+        var presenceRefreshed = ContinuousClock.now
         while !hasDrained {
+            if ContinuousClock.now - presenceRefreshed >= Self.presenceRefresh {
+                presenceRefreshed = .now
+                refreshSharedPresence(shared)
+            }
             do {
                 let before = sequencer.publishedSeq
                 let window = try await shared.logWindow(after: before, maxSeqs: Self.followWindow)
@@ -489,9 +503,29 @@ public final class RecordEngine: Sendable {
     }
 
     /// Sets (or, with a nil state, clears) a connection's presence on `key` and sends the change
-    /// to the matching subscriptions of other connections (Protocol.md 5.1). Nothing is stored.
+    /// to the matching subscriptions of other connections (Protocol.md 5.1), on every server
+    /// sharing the store. Nothing is stored.
     public func setPresence(_ presence: PresenceState, on key: String, by connection: ObjectIdentifier) {
-        hub.setPresence(presence, on: key, by: connection)
+        hub.setPresence(presence, on: key, by: .local(connection), now: .now)
+        if let shared {
+            let notice = PresenceNotice(server: shared.writerID, key: key, presence: presence)
+            for text in PresenceNotice.broadcasts([notice]) { shared.broadcast(text) }
+        }
+    }
+
+    /// How often a server tells the others sharing its store all of its connections' presence
+    /// again, so that a server that started listening later, or lost a change, catches up.
+    static let presenceRefresh: Duration = .seconds(5)
+    /// Another server's presence not refreshed for this long is dropped (its server stopped).
+    static let presenceExpiry: Duration = .seconds(15)
+
+    /// Broadcasts this server's presence again and drops other servers' that went stale.
+    private func refreshSharedPresence(_ shared: any SharedRecordStore) {
+        let notices = hub.localPresence().map {
+            PresenceNotice(server: shared.writerID, key: $0.key, presence: $0.presence)
+        }
+        for text in PresenceNotice.broadcasts(notices) { shared.broadcast(text) }
+        hub.expireRemotePresence(before: .now - Self.presenceExpiry)
     }
 
     /// The presence set on `key`, one per connection, sorted by session.

@@ -56,4 +56,11 @@ public protocol SharedRecordStore: RecordStore {
 
     /// Calls `hint` whenever another server may have committed, until the store closes.
     func notifyCommits(_ hint: @escaping @Sendable () -> Void)
+
+    /// Sends `text` to every server sharing the store (this one included), after the texts sent
+    /// before it; best effort: a server not listening then never gets it.
+    func broadcast(_ text: String)
+
+    /// Calls `receive` with each text a server broadcast, in the order each server sent them.
+    func receiveBroadcasts(_ receive: @escaping @Sendable (String) -> Void)
 }

@@ -18,7 +18,10 @@ import VersoCore
 /// Presence (Protocol.md 5.1) lives here too, under the same lock: a change of a connection's
 /// presence on a key goes to every live matching subscription of other connections, and a
 /// subscription going live gets the current presence of its keys after what it buffered, so
-/// it misses no change and sees none twice.
+/// it misses no change and sees none twice. With a store several servers share, the presence
+/// other servers' connections set is kept here too (`PresenceOwner.remote`), each entry
+/// refreshed by its server every few seconds and dropped (cleared for subscribers) when it is
+/// not.
 ///
 /// A subscription may ask for progress bookmarks: while no matching change is sent to it, a
 /// `progress` message with the last published seq every interval. It is sent under the same lock
@@ -54,8 +57,8 @@ final class SubscriptionHub: Sendable {
         var byKey: [BytewiseString: Set<Int64>] = [:]
         /// Subscriptions by prefix.
         var byPrefix = PrefixIndex<Int64>()
-        /// The presence set on each key, by the connection that set it.
-        var presence: [BytewiseString: [ObjectIdentifier: PresenceState]] = [:]
+        /// The presence set on each key, by who set it.
+        var presence: [BytewiseString: [PresenceOwner: PresenceEntry]] = [:]
     }
 
     private let state = Mutex(State())
@@ -97,8 +100,8 @@ final class SubscriptionHub: Sendable {
             }
             // The current presence on its keys (looked up one by one for keys, so a subscribe
             // does not scan everyone's presence under the lock), in key and session order.
-            let own = subscription.sink.connection
-            var present: [(key: BytewiseString, entries: [ObjectIdentifier: PresenceState])]
+            let own = PresenceOwner.local(subscription.sink.connection)
+            var present: [(key: BytewiseString, entries: [PresenceOwner: PresenceEntry])]
             switch subscription.filter {
             case .keys(let keys):
                 present = keys.compactMap { key in state.presence[key].map { (key, $0) } }
@@ -108,9 +111,9 @@ final class SubscriptionHub: Sendable {
                 }
             }
             for (key, entries) in present.sorted(by: { $0.key < $1.key }) {
-                for (connection, presence) in entries.sorted(by: { $0.value.session < $1.value.session })
-                where connection != own {
-                    subscription.sink.send(EncodedUpdate(presenceOf: key.string, presence), sub: id)
+                for (owner, entry) in entries.sorted(by: { $0.value.state.session < $1.value.state.session })
+                where owner != own {
+                    subscription.sink.send(EncodedUpdate(presenceOf: key.string, entry.state), sub: id)
                 }
             }
             subscription.buffer = nil
@@ -175,28 +178,66 @@ final class SubscriptionHub: Sendable {
         }
     }
 
-    /// Sets `connection`'s presence on `key` (clears it when `presence.state` is nil) and sends
-    /// the change to every live subscription matching `key` of the other connections.
-    func setPresence(_ presence: PresenceState, on key: String, by connection: ObjectIdentifier) {
+    /// Sets `owner`'s presence on `key` (clears it when `presence.state` is nil) and sends the
+    /// change to every live subscription matching `key` of the other connections. Another
+    /// server's presence is stamped `now`; the same state again only refreshes the stamp.
+    func setPresence(_ presence: PresenceState, on key: String, by owner: PresenceOwner, now: ContinuousClock.Instant) {
         state.withLock { state in
             let name = BytewiseString(key)
             if presence.state == nil {
-                guard state.presence[name]?.removeValue(forKey: connection) != nil else { return }
+                guard state.presence[name]?.removeValue(forKey: owner) != nil else { return }
                 if state.presence[name]?.isEmpty == true { state.presence[name] = nil }
             } else {
-                state.presence[name, default: [:]][connection] = presence
+                let refreshed: ContinuousClock.Instant? = owner.isLocal ? nil : now
+                let unchanged = state.presence[name]?[owner]?.state == presence
+                state.presence[name, default: [:]][owner] = PresenceEntry(state: presence, refreshed: refreshed)
+                if unchanged, !owner.isLocal { return }
             }
-            var targets: [Int64] = []
-            if let ids = state.byKey[name] { targets.append(contentsOf: ids) }
-            state.byPrefix.forEachMatch(of: key) { targets.append($0) }
-            var encoded: EncodedUpdate?
-            for id in targets {
-                guard let subscription = state.subscriptions[id], subscription.buffer == nil,
-                    subscription.sink.connection != connection
-                else { continue }
-                if encoded == nil { encoded = EncodedUpdate(presenceOf: key, presence) }
-                subscription.sink.send(encoded!, sub: id)
-                delivered.add(1, ordering: .relaxed)
+            send(presence, on: key, from: owner, in: &state)
+        }
+    }
+
+    /// Sends a presence change on `key` to the live subscriptions matching it, but `owner`'s own.
+    private func send(_ presence: PresenceState, on key: String, from owner: PresenceOwner, in state: inout State) {
+        var targets: [Int64] = []
+        if let ids = state.byKey[BytewiseString(key)] { targets.append(contentsOf: ids) }
+        state.byPrefix.forEachMatch(of: key) { targets.append($0) }
+        var encoded: EncodedUpdate?
+        for id in targets {
+            guard let subscription = state.subscriptions[id], subscription.buffer == nil,
+                owner != .local(subscription.sink.connection)
+            else { continue }
+            if encoded == nil { encoded = EncodedUpdate(presenceOf: key, presence) }
+            subscription.sink.send(encoded!, sub: id)
+            delivered.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Drops the presence of other servers' connections not refreshed since `deadline` (their
+    /// server stopped, or its clear was lost), sending each subscriber the clear.
+    func expireRemotePresence(before deadline: ContinuousClock.Instant) {
+        state.withLock { state in
+            var expired: [(key: BytewiseString, owner: PresenceOwner, state: PresenceState)] = []
+            for (key, entries) in state.presence {
+                for (owner, entry) in entries where (entry.refreshed.map { $0 < deadline }) == true {
+                    expired.append((key, owner, entry.state))
+                }
+            }
+            for (key, owner, presence) in expired {
+                state.presence[key]?.removeValue(forKey: owner)
+                if state.presence[key]?.isEmpty == true { state.presence[key] = nil }
+                var cleared = presence
+                cleared.state = nil
+                send(cleared, on: key.string, from: owner, in: &state)
+            }
+        }
+    }
+
+    /// The presence this server's connections have set, by key (for other servers).
+    func localPresence() -> [(key: String, presence: PresenceState)] {
+        state.withLock { state in
+            state.presence.flatMap { key, entries in
+                entries.filter(\.key.isLocal).map { (key.string, $0.value.state) }
             }
         }
     }
@@ -204,7 +245,7 @@ final class SubscriptionHub: Sendable {
     /// The presence set on `key`, by session (for tests).
     func presence(on key: String) -> [PresenceState] {
         state.withLock { state in
-            (state.presence[BytewiseString(key)] ?? [:]).values.sorted { $0.session < $1.session }
+            (state.presence[BytewiseString(key)] ?? [:]).values.map(\.state).sorted { $0.session < $1.session }
         }
     }
 
@@ -229,4 +270,21 @@ final class SubscriptionHub: Sendable {
             }
         }
     }
+}
+
+/// Who set a presence: a connection of this server, or a connection of another server sharing
+/// the store (by that server's writer id and the connection's session).
+enum PresenceOwner: Hashable, Sendable {
+    case local(ObjectIdentifier)
+    case remote(server: Int64, session: String)
+
+    var isLocal: Bool {
+        if case .local = self { true } else { false }
+    }
+}
+
+/// A presence as the hub keeps it; another server's carries when it was last refreshed.
+struct PresenceEntry: Sendable {
+    var state: PresenceState
+    var refreshed: ContinuousClock.Instant?
 }

@@ -19,10 +19,15 @@ public final class PostgresStore: SharedRecordStore {
     private let opened = Mutex<(info: StoreInfo, writerID: Int64)?>(nil)
     private let tasks = Mutex<[Task<Void, Never>]>([])
     private let hint = Mutex<(@Sendable () -> Void)?>(nil)
+    private let receive = Mutex<(@Sendable (String) -> Void)?>(nil)
     private let notifier: CommitNotifier
+    /// Texts to broadcast, sent one at a time in order.
+    private let broadcasts: (stream: AsyncStream<String>, continuation: AsyncStream<String>.Continuation)
 
     /// The channel servers NOTIFY on after a commit.
     static let channel = "verso_commits"
+    /// The channel of `broadcast`.
+    static let broadcastChannel = "verso_broadcast"
 
     public init(configuration: PostgresStoreConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -32,6 +37,7 @@ public final class PostgresStore: SharedRecordStore {
         let notifier = CommitNotifier(client: client)
         self.notifier = notifier
         self.writer = PostgresWriter(configuration: configuration, logger: logger) { notifier.notify() }
+        self.broadcasts = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(4096))
     }
 
     public var writerID: Int64 { opened.withLock { $0?.writerID ?? 0 } }
@@ -40,6 +46,21 @@ public final class PostgresStore: SharedRecordStore {
 
     public func notifyCommits(_ hint: @escaping @Sendable () -> Void) {
         self.hint.withLock { $0 = hint }
+    }
+
+    public func broadcast(_ text: String) {
+        broadcasts.continuation.yield(text)
+    }
+
+    public func receiveBroadcasts(_ receive: @escaping @Sendable (String) -> Void) {
+        self.receive.withLock { $0 = receive }
+    }
+
+    /// Sends the broadcasts in order, each its own NOTIFY on a pooled connection.
+    private func sendBroadcasts() async {
+        for await text in broadcasts.stream {
+            _ = try? await client.query("SELECT pg_notify(\(Self.broadcastChannel), \(text))")
+        }
     }
 
     public func open() async throws -> StoreInfo {
@@ -55,7 +76,10 @@ public final class PostgresStore: SharedRecordStore {
         }
         let writerID = await writer.writerID
         opened.withLock { $0 = (info, writerID) }
-        tasks.withLock { $0.append(Task { await self.listen() }) }
+        tasks.withLock {
+            $0.append(Task { await self.listen() })
+            $0.append(Task { await self.sendBroadcasts() })
+        }
         logger.info(
             "opened store",
             metadata: [
@@ -80,10 +104,20 @@ public final class PostgresStore: SharedRecordStore {
                     logger: logger
                 )
                 defer { Task { try? await connection.close() } }
-                try await connection.listen(on: Self.channel) { notifications in
-                    attempt = 0
-                    hint.withLock { $0 }?()
-                    for try await _ in notifications { hint.withLock { $0 }?() }
+                try await connection.listen(on: Self.channel) { commits in
+                    try await connection.listen(on: Self.broadcastChannel) { texts in
+                        attempt = 0
+                        hint.withLock { $0 }?()
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            group.addTask { for try await _ in commits { self.hint.withLock { $0 }?() } }
+                            group.addTask {
+                                for try await text in texts { self.receive.withLock { $0 }?(text.payload) }
+                            }
+                            // Either ending (the connection failed) ends both.
+                            try await group.next()
+                            group.cancelAll()
+                        }
+                    }
                 }
             } catch {
                 if attempt == 1 {
@@ -297,6 +331,7 @@ public final class PostgresStore: SharedRecordStore {
     }
 
     public func close() async {
+        broadcasts.continuation.finish()
         await writer.close()
         for task in tasks.withLock({ $0 }) { task.cancel() }
     }

@@ -359,6 +359,60 @@ struct MultiNodeTests {
         }
     }
 
+    /// Reads messages on `connection` until a `presence` one arrives.
+    static func nextPresence(on connection: WireConnection, timeout: Duration = .seconds(30)) async throws -> JSONValue
+    {
+        while true {
+            let message = try await connection.next(timeout: timeout)
+            if message["type"]?.stringValue == "presence" { return message }
+        }
+    }
+
+    @Test(
+        "presence crosses servers: set, changed and cleared on one server, seen live and after a subscribe's snapshots on the other; a server's death clears its presence there"
+    )
+    func presenceAcrossServers() async throws {
+        try await Self.withNodes(2) { _, nodes in
+            try await WireConnection.with(url: nodes[0].url) { watcher in
+                _ = try await watcher.request(#"{"type":"subscribe","rid":1,"keys":["pres/a"]}"#)
+                try await WireConnection.with(url: nodes[1].url) { editor in
+                    let set = try await editor.request(
+                        #"{"type":"presence","rid":1,"key":"pres/a","state":{"field":"title"}}"#
+                    )
+                    let session = set["session"]?.stringValue
+                    #expect(session != nil)
+                    let seen = try await Self.nextPresence(on: watcher)
+                    #expect(seen["session"]?.stringValue == session)
+                    #expect(seen["state"]?["field"]?.stringValue == "title")
+                    // A subscribe on the other server gets it after its snapshots.
+                    try await WireConnection.with(url: nodes[0].url) { late in
+                        _ = try await late.request(#"{"type":"subscribe","rid":1,"keys":["pres/a"]}"#)
+                        let current = try await Self.nextPresence(on: late)
+                        #expect(current["session"]?.stringValue == session)
+                    }
+                    _ = try await editor.request(#"{"type":"presence","rid":2,"key":"pres/a","state":null}"#)
+                    let cleared = try await Self.nextPresence(on: watcher)
+                    #expect(cleared["session"]?.stringValue == session)
+                    #expect(cleared["state"] == .null)
+                    _ = try await editor.request(
+                        #"{"type":"presence","rid":3,"key":"pres/a","state":{"field":"body"}}"#
+                    )
+                    #expect(try await Self.nextPresence(on: watcher)["state"]?["field"]?.stringValue == "body")
+                }
+                // The editor closed: its server clears its presence, everywhere.
+                #expect(try await Self.nextPresence(on: watcher)["state"] == .null)
+                try await WireConnection.with(url: nodes[1].url) { editor in
+                    _ = try await editor.request(#"{"type":"presence","rid":1,"key":"pres/a","state":{"field":"x"}}"#)
+                    #expect(try await Self.nextPresence(on: watcher)["state"]?["field"]?.stringValue == "x")
+                    // Its server dies: no clear is sent, and the presence expires.
+                    nodes[1].send(signal: SIGKILL)
+                    let expired = try await Self.nextPresence(on: watcher, timeout: .seconds(40))
+                    #expect(expired["state"] == .null)
+                }
+            }
+        }
+    }
+
     @Test(
         "verso-load spread over two servers: counter increments land exactly, and a fan-out delivers every write to subscribers on the other server"
     )
