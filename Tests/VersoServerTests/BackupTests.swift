@@ -58,7 +58,11 @@ struct BackupTests {
             let epoch = try await TestClient.with(url: server.url) { client in
                 try #require(try await client.request(#"{"type":"hello"}"#)["epoch"]?.str)
             }
-            try await Task.sleep(for: .milliseconds(500))
+            // Until the writers are well under way (a busy machine may take more than a moment).
+            let started = ContinuousClock.now
+            while acked.withLock({ $0.count }) <= 10, ContinuousClock.now - started < .seconds(30) {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             // Every write acknowledged before the backup begins must be in it.
             let before = acked.withLock { $0 }
             let run = try await verso(server: ["backup", "--data", directory, backup])

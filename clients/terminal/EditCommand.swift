@@ -101,16 +101,28 @@ struct EditorSession {
                     )
                 }
             }
+            // Presence changes go out one at a time, in order: sent concurrently, an older one
+            // could reach the server last and stay shown to the others (the cursor's field
+            // without "editing", say).
+            let (presenceChanges, presenceSink) = AsyncStream<EditorEffect>.makeStream()
+            group.addTask {
+                for await effect in presenceChanges { _ = await Self.perform(effect, client: client) }
+            }
             events: for await event in events {
                 let effects = state.handle(event)
                 terminal.draw(state.render())
                 for effect in effects {
                     if effect == .quit { break events }
+                    if case .setPresence = effect {
+                        presenceSink.yield(effect)
+                        continue
+                    }
                     group.addTask {
                         if let event = await Self.perform(effect, client: client) { sink.yield(event) }
                     }
                 }
             }
+            presenceSink.finish()
             group.cancelAll()
         }
     }
