@@ -14,7 +14,7 @@ enum PostgresSchema {
 
     /// Each migration's statements, in order; the first creates the store.
     static let migrations: [[String]] = [
-        // 1: the store (verso_apply_v1 decides under the lock; no longer called since 2).
+        // 1: the store (verso_apply_v1 decided under the lock; dropped in 3).
         [
             """
             CREATE TABLE verso_meta (
@@ -123,53 +123,65 @@ enum PostgresSchema {
         // keep their seqs relative to the batch's base.
         [
             "ALTER TABLE verso_idempotency ADD COLUMN seq_base bigint NOT NULL DEFAULT 0",
-            """
-            CREATE FUNCTION verso_apply_v2(
-                p_writer bigint, p_at bigint, p_now bigint, p_seqs bigint,
-                k_keys text[], k_read bigint[],
-                c_offsets bigint[], c_keys text[], c_versions bigint[], c_data text[], c_deleted bool[],
-                c_authors text[], c_anonymous bool[],
-                i_scopes text[], i_keys text[], i_fingerprints text[], i_outcomes text[]
-            ) RETURNS TABLE (o_base bigint, o_pruned bigint, o_xact text, o_stale bool) LANGUAGE plpgsql AS $$
-            DECLARE v_last bigint; v_pruned bigint;
-            BEGIN
-                -- The commit lock, held to COMMIT: seq order is commit order.
-                SELECT m.last_seq, m.pruned_through INTO v_last, v_pruned FROM verso_meta m WHERE m.id = 1 FOR UPDATE;
-                -- The read set: every key the batch decided on still at the version read, and
-                -- no idempotency key it keeps stored meanwhile. Else nothing is written.
-                IF EXISTS (
-                    SELECT 1 FROM unnest(k_keys, k_read) AS r(k, v)
-                    LEFT JOIN verso_records t ON t.key = r.k
-                    WHERE coalesce(t.version, 0) <> r.v
-                ) OR EXISTS (
-                    SELECT 1 FROM unnest(i_scopes, i_keys) AS i(s, k)
-                    JOIN verso_idempotency c ON c.scope = i.s AND c.key = i.k
-                ) THEN
-                    RETURN QUERY SELECT v_last, v_pruned, pg_current_xact_id()::text, true;
-                    RETURN;
-                END IF;
-                INSERT INTO verso_changes (seq, key, version, data, at_ms, author, writer)
-                    SELECT v_last + o, k, v, CASE WHEN d THEN NULL ELSE t END, p_at,
-                        CASE WHEN a0 THEN NULL ELSE a END, p_writer
-                    FROM unnest(c_offsets, c_keys, c_versions, c_data, c_deleted, c_authors, c_anonymous)
-                        AS c(o, k, v, t, d, a, a0);
-                INSERT INTO verso_records (key, version, data, seq, at_ms, author)
-                    SELECT DISTINCT ON (k) k, v, CASE WHEN d THEN NULL ELSE t END, v_last + o, p_at,
-                        CASE WHEN a0 THEN NULL ELSE a END
-                    FROM unnest(c_offsets, c_keys, c_versions, c_data, c_deleted, c_authors, c_anonymous)
-                        AS c(o, k, v, t, d, a, a0)
-                    ORDER BY k, v DESC
-                ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, data = EXCLUDED.data,
-                    seq = EXCLUDED.seq, at_ms = EXCLUDED.at_ms, author = EXCLUDED.author;
-                INSERT INTO verso_idempotency (scope, key, fingerprint, at, outcome, seq_base)
-                    SELECT s, k, f, p_now, o, v_last
-                    FROM unnest(i_scopes, i_keys, i_fingerprints, i_outcomes) AS i(s, k, f, o);
-                UPDATE verso_meta SET last_seq = v_last + p_seqs WHERE id = 1;
-                RETURN QUERY SELECT v_last, v_pruned, pg_current_xact_id()::text, false;
-            END $$
-            """,
+            applyV2,
+        ],
+        // 3: verso_apply_v2 checks its read set key by key through the primary keys. Its join
+        // got a generic plan made while the tables were small (a hash join over a sequential
+        // scan of every record: ~3 ms a batch, under the commit lock, once the store held
+        // 20,000 records). verso_apply_v1 has not been called since 2.
+        [
+            applyV2,
+            "DROP FUNCTION verso_apply_v1",
         ],
     ]
+
+    /// Applies a batch decided before the lock (migrations 2 and 3): takes the commit lock,
+    /// writes nothing if the read set changed, else writes with seqs from the store's last.
+    private static let applyV2 = """
+        CREATE OR REPLACE FUNCTION verso_apply_v2(
+            p_writer bigint, p_at bigint, p_now bigint, p_seqs bigint,
+            k_keys text[], k_read bigint[],
+            c_offsets bigint[], c_keys text[], c_versions bigint[], c_data text[], c_deleted bool[],
+            c_authors text[], c_anonymous bool[],
+            i_scopes text[], i_keys text[], i_fingerprints text[], i_outcomes text[]
+        ) RETURNS TABLE (o_base bigint, o_pruned bigint, o_xact text, o_stale bool) LANGUAGE plpgsql AS $$
+        DECLARE v_last bigint; v_pruned bigint;
+        BEGIN
+            -- The commit lock, held to COMMIT: seq order is commit order.
+            SELECT m.last_seq, m.pruned_through INTO v_last, v_pruned FROM verso_meta m WHERE m.id = 1 FOR UPDATE;
+            -- The read set: every key the batch decided on still at the version read, and no
+            -- idempotency key it keeps stored meanwhile. Else nothing is written. Scalar
+            -- subqueries, so that each key is one primary-key lookup whatever the plan cached.
+            IF EXISTS (
+                SELECT 1 FROM unnest(k_keys, k_read) AS r(k, v)
+                WHERE r.v <> coalesce((SELECT t.version FROM verso_records t WHERE t.key = r.k), 0)
+            ) OR EXISTS (
+                SELECT 1 FROM unnest(i_scopes, i_keys) AS i(s, k)
+                WHERE (SELECT true FROM verso_idempotency c WHERE c.scope = i.s AND c.key = i.k)
+            ) THEN
+                RETURN QUERY SELECT v_last, v_pruned, pg_current_xact_id()::text, true;
+                RETURN;
+            END IF;
+            INSERT INTO verso_changes (seq, key, version, data, at_ms, author, writer)
+                SELECT v_last + o, k, v, CASE WHEN d THEN NULL ELSE t END, p_at,
+                    CASE WHEN a0 THEN NULL ELSE a END, p_writer
+                FROM unnest(c_offsets, c_keys, c_versions, c_data, c_deleted, c_authors, c_anonymous)
+                    AS c(o, k, v, t, d, a, a0);
+            INSERT INTO verso_records (key, version, data, seq, at_ms, author)
+                SELECT DISTINCT ON (k) k, v, CASE WHEN d THEN NULL ELSE t END, v_last + o, p_at,
+                    CASE WHEN a0 THEN NULL ELSE a END
+                FROM unnest(c_offsets, c_keys, c_versions, c_data, c_deleted, c_authors, c_anonymous)
+                    AS c(o, k, v, t, d, a, a0)
+                ORDER BY k, v DESC
+            ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, data = EXCLUDED.data,
+                seq = EXCLUDED.seq, at_ms = EXCLUDED.at_ms, author = EXCLUDED.author;
+            INSERT INTO verso_idempotency (scope, key, fingerprint, at, outcome, seq_base)
+                SELECT s, k, f, p_now, o, v_last
+                FROM unnest(i_scopes, i_keys, i_fingerprints, i_outcomes) AS i(s, k, f, o);
+            UPDATE verso_meta SET last_seq = v_last + p_seqs WHERE id = 1;
+            RETURN QUERY SELECT v_last, v_pruned, pg_current_xact_id()::text, false;
+        END $$
+        """
 
     /// Brings the database up to the newest schema (creating the store, with a new epoch, once).
     static func migrate(_ connection: PostgresConnection, logger: Logger) async throws {
