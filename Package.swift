@@ -247,6 +247,9 @@ let package = Package(
             dependencies: [
                 "VersoServer", "VersoClient", "VersoWire",
                 .product(name: "Logging", package: "swift-log"),
+                // RelayProxy: a TCP proxy that can cut a connection where a test says.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -309,14 +312,18 @@ let package = Package(
         // Several servers over one real PostgreSQL (skipped where PostgreSQL 15 is not installed).
         .testTarget(
             name: "VersoPostgresTests",
-            dependencies: ["VersoTesting", "VersoConformance", "VersoCore", "VersoLoad", "VersoWire"],
+            dependencies: [
+                "VersoTesting", "VersoConformance", "VersoCore", "VersoLoad", "VersoWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "VersoClientTests",
             dependencies: [
                 "VersoClient", "VersoTesting", "VersoEditor", "VersoCore", "VersoServer", "VersoWire",
-                // A listener that never answers an upgrade (SilentListener.swift).
+                // A listener that never answers an upgrade (SilentListener.swift); CuttingProxy
+                // reads ByteBuffers.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

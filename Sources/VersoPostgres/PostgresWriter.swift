@@ -166,6 +166,11 @@ actor PostgresWriter {
     /// One try: read what the batch needs and decide it, then in one transaction take the commit
     /// lock, check the read set and write (`verso_apply_v2`), and commit. With `lockFirst`, the
     /// lock is taken before reading, so the read set cannot go stale (after repeated misses).
+    ///
+    /// The write and its `COMMIT` are sent together: the connection sends `COMMIT` as soon as
+    /// PostgreSQL has answered the write, from its event loop, so the commit lock is held for
+    /// the write and the commit, not also for a hop through this actor (which, with several
+    /// servers sharing two busy cores, was most of the time the lock was held).
     private func commitOnce(
         _ commands: [WriteCommand],
         budget: CommitBudget,
@@ -175,11 +180,12 @@ actor PostgresWriter {
         var inTransaction = false
         let decision: BatchDecision
         let result: (outcomes: [CommandOutcome], work: [Int])
-        let applied: Applied
+        let applying: EventLoopFuture<PostgresQueryResult>
+        let committing: EventLoopFuture<PostgresQueryResult>
         do {
+            try await connection.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
+            inTransaction = true
             if lockFirst {
-                try await connection.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
-                inTransaction = true
                 try await connection.query("SELECT 1 FROM verso_meta WHERE id = 1 FOR UPDATE", logger: logger)
             }
             var decided = BatchDecision(
@@ -188,25 +194,9 @@ actor PostgresWriter {
             )
             result = try decided.decide(commands, budget: budget)
             decision = decided
-            if !inTransaction {
-                try await connection.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
-                inTransaction = true
-            }
-            applied = try await write(decision, on: connection)
-            if applied.stale {
-                try await connection.query("ROLLBACK", logger: logger)
-                return .stale
-            }
-            if decision.lastSeq > 0 {
-                try await pruneIfDue(
-                    lastSeq: applied.base + decision.lastSeq,
-                    prunedThrough: applied.prunedThrough,
-                    on: connection
-                )
-            }
-            if let cutoff = claims.cutoffIfDue() {
-                try await connection.query("DELETE FROM verso_idempotency WHERE at < \(cutoff)", logger: logger)
-            }
+            // In this order on the connection: PostgreSQL runs the COMMIT only after the write.
+            applying = connection.query(applyQuery(decision), logger: logger)
+            committing = connection.query("COMMIT", logger: logger)
         } catch {
             // After a statement's error (or one of the decision's) the session is fine: roll
             // back. After a broken connection PostgreSQL aborts the transaction by itself.
@@ -215,9 +205,23 @@ actor PostgresWriter {
             }
             throw error
         }
+        let applied: Applied
+        do {
+            applied = try Self.applied(try await applying.get())
+        } catch {
+            // Nothing was committed: after a failed write the COMMIT rolls back, and after a
+            // broken connection it was never sent (the connection sends one query at a time).
+            _ = try? await committing.get()
+            throw error
+        }
         let syncStarted = ContinuousClock.now
         do {
-            try await connection.query("COMMIT", logger: logger)
+            let ended = try await committing.get()
+            if applied.stale { return .stale }
+            // A COMMIT of a transaction that failed answers ROLLBACK.
+            guard ended.metadata.command == "COMMIT" else {
+                return .notCommitted("COMMIT answered \(ended.metadata.command)")
+            }
         } catch  where Self.isServerError(error) {
             return .notCommitted("COMMIT failed: \(error)")
         } catch {
@@ -226,9 +230,11 @@ actor PostgresWriter {
             guard try await committed(applied.xid) else {
                 return .notCommitted("the connection dropped during COMMIT")
             }
+            if applied.stale { return .stale }
         }
         let sync = ContinuousClock.now - syncStarted
         if decision.lastSeq > 0 { onCommitted() }
+        await maintainIfDue(lastSeq: applied.base + decision.lastSeq, prunedThrough: applied.prunedThrough)
         // The seqs were decided relative to the batch's base; stored replays carry the store's.
         let outcomes = result.outcomes.enumerated().map { index, outcome in
             decision.storedReplays.contains(index) ? outcome : outcome.shiftingSeqs(by: applied.base)
@@ -337,9 +343,9 @@ actor PostgresWriter {
         return BatchReads(records: records, history: history, claims: claims)
     }
 
-    /// Takes the commit lock, checks the read set and writes what `decision` decided, in one
-    /// statement (`verso_apply_v2`).
-    private func write(_ decision: BatchDecision, on connection: PostgresConnection) async throws -> Applied {
+    /// The statement that takes the commit lock, checks the read set and writes what `decision`
+    /// decided (`verso_apply_v2`).
+    private func applyQuery(_ decision: BatchDecision) -> PostgresQuery {
         let changes = decision.changes
         let read = Array(decision.readVersions)
         let readKeys = read.map(\.key)
@@ -356,8 +362,7 @@ actor PostgresWriter {
         let claimKeys = claims.map(\.key)
         let fingerprints = claims.map(\.fingerprint)
         let outcomes = claims.map(\.outcome)
-        for try await (base, pruned, xid, stale) in try await connection.query(
-            """
+        return """
             SELECT * FROM verso_apply_v2(
                 \(writerID), \(decision.commitTime), \(self.claims.now()), \(decision.lastSeq),
                 \(readKeys)::text[], \(readVersions)::bigint[],
@@ -365,21 +370,62 @@ actor PostgresWriter {
                 \(authors)::text[], \(anonymous)::bool[],
                 \(scopes)::text[], \(claimKeys)::text[], \(fingerprints)::text[], \(outcomes)::text[]
             )
-            """,
-            logger: logger
-        ).decode((Int64, Int64, String, Bool).self) {
+            """
+    }
+
+    /// What `verso_apply_v2` answered.
+    private static func applied(_ result: PostgresQueryResult) throws -> Applied {
+        for row in result.rows {
+            let (base, pruned, xid, stale) = try row.decode((Int64, Int64, String, Bool).self)
             return Applied(base: base, prunedThrough: pruned, xid: xid, stale: stale)
         }
         throw PostgresStoreError("verso_apply_v2 returned no row")
     }
 
-    /// Drops log entries older than the history limit, in steps of 1/16 of it, as the SQLite
+    /// Prunes the log and forgets expired idempotency keys when either is due, in a transaction
+    /// of its own after a batch's commit, under the commit lock. A failure is logged and left
+    /// for the next time: the batch before it has committed and is answered as such.
+    private func maintainIfDue(lastSeq: Int64, prunedThrough: Int64) async {
+        let keepFrom = lastSeq - configuration.historyLimit
+        let pruneDue = keepFrom - prunedThrough >= max(1, configuration.historyLimit / 16)
+        let cutoff = claims.cutoffIfDue()
+        guard pruneDue || cutoff != nil else { return }
+        var inTransaction = false
+        do {
+            let connection = try await connected()
+            try await connection.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
+            inTransaction = true
+            if pruneDue {
+                var prunedThrough = prunedThrough
+                for try await pruned in try await connection.query(
+                    "SELECT pruned_through FROM verso_meta WHERE id = 1 FOR UPDATE",
+                    logger: logger
+                ).decode(Int64.self) {
+                    prunedThrough = pruned
+                }
+                if keepFrom > prunedThrough { try await prune(through: keepFrom, on: connection) }
+            }
+            if let cutoff {
+                try await connection.query("DELETE FROM verso_idempotency WHERE at < \(cutoff)", logger: logger)
+            }
+            try await connection.query("COMMIT", logger: logger)
+        } catch {
+            logger.warning(
+                "could not prune the log or the idempotency keys; trying again later",
+                metadata: ["verso.error": "\(String(reflecting: error))"]
+            )
+            if inTransaction, Self.isServerError(error) {
+                _ = try? await connection?.query("ROLLBACK", logger: logger)
+            } else {
+                await dropConnection()
+            }
+        }
+    }
+
+    /// Drops log entries up to `keepFrom`, in steps of 1/16 of the history limit, as the SQLite
     /// store does; the last `keepVersions` versions of each key they touch move to
     /// `verso_kept_versions` first.
-    private func pruneIfDue(lastSeq: Int64, prunedThrough: Int64, on connection: PostgresConnection) async throws {
-        let historyLimit = configuration.historyLimit
-        let keepFrom = lastSeq - historyLimit
-        guard keepFrom - prunedThrough >= max(1, historyLimit / 16) else { return }
+    private func prune(through keepFrom: Int64, on connection: PostgresConnection) async throws {
         let keep = configuration.keepVersions
         if keep > 0 {
             try await connection.query(

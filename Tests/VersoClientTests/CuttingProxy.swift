@@ -1,6 +1,6 @@
 import NIOCore
-import NIOPosix
 import Synchronization
+import VersoTesting
 
 /// A TCP proxy in front of a server that can cut a connection at a chosen message: the way a
 /// network drops it, with the message lost on the way. It relays every connection's bytes both
@@ -10,7 +10,7 @@ import Synchronization
 ///
 /// It reads unmasked server frames and masked client frames of uncompressed WebSocket text (a
 /// client that does not offer permessage-deflate), so a cut names the text a message holds.
-final class CuttingProxy: Sendable {
+final class CuttingProxy: RelayInspector {
     /// Where the next cut happens.
     enum Cut: Sendable {
         /// At the first message from the server whose text contains this.
@@ -24,15 +24,6 @@ final class CuttingProxy: Sendable {
         /// Right after the first message from the server whose text contains this: it reaches
         /// the client, and whatever came with it after it does not.
         case after(replyContaining: String)
-    }
-
-    /// What a relay does with a chunk of bytes.
-    fileprivate enum Action {
-        case relay
-        case drop
-        case cut
-        /// Relay the first `count` bytes, then cut.
-        case cutAfter(count: Int)
     }
 
     private struct State {
@@ -58,10 +49,10 @@ final class CuttingProxy: Sendable {
 
     /// What to do with `bytes`, going `toServer` or not: when they hold the next armed message,
     /// that cut is used up.
-    fileprivate func action(for bytes: ByteBuffer, toServer: Bool) -> Action {
+    func action(for bytes: ByteBuffer, toServer: Bool) -> RelayAction {
         state.withLock { state in
             let needle: String
-            var action: Action
+            var action: RelayAction
             switch state.armed.first {
             case .reply(let text)? where !toServer: (needle, action) = (text, .cut)
             case .request(let text)? where toServer: (needle, action) = (text, .cut)
@@ -77,7 +68,7 @@ final class CuttingProxy: Sendable {
         }
     }
 
-    fileprivate func accepted() {
+    func accepted() {
         state.withLock { $0.connections += 1 }
     }
 
@@ -117,79 +108,12 @@ final class CuttingProxy: Sendable {
         return texts
     }
 
-    /// Relays what one side reads to the other, unless the proxy cuts it.
-    private final class Relay: ChannelInboundHandler {
-        typealias InboundIn = ByteBuffer
-
-        let proxy: CuttingProxy
-        let partner: any Channel
-        let toServer: Bool
-
-        init(proxy: CuttingProxy, partner: any Channel, toServer: Bool) {
-            self.proxy = proxy
-            self.partner = partner
-            self.toServer = toServer
-        }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let bytes = unwrapInboundIn(data)
-            switch proxy.action(for: bytes, toServer: toServer) {
-            case .relay:
-                partner.writeAndFlush(bytes, promise: nil)
-            case .drop:
-                break
-            case .cut:
-                context.close(promise: nil)
-                partner.close(promise: nil)
-            case .cutAfter(let count):
-                // Flushed at once into an idle loopback socket, before the close below.
-                partner.writeAndFlush(bytes.getSlice(at: bytes.readerIndex, length: count)!, promise: nil)
-                context.close(promise: nil)
-                partner.close(promise: nil)
-            }
-        }
-
-        func channelInactive(context: ChannelHandlerContext) {
-            partner.close(promise: nil)
-        }
-
-        func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            context.close(promise: nil)
-        }
-    }
-
     /// Runs `body` with the port of a proxy on 127.0.0.1 in front of `port`, then stops it.
     static func with<T: Sendable>(
         to port: Int,
         _ body: (CuttingProxy, Int) async throws -> T
     ) async throws -> T {
         let proxy = CuttingProxy()
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelInitializer { inbound in
-                proxy.accepted()
-                return ClientBootstrap(group: inbound.eventLoop)
-                    .connect(host: "127.0.0.1", port: port)
-                    .flatMapThrowing { outbound in
-                        // Both channels are on `inbound`'s event loop.
-                        try inbound.pipeline.syncOperations.addHandler(
-                            Relay(proxy: proxy, partner: outbound, toServer: true)
-                        )
-                        try outbound.pipeline.syncOperations.addHandler(
-                            Relay(proxy: proxy, partner: inbound, toServer: false)
-                        )
-                    }
-                    .flatMap { inbound.setOption(.autoRead, value: true) }
-            }
-            .bind(host: "127.0.0.1", port: 0)
-            .get()
-        do {
-            let result = try await body(proxy, channel.localAddress?.port ?? 0)
-            try await channel.close()
-            return result
-        } catch {
-            try? await channel.close()
-            throw error
-        }
+        return try await RelayProxy.with(to: port, inspector: proxy) { port in try await body(proxy, port) }
     }
 }

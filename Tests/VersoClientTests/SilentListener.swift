@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import VersoTesting
 
 /// A TCP listener that reads what a client sends and then closes the connection without a word:
 /// a server killed, or shutting down, between reading an upgrade request and answering it.
@@ -15,21 +16,14 @@ enum SilentListener {
 
     /// Runs `body` with the port of a listener on 127.0.0.1, then stops it.
     static func with<T: Sendable>(_ body: (Int) async throws -> T) async throws -> T {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(CloseAfterFirstRead())
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0)
-            .get()
-        do {
-            let result = try await body(channel.localAddress?.port ?? 0)
-            try await channel.close()
-            return result
-        } catch {
-            try? await channel.close()
-            throw error
-        }
+        try await LoopbackListener.with(
+            ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(CloseAfterFirstRead())
+                    }
+                },
+            body
+        )
     }
 }

@@ -1,0 +1,126 @@
+import Foundation
+import NIOCore
+import Synchronization
+import Testing
+import VersoCore
+import VersoTesting
+import VersoWire
+
+/// A server whose connections to PostgreSQL go through a proxy that cuts the writer's
+/// connection at its `COMMIT`: the write is answered once, as what PostgreSQL holds.
+@Suite(.serialized, .enabled(if: PostgresCluster.isAvailable, "needs PostgreSQL 15 (apt install postgresql-15)"))
+struct CommitCutTests {
+    /// Where the proxy cuts the connection that sends the next `COMMIT`.
+    enum Cut: String, Sendable, CustomTestStringConvertible {
+        /// `COMMIT` never reaches PostgreSQL: the transaction is rolled back.
+        case commitLost
+        /// `COMMIT` reaches PostgreSQL, which commits; its answer is lost.
+        case answerLost
+
+        var testDescription: String { rawValue }
+    }
+
+    /// Cuts the first connection that sends a `COMMIT` (a PostgreSQL Parse message whose query
+    /// is `COMMIT`) after it is armed; relays everything else.
+    final class CommitCutter: RelayInspector {
+        private struct State {
+            var armed: Cut?
+            var cuts = 0
+        }
+
+        private let state = Mutex(State())
+
+        func arm(_ cut: Cut) { state.withLock { $0.armed = cut } }
+        var cuts: Int { state.withLock { $0.cuts } }
+
+        func accepted() {}
+
+        func action(for bytes: ByteBuffer, toServer: Bool) -> RelayAction {
+            guard toServer else { return .relay }
+            return state.withLock { state in
+                guard let cut = state.armed, Self.holdsCommit(bytes) else { return .relay }
+                state.armed = nil
+                state.cuts += 1
+                switch cut {
+                case .commitLost: return .cut
+                case .answerLost: return .cutAfter(count: bytes.readableBytes)
+                }
+            }
+        }
+
+        /// Whether `bytes` hold a Parse message ('P', length, statement name, query) of `COMMIT`.
+        static func holdsCommit(_ bytes: ByteBuffer) -> Bool {
+            let data = Array(bytes.readableBytesView)
+            let commit = Array("\0COMMIT\0".utf8)
+            var index = 0
+            while index + 5 <= data.count {
+                let length = data[index + 1..<index + 5].reduce(0) { $0 << 8 | Int($1) }
+                guard length >= 4 else { return false }
+                let end = min(data.count, index + 1 + length)
+                if data[index] == UInt8(ascii: "P"), data[index + 4..<end].firstRange(of: commit) != nil { return true }
+                index += 1 + length
+            }
+            return false
+        }
+    }
+
+    @Test(
+        "the writer's connection to PostgreSQL is cut at COMMIT: the put is acknowledged once, as committed once, and a put on the same base then conflicts",
+        arguments: [Cut.commitLost, .answerLost]
+    )
+    func commitCut(_ cut: Cut) async throws {
+        let cluster = try await PostgresCluster.start()
+        let directory = TestServer.makeDataDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cutter = CommitCutter()
+        do {
+            try await RelayProxy.with(to: cluster.port, inspector: cutter) { port in
+                let server = try await ServerProcess.start(
+                    dataDirectory: directory,
+                    arguments: ["--store", "postgres://postgres@127.0.0.1:\(port)/verso"]
+                )
+                defer { server.send(signal: SIGKILL) }
+                try await WireConnection.with(url: server.url) { connection in
+                    let first = try await connection.request(
+                        #"{"type":"put","rid":1,"key":"cut/a","base":0,"data":{"n":1}}"#
+                    )
+                    #expect(first["type"]?.stringValue == "ack", "\(first)")
+                    cutter.arm(cut)
+                    try await connection.send(#"{"type":"put","rid":2,"key":"cut/a","base":1,"data":{"n":2}}"#)
+                    let reply = try await connection.next(timeout: .seconds(30))
+                    #expect(reply["type"]?.stringValue == "ack", "\(reply)")
+                    #expect(reply["version"]?.integerValue == 2)
+                    #expect(cutter.cuts == 1, "the proxy cut a COMMIT")
+                    let again = try await connection.request(
+                        #"{"type":"put","rid":3,"key":"cut/a","base":1,"data":{"n":3}}"#
+                    )
+                    #expect(again["type"]?.stringValue == "conflict", "\(again)")
+                    #expect(again["version"]?.integerValue == 2)
+                }
+                #expect(
+                    try await cluster.psql("SELECT version, data FROM verso_records WHERE key = 'cut/a'")
+                        == #"2|{"n":2}"#
+                )
+                #expect(
+                    try await cluster.psql("SELECT string_agg(version::text, ',' ORDER BY seq) FROM verso_changes")
+                        == "1,2"
+                )
+                #expect(
+                    try await cluster.psql("SELECT last_seq FROM verso_meta") == "2",
+                    "no seq taken twice or skipped"
+                )
+                // How the server learnt the outcome: from pg_xact_status, on a new connection.
+                switch cut {
+                case .commitLost:
+                    #expect(server.log.contains("a batch did not commit; deciding it again"), "\(server.log)")
+                case .answerLost:
+                    #expect(server.log.contains("the transaction committed"), "\(server.log)")
+                }
+            }
+        } catch {
+            await cluster.remove()
+            throw error
+        }
+        await cluster.remove()
+    }
+}
