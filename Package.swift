@@ -314,7 +314,10 @@ let package = Package(
             name: "VersoPostgresTests",
             dependencies: [
                 "VersoTesting", "VersoConformance", "VersoCore", "VersoLoad", "VersoWire",
+                // The bytes CommitCutTests' proxy reads; the close frames servers send.
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "WSCore", package: "swift-websocket"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,10 +1,12 @@
 import Foundation
+import NIOWebSocket
 import Testing
 import VersoConformance
 import VersoCore
 import VersoLoad
 import VersoTesting
 import VersoWire
+import WSCore
 
 /// Several real `verso-server` processes over one real PostgreSQL (`--store`), each check
 /// against what PostgreSQL holds afterwards.
@@ -327,6 +329,46 @@ struct MultiNodeTests {
                 let reply = try await connection.request(#"{"type":"subscribe","rid":2,"keys":["short/a"],"since":1}"#)
                 #expect(reply["type"]?.stringValue == "subscribed")
                 #expect(reply["reset"] == .bool(true), "since 1 is no longer in the log")
+            }
+        }
+    }
+
+    @Test(
+        "a server stopped while another writes past its place in the pruned log closes its connections with 1001 when it runs again; a client that resumes there is reset and sees the changes that follow"
+    )
+    func fellBehind() async throws {
+        try await Self.withNodes(2, arguments: ["--history", "16"]) { cluster, nodes in
+            let close = try await WireConnection.with(url: nodes[1].url) { subscriber in
+                let reply = try await subscriber.request(#"{"type":"subscribe","rid":1,"keys":["behind/a"]}"#)
+                #expect(reply["type"]?.stringValue == "subscribed")
+                nodes[1].send(signal: SIGSTOP)
+                try await WireConnection.with(url: nodes[0].url) { writer in
+                    for step in 1...40 {
+                        let reply = try await writer.request(
+                            #"{"type":"put","rid":\#(step),"key":"behind/a","base":\#(step - 1),"data":{"n":\#(step)}}"#
+                        )
+                        #expect(reply["type"]?.stringValue == "ack")
+                    }
+                }
+                #expect(try await cluster.psql("SELECT pruned_through FROM verso_meta") == "24", "the log keeps 16")
+                nodes[1].send(signal: SIGCONT)
+                return try await subscriber.waitForClose(timeout: .seconds(30))
+            }
+            #expect(close?.closeCode == .goingAway, "\(String(describing: close))")
+            try await WireConnection.with(url: nodes[1].url) { subscriber in
+                let reply = try await subscriber.request(
+                    #"{"type":"subscribe","rid":1,"keys":["behind/a"],"since":1}"#
+                )
+                #expect(reply["type"]?.stringValue == "subscribed")
+                #expect(reply["reset"] == .bool(true), "since 1 is no longer in the log")
+                try await WireConnection.with(url: nodes[0].url) { writer in
+                    let put = try await writer.request(
+                        #"{"type":"put","rid":41,"key":"behind/a","base":40,"data":{"n":41}}"#
+                    )
+                    #expect(put["type"]?.stringValue == "ack")
+                }
+                let seen = try await Self.updates(1, on: subscriber)
+                #expect(seen.map(\.version) == [41])
             }
         }
     }
