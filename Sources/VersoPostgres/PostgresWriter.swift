@@ -84,10 +84,13 @@ actor PostgresWriter {
         connection = nil
     }
 
-    /// Whether `error` came from the database server (the statement failed, the session is
-    /// fine) rather than from the connection.
+    /// Whether `error` is the database server's `ERROR`: the statement failed (a `COMMIT`
+    /// that fails so rolled back) and the session is fine. A `FATAL` or `PANIC` ends the
+    /// session and counts as a broken connection: it can arrive after a `COMMIT` went through
+    /// (a backend ended by `pg_terminate_backend` as it answers), so its outcome is asked.
     private static func isServerError(_ error: any Error) -> Bool {
-        (error as? PSQLError)?.code == .server
+        guard let error = error as? PSQLError, error.code == .server else { return false }
+        return (error.serverInfo?[.severity] ?? error.serverInfo?[.localizedSeverity]) == "ERROR"
     }
 
     /// Whether a server error is a lost race worth deciding the batch again for.
@@ -225,7 +228,8 @@ actor PostgresWriter {
         } catch  where Self.isServerError(error) {
             return .notCommitted("COMMIT failed: \(error)")
         } catch {
-            // The connection dropped while COMMIT was under way: find out what became of it.
+            // The connection dropped (or the session ended) while COMMIT was under way: find out
+            // what became of it.
             await dropConnection()
             guard try await committed(applied.xid) else {
                 return .notCommitted("the connection dropped during COMMIT")

@@ -11,6 +11,9 @@ public enum RelayAction: Sendable {
     case cut
     /// Pass on the first `count` bytes, then close both sides.
     case cutAfter(count: Int)
+    /// Pass them on, send `reply` back to the side they came from in place of whatever the
+    /// other side answers, then close both sides.
+    case answerAndCut(reply: ByteBuffer)
 }
 
 /// Decides what a `RelayProxy` does with each chunk of bytes, as it reads them.
@@ -78,6 +81,11 @@ public enum RelayProxy {
             case .cutAfter(let count):
                 // Flushed at once into an idle loopback socket, before the close below.
                 partner.writeAndFlush(bytes.getSlice(at: bytes.readerIndex, length: count)!, promise: nil)
+                context.close(promise: nil)
+                partner.close(promise: nil)
+            case .answerAndCut(let reply):
+                partner.writeAndFlush(bytes, promise: nil)
+                context.channel.writeAndFlush(reply, promise: nil)
                 context.close(promise: nil)
                 partner.close(promise: nil)
             }
