@@ -214,7 +214,16 @@ actor PostgresWriter {
         } catch {
             // Nothing was committed: after a failed write the COMMIT rolls back, and after a
             // broken connection it was never sent (the connection sends one query at a time).
-            _ = try? await committing.get()
+            let ended = try? await committing.get()
+            if ended?.metadata.command == "COMMIT" {
+                // The write went through and only its answer could not be read (cannot happen
+                // while verso_apply_v2 answers as this server expects). Its writes cannot be
+                // answered as applied (their seqs are unknown) nor as failed (a retry would
+                // apply them twice): stop rather than answer them wrongly.
+                let message = "a batch committed but verso_apply_v2's answer could not be read: \(error)"
+                logger.critical("\(message); stopping rather than answering its writes wrongly")
+                fatalError(message)
+            }
             throw error
         }
         let syncStarted = ContinuousClock.now
@@ -231,7 +240,7 @@ actor PostgresWriter {
             // The connection dropped (or the session ended) while COMMIT was under way: find out
             // what became of it.
             await dropConnection()
-            guard try await committed(applied.xid) else {
+            guard await committed(applied.xid) else {
                 return .notCommitted("the connection dropped during COMMIT")
             }
             if applied.stale { return .stale }
@@ -246,9 +255,11 @@ actor PostgresWriter {
         return .committed(BudgetedCommit(outcomes: outcomes, work: result.work, syncDuration: sync))
     }
 
-    /// Whether transaction `xid` committed, asked on a new connection (retried until the
-    /// database answers); a backend that still holds it open is ended first.
-    private func committed(_ xid: String) async throws -> Bool {
+    /// Whether transaction `xid` committed, asked on a new connection; a backend that still
+    /// holds it open is ended first. Asked until PostgreSQL says committed or aborted, while the
+    /// batch's writes wait: an outcome not known is never answered as a failure, which a
+    /// client's retry would turn into a second write.
+    private func committed(_ xid: String) async -> Bool {
         var attempt = 0
         let oldBackend = backendPID
         while true {
@@ -275,16 +286,14 @@ actor PostgresWriter {
                         "the outcome of transaction \(xid) is unknown to PostgreSQL (\(status ?? "null"))"
                     )
                 }
-            } catch  where Self.isServerError(error) {
-                throw error
             } catch {
                 if attempt == 1 || attempt % 20 == 0 {
                     logger.error(
-                        "cannot reach PostgreSQL to learn whether a commit went through; retrying (its writes wait)",
-                        metadata: ["verso.error": "\(String(reflecting: error))"]
+                        "cannot learn whether a commit went through; asking again (its writes wait)",
+                        metadata: ["verso.error": "\(String(reflecting: error))", "verso.attempt": "\(attempt)"]
                     )
                 }
-                await dropConnection()
+                if !Self.isServerError(error) { await dropConnection() }
             }
             await pause(attempt)
         }
@@ -399,16 +408,16 @@ actor PostgresWriter {
             let connection = try await connected()
             try await connection.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
             inTransaction = true
-            if pruneDue {
-                var prunedThrough = prunedThrough
-                for try await pruned in try await connection.query(
-                    "SELECT pruned_through FROM verso_meta WHERE id = 1 FOR UPDATE",
-                    logger: logger
-                ).decode(Int64.self) {
-                    prunedThrough = pruned
-                }
-                if keepFrom > prunedThrough { try await prune(through: keepFrom, on: connection) }
+            // The commit lock first, as every batch takes it: no deadlock with them, nor
+            // between two servers' maintenance.
+            var prunedThrough = prunedThrough
+            for try await pruned in try await connection.query(
+                "SELECT pruned_through FROM verso_meta WHERE id = 1 FOR UPDATE",
+                logger: logger
+            ).decode(Int64.self) {
+                prunedThrough = pruned
             }
+            if pruneDue, keepFrom > prunedThrough { try await prune(through: keepFrom, on: connection) }
             if let cutoff {
                 try await connection.query("DELETE FROM verso_idempotency WHERE at < \(cutoff)", logger: logger)
             }
