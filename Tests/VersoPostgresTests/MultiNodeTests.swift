@@ -78,6 +78,17 @@ struct MultiNodeTests {
         }
     }
 
+    /// Puts versions 1 through `last` of a new `key` one after the other (data `{"n":version}`),
+    /// expecting each acknowledged.
+    static func putVersions(_ key: String, through last: Int, on connection: WireConnection) async throws {
+        for step in 1...last {
+            let reply = try await connection.request(
+                #"{"type":"put","rid":\#(step),"key":"\#(key)","base":\#(step - 1),"data":{"n":\#(step)}}"#
+            )
+            #expect(reply["type"]?.stringValue == "ack", "\(key) version \(step): \(reply)")
+        }
+    }
+
     /// Increments `key`'s counter with get and put on the version read, trying again on each
     /// conflict; returns the acknowledged (version, seq).
     static func increment(_ key: String, on connection: WireConnection, rid: inout Int) async throws -> (Int64, Int64) {
@@ -305,12 +316,7 @@ struct MultiNodeTests {
             // short/a: versions 1...20 (seqs 1...20), then short/b: versions 1...40 (seqs 21...60).
             try await WireConnection.with(url: nodes[0].url) { connection in
                 for (key, count) in [("short/a", 20), ("short/b", 40)] {
-                    for step in 1...count {
-                        let reply = try await connection.request(
-                            #"{"type":"put","rid":\#(step),"key":"\#(key)","base":\#(step - 1),"data":{"n":\#(step)}}"#
-                        )
-                        #expect(reply["type"]?.stringValue == "ack")
-                    }
+                    try await Self.putVersions(key, through: count, on: connection)
                 }
             }
             #expect(try await cluster.psql("SELECT pruned_through FROM verso_meta") == "44", "the log keeps 16")
@@ -343,12 +349,7 @@ struct MultiNodeTests {
                 #expect(reply["type"]?.stringValue == "subscribed")
                 nodes[1].send(signal: SIGSTOP)
                 try await WireConnection.with(url: nodes[0].url) { writer in
-                    for step in 1...40 {
-                        let reply = try await writer.request(
-                            #"{"type":"put","rid":\#(step),"key":"behind/a","base":\#(step - 1),"data":{"n":\#(step)}}"#
-                        )
-                        #expect(reply["type"]?.stringValue == "ack")
-                    }
+                    try await Self.putVersions("behind/a", through: 40, on: writer)
                 }
                 #expect(try await cluster.psql("SELECT pruned_through FROM verso_meta") == "24", "the log keeps 16")
                 nodes[1].send(signal: SIGCONT)
