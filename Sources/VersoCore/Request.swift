@@ -93,12 +93,28 @@ extension Request {
     /// Throws `RejectedRequest` naming what was wrong (code `bad_request`), with the `rid` when
     /// the message was a JSON object whose `rid` could be read.
     public static func parse(_ text: String) throws(RejectedRequest) -> RequestEnvelope {
+        var text = text
+        return try text.withUTF8 { bytes in Result { () throws(RejectedRequest) in try parse(utf8: bytes) } }.get()
+    }
+
+    /// Parses one text message given as its UTF-8 bytes, with no `String` made of it; as
+    /// `parse(_:)` otherwise.
+    ///
+    /// A message that parses is valid UTF-8 (the parser validates every string and accepts
+    /// nothing but ASCII around them); one that does not may not be, which the caller checks
+    /// when it must tell the two apart.
+    public static func parse(utf8 bytes: UnsafeBufferPointer<UInt8>) throws(RejectedRequest) -> RequestEnvelope {
         let value: JSONValue
         do {
-            value = try JSONParser.parse(text)
+            value = try JSONParser.parse(bytes)
         } catch {
             throw RejectedRequest(rid: nil, error: .badRequest("message is not valid JSON: \(error)"))
         }
+        return try envelope(value)
+    }
+
+    /// The request a parsed message makes.
+    private static func envelope(_ value: JSONValue) throws(RejectedRequest) -> RequestEnvelope {
         guard case .object(let fields) = value else {
             throw RejectedRequest(rid: nil, error: .badRequest("message must be a JSON object"))
         }

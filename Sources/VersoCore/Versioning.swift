@@ -197,6 +197,14 @@ public struct StaleBaseRefusal: Sendable, Equatable {
     public var merge: MergeConflict?
     /// The paths changed since the base, when known.
     public var changed: [FieldPath]?
+
+    @usableFromInline
+    init(index: Int, base: Int64, merge: MergeConflict?, changed: [FieldPath]?) {
+        self.index = index
+        self.base = base
+        self.merge = merge
+        self.changed = changed
+    }
 }
 
 /// What the decisions on one command's operations (applied all or nothing) come to.
@@ -214,8 +222,11 @@ extension VersioningRules {
     /// What `decisions` (one per operation of a command, in order) come to: stale bases first
     /// (every one, each with the paths `plainChanged(index, base)` finds for a plain conflict),
     /// then the first not-found delete, else the command applies.
+    /// Inlinable so that it is specialized for the caller's collection: unspecialized, its
+    /// generic iteration allocates per call.
+    @inlinable
     public static func verdict(
-        _ decisions: [(operation: WriteOperation, decision: VersionDecision)],
+        _ decisions: some Collection<(operation: WriteOperation, decision: VersionDecision)>,
         plainChanged: (_ index: Int, _ base: Int64) throws -> [FieldPath]?
     ) rethrows -> CommandVerdict {
         var refusals: [StaleBaseRefusal] = []

@@ -32,6 +32,10 @@ struct FairQueue<Element> {
     }
 
     private var queues: [WriteClient: [Element]] = [:]
+    /// Emptied queues kept with their storage for the next client that starts queueing, so a
+    /// client with one write at a time does not allocate a queue per write.
+    private var spareQueues: [[Element]] = []
+    static var maxSpareQueues: Int { 256 }
     /// Clients with queued writes, in the order they take turns in the next batch.
     private var turns: [WriteClient] = []
     /// Cost each client took beyond its share; only positive debts are kept.
@@ -52,9 +56,19 @@ struct FairQueue<Element> {
 
     /// Queues `element` as `client`'s newest write.
     mutating func append(_ element: Element, from client: WriteClient) {
-        if queues[client, default: []].isEmpty { turns.append(client) }
-        queues[client, default: []].append(element)
+        if queues[client] == nil {
+            turns.append(client)
+            queues[client] = spareQueues.popLast() ?? []
+        }
+        queues[client]!.append(element)
         count += 1
+    }
+
+    /// Drops `client`'s queue, now empty, keeping its storage for reuse.
+    private mutating func retireQueue(of client: WriteClient) {
+        guard var queue = queues.removeValue(forKey: client), spareQueues.count < Self.maxSpareQueues else { return }
+        queue.removeAll(keepingCapacity: true)
+        spareQueues.append(queue)
     }
 
     /// Takes the next batch (empty when nothing is queued).
@@ -80,7 +94,7 @@ struct FairQueue<Element> {
         }
         for (index, client) in order.enumerated() where taken[index] > 0 {
             queues[client]!.removeFirst(taken[index])
-            if queues[client]!.isEmpty { queues[client] = nil }
+            if queues[client]!.isEmpty { retireQueue(of: client) }
         }
         count -= batch.items.count
         // The next batch starts with the first client left out of round 1, or else with the

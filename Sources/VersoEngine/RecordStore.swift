@@ -71,7 +71,10 @@ public struct WriteCommand: Sendable, Equatable {
 }
 
 /// What became of one `WriteCommand`.
-public indirect enum CommandOutcome: Sendable, Equatable {
+///
+/// Only `replayed` is boxed (it holds an outcome of its own): an `applied`, the outcome of
+/// nearly every write, is stored inline with no heap allocation.
+public enum CommandOutcome: Sendable, Equatable {
     /// Committed. `changes` are the accepted changes (all at `seq`); `versions` lists every key
     /// the command named with its version afterwards, in the command's order.
     case applied(seq: Int64, changes: [Change], versions: [KeyVersion])
@@ -84,7 +87,7 @@ public indirect enum CommandOutcome: Sendable, Equatable {
     case batch([CommandOutcome])
     /// The command's idempotency key was already used by the same request: its outcome then
     /// (an `applied` without its changes, or a `batch`); nothing was applied now.
-    case replayed(CommandOutcome)
+    indirect case replayed(CommandOutcome)
     /// The command's idempotency key was already used by a different request; nothing was applied.
     case keyReused
 }

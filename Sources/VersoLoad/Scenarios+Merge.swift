@@ -27,7 +27,7 @@ extension Scenarios {
         let initial = (0..<fields).map { #""f\#($0)":0"# }.joined(separator: ",")
         var report: LoadReport
         do {
-            try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) {
+            _ = try await LoadConnection.run(url: options.url, compression: options.compression, token: options.token) {
                 wire in
                 for key in keys {
                     try await wire.send(put(key: key, base: 0, data: initial))

@@ -256,7 +256,9 @@ final class SQLiteWriter: @unchecked Sendable {
             let current = try current(for: operation)
             decisions.append((operation, current, try decide(operation, current: current)))
         }
-        let verdict = try VersioningRules.verdict(decisions.map { ($0.operation, $0.decision) }) { index, base in
+        let verdict = try VersioningRules.verdict(
+            decisions.lazy.map { (operation: $0.operation, decision: $0.decision) }
+        ) { index, base in
             try pathsChanged(of: decisions[index].operation.key, since: base, through: decisions[index].current)
         }
         let seq: Int64

@@ -93,9 +93,9 @@ final class RequestDispatcher: @unchecked Sendable {
         case .binary:
             connection.metrics?.countRequest(type: "binary")
             request = .binary
-        case .text(let text):
+        case .request(let parsed):
             do {
-                let envelope = try Request.parse(text)
+                let envelope = try parsed.get()
                 connection.metrics?.count(envelope.request)
                 if backlog == 0, submitAtOnce(envelope) { return }
                 request = .request(envelope)

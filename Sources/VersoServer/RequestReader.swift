@@ -1,5 +1,6 @@
 import NIOCore
 import NIOWebSocket
+import VersoCore
 import VersoDeflate
 
 /// Turns a connection's data frames into messages on the event loop and hands each one to the
@@ -25,8 +26,8 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// One whole message from the client.
     enum Message {
-        /// A text message: valid UTF-8.
-        case text(String)
+        /// A text message (valid UTF-8), parsed as a request straight from its bytes.
+        case request(Result<RequestEnvelope, RejectedRequest>)
         /// A binary message (its content is never used).
         case binary
     }
@@ -137,8 +138,8 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
     private func receive(_ frame: WebSocketFrame) throws(Failure) {
         if frame.fin, !frame.rsv1, frame.opcode == .text, case .idle = assembly {
             // The common case, a whole uncompressed text message in one frame: unmasked
-            // straight into the string's validation, with no copy of the payload in between.
-            deliver(.text(try Self.text(unmasking: frame, limit: maxMessageBytes)))
+            // straight into the parser, with no copy of the payload or `String` in between.
+            deliver(try Self.request(unmasking: frame, limit: maxMessageBytes))
             return
         }
         switch (frame.opcode, assembly) {
@@ -196,11 +197,12 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// The frame's payload unmasked, as text; 1007 when it is not UTF-8, 1009 past `limit`.
-    static func text(unmasking frame: WebSocketFrame, limit: Int) throws(Failure) -> String {
+    /// The frame's payload unmasked and parsed as a request; 1007 when it is not UTF-8, 1009
+    /// past `limit`.
+    static func request(unmasking frame: WebSocketFrame, limit: Int) throws(Failure) -> Message {
         let count = frame.data.readableBytes
         guard count <= limit else { throw Failure.tooLarge(limit) }
-        let text = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(count, 1)) { unmasked -> String? in
+        let parsed = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(count, 1)) { unmasked in
             frame.data.withUnsafeReadableBytes { masked in
                 if let key = frame.maskKey {
                     for index in 0..<count { unmasked[index] = masked[index] ^ key[index & 3] }
@@ -208,18 +210,29 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
                     for index in 0..<count { unmasked[index] = masked[index] }
                 }
             }
-            return String(validating: UnsafeBufferPointer(rebasing: unmasked[..<count]), as: UTF8.self)
+            return Self.request(UnsafeBufferPointer(rebasing: unmasked[..<count]))
         }
-        guard let text else { throw Failure.notUTF8 }
-        return text
+        return try parsed.get()
+    }
+
+    /// A whole text message's bytes parsed as a request, with no `String` made of them: a
+    /// message that parses is valid UTF-8 (see `Request.parse(utf8:)`); one that does not is
+    /// checked, and fails the connection (1007) when it is not.
+    static func request(_ bytes: UnsafeBufferPointer<UInt8>) -> Result<Message, Failure> {
+        do {
+            return .success(.request(.success(try Request.parse(utf8: bytes))))
+        } catch {
+            guard String(validating: bytes, as: UTF8.self) != nil else { return .failure(.notUTF8) }
+            return .success(.request(.failure(error)))
+        }
     }
 
     private func deliver(text payload: ByteBuffer) throws(Failure) {
         assembly = .idle
-        guard let text = String(validating: payload.readableBytesView, as: UTF8.self) else {
-            throw Failure.notUTF8
+        let parsed = payload.withUnsafeReadableBytes { raw in
+            Self.request(raw.assumingMemoryBound(to: UInt8.self))
         }
-        deliver(.text(text))
+        deliver(try parsed.get())
     }
 
     private func deliver(_ message: Message) {

@@ -187,6 +187,21 @@ struct BadInputTests {
         }
     }
 
+    /// Requests are parsed straight from their bytes, with no `String` made first: this one is
+    /// well-formed JSON around a string holding a cut UTF-8 sequence, and must still close with
+    /// 1007 rather than be answered as a bad request.
+    @Test("invalid UTF-8 inside a JSON string of a one-frame message closes with 1007")
+    func invalidUTF8InString() async throws {
+        try await TestServer.with { server in
+            try await TestClient.with(url: server.url, compression: false) { client in
+                let bytes = Array(#"{"type":"put","key":"a/"#.utf8) + [0xC3] + Array(#"","base":0,"data":{}}"#.utf8)
+                try await client.send(frame: WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(bytes: bytes)))
+                let close = try await client.waitForClose()
+                #expect(close?.closeCode == .dataInconsistentWithMessage)
+            }
+        }
+    }
+
     @Test("a reserved opcode closes with 1002")
     func reservedOpcode() async throws {
         try await TestServer.with { server in
