@@ -223,8 +223,13 @@ public final class RecordEngine: Sendable {
         }
     }
 
-    /// Runs the writer until `stopAccepting()` has been called and every queued write is decided.
+    /// Runs the writer until `stopAccepting()` has been called and every queued write is decided,
+    /// on the store's `writerExecutor` when it has one.
     public func runWriter() async {
+        await withTaskExecutorPreference(store.writerExecutor) { await writeBatches() }
+    }
+
+    private func writeBatches() async {
         let clock = ContinuousClock()
         while let batch = await nextBatch() {
             let results: [WriteResult]

@@ -177,6 +177,11 @@ public protocol RecordStore: Sendable {
     /// costing the same.
     func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> BudgetedCommit
 
+    /// Where the engine's writer task runs, when the store's commits cost least from there (a
+    /// store with a writer thread of its own: a commit called on it needs no hop); nil for the
+    /// global pool.
+    var writerExecutor: (any TaskExecutor)? { get }
+
     /// The current state of `key`, or nil if it never existed.
     func record(_ key: String) async throws -> StoredRecord?
 
@@ -218,6 +223,9 @@ extension Change {
 }
 
 extension RecordStore {
+    /// None: the writer task runs on the global pool.
+    public var writerExecutor: (any TaskExecutor)? { nil }
+
     public func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> BudgetedCommit {
         let outcomes = try await commit(commands)
         return BudgetedCommit(outcomes: outcomes, work: Array(repeating: 1, count: outcomes.count))

@@ -59,12 +59,15 @@ public struct SQLiteStoreError: Error, Sendable, CustomStringConvertible {
 
 /// A `RecordStore` in one SQLite database in WAL mode.
 ///
-/// One connection writes, on its own serial queue; reads use separate connections, each on its
-/// own serial queue, and see a consistent snapshot while writes go on.
+/// One connection writes, on its own serial queue, where the engine's writer task also runs
+/// (`writerExecutor`), so a batch is committed with no hop between threads; reads use separate
+/// connections, each on its own serial queue, and see a consistent snapshot while writes go on.
 public final class SQLiteStore: RecordStore {
     private let configuration: SQLiteStoreConfiguration
     private let logger: Logger
-    private let writerQueue = DispatchQueue(label: "verso.sqlite.writer")
+    /// The writer connection's thread; the engine's writer task runs there too.
+    private let writer = SerialQueueExecutor(label: "verso.sqlite.writer")
+    private var writerQueue: DispatchQueue { writer.queue }
     private let readerQueues: [DispatchQueue]
     /// Connections, made in `open`. Set once before any other call and read-only afterwards.
     private let connections = Mutex<Connections?>(nil)
@@ -153,10 +156,18 @@ public final class SQLiteStore: RecordStore {
         try await commit(commands, budget: .unlimited).outcomes
     }
 
+    /// Commits on the writer's queue: right there when called on it (from the engine's writer
+    /// task, which prefers `writerExecutor`), else by a hop to it and back.
     public func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> BudgetedCommit {
         let writer = try opened().writer
+        if self.writer.isCurrent { return try writer.commit(commands, budget: budget) }
         return try await onQueue(writerQueue) { try writer.commit(commands, budget: budget) }
     }
+
+    public var writerExecutor: (any TaskExecutor)? { writer }
+
+    /// Whether the caller runs on the writer's queue (for tests).
+    var isOnWriterQueue: Bool { writer.isCurrent }
 
     public func record(_ key: String) async throws -> StoredRecord? {
         try await read { connection in try SQLiteQueries.stored(key, in: connection) }

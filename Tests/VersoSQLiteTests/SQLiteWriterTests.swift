@@ -33,6 +33,31 @@ struct SQLiteWriterTests {
         await store.close()
     }
 
+    /// The engine's writer task runs on the store's writer executor and commits there with no
+    /// hop; anyone else's commit hops to the writer's queue. Both must commit, in turn.
+    @Test("commits from the writer's executor run there directly, others hop to it, and they take turns")
+    func commitsOnAndOffTheWriterExecutor() async throws {
+        try await withStore { store, _ in
+            let executor = try #require(store.writerExecutor)
+            let onWriter = try await withTaskExecutorPreference(executor) {
+                #expect(store.isOnWriterQueue)
+                return try await store.commit([put("k", base: 0, "one")])
+            }
+            #expect(!store.isOnWriterQueue)
+            let elsewhere = try await store.commit([put("k", base: 1, "two")])
+            let onWriterAgain = try await withTaskExecutorPreference(executor) {
+                try await store.commit([put("k", base: 2, "three")])
+            }
+            for (index, outcome) in [onWriter, elsewhere, onWriterAgain].enumerated() {
+                guard case .applied(let seq, _, let versions) = outcome.first else {
+                    Issue.record("commit \(index) not applied: \(outcome)"); continue
+                }
+                #expect(seq == Int64(index + 1))
+                #expect(versions.first?.version == Int64(index + 1))
+            }
+        }
+    }
+
     @Test(
         "a conflict after a write decided by the version carries the current data and version, and the paths changed since its base"
     )
