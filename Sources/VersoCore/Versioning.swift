@@ -222,6 +222,7 @@ extension VersioningRules {
     /// What `decisions` (one per operation of a command, in order) come to: stale bases first
     /// (every one, each with the paths `plainChanged(index, base)` finds for a plain conflict),
     /// then the first not-found delete, else the command applies.
+    ///
     /// Inlinable so that it is specialized for the caller's collection: unspecialized, its
     /// generic iteration allocates per call.
     @inlinable

@@ -35,6 +35,7 @@ struct FairQueue<Element> {
     /// Emptied queues kept with their storage for the next client that starts queueing, so a
     /// client with one write at a time does not allocate a queue per write.
     private var spareQueues: [[Element]] = []
+    /// Most emptied queues kept (a computed property: a generic type has no stored statics).
     static var maxSpareQueues: Int { 256 }
     /// Clients with queued writes, in the order they take turns in the next batch.
     private var turns: [WriteClient] = []

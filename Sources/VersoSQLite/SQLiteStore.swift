@@ -159,9 +159,9 @@ public final class SQLiteStore: RecordStore {
     /// Commits on the writer's queue: right there when called on it (from the engine's writer
     /// task, which prefers `writerExecutor`), else by a hop to it and back.
     public func commit(_ commands: [WriteCommand], budget: CommitBudget) async throws -> BudgetedCommit {
-        let writer = try opened().writer
-        if self.writer.isCurrent { return try writer.commit(commands, budget: budget) }
-        return try await onQueue(writerQueue) { try writer.commit(commands, budget: budget) }
+        let sqliteWriter = try opened().writer
+        if writer.isCurrent { return try sqliteWriter.commit(commands, budget: budget) }
+        return try await onQueue(writerQueue) { try sqliteWriter.commit(commands, budget: budget) }
     }
 
     public var writerExecutor: (any TaskExecutor)? { writer }
