@@ -539,12 +539,19 @@ final class SQLiteWriter: @unchecked Sendable {
         }
     }
 
-    /// Drops log entries older than the history limit, in steps of 1/16 of it; with
-    /// `keepVersions`, those among the last `keepVersions` versions of their key move to
-    /// kept_versions first, and each key they touch keeps only its last `keepVersions` there.
+    /// Most seqs one commit prunes: deleting a log entry costs about what writing it did, so a
+    /// commit that pruned 1/16 of the default history (6,250 seqs) took tens of milliseconds,
+    /// and every write in its batch waited for it (BENCHMARKS.md, the third hot-path round).
+    static let maxPrunedSeqsPerCommit: Int64 = 1024
+
+    /// Drops log entries older than the history limit once 1/16 of it is due, at most
+    /// `maxPrunedSeqsPerCommit` seqs per commit; with `keepVersions`, those among the last
+    /// `keepVersions` versions of their key move to kept_versions first, and each key they touch
+    /// keeps only its last `keepVersions` there.
     private func pruneIfNeeded() throws {
-        let keepFrom = lastSeq - historyLimit
-        guard keepFrom - prunedThrough >= max(1, historyLimit / 16) else { return }
+        let due = lastSeq - historyLimit
+        guard due - prunedThrough >= max(1, historyLimit / 16) else { return }
+        let keepFrom = min(due, prunedThrough + Self.maxPrunedSeqsPerCommit)
         if keepVersions > 0 {
             try statements.keepPruned.use { statement in
                 try statement.bind(1, keepFrom)

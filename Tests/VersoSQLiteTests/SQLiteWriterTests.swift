@@ -129,6 +129,30 @@ struct SQLiteWriterTests {
         }
     }
 
+    /// Pruning 1/16 of a large history in one commit made every write of that batch wait tens
+    /// of milliseconds; a commit prunes at most `maxPrunedSeqsPerCommit` seqs, and the log still
+    /// holds every change after the seq it says it was pruned through.
+    @Test("a commit prunes at most a bounded number of seqs, and the log holds every change after them")
+    func pruningIsBoundedPerCommit() async throws {
+        let directory = makeTemporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configuration = SQLiteStoreConfiguration(directory: directory, durability: .normal, historyLimit: 32_768)
+        let store = SQLiteStore(configuration: configuration, logger: Logger(label: "test"))
+        _ = try await store.open()
+        // 35,000 changes: the commit that takes the log 2,048 seqs (1/16) past its limit is due
+        // to prune 2,232 of them, and prunes 1,024.
+        for batch in 0..<70 {
+            _ = try await store.commit((0..<500).map { put("k\(batch * 500 + $0)", base: 0, "v") })
+        }
+        let bounds = try await store.logBounds()
+        #expect(bounds.lastSeq == 35_000)
+        #expect(bounds.prunedThrough == SQLiteWriter.maxPrunedSeqsPerCommit)
+        let replay = try await store.changes(after: bounds.prunedThrough, matching: .prefix(""))
+        #expect(replay?.changes.count == 35_000 - Int(bounds.prunedThrough))
+        #expect(try await store.changes(after: bounds.prunedThrough - 1, matching: .prefix("")) == nil)
+        await store.close()
+    }
+
     @Test("the known versions start over when full, and keys no longer known are read again")
     func knownVersionsStartOver() {
         var known = KnownVersions(capacity: 2)
