@@ -6,7 +6,6 @@ import VersoCore
 import VersoDeflate
 import VersoEngine
 import VersoEventLoop
-import WSCore
 
 /// Serves one WebSocket connection: reads requests in order, queues writes in the engine
 /// without waiting for their commit, answers every other request after the acks of the writes
@@ -48,41 +47,43 @@ struct Connection {
         }
     }
 
-    /// Serves the connection until it closes.
+    /// Starts serving a connection that has just been upgraded, on its event loop, with the
+    /// handlers `WebSocketGuard.install` put in place; returns at once. Nothing waits for the
+    /// connection while it is open: it holds no task of its own.
     ///
     /// Requests come from the connection's `RequestReader` on the event loop: writes that can
     /// be queued at once are submitted there, every other request is handled in order by a
-    /// task that runs while such requests wait (see `RequestDispatcher`). The WebSocket
-    /// layer's own stream carries only control frames: this reads it, so pings are answered
-    /// and the closing handshake completes, then waits for the queued requests.
-    /// A message the reader finds wrong (1002, 1007, 1009) fails the connection through the
-    /// `WebSocketGuard`.
+    /// task that runs while such requests wait (see `RequestDispatcher`). A message the reader
+    /// finds wrong (1002, 1007, 1009) fails the connection through the `WebSocketGuard`, which
+    /// also answers pings and completes the closing handshake.
     ///
     /// Replies and updates go out through the connection's `Outbox`, written on the channel's
-    /// event loop. When the outbox closes the connection (a client too slow to read, or
-    /// shutdown), the requests end once the closing handshake completes, or once the outbox
-    /// drops a client that never answers it; then this returns.
+    /// event loop. When the channel closes (the closing handshake completed, the outbox dropped
+    /// a client that never answered its close, or the client went away), a task ends the
+    /// connection: it lets queued requests finish, ends the subscriptions and waits for the
+    /// writes in flight, then takes the connection out of the registry.
     ///
     /// `closing` is set by the connection's `WebSocketGuard` once the server sends (or decides to
     /// send) its close frame: from then on nothing the client sends is applied.
     ///
     /// `access` is what the upgrade's token (already checked) gives: `.open` on a server that
     /// does not authenticate, `.anonymous` when the upgrade carried no token.
-    func run(
-        inbound: WebSocketInboundStream,
-        outbound: WebSocketOutboundWriter,
+    func open(
         channel: any Channel,
+        handlers: (webSocket: WebSocketGuard, reader: RequestReader, frames: FrameWriter),
         compression: PerMessageDeflate.Agreement?,
         closing: ClosingFlag,
         access: Access
-    ) async throws {
+    ) {
+        channel.eventLoop.preconditionInEventLoop()
         let session = UUID().uuidString.lowercased()
         var sessionLogger = logger
         sessionLogger[metadataKey: "verso.session"] = "\(session)"
         let logger = sessionLogger
         let outbox = Outbox(
             channel: channel,
-            outbound: outbound,
+            frameWriter: handlers.frames,
+            webSocket: handlers.webSocket,
             compression: compression,
             maxQueuedBytes: configuration.maxQueuedBytesPerConnection,
             closeGracePeriod: .init(configuration.closeGracePeriod),
@@ -91,7 +92,6 @@ struct Connection {
             logger: logger
         )
         registry.add(outbox)
-        defer { registry.remove(outbox) }
         metrics?.connectionOpened()
         let writes = InFlightWrites(client: engine.newClient())
         let expiry = TokenExpiry(eventLoop: channel.eventLoop, outbox: outbox)
@@ -123,37 +123,24 @@ struct Connection {
                 writes: writes
             )
         }
-        // The reader was put in place with the guard, before the first frame was decoded.
-        _ = try? await channel.eventLoop.submit {
-            guard let reader = try? channel.pipeline.syncOperations.handler(type: RequestReader.self) else { return }
-            dispatcher.reader = reader
-            reader.attach(dispatcher)
-        }.get()
-        // On the channel's event loop, where the dispatcher's state lives.
-        await withTaskExecutorPreference(EventLoopTaskExecutor(channel.eventLoop)) {
-            await Self.answerControlFrames(inbound, logger: logger)
-            // No request arrives after the client's close or the end of the channel.
-            await dispatcher.waitUntilHandled()
-            dispatcher.handler = nil
-            presence.close()
-            for (id, lane) in dispatcher.subscriptions { engine.unsubscribe(id, sink: lane) }
-            dispatcher.subscriptions = [:]
-        }
-        expiry.disarm()
-        if case .listed(let tokens)? = authority { tokens.unwatch(ObjectIdentifier(expiry)) }
-        // A client may close right after a write: its ack still goes out before the close.
-        await writes.wait(untilBelow: 1)
-        await outbox.finishAndDrain()
-    }
-
-    /// Reads the WebSocket layer's stream, which answers pings and the client's close as it
-    /// goes; data frames never reach it (the `RequestReader` takes them). Returns when the
-    /// closing handshake completes or the channel closes.
-    private static func answerControlFrames(_ inbound: WebSocketInboundStream, logger: Logger) async {
-        do {
-            for try await _ in inbound {}
-        } catch {
-            logger.debug("connection ended with an error", metadata: ["verso.error": "\(error)"])
+        dispatcher.reader = handlers.reader
+        handlers.reader.attach(dispatcher)
+        channel.closeFuture.whenComplete { [self] _ in
+            // On the channel's event loop, where the dispatcher's state lives.
+            Task(executorPreference: EventLoopTaskExecutor(channel.eventLoop)) {
+                // No request arrives after the end of the channel.
+                await dispatcher.waitUntilHandled()
+                dispatcher.handler = nil
+                presence.close()
+                for (id, lane) in dispatcher.subscriptions { engine.unsubscribe(id, sink: lane) }
+                dispatcher.subscriptions = [:]
+                expiry.disarm()
+                if case .listed(let tokens)? = authority { tokens.unwatch(ObjectIdentifier(expiry)) }
+                await writes.wait(untilBelow: 1)
+                await outbox.finishAndDrain()
+                registry.remove(outbox)
+                logger.trace("connection ended")
+            }
         }
     }
 

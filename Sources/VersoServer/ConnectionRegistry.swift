@@ -1,7 +1,6 @@
 import Dispatch
 import Synchronization
 import NIOWebSocket
-import WSCore
 
 /// The open WebSocket connections, so shutdown can close every one of them, and the bytes they
 /// hold for their clients, so the server's memory for them has a bound.

@@ -24,14 +24,6 @@ final class FrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
         self.closing = closing
     }
 
-    /// Puts a writer next to the frame encoder, unless there is one already or the channel has
-    /// not been upgraded. Call on the channel's event loop.
-    static func installIfNeeded(on pipeline: ChannelPipeline.SynchronousOperations, closing: ClosingFlag) throws {
-        if (try? pipeline.handler(type: FrameWriter.self)) != nil { return }
-        guard let encoder = try? pipeline.handler(type: WebSocketFrameEncoder.self) else { return }
-        try pipeline.addHandler(FrameWriter(closing: closing), position: .before(encoder))
-    }
-
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }

@@ -5,7 +5,6 @@ import Synchronization
 import VersoCore
 import VersoDeflate
 import VersoEngine
-import WSCore
 
 /// A connection's outgoing messages, written straight to its channel on the channel's event loop.
 ///
@@ -102,7 +101,6 @@ final class Outbox: MessageSink {
 
     private let state = Mutex(State())
     private let channel: any Channel
-    private let outbound: WebSocketOutboundWriter
     private let compression: PerMessageDeflate.Agreement?
     private let maxQueuedBytes: Int
     /// How long a connection asked to close may take to accept the close frame before its
@@ -113,8 +111,8 @@ final class Outbox: MessageSink {
     private let metrics: ServerMetrics?
     private let logger: Logger
     private let flushQueue: LoopFlushQueue
-    /// The connection's `FrameWriter`, found on the event loop at the first flush.
-    private let frameWriter: NIOLoopBoundBox<FrameWriter?>
+    /// The connection's frame writer and WebSocket layer, used on the event loop.
+    private let handlers: NIOLoopBound<(frames: FrameWriter, webSocket: WebSocketGuard)>
 
     /// Most bytes of a paced answer queued or being written at once: a quarter of the
     /// connection's limit, at most 4 MiB (plenty to keep a prompt reader's socket busy).
@@ -123,7 +121,8 @@ final class Outbox: MessageSink {
     /// - Parameter compression: what permessage-deflate agreed for this connection, if anything.
     init(
         channel: any Channel,
-        outbound: WebSocketOutboundWriter,
+        frameWriter: FrameWriter,
+        webSocket: WebSocketGuard,
         compression: PerMessageDeflate.Agreement?,
         maxQueuedBytes: Int,
         closeGracePeriod: TimeAmount,
@@ -133,14 +132,13 @@ final class Outbox: MessageSink {
     ) {
         self.metrics = metrics
         self.channel = channel
-        self.outbound = outbound
         self.compression = compression
         self.maxQueuedBytes = maxQueuedBytes
         self.closeGracePeriod = closeGracePeriod
         self.registry = registry
         self.logger = logger
         self.flushQueue = LoopFlushQueue.of(channel.eventLoop)
-        self.frameWriter = .makeEmptyBox(valueType: FrameWriter.self, eventLoop: channel.eventLoop)
+        self.handlers = NIOLoopBound((frameWriter, webSocket), eventLoop: channel.eventLoop)
         self.pacingWindow = max(1, min(maxQueuedBytes / 4, 4 << 20))
     }
 
@@ -460,16 +458,9 @@ final class Outbox: MessageSink {
     /// client has not completed the closing handshake within `closeGracePeriod`.
     private func startClose(_ code: WebSocketErrorCode, reason: String) {
         logger.debug("closing connection", metadata: ["verso.close": "\(code)", "verso.reason": "\(reason)"])
-        let outbound = outbound
+        handlers.value.webSocket.close(code, reason: reason)
         let channel = channel
         let logger = logger
-        Task {
-            do {
-                try await outbound.close(code, reason: reason)
-            } catch {
-                logger.debug("could not send the close frame", metadata: ["verso.error": "\(error)"])
-            }
-        }
         channel.eventLoop.scheduleTask(in: closeGracePeriod) {
             if channel.isActive { logger.info("dropping a connection that did not take its close frame") }
             channel.close(promise: nil)
@@ -479,15 +470,7 @@ final class Outbox: MessageSink {
     /// Writes `messages` as text frames into `frames` (emptied first) and hands them to the
     /// connection's `FrameWriter`, with one flush.
     private func write(_ messages: [OutgoingMessage], into frames: inout ByteBuffer) -> FrameWriter.Outcome {
-        if frameWriter.value == nil {
-            frameWriter.value = try? channel.pipeline.syncOperations.handler(type: FrameWriter.self)
-        }
-        guard let writer = frameWriter.value else {
-            // Installed with the guard before the first flush; without it nothing can be sent.
-            logger.warning("no frame writer on an upgraded connection; closing it")
-            channel.close(promise: nil)
-            return .failed
-        }
+        let writer = handlers.value.frames
         var needed = 0
         for message in messages {
             let count = message.count

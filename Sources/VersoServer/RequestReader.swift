@@ -11,8 +11,7 @@ import VersoDeflate
 /// the size limit after decompression and across fragments (1009), valid UTF-8 in text (1007,
 /// also for a compressed message that does not inflate), and continuation frames only inside a
 /// fragmented message (1002). It fails the connection through the guard, which then lets
-/// nothing more through but the client's close. Control frames go on to the WebSocket layer
-/// above, which answers pings and completes the closing handshake.
+/// nothing more through but the client's close (control frames are the guard's).
 ///
 /// Messages that arrive before the connection attaches its dispatcher are kept in order until
 /// it does. While the dispatcher (or that early queue) holds more than `backlogLimit` messages
@@ -20,7 +19,6 @@ import VersoDeflate
 /// Used on the channel's event loop only.
 final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
-    typealias InboundOut = WebSocketFrame
     /// Outbound data passes through as it comes; only `read` is looked at.
     typealias OutboundIn = Any
 
@@ -109,14 +107,11 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
                 try receive(frame)
             } catch {
                 end()
-                webSocketGuard.failConnection(code: error.code, reason: error.reason)
+                webSocketGuard.close(error.code, reason: error.reason)
             }
-        case .connectionClose:
-            // Everything before the close is handed on; nothing after it.
-            end()
-            context.fireChannelRead(data)
         default:
-            context.fireChannelRead(data)
+            // Control frames stay with the guard.
+            break
         }
     }
 

@@ -1,7 +1,6 @@
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOWebSocket
@@ -13,7 +12,6 @@ import VersoEngine
 import VersoPostgres
 import VersoSQLite
 import VersoWebClient
-import WSCore
 
 /// A Verso server: the record engine over a SQLite store, served over WebSocket at `/v1/ws`,
 /// with `GET /healthz`.
@@ -208,17 +206,6 @@ public final class VersoServer: Sendable {
                 body: .init(byteBuffer: ByteBuffer(bytes: body))
             )
         }
-        let deflate = PerMessageDeflateBuilder(maxMessageBytes: configuration.maxMessageBytes)
-        var webSocket = WebSocketServerConfiguration(
-            maxFrameSize: configuration.maxMessageBytes,
-            extensions: [],
-            // Keepalive pings are the WebSocketGuard's, which closes with 4001 rather than the 1001 reserved for shutdown.
-            autoPing: .disabled,
-            closeTimeout: configuration.closeGracePeriod,
-            validateUTF8: true
-        )
-        webSocket.extensions = [deflate]
-        let wsConfiguration = webSocket
         let http1 = HTTP1Channel.Configuration(
             idleTimeout: nil,
             httpDecoderConfiguration: .init(
@@ -244,17 +231,13 @@ public final class VersoServer: Sendable {
         let originRefusals = RefusalLog()
         let tokenRefusals = RefusalLog()
         let server = HTTPServerBuilder { responder in
-            let upgrade = HTTP1WebSocketUpgradeChannel(
+            let upgrade = WebSocketUpgradeChannel(
                 responder: responder,
-                configuration: .init(http1: http1, ws: wsConfiguration)
-            ) {
-                (
-                    request: HTTPRequest,
-                    channel: any Channel,
-                    _: Logger
-                ) async throws -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
+                http1: http1,
+                maxFrameSize: configuration.maxMessageBytes
+            ) { request, channel async throws -> WebSocketUpgradeChannel.Decision in
                 guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else {
-                    return .dontUpgrade
+                    return .refuse
                 }
                 // The origin check is here, where NIO asks whether to upgrade, rather than in the
                 // byte-level HandshakeGuard: every handshake that could become a WebSocket passes
@@ -274,7 +257,7 @@ public final class VersoServer: Sendable {
                     try await channel.eventLoop.submit {
                         try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations)
                     }.get()
-                    return .dontUpgrade
+                    return .refuse
                 }
                 // A token that is not valid is answered 401; no token at all upgrades, and every
                 // request but hello gets unauthorized until one is given.
@@ -305,14 +288,13 @@ public final class VersoServer: Sendable {
                         try await channel.eventLoop.submit {
                             try HandshakeGuard.refuse(refusal, on: channel.pipeline.syncOperations)
                         }.get()
-                        return .dontUpgrade
+                        return .refuse
                     }
                 }
                 var responseHeaders: HTTPFields = [:]
                 if let selected = credentials.selectedProtocol { responseHeaders[.secWebSocketProtocol] = selected }
-                // The same rule the extension builder answers the handshake with.
                 let compression = PerMessageDeflate.agreement(requestHeaders: request.headerFields)
-                // Called on the channel's event loop, before NIO adds the frame decoder.
+                if let compression { responseHeaders[.secWebSocketExtensions] = compression.responseHeader }
                 let settings = WebSocketGuard.Settings(
                     allowsRSV1: compression != nil,
                     pingInterval: .init(configuration.pingInterval),
@@ -320,34 +302,16 @@ public final class VersoServer: Sendable {
                     maxMessageBytes: configuration.maxMessageBytes,
                     logger: logger
                 )
-                let closing = ClosingFlag()
-                try await channel.eventLoop.submit {
-                    try channel.pipeline.syncOperations.addHandler(
-                        WebSocketGuardInstaller(settings: settings, closing: closing)
+                return .accept(responseHeaders) { channel in
+                    let closing = ClosingFlag()
+                    let handlers = try WebSocketGuard.install(
+                        on: channel.pipeline.syncOperations,
+                        settings: settings,
+                        closing: closing
                     )
-                }.get()
-                return .upgrade(responseHeaders) { inbound, outbound, _ in
-                    // For a client that has sent nothing yet (the installer puts it in place before
-                    // the first frame otherwise): its pings and the closing timeout need the guard.
-                    channel.eventLoop.execute {
-                        do {
-                            try WebSocketGuard.installIfNeeded(
-                                on: channel.pipeline.syncOperations,
-                                settings: settings,
-                                closing: closing
-                            )
-                        } catch {
-                            logger.warning(
-                                "could not install the WebSocket guard; closing",
-                                metadata: ["verso.error": "\(error)"]
-                            )
-                            channel.close(promise: nil)
-                        }
-                    }
-                    try await connection.run(
-                        inbound: inbound,
-                        outbound: outbound,
+                    connection.open(
                         channel: channel,
+                        handlers: handlers,
                         compression: compression,
                         closing: closing,
                         access: access

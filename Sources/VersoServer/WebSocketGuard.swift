@@ -13,21 +13,37 @@ final class ClosingFlag: Sendable {
     func set() { value.store(true, ordering: .releasing) }
 }
 
-/// Sits right after the WebSocket frame decoder and holds the RFC 6455 rules the WebSocket
-/// layer above it does not: once the server has sent its close frame (for any reason: a
-/// protocol error, 1009, 1007, 1008, 1001, a ping timeout), nothing more from the client gets
-/// through but its own close frame, and the socket is dropped if the closing handshake has not
-/// completed within the close grace period (`ServerConfiguration.closeGracePeriod`).
+/// A connection's WebSocket layer below its requests: sits right after NIO's frame decoder and
+/// handles, on the event loop, everything of RFC 6455 that is not a message.
 ///
-/// It fails the connection itself (close 1002) on frames the client must never send: unmasked
-/// (RFC 6455 section 5.1), with a reserved opcode, or with a reserved bit that no extension
-/// agreed (section 5.2; RFC 7692 section 6 for RSV1). It also sends the keepalive pings and
-/// closes with 4001 a client that leaves one unanswered for a whole interval.
-final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
+/// - It fails the connection (close 1002) on frames the client must never send: unmasked
+///   (RFC 6455 section 5.1), with a reserved opcode, or with a reserved bit that no extension
+///   agreed (section 5.2; RFC 7692 section 6 for RSV1).
+/// - It answers pings with pongs, sends the keepalive pings and closes with 4001 a client that
+///   leaves one unanswered for a whole interval.
+/// - It completes the closing handshake either way. A client's close is answered with a close
+///   (1000, or 1002 for a close frame that is malformed or carries a code no endpoint may send)
+///   and the socket closed once that is written. A close the server starts (`close(_:reason:)`:
+///   a protocol error, 1009, 1007, 1008, 1001, 4001, 4401) goes out after what was written
+///   before it; from then on nothing from the client gets through but its own close frame,
+///   which closes the socket, and the socket is dropped if that has not come within the close
+///   grace period (`ServerConfiguration.closeGracePeriod`).
+///
+/// Data frames go on to the connection's `RequestReader`.
+final class WebSocketGuard: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = WebSocketFrame
-    typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
+
+    /// Where the connection's closing handshake stands.
+    private enum Phase {
+        /// No close sent; `awaitingPong` while the last keepalive ping is unanswered.
+        case open(awaitingPong: Bool)
+        /// The server's close frame has gone out (or is going): nothing more may be sent,
+        /// nothing more the client sends is applied, and the socket closes when the client's
+        /// close arrives or the grace period ends.
+        case closing
+    }
 
     /// What one connection's guard needs to know, fixed at the handshake.
     struct Settings: Sendable {
@@ -47,14 +63,10 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let settings: Settings
     private let closing: ClosingFlag
-    /// A close frame has gone out: nothing more may be sent, nothing more is applied.
-    private var closeSent = false
-    /// The close was sent here, unknown to the WebSocket layer above.
-    private var failedHere = false
-    private var awaitingPong = false
+    private var phase = Phase.open(awaitingPong: false)
     private var pings: RepeatedTask?
     private var dropper: Scheduled<Void>?
-    /// Set while the handler is in the pipeline, for `failConnection` (event loop only).
+    /// Set while the handler is in the pipeline, for `close(_:reason:)` (event loop only).
     private var context: ChannelHandlerContext?
 
     private init(settings: Settings, closing: ClosingFlag) {
@@ -62,27 +74,26 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
         self.closing = closing
     }
 
-    /// Puts a guard right after the WebSocket frame decoder, the connection's `RequestReader`
-    /// right after the guard and its `FrameWriter` next to the encoder, unless they are there
-    /// already or the channel has not been upgraded. Call on the channel's event loop.
-    static func installIfNeeded(
+    /// Puts the connection's `FrameWriter` next to the frame encoder, a guard after the frame
+    /// decoder (last in the pipeline so far) and the connection's `RequestReader` after the guard.
+    /// Call on the channel's event loop, right after NIO's upgrade put the frame codec in place.
+    static func install(
         on pipeline: ChannelPipeline.SynchronousOperations,
         settings: Settings,
         closing: ClosingFlag
-    ) throws {
-        try FrameWriter.installIfNeeded(on: pipeline, closing: closing)
-        if (try? pipeline.handler(type: WebSocketGuard.self)) != nil { return }
-        guard let decoder = try? pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self) else {
-            return
-        }
+    ) throws -> (webSocket: WebSocketGuard, reader: RequestReader, frames: FrameWriter) {
+        let encoder = try pipeline.handler(type: WebSocketFrameEncoder.self)
+        let frames = FrameWriter(closing: closing)
+        try pipeline.addHandler(frames, position: .before(encoder))
         let webSocketGuard = WebSocketGuard(settings: settings, closing: closing)
-        try pipeline.addHandler(webSocketGuard, position: .after(decoder))
+        try pipeline.addHandler(webSocketGuard)
         let reader = RequestReader(
             maxMessageBytes: settings.maxMessageBytes,
             compressed: settings.allowsRSV1,
             webSocketGuard: webSocketGuard
         )
         try pipeline.addHandler(reader, position: .after(webSocketGuard))
+        return (webSocketGuard, reader, frames)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -99,13 +110,16 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
         stopTimers()
     }
 
-    /// Fails the connection with `code` for a message the layer above found wrong (1007, 1009,
-    /// 1002): the close frame goes out, nothing more the client sends is applied, and the socket
-    /// is closed once the client answers the close or the grace period ends. Event loop only.
-    func failConnection(code: WebSocketErrorCode, reason: String) {
-        guard let context, !closeSent else { return }
-        settings.logger.debug("failing the connection", metadata: ["verso.reason": "\(reason)"])
-        fail(context: context, code: code, reason: reason)
+    /// Closes the connection with `code`: the close frame goes out after everything written
+    /// before it, nothing more the client sends is applied, and the socket is closed once the
+    /// client answers the close or the grace period ends. The first close wins. Event loop only.
+    func close(_ code: WebSocketErrorCode, reason: String) {
+        guard let context, case .open = phase else { return }
+        settings.logger.debug(
+            "closing the connection",
+            metadata: ["verso.close": "\(code)", "verso.reason": "\(reason)"]
+        )
+        sendClose(code, reason: reason, context: context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -113,35 +127,62 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The server lets clients half-close: a client that shut its side down sends nothing
+        // more, not even a close frame, so the connection ends here.
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        if closeSent {
-            // Only the client's close gets through, to complete the closing handshake.
-            guard frame.opcode == .connectionClose else { return }
-            if failedHere {
-                context.close(promise: nil)
-            } else {
-                context.fireChannelRead(data)
-            }
+        guard case .open = phase else {
+            // Only the client's close gets through: it completes the closing handshake.
+            if frame.opcode == .connectionClose { context.close(promise: nil) }
             return
         }
         if let violation = Self.violation(in: frame, allowsRSV1: settings.allowsRSV1) {
-            settings.logger.debug("failing the connection", metadata: ["verso.reason": "\(violation)"])
-            fail(context: context, code: .protocolError, reason: violation)
+            close(.protocolError, reason: violation)
             return
         }
-        if frame.opcode == .pong { awaitingPong = false }
-        context.fireChannelRead(data)
+        switch frame.opcode {
+        case .ping:
+            // NIO's decoder has refused a fragmented or long control frame (1002).
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .pong:
+            phase = .open(awaitingPong: false)
+        case .connectionClose:
+            answerClose(frame, context: context)
+        default:
+            context.fireChannelRead(data)
+        }
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard !closeSent else {
-            // RFC 6455 section 5.5.1: no frame after a close.
-            promise?.fail(ChannelError.ioOnClosedChannel)
-            return
-        }
-        if unwrapOutboundIn(data).opcode == .connectionClose { startClosing(context: context) }
-        context.write(data, promise: promise)
+    /// Answers the client's close with a close frame, then closes the socket (the server
+    /// closes TCP first, RFC 6455 section 7.1.1).
+    private func answerClose(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        let reply = Self.reply(toClose: frame.unmaskedData)
+        startClosing(context: context)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(Self.closeFrame(reply, reason: nil, allocator: channel.allocator)))
+            .whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    /// The code to answer a client's close frame with: 1000, or 1002 when its payload is one
+    /// byte, its reason is not UTF-8, or its code is one no endpoint may send (RFC 6455 section
+    /// 7.4: below 3000 and not one RFC 6455 defines for sending, or past 4999).
+    static func reply(toClose payload: ByteBuffer) -> WebSocketErrorCode {
+        var payload = payload
+        if payload.readableBytes == 0 { return .normalClosure }
+        guard let code = payload.readWebSocketErrorCode() else { return .protocolError }
+        let reasonIsUTF8 = payload.withUnsafeReadableBytes { String(validating: $0, as: UTF8.self) != nil }
+        guard reasonIsUTF8 else { return .protocolError }
+        if case .unknown(let number) = code, number < 3000 || number > 4999 { return .protocolError }
+        return .normalClosure
     }
 
     /// What is wrong with a frame no client may send, or nil.
@@ -164,38 +205,45 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Sends a ping, or closes with 4001 when the last one got no pong.
     private func ping(context: ChannelHandlerContext) {
-        guard !closeSent, context.channel.isActive else { return }
+        guard case .open(let awaitingPong) = phase, context.channel.isActive else { return }
         if awaitingPong {
             let seconds = Double(settings.pingInterval.nanoseconds) / 1e9
             settings.logger.info(
                 "closing a connection that did not answer a ping",
                 metadata: ["verso.ping_interval_s": "\(seconds)"]
             )
-            fail(context: context, code: Self.pingTimeoutCode, reason: "ping timeout: no pong within \(seconds) s")
+            sendClose(Self.pingTimeoutCode, reason: "ping timeout: no pong within \(seconds) s", context: context)
             return
         }
-        awaitingPong = true
+        phase = .open(awaitingPong: true)
         var payload = context.channel.allocator.buffer(capacity: 8)
         payload.writeInteger(UInt64.random(in: .min ... .max))
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: payload)), promise: nil)
     }
 
-    /// Sends a close frame the WebSocket layer does not know of; from then on only the client's
-    /// close frame is read, and then the socket closed.
-    private func fail(context: ChannelHandlerContext, code: WebSocketErrorCode, reason: String) {
-        var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
-        data.write(webSocketErrorCode: code)
-        data.writeString(reason)
-        failedHere = true
+    /// Sends a close frame; from then on only the client's close frame is read, and then the
+    /// socket closed.
+    private func sendClose(_ code: WebSocketErrorCode, reason: String, context: ChannelHandlerContext) {
         startClosing(context: context)
         context.writeAndFlush(
-            wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)),
+            wrapOutboundOut(Self.closeFrame(code, reason: reason, allocator: context.channel.allocator)),
             promise: nil
         )
     }
 
+    private static func closeFrame(
+        _ code: WebSocketErrorCode,
+        reason: String?,
+        allocator: ByteBufferAllocator
+    ) -> WebSocketFrame {
+        var data = allocator.buffer(capacity: 2 + (reason?.utf8.count ?? 0))
+        data.write(webSocketErrorCode: code)
+        if let reason { data.writeString(reason) }
+        return WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+    }
+
     private func startClosing(context: ChannelHandlerContext) {
-        closeSent = true
+        phase = .closing
         closing.set()
         pings?.cancel()
         pings = nil
@@ -212,43 +260,5 @@ final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
         pings = nil
         dropper?.cancel()
         dropper = nil
-    }
-}
-
-/// Installs the `WebSocketGuard` before the first byte after the upgrade is decoded.
-///
-/// Added when the upgrade is accepted, it lands between the HTTP upgrade handler and the frame
-/// decoder NIO adds next, so the bytes the client sent along with its handshake (replayed by
-/// the upgrade handler once the upgrade completes) pass it first; it then puts the guard in
-/// place, passes the bytes on and removes itself.
-final class WebSocketGuardInstaller: ChannelInboundHandler, RemovableChannelHandler {
-    /// Never unwrapped: the data is passed on as it comes.
-    typealias InboundIn = ByteBuffer
-
-    private let settings: WebSocketGuard.Settings
-    private let closing: ClosingFlag
-
-    init(settings: WebSocketGuard.Settings, closing: ClosingFlag) {
-        self.settings = settings
-        self.closing = closing
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        do {
-            try WebSocketGuard.installIfNeeded(
-                on: context.pipeline.syncOperations,
-                settings: settings,
-                closing: closing
-            )
-        } catch {
-            settings.logger.warning(
-                "could not install the WebSocket guard; closing",
-                metadata: ["verso.error": "\(error)"]
-            )
-            context.close(promise: nil)
-            return
-        }
-        context.fireChannelRead(data)
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }

@@ -147,4 +147,56 @@ struct ClosingTests {
             }
         }
     }
+
+    @Test(
+        "a client's ping is answered with a pong carrying its payload, and a client's close with 1000, after which the server closes the socket"
+    )
+    func pingAndClientClose() async throws {
+        try await TestServer.with { server in
+            try await RawSocket.with(port: server.port) { socket in
+                try await socket.upgrade(port: server.port)
+                try await socket.write(RawSocket.frame(opcode: 0x9, Array("are you there".utf8)))
+                #expect(try await socket.wait { $0.frames.contains { $0.opcode == 0xA } }, "a pong")
+                #expect(socket.frames.first { $0.opcode == 0xA }?.payload == Array("are you there".utf8))
+                try await socket.write(RawSocket.frame(opcode: 0x8, [0x03, 0xE8] + Array("bye".utf8)))
+                #expect(try await socket.wait { $0.closeCode != nil }, "the close answered")
+                #expect(socket.closeCode == 1000)
+                #expect(try await socket.waitForRelease(timeout: .seconds(5)), "and the socket closed")
+            }
+        }
+    }
+
+    /// A close frame's payload no endpoint may send (RFC 6455 sections 5.5.1 and 7.4).
+    static let badClosePayloads: [(String, [UInt8])] = [
+        ("one byte", [0x03]),
+        ("code 1005, which is never sent", [0x03, 0xED]),
+        ("code 999", [0x03, 0xE7]),
+        ("code 5000", [0x13, 0x88]),
+        ("a reason that is not UTF-8", [0x03, 0xE8, 0xC3, 0x28]),
+    ]
+
+    @Test("a client's close frame that is malformed is answered with 1002", arguments: badClosePayloads)
+    func malformedClientClose(_ name: String, _ payload: [UInt8]) async throws {
+        try await TestServer.with { server in
+            try await RawSocket.with(port: server.port) { socket in
+                try await socket.upgrade(port: server.port)
+                try await socket.write(RawSocket.frame(opcode: 0x8, payload))
+                #expect(try await socket.wait { $0.closeCode != nil }, "the close answered (\(name))")
+                #expect(socket.closeCode == 1002, "\(name)")
+                #expect(try await socket.waitForRelease(timeout: .seconds(5)), "and the socket closed (\(name))")
+            }
+        }
+    }
+
+    @Test("a code of the private range (4000-4999) is a normal close: answered with 1000")
+    func privateCloseCode() async throws {
+        try await TestServer.with { server in
+            try await RawSocket.with(port: server.port) { socket in
+                try await socket.upgrade(port: server.port)
+                try await socket.write(RawSocket.frame(opcode: 0x8, [0x0F, 0xA0]))
+                #expect(try await socket.wait { $0.closeCode != nil })
+                #expect(socket.closeCode == 1000)
+            }
+        }
+    }
 }
