@@ -31,7 +31,7 @@ enum SQLiteQueries {
         }
     }
 
-    static let changeSQL = "SELECT version, previous_seq, data FROM changes WHERE seq = ?1 AND key = ?2"
+    static let changeSQL = "SELECT version, previous_seq, data FROM changes WHERE \(ChangeLog.seqIs(1)) AND key = ?2"
 
     /// One change of the log, as a merge walks back through a key's versions.
     struct LoggedChange {
@@ -154,7 +154,7 @@ enum SQLiteQueries {
         var version = current.version
         var seq: Int64? = current.seq
         try connection.withStatement(
-            "SELECT version, previous_seq, at_ms, author, data FROM changes WHERE seq = ?1 AND key = ?2"
+            "SELECT version, previous_seq, at_ms, author, data FROM changes WHERE \(ChangeLog.seqIs(1)) AND key = ?2"
         ) { statement in
             while !page.isFull, let at = seq {
                 statement.reset()

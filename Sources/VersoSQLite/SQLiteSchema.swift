@@ -105,6 +105,32 @@ enum SQLiteSchema {
             );
             """
         ),
+        (
+            // The log keyed by one integer, `ChangeLog.id(seq:place:)`: the (seq, key) primary key
+            // was a second b-tree that every logged change was inserted into and every pruned
+            // one deleted from. Ids follow (seq, key) order, so a seq range is an id range,
+            // pruned by deleting the front of the one table. The small columns come first, so
+            // reading them never walks a large change's overflow pages.
+            "the change log keyed by an integer id in (seq, key) order",
+            """
+            CREATE TABLE changes_v3 (
+                id INTEGER PRIMARY KEY,
+                seq INTEGER NOT NULL CHECK (seq >= 1),
+                key TEXT NOT NULL,
+                version INTEGER NOT NULL CHECK (version >= 1),
+                previous_seq INTEGER,
+                at_ms INTEGER,
+                author TEXT,
+                data TEXT
+            );
+            INSERT INTO changes_v3 (id, seq, key, version, previous_seq, at_ms, author, data)
+            SELECT seq * 1024 + ROW_NUMBER() OVER (PARTITION BY seq ORDER BY key) - 1,
+                seq, key, version, previous_seq, at_ms, author, data
+            FROM changes ORDER BY seq, key;
+            DROP TABLE changes;
+            ALTER TABLE changes_v3 RENAME TO changes;
+            """
+        ),
     ]
 
     /// Brings the database up to the newest schema; creates the store state (with a new epoch) once.

@@ -203,7 +203,7 @@ public final class SQLiteStore: RecordStore {
                 let (lastSeq, prunedThrough) = try SQLiteQueries.lastSeq(connection)
                 guard seq >= prunedThrough, seq <= lastSeq else { return nil }
                 let changes = try connection.withStatement(
-                    "SELECT seq, key, version, data, at_ms, author FROM changes WHERE seq > ?1 ORDER BY seq, key"
+                    "SELECT seq, key, version, data, at_ms, author FROM changes WHERE \(ChangeLog.seqAfter(1)) ORDER BY id"
                 ) { statement in
                     try statement.bind(1, seq)
                     var changes: [Change] = []

@@ -69,23 +69,26 @@ final class SQLiteWriter: @unchecked Sendable {
             )
             logChange = try connection.prepare(
                 """
-                INSERT INTO changes (seq, key, version, data, previous_seq, at_ms, author)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                INSERT INTO changes (id, seq, key, version, data, previous_seq, at_ms, author)
+                VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
                 """
             )
             saveState = try connection.prepare("UPDATE store_state SET last_seq = ?1, pruned_through = ?2 WHERE id = 1")
-            prune = try connection.prepare("DELETE FROM changes WHERE seq <= ?1")
+            prune = try connection.prepare("DELETE FROM changes WHERE \(ChangeLog.seqAtMost(1))")
             // The pruned changes among the last ?2 versions of their key move to kept_versions;
             // then each key they touch keeps only its last ?2 there.
             keepPruned = try connection.prepare(
                 """
                 INSERT OR REPLACE INTO kept_versions (key, version, seq, at_ms, author, data)
                 SELECT c.key, c.version, c.seq, c.at_ms, c.author, c.data FROM changes c JOIN records r ON r.key = c.key
-                WHERE c.seq <= ?1 AND c.version > r.version - ?2
+                WHERE \(ChangeLog.seqAtMost(1, table: "c")) AND c.version > r.version - ?2
                 """
             )
             prunedKeys = try connection.prepare(
-                "SELECT DISTINCT c.key, r.version FROM changes c JOIN records r ON r.key = c.key WHERE c.seq <= ?1"
+                """
+                SELECT DISTINCT c.key, r.version FROM changes c JOIN records r ON r.key = c.key
+                WHERE \(ChangeLog.seqAtMost(1, table: "c"))
+                """
             )
             trimKept = try connection.prepare("DELETE FROM kept_versions WHERE key = ?1 AND version <= ?2")
             history = try connection.prepare(SQLiteQueries.changeSQL)
@@ -278,6 +281,11 @@ final class SQLiteWriter: @unchecked Sendable {
         }
         var changes: [Change] = []
         var versions: [KeyVersion] = []
+        // Each change's place in the log among its seq's (a single write's is 0).
+        let places =
+            decisions.count == 1
+            ? [0] : ChangeLog.places(of: decisions.compactMap { $0.decision.newState == nil ? nil : $0.operation.key })
+        var logged = 0
         for entry in decisions {
             guard let next = entry.decision.newState else {
                 versions.append(KeyVersion(key: entry.operation.key, version: entry.current?.version ?? 0))
@@ -285,7 +293,9 @@ final class SQLiteWriter: @unchecked Sendable {
             }
             let key = entry.operation.key
             let (data, index) = encode(next, for: entry.operation, current: entry.current)
-            try write(key: key, previous: entry.current, next: next.version, data: data, seq: seq, by: author)
+            let id = ChangeLog.id(seq: seq, place: places[logged])
+            logged += 1
+            try write(key: key, previous: entry.current, next: next.version, data: data, seq: seq, id: id, by: author)
             var written = CurrentRecord(
                 version: next.version,
                 seq: seq,
@@ -500,14 +510,15 @@ final class SQLiteWriter: @unchecked Sendable {
         return (whole.bytes, whole.index)
     }
 
-    /// Writes the new state with a compare-and-set on the previous version, and logs the change,
-    /// both stamped with the commit time and `author`.
+    /// Writes the new state with a compare-and-set on the previous version, and logs the change
+    /// under `id` (`ChangeLog`), both stamped with the commit time and `author`.
     private func write(
         key: String,
         previous current: CurrentRecord?,
         next: Int64,
         data: [UInt8]?,
         seq: Int64,
+        id: Int64,
         by author: String?
     ) throws {
         let previous = current?.version
@@ -528,6 +539,7 @@ final class SQLiteWriter: @unchecked Sendable {
         }
         try statements.logChange.use { log in
             try log.bind(1, seq)
+            try log.bind(8, id)
             try log.bind(3, next)
             // The link a merge walks back by; NULL for the key's first change.
             if let previousSeq = current?.seq { try log.bind(5, previousSeq) } else { try log.bindNull(5) }
