@@ -292,6 +292,7 @@ let package = Package(
             name: "VersoDeflateTests",
             dependencies: [
                 "VersoDeflate",
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ],

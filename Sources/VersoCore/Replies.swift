@@ -1,3 +1,5 @@
+import Synchronization
+
 /// One key that a write found stale, as `conflict` replies carry it.
 public struct ConflictDetail: Sendable, Equatable {
     public var key: String
@@ -331,6 +333,14 @@ public struct EncodedUpdate: Sendable {
     public let head: [UInt8]
     /// Everything after it.
     public let tail: [UInt8]
+    /// The tail compressed once for every subscriber that agreed permessage-deflate (filled by
+    /// the server); nil for an update too small ever to be compressed.
+    public let compressedTails: CompressedTails?
+
+    /// Tails shorter than this are never compressed: the whole message stays under the
+    /// 256 bytes from which permessage-deflate compresses (a head of 26 bytes and an id of at
+    /// most 20 digits).
+    public static let minimumCompressedTailBytes = 200
 
     /// The same for every update: shared, not built per change.
     private static let sharedHead = Array("{\"type\":\"update\",\"sub\":".utf8)
@@ -346,6 +356,7 @@ public struct EncodedUpdate: Sendable {
         Replies.presenceFields(&writer, key: key, presence)
         writer.raw("}")
         tail = writer.bytes
+        compressedTails = tail.count >= Self.minimumCompressedTailBytes ? CompressedTails() : nil
     }
 
     public init(_ change: Change) {
@@ -363,6 +374,7 @@ public struct EncodedUpdate: Sendable {
             writer.raw("null,\"deleted\":true}")
         }
         tail = writer.bytes
+        compressedTails = tail.count >= Self.minimumCompressedTailBytes ? CompressedTails() : nil
     }
 
     /// The length of `message(sub: sub)`, without building it.
@@ -382,6 +394,26 @@ public struct EncodedUpdate: Sendable {
         bytes.reserveCapacity(head.count + tail.count + 20)
         bytes.append(contentsOf: String(sub).utf8)
         bytes.append(contentsOf: tail)
+        return bytes
+    }
+}
+
+/// An update's tail in compressed form, made once per window size by the first connection that
+/// needs it and shared by every other (`PerMessageDeflate.splice` puts each subscriber's head
+/// in front of it). Safe from any thread.
+public final class CompressedTails: Sendable {
+    private let forms = Mutex<[(windowBits: Int32, bytes: [UInt8])]>([])
+
+    public init() {}
+
+    /// The tail compressed with `windowBits`: made by `make` the first time it is asked for
+    /// (two connections asking at once may both make it; either result is kept).
+    public func bytes(windowBits: Int32, orMake make: () throws -> [UInt8]) rethrows -> [UInt8] {
+        if let made = forms.withLock({ $0.first { $0.windowBits == windowBits }?.bytes }) { return made }
+        let bytes = try make()
+        forms.withLock { forms in
+            if !forms.contains(where: { $0.windowBits == windowBits }) { forms.append((windowBits, bytes)) }
+        }
         return bytes
     }
 }

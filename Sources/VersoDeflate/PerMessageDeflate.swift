@@ -110,6 +110,29 @@ public enum PerMessageDeflate {
     }
 }
 
+extension PerMessageDeflate {
+    /// Bytes of a stored block's header (`appendStoredBlockHeader`).
+    public static let storedBlockHeaderBytes = 5
+
+    /// Appends the header of a stored (uncompressed) deflate block of `length` bytes, which the
+    /// caller writes next (RFC 1951 section 3.2.4: not final, type 00, the rest of the byte
+    /// unused, then the length and its complement, little-endian).
+    ///
+    /// This is how one compressed payload serves many messages that differ only in a short
+    /// head (an update's subscription id): each message's payload is its head in a stored
+    /// block followed by the shared part as `compress` made it once. The stored block ends on
+    /// a byte boundary, where the shared part's own blocks start; that part was compressed with
+    /// no history before it, so none of its back-references reaches into the head, and the
+    /// receiver inflates the two as one message (RFC 7692 section 7.2.2).
+    public static func appendStoredBlockHeader(length: Int, to buffer: inout ByteBuffer) {
+        precondition((0...Int(UInt16.max)).contains(length), "a stored block holds at most 65,535 bytes")
+        let length = UInt16(length)
+        buffer.writeInteger(0 as UInt8)
+        buffer.writeInteger(length, endianness: .little)
+        buffer.writeInteger(~length, endianness: .little)
+    }
+}
+
 /// Builds the server side of `PerMessageDeflate` for Hummingbird's WebSocket upgrade.
 public struct PerMessageDeflateBuilder: WebSocketExtensionBuilder {
     public static var name: String { PerMessageDeflate.name }

@@ -478,7 +478,22 @@ final class Outbox: MessageSink {
         }
         frames.clear(minimumCapacity: needed)
         for message in messages {
-            if let payload = compressed(message) {
+            if case .update(let update, let sub) = message,
+                let tail = sharedCompressedTail(update, count: message.count)
+            {
+                // The id in a stored block, then the tail every subscriber shares.
+                let id = String(sub)
+                let head = update.head.count + id.utf8.count
+                FrameWriter.appendHeader(
+                    payloadBytes: PerMessageDeflate.storedBlockHeaderBytes + head + tail.count,
+                    compressed: true,
+                    to: &frames
+                )
+                PerMessageDeflate.appendStoredBlockHeader(length: head, to: &frames)
+                frames.writeBytes(update.head)
+                frames.writeString(id)
+                frames.writeBytes(tail)
+            } else if let payload = compressed(message) {
                 FrameWriter.append(text: payload.readableBytesView, compressed: true, to: &frames)
             } else {
                 FrameWriter.appendHeader(payloadBytes: message.count, compressed: false, to: &frames)
@@ -488,6 +503,30 @@ final class Outbox: MessageSink {
         let outcome = writer.write(frames)
         if frames.capacity > FlushScratch.keptFrameBytes { frames = ByteBuffer() }
         return outcome
+    }
+
+    /// The tail of an update of `count` bytes compressed once for every connection that agreed
+    /// the same window, when this one agreed permessage-deflate and the update is large enough
+    /// to be compressed; nil otherwise (or when compressing failed: then it goes as it is).
+    private func sharedCompressedTail(_ update: EncodedUpdate, count: Int) -> [UInt8]? {
+        guard let compression, count >= PerMessageDeflate.minimumCompressedBytes, let tails = update.compressedTails
+        else { return nil }
+        do {
+            return try tails.bytes(windowBits: compression.serverWindowBits) {
+                let tail = try PerMessageDeflate.compress(
+                    update.tail,
+                    windowBits: compression.serverWindowBits,
+                    allocator: channel.allocator
+                )
+                return Array(tail.readableBytesView)
+            }
+        } catch {
+            logger.warning(
+                "could not compress an update; sending it uncompressed",
+                metadata: ["verso.error": "\(error)"]
+            )
+            return nil
+        }
     }
 
     /// `message` compressed, when that was agreed and it is large enough to be worth it.

@@ -114,25 +114,41 @@ struct BadInputTests {
         }
     }
 
-    @Test("with permessage-deflate, large records round-trip intact in replies and in updates")
+    /// Each compressed subscriber's update is its own head (with its subscription id) spliced
+    /// before the update's tail, compressed once for all of them.
+    @Test("with permessage-deflate, large records round-trip intact in replies and in updates, to every subscriber")
     func deflateLargeMessages() async throws {
         try await TestServer.with { server in
             try await TestClient.with(url: server.url, compression: true) { watcher in
-                try await TestClient.with(url: server.url, compression: true) { writer in
-                    let subscribed = try await watcher.request(#"{"type":"subscribe","rid":"s","keys":["big/one"]}"#)
-                    #expect(subscribed.type == "subscribed", "\(subscribed)")
-                    for round in 1...3 {
-                        let text = (0..<2000).map { "w\($0 % 97)-\(round)" }.joined(separator: " ")
-                        let ack = try await writer.request(
-                            #"{"type":"put","rid":"p","key":"big/one","base":\#(round - 1),"data":{"text":"\#(text)"}}"#
-                        )
-                        #expect(ack.type == "ack", "\(ack)")
-                        let got = try await writer.request(#"{"type":"get","rid":"g","key":"big/one"}"#)
-                        #expect(got["data"]?["text"]?.str == text)
-                        var update = try await watcher.next()
-                        while update.type != "update" { update = try await watcher.next() }
-                        #expect(update["version"]?.int == Int64(round))
-                        #expect(update["data"]?["text"]?.str == text)
+                try await TestClient.with(url: server.url, compression: true) { other in
+                    try await TestClient.with(url: server.url, compression: true) { writer in
+                        var subs: [Int64] = []
+                        for client in [watcher, other, watcher] {
+                            let subscribed = try await client.request(
+                                #"{"type":"subscribe","rid":"s","keys":["big/one"]}"#
+                            )
+                            #expect(subscribed.type == "subscribed", "\(subscribed)")
+                            subs.append(subscribed["sub"]?.int ?? -1)
+                        }
+                        for round in 1...3 {
+                            let text = (0..<2000).map { "w\($0 % 97)-\(round)" }.joined(separator: " ")
+                            let ack = try await writer.request(
+                                #"{"type":"put","rid":"p","key":"big/one","base":\#(round - 1),"data":{"text":"\#(text)"}}"#
+                            )
+                            #expect(ack.type == "ack", "\(ack)")
+                            let got = try await writer.request(#"{"type":"get","rid":"g","key":"big/one"}"#)
+                            #expect(got["data"]?["text"]?.str == text)
+                            // The watcher holds two subscriptions, the other client one.
+                            var seen: [Int64] = []
+                            for client in [watcher, watcher, other] {
+                                var update = try await client.next()
+                                while update.type != "update" { update = try await client.next() }
+                                #expect(update["version"]?.int == Int64(round))
+                                #expect(update["data"]?["text"]?.str == text)
+                                seen.append(update["sub"]?.int ?? -1)
+                            }
+                            #expect(seen.sorted() == subs.sorted(), "each subscription's own id")
+                        }
                     }
                 }
             }

@@ -4,7 +4,7 @@ import NIOEmbedded
 import NIOWebSocket
 
 // NIOWebSocket's WebSocketFrameDecoder, which decodes every byte a client sends once the server
-// has upgraded the connection (Hummingbird installs it with the server's maxFrameSize), fed
+// has upgraded the connection (NIO's upgrader installs it with the server's maxFrameSize), fed
 // through a channel pipeline as the server feeds it.
 //
 // Input: one byte that picks how the rest is cut into reads (1-16 bytes each, or one read),
