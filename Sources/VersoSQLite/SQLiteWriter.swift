@@ -42,8 +42,8 @@ final class SQLiteWriter: @unchecked Sendable {
         let logChange: SQLiteStatement
         let saveState: SQLiteStatement
         let prune: SQLiteStatement
-        let keepPruned: SQLiteStatement
-        let prunedKeys: SQLiteStatement
+        let prunedChanges: SQLiteStatement
+        let keepChange: SQLiteStatement
         let trimKept: SQLiteStatement
         let history: SQLiteStatement
         let findClaim: SQLiteStatement
@@ -75,19 +75,14 @@ final class SQLiteWriter: @unchecked Sendable {
             )
             saveState = try connection.prepare("UPDATE store_state SET last_seq = ?1, pruned_through = ?2 WHERE id = 1")
             prune = try connection.prepare("DELETE FROM changes WHERE \(ChangeLog.seqAtMost(1))")
-            // The pruned changes among the last ?2 versions of their key move to kept_versions;
-            // then each key they touch keeps only its last ?2 there.
-            keepPruned = try connection.prepare(
+            // The changes a prune drops, read in one pass; those to keep are copied by id.
+            prunedChanges = try connection.prepare(
+                "SELECT id, key, version FROM changes WHERE \(ChangeLog.seqAtMost(1))"
+            )
+            keepChange = try connection.prepare(
                 """
                 INSERT OR REPLACE INTO kept_versions (key, version, seq, at_ms, author, data)
-                SELECT c.key, c.version, c.seq, c.at_ms, c.author, c.data FROM changes c JOIN records r ON r.key = c.key
-                WHERE \(ChangeLog.seqAtMost(1, table: "c")) AND c.version > r.version - ?2
-                """
-            )
-            prunedKeys = try connection.prepare(
-                """
-                SELECT DISTINCT c.key, r.version FROM changes c JOIN records r ON r.key = c.key
-                WHERE \(ChangeLog.seqAtMost(1, table: "c"))
+                SELECT key, version, seq, at_ms, author, data FROM changes WHERE id = ?1
                 """
             )
             trimKept = try connection.prepare("DELETE FROM kept_versions WHERE key = ?1 AND version <= ?2")
@@ -564,30 +559,48 @@ final class SQLiteWriter: @unchecked Sendable {
         let due = lastSeq - historyLimit
         guard due - prunedThrough >= max(1, historyLimit / 16) else { return }
         let keepFrom = min(due, prunedThrough + Self.maxPrunedSeqsPerCommit)
-        if keepVersions > 0 {
-            try statements.keepPruned.use { statement in
-                try statement.bind(1, keepFrom)
-                try statement.bind(2, keepVersions)
-                try statement.run()
-            }
-            let keys = try statements.prunedKeys.use { statement in
-                try statement.bind(1, keepFrom)
-                var keys: [(key: String, version: Int64)] = []
-                while try statement.step() { keys.append((statement.text(0), statement.int64(1))) }
-                return keys
-            }
-            for (key, version) in keys where version > keepVersions {
-                try statements.trimKept.use { statement in
-                    try statement.bind(1, key)
-                    try statement.bind(2, version - keepVersions)
-                    try statement.run()
-                }
-            }
-        }
+        if keepVersions > 0 { try keepPrunedVersions(through: keepFrom) }
         try statements.prune.use { statement in
             try statement.bind(1, keepFrom)
             try statement.run()
         }
         prunedThrough = keepFrom
+    }
+
+    /// Before the log drops the changes of seqs up to `seq`: those among the last
+    /// `keepVersions` versions of their key move to kept_versions, and each key they touch keeps
+    /// only its last `keepVersions` there. One pass over the dropped changes; each key's
+    /// current version comes from what the writer knows, or from the database once.
+    private func keepPrunedVersions(through seq: Int64) throws {
+        var current: [BytewiseString: Int64] = [:]
+        try statements.prunedChanges.use { scan in
+            try scan.bind(1, seq)
+            while try scan.step() {
+                let key = scan.text(1)
+                let version: Int64
+                if let known = current[BytewiseString(key)] {
+                    version = known
+                } else if let known = try versions[key]?.version
+                    ?? SQLiteQueries.version(of: key, with: statements.version)
+                {
+                    version = known
+                    current[BytewiseString(key)] = known
+                } else {
+                    continue
+                }
+                guard scan.int64(2) > version - keepVersions else { continue }
+                try statements.keepChange.use { keep in
+                    try keep.bind(1, scan.int64(0))
+                    try keep.run()
+                }
+            }
+        }
+        for (key, version) in current where version > keepVersions {
+            try statements.trimKept.use { statement in
+                try statement.bind(1, key.string)
+                try statement.bind(2, version - keepVersions)
+                try statement.run()
+            }
+        }
     }
 }

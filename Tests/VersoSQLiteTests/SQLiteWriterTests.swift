@@ -153,6 +153,48 @@ struct SQLiteWriterTests {
         await store.close()
     }
 
+    @Test(
+        "the versions a prune drops are kept up to keepVersions per key, older kept ones trimmed, also for keys the writer no longer knows"
+    )
+    func prunedVersionsAreKeptAndTrimmed() async throws {
+        let directory = makeTemporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configuration = SQLiteStoreConfiguration(
+            directory: directory,
+            durability: .normal,
+            historyLimit: 16,
+            keepVersions: 3
+        )
+        func keptVersions(_ key: String) throws -> [Int64] {
+            let check = try SQLiteConnection(path: configuration.databasePath, readOnly: true)
+            return try check.withStatement("SELECT version FROM kept_versions WHERE key = ?1 ORDER BY version") {
+                statement in
+                try statement.bind(1, key)
+                var versions: [Int64] = []
+                while try statement.step() { versions.append(statement.int64(0)) }
+                return versions
+            }
+        }
+        for reopen in [false, true] {
+            let key = reopen ? "after-reopen" : "known"
+            var store = SQLiteStore(configuration: configuration, logger: Logger(label: "test"))
+            _ = try await store.open()
+            for base in Int64(0)..<10 { _ = try await store.commit([put(key, base: base, "v\(base)")]) }
+            if reopen {
+                // A store opened again knows no versions: the prune reads them from the database.
+                await store.close()
+                store = SQLiteStore(configuration: configuration, logger: Logger(label: "test"))
+                _ = try await store.open()
+            }
+            for index in 0..<40 { _ = try await store.commit([put("\(key)-filler\(index)", base: 0, "f")]) }
+            #expect(try keptVersions(key) == [8, 9, 10], "\(key)")
+            for base in Int64(10)..<20 { _ = try await store.commit([put(key, base: base, "w\(base)")]) }
+            for index in 0..<40 { _ = try await store.commit([put("\(key)-more\(index)", base: 0, "f")]) }
+            #expect(try keptVersions(key) == [18, 19, 20], "\(key)")
+            await store.close()
+        }
+    }
+
     @Test("the known versions start over when full, and keys no longer known are read again")
     func knownVersionsStartOver() {
         var known = KnownVersions(capacity: 2)
