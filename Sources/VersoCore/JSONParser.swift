@@ -48,9 +48,37 @@ public struct JSONParser {
         return value
     }
 
+    /// Parses a whole document as `parse(_:maxDepth:)`, and says where the value of the
+    /// outermost object's member `name` lies in `bytes` (nil when there is no such member) and
+    /// whether it is written exactly as `JSONWriter` writes it: compact, object members in
+    /// UTF-8 byte order, no escapes but `\"`, `\\`, `\n`, `\r` and `\t`. (A value written
+    /// otherwise may still encode to the same bytes; it is only never reported as canonical
+    /// when it does not.)
+    public static func parse(
+        _ bytes: UnsafeBufferPointer<UInt8>,
+        maxDepth: Int = JSONParser.maxDepth,
+        locating name: StaticString
+    ) throws(JSONParseError) -> (value: JSONValue, member: (range: Range<Int>, isCanonical: Bool)?) {
+        var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
+        parser.located = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        parser.skipWhitespace()
+        let value = try parser.parseValue(depth: 0)
+        parser.skipWhitespace()
+        guard parser.index == bytes.count else {
+            throw parser.error("unexpected data after the JSON value")
+        }
+        return (value, parser.location)
+    }
+
     private let bytes: UnsafeBufferPointer<UInt8>
     private let depthLimit: Int
     private var index = 0
+    /// How many times the input departed from `JSONWriter`'s form (whitespace, members out of
+    /// byte order, an escape the writer does not use).
+    private var departures = 0
+    /// The outermost member whose value `location` reports.
+    private var located: UnsafeBufferPointer<UInt8>?
+    private var location: (range: Range<Int>, isCanonical: Bool)?
 
     private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.bytes = bytes
@@ -62,6 +90,8 @@ public struct JSONParser {
     }
 
     private mutating func skipWhitespace() {
+        let start = index
+        defer { if index != start { departures += 1 } }
         while index < bytes.count {
             switch bytes[index] {
             case 0x20, 0x0A, 0x0D, 0x09: index += 1
@@ -106,19 +136,27 @@ public struct JSONParser {
             index += 1
             return .object(members)
         }
+        var previous: BytewiseString?
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
                 throw error("expected a member name in double quotes")
             }
-            let name = try parseString()
+            let name = BytewiseString(try parseString())
+            if let previous, !(previous < name) { departures += 1 }
+            previous = name
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
+            let start = index
+            let departuresBefore = departures
             let value = try parseValue(depth: depth)
-            guard members.updateValue(value, forKey: BytewiseString(name)) == nil else {
-                throw error("duplicate member \"\(name)\"")
+            if depth == 1, let located, name.string.utf8.elementsEqual(located) {
+                location = (start..<index, departures == departuresBefore)
+            }
+            guard members.updateValue(value, forKey: name) == nil else {
+                throw error("duplicate member \"\(name.string)\"")
             }
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in an object") }
@@ -211,6 +249,13 @@ public struct JSONParser {
                 guard index < bytes.count else { throw error("unexpected end of input in an escape") }
                 let escape = bytes[index]
                 index += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    break
+                default:
+                    // JSONWriter writes the character itself (or \u00XX for a control character).
+                    departures += 1
+                }
                 switch escape {
                 case UInt8(ascii: "\""): scalars.append(0x22)
                 case UInt8(ascii: "\\"): scalars.append(0x5C)

@@ -103,14 +103,25 @@ extension Request {
     /// A message that parses is valid UTF-8 (the parser validates every string and accepts
     /// nothing but ASCII around them); one that does not may not be, which the caller checks
     /// when it must tell the two apart.
+    ///
+    /// A `put` whose `data` is written exactly as the server writes data (compact, members in
+    /// UTF-8 byte order, only the escapes it uses) carries those bytes as its
+    /// `WriteOperation.encodedData`, so they are stored as they came rather than encoded again.
     public static func parse(utf8 bytes: UnsafeBufferPointer<UInt8>) throws(RejectedRequest) -> RequestEnvelope {
-        let value: JSONValue
+        let parsed: (value: JSONValue, member: (range: Range<Int>, isCanonical: Bool)?)
         do {
-            value = try JSONParser.parse(bytes)
+            parsed = try JSONParser.parse(bytes, locating: "data")
         } catch {
             throw RejectedRequest(rid: nil, error: .badRequest("message is not valid JSON: \(error)"))
         }
-        return try envelope(value)
+        var envelope = try envelope(parsed.value)
+        if case .write(var operation) = envelope.request, case .put = operation.action,
+            let data = parsed.member, data.isCanonical
+        {
+            operation.encodedData = Array(UnsafeBufferPointer(rebasing: bytes[data.range]))
+            envelope.request = .write(operation)
+        }
+        return envelope
     }
 
     /// The request a parsed message makes.

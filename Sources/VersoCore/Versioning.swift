@@ -33,6 +33,14 @@ public struct WriteOperation: Sendable, Equatable {
     public var action: WriteAction
     public var precondition: WritePrecondition
     public var merge: MergePolicy
+    /// A put's data as `JSONWriter` encodes it, when the request carried it in exactly that form
+    /// (`Request.parse(utf8:)`): stored as it came. Derived from `action`, so not compared.
+    public var encodedData: [UInt8]?
+
+    public static func == (lhs: WriteOperation, rhs: WriteOperation) -> Bool {
+        lhs.key == rhs.key && lhs.action == rhs.action && lhs.precondition == rhs.precondition
+            && lhs.merge == rhs.merge
+    }
 
     public init(key: String, action: WriteAction, precondition: WritePrecondition, merge: MergePolicy = .plain) {
         self.key = key

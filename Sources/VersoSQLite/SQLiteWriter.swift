@@ -287,7 +287,12 @@ final class SQLiteWriter: @unchecked Sendable {
                 continue
             }
             let key = entry.operation.key
-            let (data, index) = encode(next, for: entry.operation, current: entry.current)
+            let (data, index) = encode(
+                next,
+                for: entry.operation,
+                merged: entry.decision.isMerged,
+                current: entry.current
+            )
             let id = ChangeLog.id(seq: seq, place: places[logged])
             logged += 1
             try write(key: key, previous: entry.current, next: next.version, data: data, seq: seq, id: id, by: author)
@@ -487,15 +492,21 @@ final class SQLiteWriter: @unchecked Sendable {
         return record
     }
 
-    /// The encoding of an accepted state. A patch's result is encoded with its member index,
-    /// and a patch on a record whose index is known encodes again only the members it names.
+    /// The encoding of an accepted state. A put's data that came encoded as the server encodes
+    /// it is taken as it came (unless merged into the record: then it is not what is stored).
+    /// A patch's result is encoded with its member index, and a patch on a record whose index
+    /// is known encodes again only the members it names.
     private func encode(
         _ next: RecordState,
         for operation: WriteOperation,
+        merged: Bool,
         current: CurrentRecord?
     ) -> (data: [UInt8]?, index: MemberIndex?) {
         guard let object = next.data else { return (nil, nil) }
-        guard case .patch(let patch) = operation.action else { return (JSONValue.object(object).encodedBytes, nil) }
+        guard case .patch(let patch) = operation.action else {
+            if !merged, let encoded = operation.encodedData { return (encoded, nil) }
+            return (JSONValue.object(object).encodedBytes, nil)
+        }
         if let encoded = current?.encoded, let index = current?.index,
             let patched = index.patched(encoded, merged: object, touched: patch.keys)
         {

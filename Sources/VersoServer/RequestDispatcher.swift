@@ -3,7 +3,7 @@ import VersoCore
 import VersoEngine
 import VersoEventLoop
 
-/// A request the connection's task handles, in the order the client sent it.
+/// A request the connection's handling task takes, in the order the client sent it.
 enum QueuedRequest: Sendable {
     case request(RequestEnvelope)
     /// A message that is not a valid request: answered with this error.
@@ -26,8 +26,8 @@ enum QueuedRequest: Sendable {
 /// own for this.
 ///
 /// All of its state is used on the channel's event loop only: by the `RequestReader`, by the
-/// connection's task and by the task handling queued requests, both of which run on that loop's
-/// task executor (each entry point asserts it). That is what makes the `@unchecked Sendable`
+/// task handling queued requests and by the task that ends the connection once its channel
+/// closes, both of which run on that loop's task executor (each entry point asserts it). That is what makes the `@unchecked Sendable`
 /// safe.
 final class RequestDispatcher: @unchecked Sendable {
     private let connection: Connection
@@ -85,8 +85,8 @@ final class RequestDispatcher: @unchecked Sendable {
     /// A whole message from the client, in order.
     func receive(_ message: RequestReader.Message) {
         eventLoop.assertInEventLoop()
-        // Once a close is under way (sent by the WebSocket layer, the guard, or asked for by
-        // the outbox), messages still arriving are read but not applied.
+        // Once a close is under way (sent or answered by the guard, or asked for by the
+        // outbox), messages still arriving are read but not applied.
         guard !closing.isSet, !outbox.isClosing else { return }
         let request: QueuedRequest
         switch message {

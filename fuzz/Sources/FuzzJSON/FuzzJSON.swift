@@ -8,6 +8,8 @@ import VersoCore
 // - the bytes API and the String API agree (same value, or the same refusal);
 // - an accepted value encodes to valid UTF-8 that parses back to the same value, and encoding
 //   that again gives the same bytes (the encoding is canonical);
+// - located as an object's member, a value reported as written canonically is exactly its
+//   encoding, and an encoding with no \u escape is reported so;
 // - nesting is cut at exactly `JSONParser.maxDepth`: the value wrapped in one more array parses
 //   back to that array when it is still within the limit, and is refused when it is not.
 
@@ -49,6 +51,25 @@ public func fuzzJSON(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     }
     invariant(again == value, "parse(encode(v)) != v for \(String(decoding: encoded, as: UTF8.self))")
     invariant(again.encodedBytes == encoded, "encoding is not canonical")
+
+    // Located as the member `data`, a value reported as written canonically is exactly its
+    // encoding (a put's data is then stored as it came); the encoding itself is reported so
+    // unless it escapes a control character as \u00XX (which the parser does not vouch for).
+    func locate(_ value: some Sequence<UInt8>) -> (bytes: [UInt8], member: (range: Range<Int>, isCanonical: Bool)?)? {
+        let envelope = Array(#"{"data":"#.utf8) + value + [UInt8(ascii: "}")]
+        let located = envelope.withUnsafeBufferPointer { bytes in
+            Result { () throws(JSONParseError) in try JSONParser.parse(bytes, locating: "data") }
+        }
+        guard case .success(let found) = located else { return nil }
+        return (envelope, found.member)
+    }
+    if case let (envelope, member?)? = locate(input), member.isCanonical {
+        invariant(Array(envelope[member.range]) == encoded, "a value reported canonical is not its encoding")
+    }
+    if !String(decoding: encoded, as: UTF8.self).contains("\\u"), case let (envelope, member)? = locate(encoded) {
+        invariant(member?.isCanonical == true, "the encoding of a value is not reported canonical")
+        invariant(member.map { Array(envelope[$0.range]) } == encoded, "the located range is not the value")
+    }
 
     let wrapped = [UInt8(ascii: "[")] + encoded + [UInt8(ascii: "]")]
     let wrappedResult = wrapped.withUnsafeBufferPointer { bytes in
