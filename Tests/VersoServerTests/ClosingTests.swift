@@ -68,6 +68,16 @@ struct HostileFrame: Sendable, CustomTestStringConvertible {
             compression: true
         ),
         HostileFrame(
+            name: "a ping over 125 bytes (RFC 6455 5.5)",
+            bytes: RawSocket.frame(opcode: 0x9, Array(repeating: 0x61, count: 126)),
+            closeCode: 1002
+        ),
+        HostileFrame(
+            name: "a fragmented ping (RFC 6455 5.5)",
+            bytes: RawSocket.frame(opcode: 0x9, Array("x".utf8), fin: false),
+            closeCode: 1002
+        ),
+        HostileFrame(
             name: "a text frame that starts a new message inside a fragmented one",
             bytes: RawSocket.frame(opcode: 0x1, Array(#"{"type":"#.utf8), fin: false)
                 + RawSocket.frame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8)),
