@@ -40,6 +40,17 @@ extension ConformanceSuite {
                 try await peer.sendFrame(opcode: 0x1, Array(#"{"type":"hello"}"#.utf8))
             }
         },
+        ConformanceCase("1.2 closing codes: a control frame over 125 bytes closes with 1002") { context in
+            try await expectClose(1002, context, "after a ping of 126 bytes") { peer in
+                try await peer.sendFrame(opcode: 0x9, Array(repeating: 0x61, count: 126))
+            }
+        },
+        ConformanceCase("1.2 closing codes: a client's close with a code no endpoint may send is answered with 1002") {
+            context in
+            try await expectClose(1002, context, "after a close frame with code 1005") { peer in
+                try await peer.sendFrame(opcode: 0x8, [0x03, 0xED])
+            }
+        },
         ConformanceCase("1.2 closing codes: a text message that is not valid UTF-8 closes with 1007") { context in
             try await expectClose(1007, context, "after a text frame holding the bytes 7B C3 28 7D") { peer in
                 try await peer.sendFrame(opcode: 0x1, [0x7B, 0xC3, 0x28, 0x7D])
