@@ -399,8 +399,9 @@ public struct EncodedUpdate: Sendable {
 }
 
 /// An update's tail in compressed form, made once per window size by the first connection that
-/// needs it and shared by every other (`PerMessageDeflate.splice` puts each subscriber's head
-/// in front of it). Safe from any thread.
+/// needs it and shared by every other (each subscriber's head goes in front of it in a stored
+/// deflate block: VersoDeflate's `PerMessageDeflate.appendStoredBlockHeader`). Safe from any
+/// thread.
 public final class CompressedTails: Sendable {
     private let forms = Mutex<[(windowBits: Int32, bytes: [UInt8])]>([])
 

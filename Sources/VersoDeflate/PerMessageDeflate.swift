@@ -133,41 +133,10 @@ extension PerMessageDeflate {
     }
 }
 
-/// Builds the server side of `PerMessageDeflate` for Hummingbird's WebSocket upgrade.
-public struct PerMessageDeflateBuilder: WebSocketExtensionBuilder {
-    public static var name: String { PerMessageDeflate.name }
-    /// Largest message accepted after decompression: a frame inflating past it closes the
-    /// connection with 1009 (message too big).
-    public let maxMessageBytes: Int
-
-    public init(maxMessageBytes: Int) {
-        self.maxMessageBytes = maxMessageBytes
-    }
-
-    public func clientRequestHeader() -> String {
-        "\(PerMessageDeflate.name); server_no_context_takeover; client_no_context_takeover"
-    }
-
-    public func serverReponseHeader(to request: WebSocketExtensionHTTPParameters) -> String? {
-        PerMessageDeflate.agreement(offer: request)?.responseHeader
-    }
-
-    public func serverExtension(from request: WebSocketExtensionHTTPParameters) throws -> (any WebSocketExtension)? {
-        PerMessageDeflate.agreement(offer: request).map { _ in PerMessageInflater(maxMessageBytes: maxMessageBytes) }
-    }
-
-    /// Verso's clients use swift-websocket's own extension; this builder is for the server.
-    public func clientExtension(from response: WebSocketExtensionHTTPParameters) throws -> (any WebSocketExtension)? {
-        nil
-    }
-}
-
 /// Inflates the compressed messages a client sends, with a pooled zlib stream held only from a
-/// message's first frame to its last.
-///
-/// Outgoing frames pass through unchanged: `Outbox` compresses whole messages itself before it
-/// writes them, so an update is never compressed while holding up the WebSocket actor.
-public final class PerMessageInflater: WebSocketExtension {
+/// message's first frame to its last. (The server compresses what it sends itself, whole
+/// messages at a time: `compress`.)
+public final class PerMessageInflater: Sendable {
     private enum Receiving {
         case idle
         case plain
@@ -177,8 +146,6 @@ public final class PerMessageInflater: WebSocketExtension {
         case failed
     }
 
-    public let name = PerMessageDeflate.name
-    public var reservedBits: WebSocketFrame.ReservedBits { .rsv1 }
     private let maxMessageBytes: Int
     /// A connection's frames arrive one after another; the lock only makes that state Sendable.
     private let state = Mutex(Receiving.idle)
@@ -194,18 +161,11 @@ public final class PerMessageInflater: WebSocketExtension {
         }
     }
 
-    public func processReceivedFrame(
-        _ frame: WebSocketFrame,
-        context: WebSocketExtensionContext
-    ) async throws -> WebSocketFrame {
-        try inflate(frame)
-    }
-
     /// The frame with its payload inflated when its message is compressed. Throws
     /// `NIOWebSocketError.invalidFrameLength` (close code 1009) past the size limit.
     ///
-    /// The WebSocket layer answers a failed frame with its close frame and then goes on reading
-    /// frames until the client closes: once one frame failed, every later one fails as well.
+    /// A failed frame closes the connection, whose reader may still be handed frames the client
+    /// sent before it saw the close: once one frame failed, every later one fails as well.
     public func inflate(_ frame: WebSocketFrame) throws -> WebSocketFrame {
         // Control frames are never compressed and may arrive between a message's fragments.
         guard frame.opcode == .text || frame.opcode == .binary || frame.opcode == .continuation else { return frame }
@@ -265,14 +225,6 @@ public final class PerMessageInflater: WebSocketExtension {
         return inflated
     }
 
-    public func processFrameToSend(
-        _ frame: WebSocketFrame,
-        context: WebSocketExtensionContext
-    ) async throws -> WebSocketFrame {
-        frame
-    }
-
-    public func shutdown() async {}
 }
 
 /// The zlib streams every connection shares: a connection takes one for the length of one
