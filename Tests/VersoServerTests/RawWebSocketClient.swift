@@ -118,8 +118,10 @@ final class RawWebSocketClient: Sendable {
     }
 
     /// The code of the close frame the server sent, once it has arrived; nil if the connection
-    /// ended without one. Call after `startReading`.
-    func closeCode(timeout: Duration = .seconds(10)) async throws -> UInt16? {
+    /// ended without one. Call after `startReading`. The close comes after everything queued
+    /// for the client (megabytes, in the slow-consumer tests), which a busy machine running the
+    /// whole suite in parallel has taken over 10 s to read: hence the long default.
+    func closeCode(timeout: Duration = .seconds(30)) async throws -> UInt16? {
         try await waitForInbox("a close frame or the end of the connection", timeout: timeout) {
             $0.ended || $0.closeCode != nil
         }
