@@ -454,17 +454,11 @@ final class Outbox: MessageSink {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Sends the close frame after the messages already written, and drops the socket if the
-    /// client has not completed the closing handshake within `closeGracePeriod`.
+    /// Sends the close frame after the messages already written; the connection's
+    /// `WebSocketGuard` drops the socket if the client has not completed the closing handshake
+    /// within the close grace period.
     private func startClose(_ code: WebSocketErrorCode, reason: String) {
-        logger.debug("closing connection", metadata: ["verso.close": "\(code)", "verso.reason": "\(reason)"])
         handlers.value.webSocket.close(code, reason: reason)
-        let channel = channel
-        let logger = logger
-        channel.eventLoop.scheduleTask(in: closeGracePeriod) {
-            if channel.isActive { logger.info("dropping a connection that did not take its close frame") }
-            channel.close(promise: nil)
-        }
     }
 
     /// Writes `messages` as text frames into `frames` (emptied first) and hands them to the

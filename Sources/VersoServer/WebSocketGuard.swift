@@ -250,7 +250,7 @@ final class WebSocketGuard: ChannelInboundHandler, RemovableChannelHandler {
         let channel = context.channel
         let logger = settings.logger
         dropper = context.eventLoop.scheduleTask(in: settings.closeGracePeriod) {
-            if channel.isActive { logger.debug("dropping a connection whose closing handshake did not complete") }
+            if channel.isActive { logger.info("dropping a connection whose closing handshake did not complete") }
             channel.close(promise: nil)
         }
     }

@@ -7,15 +7,6 @@ import VersoDeflate
 /// sizes where CompressNIO's output buffers came out exactly full.
 @Suite("permessage-deflate: the message size limit counts bytes after decompression")
 struct PerMessageInflaterLimitTests {
-    /// Bytes that do not compress (deflate stores them), so the inflated size is exactly known.
-    private func incompressible(_ count: Int) -> [UInt8] {
-        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
-        return (0..<count).map { _ in
-            state ^= state << 13; state ^= state >> 7; state ^= state << 17
-            return UInt8(truncatingIfNeeded: state)
-        }
-    }
-
     private func compressedFrame(_ message: [UInt8]) throws -> WebSocketFrame {
         let payload = try PerMessageDeflate.compress(message, windowBits: 15, allocator: ByteBufferAllocator())
         return WebSocketFrame(fin: true, rsv1: true, opcode: .binary, data: payload)
@@ -26,7 +17,7 @@ struct PerMessageInflaterLimitTests {
         arguments: [1, 2, 16, 64, 4096, 1 << 20]
     )
     func exactlyAtTheLimit(size: Int) throws {
-        let message = incompressible(size)
+        let message = incompressibleBytes(size)
         let inflated = try PerMessageInflater(maxMessageBytes: size).inflate(try compressedFrame(message))
         #expect(Array(inflated.data.readableBytesView) == message)
     }
@@ -36,7 +27,7 @@ struct PerMessageInflaterLimitTests {
         arguments: [1, 64, 4096, 1 << 20]
     )
     func oneByteOver(size: Int) throws {
-        let frame = try compressedFrame(incompressible(size + 1))
+        let frame = try compressedFrame(incompressibleBytes(size + 1))
         #expect(throws: NIOWebSocketError.invalidFrameLength) {
             _ = try PerMessageInflater(maxMessageBytes: size).inflate(frame)
         }

@@ -8,22 +8,13 @@ import VersoDeflate
 /// inflate such payloads with zlib, as a client would, in every window a client may agree.
 @Suite("permessage-deflate: a head in a stored block spliced before a tail compressed once inflates to both")
 struct SplicedPayloadTests {
-    /// Bytes that do not compress: deflate stores them.
-    private static func incompressible(_ count: Int) -> [UInt8] {
-        var state: UInt64 = 0x2545_F491_4F6C_DD1D
-        return (0..<count).map { _ in
-            state ^= state << 13; state ^= state >> 7; state ^= state << 17
-            return UInt8(truncatingIfNeeded: state)
-        }
-    }
-
     static let tails: [(String, [UInt8])] = [
         (
             "a short JSON tail",
             Array(#","key":"doc/1","version":7,"seq":42,"data":{"t":"\#(String(repeating: "ab", count: 150))"}}"#.utf8)
         ),
         ("a repetitive 100 KiB tail", Array((0..<20_000).map { "w\($0 % 97) " }.joined().utf8)),
-        ("an incompressible 3 KiB tail", incompressible(3000)),
+        ("an incompressible 3 KiB tail", incompressibleBytes(3000)),
     ]
 
     /// The payload a subscriber gets: `head` stored, then `tail` as `compress` made it.
@@ -55,7 +46,7 @@ struct SplicedPayloadTests {
 
     @Test("every head, tail and window a client may agree", arguments: [Int32(9), 10, 12, 15])
     func roundTrip(windowBits: Int32) throws {
-        for head in [[], Array(#"{"type":"update","sub":"#.utf8) + Array("1234567".utf8), Self.incompressible(700)] {
+        for head in [[], Array(#"{"type":"update","sub":"#.utf8) + Array("1234567".utf8), incompressibleBytes(700)] {
             for (name, tail) in Self.tails {
                 let payload = try spliced(head: head, tail: tail, windowBits: windowBits)
                 let inflated = try inflate(payload, windowBits: windowBits, expected: head.count + tail.count)
