@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "VersoEngine", targets: ["VersoEngine"]),
         .library(name: "VersoServer", targets: ["VersoServer"]),
         .library(name: "VersoDeflate", targets: ["VersoDeflate"]),
+        .library(name: "VersoWebSocket", targets: ["VersoWebSocket"]),
         .library(name: "VersoTesting", targets: ["VersoTesting"]),
         .library(name: "VersoClient", targets: ["VersoClient"]),
         .executable(name: "verso", targets: ["verso"]),
@@ -79,6 +80,17 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
+        // WebSocket frames (RFC 6455) read and written in place, and NIO's upgrade without its
+        // frame codec: shared by the server and verso-load's lean client.
+        .target(
+            name: "VersoWebSocket",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // permessage-deflate (RFC 7692) as the server negotiates, inflates and compresses it, on
         // pooled zlib streams. Its own target so the fuzzers reach it without the rest of the server.
         .target(
@@ -87,7 +99,6 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "WSCore", package: "swift-websocket"),
             ],
             swiftSettings: swiftSettings
@@ -97,11 +108,11 @@ let package = Package(
             name: "VersoServer",
             dependencies: [
                 "VersoCore", "VersoEngine", "VersoSQLite", "VersoPostgres", "VersoWebClient", "VersoEventLoop",
-                "VersoDeflate",
+                "VersoDeflate", "VersoWebSocket",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                // The upgrade and the frame codec; the connection's own handlers do the rest.
+                // The upgrade (NIO's handshake); frames are read by VersoWebSocket's parser.
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -194,7 +205,6 @@ let package = Package(
                 "VersoClient", "VersoCore", "VersoWire",
                 // Raw frames and close codes, for the checks below the JSON level.
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "WSCore", package: "swift-websocket"),
             ],
             swiftSettings: swiftSettings
@@ -215,6 +225,7 @@ let package = Package(
                 // read in full where the harness checks what the server holds.
                 "VersoCore",
                 "VersoEventLoop",
+                "VersoWebSocket",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 // A lean WebSocket client of its own, straight on SwiftNIO (see LeanWebSocket.swift).
                 .product(name: "CompressNIO", package: "compress-nio"),
@@ -294,6 +305,15 @@ let package = Package(
                 "VersoDeflate",
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "VersoWebSocketTests",
+            dependencies: [
+                "VersoWebSocket",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
@@ -319,7 +339,6 @@ let package = Package(
                 "VersoTesting", "VersoConformance", "VersoCore", "VersoLoad", "VersoWire",
                 // The bytes CommitCutTests' proxy reads; the close frames servers send.
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "WSCore", package: "swift-websocket"),
             ],
             swiftSettings: swiftSettings

@@ -41,13 +41,13 @@ let package = Package(
                 .product(name: "VersoDeflate", package: verso),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
         .executableTarget(
             name: "FuzzFrameDecoder",
             dependencies: [
                 "FuzzSupport",
+                .product(name: "VersoWebSocket", package: verso),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),

@@ -1,7 +1,6 @@
 import CompressNIO
 import HTTPTypes
 import NIOCore
-import NIOWebSocket
 import Synchronization
 import WSCore
 
@@ -161,16 +160,21 @@ public final class PerMessageInflater: Sendable {
         }
     }
 
-    /// The frame with its payload inflated when its message is compressed. Throws
-    /// `NIOWebSocketError.invalidFrameLength` (close code 1009) past the size limit.
+    /// Thrown when a message inflates past the size limit (close code 1009).
+    public struct TooLarge: Error, Equatable {
+        public init() {}
+    }
+
+    /// One data frame's payload (unmasked), inflated when its message is compressed, as it
+    /// came when it is not. `compressed` is the frame's RSV1, which only a message's first
+    /// frame carries; `fin` ends the message. Throws `TooLarge` past the size limit, and
+    /// zlib's error for a payload that does not inflate.
     ///
     /// A failed frame closes the connection, whose reader may still be handed frames the client
     /// sent before it saw the close: once one frame failed, every later one fails as well.
-    public func inflate(_ frame: WebSocketFrame) throws -> WebSocketFrame {
-        // Control frames are never compressed and may arrive between a message's fragments.
-        guard frame.opcode == .text || frame.opcode == .binary || frame.opcode == .continuation else { return frame }
+    public func inflate(_ payload: ByteBuffer, compressed: Bool, fin: Bool) throws -> ByteBuffer {
         do {
-            return try inflateDataFrame(frame)
+            return try inflateDataFrame(payload, compressed: compressed, fin: fin)
         } catch {
             let previous = state.withLock { state -> Receiving in
                 defer { state = .failed }
@@ -181,17 +185,17 @@ public final class PerMessageInflater: Sendable {
         }
     }
 
-    private func inflateDataFrame(_ frame: WebSocketFrame) throws -> WebSocketFrame {
+    private func inflateDataFrame(_ payload: ByteBuffer, compressed: Bool, fin: Bool) throws -> ByteBuffer {
         let decompressor: ZlibPool.Decompressor
         switch state.withLock({ $0 }) {
         case .failed:
-            throw NIOWebSocketError.invalidFrameLength
+            throw TooLarge()
         case .plain:
-            if frame.fin { state.withLock { $0 = .idle } }
-            return frame
-        case .idle where !frame.rsv1:
-            if !frame.fin { state.withLock { $0 = .plain } }
-            return frame
+            if fin { state.withLock { $0 = .idle } }
+            return payload
+        case .idle where !compressed:
+            if !fin { state.withLock { $0 = .plain } }
+            return payload
         case .idle:
             decompressor = try ZlibPool.shared.takeDecompressor()
             state.withLock { $0 = .compressed(decompressor) }
@@ -199,32 +203,28 @@ public final class PerMessageInflater: Sendable {
             decompressor = current
         }
         defer {
-            if frame.fin {
+            if fin {
                 state.withLock { $0 = .idle }
                 ZlibPool.shared.returnDecompressor(decompressor)
             }
         }
-        var inflated = frame
-        var payload = frame.unmaskedData
-        if frame.fin {
+        var payload = payload
+        if fin {
             // RFC 7692 §7.2.2: put back the 00 00 ff ff the sender removed.
-            payload.writeBytes([0, 0, 255, 255])
+            payload.writeInteger(0x0000_FFFF as UInt32)
         }
+        let inflated: ByteBuffer
         do {
             // One byte of room past the limit: CompressNIO reports output that fills its buffers
             // exactly as an overflow, which refused messages exactly at the limit whenever its
             // buffer sizes happened to add up to it. The check below enforces the limit itself.
-            inflated.data = try payload.decompressStream(with: decompressor.zlib, maxSize: maxMessageBytes + 1)
+            inflated = try payload.decompressStream(with: decompressor.zlib, maxSize: maxMessageBytes + 1)
         } catch let error as CompressNIOError where error == .bufferOverflow {
-            // NIO maps `invalidFrameLength` to close code 1009.
-            throw NIOWebSocketError.invalidFrameLength
+            throw TooLarge()
         }
-        inflated.maskKey = nil
-        inflated.rsv1 = false
-        guard inflated.data.readableBytes <= maxMessageBytes else { throw NIOWebSocketError.invalidFrameLength }
+        guard inflated.readableBytes <= maxMessageBytes else { throw TooLarge() }
         return inflated
     }
-
 }
 
 /// The zlib streams every connection shares: a connection takes one for the length of one

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
+import VersoWebSocket
 
 /// The load tool's own WebSocket client, straight on SwiftNIO: it shares the cores with the
 /// server under test, so a sent message is one `writeAndFlush` and a received one at most one
@@ -118,7 +119,8 @@ enum LeanWebSocket {
         if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
         if compression { headers.add(name: "Sec-WebSocket-Extensions", value: DeflateAgreement.offer) }
         let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: endpoint.target, headers: headers)
-        let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: maxMessageSize) { channel, response in
+        // NIO's handshake; the frames are read and written by VersoWebSocket's codec.
+        let upgrader = WireFrameClientUpgrader<Upgrade> { channel, response in
             channel.eventLoop.makeCompletedFuture {
                 let deflate = try DeflateAgreement(
                     response: response.headers[canonicalForm: "sec-websocket-extensions"].map(String.init),

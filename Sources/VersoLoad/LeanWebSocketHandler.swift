@@ -2,13 +2,15 @@ import CompressNIO
 import NIOCore
 import NIOWebSocket
 import Synchronization
+import VersoWebSocket
 
-/// Reads one load connection's frames on its event loop: joins fragments, inflates
-/// permessage-deflate messages, answers pings and the close handshake, and hands every
-/// complete text message to the connection's `WireInbox`.
+/// Reads one load connection's frames on its event loop with the server's own frame parser
+/// (`WireFrameParser`): joins fragments, inflates permessage-deflate messages, answers pings
+/// and the close handshake, and hands every complete text message to the connection's
+/// `WireInbox`. Frames the load tool sends are written by `LoadWire` (`WireFrameEncoding`).
 final class LeanWebSocketHandler: ChannelInboundHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// A message whose first frame came without `fin`.
     private struct Partial {
@@ -21,6 +23,7 @@ final class LeanWebSocketHandler: ChannelInboundHandler {
     private let decompressor: ZlibDecompressor?
     private let resetDecompressor: Bool
     private let maxMessageSize: Int
+    private var parser: WireFrameParser
     private var partial: Partial?
 
     init(inbox: WireInbox, deflate: DeflateAgreement?, maxMessageSize: Int) throws {
@@ -28,34 +31,52 @@ final class LeanWebSocketHandler: ChannelInboundHandler {
         self.decompressor = try deflate.map { _ in try MessageDeflate.makeDecompressor() }
         self.resetDecompressor = deflate?.serverNoContextTakeover ?? false
         self.maxMessageSize = maxMessageSize
+        self.parser = WireFrameParser(maxFrameBytes: maxMessageSize)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        do {
+            try parser.read(unwrapInboundIn(data)) { frame in handle(frame, context: context) }
+        } catch {
+            fail(context, "the server sent bytes that are not WebSocket frames: \(error.reason)")
+        }
+    }
+
+    /// Handles one frame; false once the connection is done.
+    private func handle(_ frame: WireFrame, context: ChannelHandlerContext) -> Bool {
+        if let violation = frame.violation(from: .server, allowsRSV1: decompressor != nil) {
+            fail(context, "the server sent a frame it must not: \(violation)")
+            return false
+        }
         switch frame.opcode {
         case .text, .binary:
-            guard partial == nil else { return fail(context, "the server began a message inside a fragmented one") }
-            guard !frame.rsv1 || decompressor != nil else {
-                return fail(context, "the server compressed a message without permessage-deflate")
+            guard partial == nil else {
+                fail(context, "the server began a message inside a fragmented one")
+                return false
             }
-            let started = Partial(data: frame.unmaskedData, isText: frame.opcode == .text, isCompressed: frame.rsv1)
-            if frame.fin { complete(started, context: context) } else { partial = started }
+            let started = Partial(data: frame.payload, isText: frame.opcode == .text, isCompressed: frame.rsv1)
+            if frame.fin { return complete(started, context: context) }
+            partial = started
         case .continuation:
-            guard var message = partial else { return fail(context, "the server continued a message it had not begun") }
+            guard var message = partial else {
+                fail(context, "the server continued a message it had not begun")
+                return false
+            }
             partial = nil  // keeps the buffer unique, so appending does not copy it
-            var more = frame.unmaskedData
+            var more = frame.payload
             message.data.writeBuffer(&more)
             guard message.data.readableBytes <= maxMessageSize else {
-                return fail(context, "the server sent a message of more than \(maxMessageSize) bytes")
+                fail(context, "the server sent a message of more than \(maxMessageSize) bytes")
+                return false
             }
-            if frame.fin { complete(message, context: context) } else { partial = message }
+            if frame.fin { return complete(message, context: context) }
+            partial = message
         case .ping:
-            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            write(opcode: .pong, payload: frame.payload.readableBytesView, context: context)
         case .pong:
             break
-        case .connectionClose:
-            var payload = frame.unmaskedData
+        default:  // .connectionClose: the violation check refused other opcodes
+            var payload = frame.payload
             let code = payload.readWebSocketErrorCode()
             let reason = payload.readString(length: payload.readableBytes) ?? ""
             inbox.finish(
@@ -66,18 +87,32 @@ final class LeanWebSocketHandler: ChannelInboundHandler {
             )
             if inbox.startClosing() {
                 // The server began the close: answer it with its code, then hang up.
-                var echo = context.channel.allocator.buffer(capacity: 2)
-                echo.write(webSocketErrorCode: code ?? .normalClosure)
-                let reply = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: echo)
-                context.writeAndFlush(wrapOutboundOut(reply)).assumeIsolated().whenComplete { _ in
-                    context.close(promise: nil)
-                }
+                write(
+                    opcode: .connectionClose,
+                    payload: WireFrameEncoding.closePayload(code ?? .normalClosure),
+                    context: context
+                )
+                .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             } else {
                 context.close(promise: nil)
             }
-        default:
-            fail(context, "the server sent a frame with unknown opcode \(frame.opcode)")
+            return false
         }
+        return true
+    }
+
+    /// Writes and flushes one masked control frame.
+    @discardableResult
+    private func write(
+        opcode: WebSocketOpcode,
+        payload: some Collection<UInt8>,
+        context: ChannelHandlerContext
+    ) -> EventLoopFuture<Void> {
+        var frame = context.channel.allocator.buffer(
+            capacity: WireFrameEncoding.headerBytes(for: payload.count, masked: true) + payload.count
+        )
+        WireFrameEncoding.appendFrame(opcode: opcode, maskKey: .random(), payload: payload, to: &frame)
+        return context.writeAndFlush(wrapOutboundOut(frame))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -90,8 +125,12 @@ final class LeanWebSocketHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private func complete(_ message: Partial, context: ChannelHandlerContext) {
-        guard message.isText else { return fail(context, "the server sent a binary message") }
+    /// Hands a whole message to the inbox; false when it fails the connection.
+    private func complete(_ message: Partial, context: ChannelHandlerContext) -> Bool {
+        guard message.isText else {
+            fail(context, "the server sent a binary message")
+            return false
+        }
         var data = message.data
         if message.isCompressed, let decompressor {
             do {
@@ -102,10 +141,12 @@ final class LeanWebSocketHandler: ChannelInboundHandler {
                     reset: resetDecompressor
                 )
             } catch {
-                return fail(context, "permessage-deflate: could not inflate a message: \(error)")
+                fail(context, "permessage-deflate: could not inflate a message: \(error)")
+                return false
             }
         }
         inbox.deliver(String(buffer: data))
+        return true
     }
 
     private func fail(_ context: ChannelHandlerContext, _ problem: String) {

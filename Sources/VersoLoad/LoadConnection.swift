@@ -3,6 +3,7 @@ import NIOCore
 import NIOWebSocket
 import VersoCore
 import VersoEventLoop
+import VersoWebSocket
 
 /// Why a load run or one of its connections failed.
 public struct LoadError: Error, Sendable, CustomStringConvertible {
@@ -42,12 +43,14 @@ public struct LoadWire {
             payload = try MessageDeflate.compress(&payload, with: compressor, reset: resetCompressor)
             compressed = true
         }
-        let frame = WebSocketFrame(
-            fin: true,
+        let count = payload.readableBytes
+        var frame = channel.allocator.buffer(capacity: WireFrameEncoding.headerBytes(for: count, masked: true) + count)
+        WireFrameEncoding.appendFrame(
             rsv1: compressed,
             opcode: .text,
             maskKey: .random(using: &masks),
-            data: payload
+            payload: payload.readableBytesView,
+            to: &frame
         )
         // No wait for the write: a failed one closes the channel, and `next` reports that.
         channel.writeAndFlush(frame, promise: nil)
@@ -71,12 +74,14 @@ public struct LoadWire {
     /// server to answer it, then closes the socket.
     func close() async {
         if !inbox.isFinished, inbox.startClosing() {
-            var code = ByteBuffer()
-            code.write(webSocketErrorCode: .normalClosure)
-            channel.writeAndFlush(
-                WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: code),
-                promise: nil
+            var frame = channel.allocator.buffer(capacity: 8)
+            WireFrameEncoding.appendFrame(
+                opcode: .connectionClose,
+                maskKey: .random(),
+                payload: WireFrameEncoding.closePayload(.normalClosure),
+                to: &frame
             )
+            channel.writeAndFlush(frame, promise: nil)
             let channel = channel
             let deadline = channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
             try? await channel.closeFuture.get()

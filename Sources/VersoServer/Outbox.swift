@@ -5,6 +5,7 @@ import Synchronization
 import VersoCore
 import VersoDeflate
 import VersoEngine
+import VersoWebSocket
 
 /// A connection's outgoing messages, written straight to its channel on the channel's event loop.
 ///
@@ -468,7 +469,7 @@ final class Outbox: MessageSink {
         var needed = 0
         for message in messages {
             let count = message.count
-            needed += FrameWriter.headerBytes(for: count) + count
+            needed += WireFrameEncoding.headerBytes(for: count) + count
         }
         frames.clear(minimumCapacity: needed)
         for message in messages {
@@ -478,9 +479,10 @@ final class Outbox: MessageSink {
                 // The id in a stored block, then the tail every subscriber shares.
                 let id = String(sub)
                 let head = update.head.count + id.utf8.count
-                FrameWriter.appendHeader(
+                WireFrameEncoding.appendHeader(
+                    rsv1: true,
+                    opcode: .text,
                     payloadBytes: PerMessageDeflate.storedBlockHeaderBytes + head + tail.count,
-                    compressed: true,
                     to: &frames
                 )
                 PerMessageDeflate.appendStoredBlockHeader(length: head, to: &frames)
@@ -488,9 +490,14 @@ final class Outbox: MessageSink {
                 frames.writeString(id)
                 frames.writeBytes(tail)
             } else if let payload = compressed(message) {
-                FrameWriter.append(text: payload.readableBytesView, compressed: true, to: &frames)
+                WireFrameEncoding.appendFrame(
+                    rsv1: true,
+                    opcode: .text,
+                    payload: payload.readableBytesView,
+                    to: &frames
+                )
             } else {
-                FrameWriter.appendHeader(payloadBytes: message.count, compressed: false, to: &frames)
+                WireFrameEncoding.appendHeader(opcode: .text, payloadBytes: message.count, to: &frames)
                 message.write(to: &frames)
             }
         }

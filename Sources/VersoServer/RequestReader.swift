@@ -2,26 +2,23 @@ import NIOCore
 import NIOWebSocket
 import VersoCore
 import VersoDeflate
+import VersoWebSocket
 
 /// Turns a connection's data frames into messages on the event loop and hands each one to the
 /// connection's `RequestDispatcher` there, with no task or stream per message.
 ///
-/// Sits right after the `WebSocketGuard`, which has already refused frames no client may send.
-/// It joins fragments, inflates compressed messages (RFC 7692) and enforces, per message:
-/// the size limit after decompression and across fragments (1009), valid UTF-8 in text (1007,
-/// also for a compressed message that does not inflate), and continuation frames only inside a
-/// fragmented message (1002). It fails the connection through the guard, which then lets
-/// nothing more through but the client's close (control frames are the guard's).
+/// Called by the connection's `WebSocketGuard` with each data frame, once the guard has refused
+/// frames no client may send. It joins fragments, inflates compressed messages (RFC 7692) and
+/// enforces, per message: the size limit after decompression and across fragments (1009), valid
+/// UTF-8 in text (1007, also for a compressed message that does not inflate), and continuation
+/// frames only inside a fragmented message (1002). A failure is thrown to the guard, which
+/// closes the connection and from then on lets nothing more through but the client's close.
 ///
 /// Messages that arrive before the connection attaches its dispatcher are kept in order until
 /// it does. While the dispatcher (or that early queue) holds more than `backlogLimit` messages
-/// not yet handled, the socket is not read: a client cannot queue requests without bound.
-/// Used on the channel's event loop only.
-final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
-    /// Outbound data passes through as it comes; only `read` is looked at.
-    typealias OutboundIn = Any
-
+/// not yet handled, the guard does not read the socket: a client cannot queue requests without
+/// bound. Used on the channel's event loop only.
+final class RequestReader {
     /// One whole message from the client.
     enum Message {
         /// A text message (valid UTF-8), parsed as a request straight from its bytes.
@@ -42,28 +39,18 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let maxMessageBytes: Int
     private let inflater: PerMessageInflater?
-    private let webSocketGuard: WebSocketGuard
+    /// Weak: the guard holds the reader, and lives as long as the channel's pipeline.
+    private weak var webSocketGuard: WebSocketGuard?
     private var assembly = Assembly.idle
     private var dispatcher: RequestDispatcher?
     private var early: [Message] = []
-    /// The client closed (or failed the connection): nothing more is handed on.
+    /// The connection ended: nothing more is handed on.
     private var ended = false
-    private var readWithheld = false
-    private var context: ChannelHandlerContext?
 
     init(maxMessageBytes: Int, compressed: Bool, webSocketGuard: WebSocketGuard) {
         self.maxMessageBytes = maxMessageBytes
         self.inflater = compressed ? PerMessageInflater(maxMessageBytes: maxMessageBytes) : nil
         self.webSocketGuard = webSocketGuard
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
-        end()
     }
 
     /// Hands the messages read so far, and every later one, to `dispatcher`.
@@ -78,41 +65,27 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
     /// Reads the socket again if it was held back and the backlog has room (after the
     /// dispatcher handled a queued message).
     func resumeReadingIfRoom() {
-        guard readWithheld, backlog < Self.backlogLimit, let context else { return }
-        readWithheld = false
-        context.read()
+        webSocketGuard?.resumeReadingIfRoom()
     }
 
-    private var backlog: Int { dispatcher?.backlog ?? early.count }
+    /// Messages read and not yet handled.
+    var backlog: Int { dispatcher?.backlog ?? early.count }
 
-    func read(context: ChannelHandlerContext) {
-        if backlog >= Self.backlogLimit {
-            readWithheld = true
-        } else {
-            context.read()
+    /// Takes one data frame (text, binary or continuation) of the client's; throws when it
+    /// fails the connection.
+    func receive(_ frame: WireFrame) throws(Failure) {
+        guard !ended else { return }
+        do {
+            try assemble(frame)
+        } catch {
+            ended = true
+            throw error
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        end()
-        context.fireChannelInactive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        switch frame.opcode {
-        case .text, .binary, .continuation:
-            guard !ended else { return }
-            do {
-                try receive(frame)
-            } catch {
-                end()
-                webSocketGuard.close(error.code, reason: error.reason)
-            }
-        default:
-            // Control frames stay with the guard.
-            break
-        }
+    /// Stops handing messages on: the connection ended.
+    func end() {
+        ended = true
     }
 
     /// Why a message fails the connection.
@@ -130,7 +103,7 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
         )
     }
 
-    private func receive(_ frame: WebSocketFrame) throws(Failure) {
+    private func assemble(_ frame: WireFrame) throws(Failure) {
         if frame.fin, !frame.rsv1, frame.opcode == .text, case .idle = assembly {
             // The common case, a whole uncompressed text message in one frame: unmasked
             // straight into the parser, with no copy of the payload or `String` in between.
@@ -175,17 +148,16 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// The frame's payload, unmasked, and inflated when its message is compressed.
-    private func inflated(_ frame: WebSocketFrame) throws(Failure) -> ByteBuffer {
+    private func inflated(_ frame: WireFrame) throws(Failure) -> ByteBuffer {
+        let payload = frame.unmaskedPayload
         guard let inflater else {
             // The guard refused RSV1 without permessage-deflate.
-            let payload = frame.unmaskedData
             guard payload.readableBytes <= maxMessageBytes else { throw Failure.tooLarge(maxMessageBytes) }
             return payload
         }
         do {
-            // An inflated frame comes back unmasked; one that was not compressed, as it came.
-            return try inflater.inflate(frame).unmaskedData
-        } catch NIOWebSocketError.invalidFrameLength {
+            return try inflater.inflate(payload, compressed: frame.rsv1, fin: frame.fin)
+        } catch is PerMessageInflater.TooLarge {
             throw Failure.tooLarge(maxMessageBytes)
         } catch {
             throw Failure(code: .dataInconsistentWithMessage, reason: "a compressed message that does not inflate")
@@ -194,20 +166,9 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The frame's payload unmasked and parsed as a request; 1007 when it is not UTF-8, 1009
     /// past `limit`.
-    static func request(unmasking frame: WebSocketFrame, limit: Int) throws(Failure) -> Message {
-        let count = frame.data.readableBytes
-        guard count <= limit else { throw Failure.tooLarge(limit) }
-        let parsed = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(count, 1)) { unmasked in
-            frame.data.withUnsafeReadableBytes { masked in
-                if let key = frame.maskKey {
-                    for index in 0..<count { unmasked[index] = masked[index] ^ key[index & 3] }
-                } else {
-                    for index in 0..<count { unmasked[index] = masked[index] }
-                }
-            }
-            return Self.request(UnsafeBufferPointer(rebasing: unmasked[..<count]))
-        }
-        return try parsed.get()
+    static func request(unmasking frame: WireFrame, limit: Int) throws(Failure) -> Message {
+        guard frame.payload.readableBytes <= limit else { throw Failure.tooLarge(limit) }
+        return try frame.withUnmaskedPayload { bytes in Self.request(bytes) }.get()
     }
 
     /// A whole text message's bytes parsed as a request, with no `String` made of them: a
@@ -236,9 +197,5 @@ final class RequestReader: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             early.append(message)
         }
-    }
-
-    private func end() {
-        ended = true
     }
 }

@@ -132,9 +132,8 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
 
 extension ServerConfiguration {
     /// The message sizes `maxMessageBytes` may take: at least 1 KiB (a `hello` with a long
-    /// client name must fit), at most 64 MiB, the default queue limit of one slow client. NIO's
-    /// WebSocket frame decoder traps on a limit of 4 GiB or more at the first connection, and
-    /// one message of several GiB would take that much memory for one request anyway.
+    /// client name must fit), at most 64 MiB, the default queue limit of one slow client: one
+    /// message of several GiB would take that much memory for one request.
     public static let messageBytesRange = 1024...(64 << 20)
 
     /// Checks every setting; `VersoServer.init` and `verso-server` refuse a configuration that

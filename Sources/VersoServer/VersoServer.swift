@@ -233,8 +233,7 @@ public final class VersoServer: Sendable {
         let server = HTTPServerBuilder { responder in
             let upgrade = WebSocketUpgradeChannel(
                 responder: responder,
-                http1: http1,
-                maxFrameSize: configuration.maxMessageBytes
+                http1: http1
             ) { request, channel async throws -> WebSocketUpgradeChannel.Decision in
                 guard request.path == "/v1/ws" || request.path?.hasPrefix("/v1/ws?") == true else {
                     return .refuse

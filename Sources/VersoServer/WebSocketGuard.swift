@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOWebSocket
 import Synchronization
+import VersoWebSocket
 
 /// Whether a connection is closing: set on the event loop the moment the server decides to
 /// close (or sends its close frame), read by the connection's reader before it applies anything.
@@ -13,12 +14,14 @@ final class ClosingFlag: Sendable {
     func set() { value.store(true, ordering: .releasing) }
 }
 
-/// A connection's WebSocket layer below its requests: sits right after NIO's frame decoder and
-/// handles, on the event loop, everything of RFC 6455 that is not a message.
+/// A connection's WebSocket layer below its requests, the one handler its bytes pass through
+/// once upgraded: it cuts them into frames (`WireFrameParser`, no copy of a payload) and handles,
+/// on the event loop, everything of RFC 6455 that is not a message.
 ///
-/// - It fails the connection (close 1002) on frames the client must never send: unmasked
-///   (RFC 6455 section 5.1), with a reserved opcode, or with a reserved bit that no extension
-///   agreed (section 5.2; RFC 7692 section 6 for RSV1).
+/// - It fails the connection on frames the client must never send: too large (close 1009, as
+///   soon as the header shows it), a fragmented or long control frame, unmasked (RFC 6455
+///   section 5.1), with a reserved opcode, or with a reserved bit that no extension agreed
+///   (section 5.2; RFC 7692 section 6 for RSV1) (1002).
 /// - It answers pings with pongs, sends the keepalive pings and closes with 4001 a client that
 ///   leaves one unanswered for a whole interval.
 /// - It completes the closing handshake either way. A client's close is answered with a close
@@ -27,13 +30,18 @@ final class ClosingFlag: Sendable {
 ///   a protocol error, 1009, 1007, 1008, 1001, 4001, 4401) goes out after what was written
 ///   before it; from then on nothing from the client gets through but its own close frame,
 ///   which closes the socket, and the socket is dropped if that has not come within the close
-///   grace period (`ServerConfiguration.closeGracePeriod`).
+///   grace period (`ServerConfiguration.closeGracePeriod`). When the bytes cannot be cut into
+///   frames any more, the socket is closed as soon as the close frame is written.
+/// - It reads the socket only while the connection's `RequestReader` has room for more
+///   messages (`RequestReader.backlogLimit`).
 ///
-/// Data frames go on to the connection's `RequestReader`.
-final class WebSocketGuard: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias InboundOut = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+/// Data frames go to the connection's `RequestReader` by a plain call.
+final class WebSocketGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    /// Outbound bytes pass through as they come (the `FrameWriter`'s and this handler's own
+    /// frames); only `read` is looked at.
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// Where the connection's closing handshake stands.
     private enum Phase {
@@ -53,7 +61,8 @@ final class WebSocketGuard: ChannelInboundHandler, RemovableChannelHandler {
         var pingInterval: TimeAmount
         /// Time the client has to answer the server's close frame before the socket is dropped.
         var closeGracePeriod: TimeAmount
-        /// The largest message accepted (after decompression, across fragments).
+        /// The largest message accepted (after decompression, across fragments), and the largest
+        /// frame.
         var maxMessageBytes: Int
         var logger: Logger
     }
@@ -63,7 +72,12 @@ final class WebSocketGuard: ChannelInboundHandler, RemovableChannelHandler {
 
     private let settings: Settings
     private let closing: ClosingFlag
+    private var parser: WireFrameParser
+    /// Set at `install`; the connection's messages go there.
+    private var reader: RequestReader!
     private var phase = Phase.open(awaitingPong: false)
+    /// A `read` held back while the reader had no room.
+    private var readWithheld = false
     private var pings: RepeatedTask?
     private var dropper: Scheduled<Void>?
     /// Set while the handler is in the pipeline, for `close(_:reason:)` (event loop only).
@@ -72,27 +86,27 @@ final class WebSocketGuard: ChannelInboundHandler, RemovableChannelHandler {
     private init(settings: Settings, closing: ClosingFlag) {
         self.settings = settings
         self.closing = closing
+        self.parser = WireFrameParser(maxFrameBytes: settings.maxMessageBytes)
     }
 
-    /// Puts the connection's `FrameWriter` next to the frame encoder, a guard after the frame
-    /// decoder (last in the pipeline so far) and the connection's `RequestReader` after the guard.
-    /// Call on the channel's event loop, right after NIO's upgrade put the frame codec in place.
+    /// Puts the connection's `FrameWriter` and then its guard (with the connection's
+    /// `RequestReader` behind it) at the end of the pipeline. Call on the channel's event loop
+    /// right after the upgrade, before any byte of the connection is read.
     static func install(
         on pipeline: ChannelPipeline.SynchronousOperations,
         settings: Settings,
         closing: ClosingFlag
     ) throws -> (webSocket: WebSocketGuard, reader: RequestReader, frames: FrameWriter) {
-        let encoder = try pipeline.handler(type: WebSocketFrameEncoder.self)
         let frames = FrameWriter(closing: closing)
-        try pipeline.addHandler(frames, position: .before(encoder))
+        try pipeline.addHandler(frames)
         let webSocketGuard = WebSocketGuard(settings: settings, closing: closing)
-        try pipeline.addHandler(webSocketGuard)
         let reader = RequestReader(
             maxMessageBytes: settings.maxMessageBytes,
             compressed: settings.allowsRSV1,
             webSocketGuard: webSocketGuard
         )
-        try pipeline.addHandler(reader, position: .after(webSocketGuard))
+        webSocketGuard.reader = reader
+        try pipeline.addHandler(webSocketGuard)
         return (webSocketGuard, reader, frames)
     }
 
@@ -107,6 +121,7 @@ final class WebSocketGuard: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        reader.end()
         stopTimers()
     }
 
@@ -123,6 +138,7 @@ final class WebSocketGuard: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        reader.end()
         stopTimers()
         context.fireChannelInactive()
     }
@@ -137,38 +153,82 @@ final class WebSocketGuard: ChannelInboundHandler, RemovableChannelHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
+    func read(context: ChannelHandlerContext) {
+        if reader.backlog >= RequestReader.backlogLimit {
+            readWithheld = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// Reads the socket again if a read was held back and the reader has room again (after
+    /// the connection handled a queued message).
+    func resumeReadingIfRoom() {
+        guard readWithheld, reader.backlog < RequestReader.backlogLimit, let context else { return }
+        readWithheld = false
+        context.read()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        do {
+            try parser.read(unwrapInboundIn(data)) { frame in handle(frame, context: context) }
+        } catch {
+            // The rest of the bytes cannot be cut into frames, so the client's close could not
+            // be read either: the socket closes once the close frame is written.
+            guard case .open = phase else {
+                context.close(promise: nil)
+                return
+            }
+            close(error.code, reason: error.reason)
+            closeWhenWritten(context: context)
+        }
+    }
+
+    /// Handles one frame; false once nothing more of the connection is to be read.
+    private func handle(_ frame: WireFrame, context: ChannelHandlerContext) -> Bool {
         guard case .open = phase else {
             // Only the client's close gets through: it completes the closing handshake.
-            if frame.opcode == .connectionClose { context.close(promise: nil) }
-            return
+            if frame.opcode == .connectionClose {
+                context.close(promise: nil)
+                return false
+            }
+            return true
         }
-        if let violation = Self.violation(in: frame, allowsRSV1: settings.allowsRSV1) {
+        if let violation = frame.violation(from: .client, allowsRSV1: settings.allowsRSV1) {
             close(.protocolError, reason: violation)
-            return
+            return true
         }
         switch frame.opcode {
         case .ping:
-            // NIO's decoder has refused a fragmented or long control frame (1002).
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            writeFrame(opcode: .pong, payload: frame.unmaskedPayload.readableBytesView, context: context)
         case .pong:
             phase = .open(awaitingPong: false)
         case .connectionClose:
-            answerClose(frame, context: context)
+            answerClose(frame.unmaskedPayload, context: context)
+            return false
         default:
-            context.fireChannelRead(data)
+            do {
+                try reader.receive(frame)
+            } catch {
+                close(error.code, reason: error.reason)
+            }
         }
+        return true
     }
 
     /// Answers the client's close with a close frame, then closes the socket (the server
     /// closes TCP first, RFC 6455 section 7.1.1).
-    private func answerClose(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
-        let reply = Self.reply(toClose: frame.unmaskedData)
+    private func answerClose(_ payload: ByteBuffer, context: ChannelHandlerContext) {
+        let reply = Self.reply(toClose: payload)
         startClosing(context: context)
+        writeFrame(opcode: .connectionClose, payload: WireFrameEncoding.closePayload(reply), context: context)
+        closeWhenWritten(context: context)
+    }
+
+    /// Closes the socket once what was written before has gone out.
+    private func closeWhenWritten(context: ChannelHandlerContext) {
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(Self.closeFrame(reply, reason: nil, allocator: channel.allocator)))
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0)))
             .whenComplete { _ in channel.close(promise: nil) }
     }
 
@@ -185,24 +245,6 @@ final class WebSocketGuard: ChannelInboundHandler, RemovableChannelHandler {
         return .normalClosure
     }
 
-    /// What is wrong with a frame no client may send, or nil.
-    static func violation(in frame: WebSocketFrame, allowsRSV1: Bool) -> String? {
-        guard frame.maskKey != nil else { return "frames from a client must be masked (RFC 6455 section 5.1)" }
-        let isControl: Bool
-        switch frame.opcode {
-        case .continuation, .text, .binary: isControl = false
-        case .connectionClose, .ping, .pong: isControl = true
-        default: return "reserved opcode \(UInt8(webSocketOpcode: frame.opcode))"
-        }
-        if frame.rsv2 || frame.rsv3 { return "reserved bit RSV\(frame.rsv2 ? 2 : 3) set: no extension uses it" }
-        if frame.rsv1 {
-            if isControl { return "RSV1 set on a control frame" }
-            if !allowsRSV1 { return "RSV1 set without permessage-deflate" }
-            if frame.opcode == .continuation { return "RSV1 set on a continuation frame (RFC 7692 section 6.1)" }
-        }
-        return nil
-    }
-
     /// Sends a ping, or closes with 4001 when the last one got no pong.
     private func ping(context: ChannelHandlerContext) {
         guard case .open(let awaitingPong) = phase, context.channel.isActive else { return }
@@ -216,30 +258,32 @@ final class WebSocketGuard: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         phase = .open(awaitingPong: true)
-        var payload = context.channel.allocator.buffer(capacity: 8)
-        payload.writeInteger(UInt64.random(in: .min ... .max))
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: payload)), promise: nil)
+        let number = UInt64.random(in: .min ... .max)
+        writeFrame(
+            opcode: .ping,
+            payload: (0..<8).map { UInt8(truncatingIfNeeded: number >> ($0 * 8)) },
+            context: context
+        )
     }
 
     /// Sends a close frame; from then on only the client's close frame is read, and then the
     /// socket closed.
     private func sendClose(_ code: WebSocketErrorCode, reason: String, context: ChannelHandlerContext) {
         startClosing(context: context)
-        context.writeAndFlush(
-            wrapOutboundOut(Self.closeFrame(code, reason: reason, allocator: context.channel.allocator)),
-            promise: nil
+        writeFrame(
+            opcode: .connectionClose,
+            payload: WireFrameEncoding.closePayload(code, reason: reason),
+            context: context
         )
     }
 
-    private static func closeFrame(
-        _ code: WebSocketErrorCode,
-        reason: String?,
-        allocator: ByteBufferAllocator
-    ) -> WebSocketFrame {
-        var data = allocator.buffer(capacity: 2 + (reason?.utf8.count ?? 0))
-        data.write(webSocketErrorCode: code)
-        if let reason { data.writeString(reason) }
-        return WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+    /// Writes and flushes one control frame of the server's own.
+    private func writeFrame(opcode: WebSocketOpcode, payload: some Collection<UInt8>, context: ChannelHandlerContext) {
+        var frame = context.channel.allocator.buffer(
+            capacity: WireFrameEncoding.headerBytes(for: payload.count) + payload.count
+        )
+        WireFrameEncoding.appendFrame(opcode: opcode, payload: payload, to: &frame)
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
     }
 
     private func startClosing(context: ChannelHandlerContext) {

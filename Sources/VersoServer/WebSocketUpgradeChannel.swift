@@ -6,6 +6,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
+import VersoWebSocket
 
 /// A connection's HTTP/1.1 side, whose WebSocket upgrade is served by channel handlers on the
 /// connection's event loop, not by a task: once upgraded, a connection holds no task, async
@@ -21,8 +22,8 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         /// Not upgraded: answered with `400`, unless the decision answered it already.
         case refuse
         /// Upgraded, with these extra response headers; `open` is called on the channel's event
-        /// loop once NIO has put the frame codec in place, before any frame is decoded, and
-        /// installs what serves the connection.
+        /// loop once the `101` is written, before any byte of the connection is read, and
+        /// installs what serves the connection (its frames are read by its own handler).
         case accept(HTTPFields, open: @Sendable (any Channel) throws -> Void)
     }
 
@@ -40,19 +41,15 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
     let responder: HTTPChannelHandler.Responder
     private let http1: HTTP1Channel.Configuration
-    /// The largest frame the decoder accepts (a larger one closes with 1009).
-    private let maxFrameSize: Int
     private let decide: @Sendable (HTTPRequest, any Channel) async throws -> Decision
 
     init(
         responder: @escaping HTTPChannelHandler.Responder,
         http1: HTTP1Channel.Configuration,
-        maxFrameSize: Int,
         decide: @escaping @Sendable (HTTPRequest, any Channel) async throws -> Decision
     ) {
         self.responder = Self.redirectingUpgrades(to: responder)
         self.http1 = http1
-        self.maxFrameSize = maxFrameSize
         self.decide = decide
     }
 
@@ -61,8 +58,8 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
             let opener = NIOLoopBoundBox<(@Sendable (any Channel) throws -> Void)?>(nil, eventLoop: channel.eventLoop)
             let decide = decide
-            let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
-                maxFrameSize: maxFrameSize,
+            // NIO's handshake without NIO's frame codec: `open` installs the connection's own.
+            let upgrader = WireFrameServerUpgrader<UpgradeResult>(
                 shouldUpgrade: { channel, head in
                     attempted.value = true
                     let decided = channel.eventLoop.makePromise(of: Decision.self)

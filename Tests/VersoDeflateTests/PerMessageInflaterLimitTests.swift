@@ -1,5 +1,4 @@
 import NIOCore
-import NIOWebSocket
 import Testing
 import VersoDeflate
 
@@ -7,9 +6,8 @@ import VersoDeflate
 /// sizes where CompressNIO's output buffers came out exactly full.
 @Suite("permessage-deflate: the message size limit counts bytes after decompression")
 struct PerMessageInflaterLimitTests {
-    private func compressedFrame(_ message: [UInt8]) throws -> WebSocketFrame {
-        let payload = try PerMessageDeflate.compress(message, windowBits: 15, allocator: ByteBufferAllocator())
-        return WebSocketFrame(fin: true, rsv1: true, opcode: .binary, data: payload)
+    private func compressedPayload(_ message: [UInt8]) throws -> ByteBuffer {
+        try PerMessageDeflate.compress(message, windowBits: 15, allocator: ByteBufferAllocator())
     }
 
     @Test(
@@ -18,18 +16,19 @@ struct PerMessageInflaterLimitTests {
     )
     func exactlyAtTheLimit(size: Int) throws {
         let message = incompressibleBytes(size)
-        let inflated = try PerMessageInflater(maxMessageBytes: size).inflate(try compressedFrame(message))
-        #expect(Array(inflated.data.readableBytesView) == message)
+        let inflated = try PerMessageInflater(maxMessageBytes: size)
+            .inflate(try compressedPayload(message), compressed: true, fin: true)
+        #expect(Array(inflated.readableBytesView) == message)
     }
 
     @Test(
-        "a compressed message one byte over the limit is refused with invalidFrameLength (1009)",
+        "a compressed message one byte over the limit is refused as too large (1009)",
         arguments: [1, 64, 4096, 1 << 20]
     )
     func oneByteOver(size: Int) throws {
-        let frame = try compressedFrame(incompressibleBytes(size + 1))
-        #expect(throws: NIOWebSocketError.invalidFrameLength) {
-            _ = try PerMessageInflater(maxMessageBytes: size).inflate(frame)
+        let payload = try compressedPayload(incompressibleBytes(size + 1))
+        #expect(throws: PerMessageInflater.TooLarge()) {
+            _ = try PerMessageInflater(maxMessageBytes: size).inflate(payload, compressed: true, fin: true)
         }
     }
 }
