@@ -226,9 +226,10 @@ let package = Package(
                 "VersoCore",
                 "VersoEventLoop",
                 "VersoWebSocket",
+                "VersoDeflate",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-                // A lean WebSocket client of its own, straight on SwiftNIO (see LeanWebSocket.swift).
-                .product(name: "CompressNIO", package: "compress-nio"),
+                // A lean WebSocket client of its own, straight on SwiftNIO (see LeanWebSocket.swift),
+                // with the server's frame codec and deflate.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -93,7 +93,7 @@ public enum PerMessageDeflate {
     /// Compresses one whole message as a permessage-deflate payload (RFC 7692 §7.2.1: the
     /// trailing 00 00 ff ff removed).
     public static func compress(
-        _ message: [UInt8],
+        _ message: some Collection<UInt8>,
         windowBits: Int32,
         allocator: ByteBufferAllocator
     ) throws -> ByteBuffer {

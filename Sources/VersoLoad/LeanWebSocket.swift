@@ -1,4 +1,3 @@
-import CompressNIO
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -127,7 +126,7 @@ enum LeanWebSocket {
                     offered: compression
                 )
                 let inbox = WireInbox()
-                let handler = try LeanWebSocketHandler(inbox: inbox, deflate: deflate, maxMessageSize: maxMessageSize)
+                let handler = LeanWebSocketHandler(inbox: inbox, deflate: deflate, maxMessageSize: maxMessageSize)
                 try channel.pipeline.syncOperations.addHandler(handler)
                 return .open(inbox, deflate)
             }
@@ -172,24 +171,21 @@ private final class RejectedUpgradeHandler: ChannelInboundHandler {
     }
 }
 
-/// What the server agreed to of permessage-deflate (RFC 7692), read from its handshake response.
+/// That the server agreed to permessage-deflate (RFC 7692), read from its handshake response.
+///
+/// verso-load compresses and inflates with the server's own implementation (VersoDeflate), which
+/// takes every message on its own: it needs the server to agree `server_no_context_takeover`
+/// (Verso always does), and compresses its own messages without context whatever the server
+/// said of `client_no_context_takeover`.
 struct DeflateAgreement: Sendable, Equatable {
-    /// `client_no_context_takeover`: our compressor starts afresh with every message.
-    var clientNoContextTakeover = false
-    /// `server_no_context_takeover`: so may our decompressor; without it, the server's messages
-    /// refer back to earlier ones and the decompressor must keep its window.
-    var serverNoContextTakeover = false
-
     /// The offer: both sides forget between messages, so a connection keeps no window between them.
     static let offer = "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
 
-    init(clientNoContextTakeover: Bool = false, serverNoContextTakeover: Bool = false) {
-        self.clientNoContextTakeover = clientNoContextTakeover
-        self.serverNoContextTakeover = serverNoContextTakeover
-    }
+    init() {}
 
     /// Reads the response's Sec-WebSocket-Extensions values; nil when the server declined.
-    /// Throws when the server answered with something that was not offered.
+    /// Throws when the server answered with something that was not offered, or kept its
+    /// compression context between messages.
     init?(response values: [String], offered: Bool) throws {
         var agreed: DeflateAgreement?
         for value in values {
@@ -199,13 +195,13 @@ struct DeflateAgreement: Sendable, Equatable {
                 guard offered, agreed == nil, name.lowercased() == "permessage-deflate" else {
                     throw LoadError("the server agreed to an extension that was not offered: \(offer)")
                 }
-                var agreement = DeflateAgreement()
+                var serverNoContextTakeover = false
                 for parameter in parameters.dropFirst() {
                     switch parameter.split(separator: "=", maxSplits: 1).first.map({
                         $0.trimmingCharacters(in: .whitespaces).lowercased()
                     }) ?? "" {
-                    case "client_no_context_takeover": agreement.clientNoContextTakeover = true
-                    case "server_no_context_takeover": agreement.serverNoContextTakeover = true
+                    case "client_no_context_takeover": break
+                    case "server_no_context_takeover": serverNoContextTakeover = true
                     // Inflating with the largest window reads any smaller one the server chose.
                     case "server_max_window_bits": break
                     default:
@@ -214,70 +210,15 @@ struct DeflateAgreement: Sendable, Equatable {
                         )
                     }
                 }
-                agreed = agreement
+                guard serverNoContextTakeover else {
+                    throw LoadError(
+                        "permessage-deflate: the server keeps its compression context between messages (no server_no_context_takeover); verso-load inflates each message on its own"
+                    )
+                }
+                agreed = DeflateAgreement()
             }
         }
         guard let agreed else { return nil }
         self = agreed
-    }
-}
-
-/// Raw deflate for permessage-deflate messages, one whole message at a time.
-enum MessageDeflate {
-    /// The empty stored block a sync flush ends with, left off on the wire (RFC 7692 7.2.1).
-    static let tail: [UInt8] = [0x00, 0x00, 0xFF, 0xFF]
-
-    static func makeCompressor() throws -> ZlibCompressor {
-        try ZlibCompressor(
-            algorithm: .deflate,
-            configuration: ZlibConfiguration(windowSize: 15, compressionLevel: -1, memoryLevel: 8)
-        )
-    }
-
-    static func makeDecompressor() throws -> ZlibDecompressor {
-        try ZlibDecompressor(algorithm: .deflate, windowSize: 15)
-    }
-
-    /// Compresses one message with a sync flush and strips the tail; `reset` forgets the
-    /// window afterwards (client_no_context_takeover).
-    static func compress(_ message: inout ByteBuffer, with compressor: ZlibCompressor, reset: Bool) throws -> ByteBuffer
-    {
-        var output = ByteBufferAllocator().buffer(capacity: compressor.maxSize(from: message))
-        try compressor.deflate(from: &message, to: &output, flush: .sync)
-        guard message.readableBytes == 0, output.readableBytes >= 4,
-            output.getBytes(at: output.writerIndex - 4, length: 4) == tail
-        else { throw LoadError("permessage-deflate: the compressor did not end the message with a sync flush") }
-        output.moveWriterIndex(to: output.writerIndex - 4)
-        if reset { try compressor.reset() }
-        return output
-    }
-
-    /// Inflates one whole message (all its frames' payloads), at most `maxSize` bytes;
-    /// `reset` forgets the window afterwards (server_no_context_takeover).
-    static func decompress(
-        _ message: inout ByteBuffer,
-        with decompressor: ZlibDecompressor,
-        maxSize: Int,
-        reset: Bool
-    ) throws -> ByteBuffer {
-        message.writeBytes(tail)
-        var output = ByteBufferAllocator().buffer(
-            capacity: Swift.min(maxSize, Swift.max(256, message.readableBytes * 4))
-        )
-        while true {
-            do {
-                try decompressor.inflate(from: &message, to: &output)
-                break
-            } catch let error as CompressNIOError where error == .bufferOverflow {
-                guard output.capacity < maxSize else {
-                    throw LoadError("the server sent a message of more than \(maxSize) bytes")
-                }
-                output.reserveCapacity(minimumWritableBytes: Swift.min(output.capacity, maxSize - output.readableBytes))
-            } catch let error as CompressNIOError where error == .inputBufferOverflow {
-                break  // all input read, all output out
-            }
-        }
-        if reset { try decompressor.reset() }
-        return output
     }
 }

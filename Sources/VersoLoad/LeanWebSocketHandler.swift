@@ -1,7 +1,7 @@
-import CompressNIO
 import NIOCore
 import NIOWebSocket
 import Synchronization
+import VersoDeflate
 import VersoWebSocket
 
 /// Reads one load connection's frames on its event loop with the server's own frame parser
@@ -20,16 +20,15 @@ final class LeanWebSocketHandler: ChannelInboundHandler {
     }
 
     private let inbox: WireInbox
-    private let decompressor: ZlibDecompressor?
-    private let resetDecompressor: Bool
+    /// The server's own inflater (VersoDeflate), when permessage-deflate was agreed.
+    private let inflater: PerMessageInflater?
     private let maxMessageSize: Int
     private var parser: WireFrameParser
     private var partial: Partial?
 
-    init(inbox: WireInbox, deflate: DeflateAgreement?, maxMessageSize: Int) throws {
+    init(inbox: WireInbox, deflate: DeflateAgreement?, maxMessageSize: Int) {
         self.inbox = inbox
-        self.decompressor = try deflate.map { _ in try MessageDeflate.makeDecompressor() }
-        self.resetDecompressor = deflate?.serverNoContextTakeover ?? false
+        self.inflater = deflate.map { _ in PerMessageInflater(maxMessageBytes: maxMessageSize) }
         self.maxMessageSize = maxMessageSize
         self.parser = WireFrameParser(maxFrameBytes: maxMessageSize)
     }
@@ -44,7 +43,7 @@ final class LeanWebSocketHandler: ChannelInboundHandler {
 
     /// Handles one frame; false once the connection is done.
     private func handle(_ frame: WireFrame, context: ChannelHandlerContext) -> Bool {
-        if let violation = frame.violation(from: .server, allowsRSV1: decompressor != nil) {
+        if let violation = frame.violation(from: .server, allowsRSV1: inflater != nil) {
             fail(context, "the server sent a frame it must not: \(violation)")
             return false
         }
@@ -132,14 +131,12 @@ final class LeanWebSocketHandler: ChannelInboundHandler {
             return false
         }
         var data = message.data
-        if message.isCompressed, let decompressor {
+        if message.isCompressed, let inflater {
             do {
-                data = try MessageDeflate.decompress(
-                    &data,
-                    with: decompressor,
-                    maxSize: maxMessageSize,
-                    reset: resetDecompressor
-                )
+                data = try inflater.inflate(data, compressed: true, fin: true)
+            } catch is PerMessageInflater.TooLarge {
+                fail(context, "the server sent a message of more than \(maxMessageSize) bytes")
+                return false
             } catch {
                 fail(context, "permessage-deflate: could not inflate a message: \(error)")
                 return false

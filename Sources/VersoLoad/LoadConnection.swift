@@ -1,7 +1,7 @@
-import CompressNIO
 import NIOCore
 import NIOWebSocket
 import VersoCore
+import VersoDeflate
 import VersoEventLoop
 import VersoWebSocket
 
@@ -19,9 +19,9 @@ public struct LoadWire {
 
     let channel: any Channel
     let inbox: WireInbox
-    /// Our side of permessage-deflate, when agreed.
-    private let compressor: ZlibCompressor?
-    private let resetCompressor: Bool
+    /// permessage-deflate was agreed: messages from `compressionThreshold` bytes up are sent
+    /// compressed, each on its own, as the server compresses (VersoDeflate).
+    private let compresses: Bool
     /// Masking keys (RFC 6455 5.3). They keep intermediaries from reading the frames as
     /// something else, which a load run between two known programs does not need to be
     /// unpredictable for: a per-connection xorshift, not a system call per frame.
@@ -30,18 +30,16 @@ public struct LoadWire {
     init(_ connection: LeanWebSocket.Connection) throws {
         channel = connection.channel
         inbox = connection.inbox
-        compressor = try connection.deflate.map { _ in try MessageDeflate.makeCompressor() }
-        resetCompressor = connection.deflate?.clientNoContextTakeover ?? false
+        compresses = connection.deflate != nil
         masks = XorShift(seed: UInt64.random(in: 1...UInt64.max))
     }
 
     /// Sends one text message: one masked frame, written straight to the channel.
     public mutating func send(_ text: String) async throws {
         var payload = ByteBuffer(string: text)
-        var compressed = false
-        if let compressor, payload.readableBytes >= Self.compressionThreshold {
-            payload = try MessageDeflate.compress(&payload, with: compressor, reset: resetCompressor)
-            compressed = true
+        let compressed = compresses && payload.readableBytes >= Self.compressionThreshold
+        if compressed {
+            payload = try PerMessageDeflate.compress(text.utf8, windowBits: 15, allocator: channel.allocator)
         }
         let count = payload.readableBytes
         var frame = channel.allocator.buffer(capacity: WireFrameEncoding.headerBytes(for: count, masked: true) + count)

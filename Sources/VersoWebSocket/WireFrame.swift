@@ -10,9 +10,11 @@ public struct WireFrame {
     public var rsv2: Bool
     public var rsv3: Bool
     public var opcode: WebSocketOpcode
-    /// The masking key; nil for an unmasked frame.
-    public var maskKey: WebSocketMaskingKey?
-    /// The payload as sent: masked with `maskKey` when there is one.
+    /// The masking key, its four bytes in wire order read as a big-endian integer; nil for an
+    /// unmasked frame. (Not NIO's `WebSocketMaskingKey`: its initializer is generic and not
+    /// inlinable, and costs four heap allocations per frame when called from here.)
+    public var mask: UInt32?
+    /// The payload as sent: masked with `mask` when there is one.
     public var payload: ByteBuffer
 
     public init(
@@ -21,7 +23,7 @@ public struct WireFrame {
         rsv2: Bool = false,
         rsv3: Bool = false,
         opcode: WebSocketOpcode,
-        maskKey: WebSocketMaskingKey?,
+        mask: UInt32?,
         payload: ByteBuffer
     ) {
         self.fin = fin
@@ -29,8 +31,13 @@ public struct WireFrame {
         self.rsv2 = rsv2
         self.rsv3 = rsv3
         self.opcode = opcode
-        self.maskKey = maskKey
+        self.mask = mask
         self.payload = payload
+    }
+
+    /// The masking key as NIO's type; nil for an unmasked frame.
+    public var maskKey: WebSocketMaskingKey? {
+        mask.map { mask in withUnsafeBytes(of: mask.bigEndian) { WebSocketMaskingKey($0)! } }
     }
 
     /// Whether the frame is a close, ping or pong.
@@ -38,9 +45,14 @@ public struct WireFrame {
 
     /// The payload unmasked: the payload itself when the frame is not masked, else a copy.
     public var unmaskedPayload: ByteBuffer {
-        guard let maskKey else { return payload }
-        var copy = payload
-        copy.webSocketUnmask(maskKey)
+        guard let mask else { return payload }
+        var copy = ByteBuffer()
+        copy.writeWithUnsafeMutableBytes(minimumWritableBytes: payload.readableBytes) { target in
+            payload.withUnsafeReadableBytes { source in
+                WireMask(mask).apply(from: source, to: target)
+                return source.count
+            }
+        }
         return copy
     }
 
@@ -49,7 +61,7 @@ public struct WireFrame {
         _ body: (UnsafeBufferPointer<UInt8>) throws(Failure) -> Result
     ) throws(Failure) -> Result {
         let count = payload.readableBytes
-        guard let key = maskKey else {
+        guard let mask else {
             // `withUnsafeReadableBytes` rethrows untyped errors; keep the typed one through a Result.
             let result = payload.withUnsafeReadableBytes { raw in
                 Swift.Result { () throws(Failure) -> Result in try body(raw.assumingMemoryBound(to: UInt8.self)) }
@@ -58,7 +70,7 @@ public struct WireFrame {
         }
         let result = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(count, 1)) { unmasked in
             payload.withUnsafeReadableBytes { masked in
-                for index in 0..<count { unmasked[index] = masked[index] ^ key[index & 3] }
+                WireMask(mask).apply(from: masked, to: UnsafeMutableRawBufferPointer(unmasked))
             }
             return Swift.Result { () throws(Failure) -> Result in
                 try body(UnsafeBufferPointer(rebasing: unmasked[..<count]))
@@ -80,7 +92,7 @@ public struct WireFrame {
     /// section 5.2; RFC 7692 section 6 for RSV1, which `allowsRSV1` allows on a data message's
     /// first frame once permessage-deflate is agreed).
     public func violation(from sender: Sender, allowsRSV1: Bool) -> String? {
-        switch (sender, maskKey) {
+        switch (sender, mask) {
         case (.client, nil): return "frames from a client must be masked (RFC 6455 section 5.1)"
         case (.server, .some): return "frames from a server must not be masked (RFC 6455 section 5.1)"
         default: break
@@ -96,5 +108,39 @@ public struct WireFrame {
             if opcode == .continuation { return "RSV1 set on a continuation frame (RFC 7692 section 6.1)" }
         }
         return nil
+    }
+}
+
+/// A masking key applied eight bytes at a time (RFC 6455 section 5.3: byte i is XORed with byte
+/// i mod 4 of the key).
+struct WireMask {
+    /// The key's four bytes twice, in memory order, read as one word.
+    private let word: UInt64
+
+    /// A key given as its four bytes in wire order read as a big-endian integer.
+    init(_ mask: UInt32) {
+        word = withUnsafeBytes(of: (mask.bigEndian, mask.bigEndian)) { $0.loadUnaligned(as: UInt64.self) }
+    }
+
+    init(_ key: WebSocketMaskingKey) {
+        self.init(UInt32(key[0]) << 24 | UInt32(key[1]) << 16 | UInt32(key[2]) << 8 | UInt32(key[3]))
+    }
+
+    /// Writes `source` masked (or unmasked: the same XOR) into `target`, which must hold as
+    /// many bytes; the key starts at `source`'s first byte.
+    func apply(from source: UnsafeRawBufferPointer, to target: UnsafeMutableRawBufferPointer) {
+        precondition(target.count >= source.count)
+        var offset = 0
+        while offset + 8 <= source.count {
+            let masked = source.loadUnaligned(fromByteOffset: offset, as: UInt64.self) ^ word
+            target.storeBytes(of: masked, toByteOffset: offset, as: UInt64.self)
+            offset += 8
+        }
+        withUnsafeBytes(of: word) { key in
+            while offset < source.count {
+                target[offset] = source[offset] ^ key[offset & 7]
+                offset += 1
+            }
+        }
     }
 }

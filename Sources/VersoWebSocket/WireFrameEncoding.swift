@@ -52,7 +52,8 @@ public enum WireFrameEncoding {
         let offset = buffer.writerIndex - buffer.readerIndex
         buffer.writeBytes(payload)
         buffer.withUnsafeMutableReadableBytes { bytes in
-            for index in 0..<(bytes.count - offset) { bytes[offset + index] ^= maskKey[index & 3] }
+            let written = UnsafeMutableRawBufferPointer(rebasing: bytes[offset...])
+            WireMask(maskKey).apply(from: UnsafeRawBufferPointer(written), to: written)
         }
     }
 

@@ -117,10 +117,12 @@ public struct WireFrameParser {
         guard length <= UInt64(maxFrameBytes) else {
             throw Failure(code: .messageTooLarge, reason: "a frame larger than \(maxFrameBytes) bytes")
         }
-        var maskKey: WebSocketMaskingKey?
+        var mask: UInt32?
         if second & 0x80 != 0 {
-            guard let key = buffer.viewBytes(at: buffer.readerIndex + headerBytes, length: 4) else { return nil }
-            maskKey = WebSocketMaskingKey(key)
+            guard let key = buffer.getInteger(at: buffer.readerIndex + headerBytes, as: UInt32.self) else {
+                return nil
+            }
+            mask = key
             headerBytes += 4
         }
         guard buffer.readableBytes - headerBytes >= Int(length) else { return nil }
@@ -132,7 +134,7 @@ public struct WireFrameParser {
             rsv2: first & 0x20 != 0,
             rsv3: first & 0x10 != 0,
             opcode: opcode,
-            maskKey: maskKey,
+            mask: mask,
             payload: payload
         )
     }

@@ -11,14 +11,14 @@ struct WireFrameParserTests {
         var fin: Bool
         var rsv: [Bool]
         var opcode: WebSocketOpcode
-        var masked: Bool
+        var maskKey: WebSocketMaskingKey?
         var payload: [UInt8]
 
         init(_ frame: WireFrame) {
             fin = frame.fin
             rsv = [frame.rsv1, frame.rsv2, frame.rsv3]
             opcode = frame.opcode
-            masked = frame.maskKey != nil
+            maskKey = frame.maskKey
             payload = Array(frame.unmaskedPayload.readableBytesView)
         }
 
@@ -26,7 +26,7 @@ struct WireFrameParserTests {
             fin = frame.fin
             rsv = [frame.rsv1, frame.rsv2, frame.rsv3]
             opcode = frame.opcode
-            masked = frame.maskKey != nil
+            maskKey = frame.maskKey
             payload = Array(frame.unmaskedData.readableBytesView)
         }
     }
@@ -88,7 +88,7 @@ struct WireFrameParserTests {
             #expect(whole.failure == nil)
             #expect(whole.buffered == 0)
             #expect(whole.frames.map(\.payload) == [payload, [9]])
-            #expect(whole.frames.map(\.masked) == [maskKey != nil, maskKey != nil])
+            #expect(whole.frames.map(\.maskKey) == [maskKey, maskKey])
             #expect(whole.frames[1].fin == false && whole.frames[1].rsv == [true, false, false])
             if length <= 300 {
                 #expect(Self.parse(wire.map { [$0] }).frames == whole.frames)
@@ -182,7 +182,7 @@ struct WireFrameParserTests {
                 rsv2: rsv2,
                 rsv3: rsv3,
                 opcode: opcode,
-                maskKey: masked ? WebSocketMaskingKey([1, 2, 3, 4]) : nil,
+                mask: masked ? 0x0102_0304 : nil,
                 payload: ByteBuffer()
             )
         }
