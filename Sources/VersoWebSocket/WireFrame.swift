@@ -57,6 +57,8 @@ public struct WireFrame {
     }
 
     /// Calls `body` with the payload unmasked, on the stack for a masked frame (no heap copy).
+    /// Inlinable, so that it is specialized for its caller's result and error types.
+    @inlinable
     public func withUnmaskedPayload<Result, Failure: Error>(
         _ body: (UnsafeBufferPointer<UInt8>) throws(Failure) -> Result
     ) throws(Failure) -> Result {
@@ -113,11 +115,14 @@ public struct WireFrame {
 
 /// A masking key applied eight bytes at a time (RFC 6455 section 5.3: byte i is XORed with byte
 /// i mod 4 of the key).
+@usableFromInline
 struct WireMask {
     /// The key's four bytes twice, in memory order, read as one word.
-    private let word: UInt64
+    @usableFromInline
+    let word: UInt64
 
     /// A key given as its four bytes in wire order read as a big-endian integer.
+    @inlinable
     init(_ mask: UInt32) {
         word = withUnsafeBytes(of: (mask.bigEndian, mask.bigEndian)) { $0.loadUnaligned(as: UInt64.self) }
     }
@@ -128,6 +133,7 @@ struct WireMask {
 
     /// Writes `source` masked (or unmasked: the same XOR) into `target`, which must hold as
     /// many bytes; the key starts at `source`'s first byte.
+    @inlinable
     func apply(from source: UnsafeRawBufferPointer, to target: UnsafeMutableRawBufferPointer) {
         precondition(target.count >= source.count)
         var offset = 0
