@@ -127,6 +127,7 @@ struct WireMask {
         word = withUnsafeBytes(of: (mask.bigEndian, mask.bigEndian)) { $0.loadUnaligned(as: UInt64.self) }
     }
 
+    @inlinable
     init(_ key: WebSocketMaskingKey) {
         self.init(UInt32(key[0]) << 24 | UInt32(key[1]) << 16 | UInt32(key[2]) << 8 | UInt32(key[3]))
     }
