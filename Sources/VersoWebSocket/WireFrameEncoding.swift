@@ -60,9 +60,20 @@ public enum WireFrameEncoding {
         }
     }
 
-    /// A close frame's payload: `code`, then `reason` when there is one (RFC 6455 section 5.5.1).
+    /// A close frame's payload: `code`, then `reason` when there is one (RFC 6455 section 5.5.1),
+    /// cut at a character boundary so that the payload fits a control frame (125 bytes).
     public static func closePayload(_ code: WebSocketErrorCode, reason: String? = nil) -> [UInt8] {
         let number = UInt16(webSocketErrorCode: code)
-        return [UInt8(number >> 8), UInt8(number & 0xFF)] + Array((reason ?? "").utf8)
+        var reasonBytes = Array((reason ?? "").utf8)
+        if reasonBytes.count > maxCloseReasonBytes {
+            var end = maxCloseReasonBytes
+            // Not inside a character: back off over UTF-8 continuation bytes (10xxxxxx).
+            while end > 0, reasonBytes[end] & 0xC0 == 0x80 { end -= 1 }
+            reasonBytes.removeSubrange(end...)
+        }
+        return [UInt8(number >> 8), UInt8(number & 0xFF)] + reasonBytes
     }
+
+    /// The longest reason a close frame carries: a control frame's 125 bytes less the code's 2.
+    public static let maxCloseReasonBytes = 123
 }

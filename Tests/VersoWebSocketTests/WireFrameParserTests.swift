@@ -200,6 +200,21 @@ struct WireFrameParserTests {
         #expect(frame(.ping, rsv1: true).violation(from: .client, allowsRSV1: true) != nil)
     }
 
+    @Test("a close frame's reason is cut to fit a control frame, never inside a character")
+    func closeReasonFits() throws {
+        let short = WireFrameEncoding.closePayload(.protocolError, reason: "bad")
+        #expect(short == [0x03, 0xEA] + Array("bad".utf8))
+        // 'é' is two bytes: 61 of them end at byte 122, the 62nd would cross 123.
+        let long = String(repeating: "é", count: 100)
+        let payload = WireFrameEncoding.closePayload(.normalClosure, reason: long)
+        #expect(payload.count == 2 + 122)
+        #expect(String(validating: payload.dropFirst(2), as: UTF8.self) == String(repeating: "é", count: 61))
+        let ascii = WireFrameEncoding.closePayload(.normalClosure, reason: String(repeating: "a", count: 300))
+        #expect(ascii.count == 125)
+        let wire = Self.encoded(opcode: .connectionClose, maskKey: nil, payload: ascii)
+        #expect(Self.parse([wire]).failure == nil)
+    }
+
     @Test("unmasking on the stack gives the same bytes as unmasking into a copy")
     func unmaskedOnTheStack() {
         let payload = (0..<300).map { UInt8(truncatingIfNeeded: $0 &* 7) }
