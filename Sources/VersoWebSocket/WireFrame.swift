@@ -129,7 +129,14 @@ struct WireMask {
 
     @inlinable
     init(_ key: WebSocketMaskingKey) {
-        self.init(UInt32(key[0]) << 24 | UInt32(key[1]) << 16 | UInt32(key[2]) << 8 | UInt32(key[3]))
+        self.init(Self.integer(key))
+    }
+
+    /// `key`'s four bytes in wire order read as a big-endian integer (through its concrete
+    /// subscript: its generic `Collection` accessors cost a heap allocation per byte).
+    @inlinable
+    static func integer(_ key: WebSocketMaskingKey) -> UInt32 {
+        UInt32(key[0]) << 24 | UInt32(key[1]) << 16 | UInt32(key[2]) << 8 | UInt32(key[3])
     }
 
     /// Writes `source` masked (or unmasked: the same XOR) into `target`, which must hold as

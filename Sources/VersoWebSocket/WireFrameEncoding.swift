@@ -33,7 +33,7 @@ public enum WireFrameEncoding {
             buffer.writeInteger(maskBit | 127)
             buffer.writeInteger(UInt64(count))
         }
-        if let maskKey { buffer.writeBytes(maskKey) }
+        if let maskKey { buffer.writeInteger(WireMask.integer(maskKey)) }
     }
 
     /// Appends a whole frame carrying `payload`, masked with `maskKey` when there is one (a

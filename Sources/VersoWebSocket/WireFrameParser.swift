@@ -53,18 +53,15 @@ public struct WireFrameParser {
         into body: (WireFrame) -> Bool
     ) throws(Failure) {
         var buffer: ByteBuffer
-        switch state {
-        case .failed:
-            return
-        case .empty:
-            buffer = bytes
-        case .partial(let held):
-            // Dropped from the state first, so the buffer is unique and grows in place.
-            state = .empty
-            buffer = held
-            buffer.discardReadBytes()
+        if case .failed = state { return }
+        if var held = takePartial() {
+            // Taken out of the state, so the buffer is unique and grows in place.
+            held.discardReadBytes()
             var more = bytes
-            buffer.writeBuffer(&more)
+            held.writeBuffer(&more)
+            buffer = held
+        } else {
+            buffer = bytes
         }
         while true {
             let frame: WireFrame?
@@ -81,6 +78,13 @@ public struct WireFrameParser {
             }
         }
         state = buffer.readableBytes == 0 ? .empty : .partial(buffer)
+    }
+
+    /// The bytes of an unfinished frame, moved out of the state (which is left empty).
+    private mutating func takePartial() -> ByteBuffer? {
+        guard case .partial(let held) = state else { return nil }
+        state = .empty
+        return held
     }
 
     /// The first whole frame of `buffer`, consumed; nil (and nothing consumed) when the frame
