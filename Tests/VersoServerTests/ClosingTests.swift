@@ -73,6 +73,11 @@ struct HostileFrame: Sendable, CustomTestStringConvertible {
             closeCode: 1002
         ),
         HostileFrame(
+            name: "a 64-bit frame length with its most significant bit set (RFC 6455 5.2)",
+            bytes: [0x81, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 5, 0x37, 0xFA, 0x21, 0x3D],
+            closeCode: 1002
+        ),
+        HostileFrame(
             name: "a fragmented ping (RFC 6455 5.5)",
             bytes: RawSocket.frame(opcode: 0x9, Array("x".utf8), fin: false),
             closeCode: 1002
@@ -129,6 +134,26 @@ struct ClosingTests {
                         "\(hostile.name): the put of \(key) was applied: \(reply.encodedString)"
                     )
                 }
+            }
+        }
+    }
+
+    @Test(
+        "a frame whose header announces more than the size limit is answered with 1009 before its payload comes, and the socket closed at once, not after the closing timeout"
+    )
+    func oversizedFrameHeader() async throws {
+        // A closing timeout far longer than the test waits: only closing at once passes.
+        try await TestServer.with(configure: {
+            $0.maxMessageBytes = 4096
+            $0.closeGracePeriod = .seconds(60)
+        }) { server in
+            try await RawSocket.with(port: server.port) { socket in
+                try await socket.upgrade(port: server.port)
+                // The header of a 1 MiB text frame, and its mask; no payload.
+                try await socket.write([0x81, 0x80 | 127, 0, 0, 0, 0, 0, 0x10, 0, 0, 0x37, 0xFA, 0x21, 0x3D])
+                #expect(try await socket.wait { $0.closeCode != nil }, "no close for the announced frame")
+                #expect(socket.closeCode == 1009)
+                #expect(try await socket.waitForRelease(timeout: .seconds(20)), "the socket was kept open")
             }
         }
     }
