@@ -34,23 +34,29 @@ public struct LoadWire {
         masks = XorShift(seed: UInt64.random(in: 1...UInt64.max))
     }
 
-    /// Sends one text message: one masked frame, written straight to the channel.
+    /// Sends one text message: one masked frame, written straight to the channel, its text
+    /// copied once, into the frame (or compressed into it).
     public mutating func send(_ text: String) async throws {
-        var payload = ByteBuffer(string: text)
-        let compressed = compresses && payload.readableBytes >= Self.compressionThreshold
-        if compressed {
-            payload = try PerMessageDeflate.compress(text.utf8, windowBits: 15, allocator: channel.allocator)
+        if compresses && text.utf8.count >= Self.compressionThreshold {
+            let payload = try PerMessageDeflate.compress(text.utf8, windowBits: 15, allocator: channel.allocator)
+            write(payload.readableBytesView, compressed: true)
+        } else {
+            write(text.utf8, compressed: false)
         }
-        let count = payload.readableBytes
+    }
+
+    /// Writes one masked text frame carrying `payload`; no wait for the write: a failed one
+    /// closes the channel, and `next` reports that.
+    private mutating func write(_ payload: some Collection<UInt8>, compressed: Bool) {
+        let count = payload.count
         var frame = channel.allocator.buffer(capacity: WireFrameEncoding.headerBytes(for: count, masked: true) + count)
         WireFrameEncoding.appendFrame(
             rsv1: compressed,
             opcode: .text,
             maskKey: .random(using: &masks),
-            payload: payload.readableBytesView,
+            payload: payload,
             to: &frame
         )
-        // No wait for the write: a failed one closes the channel, and `next` reports that.
         channel.writeAndFlush(frame, promise: nil)
     }
 
