@@ -206,6 +206,8 @@ public enum FieldMerge {
         changed: [FieldPath]
     ) -> Outcome {
         switch action {
+        case .putEncoded(let data):
+            return merge(.put(data.object), base: base, current: current, changed: changed)
         case .put(let data):
             let writing = differences(from: base, to: data)
             let clashes = clashes(writing, with: changed)

@@ -70,6 +70,29 @@ public struct JSONParser {
         return (value, parser.location)
     }
 
+    /// Parses a whole document as `parse(_:maxDepth:)`, except for the outermost object's
+    /// member `name` when its value is an object written exactly as `JSONWriter` writes it (as
+    /// `parse(_:maxDepth:locating:)` defines it): that value is checked as strictly as any
+    /// other (it is valid JSON, and with its members in strict byte order it has no duplicate
+    /// names) but no tree is built of it. It is left out of `value`, and `leftOut` says where
+    /// its bytes lie. A value of `name` written any other way stays in the tree (`leftOut` nil).
+    public static func parse(
+        _ bytes: UnsafeBufferPointer<UInt8>,
+        maxDepth: Int = JSONParser.maxDepth,
+        leavingOut name: StaticString
+    ) throws(JSONParseError) -> (value: JSONValue, leftOut: Range<Int>?) {
+        var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
+        parser.located = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        parser.leavesOut = true
+        parser.skipWhitespace()
+        let value = try parser.parseValue(depth: 0)
+        parser.skipWhitespace()
+        guard parser.index == bytes.count else {
+            throw parser.error("unexpected data after the JSON value")
+        }
+        return (value, parser.leftOut ? parser.location?.range : nil)
+    }
+
     private let bytes: UnsafeBufferPointer<UInt8>
     private let depthLimit: Int
     private var index = 0
@@ -79,6 +102,10 @@ public struct JSONParser {
     /// The outermost member whose value `location` reports.
     private var located: UnsafeBufferPointer<UInt8>?
     private var location: (range: Range<Int>, isCanonical: Bool)?
+    /// Whether the located member's value is left out of the tree when it is a canonical object.
+    private var leavesOut = false
+    /// Whether it was.
+    private var leftOut = false
 
     private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.bytes = bytes
@@ -151,12 +178,26 @@ public struct JSONParser {
             skipWhitespace()
             let start = index
             let departuresBefore = departures
-            let value = try parseValue(depth: depth)
-            if depth == 1, let located, name.string.utf8.elementsEqual(located) {
-                location = (start..<index, departures == departuresBefore)
-            }
-            guard members.updateValue(value, forKey: name) == nil else {
-                throw error("duplicate member \"\(name.string)\"")
+            let isLocated = depth == 1 && located.map { name.string.utf8.elementsEqual($0) } ?? false
+            // Only the first member of that name is left out: a second one is then a duplicate.
+            let mayLeaveOut = isLocated && leavesOut && location == nil
+            if mayLeaveOut, scanCanonicalObject(depth: depth + 1) {
+                location = (start..<index, true)
+                leftOut = true
+            } else {
+                // Not a canonical object, or not one the scan vouches for (a member name with an
+                // escape in it): parsed, which also finds what is wrong with it, if anything.
+                let value = try parseValue(depth: depth)
+                let isCanonical = departures == departuresBefore
+                if isLocated {
+                    if leftOut { throw error("duplicate member \"\(name.string)\"") }
+                    location = (start..<index, isCanonical)
+                }
+                if mayLeaveOut, isCanonical, case .object = value {
+                    leftOut = true
+                } else if members.updateValue(value, forKey: name) != nil {
+                    throw error("duplicate member \"\(name.string)\"")
+                }
             }
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in an object") }
@@ -192,6 +233,12 @@ public struct JSONParser {
 
     private mutating func parseNumber() throws(JSONParseError) -> JSONValue {
         let start = index
+        try scanNumber()
+        return .number(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self))
+    }
+
+    /// Moves past a number (RFC 8259's grammar).
+    private mutating func scanNumber() throws(JSONParseError) {
         if bytes[index] == UInt8(ascii: "-") { index += 1 }
         guard index < bytes.count else { throw error("unexpected end of input in a number") }
         if bytes[index] == UInt8(ascii: "0") {
@@ -214,7 +261,6 @@ public struct JSONParser {
             guard index < bytes.count, isDigit(bytes[index]) else { throw error("expected a digit in the exponent") }
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
-        return .number(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self))
     }
 
     private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
@@ -317,5 +363,142 @@ public struct JSONParser {
             throw error("string is not valid UTF-8")
         }
         return text
+    }
+
+    // MARK: The canonical scan: validation of a value written as `JSONWriter` writes it, with no
+    // tree built. Each function says false for anything else (invalid, or valid but written
+    // otherwise), after which the caller parses the value from where it began.
+
+    /// Scans an object at `index` (nested `depth` levels) and says whether it is valid and
+    /// canonical: compact, members in strictly increasing UTF-8 byte order (so no duplicates),
+    /// strings as `scanString` accepts them. Moves `index` past it when it is; puts
+    /// `index` back otherwise.
+    private mutating func scanCanonicalObject(depth: Int) -> Bool {
+        let start = index
+        if scanObject(depth: depth) { return true }
+        index = start
+        return false
+    }
+
+    private mutating func scanObject(depth: Int) -> Bool {
+        guard depth <= depthLimit, index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return false }
+        index += 1
+        guard index < bytes.count else { return false }
+        if bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            return true
+        }
+        var previous: Range<Int>?
+        while true {
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\""),
+                let name = scanString(), !name.escaped
+            else { return false }
+            // Without escapes a name's bytes are its UTF-8, the order `BytewiseString` keeps.
+            if let previous,
+                !UnsafeBufferPointer(rebasing: bytes[previous]).lexicographicallyPrecedes(
+                    UnsafeBufferPointer(rebasing: bytes[name.range])
+                )
+            {
+                return false
+            }
+            previous = name.range
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return false }
+            index += 1
+            guard scanValue(depth: depth) else { return false }
+            guard index < bytes.count else { return false }
+            switch bytes[index] {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "}"): index += 1; return true
+            default: return false
+            }
+        }
+    }
+
+    private mutating func scanValue(depth: Int) -> Bool {
+        guard index < bytes.count else { return false }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): return scanObject(depth: depth + 1)
+        case UInt8(ascii: "["): return scanArray(depth: depth + 1)
+        case UInt8(ascii: "\""): return scanString() != nil
+        case UInt8(ascii: "t"): return (try? expectLiteral("true")) != nil
+        case UInt8(ascii: "f"): return (try? expectLiteral("false")) != nil
+        case UInt8(ascii: "n"): return (try? expectLiteral("null")) != nil
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return (try? scanNumber()) != nil
+        default: return false
+        }
+    }
+
+    private mutating func scanArray(depth: Int) -> Bool {
+        guard depth <= depthLimit else { return false }
+        index += 1
+        guard index < bytes.count else { return false }
+        if bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            return true
+        }
+        while true {
+            guard scanValue(depth: depth), index < bytes.count else { return false }
+            switch bytes[index] {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "]"): index += 1; return true
+            default: return false
+            }
+        }
+    }
+
+    /// Scans a string at `index` whose only escapes are the five `JSONWriter` writes (`\"`,
+    /// `\\`, `\n`, `\r`, `\t`) and whose other bytes are well-formed UTF-8 with no control
+    /// character; nil for any other. `range` is what lies between the quotes.
+    private mutating func scanString() -> (range: Range<Int>, escaped: Bool)? {
+        index += 1  // opening quote
+        let start = index
+        var escaped = false
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                return (start..<index - 1, escaped)
+            }
+            if byte == UInt8(ascii: "\\") {
+                guard index + 1 < bytes.count else { return nil }
+                switch bytes[index + 1] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    escaped = true
+                    index += 2
+                default:
+                    return nil
+                }
+            } else if byte < 0x20 {
+                return nil
+            } else if byte < 0x80 {
+                index += 1
+            } else {
+                guard let length = wellFormedUTF8Sequence(at: index) else { return nil }
+                index += length
+            }
+        }
+        return nil
+    }
+
+    /// The length of the well-formed UTF-8 sequence that starts at `start` with a byte of
+    /// 0x80 or more (Unicode's table 3-7: no overlong forms, surrogates or code points past
+    /// U+10FFFF); nil when it is not one.
+    private func wellFormedUTF8Sequence(at start: Int) -> Int? {
+        let lead = bytes[start]
+        let length: Int
+        var second: ClosedRange<UInt8> = 0x80...0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; second = 0xA0...0xBF
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; second = 0x80...0x9F
+        case 0xF0: length = 4; second = 0x90...0xBF
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; second = 0x80...0x8F
+        default: return nil
+        }
+        guard start + length <= bytes.count, second.contains(bytes[start + 1]) else { return nil }
+        for offset in 2..<length where !(0x80...0xBF).contains(bytes[start + offset]) { return nil }
+        return length
     }
 }

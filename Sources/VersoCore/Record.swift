@@ -4,16 +4,64 @@
 public struct RecordState: Sendable, Equatable {
     /// The version: 1 for the first accepted change, one more for each change after it.
     public var version: Int64
-    /// The JSON object, or `nil` when the key is deleted (a tombstone).
-    public var data: JSONObject?
+    private var content: Content
+
+    /// What the data is held as.
+    private enum Content: Sendable {
+        case tombstone
+        case object(JSONObject)
+        /// The data only as its encoding (a put's data that came written so): parsed when asked.
+        case encoded(CanonicalObject)
+    }
 
     public init(version: Int64, data: JSONObject?) {
         self.version = version
-        self.data = data
+        self.content = data.map(Content.object) ?? .tombstone
+    }
+
+    /// A live state whose data is held as its encoding, not parsed.
+    public init(version: Int64, encoded data: CanonicalObject) {
+        self.version = version
+        self.content = .encoded(data)
+    }
+
+    /// The JSON object, or `nil` when the key is deleted (a tombstone). A state made from an
+    /// encoding parses it here, at each call.
+    public var data: JSONObject? {
+        get {
+            switch content {
+            case .tombstone: nil
+            case .object(let object): object
+            case .encoded(let encoded): encoded.object
+            }
+        }
+        set { content = newValue.map(Content.object) ?? .tombstone }
+    }
+
+    /// The data's encoding when the state was made from it (`init(version:encoded:)`).
+    public var encoded: CanonicalObject? {
+        if case .encoded(let encoded) = content { encoded } else { nil }
+    }
+
+    /// The parsed data when the state holds it parsed (nil for a tombstone and for a state
+    /// made from an encoding: nothing is parsed here).
+    public var parsedData: JSONObject? {
+        if case .object(let object) = content { object } else { nil }
     }
 
     /// Whether this state is a tombstone left by a delete.
-    public var isDeleted: Bool { data == nil }
+    public var isDeleted: Bool {
+        if case .tombstone = content { true } else { false }
+    }
+
+    /// Equal versions and equal data, however each is held.
+    public static func == (lhs: RecordState, rhs: RecordState) -> Bool {
+        guard lhs.version == rhs.version else { return false }
+        switch (lhs.content, rhs.content) {
+        case (.encoded(let left), .encoded(let right)): return left == right
+        default: return lhs.data == rhs.data
+        }
+    }
 }
 
 /// One accepted change to one key, as it is stored in the change log and sent to subscribers.

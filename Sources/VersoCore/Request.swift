@@ -105,27 +105,25 @@ extension Request {
     /// when it must tell the two apart.
     ///
     /// A `put` whose `data` is written exactly as the server writes data (compact, members in
-    /// UTF-8 byte order, only the escapes it uses) carries those bytes as its
-    /// `WriteOperation.encodedData`, so they are stored as they came rather than encoded again.
+    /// UTF-8 byte order, only the escapes it uses) is a `WriteAction.putEncoded` of those bytes:
+    /// checked as strictly as any data, but with no tree built of it, and stored as it came.
     public static func parse(utf8 bytes: UnsafeBufferPointer<UInt8>) throws(RejectedRequest) -> RequestEnvelope {
-        let parsed: (value: JSONValue, member: (range: Range<Int>, isCanonical: Bool)?)
+        let parsed: (value: JSONValue, leftOut: Range<Int>?)
         do {
-            parsed = try JSONParser.parse(bytes, locating: "data")
+            parsed = try JSONParser.parse(bytes, leavingOut: "data")
         } catch {
             throw RejectedRequest(rid: nil, error: .badRequest("message is not valid JSON: \(error)"))
         }
-        var envelope = try envelope(parsed.value)
-        if case .write(var operation) = envelope.request, case .put = operation.action,
-            let data = parsed.member, data.isCanonical
-        {
-            operation.encodedData = Array(UnsafeBufferPointer(rebasing: bytes[data.range]))
-            envelope.request = .write(operation)
-        }
-        return envelope
+        let data = parsed.leftOut.map { CanonicalObject(checked: Array(UnsafeBufferPointer(rebasing: bytes[$0]))) }
+        return try envelope(parsed.value, encodedData: data)
     }
 
-    /// The request a parsed message makes.
-    private static func envelope(_ value: JSONValue) throws(RejectedRequest) -> RequestEnvelope {
+    /// The request a parsed message makes. `encodedData` is the message's `data` when the
+    /// parser left it out of `value` (a canonical object).
+    private static func envelope(
+        _ value: JSONValue,
+        encodedData: CanonicalObject?
+    ) throws(RejectedRequest) -> RequestEnvelope {
         guard case .object(let fields) = value else {
             throw RejectedRequest(rid: nil, error: .badRequest("message must be a JSON object"))
         }
@@ -138,7 +136,7 @@ extension Request {
             throw RejectedRequest(rid: nil, error: .badRequest("\"rid\" must be a string or an integer"))
         }
         do {
-            let request = try parse(fields: fields)
+            let request = try parse(fields: fields, encodedData: encodedData)
             return RequestEnvelope(rid: rid, request: request, idempotencyKey: try idempotencyKey(fields, of: request))
         } catch {
             throw RejectedRequest(rid: rid, error: error)
@@ -161,10 +159,12 @@ extension Request {
         return key
     }
 
-    static func parse(fields: JSONObject) throws(RequestError) -> Request {
+    /// The request `fields` make; `encodedData` is the `data` member when it was left out of
+    /// `fields` as a canonical object (`JSONParser.parse(_:maxDepth:leavingOut:)`).
+    static func parse(fields: JSONObject, encodedData: CanonicalObject? = nil) throws(RequestError) -> Request {
         guard let typeValue = fields["type"] else { throw .badRequest("missing \"type\"") }
         guard case .string(let type) = typeValue else { throw .badRequest("\"type\" must be a string") }
-        let reader = FieldReader(fields: fields, context: type)
+        let reader = FieldReader(fields: fields, context: type, encodedData: encodedData)
         switch type {
         case "hello":
             return .hello(client: try reader.optionalString("client"), token: try reader.optionalString("token"))
@@ -288,6 +288,8 @@ extension Request {
 private struct FieldReader {
     let fields: JSONObject
     let context: String
+    /// The `data` member, when it was left out of `fields` as a canonical object.
+    var encodedData: CanonicalObject? = nil
 
     func key(_ name: String) throws(RequestError) -> String {
         guard let value = fields[name] else { throw .badRequest("\(context): missing \"\(name)\"") }
@@ -359,7 +361,8 @@ private struct FieldReader {
         }
         let action: WriteAction
         switch type {
-        case "put": action = .put(try object("data"))
+        case "put":
+            if let encodedData { action = .putEncoded(encodedData) } else { action = .put(try object("data")) }
         case "patch": action = .patch(try object("patch"))
         case "delete": action = .delete
         default: action = .check

@@ -56,7 +56,7 @@ extension WriteAction {
     /// batch op.
     public var name: String {
         switch self {
-        case .put: "put"
+        case .put, .putEncoded: "put"
         case .patch: "patch"
         case .delete: "delete"
         case .check: "check"
@@ -74,6 +74,7 @@ extension WriteOperation {
         }
         switch action {
         case .put(let data): members["data"] = .object(data)
+        case .putEncoded(let data): members["data"] = .object(data.object)
         case .patch(let patch): members["patch"] = .object(patch)
         case .delete, .check: break
         }

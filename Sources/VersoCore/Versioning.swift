@@ -2,12 +2,28 @@
 public enum WriteAction: Sendable, Equatable {
     /// Replace the whole object.
     case put(JSONObject)
+    /// Replace the whole object with data that came written exactly as the server writes data
+    /// (`Request.parse(utf8:)`): stored as it came, parsed only if a merge needs its members.
+    /// Equal to the `put` of the same object.
+    case putEncoded(CanonicalObject)
     /// Apply an RFC 7396 merge patch (always an object).
     case patch(JSONObject)
     /// Leave a tombstone.
     case delete
     /// Change nothing, only require the version (a txn op).
     case check
+
+    public static func == (lhs: WriteAction, rhs: WriteAction) -> Bool {
+        switch (lhs, rhs) {
+        case (.put(let left), .put(let right)): left == right
+        case (.putEncoded(let left), .putEncoded(let right)): left == right
+        case (.put(let object), .putEncoded(let encoded)), (.putEncoded(let encoded), .put(let object)):
+            encoded.object == object
+        case (.patch(let left), .patch(let right)): left == right
+        case (.delete, .delete), (.check, .check): true
+        default: false
+        }
+    }
 }
 
 /// The condition under which a write is accepted.
@@ -33,14 +49,6 @@ public struct WriteOperation: Sendable, Equatable {
     public var action: WriteAction
     public var precondition: WritePrecondition
     public var merge: MergePolicy
-    /// A put's data as `JSONWriter` encodes it, when the request carried it in exactly that form
-    /// (`Request.parse(utf8:)`): stored as it came. Derived from `action`, so not compared.
-    public var encodedData: [UInt8]?
-
-    public static func == (lhs: WriteOperation, rhs: WriteOperation) -> Bool {
-        lhs.key == rhs.key && lhs.action == rhs.action && lhs.precondition == rhs.precondition
-            && lhs.merge == rhs.merge
-    }
 
     public init(key: String, action: WriteAction, precondition: WritePrecondition, merge: MergePolicy = .plain) {
         self.key = key
@@ -93,6 +101,8 @@ public enum VersioningRules {
             return .unchanged
         case .put(let data):
             return .accept(RecordState(version: nextVersion, data: data))
+        case .putEncoded(let data):
+            return .accept(RecordState(version: nextVersion, encoded: data))
         case .patch(let patch):
             let base: JSONValue? = current?.data.map { .object($0) }
             guard case .object(let merged) = MergePatch.apply(.object(patch), to: base) else {

@@ -224,7 +224,7 @@ struct BatchDecision {
                 continue
             }
             let key = entry.operation.key
-            let data = next.data.map { JSONValue.object($0).encodedBytes }
+            let data = next.encoded?.bytes ?? next.data.map { JSONValue.object($0).encodedBytes }
             reads.records[key] = KeyState(version: next.version, seq: seq, data: data, at: commitTime, by: author)
             reads.history[key, default: [:]][next.version] = .some(data)
             work += data?.count ?? 0

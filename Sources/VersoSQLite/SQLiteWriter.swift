@@ -287,12 +287,7 @@ final class SQLiteWriter: @unchecked Sendable {
                 continue
             }
             let key = entry.operation.key
-            let (data, index) = encode(
-                next,
-                for: entry.operation,
-                merged: entry.decision.isMerged,
-                current: entry.current
-            )
+            let (data, index) = encode(next, for: entry.operation, current: entry.current)
             let id = ChangeLog.id(seq: seq, place: places[logged])
             logged += 1
             try write(key: key, previous: entry.current, next: next.version, data: data, seq: seq, id: id, by: author)
@@ -300,7 +295,7 @@ final class SQLiteWriter: @unchecked Sendable {
                 version: next.version,
                 seq: seq,
                 encoded: data,
-                object: next.data,
+                object: next.parsedData,
                 index: index
             )
             written.at = commitTime
@@ -493,18 +488,17 @@ final class SQLiteWriter: @unchecked Sendable {
     }
 
     /// The encoding of an accepted state. A put's data that came encoded as the server encodes
-    /// it is taken as it came (unless merged into the record: then it is not what is stored).
+    /// it is taken as it came (a put merged into the record is a parsed object, encoded here).
     /// A patch's result is encoded with its member index, and a patch on a record whose index
     /// is known encodes again only the members it names.
     private func encode(
         _ next: RecordState,
         for operation: WriteOperation,
-        merged: Bool,
         current: CurrentRecord?
     ) -> (data: [UInt8]?, index: MemberIndex?) {
+        if let encoded = next.encoded { return (encoded.bytes, nil) }
         guard let object = next.data else { return (nil, nil) }
         guard case .patch(let patch) = operation.action else {
-            if !merged, let encoded = operation.encodedData { return (encoded, nil) }
             return (JSONValue.object(object).encodedBytes, nil)
         }
         if let encoded = current?.encoded, let index = current?.index,

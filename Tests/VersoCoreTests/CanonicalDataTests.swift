@@ -65,17 +65,120 @@ struct CanonicalDataTests {
             guard case .write(let operation)? = envelope?.request else { return nil }
             return operation
         }
+        func encoded(_ operation: WriteOperation) -> [UInt8]? {
+            if case .putEncoded(let data) = operation.action { data.bytes } else { nil }
+        }
         let put = try #require(try operation(#"{"type":"put","key":"k","base":0,"data":{"a":1,"b":"x"}}"#))
-        #expect(put.encodedData == Array(#"{"a":1,"b":"x"}"#.utf8))
+        #expect(encoded(put) == Array(#"{"a":1,"b":"x"}"#.utf8))
         let spaced = try #require(try operation(#"{"type":"put","key":"k","base":0,"data":{"b":"x", "a":1}}"#))
-        #expect(spaced.encodedData == nil)
+        #expect(encoded(spaced) == nil)
         // Equal operations whether or not they carry the bytes.
         #expect(spaced == put)
+        #expect(put.action == .put(["a": .number("1"), "b": .string("x")]))
         let patch = try #require(try operation(#"{"type":"patch","key":"k","base":1,"patch":{"a":2}}"#))
-        #expect(patch.encodedData == nil)
+        #expect(encoded(patch) == nil)
         // A member named data elsewhere in the message is not the put's data.
         let nested = try #require(try operation(#"{"type":"patch","key":"k","base":1,"patch":{"data":{"a":1}}}"#))
-        #expect(nested.encodedData == nil)
+        #expect(encoded(nested) == nil)
+        // A member name with an escape: the quick scan hands it to the parser, which still finds
+        // the data canonical.
+        let escapedName = try #require(try operation(#"{"type":"put","key":"k","base":0,"data":{"\"q":1}}"#))
+        #expect(encoded(escapedName) == Array(#"{"\"q":1}"#.utf8))
+    }
+
+    /// Holds `text` parsed with `data` left out of the tree to what the whole parse says: the
+    /// same error, or the same tree but for `data`, left out exactly when it is a canonical
+    /// object.
+    private func expectLeftOutAsWhole(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        let (leaving, whole) = bytes.withUnsafeBufferPointer { bytes in
+            (
+                Result { () throws(JSONParseError) in try JSONParser.parse(bytes, leavingOut: "data") },
+                Result { () throws(JSONParseError) in try JSONParser.parse(bytes, locating: "data") }
+            )
+        }
+        switch (leaving, whole) {
+        case (.failure(let leaving), .failure(let whole)):
+            #expect(leaving == whole, "\(text)", sourceLocation: sourceLocation)
+        case (.success(let leaving), .success(let whole)):
+            guard case .object(var members) = whole.value, let member = whole.member,
+                case .object = members["data"], member.isCanonical
+            else {
+                #expect(leaving.leftOut == nil, "\(text)", sourceLocation: sourceLocation)
+                #expect(leaving.value == whole.value, "\(text)", sourceLocation: sourceLocation)
+                return
+            }
+            members["data"] = nil
+            #expect(leaving.leftOut == member.range, "\(text)", sourceLocation: sourceLocation)
+            #expect(leaving.value == .object(members), "\(text)", sourceLocation: sourceLocation)
+        case (let leaving, let whole):
+            Issue.record("\(text): left out \(leaving), whole \(whole)", sourceLocation: sourceLocation)
+        }
+    }
+
+    private func expectLeftOutAsWhole(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        expectLeftOutAsWhole(Array(text.utf8), sourceLocation: sourceLocation)
+    }
+
+    static let hostile: [String] = [
+        // Duplicates of data, left out or not, either first.
+        #"{"data":{"a":1},"data":{"a":1}}"#,
+        #"{"data":{"a":1},"data":{ "a":1}}"#,
+        #"{"data":{ "a":1},"data":{"a":1}}"#,
+        #"{"data":{"a":1},"data":5}"#,
+        // Duplicate members inside data, and members out of order.
+        #"{"data":{"a":1,"a":1}}"#,
+        #"{"data":{"b":1,"a":1}}"#,
+        #"{"data":{"a":{"x":1,"x":2}}}"#,
+        // Invalid inside data: cut, bad escapes, control characters, bad numbers and literals.
+        #"{"data":{"a":1"#,
+        #"{"data":{"a":"\q"}}"#,
+        "{\"data\":{\"a\":\"\u{01}\"}}",
+        #"{"data":{"a":01}}"#,
+        #"{"data":{"a":1.}}"#,
+        #"{"data":{"a":-}}"#,
+        #"{"data":{"a":tru}}"#,
+        #"{"data":{"a":[1,]}}"#,
+        #"{"data":{"a":1,}}"#,
+        #"{"data":{,}}"#,
+        #"{"data":{"a":1}} x"#,
+        // Data that is not an object, or not at the top.
+        #"{"data":[1,2]}"#,
+        #"{"data":"x"}"#,
+        #"{"x":{"data":{"a":1}}}"#,
+        #"[{"data":{"a":1}}]"#,
+    ]
+
+    @Test("data left out of the tree: the same errors and the same tree as a whole parse", arguments: hostile)
+    func leftOutLikeWhole(_ text: String) {
+        expectLeftOutAsWhole(text)
+    }
+
+    @Test("bytes that are not UTF-8, and nesting up to and past the limit, inside data: as a whole parse")
+    func leftOutBadBytesAndDepth() {
+        let invalidSequences: [[UInt8]] = [
+            [0x80], [0xC0, 0x80], [0xC1, 0xBF], [0xE0, 0x80, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80],
+            [0xF5, 0x80, 0x80, 0x80], [0xFF], [0xC3], [0xE6, 0x97], [0xC3, 0x41],
+        ]
+        for sequence in invalidSequences {
+            let bytes = Array(#"{"data":{"a":""#.utf8) + sequence + Array(#""}}"#.utf8)
+            let refused = bytes.withUnsafeBufferPointer { buffer in
+                (try? JSONParser.parse(buffer, leavingOut: "data")) == nil
+            }
+            #expect(refused, "\(sequence)")
+            expectLeftOutAsWhole(bytes)
+        }
+        // Well-formed sequences of every length are taken, and left out.
+        let wellFormed = #"{"data":{"a":"é 日本 😀 \#u{10FFFF} \#u{D7FF} \#u{E000}"}}"#
+        expectLeftOutAsWhole(wellFormed)
+        #expect(
+            Array(wellFormed.utf8).withUnsafeBufferPointer { try? JSONParser.parse($0, leavingOut: "data") }?.leftOut
+                != nil
+        )
+        for depth in [JSONParser.maxDepth - 3, JSONParser.maxDepth - 2, JSONParser.maxDepth - 1, JSONParser.maxDepth] {
+            let nested = String(repeating: "[", count: depth) + String(repeating: "]", count: depth)
+            expectLeftOutAsWhole(#"{"data":{"a":\#(nested)}}"#)
+        }
     }
 
     /// Random texts of random values, written with and without the writer's form: whenever the
@@ -96,6 +199,9 @@ struct CanonicalDataTests {
             // The encoding of the value is always called canonical (it has no \u escapes here).
             let encoded = String(decoding: value.encodedBytes, as: UTF8.self)
             #expect(try located(#"{"data":\#(encoded)}"#).isCanonical, "\(encoded)")
+            // Left out of the tree exactly when canonical, whether written so or not.
+            expectLeftOutAsWhole(envelope)
+            expectLeftOutAsWhole(#"{"data":\#(encoded),"type":"put"}"#)
         }
         #expect(canonicalSeen > 100, "the generator writes canonical texts too")
     }

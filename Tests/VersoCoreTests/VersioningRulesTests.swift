@@ -6,7 +6,10 @@ struct VersioningRulesTests {
     static let live = RecordState(version: 3, data: ["a": .number("1")])
     static let tombstone = RecordState(version: 4, data: nil)
     static let states: [RecordState?] = [nil, live, tombstone]
-    static let actions: [WriteAction] = [.put(["b": .number("2")]), .patch(["b": .number("2")]), .delete, .check]
+    static let actions: [WriteAction] = [
+        .put(["b": .number("2")]), .putEncoded(CanonicalObject(["b": .number("2")])), .patch(["b": .number("2")]),
+        .delete, .check,
+    ]
 
     @Test("a write is accepted if and only if base equals the current version, and then takes version current+1")
     func exhaustive() {
@@ -31,6 +34,12 @@ struct VersioningRulesTests {
                         }
                     case .put(let data):
                         #expect(decision == .accept(RecordState(version: currentVersion + 1, data: data)))
+                    case .putEncoded(let data):
+                        // Held as it came: nothing parsed.
+                        #expect(decision.newState?.encoded == data && decision.newState?.parsedData == nil)
+                        #expect(
+                            decision == .accept(RecordState(version: currentVersion + 1, data: ["b": .number("2")]))
+                        )
                     case .patch:
                         var expected = current?.data ?? [:]
                         expected["b"] = .number("2")

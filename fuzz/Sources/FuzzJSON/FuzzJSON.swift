@@ -10,6 +10,9 @@ import VersoCore
 //   that again gives the same bytes (the encoding is canonical);
 // - located as an object's member, a value reported as written canonically is exactly its
 //   encoding, and an encoding with no \u escape is reported so;
+// - parsed with the member `data` left out of the tree (as a put's data is), the input and the
+//   input as `data` give the same refusal or the same tree as a whole parse, `data` being left
+//   out exactly when it is an object reported canonical;
 // - nesting is cut at exactly `JSONParser.maxDepth`: the value wrapped in one more array parses
 //   back to that array when it is still within the limit, and is refused when it is not.
 
@@ -37,6 +40,9 @@ public func fuzzJSON(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
         }
         invariant(viaString == parsed, "String and byte parsing disagree: \(viaString) vs \(parsed)")
     }
+
+    checkLeavingOut(Array(input))
+    checkLeavingOut(Array(#"{"type":"put","data":"#.utf8) + input + [UInt8(ascii: "}")])
 
     guard case .success(let value) = parsed else { return 0 }
     let encoded = value.encodedBytes
@@ -88,6 +94,33 @@ public func fuzzJSON(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
         }
     }
     return 0
+}
+
+/// `JSONParser.parse(_:leavingOut:)` on `bytes` against the whole parse: the same refusal, or
+/// the same tree but for `data`, left out exactly when it is an object written canonically.
+private func checkLeavingOut(_ bytes: [UInt8]) {
+    let (leaving, whole) = bytes.withUnsafeBufferPointer { bytes in
+        (
+            Result { () throws(JSONParseError) in try JSONParser.parse(bytes, leavingOut: "data") },
+            Result { () throws(JSONParseError) in try JSONParser.parse(bytes, locating: "data") }
+        )
+    }
+    switch (leaving, whole) {
+    case (.failure(let left), .failure(let all)):
+        invariant(left == all, "leaving data out refuses otherwise: \(left) vs \(all)")
+    case (.success(let left), .success(let all)):
+        guard case .object(var members) = all.value, let member = all.member, member.isCanonical,
+            case .object = members["data"]
+        else {
+            invariant(left.leftOut == nil && left.value == all.value, "data left out when it is not canonical")
+            return
+        }
+        members["data"] = nil
+        invariant(left.leftOut == member.range, "canonical data not left out, or its range differs")
+        invariant(left.value == .object(members), "the tree with data left out differs")
+    default:
+        fatalError("invariant broken: leaving data out accepts or refuses otherwise: \(leaving) vs \(whole)")
+    }
 }
 
 /// Levels of arrays and objects: 0 for a scalar, as `JSONParser.maxDepth` counts them.

@@ -144,6 +144,13 @@ private func checkWrite(_ operation: WriteOperation) {
             switch operation.action {
             case .put(let data):
                 invariant(next.data == data, "a put stored other data")
+            case .putEncoded(let data):
+                invariant(next.encoded == data, "a put that came encoded stored other bytes")
+                invariant(next.data == data.object, "a put that came encoded stored other data")
+                invariant(
+                    JSONValue.object(data.object).encodedBytes == data.bytes,
+                    "encoded data that is not canonical"
+                )
             case .patch(let patch):
                 let merged = MergePatch.apply(.object(patch), to: current?.data.map { .object($0) })
                 invariant(next.data.map { JSONValue.object($0) } == merged, "a patch stored other data than the merge")
