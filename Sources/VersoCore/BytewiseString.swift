@@ -46,9 +46,31 @@ extension String {
         let lhs = utf8, rhs = other.utf8
         guard lhs.count == rhs.count else { return false }
         let fast = lhs.withContiguousStorageIfAvailable { left in
-            rhs.withContiguousStorageIfAvailable { right in left.elementsEqual(right) }
+            rhs.withContiguousStorageIfAvailable { right in Self.equalBytes(left, right) }
         }
         return (fast ?? nil) ?? lhs.elementsEqual(rhs)
+    }
+
+    /// Whether two buffers of the same length hold the same bytes, compared eight at a time:
+    /// keys that share a long prefix are compared in every dictionary lookup that probes them,
+    /// and a byte-at-a-time loop was a measurable part of the writer's time.
+    private static func equalBytes(_ left: UnsafeBufferPointer<UInt8>, _ right: UnsafeBufferPointer<UInt8>) -> Bool {
+        let count = left.count
+        guard count > 0, let leftStart = left.baseAddress, let rightStart = right.baseAddress else { return true }
+        let leftRaw = UnsafeRawPointer(leftStart), rightRaw = UnsafeRawPointer(rightStart)
+        var offset = 0
+        while offset + 8 <= count {
+            guard
+                leftRaw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                    == rightRaw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            else { return false }
+            offset += 8
+        }
+        while offset < count {
+            guard leftStart[offset] == rightStart[offset] else { return false }
+            offset += 1
+        }
+        return true
     }
 
     /// Whether this string sorts before `other` in UTF-8 byte order (the order keys are listed in).

@@ -19,6 +19,24 @@ struct UnicodeKeyTests {
         #expect(nfc.hasSameBytes(as: "\u{E9}"))
     }
 
+    @Test("same bytes: a difference at any position of a string of any length is found, words and tail alike")
+    func sameBytesAtEveryPosition() {
+        for length in 0...40 {
+            let text = String((0..<length).map { Character(Unicode.Scalar(UInt8(0x61 + $0 % 26))) })
+            #expect(text.hasSameBytes(as: String(text.utf8.map { Character(Unicode.Scalar($0)) })))
+            for position in 0..<length {
+                var bytes = Array(text.utf8)
+                bytes[position] = UInt8(ascii: "#")
+                #expect(!text.hasSameBytes(as: String(decoding: bytes, as: UTF8.self)), "\(length) at \(position)")
+            }
+        }
+        // Long strings with a shared prefix, differing in the last byte of a word and after it.
+        let prefix = "load/run-1234/cas/"
+        #expect(!(prefix + "12345678").hasSameBytes(as: prefix + "12345679"))
+        #expect((prefix + nfc).hasSameBytes(as: prefix + "\u{E9}"))
+        #expect(!(prefix + nfc).hasSameBytes(as: prefix + nfd))
+    }
+
     @Test("BytewiseString: equality, hash and order follow the bytes")
     func bytewiseString() {
         #expect(BytewiseString(nfc) != BytewiseString(nfd))
