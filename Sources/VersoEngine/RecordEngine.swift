@@ -21,6 +21,11 @@ public struct EngineConfiguration: Sendable {
     /// subscribers miss are pruned: their connections must be closed so that they resume from
     /// the store (with a replay or a reset). Never called with a store of one server's own.
     public var onFellBehind: (@Sendable () -> Void)?
+    /// Runs the delivery of one commit's results (each write's `onCommitted`, then its changes
+    /// published to subscribers) inside `deliver`, so that whatever the deliveries queue can be
+    /// handed on once for the whole batch when `deliver` returns rather than once per write.
+    /// Must call `deliver` exactly once, at once.
+    public var deliveringBatch: (@Sendable (_ deliver: () -> Void) -> Void)?
 
     public init(
         allowForce: Bool = false,
@@ -273,22 +278,10 @@ public final class RecordEngine: Sendable {
                 }
                 state.pending.charge(costs, sharedBy: batch.sharers)
             }
-            for (write, result) in zip(batch.items.lazy.map(\.element), results) {
-                guard case .outcome(let outcome) = result, let (changes, seq) = outcome.committed else {
-                    write.onCommitted(result)
-                    continue
-                }
-                // The seq first: a request its reply lets through (a `hello` after the ack)
-                // must see this change's seq as committed.
-                if let sequencer {
-                    lastSeq.max(seq, ordering: .releasing)
-                    write.onCommitted(result)
-                    sequencer.committedLocally(changes)
-                } else {
-                    lastSeq.store(seq, ordering: .releasing)
-                    write.onCommitted(result)
-                    hub.publish(changes)
-                }
+            if let deliveringBatch = configuration.deliveringBatch {
+                deliveringBatch { deliver(results, of: batch) }
+            } else {
+                deliver(results, of: batch)
             }
         }
         let waiters = pipeline.withLock { state -> [CheckedContinuation<Void, Never>] in
@@ -297,6 +290,27 @@ public final class RecordEngine: Sendable {
             return state.drainedWaiters
         }
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// Hands each write of `batch` its result, and publishes each committed change.
+    private func deliver(_ results: [WriteResult], of batch: FairQueue<PendingWrite>.Batch) {
+        for (write, result) in zip(batch.items.lazy.map(\.element), results) {
+            guard case .outcome(let outcome) = result, let (changes, seq) = outcome.committed else {
+                write.onCommitted(result)
+                continue
+            }
+            // The seq first: a request its reply lets through (a `hello` after the ack)
+            // must see this change's seq as committed.
+            if let sequencer {
+                lastSeq.max(seq, ordering: .releasing)
+                write.onCommitted(result)
+                sequencer.committedLocally(changes)
+            } else {
+                lastSeq.store(seq, ordering: .releasing)
+                write.onCommitted(result)
+                hub.publish(changes)
+            }
+        }
     }
 
     /// Refuses new requests from now on (with `unavailable`); queued writes still commit.

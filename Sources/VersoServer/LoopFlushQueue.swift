@@ -12,6 +12,8 @@ final class LoopFlushQueue: Sendable {
     private struct State {
         var outboxes: [Outbox] = []
         var scheduled = false
+        /// Callers of `holdingFlushes` running now: while any is, `add` schedules no flush.
+        var holds = 0
     }
 
     private let eventLoop: any EventLoop
@@ -36,14 +38,35 @@ final class LoopFlushQueue: Sendable {
         }
     }
 
-    /// Has `outbox` flushed on the loop soon, with every other outbox added before that runs.
+    /// Has `outbox` flushed on the loop soon, with every other outbox added before that runs
+    /// (once `holdingFlushes` returns, when one is running).
     func add(_ outbox: Outbox) {
         let schedule = state.withLock { state -> Bool in
             state.outboxes.append(outbox)
-            defer { state.scheduled = true }
-            return !state.scheduled
+            guard !state.scheduled, state.holds == 0 else { return false }
+            state.scheduled = true
+            return true
         }
         if schedule { eventLoop.execute { self.flushAll() } }
+    }
+
+    /// Runs `body` (the delivery of one commit's acks and updates, from the writer's thread)
+    /// with no flush scheduled by what it adds, then schedules one per loop that has outboxes
+    /// to flush. So a batch of writes wakes each event loop once, rather than once per ack the
+    /// loop's flush did not get to before the writer queued the next one.
+    static func holdingFlushes(_ body: () -> Void) {
+        let all = queues.withLock { Array($0.values) }
+        for queue in all { queue.state.withLock { $0.holds += 1 } }
+        body()
+        for queue in all {
+            let schedule = queue.state.withLock { state -> Bool in
+                state.holds -= 1
+                guard !state.scheduled, state.holds == 0, !state.outboxes.isEmpty else { return false }
+                state.scheduled = true
+                return true
+            }
+            if schedule { queue.eventLoop.execute { queue.flushAll() } }
+        }
     }
 
     private func flushAll() {

@@ -79,6 +79,7 @@ public final class VersoServer: Sendable {
         engineConfiguration.onFellBehind = {
             registry.closeOpen(.goingAway, reason: "the server fell behind the shared store; resume with since")
         }
+        engineConfiguration.deliveringBatch = { deliver in LoopFlushQueue.holdingFlushes(deliver) }
         if let metrics {
             engineConfiguration.onCommit = { commands, duration, sync in
                 metrics.commit(commands: commands, duration: duration, sync: sync)
