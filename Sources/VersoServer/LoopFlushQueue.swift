@@ -43,17 +43,25 @@ final class LoopFlushQueue: Sendable {
     func add(_ outbox: Outbox) {
         let schedule = state.withLock { state -> Bool in
             state.outboxes.append(outbox)
-            guard !state.scheduled, state.holds == 0 else { return false }
+            guard !state.scheduled, state.holds == 0 || state.outboxes.count >= Self.heldOutboxLimit else {
+                return false
+            }
             state.scheduled = true
             return true
         }
         if schedule { eventLoop.execute { self.flushAll() } }
     }
 
+    /// Most outboxes `add` leaves waiting for a flush while `holdingFlushes` runs: past them the
+    /// loop starts writing (a change fanned out to many subscribers is written while the rest
+    /// are queued, not after).
+    static let heldOutboxLimit = 64
+
     /// Runs `body` (the delivery of one commit's acks and updates, from the writer's thread)
-    /// with no flush scheduled by what it adds, then schedules one per loop that has outboxes
-    /// to flush. So a batch of writes wakes each event loop once, rather than once per ack the
-    /// loop's flush did not get to before the writer queued the next one.
+    /// with no flush scheduled by what it adds (unless `heldOutboxLimit` outboxes wait on one
+    /// loop), then schedules one per loop that has outboxes to flush. So a batch of writes
+    /// wakes each event loop once, rather than once per ack the loop's flush did not get to
+    /// before the writer queued the next one.
     static func holdingFlushes(_ body: () -> Void) {
         let all = queues.withLock { Array($0.values) }
         for queue in all { queue.state.withLock { $0.holds += 1 } }
