@@ -76,34 +76,53 @@ final class ServerMetrics: Sendable {
         commitSize = CoreMetrics.Recorder(label: "verso_commit_batch_size", aggregate: true, factory: factory)
         commitDuration = CoreMetrics.Timer(label: "verso_commit_duration_seconds", factory: factory)
         syncDuration = CoreMetrics.Timer(label: "verso_commit_sync_seconds", factory: factory)
-        connectionsOpen = registry.makeGauge(name: "verso_connections_open", help: "WebSocket connections open")
-        queuedBytes = registry.makeGauge(
+        connectionsOpen = Self.gauge(registry, name: "verso_connections_open", help: "WebSocket connections open")
+        queuedBytes = Self.gauge(
+            registry,
             name: "verso_queued_bytes",
             help: "Bytes queued for all clients together (section 1.1 of Protocol.md)"
         )
-        subscriptions = registry.makeGauge(name: "verso_subscriptions", help: "Subscriptions held")
-        lastSeq = registry.makeGauge(name: "verso_last_seq", help: "The seq of the last committed change")
-        oldestSeqKept = registry.makeGauge(
+        subscriptions = Self.gauge(registry, name: "verso_subscriptions", help: "Subscriptions held")
+        lastSeq = Self.gauge(registry, name: "verso_last_seq", help: "The seq of the last committed change")
+        oldestSeqKept = Self.gauge(
+            registry,
             name: "verso_log_oldest_seq",
             help: "The oldest seq the change log still holds: a resume with since before it is reset"
         )
-        logChanges = registry.makeGauge(name: "verso_log_seqs", help: "Seqs the change log holds (--history bounds it)")
-        largestUnread = registry.makeGauge(
+        logChanges = Self.gauge(
+            registry,
+            name: "verso_log_seqs",
+            help: "Seqs the change log holds (--history bounds it)"
+        )
+        largestUnread = Self.gauge(
+            registry,
             name: "verso_queued_bytes_max_connection",
             help: "The most bytes waiting unread for any one client"
         )
-        databaseBytes = registry.makeGauge(name: "verso_database_bytes", help: "Size of verso.sqlite")
-        walBytes = registry.makeGauge(name: "verso_wal_bytes", help: "Size of verso.sqlite-wal")
-        residentBytes = registry.makeGauge(name: "process_resident_memory_bytes", help: "Resident memory")
-        deliveries = registry.makeCounter(
+        databaseBytes = Self.gauge(registry, name: "verso_database_bytes", help: "Size of verso.sqlite")
+        walBytes = Self.gauge(registry, name: "verso_wal_bytes", help: "Size of verso.sqlite-wal")
+        residentBytes = Self.gauge(registry, name: "process_resident_memory_bytes", help: "Resident memory")
+        deliveries = Self.counter(
+            registry,
             name: "verso_deliveries_total",
             help: "Updates and presence messages sent to subscriptions"
         )
-        slowCloses = registry.makeCounter(
+        slowCloses = Self.counter(
+            registry,
             name: "verso_slow_client_closes_total",
             help: "Connections closed with 1008 for letting too much pile up unread"
         )
-        cpuSeconds = registry.makeCounter(name: "process_cpu_seconds_total", help: "User and system CPU time")
+        cpuSeconds = Self.counter(registry, name: "process_cpu_seconds_total", help: "User and system CPU time")
+    }
+
+    /// The registry's gauge `name` (written as given: no namespace or unit is added to it).
+    private static func gauge(_ registry: PrometheusCollectorRegistry, name: String, help: String) -> Prometheus.Gauge {
+        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help))
+    }
+
+    /// The registry's counter `name`, as `gauge(_:name:help:)`.
+    private static func counter(_ registry: PrometheusCollectorRegistry, name: String, help: String) -> Prometheus.Counter {
+        registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help))
     }
 
     /// One counter `label` for each of `values` of its one `dimension`, by value.
