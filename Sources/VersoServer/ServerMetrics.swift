@@ -116,12 +116,20 @@ final class ServerMetrics: Sendable {
     }
 
     /// The registry's gauge `name` (written as given: no namespace or unit is added to it).
-    private static func gauge(_ registry: PrometheusCollectorRegistry, name: String, help: String) -> Prometheus.Gauge {
+    private static func gauge(
+        _ registry: PrometheusCollectorRegistry,
+        name: String,
+        help: String
+    ) -> Prometheus.Gauge {
         registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help))
     }
 
     /// The registry's counter `name`, as `gauge(_:name:help:)`.
-    private static func counter(_ registry: PrometheusCollectorRegistry, name: String, help: String) -> Prometheus.Counter {
+    private static func counter(
+        _ registry: PrometheusCollectorRegistry,
+        name: String,
+        help: String
+    ) -> Prometheus.Counter {
         registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help))
     }
 
