@@ -358,11 +358,21 @@ public struct JSONParser {
         return value
     }
 
+    /// The bytes in `range` (a string's, between its quotes, with no escape) as a `String`,
+    /// checked to be well-formed UTF-8 first. (`String(validating:as:)` is generic and not
+    /// inlined: it looked up type metadata at run time for every string of every request.)
     private func decodeUTF8(_ range: Range<Int>) throws(JSONParseError) -> String {
-        guard let text = String(validating: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) else {
-            throw error("string is not valid UTF-8")
+        var index = range.lowerBound
+        while index < range.upperBound {
+            if bytes[index] < 0x80 {
+                index += 1
+            } else if let length = wellFormedUTF8Sequence(at: index), index + length <= range.upperBound {
+                index += length
+            } else {
+                throw error("string is not valid UTF-8")
+            }
         }
-        return text
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
     }
 
     // MARK: The canonical scan: validation of a value written as `JSONWriter` writes it, with no

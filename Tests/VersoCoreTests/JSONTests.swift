@@ -14,6 +14,27 @@ struct JSONTests {
         #expect(try JSONParser.parse(value.encodedString) == value)
     }
 
+    @Test("a string's bytes are taken exactly when they are valid UTF-8 (Swift's own check is the oracle)")
+    func utf8AgainstTheStandardLibrary() throws {
+        var generator = SeededGenerator(seed: 0x0DF8)
+        // Mostly bytes 0x80 and up, where UTF-8's rules are; some ASCII between them.
+        let pool: [UInt8] = Array(0x80...0xFF) + Array(0x80...0xFF) + [0x41, 0x7E, 0xC3, 0xE2, 0xF0, 0xF4]
+        var accepted = 0
+        for _ in 0..<20_000 {
+            let content = (0..<Int.random(in: 1...6, using: &generator)).map { _ in
+                pool.randomElement(using: &generator)!
+            }
+            let valid = String(validating: content, as: UTF8.self) != nil
+            for (prefix, suffix) in [(#"""#, #"""#), (#"{"data":{"a":""#, #""}}"#), (#"{"s":""#, #"\n"}"#)] {
+                let bytes = Array(prefix.utf8) + content + Array(suffix.utf8)
+                let parsed = bytes.withUnsafeBufferPointer { (try? JSONParser.parse($0, leavingOut: "data")) != nil }
+                #expect(parsed == valid, "\(content) in \(prefix)")
+            }
+            if valid { accepted += 1 }
+        }
+        #expect(accepted > 500, "the generator makes valid sequences too")
+    }
+
     @Test("escapes control characters, quotes and backslashes")
     func escaping() throws {
         let value = JSONValue.string("q\"b\\t\u{01}")

@@ -5,7 +5,8 @@ import VersoCore
 //
 // Invariants, for any bytes:
 // - a refusal names a byte offset inside the input and a reason;
-// - the bytes API and the String API agree (same value, or the same refusal);
+// - the bytes API and the String API agree (same value, or the same refusal), and an accepted
+//   document is valid UTF-8 (checked by the standard library);
 // - an accepted value encodes to valid UTF-8 that parses back to the same value, and encoding
 //   that again gives the same bytes (the encoding is canonical);
 // - located as an object's member, a value reported as written canonically is exactly its
@@ -45,6 +46,8 @@ public func fuzzJSON(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     checkLeavingOut(Array(#"{"type":"put","data":"#.utf8) + input + [UInt8(ascii: "}")])
 
     guard case .success(let value) = parsed else { return 0 }
+    // ASCII around strings whose bytes were checked: an accepted document is valid UTF-8.
+    invariant(String(validating: input, as: UTF8.self) != nil, "accepted a document that is not valid UTF-8")
     let encoded = value.encodedBytes
     invariant(String(validating: encoded, as: UTF8.self) != nil, "encoding is not valid UTF-8")
     let reparsed = encoded.withUnsafeBufferPointer { bytes in
