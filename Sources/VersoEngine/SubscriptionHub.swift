@@ -27,7 +27,10 @@ import VersoCore
 /// `progress` message with the last published seq every interval. It is sent under the same lock
 /// as the updates, after every update up to that seq, so resuming from it replays nothing twice.
 final class SubscriptionHub: Sendable {
-    private struct Subscription {
+    /// A class, so that looking one up for each change it receives retains one reference
+    /// rather than copying (and retaining) each of its members. Touched only under the hub's
+    /// lock, and never handed out of it.
+    private final class Subscription {
         let filter: SubscriptionFilter
         let sink: any MessageSink
         /// Changes held while the subscription's starting view is read; nil once live.
@@ -36,6 +39,28 @@ final class SubscriptionHub: Sendable {
         var startSeq: Int64 = .max
         /// Its progress bookmarks, when it asked for them.
         var progress: ProgressTimer?
+
+        init(filter: SubscriptionFilter, sink: any MessageSink, buffer: [Change]?, progress: ProgressTimer?) {
+            self.filter = filter
+            self.sink = sink
+            self.buffer = buffer
+            self.progress = progress
+        }
+
+        /// Holds `change` while the starting view is read, else sends it (as `id`) unless the
+        /// starting view already has it; says whether it sent it. `encoded` is the change's
+        /// encoding, made by the first subscription that sends it.
+        func receive(_ change: Change, as id: Int64, encoded: inout EncodedUpdate?) -> Bool {
+            if buffer != nil {
+                buffer!.append(change)
+                return false
+            }
+            guard change.seq > startSeq else { return false }
+            if encoded == nil { encoded = EncodedUpdate(change) }
+            sink.send(encoded!, sub: id)
+            if progress != nil { progress!.delivered = true }
+            return true
+        }
     }
 
     /// When a subscription's next bookmark is due, and whether an update made it needless.
@@ -94,7 +119,7 @@ final class SubscriptionHub: Sendable {
     /// Delivers the buffered changes after `seq`, then switches the subscription to live delivery.
     func activate(_ id: Int64, after seq: Int64) {
         state.withLock { state in
-            guard var subscription = state.subscriptions[id], let buffer = subscription.buffer else { return }
+            guard let subscription = state.subscriptions[id], let buffer = subscription.buffer else { return }
             for change in buffer where change.seq > seq {
                 subscription.sink.send(EncodedUpdate(change), sub: id)
             }
@@ -119,7 +144,6 @@ final class SubscriptionHub: Sendable {
             subscription.buffer = nil
             subscription.startSeq = seq
             if let interval = subscription.progress?.interval { subscription.progress?.due = .now + interval }
-            state.subscriptions[id] = subscription
         }
     }
 
@@ -164,15 +188,7 @@ final class SubscriptionHub: Sendable {
                 guard !targets.isEmpty else { continue }
                 var encoded: EncodedUpdate?
                 for id in targets {
-                    guard let subscription = state.subscriptions[id] else { continue }
-                    if subscription.buffer != nil {
-                        state.subscriptions[id]!.buffer!.append(change)
-                    } else if change.seq > subscription.startSeq {
-                        if encoded == nil { encoded = EncodedUpdate(change) }
-                        sent += 1
-                        subscription.sink.send(encoded!, sub: id)
-                        if subscription.progress != nil { state.subscriptions[id]!.progress!.delivered = true }
-                    }
+                    if state.subscriptions[id]?.receive(change, as: id, encoded: &encoded) == true { sent += 1 }
                 }
             }
         }
@@ -255,7 +271,7 @@ final class SubscriptionHub: Sendable {
     func sendProgress(now: ContinuousClock.Instant) {
         state.withLock { state in
             for id in state.progressing {
-                guard var subscription = state.subscriptions[id], subscription.buffer == nil,
+                guard let subscription = state.subscriptions[id], subscription.buffer == nil,
                     var timer = subscription.progress, timer.due <= now
                 else { continue }
                 if !timer.delivered {
@@ -266,7 +282,6 @@ final class SubscriptionHub: Sendable {
                 timer.delivered = false
                 timer.due = now + timer.interval
                 subscription.progress = timer
-                state.subscriptions[id] = subscription
             }
         }
     }
