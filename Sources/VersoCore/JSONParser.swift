@@ -39,13 +39,7 @@ public struct JSONParser {
         maxDepth: Int = JSONParser.maxDepth
     ) throws(JSONParseError) -> JSONValue {
         var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
-        parser.skipWhitespace()
-        let value = try parser.parseValue(depth: 0)
-        parser.skipWhitespace()
-        guard parser.index == bytes.count else {
-            throw parser.error("unexpected data after the JSON value")
-        }
-        return value
+        return try parser.parseDocument()
     }
 
     /// Parses a whole document as `parse(_:maxDepth:)`, and says where the value of the
@@ -59,15 +53,8 @@ public struct JSONParser {
         maxDepth: Int = JSONParser.maxDepth,
         locating name: StaticString
     ) throws(JSONParseError) -> (value: JSONValue, member: (range: Range<Int>, isCanonical: Bool)?) {
-        var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
-        parser.located = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
-        parser.skipWhitespace()
-        let value = try parser.parseValue(depth: 0)
-        parser.skipWhitespace()
-        guard parser.index == bytes.count else {
-            throw parser.error("unexpected data after the JSON value")
-        }
-        return (value, parser.location)
+        var parser = JSONParser(bytes: bytes, maxDepth: maxDepth, locating: name)
+        return (try parser.parseDocument(), parser.location)
     }
 
     /// Parses a whole document as `parse(_:maxDepth:)`, except for the outermost object's
@@ -81,16 +68,9 @@ public struct JSONParser {
         maxDepth: Int = JSONParser.maxDepth,
         leavingOut name: StaticString
     ) throws(JSONParseError) -> (value: JSONValue, leftOut: Range<Int>?) {
-        var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
-        parser.located = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        var parser = JSONParser(bytes: bytes, maxDepth: maxDepth, locating: name)
         parser.leavesOut = true
-        parser.skipWhitespace()
-        let value = try parser.parseValue(depth: 0)
-        parser.skipWhitespace()
-        guard parser.index == bytes.count else {
-            throw parser.error("unexpected data after the JSON value")
-        }
-        return (value, parser.leftOut ? parser.location?.range : nil)
+        return (try parser.parseDocument(), parser.leftOut ? parser.location?.range : nil)
     }
 
     private let bytes: UnsafeBufferPointer<UInt8>
@@ -100,16 +80,26 @@ public struct JSONParser {
     /// byte order, an escape the writer does not use).
     private var departures = 0
     /// The outermost member whose value `location` reports.
-    private var located: UnsafeBufferPointer<UInt8>?
+    private let located: UnsafeBufferPointer<UInt8>?
     private var location: (range: Range<Int>, isCanonical: Bool)?
     /// Whether the located member's value is left out of the tree when it is a canonical object.
     private var leavesOut = false
     /// Whether it was.
     private var leftOut = false
 
-    private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, locating name: StaticString? = nil) {
         self.bytes = bytes
         self.depthLimit = maxDepth
+        self.located = name.map { UnsafeBufferPointer(start: $0.utf8Start, count: $0.utf8CodeUnitCount) }
+    }
+
+    /// The whole input as one value, with nothing but whitespace around it.
+    private mutating func parseDocument() throws(JSONParseError) -> JSONValue {
+        skipWhitespace()
+        let value = try parseValue(depth: 0)
+        skipWhitespace()
+        guard index == bytes.count else { throw error("unexpected data after the JSON value") }
+        return value
     }
 
     private func error(_ reason: String) -> JSONParseError {
