@@ -25,15 +25,19 @@ final class LoopFlushQueue: Sendable {
         self.scratch = .makeBoxSendingValue(FlushScratch(), eventLoop: eventLoop)
     }
 
-    private static let queues = Mutex<[ObjectIdentifier: LoopFlushQueue]>([:])
+    /// Every loop's queue, by loop, and the same queues as a list (read once per batch by
+    /// `holdingFlushes`: taking the array is a retain, where listing the dictionary's values
+    /// allocated).
+    private static let queues = Mutex<(byLoop: [ObjectIdentifier: LoopFlushQueue], all: [LoopFlushQueue])>(([:], []))
 
     /// The queue of `eventLoop`, the same for every channel on that loop.
     static func of(_ eventLoop: any EventLoop) -> LoopFlushQueue {
         queues.withLock { queues in
             let id = ObjectIdentifier(eventLoop)
-            if let queue = queues[id] { return queue }
+            if let queue = queues.byLoop[id] { return queue }
             let queue = LoopFlushQueue(eventLoop: eventLoop)
-            queues[id] = queue
+            queues.byLoop[id] = queue
+            queues.all.append(queue)
             return queue
         }
     }
@@ -63,7 +67,7 @@ final class LoopFlushQueue: Sendable {
     /// wakes each event loop once, rather than once per ack the loop's flush did not get to
     /// before the writer queued the next one.
     static func holdingFlushes(_ body: () -> Void) {
-        let all = queues.withLock { Array($0.values) }
+        let all = queues.withLock { $0.all }
         for queue in all { queue.state.withLock { $0.holds += 1 } }
         body()
         for queue in all {
