@@ -26,6 +26,9 @@ final class SQLiteWriter: @unchecked Sendable {
     private var claims: IdempotencyClaims
     /// The paths each version changed from the one before, as merges found them.
     private var changedPaths = ChangedPaths()
+    /// The list a command's decisions are gathered in, kept empty between commands so that
+    /// deciding one allocates none.
+    private var decisionList: [Decision] = []
     let info: StoreInfo
 
     /// Work counted for any command besides the record data it touches.
@@ -244,7 +247,12 @@ final class SQLiteWriter: @unchecked Sendable {
 
     /// Decides `operations` all or nothing and applies them when every one holds, as `author`'s.
     private func decideAndApply(_ operations: [WriteOperation], by author: String?) throws -> CommandOutcome {
-        var decisions: [(operation: WriteOperation, current: CurrentRecord?, decision: VersionDecision)] = []
+        var decisions: [Decision] = []
+        swap(&decisions, &decisionList)
+        defer {
+            decisions.removeAll(keepingCapacity: true)
+            swap(&decisions, &decisionList)
+        }
         decisions.reserveCapacity(operations.count)
         for operation in operations {
             if let decided = decidedByVersion(operation) {
@@ -312,13 +320,15 @@ final class SQLiteWriter: @unchecked Sendable {
         return .applied(seq: seq, changes: changes, versions: versions)
     }
 
+    /// An operation of a command with the key's current state and what the versioning rules
+    /// decided for it.
+    private typealias Decision = (operation: WriteOperation, current: CurrentRecord?, decision: VersionDecision)
+
     /// The decision on `operation` when the key's known version alone makes it: a put, delete or
     /// check that does not conflict. Its current record carries the version only (nothing reads
     /// its data: a put replaces it, a delete drops it). Nil when the database must be read: a
     /// patch merges into the data, a conflict's reply carries it, and unknown keys.
-    private func decidedByVersion(
-        _ operation: WriteOperation
-    ) -> (operation: WriteOperation, current: CurrentRecord?, decision: VersionDecision)? {
+    private func decidedByVersion(_ operation: WriteOperation) -> Decision? {
         if case .patch = operation.action { return nil }
         guard let known = versions[operation.key] else { return nil }
         let decision = VersioningRules.decide(
