@@ -167,6 +167,29 @@ final class SQLiteStatement {
         return try string.withUTF8 { buffer in try withText(index, buffer, body) }
     }
 
+    /// Binds slices of `bytes` as TEXT without a copy (a nil range: NULL), each at its
+    /// parameter, for the length of `body` only, as `withText` does for one.
+    func withTexts<T>(
+        _ slices: [(index: Int32, range: Range<Int>?)],
+        of bytes: [UInt8],
+        _ body: () throws -> T
+    ) throws -> T {
+        try bytes.withUnsafeBufferPointer { buffer in
+            defer {
+                sqlite3_reset(pointer)
+                for slice in slices { sqlite3_bind_null(pointer, slice.index) }
+            }
+            for slice in slices {
+                guard let range = slice.range else {
+                    try check(sqlite3_bind_null(pointer, slice.index))
+                    continue
+                }
+                try check(bindText(slice.index, UnsafeBufferPointer(rebasing: buffer[range]), copied: false))
+            }
+            return try body()
+        }
+    }
+
     private func withText<T>(_ index: Int32, _ bytes: UnsafeBufferPointer<UInt8>, _ body: () throws -> T) throws -> T {
         try check(bindText(index, bytes, copied: false))
         defer {

@@ -29,6 +29,14 @@ final class SQLiteWriter: @unchecked Sendable {
     /// The list a command's decisions are gathered in, kept empty between commands so that
     /// deciding one allocates none.
     private var decisionList: [Decision] = []
+    /// Changes the transaction in progress has logged but not yet inserted (`flushLog`), and
+    /// their keys and data back to back.
+    private var pendingLog: [PendingChange] = []
+    private var pendingLogBytes: [UInt8] = []
+    /// The text parameters of a log insert, kept between inserts.
+    private var pendingLogTexts: [(index: Int32, range: Range<Int>?)] = []
+    /// Inserts of 1 to `maxChangesPerInsert` changes into the log, prepared when first used.
+    private var logInserts: [Int: SQLiteStatement] = [:]
     let info: StoreInfo
 
     /// Work counted for any command besides the record data it touches.
@@ -42,7 +50,6 @@ final class SQLiteWriter: @unchecked Sendable {
         let stored: SQLiteStatement
         let insertRecord: SQLiteStatement
         let updateRecord: SQLiteStatement
-        let logChange: SQLiteStatement
         let saveState: SQLiteStatement
         let prune: SQLiteStatement
         let prunedChanges: SQLiteStatement
@@ -68,12 +75,6 @@ final class SQLiteWriter: @unchecked Sendable {
                 """
                 UPDATE records SET version = ?1, data = ?2, seq = ?3, at_ms = ?6, author = ?7
                 WHERE key = ?4 AND version = ?5
-                """
-            )
-            logChange = try connection.prepare(
-                """
-                INSERT INTO changes (id, seq, key, version, data, previous_seq, at_ms, author)
-                VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
                 """
             )
             saveState = try connection.prepare("UPDATE store_state SET last_seq = ?1, pruned_through = ?2 WHERE id = 1")
@@ -115,6 +116,21 @@ final class SQLiteWriter: @unchecked Sendable {
         info = StoreInfo(epoch: try SQLiteQueries.epoch(connection), lastSeq: lastSeq)
     }
 
+    /// A change to insert into the log; its key, data and author lie in `pendingLogBytes`.
+    private struct PendingChange {
+        var id: Int64
+        var seq: Int64
+        var version: Int64
+        var previousSeq: Int64?
+        var at: Int64
+        var key: Range<Int>
+        var data: Range<Int>?
+        var author: Range<Int>?
+    }
+
+    /// Most changes one statement inserts into the log.
+    static let maxChangesPerInsert = 32
+
     /// Applies `commands` in one transaction, or the prefix of them `budget` allows; on any
     /// error rolls everything back and rethrows.
     func commit(_ commands: [WriteCommand], budget: CommitBudget = .unlimited) throws -> BudgetedCommit {
@@ -137,6 +153,7 @@ final class SQLiteWriter: @unchecked Sendable {
                 costs.append(work - before)
             }
             try pruneClaimsIfDue()
+            try flushLog()
             if lastSeq != savedSeq {
                 try pruneIfNeeded()
                 try statements.saveState.use { statement in
@@ -156,6 +173,8 @@ final class SQLiteWriter: @unchecked Sendable {
             if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
             lastSeq = savedSeq
             prunedThrough = savedPruned
+            pendingLog.removeAll(keepingCapacity: true)
+            pendingLogBytes.removeAll(keepingCapacity: true)
             // The cache and the versions may hold states this transaction wrote, which never happened.
             cache.removeAll()
             changedPaths.removeAll()
@@ -403,6 +422,8 @@ final class SQLiteWriter: @unchecked Sendable {
         through current: CurrentRecord,
         readingBase: Bool
     ) throws -> WalkedHistory {
+        // The log is read below: the changes this transaction has logged go in first.
+        try flushLog()
         // Each version from the current one back to `first`: whether it is a tombstone, its
         // data when it is read, and its changed paths when they are known already (looked up
         // once, here: the diffs below may start the store of paths over).
@@ -521,7 +542,8 @@ final class SQLiteWriter: @unchecked Sendable {
     }
 
     /// Writes the new state with a compare-and-set on the previous version, and logs the change
-    /// under `id` (`ChangeLog`), both stamped with the commit time and `author`.
+    /// under `id` (`ChangeLog`; inserted with the transaction's others by `flushLog`), both
+    /// stamped with the commit time and `author`.
     private func write(
         key: String,
         previous current: CurrentRecord?,
@@ -547,18 +569,65 @@ final class SQLiteWriter: @unchecked Sendable {
                 "compare-and-set on \"\(key)\" at version \(previous ?? 0) matched no row: another writer changed the database"
             )
         }
-        try statements.logChange.use { log in
-            try log.bind(1, seq)
-            try log.bind(8, id)
-            try log.bind(3, next)
-            // The link a merge walks back by; NULL for the key's first change.
-            if let previousSeq = current?.seq { try log.bind(5, previousSeq) } else { try log.bindNull(5) }
-            try log.bind(6, commitTime)
-            try log.bind(7, author)
-            try log.withText(2, key) {
-                try log.withText(4, data) { try log.run() }
-            }
+        func append(_ bytes: some Sequence<UInt8>) -> Range<Int> {
+            let start = pendingLogBytes.count
+            pendingLogBytes.append(contentsOf: bytes)
+            return start..<pendingLogBytes.count
         }
+        pendingLog.append(
+            PendingChange(
+                id: id,
+                seq: seq,
+                version: next,
+                // The link a merge walks back by; NULL for the key's first change.
+                previousSeq: current?.seq,
+                at: commitTime,
+                key: append(key.utf8),
+                data: data.map { append($0) },
+                author: author.map { append($0.utf8) }
+            )
+        )
+        if pendingLog.count == Self.maxChangesPerInsert { try flushLog() }
+    }
+
+    /// Inserts the changes logged so far into the log, up to `maxChangesPerInsert` in one
+    /// statement: each statement run opens its cursor and builds its rows in memory SQLite
+    /// allocates, so one run for many changes allocates once for all of them. Runs before
+    /// anything reads the log in the transaction, and before it commits.
+    private func flushLog() throws {
+        guard !pendingLog.isEmpty else { return }
+        let insert = try logInsert(of: pendingLog.count)
+        pendingLogTexts.removeAll(keepingCapacity: true)
+        try insert.use { statement in
+            for (row, change) in pendingLog.enumerated() {
+                let first = Int32(row * 8)
+                try statement.bind(first + 1, change.id)
+                try statement.bind(first + 2, change.seq)
+                try statement.bind(first + 4, change.version)
+                try statement.bind(first + 6, change.previousSeq)
+                try statement.bind(first + 7, change.at)
+                pendingLogTexts.append((first + 3, change.key))
+                pendingLogTexts.append((first + 5, change.data))
+                pendingLogTexts.append((first + 8, change.author))
+            }
+            try statement.withTexts(pendingLogTexts, of: pendingLogBytes) { try statement.run() }
+        }
+        pendingLog.removeAll(keepingCapacity: true)
+        pendingLogBytes.removeAll(keepingCapacity: pendingLogBytes.capacity <= 1 << 20)
+    }
+
+    /// The statement inserting `count` changes into the log, each as parameters 8 × row + 1…8.
+    private func logInsert(of count: Int) throws -> SQLiteStatement {
+        if let prepared = logInserts[count] { return prepared }
+        let rows = (0..<count).map { row in
+            "(" + (1...8).map { "?\(row * 8 + $0)" }.joined(separator: ", ") + ")"
+        }
+        let statement = try connection.prepare(
+            "INSERT INTO changes (id, seq, key, version, data, previous_seq, at_ms, author) VALUES "
+                + rows.joined(separator: ", ")
+        )
+        logInserts[count] = statement
+        return statement
     }
 
     /// Most seqs one commit prunes: deleting a log entry costs about what writing it did, so a
