@@ -30,7 +30,7 @@ final class SQLiteWriter: @unchecked Sendable {
     /// deciding one allocates none.
     private var decisionList: [Decision] = []
     /// Changes the transaction in progress has logged but not yet inserted (`flushLog`), and
-    /// their keys and data back to back.
+    /// their keys, data and authors back to back.
     private var pendingLog: [PendingChange] = []
     private var pendingLogBytes: [UInt8] = []
     /// The text parameters of a log insert, kept between inserts.
