@@ -173,8 +173,7 @@ final class SQLiteWriter: @unchecked Sendable {
             if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
             lastSeq = savedSeq
             prunedThrough = savedPruned
-            pendingLog.removeAll(keepingCapacity: true)
-            pendingLogBytes.removeAll(keepingCapacity: true)
+            clearPendingLog()
             // The cache and the versions may hold states this transaction wrote, which never happened.
             cache.removeAll()
             changedPaths.removeAll()
@@ -612,6 +611,11 @@ final class SQLiteWriter: @unchecked Sendable {
             }
             try statement.withTexts(pendingLogTexts, of: pendingLogBytes) { try statement.run() }
         }
+        clearPendingLog()
+    }
+
+    /// Empties the pending log, keeping the room of its buffer unless a large record made it large.
+    private func clearPendingLog() {
         pendingLog.removeAll(keepingCapacity: true)
         pendingLogBytes.removeAll(keepingCapacity: pendingLogBytes.capacity <= 1 << 20)
     }
